@@ -1,0 +1,30 @@
+//! # sluice-checkpoint
+//!
+//! The vocabulary that Sluice's runtime and its checkpoint logic share, kept in
+//! its own crate so that nothing depends in a cycle (see `ARCHITECTURE.md`):
+//!
+//! * [`barrier`]: checkpoint ids, the barrier that flows through the data
+//!   channels, and the checkpoint options it carries.
+//! * [`key_group`]: how keys hash into key groups and how key groups map to
+//!   subtasks, which is what lets keyed state be redistributed when a job is
+//!   restored at another parallelism.
+//! * [`snapshot`]: the state a subtask hands back when it acknowledges a
+//!   checkpoint.
+//!
+//! ```
+//! use sluice_checkpoint::key_group::{assign_to_key_group, operator_index_for_key_group};
+//! let group = assign_to_key_group(&"hello", 128);
+//! let subtask = operator_index_for_key_group(128, 4, group);
+//! assert!(group < 128 && subtask < 4);
+//! ```
+#![deny(missing_docs)]
+
+pub mod barrier;
+pub mod error;
+pub mod key_group;
+pub mod snapshot;
+
+pub use barrier::{CheckpointBarrier, CheckpointId, CheckpointKind, CheckpointingMode};
+pub use error::{Error, Result};
+pub use key_group::{KeyGroupRange, DEFAULT_MAX_PARALLELISM};
+pub use snapshot::OperatorSnapshot;

@@ -1,0 +1,266 @@
+//! The execution environment: where a job's sources are created, its
+//! settings made, and where `execute` turns the recorded dataflow into a job.
+
+use super::datastream::DataStream;
+use crate::cluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
+use crate::config::Configuration;
+use crate::error::{Error, Result};
+use crate::graph::job_graph::JobSettings;
+use crate::graph::stream_graph::{NodeKind, StreamGraph, StreamNode};
+use crate::graph::{JobGraph, ParallelismDefaults};
+use crate::metrics::MetricsServer;
+use crate::params::{ParamError, ParameterTool};
+use crate::record::Data;
+use crate::runtime::context::RuntimeMode;
+use crate::runtime::erased::{TypedSourceFactory, TypedStream};
+use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, TextFileSource};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// How keyed aggregations emit results (Flink's `RuntimeExecutionMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeExecutionMode {
+    /// Running results as records arrive (default).
+    Streaming,
+    /// One final result per key at the end of input; needs bounded sources.
+    Batch,
+    /// Batch if every source is bounded, streaming otherwise.
+    Automatic,
+}
+
+pub(crate) struct EnvState {
+    pub(crate) graph: StreamGraph,
+    pub(crate) errors: Vec<String>,
+    parallelism: Option<u32>,
+    command_line_parallelism: Option<u32>,
+    config: Configuration,
+    mode: Option<RuntimeExecutionMode>,
+    chaining: bool,
+}
+
+/// The context a job is built in (Flink's `StreamExecutionEnvironment`).
+///
+/// ```
+/// use sluice::{ParameterTool, StreamExecutionEnvironment};
+/// let params = ParameterTool::from_args(["-p", "2"]).unwrap();
+/// let env = StreamExecutionEnvironment::from_params(&params).unwrap();
+/// env.from_collection(vec![1i64, 2, 3]).map(|x| x * 10).print();
+/// env.execute("doc example").unwrap();
+/// ```
+#[derive(Clone)]
+pub struct StreamExecutionEnvironment {
+    pub(crate) state: Rc<RefCell<EnvState>>,
+}
+
+impl Default for StreamExecutionEnvironment {
+    fn default() -> Self {
+        Self::with_config(Configuration::new())
+    }
+}
+
+impl StreamExecutionEnvironment {
+    /// An environment with the default configuration (no file is read).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An environment with the given configuration.
+    pub fn with_config(config: Configuration) -> Self {
+        StreamExecutionEnvironment {
+            state: Rc::new(RefCell::new(EnvState {
+                graph: StreamGraph::default(),
+                errors: Vec::new(),
+                parallelism: None,
+                command_line_parallelism: None,
+                config,
+                mode: None,
+                chaining: true,
+            })),
+        }
+    }
+
+    /// An environment configured from the command line, the way a job's
+    /// `main` starts: the configuration file found by the documented rule
+    /// (`--config PATH`, `$SLUICE_CONF_DIR/sluice.yaml`, `./sluice.yaml`),
+    /// `-D key=value` overrides, `-p N` as the submission parallelism, and
+    /// `--metrics-port PORT`.
+    pub fn from_params(params: &ParameterTool) -> Result<Self> {
+        let mut config = Configuration::discover(params.get("config").map(Path::new))?;
+        for assignment in params.dynamic_properties() {
+            config.set_dynamic(assignment)?;
+        }
+        if let Some(port) = params.get("metrics-port") {
+            port.parse::<u16>().map_err(|_| ParamError::Malformed {
+                key: "metrics-port".into(),
+                value: port.into(),
+                expected: "a port number (0-65535)".into(),
+            })?;
+            config.set("metrics.reporter.prom.port", port)?;
+        }
+        let env = Self::with_config(config);
+        for key in ["p", "parallelism"] {
+            if let Some(v) = params.get(key) {
+                let p = v.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| ParamError::Malformed {
+                    key: key.into(),
+                    value: v.into(),
+                    expected: "a positive integer".into(),
+                })?;
+                env.state.borrow_mut().command_line_parallelism = Some(p);
+            }
+        }
+        Ok(env)
+    }
+
+    /// Sets the default parallelism of this job's operators (level 2 of 5).
+    pub fn set_parallelism(&self, parallelism: u32) -> &Self {
+        if parallelism == 0 {
+            self.state.borrow_mut().errors.push("set_parallelism(0) on the environment: parallelism must be at least 1".into());
+        }
+        self.state.borrow_mut().parallelism = Some(parallelism);
+        self
+    }
+
+    /// The parallelism `-p` gave, as if from the command line (level 3 of 5).
+    pub fn set_command_line_parallelism(&self, parallelism: u32) -> &Self {
+        self.state.borrow_mut().command_line_parallelism = Some(parallelism);
+        self
+    }
+
+    /// Streaming, batch or automatic (overrides `execution.runtime-mode`).
+    pub fn set_runtime_mode(&self, mode: RuntimeExecutionMode) -> &Self {
+        self.state.borrow_mut().mode = Some(mode);
+        self
+    }
+
+    /// Turns operator chaining off for the whole job.
+    pub fn disable_operator_chaining(&self) -> &Self {
+        self.state.borrow_mut().chaining = false;
+        self
+    }
+
+    /// A copy of the effective configuration.
+    pub fn config(&self) -> Configuration {
+        self.state.borrow().config.clone()
+    }
+
+    /// A bounded, non-parallel source over `data` (Flink's `fromCollection`).
+    pub fn from_collection<T: Data + Sync>(&self, data: Vec<T>) -> DataStream<T> {
+        self.add_source_named(CollectionSource::new(data), "Collection Source").set_parallelism(1)
+    }
+
+    /// The lines of a text file, read in parallel (Flink's `readTextFile`).
+    pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
+        let path = path.into();
+        let name = format!("Text File Source ({})", path.display());
+        self.add_source_named(TextFileSource::new(path), &name)
+    }
+
+    /// The lines sent by a TCP server (Flink's `socketTextStream`).
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
+        self.add_source_named(SocketTextSource::new(host, port), "Socket Stream")
+    }
+
+    /// Any [`Source`]; each subtask runs a clone of `source`.
+    pub fn add_source<T: Data, S: Source<T> + Clone>(&self, source: S) -> DataStream<T> {
+        self.add_source_named(source, "Custom Source")
+    }
+
+    fn add_source_named<T: Data, S: Source<T> + Clone>(&self, source: S, name: &str) -> DataStream<T> {
+        let bounded = source.boundedness() == Boundedness::Bounded;
+        let parallel = source.is_parallel();
+        let node = StreamNode {
+            name: format!("Source: {name}"),
+            uid: None,
+            parallelism: None,
+            kind: NodeKind::Source { factory: TypedSourceFactory::arc(source), bounded, parallel },
+            out_type: TypedStream::<T>::arc(),
+            chain_head: false,
+            keyed: false,
+        };
+        let id = {
+            let mut st = self.state.borrow_mut();
+            st.graph.nodes.push(node);
+            st.graph.nodes.len() - 1
+        };
+        DataStream::from_node(self.clone(), id)
+    }
+
+    fn parallelism_defaults(&self) -> Result<ParallelismDefaults> {
+        let st = self.state.borrow();
+        Ok(ParallelismDefaults {
+            environment: st.parallelism,
+            command_line: st.command_line_parallelism,
+            config: st.config.get_u32("parallelism.default")?,
+            cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        })
+    }
+
+    /// Resolves parallelism and chaining: the job graph `execute` would run.
+    pub fn job_graph(&self, job_name: &str) -> Result<JobGraph> {
+        let defaults = self.parallelism_defaults()?;
+        let st = self.state.borrow();
+        if let Some(e) = st.errors.first() {
+            return Err(Error::InvalidGraph(e.clone()));
+        }
+        let conf = &st.config;
+        let mode_text = conf.get_str("execution.runtime-mode")?.unwrap_or_default().to_ascii_uppercase();
+        let mode = st.mode.unwrap_or(match mode_text.as_str() {
+            "BATCH" => RuntimeExecutionMode::Batch,
+            "AUTOMATIC" => RuntimeExecutionMode::Automatic,
+            _ => RuntimeExecutionMode::Streaming,
+        });
+        let all_bounded = st
+            .graph
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.kind, NodeKind::Source { bounded: false, .. }));
+        let mode = match mode {
+            RuntimeExecutionMode::Streaming => RuntimeMode::Streaming,
+            RuntimeExecutionMode::Batch => RuntimeMode::Batch,
+            RuntimeExecutionMode::Automatic if all_bounded => RuntimeMode::Batch,
+            RuntimeExecutionMode::Automatic => RuntimeMode::Streaming,
+        };
+        let max_parallelism = conf.get_u32("pipeline.max-parallelism")?.unwrap_or(128);
+        sluice_checkpoint::key_group::validate(max_parallelism, 1)?;
+        let settings = JobSettings {
+            max_parallelism,
+            mode,
+            batch_size: conf.get_u32("taskmanager.network.batch-size")?.unwrap_or(1024) as usize,
+            channel_capacity: conf.get_u32("taskmanager.network.channel-capacity")?.unwrap_or(4) as usize,
+            buffer_timeout: conf.get_duration("execution.buffer-timeout")?.unwrap_or_default(),
+            slot_request_timeout: conf.get_duration("slot.request.timeout")?.unwrap_or_default(),
+        };
+        JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)
+    }
+
+    /// Runs the job on a local mini cluster and waits for it to end.
+    pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        self.execute_async(job_name)?.wait()
+    }
+
+    /// Starts the job on a local mini cluster and returns at once; the
+    /// returned client can query, cancel and wait for it, and owns the mini
+    /// cluster (and the metrics endpoint) until dropped.
+    pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
+        let graph = self.job_graph(job_name)?;
+        let conf = self.config();
+        let metrics = match conf.get_u32("metrics.reporter.prom.port")? {
+            Some(port) => {
+                let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
+                Some(MetricsServer::start(&host, port as u16)?)
+            }
+            None => None,
+        };
+        let task_managers = conf.get_u32("local.number-taskmanager")?.unwrap_or(1).max(1);
+        let slots = match conf.get_u32("taskmanager.numberOfTaskSlots")? {
+            Some(s) => s,
+            None => graph.required_slots().div_ceil(task_managers),
+        };
+        tracing::info!("Job graph:\n{graph}");
+        let cluster = MiniCluster::start(MiniClusterConfig { task_managers, slots_per_task_manager: slots })?;
+        let client = cluster.submit(graph)?.owning(cluster);
+        tracing::info!("Job has been submitted with JobID {}", client.job_id());
+        Ok(client.with_metrics(metrics))
+    }
+}

@@ -1,0 +1,144 @@
+//! User functions that need more than a closure: process functions.
+//!
+//! Both traits follow the operator lifecycle (see [`crate::runtime::operator`]):
+//! `open` once, `process_element` per record, `finish` at the end of bounded
+//! input, `close` always. Each parallel subtask works on its own clone of the
+//! function. An `Err` fails the subtask with that error.
+
+use crate::error::Result;
+use crate::record::Data;
+use crate::runtime::collector::Collector;
+use crate::runtime::context::RuntimeContext;
+use crate::runtime::element::Watermark;
+
+/// What a [`ProcessFunction`] can see while it handles a record.
+#[derive(Debug)]
+pub struct ProcessContext {
+    pub(crate) watermark: Watermark,
+    pub(crate) subtask_index: u32,
+}
+
+impl ProcessContext {
+    /// The current event-time watermark of this subtask.
+    pub fn current_watermark(&self) -> Watermark {
+        self.watermark
+    }
+
+    /// This subtask's index, from 0.
+    pub fn subtask_index(&self) -> u32 {
+        self.subtask_index
+    }
+}
+
+/// A function called for every record, free to emit any number of outputs
+/// and to keep its own (non-keyed) fields across records.
+///
+/// ```
+/// use sluice::{Collector, ProcessContext, ProcessFunction, Result};
+///
+/// /// Emits the running length of all lines seen by this subtask.
+/// #[derive(Clone, Default)]
+/// struct TotalLength(usize);
+///
+/// impl ProcessFunction<String, usize> for TotalLength {
+///     fn process_element(&mut self, line: String, _ctx: &mut ProcessContext, out: &mut dyn Collector<usize>) -> Result<()> {
+///         self.0 += line.len();
+///         out.collect(self.0)
+///     }
+/// }
+/// ```
+pub trait ProcessFunction<I, O>: Send + 'static {
+    /// Called once before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Handles one record.
+    fn process_element(&mut self, value: I, ctx: &mut ProcessContext, out: &mut dyn Collector<O>) -> Result<()>;
+
+    /// The input ended (bounded jobs): emit what is left.
+    fn finish(&mut self, _out: &mut dyn Collector<O>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once at the end, also after failures.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a [`KeyedProcessFunction`] can see while it handles a record: the
+/// record's key and the function's state for that key.
+pub struct KeyedContext<'a, K, S> {
+    pub(crate) key: &'a K,
+    pub(crate) state: &'a mut S,
+    pub(crate) watermark: Watermark,
+    pub(crate) cleared: bool,
+}
+
+impl<K, S> KeyedContext<'_, K, S> {
+    /// The key of the record being processed.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The function's state for the current key (`Default` for a new key).
+    pub fn state(&mut self) -> &mut S {
+        self.cleared = false;
+        self.state
+    }
+
+    /// Forgets the current key's state once this call returns.
+    pub fn clear_state(&mut self) {
+        self.cleared = true;
+    }
+
+    /// The current event-time watermark of this subtask.
+    pub fn current_watermark(&self) -> Watermark {
+        self.watermark
+    }
+}
+
+/// A process function on a keyed stream, with one value of
+/// [`State`](KeyedProcessFunction::State) per key, kept by the runtime and
+/// included in the operator's snapshot.
+///
+/// ```
+/// use sluice::{Collector, KeyedContext, KeyedProcessFunction, Result};
+///
+/// /// Emits (word, n) on every n-th occurrence of a word that is a multiple of 10.
+/// #[derive(Clone)]
+/// struct EveryTenth;
+///
+/// impl KeyedProcessFunction<String, String, (String, u64)> for EveryTenth {
+///     type State = u64;
+///     fn process_element(&mut self, word: String, ctx: &mut KeyedContext<'_, String, u64>, out: &mut dyn Collector<(String, u64)>) -> Result<()> {
+///         *ctx.state() += 1;
+///         let n = *ctx.state();
+///         if n % 10 == 0 { out.collect((word, n))?; }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
+    /// The per-key state.
+    type State: Data + Default;
+
+    /// Called once before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Handles one record of the current key.
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &mut KeyedContext<'_, K, Self::State>,
+        out: &mut dyn Collector<O>,
+    ) -> Result<()>;
+
+    /// Called once at the end, also after failures.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! The DataStream API: what a job's `main` is written against.
+//!
+//! * [`environment`]: `StreamExecutionEnvironment`, sources, `execute`.
+//! * [`datastream`]: `DataStream`, `KeyedStream` and sinks.
+//! * [`functions`]: process functions and their contexts.
+
+pub mod datastream;
+pub mod environment;
+pub mod functions;

@@ -1,0 +1,236 @@
+//! The control-plane protocol between the JobManager and TaskManagers.
+//!
+//! Every interaction is one of these messages; no component reaches into
+//! another's memory. The job itself travels as a [`JobArtifact`]: in the mini
+//! cluster the already-built graph; in a multi-process cluster the job's
+//! binary, which rebuilds the same graph in task mode.
+
+use crate::error::FailureCause;
+use crate::graph::execution::SubtaskId;
+use crate::graph::JobGraph;
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A job's id: 32 hex digits, like Flink's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(u128);
+
+impl JobId {
+    /// A fresh id, unique within this process and very likely across processes.
+    pub fn generate() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mix = sluice_checkpoint::key_group::stable_hash(&(nanos, n, std::process::id()));
+        JobId((u128::from(mix) << 64) | u128::from(sluice_checkpoint::key_group::stable_hash(&(mix, n))))
+    }
+
+    /// An id from its numeric value.
+    pub const fn from_u128(v: u128) -> Self {
+        JobId(v)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({self})")
+    }
+}
+
+/// The lifecycle of a job: CREATED → RUNNING → FINISHED, or → FAILING →
+/// FAILED, or → CANCELLING → CANCELED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Accepted, waiting for slots.
+    Created,
+    /// Subtasks deployed and running.
+    Running,
+    /// A subtask failed; the others are being canceled.
+    Failing,
+    /// Ended by a failure.
+    Failed,
+    /// Cancellation requested; subtasks are stopping.
+    Cancelling,
+    /// Ended by cancellation.
+    Canceled,
+    /// All subtasks finished.
+    Finished,
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+        })
+    }
+}
+
+/// The lifecycle of one subtask execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecutionState {
+    /// Sent to a TaskManager.
+    Deploying,
+    /// Its thread runs.
+    Running,
+    /// Ended after consuming all input.
+    Finished,
+    /// Ended by cancellation.
+    Canceled,
+    /// Ended by an error.
+    Failed,
+}
+
+impl ExecutionState {
+    /// Whether the execution has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
+    }
+}
+
+/// A TaskManager's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskManagerId(pub String);
+
+impl fmt::Display for TaskManagerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One slot of one TaskManager.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SlotId {
+    /// The TaskManager.
+    pub task_manager: TaskManagerId,
+    /// The slot's index there.
+    pub index: u32,
+}
+
+/// What a TaskManager needs to run a job's subtasks.
+#[derive(Clone)]
+pub enum JobArtifact {
+    /// The job graph itself (mini cluster: same process).
+    InProcess(Arc<JobGraph>),
+}
+
+impl fmt::Debug for JobArtifact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobArtifact::InProcess(g) => write!(f, "InProcess({})", g.name()),
+        }
+    }
+}
+
+/// Everything a TaskManager needs to start one subtask.
+#[derive(Debug, Clone)]
+pub struct TaskDeploymentDescriptor {
+    /// Which subtask.
+    pub subtask: SubtaskId,
+    /// The slot it runs in.
+    pub slot: SlotId,
+    /// The job.
+    pub artifact: JobArtifact,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// The job.
+    pub job_id: JobId,
+    /// FINISHED, FAILED or CANCELED.
+    pub status: JobStatus,
+    /// Why it failed, if it did.
+    pub failure: Option<FailureCause>,
+    /// Time from submission to the end.
+    pub duration: Duration,
+}
+
+/// Messages to the JobManager.
+#[derive(Debug)]
+pub enum ToJobManager {
+    /// A TaskManager offers its slots.
+    RegisterTaskManager {
+        /// The TaskManager.
+        id: TaskManagerId,
+        /// How many slots it has.
+        slots: u32,
+        /// Where to send it messages.
+        gateway: Sender<ToTaskManager>,
+    },
+    /// A client submits a job; the id comes back on `accepted`, the end on `result`.
+    SubmitJob {
+        /// The job.
+        graph: Arc<JobGraph>,
+        /// The id under which it runs.
+        job_id: JobId,
+        /// Receives the job's end.
+        result: Sender<JobResult>,
+    },
+    /// A subtask changed state.
+    TaskStateChanged {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Its new state.
+        state: ExecutionState,
+        /// Why, if it failed.
+        failure: Option<FailureCause>,
+    },
+    /// Cancel a job.
+    CancelJob {
+        /// The job.
+        job_id: JobId,
+    },
+    /// Ask for a job's status.
+    RequestJobStatus {
+        /// The job.
+        job_id: JobId,
+        /// Receives the status, `None` for an unknown job.
+        reply: Sender<Option<JobStatus>>,
+    },
+    /// Stop the JobManager (and tell TaskManagers to stop).
+    Shutdown,
+}
+
+/// Messages to a TaskManager.
+#[derive(Debug)]
+pub enum ToTaskManager {
+    /// The JobManager accepted the registration.
+    Registered,
+    /// Start a subtask.
+    Deploy(Box<TaskDeploymentDescriptor>),
+    /// Cancel a subtask.
+    Cancel {
+        /// Which subtask.
+        subtask: SubtaskId,
+    },
+    /// The job ended: free its slots and channels.
+    ReleaseJob {
+        /// The job.
+        job_id: JobId,
+    },
+    /// Stop the TaskManager.
+    Shutdown,
+}

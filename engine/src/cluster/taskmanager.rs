@@ -1,0 +1,151 @@
+//! The TaskManager: offers its slots to the JobManager and runs the subtasks
+//! deployed into them, one thread per subtask, reporting every state change.
+
+use super::protocol::{
+    ExecutionState, JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager, ToTaskManager,
+};
+use crate::error::{Error, FailureCause};
+use crate::graph::execution::{build_subtask, SubtaskId};
+use crate::runtime::shuffle::LocalShuffle;
+use crate::runtime::task::{TaskCommand, TaskControl, TaskOutcome};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+struct RunningTask {
+    canceled: Arc<AtomicBool>,
+    commands: Sender<TaskCommand>,
+    thread: JoinHandle<()>,
+}
+
+pub(crate) struct TaskManager {
+    id: TaskManagerId,
+    inbox: Receiver<ToTaskManager>,
+    job_manager: Sender<ToJobManager>,
+    shuffle: Arc<LocalShuffle>,
+    tasks: HashMap<SubtaskId, RunningTask>,
+}
+
+impl TaskManager {
+    pub(crate) fn new(
+        id: TaskManagerId,
+        inbox: Receiver<ToTaskManager>,
+        job_manager: Sender<ToJobManager>,
+        shuffle: Arc<LocalShuffle>,
+    ) -> Self {
+        TaskManager { id, inbox, job_manager, shuffle, tasks: HashMap::new() }
+    }
+
+    pub(crate) fn run(mut self) {
+        while let Ok(msg) = self.inbox.recv() {
+            match msg {
+                ToTaskManager::Registered => tracing::debug!("TaskManager {} registered", self.id),
+                ToTaskManager::Deploy(tdd) => self.deploy(*tdd),
+                ToTaskManager::Cancel { subtask } => {
+                    if let Some(t) = self.tasks.get(&subtask) {
+                        t.canceled.store(true, Ordering::Relaxed);
+                        let _ = t.commands.send(TaskCommand::Cancel);
+                    }
+                }
+                ToTaskManager::ReleaseJob { job_id } => self.release(job_id),
+                ToTaskManager::Shutdown => break,
+            }
+        }
+        for t in self.tasks.values() {
+            t.canceled.store(true, Ordering::Relaxed);
+            let _ = t.commands.send(TaskCommand::Cancel);
+        }
+        for (_, t) in self.tasks.drain() {
+            let _ = t.thread.join();
+        }
+    }
+
+    fn release(&mut self, job: JobId) {
+        let ids: Vec<SubtaskId> = self.tasks.keys().filter(|s| s.job == job).copied().collect();
+        for id in ids {
+            if let Some(t) = self.tasks.remove(&id) {
+                let _ = t.thread.join();
+            }
+        }
+        self.shuffle.release_job(job);
+    }
+
+    fn deploy(&mut self, tdd: TaskDeploymentDescriptor) {
+        let JobArtifact::InProcess(graph) = tdd.artifact;
+        let id = tdd.subtask;
+        let vertex = graph.vertices()[id.vertex].clone();
+        let thread_name = format!("{} ({}/{})", vertex.name, id.subtask + 1, vertex.parallelism);
+        let task_name = vertex.name.clone();
+        let canceled = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let control = TaskControl { commands: rx, canceled: canceled.clone(), buffer_timeout: graph.settings.buffer_timeout };
+        let jm = self.job_manager.clone();
+        let shuffle = self.shuffle.clone();
+        let spawned = std::thread::Builder::new().name(thread_name.clone()).spawn(move || {
+            let report = |state, failure| {
+                let _ = jm.send(ToJobManager::TaskStateChanged { subtask: id, state, failure });
+            };
+            report(ExecutionState::Running, None);
+            tracing::debug!("{thread_name} switched to RUNNING");
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                let task = build_subtask(&graph, id, &shuffle)?;
+                task.invoke(&control)
+            }));
+            let canceled = control.canceled.load(Ordering::Relaxed);
+            match run {
+                Ok(Ok(TaskOutcome::Finished)) => report(ExecutionState::Finished, None),
+                Ok(Ok(TaskOutcome::Canceled)) => report(ExecutionState::Canceled, None),
+                Ok(Err(_)) if canceled => report(ExecutionState::Canceled, None),
+                Ok(Err(e)) => {
+                    let cause = FailureCause::TaskFailed { task: task_name, subtask: id.subtask, message: render(&e) };
+                    report(ExecutionState::Failed, Some(cause));
+                }
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic payload".into());
+                    report(
+                        ExecutionState::Failed,
+                        Some(FailureCause::TaskPanicked { task: task_name, subtask: id.subtask, message }),
+                    );
+                }
+            }
+        });
+        match spawned {
+            Ok(thread) => {
+                self.tasks.insert(id, RunningTask { canceled, commands: tx, thread });
+            }
+            Err(e) => {
+                let _ = self.job_manager.send(ToJobManager::TaskStateChanged {
+                    subtask: id,
+                    state: ExecutionState::Failed,
+                    failure: Some(FailureCause::TaskFailed {
+                        task: vertex.name.clone(),
+                        subtask: id.subtask,
+                        message: format!("cannot start a thread: {e}"),
+                    }),
+                });
+            }
+        }
+    }
+}
+
+/// An error with its sources, one line.
+fn render(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}

@@ -1,0 +1,135 @@
+//! The engine's error type.
+//!
+//! One enum for the whole crate; every variant names the problem and, where
+//! there is one, what to do about it. Job failures carry a [`FailureCause`],
+//! an enum rather than a string, so callers can tell a failed task from a
+//! slot shortage or a cancellation.
+
+use crate::cluster::protocol::JobId;
+use std::fmt;
+
+/// Errors of the Sluice engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration key is unknown or has a bad value.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A command-line parameter is missing or malformed.
+    #[error(transparent)]
+    Param(#[from] crate::params::ParamError),
+    /// The dataflow the program built cannot run as written.
+    #[error("invalid job graph: {0}")]
+    InvalidGraph(String),
+    /// An I/O operation failed; `context` says on what.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, e.g. "cannot open input file 'x'".
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be read as the type the job expects.
+    #[error("malformed input: {0}")]
+    MalformedInput(String),
+    /// An error raised by user code or a connector, with its message.
+    #[error("{0}")]
+    User(String),
+    /// A channel to another task closed unexpectedly (its task failed or was canceled).
+    #[error("data channel closed: {0}")]
+    ChannelClosed(String),
+    /// The job ended in the FAILED state.
+    #[error("job {job_id} failed: {cause}")]
+    JobFailed {
+        /// The failed job.
+        job_id: JobId,
+        /// Why it failed.
+        cause: FailureCause,
+    },
+    /// The job was canceled before it finished.
+    #[error("job {0} was canceled")]
+    JobCanceled(JobId),
+    /// The metrics endpoint could not be started.
+    #[error("cannot serve metrics on {addr}: {message}")]
+    Metrics {
+        /// The address that was asked for.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An error of the checkpoint vocabulary (key groups, snapshots).
+    #[error(transparent)]
+    Checkpoint(#[from] sluice_checkpoint::Error),
+    /// The cluster's control plane is gone (the mini cluster shut down).
+    #[error("cluster unavailable: {0}")]
+    ClusterUnavailable(String),
+}
+
+impl Error {
+    /// An error raised by user code, for `Source`, `Sink` and function implementations.
+    pub fn user(message: impl Into<String>) -> Self {
+        Error::User(message.into())
+    }
+
+    /// An I/O error with the context it happened in.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Result alias of the engine crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureCause {
+    /// A subtask returned an error.
+    TaskFailed {
+        /// The task (vertex) name, e.g. `Source: Socket Stream -> Flat Map`.
+        task: String,
+        /// Which subtask (0-based).
+        subtask: u32,
+        /// The error, rendered.
+        message: String,
+    },
+    /// User code in a subtask panicked.
+    TaskPanicked {
+        /// The task (vertex) name.
+        task: String,
+        /// Which subtask (0-based).
+        subtask: u32,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// The job could not get enough slots before `slot.request.timeout`.
+    NotEnoughSlots {
+        /// Slots the job needs (its largest parallelism, with slot sharing).
+        required: u32,
+        /// Slots the cluster has in total.
+        available: u32,
+        /// How long the job waited, in milliseconds.
+        waited_ms: u64,
+    },
+    /// A TaskManager hosting subtasks of the job went away.
+    TaskManagerLost(String),
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureCause::TaskFailed { task, subtask, message } => {
+                write!(f, "task '{task}' (subtask {}) failed: {message}", subtask + 1)
+            }
+            FailureCause::TaskPanicked { task, subtask, message } => {
+                write!(f, "task '{task}' (subtask {}) panicked: {message}", subtask + 1)
+            }
+            FailureCause::NotEnoughSlots { required, available, waited_ms } => write!(
+                f,
+                "could not get {required} slots within slot.request.timeout ({waited_ms} ms): \
+                 the cluster has {available} slots in total; lower the job's parallelism or add \
+                 TaskManagers / raise taskmanager.numberOfTaskSlots"
+            ),
+            FailureCause::TaskManagerLost(tm) => write!(f, "TaskManager {tm} was lost"),
+        }
+    }
+}

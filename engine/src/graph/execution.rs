@@ -1,0 +1,166 @@
+//! The execution graph: the job graph expanded into subtasks, and the
+//! construction of one subtask's runtime pieces (its chain, its writers and
+//! its input channels) from it.
+
+use super::job_graph::JobGraph;
+use super::stream_graph::NodeKind;
+use super::Partitioning;
+use crate::cluster::protocol::JobId;
+use crate::error::Result;
+use crate::metrics;
+use crate::runtime::context::RuntimeContext;
+use crate::runtime::erased::{AnyBox, WriterSpec};
+use crate::runtime::shuffle::{ChannelKey, LocalShuffle};
+use crate::runtime::task::Invokable;
+
+/// Which subtask of which job attempt to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubtaskId {
+    /// The job.
+    pub job: JobId,
+    /// The job's execution attempt (0, then +1 per restart).
+    pub attempt: u32,
+    /// The vertex.
+    pub vertex: usize,
+    /// The subtask index within the vertex.
+    pub subtask: u32,
+}
+
+/// The subtasks of a job, vertex by vertex.
+pub fn subtasks(job: &JobGraph, id: JobId, attempt: u32) -> Vec<SubtaskId> {
+    job.vertices
+        .iter()
+        .flat_map(|v| (0..v.parallelism).map(move |s| SubtaskId { job: id, attempt, vertex: v.index, subtask: s }))
+        .collect()
+}
+
+struct Builder<'a> {
+    job: &'a JobGraph,
+    id: SubtaskId,
+    shuffle: &'a LocalShuffle,
+    task_name: String,
+}
+
+impl Builder<'_> {
+    fn context(&self, node: usize) -> RuntimeContext {
+        let vertex = &self.job.vertices[self.id.vertex];
+        let op = vertex.operators.iter().find(|o| o.node == node);
+        RuntimeContext {
+            job_id: self.id.job,
+            job_name: self.job.name.clone(),
+            task_name: self.task_name.clone(),
+            operator_name: self.job.stream.nodes[node].name.clone(),
+            operator_id: op.map(|o| o.id.clone()).unwrap_or_default(),
+            subtask_index: self.id.subtask,
+            parallelism: vertex.parallelism,
+            max_parallelism: self.job.settings.max_parallelism,
+            attempt: self.id.attempt,
+            mode: self.job.settings.mode,
+        }
+    }
+
+    fn operator_metrics(&self, ctx: &RuntimeContext) -> metrics::OperatorMetrics {
+        let job_id = ctx.job_id.to_string();
+        let subtask = ctx.subtask_index.to_string();
+        metrics::global().operator(&[&job_id, &ctx.job_name, &ctx.task_name, &ctx.operator_name, &subtask])
+    }
+
+    /// The chain input of `node` (an operator), with everything after it.
+    fn node_input(&self, node: usize) -> Result<AnyBox> {
+        let output = self.node_output(node)?;
+        let ctx = self.context(node);
+        let metrics = self.operator_metrics(&ctx);
+        match &self.job.stream.nodes[node].kind {
+            NodeKind::Operator(factory) => factory.build(&ctx, output, metrics),
+            NodeKind::Source { .. } => Err(crate::Error::InvalidGraph(format!(
+                "source '{}' cannot consume input",
+                self.job.stream.nodes[node].name
+            ))),
+        }
+    }
+
+    /// Where the records `node` emits go: chained operators and writers.
+    fn node_output(&self, node: usize) -> Result<AnyBox> {
+        let job = self.job;
+        let mut outputs = Vec::new();
+        for (i, e) in job.stream.edges.iter().enumerate().filter(|(_, e)| e.source == node) {
+            if job.chained[i] {
+                outputs.push(self.node_input(e.target)?);
+                continue;
+            }
+            let consumer = &job.vertices[job.node_vertex[e.target]];
+            let partitioning = job.partitioning[i];
+            let consumers: Vec<u32> = if partitioning == Partitioning::Forward {
+                vec![self.id.subtask]
+            } else {
+                (0..consumer.parallelism).collect()
+            };
+            let senders = consumers
+                .iter()
+                .map(|&c| {
+                    let key = self.channel(i, self.id.subtask, c);
+                    self.shuffle.sender(key, e.stream_type.as_ref(), job.settings.channel_capacity)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let job_id = self.id.job.to_string();
+            let subtask = self.id.subtask.to_string();
+            let spec = WriterSpec {
+                partitioning,
+                max_parallelism: job.settings.max_parallelism,
+                subtask: self.id.subtask,
+                batch_size: job.settings.batch_size,
+                back_pressure: metrics::global().back_pressure(&[&job_id, &job.name, &self.task_name, &subtask]),
+                description: format!("output of '{}' to '{}'", job.stream.nodes[node].name, consumer.name),
+            };
+            outputs.push(e.writer.build(senders, spec)?);
+        }
+        let ty = &job.stream.nodes[node].out_type;
+        Ok(match outputs.len() {
+            0 => ty.discard(),
+            1 => outputs.remove(0),
+            _ => ty.fan_out(outputs)?,
+        })
+    }
+
+    fn channel(&self, edge: usize, producer: u32, consumer: u32) -> ChannelKey {
+        ChannelKey { job: self.id.job, attempt: self.id.attempt, edge, producer, consumer }
+    }
+}
+
+/// Builds the runnable subtask `id` of `job`, taking its channel ends from
+/// `shuffle`.
+pub(crate) fn build_subtask(job: &JobGraph, id: SubtaskId, shuffle: &LocalShuffle) -> Result<Box<dyn Invokable>> {
+    let vertex = &job.vertices[id.vertex];
+    let builder = Builder { job, id, shuffle, task_name: vertex.name.clone() };
+    let head = vertex.operators[0].node;
+    match &job.stream.nodes[head].kind {
+        NodeKind::Source { factory, .. } => {
+            let output = builder.node_output(head)?;
+            let ctx = builder.context(head);
+            let metrics = builder.operator_metrics(&ctx);
+            factory.build(ctx, output, metrics)
+        }
+        NodeKind::Operator(_) => {
+            let input = builder.node_input(head)?;
+            let mut receivers = Vec::new();
+            let mut stream_type = None;
+            for e in job.edges.iter().filter(|e| e.target == id.vertex) {
+                let se = &job.stream.edges[e.stream_edge];
+                stream_type = Some(se.stream_type.clone());
+                let producers: Vec<u32> = if e.partitioning == Partitioning::Forward {
+                    vec![id.subtask]
+                } else {
+                    (0..job.vertices[e.source].parallelism).collect()
+                };
+                for p in producers {
+                    let key = builder.channel(e.stream_edge, p, id.subtask);
+                    receivers.push(shuffle.receiver(key, se.stream_type.as_ref(), job.settings.channel_capacity)?);
+                }
+            }
+            let ty = stream_type.ok_or_else(|| {
+                crate::Error::InvalidGraph(format!("operator '{}' has no input", job.stream.nodes[head].name))
+            })?;
+            ty.input_task(receivers, input)
+        }
+    }
+}

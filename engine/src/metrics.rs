@@ -1,0 +1,193 @@
+//! Metrics in Prometheus text format, named like Flink's.
+//!
+//! Every process has one registry. Operator metrics are counted in plain
+//! local integers on the hot path and published to the registry when the task
+//! flushes (when it is idle, at each buffer timeout, at end of input), so
+//! counting costs no atomic operation per record.
+//!
+//! | metric | labels | meaning |
+//! | --- | --- | --- |
+//! | `sluice_taskmanager_job_task_operator_numRecordsIn` | job_id, job_name, task_name, operator_name, subtask_index | records an operator received |
+//! | `sluice_taskmanager_job_task_operator_numRecordsOut` | same | records an operator emitted |
+//! | `sluice_taskmanager_job_task_backPressuredTimeMsTotal` | job_id, job_name, task_name, subtask_index | time a subtask was blocked on full output channels |
+//! | `sluice_jobmanager_job_uptime` | job_id, job_name | milliseconds since the job started running |
+//! | `sluice_jobmanager_numRunningJobs` | | jobs currently running |
+//! | `sluice_jobmanager_taskSlotsTotal` / `taskSlotsAvailable` | | slots in the cluster |
+//!
+//! With `--metrics-port PORT` (or `metrics.reporter.prom.port`) the process
+//! serves them at `http://127.0.0.1:PORT/metrics`.
+
+use crate::error::{Error, Result};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// The process-wide metric families.
+pub struct Metrics {
+    registry: Registry,
+    records_in: IntCounterVec,
+    records_out: IntCounterVec,
+    back_pressured_ms: IntCounterVec,
+    /// Job uptime in milliseconds, per job.
+    pub job_uptime: IntGaugeVec,
+    /// Number of running jobs.
+    pub running_jobs: IntGauge,
+    /// Slots registered in the cluster.
+    pub slots_total: IntGauge,
+    /// Slots not allocated to a job.
+    pub slots_available: IntGauge,
+}
+
+/// The counters of one operator in one subtask.
+#[derive(Clone)]
+pub(crate) struct OperatorMetrics {
+    pub(crate) records_in: IntCounter,
+    pub(crate) records_out: IntCounter,
+}
+
+const OPERATOR_LABELS: &[&str] = &["job_id", "job_name", "task_name", "operator_name", "subtask_index"];
+const TASK_LABELS: &[&str] = &["job_id", "job_name", "task_name", "subtask_index"];
+
+fn build() -> std::result::Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let records_in = IntCounterVec::new(
+        Opts::new("sluice_taskmanager_job_task_operator_numRecordsIn", "Records received by an operator subtask"),
+        OPERATOR_LABELS,
+    )?;
+    let records_out = IntCounterVec::new(
+        Opts::new("sluice_taskmanager_job_task_operator_numRecordsOut", "Records emitted by an operator subtask"),
+        OPERATOR_LABELS,
+    )?;
+    let back_pressured_ms = IntCounterVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_backPressuredTimeMsTotal",
+            "Milliseconds a subtask spent blocked on full output channels",
+        ),
+        TASK_LABELS,
+    )?;
+    let job_uptime = IntGaugeVec::new(
+        Opts::new("sluice_jobmanager_job_uptime", "Milliseconds since the job started running"),
+        &["job_id", "job_name"],
+    )?;
+    let running_jobs = IntGauge::new("sluice_jobmanager_numRunningJobs", "Jobs currently running")?;
+    let slots_total = IntGauge::new("sluice_jobmanager_taskSlotsTotal", "Task slots registered")?;
+    let slots_available = IntGauge::new("sluice_jobmanager_taskSlotsAvailable", "Task slots not allocated")?;
+    registry.register(Box::new(records_in.clone()))?;
+    registry.register(Box::new(records_out.clone()))?;
+    registry.register(Box::new(back_pressured_ms.clone()))?;
+    registry.register(Box::new(job_uptime.clone()))?;
+    registry.register(Box::new(running_jobs.clone()))?;
+    registry.register(Box::new(slots_total.clone()))?;
+    registry.register(Box::new(slots_available.clone()))?;
+    Ok(Metrics { registry, records_in, records_out, back_pressured_ms, job_uptime, running_jobs, slots_total, slots_available })
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| match build() {
+        Ok(m) => m,
+        // The metric definitions above are static; failing here is a bug in them.
+        #[allow(clippy::panic)]
+        Err(e) => panic!("static metric definitions are invalid: {e}"),
+    })
+}
+
+impl Metrics {
+    pub(crate) fn operator(&self, labels: &[&str; 5]) -> OperatorMetrics {
+        OperatorMetrics {
+            records_in: self.records_in.with_label_values(labels),
+            records_out: self.records_out.with_label_values(labels),
+        }
+    }
+
+    pub(crate) fn back_pressure(&self, labels: &[&str; 4]) -> IntCounter {
+        self.back_pressured_ms.with_label_values(labels)
+    }
+
+    /// Renders every metric in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which
+        // the registry does not accept in the first place.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// A running `/metrics` HTTP endpoint; stops when dropped.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `host:port` (port 0 picks a free port) and serves `/metrics`
+    /// from a background thread.
+    pub fn start(host: &str, port: u16) -> Result<Self> {
+        let want = format!("{host}:{port}");
+        let std_listener = std::net::TcpListener::bind(&want).map_err(|e| Error::Metrics {
+            addr: want.clone(),
+            message: format!("{e}; pick another --metrics-port"),
+        })?;
+        let addr = std_listener.local_addr().map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("metrics endpoint stopped: {e}");
+                            return;
+                        }
+                    };
+                    let app = axum::Router::new().route(
+                        "/metrics",
+                        axum::routing::get(|| async {
+                            (
+                                [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                                global().render(),
+                            )
+                        }),
+                    );
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!("metrics endpoint stopped: {e}");
+                    }
+                })
+            })
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+        tracing::info!("serving Prometheus metrics at http://{addr}/metrics");
+        Ok(MetricsServer { addr, shutdown: Some(tx), thread: Some(thread) })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The task runtime: what runs inside a subtask.
+//!
+//! A subtask is one parallel instance of a job vertex: an input (a source, or
+//! the channels from upstream subtasks) feeding a *chain* of operators that
+//! call each other directly, ending in record writers that batch records into
+//! bounded channels towards downstream subtasks.
+//!
+//! * [`element`]: the one message enum that travels on every channel.
+//! * [`collector`]: how operators hand records downstream.
+//! * [`context`]: what a running operator knows about itself.
+//! * [`operator`]: the operator contract and its lifecycle.
+//! * [`operators`]: the built-in operators behind `map`, `reduce`, ...
+//! * `writer` / `shuffle`: partitioning and the bounded channels.
+//! * `task`: the run loops of source tasks and input tasks.
+
+pub mod collector;
+pub mod context;
+pub mod element;
+pub(crate) mod erased;
+pub mod operator;
+pub(crate) mod operators;
+pub(crate) mod shuffle;
+pub(crate) mod task;
+pub(crate) mod writer;
+
+pub use collector::Collector;
+pub use context::{RuntimeContext, RuntimeMode};
+pub use element::{StreamElement, Watermark};
+pub use operator::StreamOperator;

@@ -1,0 +1,71 @@
+//! The operator contract.
+//!
+//! A [`StreamOperator`] turns input records of type `I` into output records
+//! of type `O`. Building an operator (its constructor, with typed arguments)
+//! is separate from running it; the runtime drives it through this
+//! lifecycle, always from the one thread of its subtask:
+//!
+//! 1. `restore_state` (only when the job restores from a snapshot), then `open`;
+//! 2. any number of `process_element`, `process_watermark` and `flush` calls;
+//!    around a checkpoint: `snapshot_state` when barrier *n* passes, then
+//!    `notify_checkpoint_complete(n)` once the whole checkpoint is durable;
+//! 3. `finish` once all input has been consumed (bounded input) — the place
+//!    to emit final results;
+//! 4. `close`, always, also after a failure or cancellation.
+//!
+//! An `Err` from any call fails the subtask (and, under the default restart
+//! strategy, the job) with that error as the reason.
+
+use crate::error::Result;
+use crate::runtime::collector::Collector;
+use crate::runtime::context::RuntimeContext;
+use crate::runtime::element::Watermark;
+use sluice_checkpoint::CheckpointId;
+
+/// A one-input stream operator. See the module docs for its lifecycle.
+pub trait StreamOperator<I, O>: Send {
+    /// Called once before the first record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Processes one record, emitting any number of outputs.
+    fn process_element(&mut self, record: I, out: &mut dyn Collector<O>) -> Result<()>;
+
+    /// A new watermark arrived; returns the watermark to forward (by default
+    /// the same one).
+    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+        Ok(Some(wm))
+    }
+
+    /// The task is idle or its buffer timeout passed: push out buffered output.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// All input has been consumed: emit final results.
+    fn finish(&mut self, _out: &mut dyn Collector<O>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Serializes this operator's state for checkpoint `id`; `None` if it
+    /// has none.
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restores state written by `snapshot_state` (before `open`).
+    fn restore_state(&mut self, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete on every subtask of the job.
+    fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+
+    /// Releases resources; called once, also after failures.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

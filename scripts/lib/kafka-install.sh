@@ -1,0 +1,264 @@
+# shellcheck shell=bash
+# Kafka helpers shared by scripts/kafka-local.sh, scripts/docker-images.sh and
+# the Kafka container entrypoint (docker/kafka/entrypoint.sh). Source it after
+# scripts/lib/common.sh; do not execute it.
+#
+# Install (host only, needs java + mvn, both installed from apt if missing):
+#   kafka_install      -> Kafka jars + runtime deps from Maven Central into
+#                         $KAFKA_HOME/lib (= $SLUICE_CACHE_DIR/kafka-$KAFKA_VERSION)
+# Run (host and container, needs java only):
+#   kafka_write_server_config FILE   single-node KRaft (broker+controller) config
+#   kafka_write_log4j FILE file|console
+#   kafka_format_storage CONFIG DATA_DIR
+#   kafka_java ARGS...               java -cp "$KAFKA_HOME/lib/*" ARGS...
+#
+# Environment (all optional):
+#   KAFKA_VERSION            3.9.2     (org.apache.kafka:kafka_2.13 version)
+#   KAFKA_HOME               $SLUICE_CACHE_DIR/kafka-$KAFKA_VERSION
+#   KAFKA_PORT               9092      client (PLAINTEXT) listener port
+#   KAFKA_CONTROLLER_PORT    KAFKA_PORT+1 (KRaft controller listener, 127.0.0.1 only)
+#   KAFKA_LISTEN_HOST        127.0.0.1 bind address of the client listener
+#   KAFKA_ADVERTISED_HOST    127.0.0.1 host clients are told to connect to
+#   KAFKA_ADVERTISED_PORT    KAFKA_PORT
+#   KAFKA_INTERNAL_PORT      KAFKA_PORT+2; only used when the advertised address
+#                            differs from the bound one (docker -p): the broker
+#                            then talks to itself (txn markers) over 127.0.0.1:this
+#   KAFKA_NUM_PARTITIONS     1         default partitions of auto-created topics
+#   KAFKA_NODE_ID            1
+#   KAFKA_HEAP_OPTS          -Xms256m -Xmx512m
+#   KAFKA_EXTRA_CONFIG       extra server.properties lines (key=value, newline separated)
+
+KAFKA_VERSION="${KAFKA_VERSION:-3.9.2}"
+KAFKA_SCALA_VERSION="${KAFKA_SCALA_VERSION:-2.13}"
+KAFKA_HOME="${KAFKA_HOME:-$SLUICE_CACHE_DIR/kafka-$KAFKA_VERSION}"
+# Pinned so the result does not depend on Maven's built-in default plugin version.
+KAFKA_MVN_DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+kafka_installed() {
+    [ -f "$KAFKA_HOME/.complete" ] && [ -d "$KAFKA_HOME/lib" ]
+}
+
+# kafka_install: idempotent; downloads into $KAFKA_HOME.partial and renames it
+# into place, so an interrupted install never leaves a half-populated $KAFKA_HOME.
+kafka_install() {
+    if kafka_installed; then
+        return 0
+    fi
+    ensure_java
+    command -v mvn >/dev/null 2>&1 || ensure_apt_packages maven
+    local t0 tmp lockfd
+    mkdir -p "$(dirname "$KAFKA_HOME")"
+    # Serialise concurrent installs (e.g. several test processes starting at once).
+    exec {lockfd}>"$KAFKA_HOME.lock"
+    flock "$lockfd"
+    if kafka_installed; then
+        exec {lockfd}>&-
+        return 0
+    fi
+    t0=$(now_s)
+    log "installing Kafka $KAFKA_VERSION (jars from Maven Central) into $KAFKA_HOME"
+    tmp="$KAFKA_HOME.partial"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    cat >"$tmp/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.sluice.local</groupId>
+  <artifactId>kafka-dist</artifactId>
+  <version>$KAFKA_VERSION</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_$KAFKA_SCALA_VERSION</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>$KAFKA_VERSION</version>
+      <exclusions>
+        <exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion>
+      </exclusions>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-reload4j</artifactId>
+      <version>1.7.36</version>
+    </dependency>
+    <dependency>
+      <groupId>ch.qos.reload4j</groupId>
+      <artifactId>reload4j</artifactId>
+      <version>1.2.25</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+    if ! (cd "$tmp" && mvn -B -q -f pom.xml "$KAFKA_MVN_DEP_PLUGIN:copy-dependencies" \
+            -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >"$tmp/mvn.log" 2>&1); then
+        tail -n 40 "$tmp/mvn.log" >&2
+        die "mvn could not fetch Kafka $KAFKA_VERSION (is org.apache.kafka:kafka_$KAFKA_SCALA_VERSION:$KAFKA_VERSION on Maven Central?)"
+    fi
+    [ -f "$tmp/lib/kafka_$KAFKA_SCALA_VERSION-$KAFKA_VERSION.jar" ] || die "Kafka jar missing after mvn run"
+    mkdir -p "$tmp/config"
+    kafka_write_log4j "$tmp/config/log4j.properties" file
+    kafka_write_log4j "$tmp/config/log4j-console.properties" console
+    kafka_write_log4j "$tmp/config/tools-log4j.properties" tools
+    (cd "$tmp/lib" && ls) >"$tmp/.complete"
+    rm -rf "$KAFKA_HOME"
+    rm -f "$tmp/pom.xml" "$tmp/mvn.log"
+    mv "$tmp" "$KAFKA_HOME"
+    exec {lockfd}>&-
+    log "Kafka $KAFKA_VERSION installed ($(ls "$KAFKA_HOME/lib" | wc -l) jars, $(du -sh "$KAFKA_HOME/lib" | cut -f1)) in $(( $(now_s) - t0 ))s"
+}
+
+# kafka_write_log4j FILE MODE: MODE = file (server.log under -Dkafka.logs.dir),
+# console (stdout, for containers) or tools (WARN+ to stderr, for CLI tools).
+kafka_write_log4j() {
+    local file=$1 mode=$2
+    case "$mode" in
+        file) cat >"$file" <<'EOF'
+log4j.rootLogger=INFO, main
+log4j.appender.main=org.apache.log4j.RollingFileAppender
+log4j.appender.main.File=${kafka.logs.dir}/server.log
+log4j.appender.main.MaxFileSize=50MB
+log4j.appender.main.MaxBackupIndex=2
+log4j.appender.main.layout=org.apache.log4j.PatternLayout
+log4j.appender.main.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.authorizer.logger=WARN
+log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
+EOF
+        ;;
+        console) cat >"$file" <<'EOF'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.authorizer.logger=WARN
+log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
+EOF
+        ;;
+        tools) cat >"$file" <<'EOF'
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+        ;;
+        *) die "kafka_write_log4j: unknown mode $mode" ;;
+    esac
+}
+
+# kafka_java ARGS...: run java with the cached Kafka classpath.
+# Default log4j config is the tools one (quiet, stderr); pass your own
+# -Dlog4j.configuration=... first to override.
+kafka_java() {
+    java -Djava.awt.headless=true \
+        -Dlog4j.configuration="file:$KAFKA_HOME/config/tools-log4j.properties" \
+        -cp "$KAFKA_HOME/lib/*" "$@"
+}
+
+# kafka_write_server_config FILE DATA_DIR: single-node KRaft broker+controller.
+kafka_write_server_config() {
+    local file=$1 data_dir=$2
+    local port=${KAFKA_PORT:-9092}
+    local ctrl_port=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
+    local listen_host=${KAFKA_LISTEN_HOST:-127.0.0.1}
+    local adv_host=${KAFKA_ADVERTISED_HOST:-127.0.0.1}
+    local adv_port=${KAFKA_ADVERTISED_PORT:-$port}
+    local node_id=${KAFKA_NODE_ID:-1}
+    local listeners advertised protomap inter
+    listeners="PLAINTEXT://$listen_host:$port,CONTROLLER://127.0.0.1:$ctrl_port"
+    advertised="PLAINTEXT://$adv_host:$adv_port"
+    protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    inter=PLAINTEXT
+    if [ "$adv_host:$adv_port" != "$listen_host:$port" ] && [ "$adv_host:$adv_port" != "127.0.0.1:$port" ]; then
+        # The advertised address is not reachable from inside (e.g. docker -p
+        # HOSTPORT:9092). The broker sends transaction markers etc. to itself
+        # via the inter-broker listener, so give it one it can reach.
+        local internal_port=${KAFKA_INTERNAL_PORT:-$((port + 2))}
+        listeners="$listeners,INTERNAL://127.0.0.1:$internal_port"
+        advertised="$advertised,INTERNAL://127.0.0.1:$internal_port"
+        protomap="$protomap,INTERNAL:PLAINTEXT"
+        inter=INTERNAL
+    fi
+    cat >"$file" <<EOF
+# Generated by Sluice scripts (scripts/lib/kafka-install.sh); rewritten on every start.
+process.roles=broker,controller
+node.id=$node_id
+controller.quorum.voters=$node_id@127.0.0.1:$ctrl_port
+controller.listener.names=CONTROLLER
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protomap
+inter.broker.listener.name=$inter
+log.dirs=$data_dir
+num.partitions=${KAFKA_NUM_PARTITIONS:-1}
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+# Single node: internal topics must not ask for more replicas than we have.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# Few internal partitions: creating 50 of each slows the first consumer group /
+# first transaction down by seconds on a small machine.
+offsets.topic.num.partitions=${KAFKA_OFFSETS_PARTITIONS:-1}
+transaction.state.log.num.partitions=${KAFKA_TXN_LOG_PARTITIONS:-1}
+# Allow long transaction timeouts (Flink-style exactly-once sinks use up to 1h).
+transaction.max.timeout.ms=3600000
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.retention.hours=168
+delete.topic.enable=true
+EOF
+    if [ -n "${KAFKA_EXTRA_CONFIG:-}" ]; then
+        printf '# KAFKA_EXTRA_CONFIG\n%s\n' "$KAFKA_EXTRA_CONFIG" >>"$file"
+    fi
+}
+
+# kafka_random_cluster_id: 16 random bytes, URL-safe base64 without padding
+# (the format kafka-storage random-uuid prints), without paying for a JVM start.
+kafka_random_cluster_id() {
+    local id
+    while :; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+        case "$id" in -*) continue ;; esac   # Kafka avoids a leading '-' too
+        printf '%s\n' "$id"
+        return 0
+    done
+}
+
+# kafka_format_storage CONFIG DATA_DIR: formats KRaft storage unless already done.
+kafka_format_storage() {
+    local config=$1 data_dir=$2
+    if [ -f "$data_dir/meta.properties" ]; then
+        return 0
+    fi
+    mkdir -p "$data_dir"
+    local cid
+    cid=${KAFKA_CLUSTER_ID:-$(kafka_random_cluster_id)}
+    log "formatting KRaft storage in $data_dir (cluster id $cid)"
+    kafka_java kafka.tools.StorageTool format -t "$cid" -c "$config" --ignore-formatted >&2 \
+        || die "kafka storage format failed"
+}
+
+# kafka_server_cmd CONFIG LOG4J_FILE LOG_DIR: prints nothing, sets the array
+# KAFKA_SERVER_CMD to the java command line that runs the broker.
+kafka_server_cmd() {
+    local config=$1 log4j=$2 logdir=$3
+    # shellcheck disable=SC2206
+    local heap=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m})
+    # shellcheck disable=SC2034  # used by the caller
+    KAFKA_SERVER_CMD=(java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+        -Dlog4j.configuration="file:$log4j" -Dkafka.logs.dir="$logdir"
+        -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$config")
+}
