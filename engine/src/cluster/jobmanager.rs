@@ -174,7 +174,7 @@ impl JobManager {
         if matches!(state, ExecutionState::Failed | ExecutionState::Canceled) && job.status == JobStatus::Running {
             if state == ExecutionState::Failed {
                 if let Some(cause) = &failure {
-                    tracing::error!("{cause}");
+                    tracing::info!("{cause}");
                 }
                 job.failure = failure;
                 job.transition(JobStatus::Failing);

@@ -1,0 +1,89 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code)]
+
+use sluice::{Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Collects every record into a shared vector.
+#[derive(Clone, Default)]
+pub struct CollectSink<T>(pub Arc<Mutex<Vec<T>>>);
+
+impl<T: Send + 'static> Sink<T> for CollectSink<T> {
+    fn write(&mut self, record: T) -> Result<()> {
+        self.0.lock().map_err(|_| sluice::Error::user("poisoned"))?.push(record);
+        Ok(())
+    }
+}
+
+impl<T: Clone> CollectSink<T> {
+    pub fn take(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Emits 0, 1, 2, ... (split over subtasks) forever or up to `end`,
+/// counting what it emitted in `emitted`.
+#[derive(Clone)]
+pub struct Counter {
+    pub end: Option<u64>,
+    pub emitted: Arc<AtomicU64>,
+    next: u64,
+    step: u64,
+}
+
+impl Counter {
+    pub fn new(end: Option<u64>) -> Self {
+        Counter { end, emitted: Arc::new(AtomicU64::new(0)), next: 0, step: 1 }
+    }
+}
+
+impl Source<u64> for Counter {
+    type State = u64;
+    fn boundedness(&self) -> Boundedness {
+        if self.end.is_some() {
+            Boundedness::Bounded
+        } else {
+            Boundedness::Unbounded
+        }
+    }
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.next = u64::from(ctx.subtask_index);
+        self.step = u64::from(ctx.parallelism);
+        Ok(())
+    }
+    fn poll_next(&mut self, out: &mut dyn Collector<u64>) -> Result<SourceStatus> {
+        for _ in 0..100 {
+            if self.end.is_some_and(|e| self.next >= e) {
+                return Ok(SourceStatus::Finished);
+            }
+            out.collect(self.next)?;
+            self.emitted.fetch_add(1, Ordering::SeqCst);
+            self.next += self.step;
+        }
+        Ok(SourceStatus::MoreAvailable)
+    }
+    fn snapshot_state(&mut self, _: CheckpointId) -> Result<u64> {
+        Ok(self.next)
+    }
+    fn restore_state(&mut self, s: u64) -> Result<()> {
+        self.next = s;
+        Ok(())
+    }
+}
+
+/// A sink that sleeps per record and counts what it received.
+#[derive(Clone)]
+pub struct SlowSink {
+    pub delay: Duration,
+    pub received: Arc<AtomicU64>,
+}
+
+impl<T: Send + 'static> Sink<T> for SlowSink {
+    fn write(&mut self, _record: T) -> Result<()> {
+        std::thread::sleep(self.delay);
+        self.received.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
