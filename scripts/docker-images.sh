@@ -39,7 +39,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
-SLUICE_LOG_TAG=docker-images
+export SLUICE_LOG_TAG=docker-images
 # shellcheck source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 # shellcheck source=lib/kafka-install.sh
@@ -94,7 +94,7 @@ ensure_docker() {
     else
         mkdir -p "$(dirname "$DOCKERD_LOG")"
         log "starting dockerd in the background (log: $DOCKERD_LOG)"
-        nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null {SLUICE_LOCK_FD}>&- &
         pid=$!
     fi
     while ! docker_ok; do
@@ -256,6 +256,7 @@ apt_proxy_env() {
 cmd_build() {
     local t0
     t0=$(now_s)
+    take_lock "$SLUICE_CACHE_DIR/docker-images.lock"
     ensure_docker
     mkdir -p "$IMAGES_DIR"
     apt_proxy_env
@@ -366,7 +367,7 @@ cmd_smoke() {
 case "${1:-build}" in
     build) cmd_build ;;
     tags) print_tags ;;
-    engine) ensure_docker ;;
+    engine) take_lock "$SLUICE_CACHE_DIR/docker-images.lock"; ensure_docker ;;
     smoke) cmd_smoke ;;
     -h|--help|help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' ;;
     *) die "unknown command '$1' (try --help)" ;;

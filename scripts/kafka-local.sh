@@ -40,7 +40,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SLUICE_LOG_TAG=kafka-local
+export SLUICE_LOG_TAG=kafka-local
 # shellcheck source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 # shellcheck source=lib/kafka-install.sh
@@ -102,7 +102,7 @@ cmd_start() {
     log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}), data in $DATA_DIR"
     # setsid + nohup: the broker outlives this script and its terminal;
     # stdout/stderr (JVM crashes, early errors) go to kafka.out.
-    nohup setsid "${KAFKA_SERVER_CMD[@]}" >"$LOG_DIR/kafka.out" 2>&1 </dev/null &
+    nohup setsid "${KAFKA_SERVER_CMD[@]}" >"$LOG_DIR/kafka.out" 2>&1 </dev/null {SLUICE_LOCK_FD}>&- &
     pid=$!
     echo "$pid" >"$PID_FILE"
 
@@ -189,6 +189,9 @@ has_arg() {
 main() {
     local cmd=${1:-}
     [ $# -gt 0 ] && shift
+    case "$cmd" in
+        start|stop|restart|reset) take_lock "$KAFKA_DIR.lock" ;;
+    esac
     case "$cmd" in
         start) cmd_start ;;
         stop) cmd_stop ;;

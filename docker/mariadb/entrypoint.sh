@@ -37,7 +37,7 @@ chown mysql:mysql /run/mysqld
 if [ ! -d "$datadir/mysql" ]; then
     log "initialising empty datadir $datadir"
     mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db \
-        --auth-root-authentication-method=socket >/dev/null
+        --auth-root-authentication-method=socket --cross-bootstrap >/dev/null
 fi
 
 # SQL string literal / identifier quoting.

@@ -51,3 +51,16 @@ ensure_java() {
 port_open() {
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
+
+# take_lock FILE: exclusive lock held until the script exits (serialises
+# concurrent runs of the same script). The fd is in $SLUICE_LOCK_FD; close it
+# for long-lived children ({SLUICE_LOCK_FD}>&-) or they keep the lock.
+SLUICE_LOCK_FD=
+take_lock() {
+    mkdir -p "$(dirname "$1")"
+    exec {SLUICE_LOCK_FD}>"$1"
+    if ! flock -n "$SLUICE_LOCK_FD"; then
+        log "waiting for another run to finish (lock $1)"
+        flock "$SLUICE_LOCK_FD"
+    fi
+}
