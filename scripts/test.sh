@@ -14,5 +14,7 @@ fi
 
 echo "== building (target dir: ${CARGO_TARGET_DIR:-target})"
 cargo build --workspace --all-targets
+echo "== lint (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== testing"
 cargo test --workspace --no-fail-fast

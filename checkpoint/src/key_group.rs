@@ -108,6 +108,7 @@ pub fn validate(max_parallelism: u32, parallelism: u32) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

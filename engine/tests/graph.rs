@@ -1,5 +1,7 @@
 //! Parallelism precedence and operator chaining, observed in the job graph.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{CollectSink, Counter};

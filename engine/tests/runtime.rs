@@ -1,6 +1,8 @@
 //! The runtime through the mini cluster: operators, backpressure, metrics,
 //! cancellation and failures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{CollectSink, Counter, SlowSink};

@@ -184,6 +184,7 @@ impl Source<String> for WordGenerator {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn run(gen: &mut WordGenerator, subtask: u32, p: u32) -> Vec<String> {
