@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): builds the workspace and runs
-# every unit, integration and doc test.
+# The project's test command (README, .ci/run): installs the system packages
+# the tests need (scripts/install-deps.sh), builds the workspace, lints it and
+# runs every unit, integration and doc test.
 #
 # Usage: scripts/test.sh
 # CARGO_TARGET_DIR is honoured; keep it outside the clone to reuse builds.
@@ -12,6 +13,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+echo "== system packages"
+scripts/install-deps.sh
 echo "== building (target dir: ${CARGO_TARGET_DIR:-target})"
 cargo build --workspace --all-targets
 echo "== lint (clippy, warnings are errors)"

@@ -27,16 +27,18 @@ ensure_apt_packages() {
     command -v apt-get >/dev/null || die "need packages ${missing[*]} but apt-get is not available"
     [ "$(id -u)" -eq 0 ] || die "need packages ${missing[*]}: run as root or install them first"
     local aptlog="$SLUICE_CACHE_DIR/apt.log"
+    # Wait for (instead of failing on) another apt/dpkg run holding the lock.
+    local apt=(apt-get -o DPkg::Lock::Timeout=300)
     mkdir -p "$SLUICE_CACHE_DIR"
     log "installing Debian packages: ${missing[*]} (log: $aptlog)"
     if [ "$_SLUICE_APT_UPDATED" -eq 0 ]; then
-        if ! DEBIAN_FRONTEND=noninteractive apt-get update >>"$aptlog" 2>&1; then
+        if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >>"$aptlog" 2>&1; then
             tail -n 20 "$aptlog" >&2
             die "apt-get update failed (log: $aptlog)"
         fi
         _SLUICE_APT_UPDATED=1
     fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1; then
+    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1; then
         tail -n 20 "$aptlog" >&2
         die "apt-get install ${missing[*]} failed (log: $aptlog)"
     fi

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests use, only those missing:
+#   prometheus — a real Prometheus server scrapes a running job in the tests.
+# Debian/Ubuntu (apt). Runs apt as root, or through sudo.
+#
+# Usage: scripts/install-deps.sh
+set -euo pipefail
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: everything present"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: missing ${missing[*]} and no apt-get here; install them with your package manager" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "error: missing ${missing[*]}; run this script as root or install them yourself" >&2
+    exit 1
+  fi
+fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's package starts a system service; the tests run their own server.
+if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop prometheus >/dev/null 2>&1 || true; fi
+$sudo pkill -x prometheus >/dev/null 2>&1 || true
+echo "install-deps: done"
