@@ -40,7 +40,7 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 export SLUICE_LOG_TAG=docker-images
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 # shellcheck source=lib/kafka-install.sh
 . "$SCRIPT_DIR/lib/kafka-install.sh"
@@ -197,6 +197,9 @@ ensure_base_image() {
 docker_build() {
     local name=$1 tag=$2 ctx=$3 hash=$4 t0 buildlog
     shift 4
+    if [ -n "${http_proxy:-}" ]; then
+        set -- "$@" --build-arg "http_proxy=$http_proxy"
+    fi
     t0=$(now_s)
     buildlog="$IMAGES_DIR/build-$name.log"
     log "building $tag (log: $buildlog)"

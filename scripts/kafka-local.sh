@@ -41,7 +41,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export SLUICE_LOG_TAG=kafka-local
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 # shellcheck source=lib/kafka-install.sh
 . "$SCRIPT_DIR/lib/kafka-install.sh"

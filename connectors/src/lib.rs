@@ -1,1 +1,16 @@
-//! placeholder
+//! # sluice-connectors
+//!
+//! Sources and sinks for Sluice, one folder per connector, each the same
+//! shape: a `mod.rs` with the connector's docs and its builder-style
+//! constructor, the `Source`/`Sink` implementation, and unit tests beside it.
+//!
+//! * [`datagen`]: typed test data from a user function, with a rate limit, a
+//!   bounded count, a deterministic seed and a resumable position.
+//!
+//! Kafka and MySQL connectors are to follow.
+#![deny(missing_docs)]
+
+pub mod datagen;
+pub mod error;
+
+pub use error::{Error, Result};

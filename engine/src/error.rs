@@ -114,6 +114,14 @@ pub enum FailureCause {
     TaskManagerLost(String),
 }
 
+impl FailureCause {
+    /// Whether this failure is only the echo of another one (a subtask saw
+    /// its neighbour's channel close); such a cause gives way to the root one.
+    pub fn is_secondary(&self) -> bool {
+        matches!(self, FailureCause::TaskFailed { message, .. } if message.starts_with("data channel closed"))
+    }
+}
+
 impl fmt::Display for FailureCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -18,20 +18,7 @@ const SYLLABLES: &[&str] = &["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "zu
 const FOREIGN: &[&str] = &["café", "naïve", "Straße", "niño", "数据", "流处理", "Ärger", "ÉCOLE", "данные", "θεσμός"];
 const PUNCT: &[&str] = &["", "", "", ",", ".", "!", "?", ";", "'s", "--"];
 
-/// SplitMix64: a small, well-known generator, stable across versions.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+pub use sluice_connectors::datagen::SplitMix64;
 
 /// The word with vocabulary index `i` (deterministic, distinct per index).
 fn vocabulary_word(mut i: u64) -> String {
@@ -71,9 +58,7 @@ pub fn next_token(rng: &mut SplitMix64, vocabulary: u64) -> String {
 
 /// The per-subtask generator seed.
 pub fn subtask_seed(seed: u64, subtask: u32) -> SplitMix64 {
-    let mut s = SplitMix64(seed ^ (u64::from(subtask) << 32));
-    s.next_u64();
-    s
+    SplitMix64::for_stream(seed, u64::from(subtask))
 }
 
 /// The saved position of a [`WordGenerator`] subtask.

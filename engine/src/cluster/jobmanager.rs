@@ -170,6 +170,11 @@ impl JobManager {
             return;
         }
         job.executions.insert(subtask, state);
+        if job.status == JobStatus::Failing && job.failure.as_ref().is_some_and(FailureCause::is_secondary) {
+            if let Some(root) = failure.as_ref().filter(|f| !f.is_secondary()) {
+                job.failure = Some(root.clone());
+            }
+        }
         let mut cancel_others = false;
         if matches!(state, ExecutionState::Failed | ExecutionState::Canceled) && job.status == JobStatus::Running {
             if state == ExecutionState::Failed {

@@ -90,8 +90,10 @@ impl TaskManager {
             };
             report(ExecutionState::Running, None);
             tracing::debug!("{thread_name} switched to RUNNING");
+            // The task (and with it its channel ends) outlives the report below.
+            let mut task = None;
             let run = catch_unwind(AssertUnwindSafe(|| {
-                let task = build_subtask(&graph, id, &shuffle)?;
+                let task = task.insert(build_subtask(&graph, id, &shuffle)?);
                 task.invoke(&control)
             }));
             let canceled = control.canceled.load(Ordering::Relaxed);
@@ -115,6 +117,7 @@ impl TaskManager {
                     );
                 }
             }
+            drop(task);
         });
         match spawned {
             Ok(thread) => {

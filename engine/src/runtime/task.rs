@@ -48,7 +48,10 @@ pub(crate) enum TaskOutcome {
 /// A runnable subtask.
 pub(crate) trait Invokable: Send {
     /// Runs the subtask to its end; the chain is closed before returning.
-    fn invoke(self: Box<Self>, control: &TaskControl) -> Result<TaskOutcome>;
+    /// The channels stay open until the invokable is dropped, so that the
+    /// subtask's own outcome can be reported before its neighbours notice
+    /// the closed channels (the first reported failure is the job's cause).
+    fn invoke(&mut self, control: &TaskControl) -> Result<TaskOutcome>;
 }
 
 /// Counts a source's emitted records.
@@ -116,7 +119,7 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
 }
 
 impl<T: Send, S: Source<T>> Invokable for SourceTask<T, S> {
-    fn invoke(mut self: Box<Self>, control: &TaskControl) -> Result<TaskOutcome> {
+    fn invoke(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         let result = self.run(control);
         self.metrics.records_out.inc_by(std::mem::take(&mut self.out.count));
         let chain = self.out.head.close();
@@ -267,7 +270,7 @@ fn combined(watermarks: &[Watermark], finished: &[bool]) -> Watermark {
 }
 
 impl<T: Send> Invokable for InputTask<T> {
-    fn invoke(mut self: Box<Self>, control: &TaskControl) -> Result<TaskOutcome> {
+    fn invoke(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         let result = self.run(control);
         let closed = self.head.close();
         let outcome = result?;

@@ -1,0 +1,26 @@
+//! The error type of the connectors crate.
+
+/// Errors raised while configuring a connector (running connectors report
+/// through `sluice::Error`, which this converts into).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A connector option has a value that cannot work.
+    #[error("invalid option '{option}' for the {connector} connector: {message}")]
+    InvalidOption {
+        /// The connector, e.g. "datagen".
+        connector: &'static str,
+        /// The option.
+        option: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl From<Error> for sluice::Error {
+    fn from(e: Error) -> Self {
+        sluice::Error::user(e.to_string())
+    }
+}
+
+/// Result alias of the connectors crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
