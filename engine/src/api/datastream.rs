@@ -19,7 +19,6 @@ use crate::runtime::operators::{FilterOp, FlatMapOp, KeyedProcessOp, MapOp, Proc
 use crate::runtime::writer::KeyHash;
 use crate::sink::{PrintSink, Sink, TextFileSink};
 use sluice_checkpoint::key_group::stable_hash;
-use std::collections::HashMap;
 use std::ops::AddAssign;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -270,7 +269,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
             Box::new(ReduceOp {
                 reduce: f.clone(),
                 key_selector: selector.clone(),
-                state: HashMap::new(),
+                state: Default::default(),
                 mode: RuntimeMode::Streaming,
             })
         })
@@ -306,7 +305,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
                 Box::new(KeyedProcessOp {
                     function: make(),
                     key_selector: selector.clone(),
-                    state: HashMap::new(),
+                    state: Default::default(),
                     watermark: Watermark::MIN,
                 }) as Box<dyn StreamOperator<T, O>>
             })),

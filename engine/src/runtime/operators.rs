@@ -11,8 +11,11 @@ use crate::runtime::element::Watermark;
 use crate::runtime::operator::StreamOperator;
 use crate::sink::Sink;
 use sluice_checkpoint::CheckpointId;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Keyed state kept on the heap: a fast, non-cryptographic hasher (keys
+/// are the job's own data, and the map never leaves the subtask).
+pub(crate) type KeyedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Shared, immutable user function.
 pub(crate) type Func<F> = Arc<F>;
@@ -87,7 +90,7 @@ impl<I, O, P: ProcessFunction<I, O>> StreamOperator<I, O> for ProcessOp<P> {
 pub(crate) struct KeyedProcessOp<K, T, P: KeyedProcessFunction<K, T, O>, O> {
     pub(crate) function: P,
     pub(crate) key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: HashMap<K, P::State>,
+    pub(crate) state: KeyedMap<K, P::State>,
     pub(crate) watermark: Watermark,
 }
 
@@ -127,7 +130,7 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for Ke
 pub(crate) struct ReduceOp<K, T, F> {
     pub(crate) reduce: Func<F>,
     pub(crate) key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: HashMap<K, T>,
+    pub(crate) state: KeyedMap<K, T>,
     pub(crate) mode: RuntimeMode,
 }
 
@@ -167,12 +170,12 @@ impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for R
     }
 }
 
-fn encode_map<K: Key, V: Data>(map: &HashMap<K, V>) -> Result<Vec<u8>> {
+fn encode_map<K: Key, V: Data>(map: &KeyedMap<K, V>) -> Result<Vec<u8>> {
     let entries: Vec<(&K, &V)> = map.iter().collect();
     postcard::to_stdvec(&entries).map_err(|e| Error::user(format!("cannot encode keyed state: {e}")))
 }
 
-fn decode_map<K: Key, V: Data>(bytes: &[u8]) -> Result<HashMap<K, V>> {
+fn decode_map<K: Key, V: Data>(bytes: &[u8]) -> Result<KeyedMap<K, V>> {
     let entries: Vec<(K, V)> =
         postcard::from_bytes(bytes).map_err(|e| Error::user(format!("cannot decode keyed state: {e}")))?;
     Ok(entries.into_iter().collect())

@@ -7,6 +7,10 @@
 use sluice::{ParameterTool, StreamExecutionEnvironment};
 use sluice_examples::{run_main, tokenize, WordGenerator};
 
+/// mimalloc frees records allocated on another subtask's thread cheaply.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
@@ -19,7 +23,7 @@ fn main() -> std::process::ExitCode {
         let env = StreamExecutionEnvironment::from_params(&params)?;
         env.add_source(WordGenerator::new(seed, rate, count))
             .name("Word Generator")
-            .flat_map(|token: String| tokenize(&token).into_iter().map(|w| (w, 1u64)).collect::<Vec<_>>())
+            .flat_map(|token: String| tokenize(&token).into_iter().map(|w| (w, 1u64)))
             .key_by(|(word, _)| word.clone())
             .sum(|t: &mut (String, u64)| &mut t.1)
             .print();

@@ -7,6 +7,10 @@
 use sluice::{ParameterTool, StreamExecutionEnvironment};
 use sluice_examples::{run_main, tokenize};
 
+/// mimalloc frees records allocated on another subtask's thread cheaply.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
@@ -15,7 +19,7 @@ fn main() -> std::process::ExitCode {
         let port = u16::try_from(port).map_err(|_| anyhow::anyhow!("bad value '{port}' for parameter --port: expected a port number (1-65535)"))?;
         let env = StreamExecutionEnvironment::from_params(&params)?;
         env.socket_text_stream(&host, port)
-            .flat_map(|line: String| tokenize(&line).into_iter().map(|w| (w, 1u64)).collect::<Vec<_>>())
+            .flat_map(|line: String| tokenize(&line).into_iter().map(|w| (w, 1u64)))
             .key_by(|(word, _)| word.clone())
             .sum(|t: &mut (String, u64)| &mut t.1)
             .print();

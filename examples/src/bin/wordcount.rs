@@ -5,6 +5,10 @@
 use sluice::{ParameterTool, RuntimeExecutionMode, StreamExecutionEnvironment};
 use sluice_examples::{run_main, tokenize};
 
+/// mimalloc frees records allocated on another subtask's thread cheaply.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
@@ -13,7 +17,7 @@ fn main() -> std::process::ExitCode {
         env.set_runtime_mode(RuntimeExecutionMode::Batch);
         let counts = env
             .read_text_file(&input)
-            .flat_map(|line: String| tokenize(&line).into_iter().map(|w| (w, 1u64)).collect::<Vec<_>>())
+            .flat_map(|line: String| tokenize(&line).into_iter().map(|w| (w, 1u64)))
             .key_by(|(word, _)| word.clone())
             .sum(|t: &mut (String, u64)| &mut t.1)
             .map(|(word, count)| format!("{word},{count}"));
