@@ -17,6 +17,8 @@ echo "== system packages"
 scripts/install-deps.sh
 echo "== building (target dir: ${CARGO_TARGET_DIR:-target})"
 cargo build --workspace --all-targets
+echo "== format check"
+cargo fmt --all --check
 echo "== lint (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== testing"

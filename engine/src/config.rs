@@ -212,7 +212,12 @@ impl Configuration {
             message: format!("not valid YAML: {e}"),
         })?;
         let mut conf = Self::new();
-        fn walk(prefix: &str, node: &Yaml, out: &mut Vec<(String, String)>, path: &Path) -> Result<(), ConfigError> {
+        fn walk(
+            prefix: &str,
+            node: &Yaml,
+            out: &mut Vec<(String, String)>,
+            path: &Path,
+        ) -> Result<(), ConfigError> {
             match node {
                 Yaml::Hash(map) => {
                     for (k, v) in map {
@@ -220,7 +225,11 @@ impl Configuration {
                             path: path.to_path_buf(),
                             message: format!("a key under '{prefix}' is not a plain value"),
                         })?;
-                        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                        let key = if prefix.is_empty() {
+                            k
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
                         walk(&key, v, out, path)?;
                     }
                     Ok(())
@@ -261,7 +270,8 @@ impl Configuration {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let option = lookup(key)?;
         validate_value(option, value.trim())?;
-        self.values.insert(key.to_string(), value.trim().to_string());
+        self.values
+            .insert(key.to_string(), value.trim().to_string());
         Ok(())
     }
 
@@ -287,7 +297,11 @@ impl Configuration {
     /// The raw value of `key`, or its default.
     pub fn get_str(&self, key: &str) -> Result<Option<String>, ConfigError> {
         let option = lookup(key)?;
-        Ok(self.values.get(key).cloned().or_else(|| option.default.map(str::to_string)))
+        Ok(self
+            .values
+            .get(key)
+            .cloned()
+            .or_else(|| option.default.map(str::to_string)))
     }
 
     /// Whether `key` was set explicitly (file or override), not by default.
@@ -299,7 +313,10 @@ impl Configuration {
     pub fn get_u32(&self, key: &str) -> Result<Option<u32>, ConfigError> {
         match self.get_str(key)? {
             None => Ok(None),
-            Some(v) => v.parse::<u32>().map(Some).map_err(|_| bad(key, &v, "an integer")),
+            Some(v) => v
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| bad(key, &v, "an integer")),
         }
     }
 
@@ -307,7 +324,9 @@ impl Configuration {
     pub fn get_duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         match self.get_str(key)? {
             None => Ok(None),
-            Some(v) => parse_duration(&v).map(Some).ok_or_else(|| bad(key, &v, "a duration")),
+            Some(v) => parse_duration(&v)
+                .map(Some)
+                .ok_or_else(|| bad(key, &v, "a duration")),
         }
     }
 
@@ -318,19 +337,26 @@ impl Configuration {
 }
 
 fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::BadValue { key: key.into(), value: value.into(), expected: expected.into() }
+    ConfigError::BadValue {
+        key: key.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
 }
 
 fn lookup(key: &str) -> Result<&'static ConfigOption, ConfigError> {
-    OPTIONS.iter().find(|o| o.key == key).ok_or_else(|| ConfigError::UnknownKey {
-        key: key.to_string(),
-        suggestion: OPTIONS
-            .iter()
-            .map(|o| (edit_distance(key, o.key), o.key))
-            .filter(|(d, k)| *d <= 3.max(k.len() / 4))
-            .min()
-            .map(|(_, k)| k.to_string()),
-    })
+    OPTIONS
+        .iter()
+        .find(|o| o.key == key)
+        .ok_or_else(|| ConfigError::UnknownKey {
+            key: key.to_string(),
+            suggestion: OPTIONS
+                .iter()
+                .map(|o| (edit_distance(key, o.key), o.key))
+                .filter(|(d, k)| *d <= 3.max(k.len() / 4))
+                .min()
+                .map(|(_, k)| k.to_string()),
+        })
 }
 
 fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError> {
@@ -340,7 +366,10 @@ fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError>
             Ok(n) if n >= 1 => Ok(()),
             _ => Err(bad(key, value, "an integer of at least 1")),
         },
-        ValueKind::Port => value.parse::<u16>().map(|_| ()).map_err(|_| bad(key, value, "a port number (0-65535)")),
+        ValueKind::Port => value
+            .parse::<u16>()
+            .map(|_| ())
+            .map_err(|_| bad(key, value, "a port number (0-65535)")),
         ValueKind::Duration => parse_duration(value)
             .map(|_| ())
             .ok_or_else(|| bad(key, value, "a duration such as 500ms, 10s or 5min")),
@@ -367,7 +396,9 @@ fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError>
 /// ```
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let n: u64 = num.parse().ok()?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
@@ -402,21 +433,46 @@ mod tests {
 
     #[test]
     fn nested_and_flat_yaml_agree() {
-        let a = Configuration::from_yaml_str("parallelism.default: 4\ntaskmanager.numberOfTaskSlots: 2\n").unwrap();
-        let b = Configuration::from_yaml_str("parallelism:\n  default: 4\ntaskmanager:\n  numberOfTaskSlots: 2\n").unwrap();
-        assert_eq!(a.get_u32("parallelism.default").unwrap(), b.get_u32("parallelism.default").unwrap());
+        let a = Configuration::from_yaml_str(
+            "parallelism.default: 4\ntaskmanager.numberOfTaskSlots: 2\n",
+        )
+        .unwrap();
+        let b = Configuration::from_yaml_str(
+            "parallelism:\n  default: 4\ntaskmanager:\n  numberOfTaskSlots: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            a.get_u32("parallelism.default").unwrap(),
+            b.get_u32("parallelism.default").unwrap()
+        );
         assert_eq!(a.get_u32("taskmanager.numberOfTaskSlots").unwrap(), Some(2));
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = Configuration::from_yaml_str("paralelism.default: 4\n").unwrap_err().to_string();
-        assert!(e.contains("'paralelism.default'") && e.contains("did you mean 'parallelism.default'"), "{e}");
-        let e = Configuration::from_yaml_str("parallelism.default: 0\n").unwrap_err().to_string();
-        assert!(e.contains("'parallelism.default'") && e.contains("at least 1"), "{e}");
-        let e = Configuration::new().set("execution.buffer-timeout", "soon").unwrap_err().to_string();
+        let e = Configuration::from_yaml_str("paralelism.default: 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'paralelism.default'") && e.contains("did you mean 'parallelism.default'"),
+            "{e}"
+        );
+        let e = Configuration::from_yaml_str("parallelism.default: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'parallelism.default'") && e.contains("at least 1"),
+            "{e}"
+        );
+        let e = Configuration::new()
+            .set("execution.buffer-timeout", "soon")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("execution.buffer-timeout"), "{e}");
-        let e = Configuration::new().set_dynamic("novalue").unwrap_err().to_string();
+        let e = Configuration::new()
+            .set_dynamic("novalue")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key=value"), "{e}");
     }
 
@@ -425,6 +481,9 @@ mod tests {
         let c = Configuration::new();
         assert_eq!(c.get_u32("pipeline.max-parallelism").unwrap(), Some(128));
         assert_eq!(c.get_u32("parallelism.default").unwrap(), None);
-        assert_eq!(c.get_duration("execution.buffer-timeout").unwrap(), Some(Duration::from_millis(100)));
+        assert_eq!(
+            c.get_duration("execution.buffer-timeout").unwrap(),
+            Some(Duration::from_millis(100))
+        );
     }
 }

@@ -73,7 +73,10 @@ impl Error {
 
     /// An I/O error with the context it happened in.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -125,13 +128,33 @@ impl FailureCause {
 impl fmt::Display for FailureCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FailureCause::TaskFailed { task, subtask, message } => {
-                write!(f, "task '{task}' (subtask {}) failed: {message}", subtask + 1)
+            FailureCause::TaskFailed {
+                task,
+                subtask,
+                message,
+            } => {
+                write!(
+                    f,
+                    "task '{task}' (subtask {}) failed: {message}",
+                    subtask + 1
+                )
             }
-            FailureCause::TaskPanicked { task, subtask, message } => {
-                write!(f, "task '{task}' (subtask {}) panicked: {message}", subtask + 1)
+            FailureCause::TaskPanicked {
+                task,
+                subtask,
+                message,
+            } => {
+                write!(
+                    f,
+                    "task '{task}' (subtask {}) panicked: {message}",
+                    subtask + 1
+                )
             }
-            FailureCause::NotEnoughSlots { required, available, waited_ms } => write!(
+            FailureCause::NotEnoughSlots {
+                required,
+                available,
+                waited_ms,
+            } => write!(
                 f,
                 "could not get {required} slots within slot.request.timeout ({waited_ms} ms): \
                  the cluster has {available} slots in total; lower the job's parallelism or add \

@@ -50,5 +50,5 @@ pub use params::ParameterTool;
 pub use record::{Data, Key, RecordDisplay};
 pub use runtime::{Collector, RuntimeContext, RuntimeMode, StreamOperator, Watermark};
 pub use sink::Sink;
-pub use source::{Boundedness, Source, SourceStatus};
 pub use sluice_checkpoint::CheckpointId;
+pub use source::{Boundedness, Source, SourceStatus};

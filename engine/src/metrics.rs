@@ -18,7 +18,9 @@
 //! serves them at `http://127.0.0.1:PORT/metrics`.
 
 use crate::error::{Error, Result};
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -45,17 +47,29 @@ pub(crate) struct OperatorMetrics {
     pub(crate) records_out: IntCounter,
 }
 
-const OPERATOR_LABELS: &[&str] = &["job_id", "job_name", "task_name", "operator_name", "subtask_index"];
+const OPERATOR_LABELS: &[&str] = &[
+    "job_id",
+    "job_name",
+    "task_name",
+    "operator_name",
+    "subtask_index",
+];
 const TASK_LABELS: &[&str] = &["job_id", "job_name", "task_name", "subtask_index"];
 
 fn build() -> std::result::Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let records_in = IntCounterVec::new(
-        Opts::new("sluice_taskmanager_job_task_operator_numRecordsIn", "Records received by an operator subtask"),
+        Opts::new(
+            "sluice_taskmanager_job_task_operator_numRecordsIn",
+            "Records received by an operator subtask",
+        ),
         OPERATOR_LABELS,
     )?;
     let records_out = IntCounterVec::new(
-        Opts::new("sluice_taskmanager_job_task_operator_numRecordsOut", "Records emitted by an operator subtask"),
+        Opts::new(
+            "sluice_taskmanager_job_task_operator_numRecordsOut",
+            "Records emitted by an operator subtask",
+        ),
         OPERATOR_LABELS,
     )?;
     let back_pressured_ms = IntCounterVec::new(
@@ -66,12 +80,18 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         TASK_LABELS,
     )?;
     let job_uptime = IntGaugeVec::new(
-        Opts::new("sluice_jobmanager_job_uptime", "Milliseconds since the job started running"),
+        Opts::new(
+            "sluice_jobmanager_job_uptime",
+            "Milliseconds since the job started running",
+        ),
         &["job_id", "job_name"],
     )?;
     let running_jobs = IntGauge::new("sluice_jobmanager_numRunningJobs", "Jobs currently running")?;
     let slots_total = IntGauge::new("sluice_jobmanager_taskSlotsTotal", "Task slots registered")?;
-    let slots_available = IntGauge::new("sluice_jobmanager_taskSlotsAvailable", "Task slots not allocated")?;
+    let slots_available = IntGauge::new(
+        "sluice_jobmanager_taskSlotsAvailable",
+        "Task slots not allocated",
+    )?;
     registry.register(Box::new(records_in.clone()))?;
     registry.register(Box::new(records_out.clone()))?;
     registry.register(Box::new(back_pressured_ms.clone()))?;
@@ -79,7 +99,16 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
     registry.register(Box::new(running_jobs.clone()))?;
     registry.register(Box::new(slots_total.clone()))?;
     registry.register(Box::new(slots_available.clone()))?;
-    Ok(Metrics { registry, records_in, records_out, back_pressured_ms, job_uptime, running_jobs, slots_total, slots_available })
+    Ok(Metrics {
+        registry,
+        records_in,
+        records_out,
+        back_pressured_ms,
+        job_uptime,
+        running_jobs,
+        slots_total,
+        slots_available,
+    })
 }
 
 /// The process-wide metrics.
@@ -131,14 +160,23 @@ impl MetricsServer {
             addr: want.clone(),
             message: format!("{e}; pick another --metrics-port"),
         })?;
-        let addr = std_listener.local_addr().map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+        let addr = std_listener.local_addr().map_err(|e| Error::Metrics {
+            addr: want.clone(),
+            message: e.to_string(),
+        })?;
         std_listener
             .set_nonblocking(true)
-            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+            .map_err(|e| Error::Metrics {
+                addr: want.clone(),
+                message: e.to_string(),
+            })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+            .map_err(|e| Error::Metrics {
+                addr: want.clone(),
+                message: e.to_string(),
+            })?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
@@ -155,7 +193,10 @@ impl MetricsServer {
                         "/metrics",
                         axum::routing::get(|| async {
                             (
-                                [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                                [(
+                                    axum::http::header::CONTENT_TYPE,
+                                    "text/plain; version=0.0.4",
+                                )],
                                 global().render(),
                             )
                         }),
@@ -170,9 +211,16 @@ impl MetricsServer {
                     }
                 })
             })
-            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
+            .map_err(|e| Error::Metrics {
+                addr: want.clone(),
+                message: e.to_string(),
+            })?;
         tracing::info!("serving Prometheus metrics at http://{addr}/metrics");
-        Ok(MetricsServer { addr, shutdown: Some(tx), thread: Some(thread) })
+        Ok(MetricsServer {
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// The address actually bound.

@@ -12,12 +12,25 @@
 
 use serde::{Deserialize, Serialize};
 use sluice::{Boundedness, CheckpointId, Collector, Result, RuntimeContext, Source, SourceStatus};
-use std::time::{Duration, Instant};
 
-const SYLLABLES: &[&str] = &["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "zu", "el", "an", "or"];
-const FOREIGN: &[&str] = &["café", "naïve", "Straße", "niño", "数据", "流处理", "Ärger", "ÉCOLE", "данные", "θεσμός"];
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "zu", "el", "an", "or",
+];
+const FOREIGN: &[&str] = &[
+    "café",
+    "naïve",
+    "Straße",
+    "niño",
+    "数据",
+    "流处理",
+    "Ärger",
+    "ÉCOLE",
+    "данные",
+    "θεσμός",
+];
 const PUNCT: &[&str] = &["", "", "", ",", ".", "!", "?", ";", "'s", "--"];
 
+use sluice_connectors::datagen::RateLimiter;
 pub use sluice_connectors::datagen::SplitMix64;
 
 /// The word with vocabulary index `i` (deterministic, distinct per index).
@@ -79,9 +92,7 @@ pub struct WordGenerator {
     vocabulary: u64,
     state: Option<GeneratorState>,
     limit: Option<u64>,
-    subtask_rate: Option<f64>,
-    started: Option<Instant>,
-    emitted_at_start: u64,
+    limiter: Option<RateLimiter>,
 }
 
 impl WordGenerator {
@@ -95,9 +106,7 @@ impl WordGenerator {
             vocabulary: 10_000,
             state: None,
             limit: None,
-            subtask_rate: None,
-            started: None,
-            emitted_at_start: 0,
+            limiter: None,
         }
     }
 
@@ -123,12 +132,13 @@ impl Source<String> for WordGenerator {
         let p = u64::from(ctx.parallelism.max(1));
         let i = u64::from(ctx.subtask_index);
         self.limit = self.count.map(|n| n / p + u64::from(i < n % p));
-        self.subtask_rate = self.rate.map(|r| r / p as f64);
+        self.limiter = self.rate.map(|r| RateLimiter::new(r / p as f64));
         if self.state.is_none() {
-            self.state = Some(GeneratorState { emitted: 0, rng: subtask_seed(self.seed, ctx.subtask_index) });
+            self.state = Some(GeneratorState {
+                emitted: 0,
+                rng: subtask_seed(self.seed, ctx.subtask_index),
+            });
         }
-        self.emitted_at_start = self.state.map(|s| s.emitted).unwrap_or(0);
-        self.started = Some(Instant::now());
         Ok(())
     }
 
@@ -136,22 +146,20 @@ impl Source<String> for WordGenerator {
         let Some(state) = self.state.as_mut() else {
             return Ok(SourceStatus::Finished);
         };
-        let mut budget: u64 = 512;
-        if let (Some(rate), Some(started)) = (self.subtask_rate, self.started) {
-            let allowed = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
-            let done = state.emitted - self.emitted_at_start;
-            if done >= allowed {
-                let wait = Duration::from_secs_f64(((done + 1 - allowed) as f64 / rate).min(0.05));
-                return Ok(SourceStatus::Idle(wait));
-            }
-            budget = budget.min(allowed - done);
-        }
+        let budget = match self.limiter.as_mut().map(|l| l.budget(512)) {
+            None => 512,
+            Some(Ok(n)) => n,
+            Some(Err(wait)) => return Ok(SourceStatus::Idle(wait)),
+        };
         for _ in 0..budget {
             if self.limit.is_some_and(|l| state.emitted >= l) {
                 return Ok(SourceStatus::Finished);
             }
             let token = next_token(&mut state.rng, self.vocabulary);
             state.emitted += 1;
+            if let Some(l) = self.limiter.as_mut() {
+                l.emitted(1);
+            }
             out.collect(token)?;
         }
         Ok(SourceStatus::MoreAvailable)

@@ -12,6 +12,7 @@
 pub mod generator;
 
 pub use generator::WordGenerator;
+use sluice::DataStream;
 
 /// Splits text into words the way every WordCount here does: lowercase the
 /// text, split on every character that is not alphanumeric (Unicode), drop
@@ -28,11 +29,22 @@ pub fn tokenize(line: &str) -> Vec<String> {
         .collect()
 }
 
+/// The streaming WordCount every example shares: running `(word, count)`
+/// per word occurrence, words split by [`tokenize`].
+pub fn running_word_counts(text: &DataStream<String>) -> DataStream<(String, u64)> {
+    text.flat_map(|line: String| tokenize(&line).into_iter().map(|w| (w, 1u64)))
+        .key_by(|(word, _)| word.clone())
+        .sum(|t: &mut (String, u64)| &mut t.1)
+}
+
 /// Logs to stderr; the level comes from `SLUICE_LOG` (default `warn`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs a job's `main` body: on error prints `error: ...` to stderr and

@@ -20,8 +20,10 @@
 //! # let _ = source;
 //! ```
 
+mod rate;
 mod rng;
 mod source;
 
+pub use rate::RateLimiter;
 pub use rng::SplitMix64;
 pub use source::DataGeneratorSource;

@@ -1,10 +1,12 @@
 //! The `Source` implementation of the data generator.
 
+use super::rate::RateLimiter;
 use super::rng::SplitMix64;
 use crate::error::Error;
-use sluice::{Boundedness, CheckpointId, Collector, Data, Result, RuntimeContext, Source, SourceStatus};
+use sluice::{
+    Boundedness, CheckpointId, Collector, Data, Result, RuntimeContext, Source, SourceStatus,
+};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The user function that makes a record from its index and a seeded generator.
 pub type GenerateFn<T> = Arc<dyn Fn(u64, &mut SplitMix64) -> T + Send + Sync>;
@@ -18,8 +20,7 @@ pub struct DataGeneratorSource<T> {
     next: u64,
     restored: bool,
     step: u64,
-    subtask_rate: Option<f64>,
-    started: Option<(Instant, u64)>,
+    limiter: Option<RateLimiter>,
 }
 
 impl<T> Clone for DataGeneratorSource<T> {
@@ -32,8 +33,7 @@ impl<T> Clone for DataGeneratorSource<T> {
             next: self.next,
             restored: self.restored,
             step: self.step,
-            subtask_rate: self.subtask_rate,
-            started: None,
+            limiter: None,
         }
     }
 }
@@ -49,8 +49,7 @@ impl<T> DataGeneratorSource<T> {
             next: 0,
             restored: false,
             step: 1,
-            subtask_rate: None,
-            started: None,
+            limiter: None,
         }
     }
 
@@ -72,7 +71,9 @@ impl<T> DataGeneratorSource<T> {
             return Err(Error::InvalidOption {
                 connector: "datagen",
                 option: "rate",
-                message: format!("{records_per_second} is not a positive number of records per second"),
+                message: format!(
+                    "{records_per_second} is not a positive number of records per second"
+                ),
             });
         }
         self.rate = Some(records_per_second);
@@ -96,22 +97,16 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
             self.next = u64::from(ctx.subtask_index);
         }
         self.step = u64::from(ctx.parallelism.max(1));
-        self.subtask_rate = self.rate.map(|r| r / self.step as f64);
-        self.started = Some((Instant::now(), self.next));
+        self.limiter = self.rate.map(|r| RateLimiter::new(r / self.step as f64));
         Ok(())
     }
 
     fn poll_next(&mut self, out: &mut dyn Collector<T>) -> Result<SourceStatus> {
-        let mut budget = 512u64;
-        if let (Some(rate), Some((since, first))) = (self.subtask_rate, self.started) {
-            let done = (self.next - first) / self.step;
-            let allowed = (since.elapsed().as_secs_f64() * rate) as u64 + 1;
-            if done >= allowed {
-                let wait = ((done + 1 - allowed) as f64 / rate).min(0.05);
-                return Ok(SourceStatus::Idle(Duration::from_secs_f64(wait)));
-            }
-            budget = budget.min(allowed - done);
-        }
+        let budget = match self.limiter.as_mut().map(|l| l.budget(512)) {
+            None => 512,
+            Some(Ok(n)) => n,
+            Some(Err(wait)) => return Ok(SourceStatus::Idle(wait)),
+        };
         for _ in 0..budget {
             if self.count.is_some_and(|c| self.next >= c) {
                 return Ok(SourceStatus::Finished);
@@ -119,6 +114,9 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
             let mut rng = SplitMix64::for_stream(self.seed, self.next);
             out.collect((self.generate)(self.next, &mut rng))?;
             self.next += self.step;
+            if let Some(l) = self.limiter.as_mut() {
+                l.emitted(1);
+            }
         }
         Ok(SourceStatus::MoreAvailable)
     }
@@ -147,7 +145,9 @@ mod tests {
     }
 
     fn gen() -> DataGeneratorSource<(u64, u64)> {
-        DataGeneratorSource::new(|i, rng| (i, rng.below(1000))).with_seed(9).with_count(1000)
+        DataGeneratorSource::new(|i, rng| (i, rng.below(1000)))
+            .with_seed(9)
+            .with_count(1000)
     }
 
     #[test]
@@ -176,8 +176,14 @@ mod tests {
         let mut slow = gen().with_rate(100.0).unwrap();
         slow.open(&RuntimeContext::for_test(0, 1)).unwrap();
         let mut few = Vec::new();
-        assert_eq!(slow.poll_next(&mut few).unwrap(), SourceStatus::MoreAvailable);
-        assert!(matches!(slow.poll_next(&mut few).unwrap(), SourceStatus::Idle(_)));
+        assert_eq!(
+            slow.poll_next(&mut few).unwrap(),
+            SourceStatus::MoreAvailable
+        );
+        assert!(matches!(
+            slow.poll_next(&mut few).unwrap(),
+            SourceStatus::Idle(_)
+        ));
         assert!(few.len() <= 2, "throttled: {}", few.len());
         assert!(gen().with_rate(0.0).is_err());
     }

@@ -101,10 +101,12 @@ impl StreamExecutionEnvironment {
         let env = Self::with_config(config);
         for key in ["p", "parallelism"] {
             if let Some(v) = params.get(key) {
-                let p = v.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| ParamError::Malformed {
-                    key: key.into(),
-                    value: v.into(),
-                    expected: "a positive integer".into(),
+                let p = v.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                    ParamError::Malformed {
+                        key: key.into(),
+                        value: v.into(),
+                        expected: "a positive integer".into(),
+                    }
                 })?;
                 env.state.borrow_mut().command_line_parallelism = Some(p);
             }
@@ -115,7 +117,9 @@ impl StreamExecutionEnvironment {
     /// Sets the default parallelism of this job's operators (level 2 of 5).
     pub fn set_parallelism(&self, parallelism: u32) -> &Self {
         if parallelism == 0 {
-            self.state.borrow_mut().errors.push("set_parallelism(0) on the environment: parallelism must be at least 1".into());
+            self.state.borrow_mut().errors.push(
+                "set_parallelism(0) on the environment: parallelism must be at least 1".into(),
+            );
         }
         self.state.borrow_mut().parallelism = Some(parallelism);
         self
@@ -146,7 +150,8 @@ impl StreamExecutionEnvironment {
 
     /// A bounded, non-parallel source over `data` (Flink's `fromCollection`).
     pub fn from_collection<T: Data + Sync>(&self, data: Vec<T>) -> DataStream<T> {
-        self.add_source_named(CollectionSource::new(data), "Collection Source").set_parallelism(1)
+        self.add_source_named(CollectionSource::new(data), "Collection Source")
+            .set_parallelism(1)
     }
 
     /// The lines of a text file, read in parallel (Flink's `readTextFile`).
@@ -166,14 +171,22 @@ impl StreamExecutionEnvironment {
         self.add_source_named(source, "Custom Source")
     }
 
-    fn add_source_named<T: Data, S: Source<T> + Clone>(&self, source: S, name: &str) -> DataStream<T> {
+    fn add_source_named<T: Data, S: Source<T> + Clone>(
+        &self,
+        source: S,
+        name: &str,
+    ) -> DataStream<T> {
         let bounded = source.boundedness() == Boundedness::Bounded;
         let parallel = source.is_parallel();
         let node = StreamNode {
             name: format!("Source: {name}"),
             uid: None,
             parallelism: None,
-            kind: NodeKind::Source { factory: TypedSourceFactory::arc(source), bounded, parallel },
+            kind: NodeKind::Source {
+                factory: TypedSourceFactory::arc(source),
+                bounded,
+                parallel,
+            },
             out_type: TypedStream::<T>::arc(),
             chain_head: false,
             keyed: false,
@@ -192,7 +205,9 @@ impl StreamExecutionEnvironment {
             environment: st.parallelism,
             command_line: st.command_line_parallelism,
             config: st.config.get_u32("parallelism.default")?,
-            cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
         })
     }
 
@@ -204,7 +219,10 @@ impl StreamExecutionEnvironment {
             return Err(Error::InvalidGraph(e.clone()));
         }
         let conf = &st.config;
-        let mode_text = conf.get_str("execution.runtime-mode")?.unwrap_or_default().to_ascii_uppercase();
+        let mode_text = conf
+            .get_str("execution.runtime-mode")?
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         let mode = st.mode.unwrap_or(match mode_text.as_str() {
             "BATCH" => RuntimeExecutionMode::Batch,
             "AUTOMATIC" => RuntimeExecutionMode::Automatic,
@@ -226,10 +244,18 @@ impl StreamExecutionEnvironment {
         let settings = JobSettings {
             max_parallelism,
             mode,
-            batch_size: conf.get_u32("taskmanager.network.batch-size")?.unwrap_or(1024) as usize,
-            channel_capacity: conf.get_u32("taskmanager.network.channel-capacity")?.unwrap_or(4) as usize,
-            buffer_timeout: conf.get_duration("execution.buffer-timeout")?.unwrap_or_default(),
-            slot_request_timeout: conf.get_duration("slot.request.timeout")?.unwrap_or_default(),
+            batch_size: conf
+                .get_u32("taskmanager.network.batch-size")?
+                .unwrap_or(1024) as usize,
+            channel_capacity: conf
+                .get_u32("taskmanager.network.channel-capacity")?
+                .unwrap_or(4) as usize,
+            buffer_timeout: conf
+                .get_duration("execution.buffer-timeout")?
+                .unwrap_or_default(),
+            slot_request_timeout: conf
+                .get_duration("slot.request.timeout")?
+                .unwrap_or_default(),
         };
         JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)
     }
@@ -247,18 +273,26 @@ impl StreamExecutionEnvironment {
         let conf = self.config();
         let metrics = match conf.get_u32("metrics.reporter.prom.port")? {
             Some(port) => {
-                let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
+                let host = conf
+                    .get_str("metrics.reporter.prom.host")?
+                    .unwrap_or_else(|| "127.0.0.1".into());
                 Some(MetricsServer::start(&host, port as u16)?)
             }
             None => None,
         };
-        let task_managers = conf.get_u32("local.number-taskmanager")?.unwrap_or(1).max(1);
+        let task_managers = conf
+            .get_u32("local.number-taskmanager")?
+            .unwrap_or(1)
+            .max(1);
         let slots = match conf.get_u32("taskmanager.numberOfTaskSlots")? {
             Some(s) => s,
             None => graph.required_slots().div_ceil(task_managers),
         };
         tracing::info!("Job graph:\n{graph}");
-        let cluster = MiniCluster::start(MiniClusterConfig { task_managers, slots_per_task_manager: slots })?;
+        let cluster = MiniCluster::start(MiniClusterConfig {
+            task_managers,
+            slots_per_task_manager: slots,
+        })?;
         let client = cluster.submit(graph)?.owning(cluster);
         tracing::info!("Job has been submitted with JobID {}", client.job_id());
         Ok(client.with_metrics(metrics))

@@ -6,8 +6,8 @@
 //! every 100 ms for timeouts and metrics), so its state needs no locks.
 
 use super::protocol::{
-    ExecutionState, JobArtifact, JobId, JobResult, JobStatus, SlotId, TaskDeploymentDescriptor, ToJobManager,
-    ToTaskManager,
+    ExecutionState, JobArtifact, JobId, JobResult, JobStatus, SlotId, TaskDeploymentDescriptor,
+    ToJobManager, ToTaskManager,
 };
 use super::resource_manager::ResourceManager;
 use crate::error::FailureCause;
@@ -34,7 +34,13 @@ struct JobMaster {
 
 impl JobMaster {
     fn transition(&mut self, to: JobStatus) {
-        tracing::info!("Job {} ({}) switched from state {} to {}.", self.graph.name(), self.id, self.status, to);
+        tracing::info!(
+            "Job {} ({}) switched from state {} to {}.",
+            self.graph.name(),
+            self.id,
+            self.status,
+            to
+        );
         self.status = to;
     }
 }
@@ -47,7 +53,11 @@ pub(crate) struct JobManager {
 
 impl JobManager {
     pub(crate) fn new(inbox: Receiver<ToJobManager>) -> Self {
-        JobManager { rm: ResourceManager::default(), jobs: BTreeMap::new(), inbox }
+        JobManager {
+            rm: ResourceManager::default(),
+            jobs: BTreeMap::new(),
+            inbox,
+        }
     }
 
     /// Runs the event loop until `Shutdown` or until every sender is gone.
@@ -82,7 +92,11 @@ impl JobManager {
                 self.rm.register(id, slots, gateway);
                 self.schedule_waiting();
             }
-            ToJobManager::SubmitJob { graph, job_id, result } => {
+            ToJobManager::SubmitJob {
+                graph,
+                job_id,
+                result,
+            } => {
                 tracing::info!("Submitting job '{}' ({job_id}).", graph.name());
                 self.jobs.insert(
                     job_id,
@@ -100,7 +114,11 @@ impl JobManager {
                 );
                 self.schedule_waiting();
             }
-            ToJobManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
+            ToJobManager::TaskStateChanged {
+                subtask,
+                state,
+                failure,
+            } => self.task_state(subtask, state, failure),
             ToJobManager::CancelJob { job_id } => self.cancel(job_id),
             ToJobManager::RequestJobStatus { job_id, reply } => {
                 let _ = reply.send(self.jobs.get(&job_id).map(|j| j.status));
@@ -110,21 +128,32 @@ impl JobManager {
     }
 
     fn schedule_waiting(&mut self) {
-        let waiting: Vec<JobId> =
-            self.jobs.values().filter(|j| j.status == JobStatus::Created).map(|j| j.id).collect();
+        let waiting: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Created)
+            .map(|j| j.id)
+            .collect();
         for id in waiting {
             self.try_schedule(id);
         }
     }
 
     fn try_schedule(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else { return };
-        let needed = job.graph.required_slots();
-        let Some(slots) = self.rm.allocate(id, needed) else {
-            tracing::debug!("job {id} waits for {needed} slots ({} free)", self.rm.free_slots());
+        let Some(job) = self.jobs.get(&id) else {
             return;
         };
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let needed = job.graph.required_slots();
+        let Some(slots) = self.rm.allocate(id, needed) else {
+            tracing::debug!(
+                "job {id} waits for {needed} slots ({} free)",
+                self.rm.free_slots()
+            );
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         job.slots = slots;
         job.running_since = Some(Instant::now());
         job.transition(JobStatus::Running);
@@ -137,26 +166,43 @@ impl JobManager {
         let mut lost = None;
         for s in all {
             let slot = job.slots[s.subtask as usize].clone();
-            let tdd = TaskDeploymentDescriptor { subtask: s, slot: slot.clone(), artifact: artifact.clone() };
-            let sent = self.rm.gateway(&slot.task_manager).map(|gw| gw.send(ToTaskManager::Deploy(Box::new(tdd))));
+            let tdd = TaskDeploymentDescriptor {
+                subtask: s,
+                slot: slot.clone(),
+                artifact: artifact.clone(),
+            };
+            let sent = self
+                .rm
+                .gateway(&slot.task_manager)
+                .map(|gw| gw.send(ToTaskManager::Deploy(Box::new(tdd))));
             if !matches!(sent, Some(Ok(()))) {
                 lost = Some((s, slot.task_manager.to_string()));
                 break;
             }
         }
         if let Some((s, tm)) = lost {
-            self.task_state(s, ExecutionState::Failed, Some(FailureCause::TaskManagerLost(tm)));
+            self.task_state(
+                s,
+                ExecutionState::Failed,
+                Some(FailureCause::TaskManagerLost(tm)),
+            );
         }
     }
 
     fn send_to_slot(&self, job: &JobMaster, s: SubtaskId, msg: ToTaskManager) {
-        if let Some(gw) = job.slots.get(s.subtask as usize).and_then(|slot| self.rm.gateway(&slot.task_manager)) {
+        if let Some(gw) = job
+            .slots
+            .get(s.subtask as usize)
+            .and_then(|slot| self.rm.gateway(&slot.task_manager))
+        {
             let _ = gw.send(msg);
         }
     }
 
     fn cancel_running(&self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else { return };
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
         for (s, state) in &job.executions {
             if !state.is_terminal() {
                 self.send_to_slot(job, *s, ToTaskManager::Cancel { subtask: *s });
@@ -164,19 +210,30 @@ impl JobManager {
         }
     }
 
-    fn task_state(&mut self, subtask: SubtaskId, state: ExecutionState, failure: Option<FailureCause>) {
-        let Some(job) = self.jobs.get_mut(&subtask.job) else { return };
+    fn task_state(
+        &mut self,
+        subtask: SubtaskId,
+        state: ExecutionState,
+        failure: Option<FailureCause>,
+    ) {
+        let Some(job) = self.jobs.get_mut(&subtask.job) else {
+            return;
+        };
         if job.status.is_terminal() {
             return;
         }
         job.executions.insert(subtask, state);
-        if job.status == JobStatus::Failing && job.failure.as_ref().is_some_and(FailureCause::is_secondary) {
+        if job.status == JobStatus::Failing
+            && job.failure.as_ref().is_some_and(FailureCause::is_secondary)
+        {
             if let Some(root) = failure.as_ref().filter(|f| !f.is_secondary()) {
                 job.failure = Some(root.clone());
             }
         }
         let mut cancel_others = false;
-        if matches!(state, ExecutionState::Failed | ExecutionState::Canceled) && job.status == JobStatus::Running {
+        if matches!(state, ExecutionState::Failed | ExecutionState::Canceled)
+            && job.status == JobStatus::Running
+        {
             if state == ExecutionState::Failed {
                 if let Some(cause) = &failure {
                     tracing::info!("{cause}");
@@ -195,7 +252,9 @@ impl JobManager {
     }
 
     fn maybe_finish(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if job.executions.values().any(|s| !s.is_terminal()) {
             return;
         }
@@ -211,7 +270,9 @@ impl JobManager {
     }
 
     fn finalize(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else { return };
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
         let _ = job.result.send(JobResult {
             job_id: id,
             status: job.status,
@@ -221,7 +282,10 @@ impl JobManager {
         for gw in self.rm.gateways() {
             let _ = gw.send(ToTaskManager::ReleaseJob { job_id: id });
         }
-        if let Ok(m) = metrics::global().job_uptime.get_metric_with_label_values(&[&id.to_string(), job.graph.name()]) {
+        if let Ok(m) = metrics::global()
+            .job_uptime
+            .get_metric_with_label_values(&[&id.to_string(), job.graph.name()])
+        {
             m.set(0);
         }
         self.rm.release(id);
@@ -229,7 +293,9 @@ impl JobManager {
     }
 
     fn cancel(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         match job.status {
             JobStatus::Created => {
                 job.transition(JobStatus::Canceled);

@@ -53,10 +53,16 @@ impl MiniCluster {
                 .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
             let tm = TaskManager::new(id, tm_rx, jm_tx.clone(), shuffle.clone());
             threads.push(
-                std::thread::Builder::new().name(format!("taskmanager-{i}")).spawn(move || tm.run()).map_err(spawn_err)?,
+                std::thread::Builder::new()
+                    .name(format!("taskmanager-{i}"))
+                    .spawn(move || tm.run())
+                    .map_err(spawn_err)?,
             );
         }
-        Ok(MiniCluster { job_manager: jm_tx, threads })
+        Ok(MiniCluster {
+            job_manager: jm_tx,
+            threads,
+        })
     }
 
     /// Submits a job; returns at once with a client to follow it.
@@ -65,9 +71,20 @@ impl MiniCluster {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let name = graph.name().to_string();
         self.job_manager
-            .send(ToJobManager::SubmitJob { graph: Arc::new(graph), job_id, result: tx })
+            .send(ToJobManager::SubmitJob {
+                graph: Arc::new(graph),
+                job_id,
+                result: tx,
+            })
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
-        Ok(JobClient { job_id, name, job_manager: self.job_manager.clone(), result: rx, cluster: None, metrics: None })
+        Ok(JobClient {
+            job_id,
+            name,
+            job_manager: self.job_manager.clone(),
+            result: rx,
+            cluster: None,
+            metrics: None,
+        })
     }
 
     fn stop(&mut self) {
@@ -130,28 +147,37 @@ impl JobClient {
     pub fn status(&self) -> Result<JobStatus> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.job_manager
-            .send(ToJobManager::RequestJobStatus { job_id: self.job_id, reply: tx })
+            .send(ToJobManager::RequestJobStatus {
+                job_id: self.job_id,
+                reply: tx,
+            })
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
         rx.recv_timeout(Duration::from_secs(10))
             .ok()
             .flatten()
-            .ok_or_else(|| Error::ClusterUnavailable(format!("the JobManager does not know job {}", self.job_id)))
+            .ok_or_else(|| {
+                Error::ClusterUnavailable(format!(
+                    "the JobManager does not know job {}",
+                    self.job_id
+                ))
+            })
     }
 
     /// Asks the JobManager to cancel the job; `wait` then reports CANCELED.
     pub fn cancel(&self) -> Result<()> {
         self.job_manager
-            .send(ToJobManager::CancelJob { job_id: self.job_id })
+            .send(ToJobManager::CancelJob {
+                job_id: self.job_id,
+            })
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))
     }
 
     /// Waits for the job to end: `Ok` when it finished, an error naming the
     /// cause when it failed or was canceled.
     pub fn wait(self) -> Result<JobExecutionResult> {
-        let result = self
-            .result
-            .recv()
-            .map_err(|_| Error::ClusterUnavailable("the JobManager stopped before the job ended".into()))?;
+        let result = self.result.recv().map_err(|_| {
+            Error::ClusterUnavailable("the JobManager stopped before the job ended".into())
+        })?;
         match result.status {
             JobStatus::Finished => Ok(JobExecutionResult {
                 job_id: self.job_id,

@@ -23,10 +23,16 @@ impl JobId {
     /// A fresh id, unique within this process and very likely across processes.
     pub fn generate() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mix = sluice_checkpoint::key_group::stable_hash(&(nanos, n, std::process::id()));
-        JobId((u128::from(mix) << 64) | u128::from(sluice_checkpoint::key_group::stable_hash(&(mix, n))))
+        JobId(
+            (u128::from(mix) << 64)
+                | u128::from(sluice_checkpoint::key_group::stable_hash(&(mix, n))),
+        )
     }
 
     /// An id from its numeric value.
@@ -70,7 +76,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
+        matches!(
+            self,
+            JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished
+        )
     }
 }
 
@@ -106,7 +115,10 @@ pub enum ExecutionState {
 impl ExecutionState {
     /// Whether the execution has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
+        matches!(
+            self,
+            ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed
+        )
     }
 }
 

@@ -2,7 +2,8 @@
 //! deployed into them, one thread per subtask, reporting every state change.
 
 use super::protocol::{
-    ExecutionState, JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager, ToTaskManager,
+    ExecutionState, JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager,
+    ToTaskManager,
 };
 use crate::error::{Error, FailureCause};
 use crate::graph::execution::{build_subtask, SubtaskId};
@@ -36,7 +37,13 @@ impl TaskManager {
         job_manager: Sender<ToJobManager>,
         shuffle: Arc<LocalShuffle>,
     ) -> Self {
-        TaskManager { id, inbox, job_manager, shuffle, tasks: HashMap::new() }
+        TaskManager {
+            id,
+            inbox,
+            job_manager,
+            shuffle,
+            tasks: HashMap::new(),
+        }
     }
 
     pub(crate) fn run(mut self) {
@@ -64,7 +71,12 @@ impl TaskManager {
     }
 
     fn release(&mut self, job: JobId) {
-        let ids: Vec<SubtaskId> = self.tasks.keys().filter(|s| s.job == job).copied().collect();
+        let ids: Vec<SubtaskId> = self
+            .tasks
+            .keys()
+            .filter(|s| s.job == job)
+            .copied()
+            .collect();
         for id in ids {
             if let Some(t) = self.tasks.remove(&id) {
                 let _ = t.thread.join();
@@ -77,51 +89,81 @@ impl TaskManager {
         let JobArtifact::InProcess(graph) = tdd.artifact;
         let id = tdd.subtask;
         let vertex = graph.vertices()[id.vertex].clone();
-        let thread_name = format!("{} ({}/{})", vertex.name, id.subtask + 1, vertex.parallelism);
+        let thread_name = format!(
+            "{} ({}/{})",
+            vertex.name,
+            id.subtask + 1,
+            vertex.parallelism
+        );
         let task_name = vertex.name.clone();
         let canceled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let control = TaskControl { commands: rx, canceled: canceled.clone(), buffer_timeout: graph.settings.buffer_timeout };
+        let control = TaskControl {
+            commands: rx,
+            canceled: canceled.clone(),
+            buffer_timeout: graph.settings.buffer_timeout,
+        };
         let jm = self.job_manager.clone();
         let shuffle = self.shuffle.clone();
-        let spawned = std::thread::Builder::new().name(thread_name.clone()).spawn(move || {
-            let report = |state, failure| {
-                let _ = jm.send(ToJobManager::TaskStateChanged { subtask: id, state, failure });
-            };
-            report(ExecutionState::Running, None);
-            tracing::debug!("{thread_name} switched to RUNNING");
-            // The task (and with it its channel ends) outlives the report below.
-            let mut task = None;
-            let run = catch_unwind(AssertUnwindSafe(|| {
-                let task = task.insert(build_subtask(&graph, id, &shuffle)?);
-                task.invoke(&control)
-            }));
-            let canceled = control.canceled.load(Ordering::Relaxed);
-            match run {
-                Ok(Ok(TaskOutcome::Finished)) => report(ExecutionState::Finished, None),
-                Ok(Ok(TaskOutcome::Canceled)) => report(ExecutionState::Canceled, None),
-                Ok(Err(_)) if canceled => report(ExecutionState::Canceled, None),
-                Ok(Err(e)) => {
-                    let cause = FailureCause::TaskFailed { task: task_name, subtask: id.subtask, message: render(&e) };
-                    report(ExecutionState::Failed, Some(cause));
+        let spawned = std::thread::Builder::new()
+            .name(thread_name.clone())
+            .spawn(move || {
+                let report = |state, failure| {
+                    let _ = jm.send(ToJobManager::TaskStateChanged {
+                        subtask: id,
+                        state,
+                        failure,
+                    });
+                };
+                report(ExecutionState::Running, None);
+                tracing::debug!("{thread_name} switched to RUNNING");
+                // The task (and with it its channel ends) outlives the report below.
+                let mut task = None;
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    let task = task.insert(build_subtask(&graph, id, &shuffle)?);
+                    task.invoke(&control)
+                }));
+                let canceled = control.canceled.load(Ordering::Relaxed);
+                match run {
+                    Ok(Ok(TaskOutcome::Finished)) => report(ExecutionState::Finished, None),
+                    Ok(Ok(TaskOutcome::Canceled)) => report(ExecutionState::Canceled, None),
+                    Ok(Err(_)) if canceled => report(ExecutionState::Canceled, None),
+                    Ok(Err(e)) => {
+                        let cause = FailureCause::TaskFailed {
+                            task: task_name,
+                            subtask: id.subtask,
+                            message: render(&e),
+                        };
+                        report(ExecutionState::Failed, Some(cause));
+                    }
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "non-string panic payload".into());
+                        report(
+                            ExecutionState::Failed,
+                            Some(FailureCause::TaskPanicked {
+                                task: task_name,
+                                subtask: id.subtask,
+                                message,
+                            }),
+                        );
+                    }
                 }
-                Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic payload".into());
-                    report(
-                        ExecutionState::Failed,
-                        Some(FailureCause::TaskPanicked { task: task_name, subtask: id.subtask, message }),
-                    );
-                }
-            }
-            drop(task);
-        });
+                drop(task);
+            });
         match spawned {
             Ok(thread) => {
-                self.tasks.insert(id, RunningTask { canceled, commands: tx, thread });
+                self.tasks.insert(
+                    id,
+                    RunningTask {
+                        canceled,
+                        commands: tx,
+                        thread,
+                    },
+                );
             }
             Err(e) => {
                 let _ = self.job_manager.send(ToJobManager::TaskStateChanged {

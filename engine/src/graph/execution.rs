@@ -30,7 +30,14 @@ pub struct SubtaskId {
 pub fn subtasks(job: &JobGraph, id: JobId, attempt: u32) -> Vec<SubtaskId> {
     job.vertices
         .iter()
-        .flat_map(|v| (0..v.parallelism).map(move |s| SubtaskId { job: id, attempt, vertex: v.index, subtask: s }))
+        .flat_map(|v| {
+            (0..v.parallelism).map(move |s| SubtaskId {
+                job: id,
+                attempt,
+                vertex: v.index,
+                subtask: s,
+            })
+        })
         .collect()
 }
 
@@ -62,7 +69,13 @@ impl Builder<'_> {
     fn operator_metrics(&self, ctx: &RuntimeContext) -> metrics::OperatorMetrics {
         let job_id = ctx.job_id.to_string();
         let subtask = ctx.subtask_index.to_string();
-        metrics::global().operator(&[&job_id, &ctx.job_name, &ctx.task_name, &ctx.operator_name, &subtask])
+        metrics::global().operator(&[
+            &job_id,
+            &ctx.job_name,
+            &ctx.task_name,
+            &ctx.operator_name,
+            &subtask,
+        ])
     }
 
     /// The chain input of `node` (an operator), with everything after it.
@@ -83,7 +96,13 @@ impl Builder<'_> {
     fn node_output(&self, node: usize) -> Result<AnyBox> {
         let job = self.job;
         let mut outputs = Vec::new();
-        for (i, e) in job.stream.edges.iter().enumerate().filter(|(_, e)| e.source == node) {
+        for (i, e) in job
+            .stream
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.source == node)
+        {
             if job.chained[i] {
                 outputs.push(self.node_input(e.target)?);
                 continue;
@@ -99,7 +118,8 @@ impl Builder<'_> {
                 .iter()
                 .map(|&c| {
                     let key = self.channel(i, self.id.subtask, c);
-                    self.shuffle.sender(key, e.stream_type.as_ref(), job.settings.channel_capacity)
+                    self.shuffle
+                        .sender(key, e.stream_type.as_ref(), job.settings.channel_capacity)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let job_id = self.id.job.to_string();
@@ -109,8 +129,16 @@ impl Builder<'_> {
                 max_parallelism: job.settings.max_parallelism,
                 subtask: self.id.subtask,
                 batch_size: job.settings.batch_size,
-                back_pressure: metrics::global().back_pressure(&[&job_id, &job.name, &self.task_name, &subtask]),
-                description: format!("output of '{}' to '{}'", job.stream.nodes[node].name, consumer.name),
+                back_pressure: metrics::global().back_pressure(&[
+                    &job_id,
+                    &job.name,
+                    &self.task_name,
+                    &subtask,
+                ]),
+                description: format!(
+                    "output of '{}' to '{}'",
+                    job.stream.nodes[node].name, consumer.name
+                ),
             };
             outputs.push(e.writer.build(senders, spec)?);
         }
@@ -123,15 +151,30 @@ impl Builder<'_> {
     }
 
     fn channel(&self, edge: usize, producer: u32, consumer: u32) -> ChannelKey {
-        ChannelKey { job: self.id.job, attempt: self.id.attempt, edge, producer, consumer }
+        ChannelKey {
+            job: self.id.job,
+            attempt: self.id.attempt,
+            edge,
+            producer,
+            consumer,
+        }
     }
 }
 
 /// Builds the runnable subtask `id` of `job`, taking its channel ends from
 /// `shuffle`.
-pub(crate) fn build_subtask(job: &JobGraph, id: SubtaskId, shuffle: &LocalShuffle) -> Result<Box<dyn Invokable>> {
+pub(crate) fn build_subtask(
+    job: &JobGraph,
+    id: SubtaskId,
+    shuffle: &LocalShuffle,
+) -> Result<Box<dyn Invokable>> {
     let vertex = &job.vertices[id.vertex];
-    let builder = Builder { job, id, shuffle, task_name: vertex.name.clone() };
+    let builder = Builder {
+        job,
+        id,
+        shuffle,
+        task_name: vertex.name.clone(),
+    };
     let head = vertex.operators[0].node;
     match &job.stream.nodes[head].kind {
         NodeKind::Source { factory, .. } => {
@@ -154,11 +197,18 @@ pub(crate) fn build_subtask(job: &JobGraph, id: SubtaskId, shuffle: &LocalShuffl
                 };
                 for p in producers {
                     let key = builder.channel(e.stream_edge, p, id.subtask);
-                    receivers.push(shuffle.receiver(key, se.stream_type.as_ref(), job.settings.channel_capacity)?);
+                    receivers.push(shuffle.receiver(
+                        key,
+                        se.stream_type.as_ref(),
+                        job.settings.channel_capacity,
+                    )?);
                 }
             }
             let ty = stream_type.ok_or_else(|| {
-                crate::Error::InvalidGraph(format!("operator '{}' has no input", job.stream.nodes[head].name))
+                crate::Error::InvalidGraph(format!(
+                    "operator '{}' has no input",
+                    job.stream.nodes[head].name
+                ))
             })?;
             ty.input_task(receivers, input)
         }

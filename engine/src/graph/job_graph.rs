@@ -106,7 +106,9 @@ impl JobGraph {
         settings: JobSettings,
     ) -> Result<Self> {
         if stream.nodes.is_empty() {
-            return Err(Error::InvalidGraph("the job has no operators; add a source and a sink before execute()".into()));
+            return Err(Error::InvalidGraph(
+                "the job has no operators; add a source and a sink before execute()".into(),
+            ));
         }
         let fallback = defaults
             .environment
@@ -116,18 +118,31 @@ impl JobGraph {
         let mut parallelism = Vec::with_capacity(stream.nodes.len());
         for node in &stream.nodes {
             let p = match (&node.kind, node.parallelism) {
-                (NodeKind::Source { parallel: false, .. }, Some(p)) if p != 1 => {
+                (
+                    NodeKind::Source {
+                        parallel: false, ..
+                    },
+                    Some(p),
+                ) if p != 1 => {
                     return Err(Error::InvalidGraph(format!(
                         "'{}' is a non-parallel source: its parallelism must be 1, not {p}",
                         node.name
                     )))
                 }
-                (NodeKind::Source { parallel: false, .. }, _) => 1,
+                (
+                    NodeKind::Source {
+                        parallel: false, ..
+                    },
+                    _,
+                ) => 1,
                 (_, Some(p)) => p,
                 (_, None) => fallback,
             };
             if p == 0 {
-                return Err(Error::InvalidGraph(format!("parallelism of '{}' must be at least 1", node.name)));
+                return Err(Error::InvalidGraph(format!(
+                    "parallelism of '{}' must be at least 1",
+                    node.name
+                )));
             }
             if node.keyed && p > settings.max_parallelism {
                 return Err(Error::InvalidGraph(format!(
@@ -179,12 +194,20 @@ impl JobGraph {
         let mut node_vertex = vec![usize::MAX; stream.nodes.len()];
         let mut vertices: Vec<JobVertex> = Vec::new();
         for (n, node) in stream.nodes.iter().enumerate() {
-            let upstream = stream.edges.iter().enumerate().find(|(i, e)| e.target == n && chained[*i]);
+            let upstream = stream
+                .edges
+                .iter()
+                .enumerate()
+                .find(|(i, e)| e.target == n && chained[*i]);
             let id = match &node.uid {
                 Some(uid) => format!("{:016x}", stable_hash(uid)),
                 None => format!("{:016x}", stable_hash(&(n, &node.name))),
             };
-            let info = OperatorInfo { name: node.name.clone(), id, node: n };
+            let info = OperatorInfo {
+                name: node.name.clone(),
+                id,
+                node: n,
+            };
             match upstream {
                 Some((_, e)) => {
                     let v = node_vertex[e.source];
@@ -204,7 +227,12 @@ impl JobGraph {
             }
         }
         for v in &mut vertices {
-            v.name = v.operators.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(" -> ");
+            v.name = v
+                .operators
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
         }
         let edges = stream
             .edges
@@ -218,7 +246,16 @@ impl JobGraph {
                 stream_edge: i,
             })
             .collect();
-        Ok(JobGraph { name: name.to_string(), stream, vertices, edges, node_vertex, chained, partitioning, settings })
+        Ok(JobGraph {
+            name: name.to_string(),
+            stream,
+            vertices,
+            edges,
+            node_vertex,
+            chained,
+            partitioning,
+            settings,
+        })
     }
 
     /// The job's name.
@@ -238,7 +275,11 @@ impl JobGraph {
 
     /// Slots the job needs with slot sharing: its largest parallelism.
     pub fn required_slots(&self) -> u32 {
-        self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(1)
+        self.vertices
+            .iter()
+            .map(|v| v.parallelism)
+            .max()
+            .unwrap_or(1)
     }
 
     /// Total number of subtasks.
@@ -257,7 +298,11 @@ impl fmt::Display for JobGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Job '{}':", self.name)?;
         for v in &self.vertices {
-            writeln!(f, "  [{}] {} (parallelism {})", v.index, v.name, v.parallelism)?;
+            writeln!(
+                f,
+                "  [{}] {} (parallelism {})",
+                v.index, v.name, v.parallelism
+            )?;
         }
         for e in &self.edges {
             writeln!(f, "  [{}] -> [{}] {}", e.source, e.target, e.partitioning)?;

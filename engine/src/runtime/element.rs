@@ -5,8 +5,8 @@
 //! stream. Because they share one ordered channel, a barrier never overtakes
 //! the records sent before it.
 
-pub use sluice_checkpoint::CheckpointBarrier;
 use serde::{Deserialize, Serialize};
+pub use sluice_checkpoint::CheckpointBarrier;
 
 /// An event-time watermark in milliseconds: no record with a smaller
 /// timestamp is expected any more on this channel.

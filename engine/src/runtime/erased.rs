@@ -112,15 +112,27 @@ impl<T: Data> WriterFactory for TypedWriterFactory<T> {
             .into_iter()
             .map(|s| downcast::<Sender<StreamElement<T>>>(s, "an output channel"))
             .collect::<Result<Vec<_>>>()?;
-        let partitioner = Partitioner::new(spec.partitioning, self.key_hash.clone(), spec.max_parallelism, spec.subtask)?;
-        let writer = RecordWriter::new(senders, partitioner, spec.batch_size, spec.back_pressure, spec.description);
+        let partitioner = Partitioner::new(
+            spec.partitioning,
+            self.key_hash.clone(),
+            spec.max_parallelism,
+            spec.subtask,
+        )?;
+        let writer = RecordWriter::new(
+            senders,
+            partitioner,
+            spec.batch_size,
+            spec.back_pressure,
+            spec.description,
+        );
         Ok(Box::new(Box::new(writer) as ChainBox<T>))
     }
 }
 
 /// Builds an operator's chain link for one subtask.
 pub(crate) trait OperatorFactory: Send + Sync {
-    fn build(&self, ctx: &RuntimeContext, next: AnyBox, metrics: OperatorMetrics) -> Result<AnyBox>;
+    fn build(&self, ctx: &RuntimeContext, next: AnyBox, metrics: OperatorMetrics)
+        -> Result<AnyBox>;
 }
 
 /// [`OperatorFactory`] from a typed constructor.
@@ -136,7 +148,10 @@ where
     F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<I, O>> + Send + Sync + 'static,
 {
     pub(crate) fn arc(make: F) -> Arc<dyn OperatorFactory> {
-        Arc::new(TypedOperatorFactory { make, _types: PhantomData })
+        Arc::new(TypedOperatorFactory {
+            make,
+            _types: PhantomData,
+        })
     }
 }
 
@@ -146,17 +161,30 @@ where
     O: Data,
     F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<I, O>> + Send + Sync,
 {
-    fn build(&self, ctx: &RuntimeContext, next: AnyBox, metrics: OperatorMetrics) -> Result<AnyBox> {
-        let next = downcast::<ChainBox<O>>(next, &format!("the output of '{}'", ctx.operator_name))?;
+    fn build(
+        &self,
+        ctx: &RuntimeContext,
+        next: AnyBox,
+        metrics: OperatorMetrics,
+    ) -> Result<AnyBox> {
+        let next =
+            downcast::<ChainBox<O>>(next, &format!("the output of '{}'", ctx.operator_name))?;
         let mut op = (self.make)(ctx);
         op.open(ctx)?;
-        Ok(Box::new(Box::new(OperatorLink::new(op, next, metrics)) as ChainBox<I>))
+        Ok(Box::new(
+            Box::new(OperatorLink::new(op, next, metrics)) as ChainBox<I>
+        ))
     }
 }
 
 /// Builds a source subtask.
 pub(crate) trait SourceFactory: Send + Sync {
-    fn build(&self, ctx: RuntimeContext, head: AnyBox, metrics: OperatorMetrics) -> Result<Box<dyn Invokable>>;
+    fn build(
+        &self,
+        ctx: RuntimeContext,
+        head: AnyBox,
+        metrics: OperatorMetrics,
+    ) -> Result<Box<dyn Invokable>>;
 }
 
 /// [`SourceFactory`] cloning a prototype source per subtask.
@@ -167,12 +195,20 @@ pub(crate) struct TypedSourceFactory<T, S> {
 
 impl<T: Data, S: Source<T> + Clone> TypedSourceFactory<T, S> {
     pub(crate) fn arc(prototype: S) -> Arc<dyn SourceFactory> {
-        Arc::new(TypedSourceFactory { prototype: Mutex::new(prototype), _types: PhantomData })
+        Arc::new(TypedSourceFactory {
+            prototype: Mutex::new(prototype),
+            _types: PhantomData,
+        })
     }
 }
 
 impl<T: Data, S: Source<T> + Clone> SourceFactory for TypedSourceFactory<T, S> {
-    fn build(&self, ctx: RuntimeContext, head: AnyBox, metrics: OperatorMetrics) -> Result<Box<dyn Invokable>> {
+    fn build(
+        &self,
+        ctx: RuntimeContext,
+        head: AnyBox,
+        metrics: OperatorMetrics,
+    ) -> Result<Box<dyn Invokable>> {
         let head = downcast::<ChainBox<T>>(head, "a source output")?;
         let source = self
             .prototype

@@ -34,7 +34,11 @@ pub trait StreamOperator<I, O>: Send {
 
     /// A new watermark arrived; returns the watermark to forward (by default
     /// the same one).
-    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+    fn process_watermark(
+        &mut self,
+        wm: Watermark,
+        _out: &mut dyn Collector<O>,
+    ) -> Result<Option<Watermark>> {
         Ok(Some(wm))
     }
 

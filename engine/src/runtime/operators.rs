@@ -70,10 +70,17 @@ impl<I, O, P: ProcessFunction<I, O>> StreamOperator<I, O> for ProcessOp<P> {
         self.function.open(ctx)
     }
     fn process_element(&mut self, record: I, out: &mut dyn Collector<O>) -> Result<()> {
-        let mut ctx = ProcessContext { watermark: self.watermark, subtask_index: self.subtask };
+        let mut ctx = ProcessContext {
+            watermark: self.watermark,
+            subtask_index: self.subtask,
+        };
         self.function.process_element(record, &mut ctx, out)
     }
-    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+    fn process_watermark(
+        &mut self,
+        wm: Watermark,
+        _out: &mut dyn Collector<O>,
+    ) -> Result<Option<Watermark>> {
         self.watermark = wm;
         Ok(Some(wm))
     }
@@ -94,21 +101,32 @@ pub(crate) struct KeyedProcessOp<K, T, P: KeyedProcessFunction<K, T, O>, O> {
     pub(crate) watermark: Watermark,
 }
 
-impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for KeyedProcessOp<K, T, P, O> {
+impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O>
+    for KeyedProcessOp<K, T, P, O>
+{
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.function.open(ctx)
     }
     fn process_element(&mut self, record: T, out: &mut dyn Collector<O>) -> Result<()> {
         let key = (self.key_selector)(&record);
         let state = self.state.entry(key.clone()).or_default();
-        let mut ctx = KeyedContext { key: &key, state, watermark: self.watermark, cleared: false };
+        let mut ctx = KeyedContext {
+            key: &key,
+            state,
+            watermark: self.watermark,
+            cleared: false,
+        };
         self.function.process_element(record, &mut ctx, out)?;
         if ctx.cleared {
             self.state.remove(&key);
         }
         Ok(())
     }
-    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+    fn process_watermark(
+        &mut self,
+        wm: Watermark,
+        _out: &mut dyn Collector<O>,
+    ) -> Result<Option<Watermark>> {
         self.watermark = wm;
         Ok(Some(wm))
     }
@@ -172,12 +190,13 @@ impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for R
 
 fn encode_map<K: Key, V: Data>(map: &KeyedMap<K, V>) -> Result<Vec<u8>> {
     let entries: Vec<(&K, &V)> = map.iter().collect();
-    postcard::to_stdvec(&entries).map_err(|e| Error::user(format!("cannot encode keyed state: {e}")))
+    postcard::to_stdvec(&entries)
+        .map_err(|e| Error::user(format!("cannot encode keyed state: {e}")))
 }
 
 fn decode_map<K: Key, V: Data>(bytes: &[u8]) -> Result<KeyedMap<K, V>> {
-    let entries: Vec<(K, V)> =
-        postcard::from_bytes(bytes).map_err(|e| Error::user(format!("cannot decode keyed state: {e}")))?;
+    let entries: Vec<(K, V)> = postcard::from_bytes(bytes)
+        .map_err(|e| Error::user(format!("cannot decode keyed state: {e}")))?;
     Ok(entries.into_iter().collect())
 }
 
@@ -229,13 +248,30 @@ pub(crate) struct OperatorLink<I, O> {
 }
 
 impl<I, O> OperatorLink<I, O> {
-    pub(crate) fn new(op: Box<dyn StreamOperator<I, O>>, next: Box<dyn ChainInput<O>>, metrics: OperatorMetrics) -> Self {
-        OperatorLink { op, next: CountingOutput { inner: next, count: 0 }, records_in: 0, metrics, closed: false }
+    pub(crate) fn new(
+        op: Box<dyn StreamOperator<I, O>>,
+        next: Box<dyn ChainInput<O>>,
+        metrics: OperatorMetrics,
+    ) -> Self {
+        OperatorLink {
+            op,
+            next: CountingOutput {
+                inner: next,
+                count: 0,
+            },
+            records_in: 0,
+            metrics,
+            closed: false,
+        }
     }
 
     fn publish_metrics(&mut self) {
-        self.metrics.records_in.inc_by(std::mem::take(&mut self.records_in));
-        self.metrics.records_out.inc_by(std::mem::take(&mut self.next.count));
+        self.metrics
+            .records_in
+            .inc_by(std::mem::take(&mut self.records_in));
+        self.metrics
+            .records_out
+            .inc_by(std::mem::take(&mut self.next.count));
     }
 }
 

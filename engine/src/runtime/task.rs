@@ -77,12 +77,24 @@ pub(crate) struct SourceTask<T, S> {
 }
 
 impl<T: Send, S: Source<T>> SourceTask<T, S> {
-    pub(crate) fn new(source: S, head: Box<dyn ChainInput<T>>, ctx: RuntimeContext, metrics: OperatorMetrics) -> Self {
-        SourceTask { source, out: SourceOutput { head, count: 0 }, ctx, metrics }
+    pub(crate) fn new(
+        source: S,
+        head: Box<dyn ChainInput<T>>,
+        ctx: RuntimeContext,
+        metrics: OperatorMetrics,
+    ) -> Self {
+        SourceTask {
+            source,
+            out: SourceOutput { head, count: 0 },
+            ctx,
+            metrics,
+        }
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.metrics.records_out.inc_by(std::mem::take(&mut self.out.count));
+        self.metrics
+            .records_out
+            .inc_by(std::mem::take(&mut self.out.count));
         self.out.head.flush()
     }
 
@@ -103,13 +115,20 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                 SourceStatus::Idle(wait) => {
                     self.flush()?;
                     last_flush = Instant::now();
-                    match control.commands.recv_timeout(wait.min(Duration::from_millis(50))) {
+                    match control
+                        .commands
+                        .recv_timeout(wait.min(Duration::from_millis(50)))
+                    {
                         Err(RecvTimeoutError::Timeout) => {}
-                        Ok(_) | Err(RecvTimeoutError::Disconnected) => return Ok(TaskOutcome::Canceled),
+                        Ok(_) | Err(RecvTimeoutError::Disconnected) => {
+                            return Ok(TaskOutcome::Canceled)
+                        }
                     }
                 }
                 SourceStatus::Finished => {
-                    self.metrics.records_out.inc_by(std::mem::take(&mut self.out.count));
+                    self.metrics
+                        .records_out
+                        .inc_by(std::mem::take(&mut self.out.count));
                     self.out.head.end_of_input()?;
                     return Ok(TaskOutcome::Finished);
                 }
@@ -121,7 +140,9 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
 impl<T: Send, S: Source<T>> Invokable for SourceTask<T, S> {
     fn invoke(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         let result = self.run(control);
-        self.metrics.records_out.inc_by(std::mem::take(&mut self.out.count));
+        self.metrics
+            .records_out
+            .inc_by(std::mem::take(&mut self.out.count));
         let chain = self.out.head.close();
         let source = self.source.close();
         let outcome = result?;
@@ -137,16 +158,26 @@ pub(crate) struct InputTask<T> {
 }
 
 impl<T: Send> InputTask<T> {
-    pub(crate) fn new(receivers: Vec<Receiver<StreamElement<T>>>, head: Box<dyn ChainInput<T>>) -> Self {
+    pub(crate) fn new(
+        receivers: Vec<Receiver<StreamElement<T>>>,
+        head: Box<dyn ChainInput<T>>,
+    ) -> Self {
         InputTask { receivers, head }
     }
 
     fn upstream_gone(i: usize) -> Error {
-        Error::ChannelClosed(format!("input channel {} closed without end of stream (its producer failed or was canceled)", i + 1))
+        Error::ChannelClosed(format!(
+            "input channel {} closed without end of stream (its producer failed or was canceled)",
+            i + 1
+        ))
     }
 
     /// Waits for the next element of any unfinished channel, or a command.
-    fn next_blocking(&self, finished: &[bool], control: &TaskControl) -> Result<Option<(usize, StreamElement<T>)>> {
+    fn next_blocking(
+        &self,
+        finished: &[bool],
+        control: &TaskControl,
+    ) -> Result<Option<(usize, StreamElement<T>)>> {
         let mut select = Select::new();
         let mut indices = Vec::with_capacity(self.receivers.len());
         for (i, rx) in self.receivers.iter().enumerate() {

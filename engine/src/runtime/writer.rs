@@ -29,17 +29,27 @@ pub(crate) enum Partitioner<T> {
     /// Every record to every downstream subtask.
     Broadcast,
     /// By key group of the record's key.
-    Hash { key_hash: KeyHash<T>, max_parallelism: u32 },
+    Hash {
+        key_hash: KeyHash<T>,
+        max_parallelism: u32,
+    },
 }
 
 impl<T> Partitioner<T> {
-    pub(crate) fn new(kind: Partitioning, key_hash: Option<KeyHash<T>>, max_parallelism: u32, subtask: u32) -> Result<Self> {
+    pub(crate) fn new(
+        kind: Partitioning,
+        key_hash: Option<KeyHash<T>>,
+        max_parallelism: u32,
+        subtask: u32,
+    ) -> Result<Self> {
         Ok(match kind {
             Partitioning::Forward => Partitioner::Forward,
             Partitioning::Rebalance => Partitioner::Rebalance(subtask as usize),
             Partitioning::Broadcast => Partitioner::Broadcast,
             Partitioning::Hash => Partitioner::Hash {
-                key_hash: key_hash.ok_or_else(|| Error::InvalidGraph("hash partitioning without a key selector".into()))?,
+                key_hash: key_hash.ok_or_else(|| {
+                    Error::InvalidGraph("hash partitioning without a key selector".into())
+                })?,
                 max_parallelism,
             },
         })
@@ -65,8 +75,19 @@ impl<T: Clone + Send> RecordWriter<T> {
         back_pressure: IntCounter,
         description: String,
     ) -> Self {
-        let buffers = senders.iter().map(|_| Vec::with_capacity(batch_size)).collect();
-        RecordWriter { senders, buffers, partitioner, batch_size: batch_size.max(1), back_pressure, blocked: Duration::ZERO, description }
+        let buffers = senders
+            .iter()
+            .map(|_| Vec::with_capacity(batch_size))
+            .collect();
+        RecordWriter {
+            senders,
+            buffers,
+            partitioner,
+            batch_size: batch_size.max(1),
+            back_pressure,
+            blocked: Duration::ZERO,
+            description,
+        }
     }
 
     fn send(&mut self, idx: usize, element: StreamElement<T>) -> Result<()> {
@@ -84,7 +105,11 @@ impl<T: Clone + Send> RecordWriter<T> {
     }
 
     fn closed(&self, idx: usize) -> Error {
-        Error::ChannelClosed(format!("{} (downstream subtask {}) stopped consuming", self.description, idx + 1))
+        Error::ChannelClosed(format!(
+            "{} (downstream subtask {}) stopped consuming",
+            self.description,
+            idx + 1
+        ))
     }
 
     fn send_batch(&mut self, idx: usize) -> Result<()> {
@@ -137,7 +162,10 @@ impl<T: Clone + Send> Collector<T> for RecordWriter<T> {
                 *next = next.wrapping_add(1);
                 self.push(idx, record)
             }
-            Partitioner::Hash { key_hash, max_parallelism } => {
+            Partitioner::Hash {
+                key_hash,
+                max_parallelism,
+            } => {
                 let group = key_group_for_hash(key_hash(&record), *max_parallelism);
                 let idx = operator_index_for_key_group(*max_parallelism, n as u32, group) as usize;
                 self.push(idx, record)

@@ -26,7 +26,10 @@ impl PrintSink {
 
     /// Prints to standard error instead.
     pub fn to_stderr() -> Self {
-        PrintSink { to_stderr: true, ..Self::default() }
+        PrintSink {
+            to_stderr: true,
+            ..Self::default()
+        }
     }
 }
 

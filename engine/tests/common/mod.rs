@@ -1,9 +1,10 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
-
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sluice::{Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus};
+use sluice::{
+    Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,10 @@ pub struct CollectSink<T>(pub Arc<Mutex<Vec<T>>>);
 
 impl<T: Send + 'static> Sink<T> for CollectSink<T> {
     fn write(&mut self, record: T) -> Result<()> {
-        self.0.lock().map_err(|_| sluice::Error::user("poisoned"))?.push(record);
+        self.0
+            .lock()
+            .map_err(|_| sluice::Error::user("poisoned"))?
+            .push(record);
         Ok(())
     }
 }
@@ -37,7 +41,12 @@ pub struct Counter {
 
 impl Counter {
     pub fn new(end: Option<u64>) -> Self {
-        Counter { end, emitted: Arc::new(AtomicU64::new(0)), next: 0, step: 1 }
+        Counter {
+            end,
+            emitted: Arc::new(AtomicU64::new(0)),
+            next: 0,
+            step: 1,
+        }
     }
 }
 

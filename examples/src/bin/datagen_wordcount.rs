@@ -5,7 +5,7 @@
 //! (`--count` bounds the input; without it the job runs until stopped.)
 
 use sluice::{ParameterTool, StreamExecutionEnvironment};
-use sluice_examples::{run_main, tokenize, WordGenerator};
+use sluice_examples::{run_main, running_word_counts, WordGenerator};
 
 /// mimalloc frees records allocated on another subtask's thread cheaply.
 #[global_allocator]
@@ -15,18 +15,21 @@ fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
         let seed = params.get_u64_or("seed", 42)?;
-        let rate = params.get("rate").map(|_| params.get_f64_or("rate", 0.0)).transpose()?;
+        let rate = params
+            .get("rate")
+            .map(|_| params.get_f64_or("rate", 0.0))
+            .transpose()?;
         if rate.is_some_and(|r| r <= 0.0) {
-            anyhow::bail!("bad value for parameter --rate: expected a positive number of records per second");
+            anyhow::bail!(
+                "bad value for parameter --rate: expected a positive number of records per second"
+            );
         }
         let count = params.get_u64_opt("count")?;
         let env = StreamExecutionEnvironment::from_params(&params)?;
-        env.add_source(WordGenerator::new(seed, rate, count))
-            .name("Word Generator")
-            .flat_map(|token: String| tokenize(&token).into_iter().map(|w| (w, 1u64)))
-            .key_by(|(word, _)| word.clone())
-            .sum(|t: &mut (String, u64)| &mut t.1)
-            .print();
+        let words = env
+            .add_source(WordGenerator::new(seed, rate, count))
+            .name("Word Generator");
+        running_word_counts(&words).print();
         env.execute("Datagen WordCount")?;
         Ok(())
     })

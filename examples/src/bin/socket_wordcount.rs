@@ -5,7 +5,7 @@
 //! `cargo run --release -p sluice-examples --bin socket_wordcount -- --host localhost --port 7777 [-p N]`
 
 use sluice::{ParameterTool, StreamExecutionEnvironment};
-use sluice_examples::{run_main, tokenize};
+use sluice_examples::{run_main, running_word_counts};
 
 /// mimalloc frees records allocated on another subtask's thread cheaply.
 #[global_allocator]
@@ -16,13 +16,13 @@ fn main() -> std::process::ExitCode {
         let params = ParameterTool::from_env()?;
         let host = params.get_or("host", "localhost").to_string();
         let port = params.get_int("port")?;
-        let port = u16::try_from(port).map_err(|_| anyhow::anyhow!("bad value '{port}' for parameter --port: expected a port number (1-65535)"))?;
+        let port = u16::try_from(port).map_err(|_| {
+            anyhow::anyhow!(
+                "bad value '{port}' for parameter --port: expected a port number (1-65535)"
+            )
+        })?;
         let env = StreamExecutionEnvironment::from_params(&params)?;
-        env.socket_text_stream(&host, port)
-            .flat_map(|line: String| tokenize(&line).into_iter().map(|w| (w, 1u64)))
-            .key_by(|(word, _)| word.clone())
-            .sum(|t: &mut (String, u64)| &mut t.1)
-            .print();
+        running_word_counts(&env.socket_text_stream(&host, port)).print();
         env.execute("Socket WordCount")?;
         Ok(())
     })
