@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): installs the system packages
-# the tests need (scripts/install-deps.sh), builds the workspace, lints it and
-# runs every unit, integration and doc test.
+# The project's test command (README, .ci/run). On a fresh machine it sets up
+# everything the tests use, then builds, lints and runs every test:
+#   1. system packages (scripts/install-deps.sh: a Prometheus server);
+#   2. a Docker engine and the test images, built locally when missing
+#      (scripts/docker-images.sh; no registry is needed);
+#   3. the local Kafka broker on 127.0.0.1:9092 (scripts/kafka-local.sh),
+#      stopped again at the end if this script started it;
+#   4. cargo fmt --check, clippy (warnings are errors), cargo test.
 #
 # Usage: scripts/test.sh
 # CARGO_TARGET_DIR is honoured; keep it outside the clone to reuse builds.
@@ -13,13 +18,31 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-echo "== system packages"
+stamp() { echo "== $(date +%H:%M:%S) $*"; }
+
+stamp "system packages"
 scripts/install-deps.sh
-echo "== building (target dir: ${CARGO_TARGET_DIR:-target})"
-cargo build --workspace --all-targets
-echo "== format check"
+
+stamp "docker engine and test images"
+images=$(scripts/docker-images.sh build)
+while IFS= read -r line; do
+  case "$line" in SLUICE_*_IMAGE=*) export "${line?}" ;; esac
+done <<<"$images"
+
+stamp "local Kafka broker"
+if scripts/kafka-local.sh status >/dev/null 2>&1; then
+  echo "Kafka already running; leaving it running afterwards"
+else
+  scripts/kafka-local.sh start
+  trap 'scripts/kafka-local.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
+stamp "format check"
 cargo fmt --all --check
-echo "== lint (clippy, warnings are errors)"
+stamp "building (target dir: ${CARGO_TARGET_DIR:-target})"
+cargo build --workspace --all-targets
+stamp "lint (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "== testing"
+stamp "testing"
 cargo test --workspace --no-fail-fast
+stamp "done"

@@ -2,9 +2,14 @@
 //!
 //! End-to-end tests of Sluice against real services. The tests live in
 //! `tests/`; this library holds what they share: a minimal HTTP client for
-//! loopback services and a guard that runs a real server process and stops
-//! it when dropped.
+//! loopback services, a guard that runs a real server process and stops it
+//! when dropped, and the container harness ([`images`], [`kafka`],
+//! [`mariadb`]) on the `testcontainers` crate.
 #![deny(missing_docs)]
+
+pub mod images;
+pub mod kafka;
+pub mod mariadb;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +24,14 @@ pub enum Error {
     Missing {
         /// The binary looked for.
         binary: String,
+    },
+    /// A service could not be started or reached.
+    #[error("{what}: {message}")]
+    Service {
+        /// Which service.
+        what: String,
+        /// What went wrong and what to do.
+        message: String,
     },
     /// I/O with a service failed.
     #[error("{context}: {source}")]

@@ -1,0 +1,75 @@
+//! Kafka for tests: the local broker of `scripts/kafka-local.sh`, or a
+//! broker in a container started through `testcontainers`.
+//!
+//! The container maps its listener to a free port on 127.0.0.1 chosen before
+//! start, and advertises exactly that address, so clients on the host reach
+//! the broker the same way they reach the local one. The container is
+//! removed when the [`KafkaContainer`] drops.
+
+use crate::images::kafka_image;
+use crate::{free_port, Error, Result};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage, ImageExt};
+
+/// The bootstrap address of the local broker: `SLUICE_KAFKA_BOOTSTRAP` or
+/// `127.0.0.1:9092` (where `scripts/kafka-local.sh start` puts it).
+pub fn local_bootstrap() -> String {
+    std::env::var("SLUICE_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Checks that something listens at `bootstrap`; the error says how to start
+/// the local broker.
+pub fn require_listening(bootstrap: &str) -> Result<()> {
+    let addr: SocketAddr = bootstrap.parse().map_err(|_| Error::Service {
+        what: format!("Kafka bootstrap address '{bootstrap}'"),
+        message: "not an IP:port".into(),
+    })?;
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| Error::Service {
+        what: format!("Kafka broker at {bootstrap}"),
+        message: format!("{e}; start it with `scripts/kafka-local.sh start`"),
+    })?;
+    Ok(())
+}
+
+/// A single-node Kafka broker (KRaft) in a container.
+pub struct KafkaContainer {
+    container: Container<GenericImage>,
+    bootstrap: String,
+}
+
+impl KafkaContainer {
+    /// Starts the broker and waits until it reports itself started.
+    pub fn start() -> Result<Self> {
+        let (name, tag) = kafka_image();
+        let port = free_port()?;
+        let container = GenericImage::new(name.clone(), tag.clone())
+            .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
+            .with_mapped_port(port, 9092.tcp())
+            .with_env_var("KAFKA_PORT", "9092")
+            .with_env_var("KAFKA_ADVERTISED_HOST", "127.0.0.1")
+            .with_env_var("KAFKA_ADVERTISED_PORT", port.to_string())
+            .with_startup_timeout(Duration::from_secs(120))
+            .start()
+            .map_err(|e| Error::Service {
+                what: format!("Kafka container {name}:{tag}"),
+                message: format!("{e}; build the image with `scripts/docker-images.sh`"),
+            })?;
+        Ok(KafkaContainer {
+            container,
+            bootstrap: format!("127.0.0.1:{port}"),
+        })
+    }
+
+    /// The broker's bootstrap address on the host.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+}

@@ -1,0 +1,1 @@
+//! MariaDB in a container (being written).
