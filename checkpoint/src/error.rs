@@ -1,6 +1,8 @@
 //! The error type of the checkpoint crate.
 
-/// Errors raised by checkpoint vocabulary and state snapshot handling.
+use std::path::PathBuf;
+
+/// Errors raised by checkpoint vocabulary, storage and coordination.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A key-group range or max parallelism that cannot be valid.
@@ -16,6 +18,38 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Reading or writing checkpoint storage failed.
+    #[error("checkpoint storage: cannot {action} '{path}': {source}")]
+    Storage {
+        /// What was being done ("write", "read", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A metadata file is not a valid Sluice checkpoint.
+    #[error("checkpoint metadata '{path}' is corrupt or truncated: {reason}")]
+    CorruptMetadata {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A state file named by the metadata is missing or damaged.
+    #[error("state file '{path}' of checkpoint {checkpoint} is missing or damaged: {reason}")]
+    MissingState {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No completed checkpoint or savepoint exists where one was asked for.
+    #[error("no completed checkpoint or savepoint found under '{0}'")]
+    NothingToRestore(PathBuf),
 }
 
 /// Result alias of this crate.

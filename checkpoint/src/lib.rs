@@ -10,6 +10,11 @@
 //!   restored at another parallelism.
 //! * [`snapshot`]: the state a subtask hands back when it acknowledges a
 //!   checkpoint.
+//! * [`coordinator`]: the checkpoint coordinator's decisions (when to
+//!   trigger, when a checkpoint is complete, when to abort, when failures
+//!   fail the job), free of I/O.
+//! * [`metadata`] and [`storage`]: completed checkpoints on disk
+//!   (`<dir>/<job>/chk-<n>/`), written atomically and verified on restore.
 //!
 //! ```
 //! use sluice_checkpoint::key_group::{assign_to_key_group, operator_index_for_key_group};
@@ -20,9 +25,12 @@
 #![deny(missing_docs)]
 
 pub mod barrier;
+pub mod coordinator;
 pub mod error;
 pub mod key_group;
+pub mod metadata;
 pub mod snapshot;
+pub mod storage;
 
 pub use barrier::{CheckpointBarrier, CheckpointId, CheckpointKind, CheckpointingMode};
 pub use error::{Error, Result};
