@@ -132,10 +132,7 @@ pub struct CheckpointCoordinator {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl CheckpointCoordinator {
@@ -172,45 +169,22 @@ impl CheckpointCoordinator {
         if self.pending.len() >= self.config.max_concurrent.max(1) {
             return None;
         }
-        if self
-            .last_trigger
-            .is_some_and(|t| now.duration_since(t) < self.config.interval)
-        {
+        if self.last_trigger.is_some_and(|t| now.duration_since(t) < self.config.interval) {
             return None;
         }
-        if self
-            .last_end
-            .is_some_and(|t| now.duration_since(t) < self.config.min_pause)
-        {
+        if self.last_end.is_some_and(|t| now.duration_since(t) < self.config.min_pause) {
             return None;
         }
         Some(self.trigger(now, tasks, CheckpointKind::Checkpoint))
     }
 
     /// Triggers a checkpoint or savepoint now, whatever the interval.
-    pub fn trigger(
-        &mut self,
-        now: Instant,
-        tasks: usize,
-        kind: CheckpointKind,
-    ) -> CheckpointBarrier {
+    pub fn trigger(&mut self, now: Instant, tasks: usize, kind: CheckpointKind) -> CheckpointBarrier {
         let id = CheckpointId(self.next_id);
         self.next_id += 1;
         self.last_trigger = Some(now);
-        let barrier = CheckpointBarrier {
-            id,
-            timestamp_ms: now_ms(),
-            kind,
-        };
-        self.pending.insert(
-            id,
-            PendingCheckpoint {
-                barrier,
-                started: now,
-                expected: tasks,
-                acks: BTreeMap::new(),
-            },
-        );
+        let barrier = CheckpointBarrier { id, timestamp_ms: now_ms(), kind };
+        self.pending.insert(id, PendingCheckpoint { barrier, started: now, expected: tasks, acks: BTreeMap::new() });
         barrier
     }
 
@@ -284,37 +258,20 @@ mod tests {
     use super::*;
 
     fn handle() -> Vec<(String, SubtaskStateHandle)> {
-        vec![(
-            "op".into(),
-            SubtaskStateHandle {
-                subtask: 0,
-                file: "f".into(),
-                size: 10,
-            },
-        )]
+        vec![("op".into(), SubtaskStateHandle { subtask: 0, file: "f".into(), size: 10 })]
     }
 
     #[test]
     fn triggers_on_interval_one_at_a_time_and_completes_on_all_acks() {
-        let cfg = CheckpointConfig {
-            interval: Duration::from_millis(100),
-            ..Default::default()
-        };
+        let cfg = CheckpointConfig { interval: Duration::from_millis(100), ..Default::default() };
         let mut c = CheckpointCoordinator::new(cfg, 1);
         let t0 = Instant::now();
         c.start(t0);
         assert!(c.maybe_trigger(t0, 2).is_none(), "interval not yet passed");
         let b = c.maybe_trigger(t0 + Duration::from_millis(100), 2).unwrap();
         assert_eq!(b.id, CheckpointId(1));
-        assert!(
-            c.maybe_trigger(t0 + Duration::from_millis(300), 2)
-                .is_none(),
-            "one at a time"
-        );
-        assert!(matches!(
-            c.acknowledge(b.id, (0, 0), handle()),
-            AckOutcome::Pending
-        ));
+        assert!(c.maybe_trigger(t0 + Duration::from_millis(300), 2).is_none(), "one at a time");
+        assert!(matches!(c.acknowledge(b.id, (0, 0), handle()), AckOutcome::Pending));
         let p = match c.acknowledge(b.id, (1, 0), handle()) {
             AckOutcome::AllAcknowledged(p) => p,
             other => panic!("{other:?}"),
@@ -322,52 +279,28 @@ mod tests {
         c.completed(&p, t0 + Duration::from_millis(350));
         assert_eq!(c.stats.completed, 1);
         assert_eq!(c.stats.last_size, 20);
-        assert!(matches!(
-            c.acknowledge(b.id, (1, 0), handle()),
-            AckOutcome::Unknown
-        ));
-        assert_eq!(
-            c.maybe_trigger(t0 + Duration::from_millis(400), 2)
-                .unwrap()
-                .id,
-            CheckpointId(2)
-        );
+        assert!(matches!(c.acknowledge(b.id, (1, 0), handle()), AckOutcome::Unknown));
+        assert_eq!(c.maybe_trigger(t0 + Duration::from_millis(400), 2).unwrap().id, CheckpointId(2));
     }
 
     #[test]
     fn failures_beyond_the_tolerable_count_fail_the_job() {
-        let cfg = CheckpointConfig {
-            interval: Duration::ZERO,
-            tolerable_failures: 1,
-            ..Default::default()
-        };
+        let cfg = CheckpointConfig { interval: Duration::ZERO, tolerable_failures: 1, ..Default::default() };
         let mut c = CheckpointCoordinator::new(cfg, 5);
         let t = Instant::now();
         let b = c.maybe_trigger(t, 1).unwrap();
         assert_eq!(b.id, CheckpointId(5));
-        assert!(
-            !c.abort(b.id, &AbortReason::Timeout(Duration::from_secs(1)), t),
-            "first failure tolerated"
-        );
+        assert!(!c.abort(b.id, &AbortReason::Timeout(Duration::from_secs(1)), t), "first failure tolerated");
         let b = c.maybe_trigger(t, 1).unwrap();
-        assert!(
-            c.abort(b.id, &AbortReason::TaskNotRunning, t),
-            "second one is too many"
-        );
+        assert!(c.abort(b.id, &AbortReason::TaskNotRunning, t), "second one is too many");
         let s = c.trigger(t, 1, CheckpointKind::Savepoint);
-        assert!(
-            !c.abort(s.id, &AbortReason::TaskNotRunning, t),
-            "savepoints do not count"
-        );
+        assert!(!c.abort(s.id, &AbortReason::TaskNotRunning, t), "savepoints do not count");
     }
 
     #[test]
     fn timeouts_are_reported() {
-        let cfg = CheckpointConfig {
-            interval: Duration::ZERO,
-            timeout: Duration::from_millis(50),
-            ..Default::default()
-        };
+        let cfg =
+            CheckpointConfig { interval: Duration::ZERO, timeout: Duration::from_millis(50), ..Default::default() };
         let mut c = CheckpointCoordinator::new(cfg, 1);
         let t = Instant::now();
         let b = c.maybe_trigger(t, 3).unwrap();

@@ -68,10 +68,7 @@ impl KeyGroupRange {
         if end == 0 || end <= start {
             return KeyGroupRange { start: 1, end: 0 };
         }
-        KeyGroupRange {
-            start: start as u32,
-            end: (end - 1) as u32,
-        }
+        KeyGroupRange { start: start as u32, end: (end - 1) as u32 }
     }
 
     /// Whether `key_group` lies in this range.
@@ -122,11 +119,7 @@ mod tests {
                 for s in 0..p {
                     let r = KeyGroupRange::for_subtask(mp, p, s);
                     for g in r.start..=r.end {
-                        assert_eq!(
-                            operator_index_for_key_group(mp, p, g),
-                            s,
-                            "mp={mp} p={p} g={g}"
-                        );
+                        assert_eq!(operator_index_for_key_group(mp, p, g), s, "mp={mp} p={p} g={g}");
                         seen += 1;
                     }
                 }
@@ -139,12 +132,8 @@ mod tests {
     fn hash_is_stable() {
         // Pinned values: a change here would break restoring old savepoints.
         assert_eq!(stable_hash("hello"), stable_hash(&String::from("hello")));
-        assert_eq!(
-            assign_to_key_group("hello", 128),
-            assign_to_key_group(&"hello".to_string(), 128)
-        );
-        let spread: std::collections::HashSet<u32> =
-            (0..1000).map(|i| assign_to_key_group(&i, 128)).collect();
+        assert_eq!(assign_to_key_group("hello", 128), assign_to_key_group(&"hello".to_string(), 128));
+        let spread: std::collections::HashSet<u32> = (0..1000).map(|i| assign_to_key_group(&i, 128)).collect();
         assert!(spread.len() > 100, "keys spread over key groups");
     }
 

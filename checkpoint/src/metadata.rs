@@ -82,20 +82,13 @@ impl CheckpointMetadata {
 
     /// Decodes the envelope; `path` only names the file in errors.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Self> {
-        let corrupt = |reason: String| Error::CorruptMetadata {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let corrupt = |reason: String| Error::CorruptMetadata { path: path.to_path_buf(), reason };
         if bytes.len() < 26 || &bytes[..8] != MAGIC {
-            return Err(corrupt(
-                "not a Sluice checkpoint metadata file (bad magic or too short)".into(),
-            ));
+            return Err(corrupt("not a Sluice checkpoint metadata file (bad magic or too short)".into()));
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
         if version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {version}, this build reads version {FORMAT_VERSION}"
-            )));
+            return Err(corrupt(format!("format version {version}, this build reads version {FORMAT_VERSION}")));
         }
         let mut len = [0u8; 8];
         len.copy_from_slice(&bytes[10..18]);
@@ -104,10 +97,7 @@ impl CheckpointMetadata {
         sum.copy_from_slice(&bytes[18..26]);
         let body = &bytes[26..];
         if body.len() != len {
-            return Err(corrupt(format!(
-                "body is {} bytes, the header says {len} (truncated?)",
-                body.len()
-            )));
+            return Err(corrupt(format!("body is {} bytes, the header says {len} (truncated?)", body.len())));
         }
         if checksum(body) != u64::from_le_bytes(sum) {
             return Err(corrupt("checksum mismatch".into()));
@@ -141,11 +131,7 @@ mod tests {
                 name: "Map".into(),
                 parallelism: 2,
                 keyed: true,
-                subtasks: vec![SubtaskStateHandle {
-                    subtask: 0,
-                    file: "op-0".into(),
-                    size: 5,
-                }],
+                subtasks: vec![SubtaskStateHandle { subtask: 0, file: "op-0".into(), size: 5 }],
             }],
         }
     }
@@ -155,20 +141,12 @@ mod tests {
         let p = Path::new("x/_metadata");
         let bytes = sample().encode().unwrap();
         assert_eq!(CheckpointMetadata::decode(&bytes, p).unwrap(), sample());
-        let e = CheckpointMetadata::decode(&bytes[..bytes.len() - 3], p)
-            .unwrap_err()
-            .to_string();
+        let e = CheckpointMetadata::decode(&bytes[..bytes.len() - 3], p).unwrap_err().to_string();
         assert!(e.contains("truncated") && e.contains("x/_metadata"), "{e}");
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(CheckpointMetadata::decode(&flipped, p)
-            .unwrap_err()
-            .to_string()
-            .contains("checksum"));
-        assert!(CheckpointMetadata::decode(b"garbage", p)
-            .unwrap_err()
-            .to_string()
-            .contains("magic"));
+        assert!(CheckpointMetadata::decode(&flipped, p).unwrap_err().to_string().contains("checksum"));
+        assert!(CheckpointMetadata::decode(b"garbage", p).unwrap_err().to_string().contains("magic"));
     }
 }

@@ -18,11 +18,7 @@ use std::path::{Path, PathBuf};
 pub const METADATA_FILE: &str = "_metadata";
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Storage {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| Error::Storage { action, path: path.to_path_buf(), source }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, sync, rename).
@@ -43,43 +39,22 @@ pub fn checkpoint_dir(root: &Path, job_id: &str, id: CheckpointId) -> PathBuf {
 }
 
 /// Writes one subtask's operator state into `dir` as `file`.
-pub fn write_state(
-    dir: &Path,
-    file: &str,
-    subtask: u32,
-    bytes: &[u8],
-) -> Result<SubtaskStateHandle> {
+pub fn write_state(dir: &Path, file: &str, subtask: u32, bytes: &[u8]) -> Result<SubtaskStateHandle> {
     let mut out = Vec::with_capacity(bytes.len() + 16);
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(&checksum(bytes).to_le_bytes());
     out.extend_from_slice(bytes);
     write_atomically(&dir.join(file), &out)?;
-    Ok(SubtaskStateHandle {
-        subtask,
-        file: file.to_string(),
-        size: out.len() as u64,
-    })
+    Ok(SubtaskStateHandle { subtask, file: file.to_string(), size: out.len() as u64 })
 }
 
 /// Reads and verifies a state file written by [`write_state`].
-pub fn read_state(
-    dir: &Path,
-    handle: &SubtaskStateHandle,
-    checkpoint: CheckpointId,
-) -> Result<Vec<u8>> {
+pub fn read_state(dir: &Path, handle: &SubtaskStateHandle, checkpoint: CheckpointId) -> Result<Vec<u8>> {
     let path = dir.join(&handle.file);
-    let damaged = |reason: String| Error::MissingState {
-        checkpoint: checkpoint.0,
-        path: path.clone(),
-        reason,
-    };
+    let damaged = |reason: String| Error::MissingState { checkpoint: checkpoint.0, path: path.clone(), reason };
     let raw = fs::read(&path).map_err(|e| damaged(e.to_string()))?;
     if raw.len() as u64 != handle.size || raw.len() < 16 {
-        return Err(damaged(format!(
-            "{} bytes, the metadata says {}",
-            raw.len(),
-            handle.size
-        )));
+        return Err(damaged(format!("{} bytes, the metadata says {}", raw.len(), handle.size)));
     }
     let mut n = [0u8; 8];
     n.copy_from_slice(&raw[..8]);
@@ -105,10 +80,7 @@ pub fn read_metadata(path: &Path) -> Result<(CheckpointMetadata, PathBuf)> {
     let (file, dir) = if path.is_dir() {
         (path.join(METADATA_FILE), path.to_path_buf())
     } else {
-        (
-            path.to_path_buf(),
-            path.parent().map(Path::to_path_buf).unwrap_or_default(),
-        )
+        (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
     };
     if !file.exists() {
         return Err(Error::NothingToRestore(path.to_path_buf()));
@@ -122,13 +94,11 @@ pub fn verify_files(metadata: &CheckpointMetadata, dir: &Path) -> Result<()> {
     for op in &metadata.operators {
         for h in &op.subtasks {
             let path = dir.join(&h.file);
-            let size = fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|e| Error::MissingState {
-                    checkpoint: metadata.checkpoint_id.0,
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let size = fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::MissingState {
+                checkpoint: metadata.checkpoint_id.0,
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             if size != h.size {
                 return Err(Error::MissingState {
                     checkpoint: metadata.checkpoint_id.0,
@@ -160,13 +130,7 @@ pub fn find_latest(root: &Path) -> Result<Option<Latest>> {
     let jobs = match fs::read_dir(root) {
         Ok(j) => j,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Storage {
-                action: "list",
-                path: root.to_path_buf(),
-                source: e,
-            })
-        }
+        Err(e) => return Err(Error::Storage { action: "list", path: root.to_path_buf(), source: e }),
     };
     for job in jobs.flatten() {
         let Ok(chks) = fs::read_dir(job.path()) else {
@@ -189,13 +153,7 @@ pub fn find_latest(root: &Path) -> Result<Option<Latest>> {
     let mut skipped = Vec::new();
     for (_, dir) in candidates {
         match read_metadata(&dir).and_then(|(m, d)| verify_files(&m, &d).map(|_| (m, d))) {
-            Ok((metadata, dir)) => {
-                return Ok(Some(Latest {
-                    metadata,
-                    dir,
-                    skipped,
-                }))
-            }
+            Ok((metadata, dir)) => return Ok(Some(Latest { metadata, dir, skipped })),
             Err(e) => skipped.push((dir, e.to_string())),
         }
     }
@@ -214,10 +172,7 @@ pub fn retain(root: &Path, job_id: &str, keep: usize) -> Result<()> {
     let entries = fs::read_dir(&job_dir).map_err(io("list", &job_dir))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name
-            .strip_prefix("chk-")
-            .and_then(|n| n.parse::<u64>().ok())
-        {
+        if let Some(n) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) {
             let complete = e.path().join(METADATA_FILE).exists();
             chks.push((n, e.path(), complete));
         }
@@ -276,10 +231,7 @@ mod tests {
         let latest = find_latest(root.path()).unwrap().unwrap();
         assert_eq!(latest.metadata.checkpoint_id, CheckpointId(3));
         let h = &latest.metadata.operators[0].subtasks[0];
-        assert_eq!(
-            read_state(&latest.dir, h, CheckpointId(3)).unwrap(),
-            b"three"
-        );
+        assert_eq!(read_state(&latest.dir, h, CheckpointId(3)).unwrap(), b"three");
 
         // A missing state file in chk-3: fall back to chk-2 and say why.
         fs::remove_file(d3.join("op-0")).unwrap();
@@ -293,11 +245,7 @@ mod tests {
         fs::write(&m, &bytes[..bytes.len() / 2]).unwrap();
         let latest = find_latest(root.path()).unwrap().unwrap();
         assert_eq!(latest.metadata.checkpoint_id, CheckpointId(1));
-        assert!(
-            latest.skipped.iter().any(|s| s.1.contains("truncated")),
-            "{:?}",
-            latest.skipped
-        );
+        assert!(latest.skipped.iter().any(|s| s.1.contains("truncated")), "{:?}", latest.skipped);
 
         retain(root.path(), "job", 1).unwrap();
         assert!(!d2.exists() && !root.path().join("job/chk-1").exists() && d3.exists());
@@ -312,9 +260,7 @@ mod tests {
         let last = raw.len() - 1;
         raw[last] ^= 0xff;
         fs::write(dir.join("f"), raw).unwrap();
-        let e = read_state(&dir, &h, CheckpointId(9))
-            .unwrap_err()
-            .to_string();
+        let e = read_state(&dir, &h, CheckpointId(9)).unwrap_err().to_string();
         assert!(e.contains("checksum") && e.contains("checkpoint 9"), "{e}");
     }
 }

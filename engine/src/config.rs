@@ -32,6 +32,10 @@ use std::time::Duration;
 pub enum ValueKind {
     /// An integer ≥ 1.
     PositiveInt,
+    /// An integer ≥ 0.
+    NonNegativeInt,
+    /// A decimal number > 0.
+    PositiveNumber,
     /// A TCP port (0 picks a free one).
     Port,
     /// A duration such as `100ms`, `1s`, `5 min`.
@@ -123,8 +127,133 @@ pub const OPTIONS: &[ConfigOption] = &[
         default: Some("127.0.0.1"),
         description: "Address the metrics endpoint binds to.",
     },
+    ConfigOption {
+        key: "execution.checkpointing.interval",
+        kind: ValueKind::Duration,
+        default: None,
+        description: "Trigger a checkpoint this often (also --checkpoint-interval); unset: no checkpoints.",
+    },
+    ConfigOption {
+        key: "execution.checkpointing.mode",
+        kind: ValueKind::Enum(&["EXACTLY_ONCE", "AT_LEAST_ONCE"]),
+        default: Some("EXACTLY_ONCE"),
+        description: "EXACTLY_ONCE aligns barriers (inputs that delivered barrier n wait for the others); AT_LEAST_ONCE does not.",
+    },
+    ConfigOption {
+        key: "execution.checkpointing.timeout",
+        kind: ValueKind::Duration,
+        default: Some("10min"),
+        description: "A checkpoint not complete after this long is aborted.",
+    },
+    ConfigOption {
+        key: "execution.checkpointing.min-pause",
+        kind: ValueKind::Duration,
+        default: Some("0ms"),
+        description: "Least time between the end of a checkpoint and the next trigger.",
+    },
+    ConfigOption {
+        key: "execution.checkpointing.max-concurrent-checkpoints",
+        kind: ValueKind::PositiveInt,
+        default: Some("1"),
+        description: "Checkpoints in flight at once.",
+    },
+    ConfigOption {
+        key: "execution.checkpointing.tolerable-failed-checkpoints",
+        kind: ValueKind::NonNegativeInt,
+        default: Some("0"),
+        description: "Consecutive failed checkpoints tolerated before the job fails over.",
+    },
+    ConfigOption {
+        key: "state.checkpoints.dir",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Directory of checkpoints, <dir>/<job-id>/chk-<n>/ (also --checkpoint-dir); a job started with the same directory resumes from its latest completed checkpoint.",
+    },
+    ConfigOption {
+        key: "state.checkpoints.num-retained",
+        kind: ValueKind::PositiveInt,
+        default: Some("1"),
+        description: "Completed checkpoints kept; older ones are deleted.",
+    },
+    ConfigOption {
+        key: "state.backend",
+        kind: ValueKind::Enum(&["hashmap"]),
+        default: Some("hashmap"),
+        description: "Keyed state backend; only the in-memory hashmap backend exists in this build (RocksDB is not built yet).",
+    },
+    ConfigOption {
+        key: "execution.savepoint.path",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Start from this savepoint or retained checkpoint (also -s PATH).",
+    },
+    ConfigOption {
+        key: "execution.savepoint.ignore-unclaimed-state",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("false"),
+        description: "Start even if some state of the savepoint maps to no operator (also --allow-non-restored-state).",
+    },
+    ConfigOption {
+        key: "restart-strategy.type",
+        kind: ValueKind::Enum(&["none", "fixed-delay", "exponential-delay", "failure-rate"]),
+        default: None,
+        description: "How a failed job restarts from its latest checkpoint; default: exponential-delay with checkpointing, none without.",
+    },
+    ConfigOption {
+        key: "restart-strategy.fixed-delay.attempts",
+        kind: ValueKind::PositiveInt,
+        default: Some("1"),
+        description: "fixed-delay: restarts before the job fails.",
+    },
+    ConfigOption {
+        key: "restart-strategy.fixed-delay.delay",
+        kind: ValueKind::Duration,
+        default: Some("1s"),
+        description: "fixed-delay: wait before each restart.",
+    },
+    ConfigOption {
+        key: "restart-strategy.exponential-delay.initial-backoff",
+        kind: ValueKind::Duration,
+        default: Some("1s"),
+        description: "exponential-delay: wait before the first restart.",
+    },
+    ConfigOption {
+        key: "restart-strategy.exponential-delay.max-backoff",
+        kind: ValueKind::Duration,
+        default: Some("1min"),
+        description: "exponential-delay: longest wait.",
+    },
+    ConfigOption {
+        key: "restart-strategy.exponential-delay.backoff-multiplier",
+        kind: ValueKind::PositiveNumber,
+        default: Some("2.0"),
+        description: "exponential-delay: factor applied to the wait after each restart.",
+    },
+    ConfigOption {
+        key: "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+        kind: ValueKind::PositiveInt,
+        default: None,
+        description: "exponential-delay: restarts before the job fails; default: unlimited.",
+    },
+    ConfigOption {
+        key: "restart-strategy.failure-rate.max-failures-per-interval",
+        kind: ValueKind::PositiveInt,
+        default: Some("1"),
+        description: "failure-rate: failures tolerated within one interval.",
+    },
+    ConfigOption {
+        key: "restart-strategy.failure-rate.failure-rate-interval",
+        kind: ValueKind::Duration,
+        default: Some("1min"),
+        description: "failure-rate: the interval.",
+    },
+    ConfigOption {
+        key: "restart-strategy.failure-rate.delay",
+        kind: ValueKind::Duration,
+        default: Some("1s"),
+        description: "failure-rate: wait before each restart.",
+    },
 ];
-
 /// A configuration problem, naming the key or file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -175,10 +304,8 @@ impl Configuration {
 
     /// Reads and validates a YAML configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.to_path_buf(),
-            message: format!("cannot read it: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: format!("cannot read it: {e}") })?;
         Self::parse_yaml(&text, path)
     }
 
@@ -193,7 +320,8 @@ impl Configuration {
             if !path.is_file() {
                 return Err(ConfigError::File {
                     path,
-                    message: "SLUICE_CONF_DIR is set but this file does not exist; create it or unset SLUICE_CONF_DIR".into(),
+                    message: "SLUICE_CONF_DIR is set but this file does not exist; create it or unset SLUICE_CONF_DIR"
+                        .into(),
                 });
             }
             return Self::from_file(&path);
@@ -207,17 +335,10 @@ impl Configuration {
 
     fn parse_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         use yaml_rust2::{Yaml, YamlLoader};
-        let docs = YamlLoader::load_from_str(text).map_err(|e| ConfigError::File {
-            path: path.to_path_buf(),
-            message: format!("not valid YAML: {e}"),
-        })?;
+        let docs = YamlLoader::load_from_str(text)
+            .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: format!("not valid YAML: {e}") })?;
         let mut conf = Self::new();
-        fn walk(
-            prefix: &str,
-            node: &Yaml,
-            out: &mut Vec<(String, String)>,
-            path: &Path,
-        ) -> Result<(), ConfigError> {
+        fn walk(prefix: &str, node: &Yaml, out: &mut Vec<(String, String)>, path: &Path) -> Result<(), ConfigError> {
             match node {
                 Yaml::Hash(map) => {
                     for (k, v) in map {
@@ -225,11 +346,7 @@ impl Configuration {
                             path: path.to_path_buf(),
                             message: format!("a key under '{prefix}' is not a plain value"),
                         })?;
-                        let key = if prefix.is_empty() {
-                            k
-                        } else {
-                            format!("{prefix}.{k}")
-                        };
+                        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
                         walk(&key, v, out, path)?;
                     }
                     Ok(())
@@ -270,8 +387,7 @@ impl Configuration {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let option = lookup(key)?;
         validate_value(option, value.trim())?;
-        self.values
-            .insert(key.to_string(), value.trim().to_string());
+        self.values.insert(key.to_string(), value.trim().to_string());
         Ok(())
     }
 
@@ -297,11 +413,7 @@ impl Configuration {
     /// The raw value of `key`, or its default.
     pub fn get_str(&self, key: &str) -> Result<Option<String>, ConfigError> {
         let option = lookup(key)?;
-        Ok(self
-            .values
-            .get(key)
-            .cloned()
-            .or_else(|| option.default.map(str::to_string)))
+        Ok(self.values.get(key).cloned().or_else(|| option.default.map(str::to_string)))
     }
 
     /// Whether `key` was set explicitly (file or override), not by default.
@@ -313,10 +425,15 @@ impl Configuration {
     pub fn get_u32(&self, key: &str) -> Result<Option<u32>, ConfigError> {
         match self.get_str(key)? {
             None => Ok(None),
-            Some(v) => v
-                .parse::<u32>()
-                .map(Some)
-                .map_err(|_| bad(key, &v, "an integer")),
+            Some(v) => v.parse::<u32>().map(Some).map_err(|_| bad(key, &v, "an integer")),
+        }
+    }
+
+    /// A decimal number value.
+    pub fn get_f64(&self, key: &str) -> Result<Option<f64>, ConfigError> {
+        match self.get_str(key)? {
+            None => Ok(None),
+            Some(v) => v.parse::<f64>().map(Some).map_err(|_| bad(key, &v, "a number")),
         }
     }
 
@@ -324,9 +441,7 @@ impl Configuration {
     pub fn get_duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         match self.get_str(key)? {
             None => Ok(None),
-            Some(v) => parse_duration(&v)
-                .map(Some)
-                .ok_or_else(|| bad(key, &v, "a duration")),
+            Some(v) => parse_duration(&v).map(Some).ok_or_else(|| bad(key, &v, "a duration")),
         }
     }
 
@@ -337,26 +452,19 @@ impl Configuration {
 }
 
 fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::BadValue {
-        key: key.into(),
-        value: value.into(),
-        expected: expected.into(),
-    }
+    ConfigError::BadValue { key: key.into(), value: value.into(), expected: expected.into() }
 }
 
 fn lookup(key: &str) -> Result<&'static ConfigOption, ConfigError> {
-    OPTIONS
-        .iter()
-        .find(|o| o.key == key)
-        .ok_or_else(|| ConfigError::UnknownKey {
-            key: key.to_string(),
-            suggestion: OPTIONS
-                .iter()
-                .map(|o| (edit_distance(key, o.key), o.key))
-                .filter(|(d, k)| *d <= 3.max(k.len() / 4))
-                .min()
-                .map(|(_, k)| k.to_string()),
-        })
+    OPTIONS.iter().find(|o| o.key == key).ok_or_else(|| ConfigError::UnknownKey {
+        key: key.to_string(),
+        suggestion: OPTIONS
+            .iter()
+            .map(|o| (edit_distance(key, o.key), o.key))
+            .filter(|(d, k)| *d <= 3.max(k.len() / 4))
+            .min()
+            .map(|(_, k)| k.to_string()),
+    })
 }
 
 fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError> {
@@ -366,13 +474,17 @@ fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError>
             Ok(n) if n >= 1 => Ok(()),
             _ => Err(bad(key, value, "an integer of at least 1")),
         },
-        ValueKind::Port => value
-            .parse::<u16>()
-            .map(|_| ())
-            .map_err(|_| bad(key, value, "a port number (0-65535)")),
-        ValueKind::Duration => parse_duration(value)
-            .map(|_| ())
-            .ok_or_else(|| bad(key, value, "a duration such as 500ms, 10s or 5min")),
+        ValueKind::NonNegativeInt => {
+            value.parse::<u32>().map(|_| ()).map_err(|_| bad(key, value, "an integer of at least 0"))
+        }
+        ValueKind::PositiveNumber => match value.parse::<f64>() {
+            Ok(n) if n.is_finite() && n > 0.0 => Ok(()),
+            _ => Err(bad(key, value, "a number above 0")),
+        },
+        ValueKind::Port => value.parse::<u16>().map(|_| ()).map_err(|_| bad(key, value, "a port number (0-65535)")),
+        ValueKind::Duration => {
+            parse_duration(value).map(|_| ()).ok_or_else(|| bad(key, value, "a duration such as 500ms, 10s or 5min"))
+        }
         ValueKind::Enum(words) => {
             if words.iter().any(|w| w.eq_ignore_ascii_case(value)) {
                 Ok(())
@@ -396,9 +508,7 @@ fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError>
 /// ```
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let n: u64 = num.parse().ok()?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
@@ -433,46 +543,22 @@ mod tests {
 
     #[test]
     fn nested_and_flat_yaml_agree() {
-        let a = Configuration::from_yaml_str(
-            "parallelism.default: 4\ntaskmanager.numberOfTaskSlots: 2\n",
-        )
-        .unwrap();
-        let b = Configuration::from_yaml_str(
-            "parallelism:\n  default: 4\ntaskmanager:\n  numberOfTaskSlots: 2\n",
-        )
-        .unwrap();
-        assert_eq!(
-            a.get_u32("parallelism.default").unwrap(),
-            b.get_u32("parallelism.default").unwrap()
-        );
+        let a = Configuration::from_yaml_str("parallelism.default: 4\ntaskmanager.numberOfTaskSlots: 2\n").unwrap();
+        let b =
+            Configuration::from_yaml_str("parallelism:\n  default: 4\ntaskmanager:\n  numberOfTaskSlots: 2\n").unwrap();
+        assert_eq!(a.get_u32("parallelism.default").unwrap(), b.get_u32("parallelism.default").unwrap());
         assert_eq!(a.get_u32("taskmanager.numberOfTaskSlots").unwrap(), Some(2));
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = Configuration::from_yaml_str("paralelism.default: 4\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("'paralelism.default'") && e.contains("did you mean 'parallelism.default'"),
-            "{e}"
-        );
-        let e = Configuration::from_yaml_str("parallelism.default: 0\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("'parallelism.default'") && e.contains("at least 1"),
-            "{e}"
-        );
-        let e = Configuration::new()
-            .set("execution.buffer-timeout", "soon")
-            .unwrap_err()
-            .to_string();
+        let e = Configuration::from_yaml_str("paralelism.default: 4\n").unwrap_err().to_string();
+        assert!(e.contains("'paralelism.default'") && e.contains("did you mean 'parallelism.default'"), "{e}");
+        let e = Configuration::from_yaml_str("parallelism.default: 0\n").unwrap_err().to_string();
+        assert!(e.contains("'parallelism.default'") && e.contains("at least 1"), "{e}");
+        let e = Configuration::new().set("execution.buffer-timeout", "soon").unwrap_err().to_string();
         assert!(e.contains("execution.buffer-timeout"), "{e}");
-        let e = Configuration::new()
-            .set_dynamic("novalue")
-            .unwrap_err()
-            .to_string();
+        let e = Configuration::new().set_dynamic("novalue").unwrap_err().to_string();
         assert!(e.contains("key=value"), "{e}");
     }
 
@@ -481,9 +567,6 @@ mod tests {
         let c = Configuration::new();
         assert_eq!(c.get_u32("pipeline.max-parallelism").unwrap(), Some(128));
         assert_eq!(c.get_u32("parallelism.default").unwrap(), None);
-        assert_eq!(
-            c.get_duration("execution.buffer-timeout").unwrap(),
-            Some(Duration::from_millis(100))
-        );
+        assert_eq!(c.get_duration("execution.buffer-timeout").unwrap(), Some(Duration::from_millis(100)));
     }
 }

@@ -73,10 +73,7 @@ impl Error {
 
     /// An I/O error with the context it happened in.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 
@@ -115,6 +112,13 @@ pub enum FailureCause {
     },
     /// A TaskManager hosting subtasks of the job went away.
     TaskManagerLost(String),
+    /// Checkpoints failed more often in a row than tolerated.
+    CheckpointsFailing {
+        /// The last failed checkpoint.
+        checkpoint: u64,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 impl FailureCause {
@@ -128,39 +132,24 @@ impl FailureCause {
 impl fmt::Display for FailureCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FailureCause::TaskFailed {
-                task,
-                subtask,
-                message,
-            } => {
-                write!(
-                    f,
-                    "task '{task}' (subtask {}) failed: {message}",
-                    subtask + 1
-                )
+            FailureCause::TaskFailed { task, subtask, message } => {
+                write!(f, "task '{task}' (subtask {}) failed: {message}", subtask + 1)
             }
-            FailureCause::TaskPanicked {
-                task,
-                subtask,
-                message,
-            } => {
-                write!(
-                    f,
-                    "task '{task}' (subtask {}) panicked: {message}",
-                    subtask + 1
-                )
+            FailureCause::TaskPanicked { task, subtask, message } => {
+                write!(f, "task '{task}' (subtask {}) panicked: {message}", subtask + 1)
             }
-            FailureCause::NotEnoughSlots {
-                required,
-                available,
-                waited_ms,
-            } => write!(
+            FailureCause::NotEnoughSlots { required, available, waited_ms } => write!(
                 f,
                 "could not get {required} slots within slot.request.timeout ({waited_ms} ms): \
                  the cluster has {available} slots in total; lower the job's parallelism or add \
                  TaskManagers / raise taskmanager.numberOfTaskSlots"
             ),
             FailureCause::TaskManagerLost(tm) => write!(f, "TaskManager {tm} was lost"),
+            FailureCause::CheckpointsFailing { checkpoint, reason } => write!(
+                f,
+                "checkpoint {checkpoint} failed ({reason}) and failed checkpoints exceed \
+                 execution.checkpointing.tolerable-failed-checkpoints"
+            ),
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod graph;
 pub mod metrics;
 pub mod params;

@@ -12,15 +12,16 @@
 //! | `sluice_taskmanager_job_task_backPressuredTimeMsTotal` | job_id, job_name, task_name, subtask_index | time a subtask was blocked on full output channels |
 //! | `sluice_jobmanager_job_uptime` | job_id, job_name | milliseconds since the job started running |
 //! | `sluice_jobmanager_numRunningJobs` | | jobs currently running |
+//! | `sluice_jobmanager_job_numberOfCompletedCheckpoints` / `numberOfFailedCheckpoints` / `numberOfInProgressCheckpoints` | job_id, job_name | checkpoint counts |
+//! | `sluice_jobmanager_job_lastCheckpointDuration` / `lastCheckpointSize` | job_id, job_name | ms / bytes of the last completed checkpoint |
+//! | `sluice_jobmanager_job_numRestarts` | job_id, job_name | restarts after failures |
 //! | `sluice_jobmanager_taskSlotsTotal` / `taskSlotsAvailable` | | slots in the cluster |
 //!
 //! With `--metrics-port PORT` (or `metrics.reporter.prom.port`) the process
 //! serves them at `http://127.0.0.1:PORT/metrics`.
 
 use crate::error::{Error, Result};
-use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -34,6 +35,18 @@ pub struct Metrics {
     pub job_uptime: IntGaugeVec,
     /// Number of running jobs.
     pub running_jobs: IntGauge,
+    /// Per job: completed checkpoints.
+    pub checkpoints_completed: IntGaugeVec,
+    /// Per job: failed checkpoints.
+    pub checkpoints_failed: IntGaugeVec,
+    /// Per job: checkpoints in progress.
+    pub checkpoints_in_progress: IntGaugeVec,
+    /// Per job: duration of the last completed checkpoint, ms.
+    pub last_checkpoint_duration: IntGaugeVec,
+    /// Per job: state size of the last completed checkpoint, bytes.
+    pub last_checkpoint_size: IntGaugeVec,
+    /// Per job: restarts.
+    pub restarts: IntGaugeVec,
     /// Slots registered in the cluster.
     pub slots_total: IntGauge,
     /// Slots not allocated to a job.
@@ -47,29 +60,17 @@ pub(crate) struct OperatorMetrics {
     pub(crate) records_out: IntCounter,
 }
 
-const OPERATOR_LABELS: &[&str] = &[
-    "job_id",
-    "job_name",
-    "task_name",
-    "operator_name",
-    "subtask_index",
-];
+const OPERATOR_LABELS: &[&str] = &["job_id", "job_name", "task_name", "operator_name", "subtask_index"];
 const TASK_LABELS: &[&str] = &["job_id", "job_name", "task_name", "subtask_index"];
 
 fn build() -> std::result::Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let records_in = IntCounterVec::new(
-        Opts::new(
-            "sluice_taskmanager_job_task_operator_numRecordsIn",
-            "Records received by an operator subtask",
-        ),
+        Opts::new("sluice_taskmanager_job_task_operator_numRecordsIn", "Records received by an operator subtask"),
         OPERATOR_LABELS,
     )?;
     let records_out = IntCounterVec::new(
-        Opts::new(
-            "sluice_taskmanager_job_task_operator_numRecordsOut",
-            "Records emitted by an operator subtask",
-        ),
+        Opts::new("sluice_taskmanager_job_task_operator_numRecordsOut", "Records emitted by an operator subtask"),
         OPERATOR_LABELS,
     )?;
     let back_pressured_ms = IntCounterVec::new(
@@ -80,23 +81,38 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         TASK_LABELS,
     )?;
     let job_uptime = IntGaugeVec::new(
-        Opts::new(
-            "sluice_jobmanager_job_uptime",
-            "Milliseconds since the job started running",
-        ),
+        Opts::new("sluice_jobmanager_job_uptime", "Milliseconds since the job started running"),
         &["job_id", "job_name"],
     )?;
     let running_jobs = IntGauge::new("sluice_jobmanager_numRunningJobs", "Jobs currently running")?;
+    let job_gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["job_id", "job_name"]);
+    let checkpoints_completed =
+        job_gauge("sluice_jobmanager_job_numberOfCompletedCheckpoints", "Completed checkpoints")?;
+    let checkpoints_failed = job_gauge("sluice_jobmanager_job_numberOfFailedCheckpoints", "Failed checkpoints")?;
+    let checkpoints_in_progress =
+        job_gauge("sluice_jobmanager_job_numberOfInProgressCheckpoints", "Checkpoints in progress")?;
+    let last_checkpoint_duration =
+        job_gauge("sluice_jobmanager_job_lastCheckpointDuration", "Duration of the last completed checkpoint, ms")?;
+    let last_checkpoint_size =
+        job_gauge("sluice_jobmanager_job_lastCheckpointSize", "State size of the last completed checkpoint, bytes")?;
+    let restarts = job_gauge("sluice_jobmanager_job_numRestarts", "Restarts of the job")?;
     let slots_total = IntGauge::new("sluice_jobmanager_taskSlotsTotal", "Task slots registered")?;
-    let slots_available = IntGauge::new(
-        "sluice_jobmanager_taskSlotsAvailable",
-        "Task slots not allocated",
-    )?;
+    let slots_available = IntGauge::new("sluice_jobmanager_taskSlotsAvailable", "Task slots not allocated")?;
     registry.register(Box::new(records_in.clone()))?;
     registry.register(Box::new(records_out.clone()))?;
     registry.register(Box::new(back_pressured_ms.clone()))?;
     registry.register(Box::new(job_uptime.clone()))?;
     registry.register(Box::new(running_jobs.clone()))?;
+    for g in [
+        &checkpoints_completed,
+        &checkpoints_failed,
+        &checkpoints_in_progress,
+        &last_checkpoint_duration,
+        &last_checkpoint_size,
+        &restarts,
+    ] {
+        registry.register(Box::new(g.clone()))?;
+    }
     registry.register(Box::new(slots_total.clone()))?;
     registry.register(Box::new(slots_available.clone()))?;
     Ok(Metrics {
@@ -106,6 +122,12 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         back_pressured_ms,
         job_uptime,
         running_jobs,
+        checkpoints_completed,
+        checkpoints_failed,
+        checkpoints_in_progress,
+        last_checkpoint_duration,
+        last_checkpoint_size,
+        restarts,
         slots_total,
         slots_available,
     })
@@ -156,27 +178,17 @@ impl MetricsServer {
     /// from a background thread.
     pub fn start(host: &str, port: u16) -> Result<Self> {
         let want = format!("{host}:{port}");
-        let std_listener = std::net::TcpListener::bind(&want).map_err(|e| Error::Metrics {
-            addr: want.clone(),
-            message: format!("{e}; pick another --metrics-port"),
-        })?;
-        let addr = std_listener.local_addr().map_err(|e| Error::Metrics {
-            addr: want.clone(),
-            message: e.to_string(),
-        })?;
+        let std_listener = std::net::TcpListener::bind(&want)
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: format!("{e}; pick another --metrics-port") })?;
+        let addr =
+            std_listener.local_addr().map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
         std_listener
             .set_nonblocking(true)
-            .map_err(|e| Error::Metrics {
-                addr: want.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Metrics {
-                addr: want.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
@@ -192,13 +204,7 @@ impl MetricsServer {
                     let app = axum::Router::new().route(
                         "/metrics",
                         axum::routing::get(|| async {
-                            (
-                                [(
-                                    axum::http::header::CONTENT_TYPE,
-                                    "text/plain; version=0.0.4",
-                                )],
-                                global().render(),
-                            )
+                            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], global().render())
                         }),
                     );
                     let served = axum::serve(listener, app)
@@ -211,16 +217,9 @@ impl MetricsServer {
                     }
                 })
             })
-            .map_err(|e| Error::Metrics {
-                addr: want.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::Metrics { addr: want.clone(), message: e.to_string() })?;
         tracing::info!("serving Prometheus metrics at http://{addr}/metrics");
-        Ok(MetricsServer {
-            addr,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+        Ok(MetricsServer { addr, shutdown: Some(tx), thread: Some(thread) })
     }
 
     /// The address actually bound.

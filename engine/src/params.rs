@@ -76,10 +76,7 @@ impl ParameterTool {
             i += 1;
             if let Some(rest) = arg.strip_prefix("-D") {
                 let assignment = if rest.is_empty() {
-                    let next = args
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| ParamError::Missing { key: "D".into() })?;
+                    let next = args.get(i).cloned().ok_or_else(|| ParamError::Missing { key: "D".into() })?;
                     i += 1;
                     next
                 } else {
@@ -126,8 +123,7 @@ impl ParameterTool {
 
     /// The value of `key`, or an error naming it.
     pub fn get_required(&self, key: &str) -> Result<&str, ParamError> {
-        self.get(key)
-            .ok_or_else(|| ParamError::Missing { key: key.into() })
+        self.get(key).ok_or_else(|| ParamError::Missing { key: key.into() })
     }
 
     /// Whether `key` was given.
@@ -158,9 +154,7 @@ impl ParameterTool {
 
     /// An optional non-negative integer; an error if given and malformed.
     pub fn get_u64_opt(&self, key: &str) -> Result<Option<u64>, ParamError> {
-        self.get(key)
-            .map(|v| self.parse(key, v, "a non-negative integer"))
-            .transpose()
+        self.get(key).map(|v| self.parse(key, v, "a non-negative integer")).transpose()
     }
 
     /// A floating-point value, or `default`; an error if malformed.
@@ -193,12 +187,7 @@ impl ParameterTool {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    fn parse<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        value: &str,
-        expected: &str,
-    ) -> Result<T, ParamError> {
+    fn parse<T: std::str::FromStr>(&self, key: &str, value: &str, expected: &str) -> Result<T, ParamError> {
         value.trim().parse().map_err(|_| ParamError::Malformed {
             key: key.into(),
             value: value.into(),
@@ -208,8 +197,7 @@ impl ParameterTool {
 }
 
 fn is_number(s: &str) -> bool {
-    s.strip_prefix('-')
-        .is_some_and(|r| !r.is_empty() && r.parse::<f64>().is_ok())
+    s.strip_prefix('-').is_some_and(|r| !r.is_empty() && r.parse::<f64>().is_ok())
 }
 
 #[cfg(test)]
@@ -219,10 +207,9 @@ mod tests {
 
     #[test]
     fn parses_the_forms() {
-        let p = ParameterTool::from_args([
-            "--a", "1", "-p", "4", "--flag", "--b=x", "-D", "k=v", "-Dk2=v2", "--neg", "-5",
-        ])
-        .unwrap();
+        let p =
+            ParameterTool::from_args(["--a", "1", "-p", "4", "--flag", "--b=x", "-D", "k=v", "-Dk2=v2", "--neg", "-5"])
+                .unwrap();
         assert_eq!(p.get("a"), Some("1"));
         assert_eq!(p.get("p"), Some("4"));
         assert_eq!(p.get("flag"), Some("true"));
@@ -235,10 +222,7 @@ mod tests {
     fn errors_name_the_parameter() {
         let p = ParameterTool::from_args(["--port", "seventy"]).unwrap();
         let e = p.get_int("port").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "bad value 'seventy' for parameter --port: expected an integer"
-        );
+        assert_eq!(e, "bad value 'seventy' for parameter --port: expected an integer");
         let e = p.get_required("host").unwrap_err().to_string();
         assert_eq!(e, "missing required parameter --host");
         let e = ParameterTool::from_args(["stray"]).unwrap_err().to_string();

@@ -55,9 +55,7 @@ macro_rules! display_via_fmt {
         })*
     };
 }
-display_via_fmt!(
-    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char
-);
+display_via_fmt!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char);
 
 impl RecordDisplay for String {
     fn fmt_record(&self, out: &mut String) {
@@ -109,9 +107,7 @@ impl<A: RecordDisplay, B: RecordDisplay, C: RecordDisplay> RecordDisplay for (A,
     }
 }
 
-impl<A: RecordDisplay, B: RecordDisplay, C: RecordDisplay, D: RecordDisplay> RecordDisplay
-    for (A, B, C, D)
-{
+impl<A: RecordDisplay, B: RecordDisplay, C: RecordDisplay, D: RecordDisplay> RecordDisplay for (A, B, C, D) {
     fn fmt_record(&self, out: &mut String) {
         out.push('(');
         self.0.fmt_record(out);

@@ -16,19 +16,11 @@ fn map_parallelism(env: &StreamExecutionEnvironment, op: Option<u32>) -> u32 {
     }
     mapped.add_sink(CollectSink::<u64>::default());
     let graph = env.job_graph("precedence").unwrap();
-    graph
-        .vertices()
-        .iter()
-        .find(|v| v.name.contains("Map"))
-        .unwrap()
-        .parallelism
+    graph.vertices().iter().find(|v| v.name.contains("Map")).unwrap().parallelism
 }
 
 fn env(args: &[&str]) -> StreamExecutionEnvironment {
-    StreamExecutionEnvironment::from_params(
-        &ParameterTool::from_args(args.iter().copied()).unwrap(),
-    )
-    .unwrap()
+    StreamExecutionEnvironment::from_params(&ParameterTool::from_args(args.iter().copied()).unwrap()).unwrap()
 }
 
 #[test]
@@ -47,10 +39,7 @@ fn environment_parallelism_wins_over_command_line() {
 
 #[test]
 fn command_line_wins_over_config() {
-    assert_eq!(
-        map_parallelism(&env(&["-p", "4", "-D", "parallelism.default=5"]), None),
-        4
-    );
+    assert_eq!(map_parallelism(&env(&["-p", "4", "-D", "parallelism.default=5"]), None), 4);
 }
 
 #[test]
@@ -63,12 +52,7 @@ fn config_wins_over_cores() {
     let e = env(&["--config", file.to_str().unwrap()]);
     assert_eq!(map_parallelism(&e, None), configured);
     // -D overrides the file, and still counts as the configuration level.
-    let e = env(&[
-        "--config",
-        file.to_str().unwrap(),
-        "-D",
-        "parallelism.default=7",
-    ]);
+    let e = env(&["--config", file.to_str().unwrap(), "-D", "parallelism.default=7"]);
     assert_eq!(map_parallelism(&e, None), 7);
 }
 
@@ -91,13 +75,7 @@ fn forward_chain_is_one_task_and_key_by_splits_it() {
         .add_sink(sink.clone());
     let graph = env.job_graph("chaining").unwrap();
     let names: Vec<&str> = graph.vertices().iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "Source: Custom Source -> Map -> Filter",
-            "Keyed Aggregation -> Sink: Custom Sink"
-        ]
-    );
+    assert_eq!(names, ["Source: Custom Source -> Map -> Filter", "Keyed Aggregation -> Sink: Custom Sink"]);
     assert_eq!(graph.edges().len(), 1);
     assert_eq!(graph.edges()[0].partitioning, Partitioning::Hash);
     assert_eq!(graph.subtask_count(), 4, "two vertices of two subtasks");
@@ -106,10 +84,7 @@ fn forward_chain_is_one_task_and_key_by_splits_it() {
     env.execute("chaining").unwrap();
     let mut out = sink.take();
     out.sort();
-    let expected: Vec<(u64, u64)> = (0..10)
-        .filter(|k| *k != 3)
-        .flat_map(|k| (1..=100).map(move |n| (k, n)))
-        .collect();
+    let expected: Vec<(u64, u64)> = (0..10).filter(|k| *k != 3).flat_map(|k| (1..=100).map(move |n| (k, n))).collect();
     assert_eq!(out, expected);
 }
 
@@ -129,15 +104,10 @@ fn different_parallelism_or_disabled_chaining_breaks_chains() {
 
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2).disable_operator_chaining();
-    env.add_source(Counter::new(Some(10)))
-        .map(|x: u64| x)
-        .add_sink(CollectSink::<u64>::default());
+    env.add_source(Counter::new(Some(10))).map(|x: u64| x).add_sink(CollectSink::<u64>::default());
     let graph = env.job_graph("unchained").unwrap();
     assert_eq!(graph.vertices().len(), 3, "{graph}");
-    assert!(graph
-        .edges()
-        .iter()
-        .all(|e| e.partitioning == Partitioning::Forward));
+    assert!(graph.edges().iter().all(|e| e.partitioning == Partitioning::Forward));
 }
 
 #[test]
@@ -150,15 +120,10 @@ fn bad_graphs_are_clear_errors() {
         .set_parallelism(3)
         .add_sink(CollectSink::<u64>::default());
     let e = env.job_graph("bad").err().unwrap().to_string();
-    assert!(
-        e.contains("forward partitioning") && e.contains("rebalance()"),
-        "{e}"
-    );
+    assert!(e.contains("forward partitioning") && e.contains("rebalance()"), "{e}");
 
     let env = StreamExecutionEnvironment::new();
-    env.socket_text_stream("localhost", 1)
-        .set_parallelism(2)
-        .print();
+    env.socket_text_stream("localhost", 1).set_parallelism(2).print();
     let e = env.job_graph("bad").err().unwrap().to_string();
     assert!(e.contains("non-parallel source"), "{e}");
 
@@ -166,13 +131,9 @@ fn bad_graphs_are_clear_errors() {
     let e = env.job_graph("empty").err().unwrap().to_string();
     assert!(e.contains("no operators"), "{e}");
 
-    let e =
-        StreamExecutionEnvironment::from_params(&ParameterTool::from_args(["-p", "zero"]).unwrap())
-            .err()
-            .unwrap()
-            .to_string();
-    assert_eq!(
-        e,
-        "bad value 'zero' for parameter -p: expected a positive integer"
-    );
+    let e = StreamExecutionEnvironment::from_params(&ParameterTool::from_args(["-p", "zero"]).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(e, "bad value 'zero' for parameter -p: expected a positive integer");
 }

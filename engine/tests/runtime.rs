@@ -8,8 +8,8 @@ mod common;
 use common::{CollectSink, Counter, SlowSink};
 use sluice::config::Configuration;
 use sluice::{
-    Collector, Error, FailureCause, JobStatus, KeyedContext, KeyedProcessFunction, ProcessContext,
-    ProcessFunction, Result, RuntimeExecutionMode, StreamExecutionEnvironment,
+    Collector, Error, FailureCause, JobStatus, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction,
+    Result, RuntimeExecutionMode, StreamExecutionEnvironment,
 };
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
@@ -26,8 +26,7 @@ fn config(pairs: &[(&str, &str)]) -> Configuration {
 #[test]
 fn batch_mode_emits_final_values_once() {
     let env = StreamExecutionEnvironment::new();
-    env.set_parallelism(3)
-        .set_runtime_mode(RuntimeExecutionMode::Batch);
+    env.set_parallelism(3).set_runtime_mode(RuntimeExecutionMode::Batch);
     let sink = CollectSink::default();
     env.add_source(Counter::new(Some(3000)))
         .map(|x: u64| (x % 7, x))
@@ -37,9 +36,7 @@ fn batch_mode_emits_final_values_once() {
     env.execute("batch").unwrap();
     let mut out = sink.take();
     out.sort();
-    let expected: Vec<(u64, u64)> = (0..7)
-        .map(|k| (k, (0..3000).filter(|x| x % 7 == k).sum()))
-        .collect();
+    let expected: Vec<(u64, u64)> = (0..7).map(|k| (k, (0..3000).filter(|x| x % 7 == k).sum())).collect();
     assert_eq!(out, expected);
 }
 
@@ -68,12 +65,7 @@ struct Tagger {
 }
 
 impl ProcessFunction<u64, (u32, u64)> for Tagger {
-    fn process_element(
-        &mut self,
-        v: u64,
-        ctx: &mut ProcessContext,
-        out: &mut dyn Collector<(u32, u64)>,
-    ) -> Result<()> {
+    fn process_element(&mut self, v: u64, ctx: &mut ProcessContext, out: &mut dyn Collector<(u32, u64)>) -> Result<()> {
         self.subtask = ctx.subtask_index();
         out.collect((self.subtask, v))
     }
@@ -86,10 +78,7 @@ fn keyed_process_union_broadcast_and_rebalance() {
     let a = env.add_source(Counter::new(Some(500)));
     let b = env.from_collection((0..500u64).collect());
     let dedup = CollectSink::default();
-    a.union(&b)
-        .key_by(|x: &u64| *x)
-        .process(Dedup)
-        .add_sink(dedup.clone());
+    a.union(&b).key_by(|x: &u64| *x).process(Dedup).add_sink(dedup.clone());
     let tagged = CollectSink::default();
     env.from_collection(vec![1u64, 2, 3])
         .broadcast()
@@ -97,19 +86,12 @@ fn keyed_process_union_broadcast_and_rebalance() {
         .set_parallelism(3)
         .add_sink(tagged.clone());
     let spread = CollectSink::default();
-    env.from_collection((0..100u64).collect())
-        .rebalance()
-        .process(Tagger::default())
-        .add_sink(spread.clone());
+    env.from_collection((0..100u64).collect()).rebalance().process(Tagger::default()).add_sink(spread.clone());
     env.execute("mixed").unwrap();
 
     let mut d = dedup.take();
     d.sort();
-    assert_eq!(
-        d,
-        (0..500).collect::<Vec<_>>(),
-        "each key once although it arrived twice"
-    );
+    assert_eq!(d, (0..500).collect::<Vec<_>>(), "each key once although it arrived twice");
 
     let mut t = tagged.take();
     t.sort();
@@ -118,11 +100,7 @@ fn keyed_process_union_broadcast_and_rebalance() {
 
     let s = spread.take();
     assert_eq!(s.len(), 100);
-    assert_eq!(
-        s.iter().filter(|(sub, _)| *sub == 0).count(),
-        50,
-        "rebalance alternates"
-    );
+    assert_eq!(s.iter().filter(|(sub, _)| *sub == 0).count(), 50, "rebalance alternates");
 }
 
 #[test]
@@ -134,16 +112,9 @@ fn slow_sink_bounds_records_in_flight() {
     env.set_parallelism(1);
     let source = Counter::new(None);
     let emitted = source.emitted.clone();
-    let sink = SlowSink {
-        delay: Duration::from_millis(1),
-        received: Default::default(),
-    };
+    let sink = SlowSink { delay: Duration::from_millis(1), received: Default::default() };
     let received = sink.received.clone();
-    env.add_source(source)
-        .map(|x: u64| vec![x as u8; 1024])
-        .rebalance()
-        .add_sink(sink)
-        .set_parallelism(1);
+    env.add_source(source).map(|x: u64| vec![x as u8; 1024]).rebalance().add_sink(sink).set_parallelism(1);
     let client = env.execute_async("backpressure").unwrap();
     let started = Instant::now();
     let mut max_in_flight = 0;
@@ -157,10 +128,7 @@ fn slow_sink_bounds_records_in_flight() {
     assert!(r > 100, "the sink made progress ({r})");
     // 2 batches queued + 1 being written + 1 being filled, of 64 records,
     // plus what one source poll (100 records) holds in hand.
-    assert!(
-        max_in_flight <= 4 * 64 + 100,
-        "records in flight stayed bounded: {max_in_flight}"
-    );
+    assert!(max_in_flight <= 4 * 64 + 100, "records in flight stayed bounded: {max_in_flight}");
     assert_eq!(client.status().unwrap(), JobStatus::Running);
     client.cancel().unwrap();
     match client.wait() {
@@ -171,11 +139,7 @@ fn slow_sink_bounds_records_in_flight() {
 
 fn scrape(addr: std::net::SocketAddr) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body
@@ -190,61 +154,30 @@ fn metric_value(body: &str, name: &str, operator: &str) -> Option<u64> {
 
 #[test]
 fn metrics_endpoint_counts_records() {
-    let env =
-        StreamExecutionEnvironment::with_config(config(&[("metrics.reporter.prom.port", "0")]));
+    let env = StreamExecutionEnvironment::with_config(config(&[("metrics.reporter.prom.port", "0")]));
     env.set_parallelism(1);
     env.add_source(Counter::new(None))
         .map(|x: u64| x)
         .filter(|x: &u64| x % 2 == 0)
-        .add_sink(SlowSink {
-            delay: Duration::from_micros(50),
-            received: Default::default(),
-        });
+        .add_sink(SlowSink { delay: Duration::from_micros(50), received: Default::default() });
     let client = env.execute_async("metrics").unwrap();
     let addr = client.metrics_address().unwrap();
     let started = Instant::now();
     let body = loop {
         let body = scrape(addr);
-        if metric_value(
-            &body,
-            "sluice_taskmanager_job_task_operator_numRecordsIn",
-            "Filter",
-        )
-        .unwrap_or(0)
-            > 1000
-        {
+        if metric_value(&body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap_or(0) > 1000 {
             break body;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "metrics never grew:\n{body}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "metrics never grew:\n{body}");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(body.contains("HTTP/1.1 200"), "{body}");
-    let filter_in = metric_value(
-        &body,
-        "sluice_taskmanager_job_task_operator_numRecordsIn",
-        "Filter",
-    )
-    .unwrap();
-    let filter_out = metric_value(
-        &body,
-        "sluice_taskmanager_job_task_operator_numRecordsOut",
-        "Filter",
-    )
-    .unwrap();
-    assert!(
-        filter_out <= filter_in && filter_out >= filter_in / 2 - 200,
-        "in {filter_in} out {filter_out}"
-    );
+    let filter_in = metric_value(&body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap();
+    let filter_out = metric_value(&body, "sluice_taskmanager_job_task_operator_numRecordsOut", "Filter").unwrap();
+    assert!(filter_out <= filter_in && filter_out >= filter_in / 2 - 200, "in {filter_in} out {filter_out}");
     assert!(body.contains("job_name=\"metrics\""), "{body}");
     assert!(body.contains("subtask_index=\"0\""), "{body}");
-    assert!(
-        body.lines()
-            .any(|l| l.starts_with("sluice_jobmanager_job_uptime{")),
-        "{body}"
-    );
+    assert!(body.lines().any(|l| l.starts_with("sluice_jobmanager_job_uptime{")), "{body}");
     client.cancel().unwrap();
     assert!(client.wait().is_err());
 }
@@ -253,12 +186,7 @@ fn metrics_endpoint_counts_records() {
 struct FailAt(u64);
 
 impl ProcessFunction<u64, u64> for FailAt {
-    fn process_element(
-        &mut self,
-        v: u64,
-        _: &mut ProcessContext,
-        out: &mut dyn Collector<u64>,
-    ) -> Result<()> {
+    fn process_element(&mut self, v: u64, _: &mut ProcessContext, out: &mut dyn Collector<u64>) -> Result<()> {
         if v == self.0 {
             return Err(sluice::Error::user(format!("record {v} is poison")));
         }
@@ -270,15 +198,9 @@ impl ProcessFunction<u64, u64> for FailAt {
 fn a_failing_subtask_fails_the_job_with_its_cause() {
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2);
-    env.add_source(Counter::new(None))
-        .rebalance()
-        .process(FailAt(5000))
-        .add_sink(CollectSink::default());
+    env.add_source(Counter::new(None)).rebalance().process(FailAt(5000)).add_sink(CollectSink::default());
     match env.execute("failing") {
-        Err(Error::JobFailed {
-            cause: FailureCause::TaskFailed { task, message, .. },
-            ..
-        }) => {
+        Err(Error::JobFailed { cause: FailureCause::TaskFailed { task, message, .. }, .. }) => {
             assert!(task.contains("Process"), "{task}");
             assert_eq!(message, "record 5000 is poison");
         }
@@ -293,11 +215,7 @@ fn too_few_slots_fail_after_the_timeout() {
         ("slot.request.timeout", "300ms"),
     ]));
     env.set_parallelism(3);
-    env.add_source(Counter::new(Some(10)))
-        .add_sink(CollectSink::default());
+    env.add_source(Counter::new(Some(10))).add_sink(CollectSink::default());
     let e = env.execute("greedy").unwrap_err().to_string();
-    assert!(
-        e.contains("could not get 3 slots") && e.contains("has 1 slots"),
-        "{e}"
-    );
+    assert!(e.contains("could not get 3 slots") && e.contains("has 1 slots"), "{e}");
 }

@@ -13,21 +13,8 @@
 use serde::{Deserialize, Serialize};
 use sluice::{Boundedness, CheckpointId, Collector, Result, RuntimeContext, Source, SourceStatus};
 
-const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "zu", "el", "an", "or",
-];
-const FOREIGN: &[&str] = &[
-    "café",
-    "naïve",
-    "Straße",
-    "niño",
-    "数据",
-    "流处理",
-    "Ärger",
-    "ÉCOLE",
-    "данные",
-    "θεσμός",
-];
+const SYLLABLES: &[&str] = &["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "zu", "el", "an", "or"];
+const FOREIGN: &[&str] = &["café", "naïve", "Straße", "niño", "数据", "流处理", "Ärger", "ÉCOLE", "данные", "θεσμός"];
 const PUNCT: &[&str] = &["", "", "", ",", ".", "!", "?", ";", "'s", "--"];
 
 use sluice_connectors::datagen::RateLimiter;
@@ -99,15 +86,7 @@ impl WordGenerator {
     /// A generator with `seed`, at most `rate` records/s in total (`None`:
     /// as fast as possible), and `count` records in total (`None`: unbounded).
     pub fn new(seed: u64, rate: Option<f64>, count: Option<u64>) -> Self {
-        WordGenerator {
-            seed,
-            rate,
-            count,
-            vocabulary: 10_000,
-            state: None,
-            limit: None,
-            limiter: None,
-        }
+        WordGenerator { seed, rate, count, vocabulary: 10_000, state: None, limit: None, limiter: None }
     }
 
     /// Uses a vocabulary of `n` distinct words (default 10 000).
@@ -134,10 +113,7 @@ impl Source<String> for WordGenerator {
         self.limit = self.count.map(|n| n / p + u64::from(i < n % p));
         self.limiter = self.rate.map(|r| RateLimiter::new(r / p as f64));
         if self.state.is_none() {
-            self.state = Some(GeneratorState {
-                emitted: 0,
-                rng: subtask_seed(self.seed, ctx.subtask_index),
-            });
+            self.state = Some(GeneratorState { emitted: 0, rng: subtask_seed(self.seed, ctx.subtask_index) });
         }
         Ok(())
     }

@@ -22,11 +22,7 @@ use sluice::DataStream;
 /// assert_eq!(sluice_examples::tokenize("Héllo, WORLD! 你好 x2"), ["héllo", "world", "你好", "x2"]);
 /// ```
 pub fn tokenize(line: &str) -> Vec<String> {
-    line.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
+    line.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
 }
 
 /// The streaming WordCount every example shares: running `(word, count)`
@@ -41,10 +37,7 @@ pub fn running_word_counts(text: &DataStream<String>) -> DataStream<(String, u64
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Runs a job's `main` body: on error prints `error: ...` to stderr and

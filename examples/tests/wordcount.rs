@@ -50,9 +50,7 @@ fn corpus(lines: usize) -> String {
         "Über",
         "résumé",
     ];
-    const SEPS: &[&str] = &[
-        " ", ", ", ". ", "! ", "? ", " -- ", "\t", "; ", " (", ") ", "\"", "…", "、", "。", " / ",
-    ];
+    const SEPS: &[&str] = &[" ", ", ", ". ", "! ", "? ", " -- ", "\t", "; ", " (", ") ", "\"", "…", "、", "。", " / "];
     let mut state: u64 = 0x5EED;
     let mut next = move || {
         state ^= state << 13;
@@ -101,9 +99,7 @@ fn reference_counts(text: &str) -> BTreeMap<String, u64> {
 fn parse_output(text: &str) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for line in text.lines() {
-        let (word, count) = line
-            .rsplit_once(',')
-            .unwrap_or_else(|| panic!("not word,count: {line:?}"));
+        let (word, count) = line.rsplit_once(',').unwrap_or_else(|| panic!("not word,count: {line:?}"));
         let previous = counts.insert(word.to_string(), count.parse().unwrap());
         assert!(previous.is_none(), "word {word:?} printed twice");
     }
@@ -132,21 +128,14 @@ fn wordcount_matches_the_reference_at_parallelism_1_2_4() {
             "-p",
             p,
         ]));
-        assert!(
-            out.status.success(),
-            "p={p}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "p={p}: {}", String::from_utf8_lossy(&out.stderr));
         let counts = parse_output(&std::fs::read_to_string(&output).unwrap());
         assert_eq!(counts, expected, "parallelism {p}");
     }
     // Without --output the same lines go to stdout.
     let out = run(Command::new(WORDCOUNT).args(["--input", input.to_str().unwrap(), "-p", "2"]));
     assert!(out.status.success());
-    assert_eq!(
-        parse_output(&String::from_utf8_lossy(&out.stdout)),
-        expected
-    );
+    assert_eq!(parse_output(&String::from_utf8_lossy(&out.stdout)), expected);
 }
 
 fn assert_clean_failure(out: &Output, needles: &[&str]) {
@@ -155,10 +144,7 @@ fn assert_clean_failure(out: &Output, needles: &[&str]) {
     for n in needles {
         assert!(stderr.contains(n), "stderr lacks {n:?}: {stderr}");
     }
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "no panic: {stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "no panic: {stderr}");
 }
 
 #[test]
@@ -166,10 +152,7 @@ fn bad_input_gives_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.txt");
     let out = run(Command::new(WORDCOUNT).args(["--input", missing.to_str().unwrap()]));
-    assert_clean_failure(
-        &out,
-        &["cannot open input file", "missing.txt", "No such file"],
-    );
+    assert_clean_failure(&out, &["cannot open input file", "missing.txt", "No such file"]);
 
     let out = run(Command::new(WORDCOUNT).args(["--input", dir.path().to_str().unwrap()]));
     assert_clean_failure(&out, &["is a directory"]);
@@ -185,21 +168,15 @@ fn bad_input_gives_clear_errors() {
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "a b\n").unwrap();
     for bad in ["0", "two", "-3"] {
-        let out =
-            run(Command::new(WORDCOUNT).args(["--input", input.to_str().unwrap(), "-p", bad]));
+        let out = run(Command::new(WORDCOUNT).args(["--input", input.to_str().unwrap(), "-p", bad]));
         assert_clean_failure(&out, &["parameter -p"]);
     }
 
     std::fs::write(dir.path().join("sluice.yaml"), "paralelism.default: 2\n").unwrap();
-    let out = run(Command::new(WORDCOUNT)
-        .current_dir(dir.path())
-        .args(["--input", "in.txt"]));
+    let out = run(Command::new(WORDCOUNT).current_dir(dir.path()).args(["--input", "in.txt"]));
     assert_clean_failure(
         &out,
-        &[
-            "unknown configuration key 'paralelism.default'",
-            "did you mean 'parallelism.default'",
-        ],
+        &["unknown configuration key 'paralelism.default'", "did you mean 'parallelism.default'"],
     );
     let out = run(Command::new(WORDCOUNT).args([
         "--input",
@@ -210,20 +187,9 @@ fn bad_input_gives_clear_errors() {
     assert_clean_failure(&out, &["'taskmanager.numberOfTaskSlots'"]);
 
     // A port nobody listens on: bind, note the port, close.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = run(Command::new(SOCKET).args(["--host", "127.0.0.1", "--port", &port.to_string()]));
-    assert_clean_failure(
-        &out,
-        &[
-            "cannot connect to the socket text stream",
-            "Connection refused",
-            "nc -lk",
-        ],
-    );
+    assert_clean_failure(&out, &["cannot connect to the socket text stream", "Connection refused", "nc -lk"]);
     let out = run(Command::new(SOCKET).args(["--port", "seventy"]));
     assert_clean_failure(&out, &["parameter --port"]);
 }
@@ -233,89 +199,50 @@ fn socket_wordcount_prints_running_counts() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut child = Command::new(SOCKET)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "-p",
-            "2",
-        ])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-p", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (mut conn, _) = listener.accept().unwrap();
-    conn.write_all("Hello world\nhello, Sluice!\n".as_bytes())
-        .unwrap();
+    conn.write_all("Hello world\nhello, Sluice!\n".as_bytes()).unwrap();
     // Running counts appear while the connection is still open.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut seen = Vec::new();
     while seen.len() < 4 {
         let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "output ended early: {seen:?}"
-        );
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "output ended early: {seen:?}");
         seen.push(line.trim_end().to_string());
     }
     conn.write_all("HELLO\n".as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     drop(conn);
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "the job ends when the server closes the stream"
-    );
+    assert!(status.success(), "the job ends when the server closes the stream");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     seen.extend(rest.lines().map(str::to_string));
     let unprefixed: Vec<String> = seen
         .iter()
         .map(|l| {
-            let (prefix, record) = l
-                .split_once("> ")
-                .unwrap_or_else(|| panic!("no subtask prefix: {l}"));
+            let (prefix, record) = l.split_once("> ").unwrap_or_else(|| panic!("no subtask prefix: {l}"));
             assert!(prefix == "1" || prefix == "2", "{l}");
             record.to_string()
         })
         .collect();
     let mut sorted = unprefixed.clone();
     sorted.sort();
-    assert_eq!(
-        sorted,
-        [
-            "(hello,1)",
-            "(hello,2)",
-            "(hello,3)",
-            "(sluice,1)",
-            "(world,1)"
-        ]
-    );
-    let hello: Vec<&String> = unprefixed
-        .iter()
-        .filter(|l| l.starts_with("(hello"))
-        .collect();
-    assert_eq!(
-        hello,
-        ["(hello,1)", "(hello,2)", "(hello,3)"],
-        "one key's updates arrive in order"
-    );
+    assert_eq!(sorted, ["(hello,1)", "(hello,2)", "(hello,3)", "(sluice,1)", "(world,1)"]);
+    let hello: Vec<&String> = unprefixed.iter().filter(|l| l.starts_with("(hello")).collect();
+    assert_eq!(hello, ["(hello,1)", "(hello,2)", "(hello,3)"], "one key's updates arrive in order");
 }
 
 #[test]
 fn datagen_wordcount_is_deterministic_per_seed_and_parallelism() {
     let run_sorted = |seed: &str, p: &str| {
         let out = run(Command::new(DATAGEN).args(["--seed", seed, "--count", "5000", "-p", p]));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
         lines.sort();
         lines
     };
@@ -325,9 +252,7 @@ fn datagen_wordcount_is_deterministic_per_seed_and_parallelism() {
     // Running counts: 5000 generated tokens give at least as many updates
     // as words ("l's" style tokens split in two).
     assert!(a.len() >= 5000, "{}", a.len());
-    assert!(a
-        .iter()
-        .all(|l| l.starts_with("1> (") || l.starts_with("2> (")));
+    assert!(a.iter().all(|l| l.starts_with("1> (") || l.starts_with("2> (")));
 
     let out = run(Command::new(DATAGEN).args(["--rate", "0"]));
     assert_clean_failure(&out, &["--rate"]);

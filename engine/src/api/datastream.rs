@@ -15,9 +15,7 @@ use crate::runtime::context::{RuntimeContext, RuntimeMode};
 use crate::runtime::element::Watermark;
 use crate::runtime::erased::{TypedOperatorFactory, TypedStream, TypedWriterFactory};
 use crate::runtime::operator::StreamOperator;
-use crate::runtime::operators::{
-    FilterOp, FlatMapOp, KeyedProcessOp, MapOp, ProcessOp, ReduceOp, SinkOp,
-};
+use crate::runtime::operators::{FilterOp, FlatMapOp, KeyedProcessOp, MapOp, ProcessOp, ReduceOp, SinkOp};
 use crate::runtime::writer::KeyHash;
 use crate::sink::{PrintSink, Sink, TextFileSink};
 use sluice_checkpoint::key_group::stable_hash;
@@ -33,11 +31,7 @@ struct Upstream<T> {
 
 impl<T> Clone for Upstream<T> {
     fn clone(&self) -> Self {
-        Upstream {
-            node: self.node,
-            partitioning: self.partitioning,
-            key_hash: self.key_hash.clone(),
-        }
+        Upstream { node: self.node, partitioning: self.partitioning, key_hash: self.key_hash.clone() }
     }
 }
 
@@ -51,11 +45,7 @@ pub struct DataStream<T> {
 
 impl<T> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        DataStream {
-            env: self.env.clone(),
-            inputs: self.inputs.clone(),
-            node: self.node,
-        }
+        DataStream { env: self.env.clone(), inputs: self.inputs.clone(), node: self.node }
     }
 }
 
@@ -70,15 +60,7 @@ fn prototype<P: Clone + Send + 'static>(p: P) -> impl Fn() -> P + Send + Sync + 
 
 impl<T: Data> DataStream<T> {
     pub(crate) fn from_node(env: StreamExecutionEnvironment, node: usize) -> Self {
-        DataStream {
-            env,
-            inputs: vec![Upstream {
-                node,
-                partitioning: None,
-                key_hash: None,
-            }],
-            node: Some(node),
-        }
+        DataStream { env, inputs: vec![Upstream { node, partitioning: None, key_hash: None }], node: Some(node) }
     }
 
     fn add_node<O: Data>(&self, name: &str, kind: NodeKind, keyed: bool) -> DataStream<O> {
@@ -99,9 +81,7 @@ impl<T: Data> DataStream<T> {
                 target,
                 partitioning: up.partitioning,
                 stream_type: TypedStream::<T>::arc(),
-                writer: Arc::new(TypedWriterFactory::<T> {
-                    key_hash: up.key_hash.clone(),
-                }),
+                writer: Arc::new(TypedWriterFactory::<T> { key_hash: up.key_hash.clone() }),
             });
         }
         drop(st);
@@ -114,11 +94,7 @@ impl<T: Data> DataStream<T> {
         O: Data,
         F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<T, O>> + Send + Sync + 'static,
     {
-        self.add_node(
-            name,
-            NodeKind::Operator(TypedOperatorFactory::arc(make)),
-            false,
-        )
+        self.add_node(name, NodeKind::Operator(TypedOperatorFactory::arc(make)), false)
     }
 
     /// One output per record.
@@ -148,19 +124,12 @@ impl<T: Data> DataStream<T> {
     pub fn process<O: Data, P: ProcessFunction<T, O> + Clone>(&self, function: P) -> DataStream<O> {
         let make = prototype(function);
         self.transform("Process", move |_| {
-            Box::new(ProcessOp {
-                function: make(),
-                watermark: Watermark::MIN,
-                subtask: 0,
-            })
+            Box::new(ProcessOp { function: make(), watermark: Watermark::MIN, subtask: 0 })
         })
     }
 
     /// Partitions by key: records with equal keys go to the same subtask.
-    pub fn key_by<K: Key, F: Fn(&T) -> K + Send + Sync + 'static>(
-        &self,
-        key_selector: F,
-    ) -> KeyedStream<T, K> {
+    pub fn key_by<K: Key, F: Fn(&T) -> K + Send + Sync + 'static>(&self, key_selector: F) -> KeyedStream<T, K> {
         let selector: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key_selector);
         let s = selector.clone();
         let key_hash: KeyHash<T> = Arc::new(move |t: &T| stable_hash(&s(t)));
@@ -168,21 +137,13 @@ impl<T: Data> DataStream<T> {
         KeyedStream { stream, selector }
     }
 
-    fn repartition(
-        &self,
-        partitioning: Partitioning,
-        key_hash: Option<KeyHash<T>>,
-    ) -> DataStream<T> {
+    fn repartition(&self, partitioning: Partitioning, key_hash: Option<KeyHash<T>>) -> DataStream<T> {
         DataStream {
             env: self.env.clone(),
             inputs: self
                 .inputs
                 .iter()
-                .map(|u| Upstream {
-                    node: u.node,
-                    partitioning: Some(partitioning),
-                    key_hash: key_hash.clone(),
-                })
+                .map(|u| Upstream { node: u.node, partitioning: Some(partitioning), key_hash: key_hash.clone() })
                 .collect(),
             node: None,
         }
@@ -207,11 +168,7 @@ impl<T: Data> DataStream<T> {
     pub fn union(&self, other: &DataStream<T>) -> DataStream<T> {
         let mut inputs = self.inputs.clone();
         inputs.extend(other.inputs.iter().cloned());
-        DataStream {
-            env: self.env.clone(),
-            inputs,
-            node: None,
-        }
+        DataStream { env: self.env.clone(), inputs, node: None }
     }
 
     fn with_node(self, what: &str, f: impl FnOnce(&mut StreamNode)) -> Self {
@@ -302,18 +259,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     where
         F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<T, T>> + Send + Sync + 'static,
     {
-        self.stream.add_node(
-            name,
-            NodeKind::Operator(TypedOperatorFactory::arc(make)),
-            true,
-        )
+        self.stream.add_node(name, NodeKind::Operator(TypedOperatorFactory::arc(make)), true)
     }
 
-    fn reducing<F: Fn(&mut T, T) + Send + Sync + 'static>(
-        &self,
-        name: &str,
-        f: F,
-    ) -> DataStream<T> {
+    fn reducing<F: Fn(&mut T, T) + Send + Sync + 'static>(&self, name: &str, f: F) -> DataStream<T> {
         let f = Arc::new(f);
         let selector = self.selector.clone();
         self.keyed(name, move |_| {
@@ -322,6 +271,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
                 key_selector: selector.clone(),
                 state: Default::default(),
                 mode: RuntimeMode::Streaming,
+                max_parallelism: sluice_checkpoint::DEFAULT_MAX_PARALLELISM,
             })
         })
     }
@@ -329,9 +279,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     /// Combines each record with its key's accumulated value. Streaming
     /// mode emits every new value; batch mode emits each key's final value.
     pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, f: F) -> DataStream<T> {
-        self.reducing("Keyed Reduce", move |acc: &mut T, v: T| {
-            *acc = f(acc.clone(), v)
-        })
+        self.reducing("Keyed Reduce", move |acc: &mut T, v: T| *acc = f(acc.clone(), v))
     }
 
     /// Adds up the numeric field `field` per key, keeping the other fields
@@ -349,10 +297,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     }
 
     /// Runs a [`KeyedProcessFunction`] with per-key state.
-    pub fn process<O: Data, P: KeyedProcessFunction<K, T, O> + Clone>(
-        &self,
-        function: P,
-    ) -> DataStream<O> {
+    pub fn process<O: Data, P: KeyedProcessFunction<K, T, O> + Clone>(&self, function: P) -> DataStream<O> {
         let make = prototype(function);
         let selector = self.selector.clone();
         self.stream.add_node(
@@ -363,6 +308,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
                     key_selector: selector.clone(),
                     state: Default::default(),
                     watermark: Watermark::MIN,
+                    max_parallelism: sluice_checkpoint::DEFAULT_MAX_PARALLELISM,
                 }) as Box<dyn StreamOperator<T, O>>
             })),
             true,
@@ -378,22 +324,16 @@ pub struct DataStreamSink {
 impl DataStreamSink {
     /// Sets the sink's parallelism.
     pub fn set_parallelism(self, parallelism: u32) -> Self {
-        DataStreamSink {
-            stream: self.stream.set_parallelism(parallelism),
-        }
+        DataStreamSink { stream: self.stream.set_parallelism(parallelism) }
     }
 
     /// Sets the sink's display name.
     pub fn name(self, name: &str) -> Self {
-        DataStreamSink {
-            stream: self.stream.name(name),
-        }
+        DataStreamSink { stream: self.stream.name(name) }
     }
 
     /// Sets the sink's stable id.
     pub fn uid(self, uid: &str) -> Self {
-        DataStreamSink {
-            stream: self.stream.uid(uid),
-        }
+        DataStreamSink { stream: self.stream.uid(uid) }
     }
 }

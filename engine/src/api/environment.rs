@@ -2,9 +2,11 @@
 //! settings made, and where `execute` turns the recorded dataflow into a job.
 
 use super::datastream::DataStream;
+use crate::cluster::RestartStrategy;
 use crate::cluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
 use crate::config::Configuration;
 use crate::error::{Error, Result};
+use crate::faults::Faults;
 use crate::graph::job_graph::JobSettings;
 use crate::graph::stream_graph::{NodeKind, StreamGraph, StreamNode};
 use crate::graph::{JobGraph, ParallelismDefaults};
@@ -13,10 +15,62 @@ use crate::params::{ParamError, ParameterTool};
 use crate::record::Data;
 use crate::runtime::context::RuntimeMode;
 use crate::runtime::erased::{TypedSourceFactory, TypedStream};
+use crate::runtime::restore::RestorePlan;
 use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, TextFileSource};
+use sluice_checkpoint::coordinator::CheckpointConfig;
+use sluice_checkpoint::{storage, CheckpointKind, CheckpointingMode};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `execution.checkpointing.*`, if an interval is set.
+fn checkpoint_config(conf: &Configuration) -> Result<Option<CheckpointConfig>> {
+    let Some(interval) = conf.get_duration("execution.checkpointing.interval")? else {
+        return Ok(None);
+    };
+    let mode = match conf.get_str("execution.checkpointing.mode")?.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        Some("AT_LEAST_ONCE") => CheckpointingMode::AtLeastOnce,
+        _ => CheckpointingMode::ExactlyOnce,
+    };
+    Ok(Some(CheckpointConfig {
+        interval,
+        mode,
+        timeout: conf.get_duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
+        min_pause: conf.get_duration("execution.checkpointing.min-pause")?.unwrap_or_default(),
+        max_concurrent: conf.get_u32("execution.checkpointing.max-concurrent-checkpoints")?.unwrap_or(1) as usize,
+        tolerable_failures: conf.get_u32("execution.checkpointing.tolerable-failed-checkpoints")?.unwrap_or(0),
+    }))
+}
+
+/// What the job restores: the savepoint of `execution.savepoint.path`, or
+/// else the latest completed checkpoint in `state.checkpoints.dir`.
+fn restore_plan(conf: &Configuration) -> Result<Option<RestorePlan>> {
+    if let Some(path) = conf.get_str("execution.savepoint.path")? {
+        let (metadata, dir) = storage::read_metadata(Path::new(&path))?;
+        storage::verify_files(&metadata, &dir)?;
+        return Ok(Some(RestorePlan { metadata, dir }));
+    }
+    let Some(root) = conf.get_str("state.checkpoints.dir")? else { return Ok(None) };
+    if !conf.is_set("execution.checkpointing.interval") {
+        return Ok(None);
+    }
+    match storage::find_latest(Path::new(&root)) {
+        Ok(None) => Ok(None),
+        Ok(Some(latest)) => {
+            for (dir, why) in &latest.skipped {
+                eprintln!("Skipping checkpoint {}: {why}; falling back to an older one", dir.display());
+            }
+            Ok(Some(RestorePlan { metadata: latest.metadata, dir: latest.dir }))
+        }
+        Err(sluice_checkpoint::Error::NothingToRestore(_)) => Err(Error::InvalidGraph(format!(
+            "every checkpoint under '{root}' is damaged, so the job cannot resume; \
+             move the directory away to start from scratch (input may then be processed again)"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// How keyed aggregations emit results (Flink's `RuntimeExecutionMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +91,7 @@ pub(crate) struct EnvState {
     config: Configuration,
     mode: Option<RuntimeExecutionMode>,
     chaining: bool,
+    faults: Option<Faults>,
 }
 
 /// The context a job is built in (Flink's `StreamExecutionEnvironment`).
@@ -76,6 +131,7 @@ impl StreamExecutionEnvironment {
                 config,
                 mode: None,
                 chaining: true,
+                faults: None,
             })),
         }
     }
@@ -90,6 +146,23 @@ impl StreamExecutionEnvironment {
         for assignment in params.dynamic_properties() {
             config.set_dynamic(assignment)?;
         }
+        for (flag, key) in [
+            ("checkpoint-dir", "state.checkpoints.dir"),
+            ("checkpoint-interval", "execution.checkpointing.interval"),
+            ("s", "execution.savepoint.path"),
+        ] {
+            if let Some(v) = params.get(flag) {
+                config.set(key, v).map_err(|_| ParamError::Malformed {
+                    key: flag.into(),
+                    value: v.into(),
+                    expected: if flag == "checkpoint-interval" { "a duration such as 500ms or 1s" } else { "a path" }
+                        .into(),
+                })?;
+            }
+        }
+        if params.has("allow-non-restored-state") {
+            config.set("execution.savepoint.ignore-unclaimed-state", "true")?;
+        }
         if let Some(port) = params.get("metrics-port") {
             port.parse::<u16>().map_err(|_| ParamError::Malformed {
                 key: "metrics-port".into(),
@@ -101,12 +174,10 @@ impl StreamExecutionEnvironment {
         let env = Self::with_config(config);
         for key in ["p", "parallelism"] {
             if let Some(v) = params.get(key) {
-                let p = v.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| {
-                    ParamError::Malformed {
-                        key: key.into(),
-                        value: v.into(),
-                        expected: "a positive integer".into(),
-                    }
+                let p = v.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| ParamError::Malformed {
+                    key: key.into(),
+                    value: v.into(),
+                    expected: "a positive integer".into(),
                 })?;
                 env.state.borrow_mut().command_line_parallelism = Some(p);
             }
@@ -117,9 +188,10 @@ impl StreamExecutionEnvironment {
     /// Sets the default parallelism of this job's operators (level 2 of 5).
     pub fn set_parallelism(&self, parallelism: u32) -> &Self {
         if parallelism == 0 {
-            self.state.borrow_mut().errors.push(
-                "set_parallelism(0) on the environment: parallelism must be at least 1".into(),
-            );
+            self.state
+                .borrow_mut()
+                .errors
+                .push("set_parallelism(0) on the environment: parallelism must be at least 1".into());
         }
         self.state.borrow_mut().parallelism = Some(parallelism);
         self
@@ -137,6 +209,25 @@ impl StreamExecutionEnvironment {
         self
     }
 
+    /// Takes a checkpoint every `interval` (`execution.checkpointing.interval`).
+    pub fn enable_checkpointing(&self, interval: Duration) -> Result<&Self> {
+        let ms = format!("{}ms", interval.as_millis().max(1));
+        self.state.borrow_mut().config.set("execution.checkpointing.interval", &ms)?;
+        Ok(self)
+    }
+
+    /// Sets any configuration key, checked like the configuration file.
+    pub fn set_config(&self, key: &str, value: &str) -> Result<&Self> {
+        self.state.borrow_mut().config.set(key, value)?;
+        Ok(self)
+    }
+
+    /// Injects faults (see [`crate::faults`]) instead of reading `SLUICE_FAULTS`.
+    pub fn set_faults(&self, faults: Faults) -> &Self {
+        self.state.borrow_mut().faults = Some(faults);
+        self
+    }
+
     /// Turns operator chaining off for the whole job.
     pub fn disable_operator_chaining(&self) -> &Self {
         self.state.borrow_mut().chaining = false;
@@ -150,8 +241,7 @@ impl StreamExecutionEnvironment {
 
     /// A bounded, non-parallel source over `data` (Flink's `fromCollection`).
     pub fn from_collection<T: Data + Sync>(&self, data: Vec<T>) -> DataStream<T> {
-        self.add_source_named(CollectionSource::new(data), "Collection Source")
-            .set_parallelism(1)
+        self.add_source_named(CollectionSource::new(data), "Collection Source").set_parallelism(1)
     }
 
     /// The lines of a text file, read in parallel (Flink's `readTextFile`).
@@ -171,22 +261,14 @@ impl StreamExecutionEnvironment {
         self.add_source_named(source, "Custom Source")
     }
 
-    fn add_source_named<T: Data, S: Source<T> + Clone>(
-        &self,
-        source: S,
-        name: &str,
-    ) -> DataStream<T> {
+    fn add_source_named<T: Data, S: Source<T> + Clone>(&self, source: S, name: &str) -> DataStream<T> {
         let bounded = source.boundedness() == Boundedness::Bounded;
         let parallel = source.is_parallel();
         let node = StreamNode {
             name: format!("Source: {name}"),
             uid: None,
             parallelism: None,
-            kind: NodeKind::Source {
-                factory: TypedSourceFactory::arc(source),
-                bounded,
-                parallel,
-            },
+            kind: NodeKind::Source { factory: TypedSourceFactory::arc(source), bounded, parallel },
             out_type: TypedStream::<T>::arc(),
             chain_head: false,
             keyed: false,
@@ -205,9 +287,7 @@ impl StreamExecutionEnvironment {
             environment: st.parallelism,
             command_line: st.command_line_parallelism,
             config: st.config.get_u32("parallelism.default")?,
-            cores: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
+            cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
         })
     }
 
@@ -219,20 +299,13 @@ impl StreamExecutionEnvironment {
             return Err(Error::InvalidGraph(e.clone()));
         }
         let conf = &st.config;
-        let mode_text = conf
-            .get_str("execution.runtime-mode")?
-            .unwrap_or_default()
-            .to_ascii_uppercase();
+        let mode_text = conf.get_str("execution.runtime-mode")?.unwrap_or_default().to_ascii_uppercase();
         let mode = st.mode.unwrap_or(match mode_text.as_str() {
             "BATCH" => RuntimeExecutionMode::Batch,
             "AUTOMATIC" => RuntimeExecutionMode::Automatic,
             _ => RuntimeExecutionMode::Streaming,
         });
-        let all_bounded = st
-            .graph
-            .nodes
-            .iter()
-            .all(|n| !matches!(n.kind, NodeKind::Source { bounded: false, .. }));
+        let all_bounded = st.graph.nodes.iter().all(|n| !matches!(n.kind, NodeKind::Source { bounded: false, .. }));
         let mode = match mode {
             RuntimeExecutionMode::Streaming => RuntimeMode::Streaming,
             RuntimeExecutionMode::Batch => RuntimeMode::Batch,
@@ -244,20 +317,30 @@ impl StreamExecutionEnvironment {
         let settings = JobSettings {
             max_parallelism,
             mode,
-            batch_size: conf
-                .get_u32("taskmanager.network.batch-size")?
-                .unwrap_or(1024) as usize,
-            channel_capacity: conf
-                .get_u32("taskmanager.network.channel-capacity")?
-                .unwrap_or(4) as usize,
-            buffer_timeout: conf
-                .get_duration("execution.buffer-timeout")?
-                .unwrap_or_default(),
-            slot_request_timeout: conf
-                .get_duration("slot.request.timeout")?
-                .unwrap_or_default(),
+            batch_size: conf.get_u32("taskmanager.network.batch-size")?.unwrap_or(1024) as usize,
+            channel_capacity: conf.get_u32("taskmanager.network.channel-capacity")?.unwrap_or(4) as usize,
+            buffer_timeout: conf.get_duration("execution.buffer-timeout")?.unwrap_or_default(),
+            slot_request_timeout: conf.get_duration("slot.request.timeout")?.unwrap_or_default(),
+            checkpointing: checkpoint_config(conf)?,
+            checkpoint_root: conf
+                .get_str("state.checkpoints.dir")?
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints")),
+            retained: conf.get_u32("state.checkpoints.num-retained")?.unwrap_or(1) as usize,
+            restart: RestartStrategy::from_config(conf, conf.is_set("execution.checkpointing.interval"))?,
+            restore: None,
+            faults: match &st.faults {
+                Some(f) => f.clone(),
+                None => Faults::from_env()?,
+            },
         };
-        JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)
+        let mut graph = JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)?;
+        if let Some(plan) = restore_plan(conf)? {
+            let allow = conf.get_str("execution.savepoint.ignore-unclaimed-state")?.as_deref() == Some("true");
+            plan.check_compatible(&graph, allow)?;
+            graph.settings.restore = Some(Arc::new(plan));
+        }
+        Ok(graph)
     }
 
     /// Runs the job on a local mini cluster and waits for it to end.
@@ -273,26 +356,30 @@ impl StreamExecutionEnvironment {
         let conf = self.config();
         let metrics = match conf.get_u32("metrics.reporter.prom.port")? {
             Some(port) => {
-                let host = conf
-                    .get_str("metrics.reporter.prom.host")?
-                    .unwrap_or_else(|| "127.0.0.1".into());
+                let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
                 Some(MetricsServer::start(&host, port as u16)?)
             }
             None => None,
         };
-        let task_managers = conf
-            .get_u32("local.number-taskmanager")?
-            .unwrap_or(1)
-            .max(1);
+        let task_managers = conf.get_u32("local.number-taskmanager")?.unwrap_or(1).max(1);
         let slots = match conf.get_u32("taskmanager.numberOfTaskSlots")? {
             Some(s) => s,
             None => graph.required_slots().div_ceil(task_managers),
         };
         tracing::info!("Job graph:\n{graph}");
-        let cluster = MiniCluster::start(MiniClusterConfig {
-            task_managers,
-            slots_per_task_manager: slots,
-        })?;
+        if let Some(plan) = &graph.settings.restore {
+            eprintln!(
+                "Restoring job '{}' from {} {} ({})",
+                job_name,
+                match plan.metadata.kind {
+                    CheckpointKind::Savepoint => "savepoint",
+                    CheckpointKind::Checkpoint => "checkpoint",
+                },
+                plan.metadata.checkpoint_id,
+                plan.dir.display()
+            );
+        }
+        let cluster = MiniCluster::start(MiniClusterConfig { task_managers, slots_per_task_manager: slots })?;
         let client = cluster.submit(graph)?.owning(cluster);
         tracing::info!("Job has been submitted with JobID {}", client.job_id());
         Ok(client.with_metrics(metrics))

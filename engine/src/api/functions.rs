@@ -54,12 +54,7 @@ pub trait ProcessFunction<I, O>: Send + 'static {
     }
 
     /// Handles one record.
-    fn process_element(
-        &mut self,
-        value: I,
-        ctx: &mut ProcessContext,
-        out: &mut dyn Collector<O>,
-    ) -> Result<()>;
+    fn process_element(&mut self, value: I, ctx: &mut ProcessContext, out: &mut dyn Collector<O>) -> Result<()>;
 
     /// The input ended (bounded jobs): emit what is left.
     fn finish(&mut self, _out: &mut dyn Collector<O>) -> Result<()> {

@@ -1,23 +1,35 @@
 //! The JobManager: a dispatcher accepting jobs, the resource manager's slot
 //! bookkeeping, and one job master per job that schedules its subtasks onto
-//! slots, follows their states and decides the job's state.
+//! slots, follows their states, coordinates checkpoints (see
+//! [`sluice_checkpoint::coordinator`]) and restarts the job from its latest
+//! completed checkpoint under its restart strategy.
 //!
 //! It is a single event loop over [`ToJobManager`] messages (plus a tick
-//! every 100 ms for timeouts and metrics), so its state needs no locks.
+//! every 20 ms for checkpoint triggers, timeouts, restarts and metrics), so
+//! its state needs no locks.
 
 use super::protocol::{
-    ExecutionState, JobArtifact, JobId, JobResult, JobStatus, SlotId, TaskDeploymentDescriptor,
+    ExecutionState, JobArtifact, JobDetails, JobId, JobResult, JobStatus, SlotId, TaskDeploymentDescriptor,
     ToJobManager, ToTaskManager,
 };
 use super::resource_manager::ResourceManager;
+use super::restart::RestartTracker;
 use crate::error::FailureCause;
+use crate::faults;
 use crate::graph::execution::{subtasks, SubtaskId};
 use crate::graph::JobGraph;
 use crate::metrics;
+use crate::runtime::restore::RestorePlan;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use sluice_checkpoint::coordinator::{AbortReason, AckOutcome, CheckpointCoordinator, PendingCheckpoint};
+use sluice_checkpoint::metadata::{CheckpointMetadata, OperatorStateMeta, SubtaskStateHandle};
+use sluice_checkpoint::{storage, CheckpointBarrier, CheckpointId, CheckpointKind};
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+type SavepointReply = Sender<Result<PathBuf, String>>;
 
 /// The state the JobManager keeps for one job.
 struct JobMaster {
@@ -27,21 +39,36 @@ struct JobMaster {
     submitted: Instant,
     running_since: Option<Instant>,
     slots: Vec<SlotId>,
+    attempt: u32,
     executions: HashMap<SubtaskId, ExecutionState>,
     failure: Option<FailureCause>,
     result: Sender<JobResult>,
+    coordinator: CheckpointCoordinator,
+    /// The state a (re)start restores: the latest completed checkpoint, or
+    /// the savepoint the job started from.
+    restore: Option<Arc<RestorePlan>>,
+    latest_checkpoint: Option<CheckpointId>,
+    restarts: RestartTracker,
+    restart_at: Option<Instant>,
+    savepoints: HashMap<CheckpointId, (PathBuf, SavepointReply)>,
 }
 
 impl JobMaster {
     fn transition(&mut self, to: JobStatus) {
-        tracing::info!(
-            "Job {} ({}) switched from state {} to {}.",
-            self.graph.name(),
-            self.id,
-            self.status,
-            to
-        );
+        tracing::info!("Job {} ({}) switched from state {} to {}.", self.graph.name(), self.id, self.status, to);
         self.status = to;
+    }
+
+    fn all_running(&self) -> bool {
+        !self.executions.is_empty() && self.executions.values().all(|s| *s == ExecutionState::Running)
+    }
+
+    fn all_terminal(&self) -> bool {
+        self.executions.values().all(|s| s.is_terminal())
+    }
+
+    fn labels(&self) -> [String; 2] {
+        [self.id.to_string(), self.graph.name().to_string()]
     }
 }
 
@@ -53,31 +80,22 @@ pub(crate) struct JobManager {
 
 impl JobManager {
     pub(crate) fn new(inbox: Receiver<ToJobManager>) -> Self {
-        JobManager {
-            rm: ResourceManager::default(),
-            jobs: BTreeMap::new(),
-            inbox,
-        }
+        JobManager { rm: ResourceManager::default(), jobs: BTreeMap::new(), inbox }
     }
 
     /// Runs the event loop until `Shutdown` or until every sender is gone.
     pub(crate) fn run(mut self) {
         loop {
-            match self.inbox.recv_timeout(Duration::from_millis(100)) {
+            match self.inbox.recv_timeout(Duration::from_millis(20)) {
                 Ok(ToJobManager::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.tick();
         }
-        for job in self.jobs.values() {
-            if !job.status.is_terminal() {
-                for (s, state) in &job.executions {
-                    if !state.is_terminal() {
-                        self.send_to_slot(job, *s, ToTaskManager::Cancel { subtask: *s });
-                    }
-                }
-            }
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            self.cancel_running(id);
         }
         for gw in self.rm.gateways() {
             let _ = gw.send(ToTaskManager::Shutdown);
@@ -92,76 +110,105 @@ impl JobManager {
                 self.rm.register(id, slots, gateway);
                 self.schedule_waiting();
             }
-            ToJobManager::SubmitJob {
-                graph,
-                job_id,
-                result,
-            } => {
-                tracing::info!("Submitting job '{}' ({job_id}).", graph.name());
-                self.jobs.insert(
-                    job_id,
-                    JobMaster {
-                        id: job_id,
-                        graph,
-                        status: JobStatus::Created,
-                        submitted: Instant::now(),
-                        running_since: None,
-                        slots: Vec::new(),
-                        executions: HashMap::new(),
-                        failure: None,
-                        result,
-                    },
-                );
-                self.schedule_waiting();
-            }
-            ToJobManager::TaskStateChanged {
-                subtask,
-                state,
-                failure,
-            } => self.task_state(subtask, state, failure),
+            ToJobManager::SubmitJob { graph, job_id, result } => self.submit(graph, job_id, result),
+            ToJobManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
             ToJobManager::CancelJob { job_id } => self.cancel(job_id),
             ToJobManager::RequestJobStatus { job_id, reply } => {
-                let _ = reply.send(self.jobs.get(&job_id).map(|j| j.status));
+                let _ = reply.send(self.jobs.get(&job_id).map(|j| JobDetails {
+                    status: j.status,
+                    restarts: j.restarts.restarts(),
+                    completed_checkpoints: j.coordinator.stats.completed,
+                    failed_checkpoints: j.coordinator.stats.failed,
+                    latest_checkpoint: j.latest_checkpoint,
+                }));
             }
+            ToJobManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
+                self.acknowledge(subtask, checkpoint, handles)
+            }
+            ToJobManager::DeclineCheckpoint { subtask, checkpoint, reason } => {
+                let task = self.task_name(&subtask);
+                self.abort_checkpoint(subtask.job, checkpoint, AbortReason::Declined { task, message: reason });
+            }
+            ToJobManager::TriggerSavepoint { job_id, dir, reply } => self.trigger_savepoint(job_id, dir, reply),
             ToJobManager::Shutdown => {}
         }
     }
 
+    fn task_name(&self, s: &SubtaskId) -> String {
+        self.jobs
+            .get(&s.job)
+            .and_then(|j| j.graph.vertices().get(s.vertex).map(|v| format!("{} ({})", v.name, s.subtask + 1)))
+            .unwrap_or_default()
+    }
+
+    fn submit(&mut self, graph: Arc<JobGraph>, job_id: JobId, result: Sender<JobResult>) {
+        tracing::info!("Submitting job '{}' ({job_id}).", graph.name());
+        let settings = &graph.settings;
+        let restore = settings.restore.clone();
+        let first_id = restore.as_ref().map(|r| r.metadata.checkpoint_id.0 + 1).unwrap_or(1);
+        let coordinator = CheckpointCoordinator::new(settings.checkpointing.clone().unwrap_or_default(), first_id);
+        let restarts = RestartTracker::new(settings.restart.clone());
+        self.jobs.insert(
+            job_id,
+            JobMaster {
+                id: job_id,
+                graph,
+                status: JobStatus::Created,
+                submitted: Instant::now(),
+                running_since: None,
+                slots: Vec::new(),
+                attempt: 0,
+                executions: HashMap::new(),
+                failure: None,
+                result,
+                coordinator,
+                restore,
+                latest_checkpoint: None,
+                restarts,
+                restart_at: None,
+                savepoints: HashMap::new(),
+            },
+        );
+        self.schedule_waiting();
+    }
+
     fn schedule_waiting(&mut self) {
-        let waiting: Vec<JobId> = self
-            .jobs
-            .values()
-            .filter(|j| j.status == JobStatus::Created)
-            .map(|j| j.id)
-            .collect();
+        let waiting: Vec<JobId> = self.jobs.values().filter(|j| j.status == JobStatus::Created).map(|j| j.id).collect();
         for id in waiting {
             self.try_schedule(id);
         }
     }
 
     fn try_schedule(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
+        let Some(job) = self.jobs.get(&id) else { return };
         let needed = job.graph.required_slots();
         let Some(slots) = self.rm.allocate(id, needed) else {
-            tracing::debug!(
-                "job {id} waits for {needed} slots ({} free)",
-                self.rm.free_slots()
-            );
+            tracing::debug!("job {id} waits for {needed} slots ({} free)", self.rm.free_slots());
             return;
         };
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
+        let Some(job) = self.jobs.get_mut(&id) else { return };
         job.slots = slots;
         job.running_since = Some(Instant::now());
-        job.transition(JobStatus::Running);
         metrics::global().running_jobs.inc();
+        self.deploy(id);
+    }
+
+    /// Deploys every subtask of the job's current attempt.
+    fn deploy(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.transition(JobStatus::Running);
+        job.coordinator.start(Instant::now());
         let artifact = JobArtifact::InProcess(job.graph.clone());
-        let all = subtasks(&job.graph, id, 0);
-        for s in &all {
-            job.executions.insert(*s, ExecutionState::Deploying);
+        let all = subtasks(&job.graph, id, job.attempt);
+        job.executions = all.iter().map(|s| (*s, ExecutionState::Deploying)).collect();
+        if let Some(plan) = &job.restore {
+            tracing::info!(
+                "Job {} restores from {} {} at {}",
+                job.graph.name(),
+                if plan.metadata.kind == CheckpointKind::Savepoint { "savepoint" } else { "checkpoint" },
+                plan.metadata.checkpoint_id,
+                plan.dir.display()
+            );
         }
         let mut lost = None;
         for s in all {
@@ -170,39 +217,33 @@ impl JobManager {
                 subtask: s,
                 slot: slot.clone(),
                 artifact: artifact.clone(),
+                restore: job.restore.clone(),
             };
-            let sent = self
-                .rm
-                .gateway(&slot.task_manager)
-                .map(|gw| gw.send(ToTaskManager::Deploy(Box::new(tdd))));
+            let sent = self.rm.gateway(&slot.task_manager).map(|gw| gw.send(ToTaskManager::Deploy(Box::new(tdd))));
             if !matches!(sent, Some(Ok(()))) {
                 lost = Some((s, slot.task_manager.to_string()));
                 break;
             }
         }
         if let Some((s, tm)) = lost {
-            self.task_state(
-                s,
-                ExecutionState::Failed,
-                Some(FailureCause::TaskManagerLost(tm)),
-            );
+            self.task_state(s, ExecutionState::Failed, Some(FailureCause::TaskManagerLost(tm)));
         }
     }
 
     fn send_to_slot(&self, job: &JobMaster, s: SubtaskId, msg: ToTaskManager) {
-        if let Some(gw) = job
-            .slots
-            .get(s.subtask as usize)
-            .and_then(|slot| self.rm.gateway(&slot.task_manager))
-        {
+        if let Some(gw) = job.slots.get(s.subtask as usize).and_then(|slot| self.rm.gateway(&slot.task_manager)) {
             let _ = gw.send(msg);
         }
     }
 
+    fn broadcast(&self, msg: impl Fn() -> ToTaskManager) {
+        for gw in self.rm.gateways() {
+            let _ = gw.send(msg());
+        }
+    }
+
     fn cancel_running(&self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
+        let Some(job) = self.jobs.get(&id) else { return };
         for (s, state) in &job.executions {
             if !state.is_terminal() {
                 self.send_to_slot(job, *s, ToTaskManager::Cancel { subtask: *s });
@@ -210,52 +251,71 @@ impl JobManager {
         }
     }
 
-    fn task_state(
-        &mut self,
-        subtask: SubtaskId,
-        state: ExecutionState,
-        failure: Option<FailureCause>,
-    ) {
-        let Some(job) = self.jobs.get_mut(&subtask.job) else {
-            return;
-        };
-        if job.status.is_terminal() {
+    fn task_state(&mut self, subtask: SubtaskId, state: ExecutionState, failure: Option<FailureCause>) {
+        let Some(job) = self.jobs.get_mut(&subtask.job) else { return };
+        if job.status.is_terminal() || subtask.attempt != job.attempt {
             return;
         }
         job.executions.insert(subtask, state);
-        if job.status == JobStatus::Failing
-            && job.failure.as_ref().is_some_and(FailureCause::is_secondary)
-        {
+        if job.status == JobStatus::Failing && job.failure.as_ref().is_some_and(FailureCause::is_secondary) {
             if let Some(root) = failure.as_ref().filter(|f| !f.is_secondary()) {
                 job.failure = Some(root.clone());
             }
         }
-        let mut cancel_others = false;
-        if matches!(state, ExecutionState::Failed | ExecutionState::Canceled)
-            && job.status == JobStatus::Running
-        {
-            if state == ExecutionState::Failed {
-                if let Some(cause) = &failure {
-                    tracing::info!("{cause}");
-                }
-                job.failure = failure;
-                job.transition(JobStatus::Failing);
-            } else {
-                job.transition(JobStatus::Cancelling);
+        if state == ExecutionState::Finished && job.coordinator.in_progress() > 0 {
+            // A finished subtask cannot take part in a checkpoint any more.
+            let ids = job.coordinator.abort_all(Instant::now());
+            for c in ids {
+                self.broadcast(|| ToTaskManager::AbortCheckpoint { job_id: subtask.job, checkpoint: c });
             }
-            cancel_others = true;
         }
-        if cancel_others {
-            self.cancel_running(subtask.job);
+        let Some(job) = self.jobs.get_mut(&subtask.job) else { return };
+        if matches!(state, ExecutionState::Failed | ExecutionState::Canceled) && job.status == JobStatus::Running {
+            let cause = failure.unwrap_or(FailureCause::TaskFailed {
+                task: String::new(),
+                subtask: subtask.subtask,
+                message: "canceled unexpectedly".into(),
+            });
+            self.fail_over(subtask.job, cause);
         }
         self.maybe_finish(subtask.job);
     }
 
+    /// A failure while running: restart under the strategy, or fail.
+    fn fail_over(&mut self, id: JobId, cause: FailureCause) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let now = Instant::now();
+        job.coordinator.abort_all(now);
+        for (_, (_, reply)) in job.savepoints.drain() {
+            let _ = reply.send(Err(format!("the job failed while the savepoint was taken: {cause}")));
+        }
+        match job.restarts.on_failure(now) {
+            Some(wait) => {
+                tracing::warn!(
+                    "Job {} ({id}) failed: {cause}; restart {} in {wait:?} from {}",
+                    job.graph.name(),
+                    job.restarts.restarts(),
+                    match &job.restore {
+                        Some(p) => format!("checkpoint {}", p.metadata.checkpoint_id),
+                        None => "the beginning (no checkpoint yet)".into(),
+                    }
+                );
+                job.restart_at = Some(now + wait);
+                job.failure = Some(cause);
+                job.transition(JobStatus::Restarting);
+            }
+            None => {
+                tracing::info!("{cause}");
+                job.failure = Some(cause);
+                job.transition(JobStatus::Failing);
+            }
+        }
+        self.cancel_running(id);
+    }
+
     fn maybe_finish(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        if job.executions.values().any(|s| !s.is_terminal()) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if !job.all_terminal() {
             return;
         }
         let end = match job.status {
@@ -270,22 +330,19 @@ impl JobManager {
     }
 
     fn finalize(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        for (_, (_, reply)) in job.savepoints.drain() {
+            let _ = reply.send(Err(format!("the job ended ({}) before the savepoint completed", job.status)));
+        }
         let _ = job.result.send(JobResult {
             job_id: id,
             status: job.status,
             failure: job.failure.clone(),
             duration: job.submitted.elapsed(),
         });
-        for gw in self.rm.gateways() {
-            let _ = gw.send(ToTaskManager::ReleaseJob { job_id: id });
-        }
-        if let Ok(m) = metrics::global()
-            .job_uptime
-            .get_metric_with_label_values(&[&id.to_string(), job.graph.name()])
-        {
+        let labels = job.labels();
+        self.broadcast(|| ToTaskManager::ReleaseJob { job_id: id });
+        if let Ok(m) = metrics::global().job_uptime.get_metric_with_label_values(&[&labels[0], &labels[1]]) {
             m.set(0);
         }
         self.rm.release(id);
@@ -293,15 +350,13 @@ impl JobManager {
     }
 
     fn cancel(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
+        let Some(job) = self.jobs.get_mut(&id) else { return };
         match job.status {
             JobStatus::Created => {
                 job.transition(JobStatus::Canceled);
                 self.finalize(id);
             }
-            JobStatus::Running => {
+            JobStatus::Running | JobStatus::Restarting => {
                 job.transition(JobStatus::Cancelling);
                 self.cancel_running(id);
                 self.maybe_finish(id);
@@ -310,10 +365,146 @@ impl JobManager {
         }
     }
 
+    // ---- checkpoints ----
+
+    fn send_trigger(&self, job: &JobMaster, barrier: CheckpointBarrier) {
+        for (s, _) in job.executions.iter().filter(|(s, _)| job.graph.vertices()[s.vertex].is_source) {
+            self.send_to_slot(job, *s, ToTaskManager::TriggerCheckpoint { subtask: *s, barrier });
+        }
+    }
+
+    fn trigger_savepoint(&mut self, id: JobId, dir: PathBuf, reply: SavepointReply) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            let _ = reply.send(Err(format!("no job {id}")));
+            return;
+        };
+        if !job.all_running() {
+            let _ = reply.send(Err(format!("job {id} is {}, not running with all subtasks", job.status)));
+            return;
+        }
+        let n = job.executions.len();
+        let barrier = job.coordinator.trigger(Instant::now(), n, CheckpointKind::Savepoint);
+        job.savepoints.insert(barrier.id, (dir, reply));
+        let Some(job) = self.jobs.get(&id) else { return };
+        self.send_trigger(job, barrier);
+    }
+
+    fn acknowledge(&mut self, s: SubtaskId, id: CheckpointId, handles: Vec<(String, SubtaskStateHandle)>) {
+        let Some(job) = self.jobs.get_mut(&s.job) else { return };
+        if s.attempt != job.attempt {
+            return;
+        }
+        if let AckOutcome::AllAcknowledged(pending) =
+            job.coordinator.acknowledge(id, (s.vertex as u32, s.subtask), handles)
+        {
+            self.complete_checkpoint(s.job, pending);
+        }
+    }
+
+    fn metadata(job: &JobMaster, pending: &PendingCheckpoint) -> CheckpointMetadata {
+        let mut operators: BTreeMap<String, OperatorStateMeta> = BTreeMap::new();
+        for (operator, handle) in pending.acks.values().flatten() {
+            let (name, parallelism, keyed) = job.graph.operator(operator).unwrap_or(("?", 0, false));
+            operators
+                .entry(operator.clone())
+                .or_insert_with(|| OperatorStateMeta {
+                    operator_id: operator.clone(),
+                    name: name.to_string(),
+                    parallelism,
+                    keyed,
+                    subtasks: Vec::new(),
+                })
+                .subtasks
+                .push(handle.clone());
+        }
+        CheckpointMetadata {
+            job_id: job.id.to_string(),
+            job_name: job.graph.name().to_string(),
+            checkpoint_id: pending.barrier.id,
+            kind: pending.barrier.kind,
+            timestamp_ms: pending.barrier.timestamp_ms,
+            max_parallelism: job.graph.settings.max_parallelism,
+            operators: operators.into_values().collect(),
+        }
+    }
+
+    fn complete_checkpoint(&mut self, id: JobId, pending: PendingCheckpoint) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let root = job.graph.settings.checkpoint_root.clone();
+        let cp = pending.barrier.id;
+        let dir = storage::checkpoint_dir(&root, &id.to_string(), cp);
+        let mut metadata = Self::metadata(job, &pending);
+        if pending.barrier.kind == CheckpointKind::Savepoint {
+            let Some((target, reply)) = job.savepoints.remove(&cp) else { return };
+            let short = id.to_string();
+            let path = target.join(format!("savepoint-{}-{}", &short[..6], cp.0));
+            let written = copy_dir(&dir, &path).and_then(|_| {
+                metadata.kind = CheckpointKind::Savepoint;
+                storage::write_metadata(&path, &metadata).map_err(|e| e.to_string())
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            job.coordinator.completed(&pending, Instant::now());
+            tracing::info!("savepoint {cp} of job {id} written to {}", path.display());
+            let _ = reply.send(written.map(|_| path));
+            return;
+        }
+        if let Err(e) = storage::write_metadata(&dir, &metadata) {
+            self.abort_checkpoint(id, cp, AbortReason::Storage(e.to_string()));
+            return;
+        }
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.coordinator.completed(&pending, Instant::now());
+        job.latest_checkpoint = Some(cp);
+        job.restore = Some(Arc::new(RestorePlan { metadata, dir: dir.clone() }));
+        tracing::info!(
+            "Completed checkpoint {cp} for job {} ({} bytes in {:?}).",
+            job.graph.name(),
+            job.coordinator.stats.last_size,
+            job.coordinator.stats.last_duration
+        );
+        if job.graph.settings.faults.abort_after_complete == Some(cp.0) {
+            faults::abort_process(&format!("after checkpoint {cp} completed, before notifying the tasks"));
+        }
+        let retained = job.graph.settings.retained;
+        self.broadcast(|| ToTaskManager::NotifyCheckpointComplete { job_id: id, checkpoint: cp });
+        if let Err(e) = storage::retain(&root, &id.to_string(), retained) {
+            tracing::warn!("cannot remove old checkpoints: {e}");
+        }
+    }
+
+    fn abort_checkpoint(&mut self, id: JobId, cp: CheckpointId, reason: AbortReason) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let too_many = job.coordinator.abort(cp, &reason, Instant::now());
+        if let Some((_, reply)) = job.savepoints.remove(&cp) {
+            let _ = reply.send(Err(format!("savepoint {cp} failed: {reason}")));
+        }
+        let dir = storage::checkpoint_dir(&job.graph.settings.checkpoint_root, &id.to_string(), cp);
+        let _ = std::fs::remove_dir_all(dir);
+        self.broadcast(|| ToTaskManager::AbortCheckpoint { job_id: id, checkpoint: cp });
+        if too_many && self.jobs.get(&id).is_some_and(|j| j.status == JobStatus::Running) {
+            self.fail_over(id, FailureCause::CheckpointsFailing { checkpoint: cp.0, reason: reason.to_string() });
+        }
+    }
+
     fn tick(&mut self) {
+        let now = Instant::now();
         let total = self.rm.total_slots();
         let mut timed_out = Vec::new();
-        for job in self.jobs.values() {
+        let mut triggers = Vec::new();
+        let mut expired = Vec::new();
+        let mut restarts = Vec::new();
+        for job in self.jobs.values_mut() {
+            let labels = job.labels();
+            let labels = [labels[0].as_str(), labels[1].as_str()];
+            let m = metrics::global();
+            m.checkpoints_completed.with_label_values(&labels).set(job.coordinator.stats.completed as i64);
+            m.checkpoints_failed.with_label_values(&labels).set(job.coordinator.stats.failed as i64);
+            m.checkpoints_in_progress.with_label_values(&labels).set(job.coordinator.in_progress() as i64);
+            m.last_checkpoint_duration
+                .with_label_values(&labels)
+                .set(job.coordinator.stats.last_duration.as_millis() as i64);
+            m.last_checkpoint_size.with_label_values(&labels).set(job.coordinator.stats.last_size as i64);
+            m.restarts.with_label_values(&labels).set(i64::from(job.restarts.restarts()));
             match job.status {
                 JobStatus::Created => {
                     let waited = job.submitted.elapsed();
@@ -323,14 +514,34 @@ impl JobManager {
                 }
                 JobStatus::Running => {
                     if let Some(since) = job.running_since {
-                        metrics::global()
-                            .job_uptime
-                            .with_label_values(&[&job.id.to_string(), job.graph.name()])
-                            .set(since.elapsed().as_millis() as i64);
+                        m.job_uptime.with_label_values(&labels).set(since.elapsed().as_millis() as i64);
                     }
+                    for cp in job.coordinator.expired(now) {
+                        expired.push((job.id, cp, job.coordinator.config().timeout));
+                    }
+                    if job.graph.settings.checkpointing.is_some() && job.all_running() {
+                        if let Some(b) = job.coordinator.maybe_trigger(now, job.executions.len()) {
+                            triggers.push((job.id, b));
+                        }
+                    }
+                }
+                JobStatus::Restarting if job.all_terminal() && job.restart_at.is_some_and(|t| now >= t) => {
+                    restarts.push(job.id);
                 }
                 _ => {}
             }
+        }
+        for (id, b) in triggers {
+            if let Some(job) = self.jobs.get(&id) {
+                tracing::debug!("Triggering checkpoint {} of job {}", b.id, job.graph.name());
+                self.send_trigger(job, b);
+            }
+        }
+        for (id, cp, timeout) in expired {
+            self.abort_checkpoint(id, cp, AbortReason::Timeout(timeout));
+        }
+        for id in restarts {
+            self.restart(id);
         }
         for (id, required, waited) in timed_out {
             if let Some(job) = self.jobs.get_mut(&id) {
@@ -344,4 +555,24 @@ impl JobManager {
             }
         }
     }
+
+    fn restart(&mut self, id: JobId) {
+        // Old attempt's threads are done: free their channels first.
+        self.broadcast(|| ToTaskManager::ReleaseJob { job_id: id });
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.attempt += 1;
+        job.restart_at = None;
+        self.deploy(id);
+    }
+}
+
+/// Copies the files of a checkpoint directory into a new directory.
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create '{}': {e}", to.display()))?;
+    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot list '{}': {e}", from.display()))?;
+    for e in entries.flatten() {
+        let target = to.join(e.file_name());
+        std::fs::copy(e.path(), &target).map_err(|err| format!("cannot copy to '{}': {err}", target.display()))?;
+    }
+    Ok(())
 }

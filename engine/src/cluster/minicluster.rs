@@ -2,7 +2,7 @@
 //! process, for local runs (`cargo run` of a job) and tests.
 
 use super::jobmanager::JobManager;
-use super::protocol::{JobId, JobResult, JobStatus, TaskManagerId, ToJobManager};
+use super::protocol::{JobDetails, JobId, JobResult, JobStatus, TaskManagerId, ToJobManager};
 use super::taskmanager::TaskManager;
 use crate::error::{Error, FailureCause, Result};
 use crate::graph::JobGraph;
@@ -59,10 +59,7 @@ impl MiniCluster {
                     .map_err(spawn_err)?,
             );
         }
-        Ok(MiniCluster {
-            job_manager: jm_tx,
-            threads,
-        })
+        Ok(MiniCluster { job_manager: jm_tx, threads })
     }
 
     /// Submits a job; returns at once with a client to follow it.
@@ -71,20 +68,9 @@ impl MiniCluster {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let name = graph.name().to_string();
         self.job_manager
-            .send(ToJobManager::SubmitJob {
-                graph: Arc::new(graph),
-                job_id,
-                result: tx,
-            })
+            .send(ToJobManager::SubmitJob { graph: Arc::new(graph), job_id, result: tx })
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
-        Ok(JobClient {
-            job_id,
-            name,
-            job_manager: self.job_manager.clone(),
-            result: rx,
-            cluster: None,
-            metrics: None,
-        })
+        Ok(JobClient { job_id, name, job_manager: self.job_manager.clone(), result: rx, cluster: None, metrics: None })
     }
 
     fn stop(&mut self) {
@@ -145,39 +131,47 @@ impl JobClient {
 
     /// The job's current status.
     pub fn status(&self) -> Result<JobStatus> {
+        Ok(self.details()?.status)
+    }
+
+    /// The job's status, restarts and checkpoint counts.
+    pub fn details(&self) -> Result<JobDetails> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.job_manager
-            .send(ToJobManager::RequestJobStatus {
-                job_id: self.job_id,
-                reply: tx,
-            })
+            .send(ToJobManager::RequestJobStatus { job_id: self.job_id, reply: tx })
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
         rx.recv_timeout(Duration::from_secs(10))
             .ok()
             .flatten()
-            .ok_or_else(|| {
-                Error::ClusterUnavailable(format!(
-                    "the JobManager does not know job {}",
-                    self.job_id
-                ))
-            })
+            .ok_or_else(|| Error::ClusterUnavailable(format!("the JobManager does not know job {}", self.job_id)))
+    }
+
+    /// Takes a savepoint of the running job into a new directory under
+    /// `dir`; returns its path once it is complete.
+    pub fn trigger_savepoint(&self, dir: impl Into<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.job_manager
+            .send(ToJobManager::TriggerSavepoint { job_id: self.job_id, dir: dir.into(), reply: tx })
+            .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?
+            .map_err(|e| Error::user(format!("savepoint failed: {e}")))
     }
 
     /// Asks the JobManager to cancel the job; `wait` then reports CANCELED.
     pub fn cancel(&self) -> Result<()> {
         self.job_manager
-            .send(ToJobManager::CancelJob {
-                job_id: self.job_id,
-            })
+            .send(ToJobManager::CancelJob { job_id: self.job_id })
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))
     }
 
     /// Waits for the job to end: `Ok` when it finished, an error naming the
     /// cause when it failed or was canceled.
     pub fn wait(self) -> Result<JobExecutionResult> {
-        let result = self.result.recv().map_err(|_| {
-            Error::ClusterUnavailable("the JobManager stopped before the job ended".into())
-        })?;
+        let result = self
+            .result
+            .recv()
+            .map_err(|_| Error::ClusterUnavailable("the JobManager stopped before the job ended".into()))?;
         match result.status {
             JobStatus::Finished => Ok(JobExecutionResult {
                 job_id: self.job_id,

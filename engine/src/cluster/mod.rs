@@ -10,7 +10,9 @@ mod jobmanager;
 pub mod minicluster;
 pub mod protocol;
 mod resource_manager;
+pub mod restart;
 mod taskmanager;
 
 pub use minicluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
-pub use protocol::{ExecutionState, JobId, JobStatus};
+pub use protocol::{ExecutionState, JobDetails, JobId, JobStatus};
+pub use restart::RestartStrategy;

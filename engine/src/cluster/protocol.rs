@@ -8,9 +8,13 @@
 use crate::error::FailureCause;
 use crate::graph::execution::SubtaskId;
 use crate::graph::JobGraph;
+use crate::runtime::restore::RestorePlan;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
+use sluice_checkpoint::metadata::SubtaskStateHandle;
+use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,16 +27,10 @@ impl JobId {
     /// A fresh id, unique within this process and very likely across processes.
     pub fn generate() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mix = sluice_checkpoint::key_group::stable_hash(&(nanos, n, std::process::id()));
-        JobId(
-            (u128::from(mix) << 64)
-                | u128::from(sluice_checkpoint::key_group::stable_hash(&(mix, n))),
-        )
+        JobId((u128::from(mix) << 64) | u128::from(sluice_checkpoint::key_group::stable_hash(&(mix, n))))
     }
 
     /// An id from its numeric value.
@@ -61,6 +59,8 @@ pub enum JobStatus {
     Created,
     /// Subtasks deployed and running.
     Running,
+    /// A subtask failed; the job restarts from its latest checkpoint.
+    Restarting,
     /// A subtask failed; the others are being canceled.
     Failing,
     /// Ended by a failure.
@@ -76,10 +76,7 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished
-        )
+        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
     }
 }
 
@@ -88,6 +85,7 @@ impl fmt::Display for JobStatus {
         f.write_str(match self {
             JobStatus::Created => "CREATED",
             JobStatus::Running => "RUNNING",
+            JobStatus::Restarting => "RESTARTING",
             JobStatus::Failing => "FAILING",
             JobStatus::Failed => "FAILED",
             JobStatus::Cancelling => "CANCELLING",
@@ -115,10 +113,7 @@ pub enum ExecutionState {
 impl ExecutionState {
     /// Whether the execution has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed
-        )
+        matches!(self, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
     }
 }
 
@@ -165,6 +160,23 @@ pub struct TaskDeploymentDescriptor {
     pub slot: SlotId,
     /// The job.
     pub artifact: JobArtifact,
+    /// The checkpoint or savepoint to restore state from, if any.
+    pub restore: Option<Arc<RestorePlan>>,
+}
+
+/// What the JobManager reports about a job.
+#[derive(Debug, Clone)]
+pub struct JobDetails {
+    /// Current status.
+    pub status: JobStatus,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Completed checkpoints so far.
+    pub completed_checkpoints: u64,
+    /// Failed checkpoints so far.
+    pub failed_checkpoints: u64,
+    /// The id of the latest completed checkpoint.
+    pub latest_checkpoint: Option<CheckpointId>,
 }
 
 /// How a job ended.
@@ -219,8 +231,35 @@ pub enum ToJobManager {
     RequestJobStatus {
         /// The job.
         job_id: JobId,
-        /// Receives the status, `None` for an unknown job.
-        reply: Sender<Option<JobStatus>>,
+        /// Receives the details, `None` for an unknown job.
+        reply: Sender<Option<JobDetails>>,
+    },
+    /// A subtask took its snapshot of a checkpoint and stored it.
+    AcknowledgeCheckpoint {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Which checkpoint.
+        checkpoint: CheckpointId,
+        /// Per operator id, the stored state.
+        handles: Vec<(String, SubtaskStateHandle)>,
+    },
+    /// A subtask could not take or store its snapshot.
+    DeclineCheckpoint {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Which checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+    /// Take a savepoint of a running job into `dir`.
+    TriggerSavepoint {
+        /// The job.
+        job_id: JobId,
+        /// The directory to create the savepoint in.
+        dir: PathBuf,
+        /// Receives the savepoint's path or the reason it failed.
+        reply: Sender<Result<PathBuf, String>>,
     },
     /// Stop the JobManager (and tell TaskManagers to stop).
     Shutdown,
@@ -237,6 +276,27 @@ pub enum ToTaskManager {
     Cancel {
         /// Which subtask.
         subtask: SubtaskId,
+    },
+    /// A source subtask injects the barrier of a checkpoint.
+    TriggerCheckpoint {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// The barrier.
+        barrier: CheckpointBarrier,
+    },
+    /// A checkpoint of a job is complete everywhere.
+    NotifyCheckpointComplete {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A checkpoint of a job was aborted: stop aligning for it.
+    AbortCheckpoint {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
     },
     /// The job ended: free its slots and channels.
     ReleaseJob {

@@ -22,34 +22,17 @@ pub(crate) struct ResourceManager {
 }
 
 impl ResourceManager {
-    pub(crate) fn register(
-        &mut self,
-        id: TaskManagerId,
-        slots: u32,
-        gateway: Sender<ToTaskManager>,
-    ) {
-        self.task_managers.insert(
-            id,
-            TaskManagerEntry {
-                gateway,
-                slots: vec![None; slots as usize],
-            },
-        );
+    pub(crate) fn register(&mut self, id: TaskManagerId, slots: u32, gateway: Sender<ToTaskManager>) {
+        self.task_managers.insert(id, TaskManagerEntry { gateway, slots: vec![None; slots as usize] });
         self.publish();
     }
 
     pub(crate) fn total_slots(&self) -> u32 {
-        self.task_managers
-            .values()
-            .map(|t| t.slots.len() as u32)
-            .sum()
+        self.task_managers.values().map(|t| t.slots.len() as u32).sum()
     }
 
     pub(crate) fn free_slots(&self) -> u32 {
-        self.task_managers
-            .values()
-            .map(|t| t.slots.iter().filter(|s| s.is_none()).count() as u32)
-            .sum()
+        self.task_managers.values().map(|t| t.slots.iter().filter(|s| s.is_none()).count() as u32).sum()
     }
 
     /// Allocates `n` slots to `job`, spreading over TaskManagers in turn;
@@ -67,10 +50,7 @@ impl ResourceManager {
                 }
                 if let Some(i) = tm.slots.iter().position(Option::is_none) {
                     tm.slots[i] = Some(job);
-                    out.push(SlotId {
-                        task_manager: id.clone(),
-                        index: i as u32,
-                    });
+                    out.push(SlotId { task_manager: id.clone(), index: i as u32 });
                     progressed = true;
                 }
             }

@@ -2,13 +2,12 @@
 //! deployed into them, one thread per subtask, reporting every state change.
 
 use super::protocol::{
-    ExecutionState, JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager,
-    ToTaskManager,
+    ExecutionState, JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager, ToTaskManager,
 };
 use crate::error::{Error, FailureCause};
 use crate::graph::execution::{build_subtask, SubtaskId};
 use crate::runtime::shuffle::LocalShuffle;
-use crate::runtime::task::{TaskCommand, TaskControl, TaskOutcome};
+use crate::runtime::task::{CheckpointResponder, TaskCommand, TaskControl, TaskOutcome};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,13 +36,7 @@ impl TaskManager {
         job_manager: Sender<ToJobManager>,
         shuffle: Arc<LocalShuffle>,
     ) -> Self {
-        TaskManager {
-            id,
-            inbox,
-            job_manager,
-            shuffle,
-            tasks: HashMap::new(),
-        }
+        TaskManager { id, inbox, job_manager, shuffle, tasks: HashMap::new() }
     }
 
     pub(crate) fn run(mut self) {
@@ -58,6 +51,17 @@ impl TaskManager {
                     }
                 }
                 ToTaskManager::ReleaseJob { job_id } => self.release(job_id),
+                ToTaskManager::TriggerCheckpoint { subtask, barrier } => {
+                    if let Some(t) = self.tasks.get(&subtask) {
+                        let _ = t.commands.send(TaskCommand::TriggerCheckpoint(barrier));
+                    }
+                }
+                ToTaskManager::NotifyCheckpointComplete { job_id, checkpoint } => {
+                    self.tell_job(job_id, TaskCommand::CheckpointComplete(checkpoint))
+                }
+                ToTaskManager::AbortCheckpoint { job_id, checkpoint } => {
+                    self.tell_job(job_id, TaskCommand::AbortCheckpoint(checkpoint))
+                }
                 ToTaskManager::Shutdown => break,
             }
         }
@@ -70,13 +74,14 @@ impl TaskManager {
         }
     }
 
+    fn tell_job(&self, job: JobId, cmd: TaskCommand) {
+        for (_, t) in self.tasks.iter().filter(|(s, _)| s.job == job) {
+            let _ = t.commands.send(cmd);
+        }
+    }
+
     fn release(&mut self, job: JobId) {
-        let ids: Vec<SubtaskId> = self
-            .tasks
-            .keys()
-            .filter(|s| s.job == job)
-            .copied()
-            .collect();
+        let ids: Vec<SubtaskId> = self.tasks.keys().filter(|s| s.job == job).copied().collect();
         for id in ids {
             if let Some(t) = self.tasks.remove(&id) {
                 let _ = t.thread.join();
@@ -87,83 +92,67 @@ impl TaskManager {
 
     fn deploy(&mut self, tdd: TaskDeploymentDescriptor) {
         let JobArtifact::InProcess(graph) = tdd.artifact;
+        let restore = tdd.restore;
         let id = tdd.subtask;
         let vertex = graph.vertices()[id.vertex].clone();
-        let thread_name = format!(
-            "{} ({}/{})",
-            vertex.name,
-            id.subtask + 1,
-            vertex.parallelism
-        );
+        let thread_name = format!("{} ({}/{})", vertex.name, id.subtask + 1, vertex.parallelism);
         let task_name = vertex.name.clone();
         let canceled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded();
+        let settings = &graph.settings;
         let control = TaskControl {
             commands: rx,
             canceled: canceled.clone(),
-            buffer_timeout: graph.settings.buffer_timeout,
+            buffer_timeout: settings.buffer_timeout,
+            checkpoints: CheckpointResponder {
+                subtask: id,
+                root: settings.checkpoint_root.clone(),
+                job_manager: self.job_manager.clone(),
+                abort_after_snapshot: settings.faults.abort_after_snapshot,
+            },
+            mode: settings.checkpointing.as_ref().map(|c| c.mode).unwrap_or_default(),
+            faults: settings.faults.for_subtask(&vertex.name, id.subtask, id.attempt),
         };
         let jm = self.job_manager.clone();
         let shuffle = self.shuffle.clone();
-        let spawned = std::thread::Builder::new()
-            .name(thread_name.clone())
-            .spawn(move || {
-                let report = |state, failure| {
-                    let _ = jm.send(ToJobManager::TaskStateChanged {
-                        subtask: id,
-                        state,
-                        failure,
-                    });
-                };
-                report(ExecutionState::Running, None);
-                tracing::debug!("{thread_name} switched to RUNNING");
-                // The task (and with it its channel ends) outlives the report below.
-                let mut task = None;
-                let run = catch_unwind(AssertUnwindSafe(|| {
-                    let task = task.insert(build_subtask(&graph, id, &shuffle)?);
-                    task.invoke(&control)
-                }));
-                let canceled = control.canceled.load(Ordering::Relaxed);
-                match run {
-                    Ok(Ok(TaskOutcome::Finished)) => report(ExecutionState::Finished, None),
-                    Ok(Ok(TaskOutcome::Canceled)) => report(ExecutionState::Canceled, None),
-                    Ok(Err(_)) if canceled => report(ExecutionState::Canceled, None),
-                    Ok(Err(e)) => {
-                        let cause = FailureCause::TaskFailed {
-                            task: task_name,
-                            subtask: id.subtask,
-                            message: render(&e),
-                        };
-                        report(ExecutionState::Failed, Some(cause));
-                    }
-                    Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "non-string panic payload".into());
-                        report(
-                            ExecutionState::Failed,
-                            Some(FailureCause::TaskPanicked {
-                                task: task_name,
-                                subtask: id.subtask,
-                                message,
-                            }),
-                        );
-                    }
+        let spawned = std::thread::Builder::new().name(thread_name.clone()).spawn(move || {
+            let report = |state, failure| {
+                let _ = jm.send(ToJobManager::TaskStateChanged { subtask: id, state, failure });
+            };
+            report(ExecutionState::Running, None);
+            tracing::debug!("{thread_name} switched to RUNNING");
+            // The task (and with it its channel ends) outlives the report below.
+            let mut task = None;
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                let task = task.insert(build_subtask(&graph, id, &shuffle, restore.as_deref())?);
+                task.invoke(&control)
+            }));
+            let canceled = control.canceled.load(Ordering::Relaxed);
+            match run {
+                Ok(Ok(TaskOutcome::Finished)) => report(ExecutionState::Finished, None),
+                Ok(Ok(TaskOutcome::Canceled)) => report(ExecutionState::Canceled, None),
+                Ok(Err(_)) if canceled => report(ExecutionState::Canceled, None),
+                Ok(Err(e)) => {
+                    let cause = FailureCause::TaskFailed { task: task_name, subtask: id.subtask, message: render(&e) };
+                    report(ExecutionState::Failed, Some(cause));
                 }
-                drop(task);
-            });
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic payload".into());
+                    report(
+                        ExecutionState::Failed,
+                        Some(FailureCause::TaskPanicked { task: task_name, subtask: id.subtask, message }),
+                    );
+                }
+            }
+            drop(task);
+        });
         match spawned {
             Ok(thread) => {
-                self.tasks.insert(
-                    id,
-                    RunningTask {
-                        canceled,
-                        commands: tx,
-                        thread,
-                    },
-                );
+                self.tasks.insert(id, RunningTask { canceled, commands: tx, thread });
             }
             Err(e) => {
                 let _ = self.job_manager.send(ToJobManager::TaskStateChanged {

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::metrics;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::erased::{AnyBox, WriterSpec};
+use crate::runtime::restore::RestorePlan;
 use crate::runtime::shuffle::{ChannelKey, LocalShuffle};
 use crate::runtime::task::Invokable;
 
@@ -30,14 +31,7 @@ pub struct SubtaskId {
 pub fn subtasks(job: &JobGraph, id: JobId, attempt: u32) -> Vec<SubtaskId> {
     job.vertices
         .iter()
-        .flat_map(|v| {
-            (0..v.parallelism).map(move |s| SubtaskId {
-                job: id,
-                attempt,
-                vertex: v.index,
-                subtask: s,
-            })
-        })
+        .flat_map(|v| (0..v.parallelism).map(move |s| SubtaskId { job: id, attempt, vertex: v.index, subtask: s }))
         .collect()
 }
 
@@ -46,6 +40,7 @@ struct Builder<'a> {
     id: SubtaskId,
     shuffle: &'a LocalShuffle,
     task_name: String,
+    restore: Option<&'a RestorePlan>,
 }
 
 impl Builder<'_> {
@@ -69,13 +64,15 @@ impl Builder<'_> {
     fn operator_metrics(&self, ctx: &RuntimeContext) -> metrics::OperatorMetrics {
         let job_id = ctx.job_id.to_string();
         let subtask = ctx.subtask_index.to_string();
-        metrics::global().operator(&[
-            &job_id,
-            &ctx.job_name,
-            &ctx.task_name,
-            &ctx.operator_name,
-            &subtask,
-        ])
+        metrics::global().operator(&[&job_id, &ctx.job_name, &ctx.task_name, &ctx.operator_name, &subtask])
+    }
+
+    /// The state blobs `node` restores in this subtask.
+    fn restored(&self, node: usize, ctx: &RuntimeContext) -> Result<Vec<Vec<u8>>> {
+        match self.restore {
+            Some(plan) => plan.blobs_for(&ctx.operator_id, self.job.stream.nodes[node].keyed, self.id.subtask),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The chain input of `node` (an operator), with everything after it.
@@ -84,7 +81,7 @@ impl Builder<'_> {
         let ctx = self.context(node);
         let metrics = self.operator_metrics(&ctx);
         match &self.job.stream.nodes[node].kind {
-            NodeKind::Operator(factory) => factory.build(&ctx, output, metrics),
+            NodeKind::Operator(factory) => factory.build(&ctx, output, metrics, self.restored(node, &ctx)?),
             NodeKind::Source { .. } => Err(crate::Error::InvalidGraph(format!(
                 "source '{}' cannot consume input",
                 self.job.stream.nodes[node].name
@@ -96,13 +93,7 @@ impl Builder<'_> {
     fn node_output(&self, node: usize) -> Result<AnyBox> {
         let job = self.job;
         let mut outputs = Vec::new();
-        for (i, e) in job
-            .stream
-            .edges
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.source == node)
-        {
+        for (i, e) in job.stream.edges.iter().enumerate().filter(|(_, e)| e.source == node) {
             if job.chained[i] {
                 outputs.push(self.node_input(e.target)?);
                 continue;
@@ -118,8 +109,7 @@ impl Builder<'_> {
                 .iter()
                 .map(|&c| {
                     let key = self.channel(i, self.id.subtask, c);
-                    self.shuffle
-                        .sender(key, e.stream_type.as_ref(), job.settings.channel_capacity)
+                    self.shuffle.sender(key, e.stream_type.as_ref(), job.settings.channel_capacity)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let job_id = self.id.job.to_string();
@@ -129,16 +119,8 @@ impl Builder<'_> {
                 max_parallelism: job.settings.max_parallelism,
                 subtask: self.id.subtask,
                 batch_size: job.settings.batch_size,
-                back_pressure: metrics::global().back_pressure(&[
-                    &job_id,
-                    &job.name,
-                    &self.task_name,
-                    &subtask,
-                ]),
-                description: format!(
-                    "output of '{}' to '{}'",
-                    job.stream.nodes[node].name, consumer.name
-                ),
+                back_pressure: metrics::global().back_pressure(&[&job_id, &job.name, &self.task_name, &subtask]),
+                description: format!("output of '{}' to '{}'", job.stream.nodes[node].name, consumer.name),
             };
             outputs.push(e.writer.build(senders, spec)?);
         }
@@ -151,13 +133,7 @@ impl Builder<'_> {
     }
 
     fn channel(&self, edge: usize, producer: u32, consumer: u32) -> ChannelKey {
-        ChannelKey {
-            job: self.id.job,
-            attempt: self.id.attempt,
-            edge,
-            producer,
-            consumer,
-        }
+        ChannelKey { job: self.id.job, attempt: self.id.attempt, edge, producer, consumer }
     }
 }
 
@@ -167,21 +143,18 @@ pub(crate) fn build_subtask(
     job: &JobGraph,
     id: SubtaskId,
     shuffle: &LocalShuffle,
+    restore: Option<&RestorePlan>,
 ) -> Result<Box<dyn Invokable>> {
     let vertex = &job.vertices[id.vertex];
-    let builder = Builder {
-        job,
-        id,
-        shuffle,
-        task_name: vertex.name.clone(),
-    };
+    let builder = Builder { job, id, shuffle, task_name: vertex.name.clone(), restore };
     let head = vertex.operators[0].node;
     match &job.stream.nodes[head].kind {
         NodeKind::Source { factory, .. } => {
             let output = builder.node_output(head)?;
             let ctx = builder.context(head);
             let metrics = builder.operator_metrics(&ctx);
-            factory.build(ctx, output, metrics)
+            let restore = builder.restored(head, &ctx)?.into_iter().next();
+            factory.build(ctx, output, metrics, restore)
         }
         NodeKind::Operator(_) => {
             let input = builder.node_input(head)?;
@@ -197,18 +170,11 @@ pub(crate) fn build_subtask(
                 };
                 for p in producers {
                     let key = builder.channel(e.stream_edge, p, id.subtask);
-                    receivers.push(shuffle.receiver(
-                        key,
-                        se.stream_type.as_ref(),
-                        job.settings.channel_capacity,
-                    )?);
+                    receivers.push(shuffle.receiver(key, se.stream_type.as_ref(), job.settings.channel_capacity)?);
                 }
             }
             let ty = stream_type.ok_or_else(|| {
-                crate::Error::InvalidGraph(format!(
-                    "operator '{}' has no input",
-                    job.stream.nodes[head].name
-                ))
+                crate::Error::InvalidGraph(format!("operator '{}' has no input", job.stream.nodes[head].name))
             })?;
             ty.input_task(receivers, input)
         }

@@ -13,10 +13,16 @@
 
 use super::stream_graph::{NodeKind, StreamGraph};
 use super::Partitioning;
+use crate::cluster::restart::RestartStrategy;
 use crate::error::{Error, Result};
+use crate::faults::Faults;
 use crate::runtime::context::RuntimeMode;
+use crate::runtime::restore::RestorePlan;
+use sluice_checkpoint::coordinator::CheckpointConfig;
 use sluice_checkpoint::key_group::stable_hash;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The parallelism levels below the operator's own, as the environment saw them.
@@ -41,6 +47,16 @@ pub(crate) struct JobSettings {
     pub(crate) channel_capacity: usize,
     pub(crate) buffer_timeout: Duration,
     pub(crate) slot_request_timeout: Duration,
+    /// Periodic checkpoints, if enabled.
+    pub(crate) checkpointing: Option<CheckpointConfig>,
+    /// Where checkpoints go (tasks write there, the coordinator adds metadata).
+    pub(crate) checkpoint_root: PathBuf,
+    /// Completed checkpoints kept.
+    pub(crate) retained: usize,
+    pub(crate) restart: RestartStrategy,
+    /// The checkpoint or savepoint the job starts from.
+    pub(crate) restore: Option<Arc<RestorePlan>>,
+    pub(crate) faults: Faults,
 }
 
 /// An operator as placed in a vertex.
@@ -110,39 +126,23 @@ impl JobGraph {
                 "the job has no operators; add a source and a sink before execute()".into(),
             ));
         }
-        let fallback = defaults
-            .environment
-            .or(defaults.command_line)
-            .or(defaults.config)
-            .unwrap_or(defaults.cores.max(1));
+        let fallback =
+            defaults.environment.or(defaults.command_line).or(defaults.config).unwrap_or(defaults.cores.max(1));
         let mut parallelism = Vec::with_capacity(stream.nodes.len());
         for node in &stream.nodes {
             let p = match (&node.kind, node.parallelism) {
-                (
-                    NodeKind::Source {
-                        parallel: false, ..
-                    },
-                    Some(p),
-                ) if p != 1 => {
+                (NodeKind::Source { parallel: false, .. }, Some(p)) if p != 1 => {
                     return Err(Error::InvalidGraph(format!(
                         "'{}' is a non-parallel source: its parallelism must be 1, not {p}",
                         node.name
                     )))
                 }
-                (
-                    NodeKind::Source {
-                        parallel: false, ..
-                    },
-                    _,
-                ) => 1,
+                (NodeKind::Source { parallel: false, .. }, _) => 1,
                 (_, Some(p)) => p,
                 (_, None) => fallback,
             };
             if p == 0 {
-                return Err(Error::InvalidGraph(format!(
-                    "parallelism of '{}' must be at least 1",
-                    node.name
-                )));
+                return Err(Error::InvalidGraph(format!("parallelism of '{}' must be at least 1", node.name)));
             }
             if node.keyed && p > settings.max_parallelism {
                 return Err(Error::InvalidGraph(format!(
@@ -194,20 +194,12 @@ impl JobGraph {
         let mut node_vertex = vec![usize::MAX; stream.nodes.len()];
         let mut vertices: Vec<JobVertex> = Vec::new();
         for (n, node) in stream.nodes.iter().enumerate() {
-            let upstream = stream
-                .edges
-                .iter()
-                .enumerate()
-                .find(|(i, e)| e.target == n && chained[*i]);
+            let upstream = stream.edges.iter().enumerate().find(|(i, e)| e.target == n && chained[*i]);
             let id = match &node.uid {
                 Some(uid) => format!("{:016x}", stable_hash(uid)),
                 None => format!("{:016x}", stable_hash(&(n, &node.name))),
             };
-            let info = OperatorInfo {
-                name: node.name.clone(),
-                id,
-                node: n,
-            };
+            let info = OperatorInfo { name: node.name.clone(), id, node: n };
             match upstream {
                 Some((_, e)) => {
                     let v = node_vertex[e.source];
@@ -227,12 +219,7 @@ impl JobGraph {
             }
         }
         for v in &mut vertices {
-            v.name = v
-                .operators
-                .iter()
-                .map(|o| o.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" -> ");
+            v.name = v.operators.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(" -> ");
         }
         let edges = stream
             .edges
@@ -246,16 +233,7 @@ impl JobGraph {
                 stream_edge: i,
             })
             .collect();
-        Ok(JobGraph {
-            name: name.to_string(),
-            stream,
-            vertices,
-            edges,
-            node_vertex,
-            chained,
-            partitioning,
-            settings,
-        })
+        Ok(JobGraph { name: name.to_string(), stream, vertices, edges, node_vertex, chained, partitioning, settings })
     }
 
     /// The job's name.
@@ -275,11 +253,17 @@ impl JobGraph {
 
     /// Slots the job needs with slot sharing: its largest parallelism.
     pub fn required_slots(&self) -> u32 {
-        self.vertices
-            .iter()
-            .map(|v| v.parallelism)
-            .max()
-            .unwrap_or(1)
+        self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(1)
+    }
+
+    /// The operator with stable id `id`: (name, parallelism, keyed).
+    pub fn operator(&self, id: &str) -> Option<(&str, u32, bool)> {
+        self.vertices.iter().find_map(|v| {
+            v.operators
+                .iter()
+                .find(|o| o.id == id)
+                .map(|o| (o.name.as_str(), v.parallelism, self.stream.nodes[o.node].keyed))
+        })
     }
 
     /// Total number of subtasks.
@@ -298,11 +282,7 @@ impl fmt::Display for JobGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Job '{}':", self.name)?;
         for v in &self.vertices {
-            writeln!(
-                f,
-                "  [{}] {} (parallelism {})",
-                v.index, v.name, v.parallelism
-            )?;
+            writeln!(f, "  [{}] {} (parallelism {})", v.index, v.name, v.parallelism)?;
         }
         for e in &self.edges {
             writeln!(f, "  [{}] -> [{}] {}", e.source, e.target, e.partitioning)?;

@@ -7,11 +7,7 @@ use std::sync::Arc;
 /// What a node runs.
 #[derive(Clone)]
 pub(crate) enum NodeKind {
-    Source {
-        factory: Arc<dyn SourceFactory>,
-        bounded: bool,
-        parallel: bool,
-    },
+    Source { factory: Arc<dyn SourceFactory>, bounded: bool, parallel: bool },
     Operator(Arc<dyn OperatorFactory>),
 }
 

@@ -8,6 +8,7 @@
 
 use crate::error::Result;
 use crate::runtime::element::Watermark;
+use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 
 /// Receives records emitted by a function or operator.
 pub trait Collector<T> {
@@ -34,6 +35,11 @@ pub(crate) trait ChainInput<T>: Collector<T> + Send {
     fn flush(&mut self) -> Result<()>;
     /// All input of the task has been consumed.
     fn end_of_input(&mut self) -> Result<()>;
+    /// The barrier of a checkpoint passes: operators add their state to
+    /// `states` as (operator id, bytes), writers forward the barrier.
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut Vec<(String, Vec<u8>)>) -> Result<()>;
+    /// A checkpoint is complete on every subtask of the job.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
     /// The task is shutting down (after end of input, or on cancel).
     fn close(&mut self) -> Result<()>;
 }
@@ -55,6 +61,12 @@ impl<T> ChainInput<T> for Discard {
         Ok(())
     }
     fn end_of_input(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn snapshot(&mut self, _barrier: &CheckpointBarrier, _states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        Ok(())
+    }
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
         Ok(())
     }
     fn close(&mut self) -> Result<()> {
@@ -89,6 +101,12 @@ impl<T: Clone + Send> ChainInput<T> for FanOut<T> {
     }
     fn end_of_input(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.end_of_input())
+    }
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.snapshot(barrier, states))
+    }
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.checkpoint_complete(id))
     }
     fn close(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.close())

@@ -65,10 +65,8 @@ impl<T: Data> StreamType for TypedStream<T> {
     }
 
     fn fan_out(&self, outputs: Vec<AnyBox>) -> Result<AnyBox> {
-        let outputs = outputs
-            .into_iter()
-            .map(|o| downcast::<ChainBox<T>>(o, "a fan-out"))
-            .collect::<Result<Vec<_>>>()?;
+        let outputs =
+            outputs.into_iter().map(|o| downcast::<ChainBox<T>>(o, "a fan-out")).collect::<Result<Vec<_>>>()?;
         Ok(Box::new(Box::new(FanOut { outputs }) as ChainBox<T>))
     }
 
@@ -112,27 +110,24 @@ impl<T: Data> WriterFactory for TypedWriterFactory<T> {
             .into_iter()
             .map(|s| downcast::<Sender<StreamElement<T>>>(s, "an output channel"))
             .collect::<Result<Vec<_>>>()?;
-        let partitioner = Partitioner::new(
-            spec.partitioning,
-            self.key_hash.clone(),
-            spec.max_parallelism,
-            spec.subtask,
-        )?;
-        let writer = RecordWriter::new(
-            senders,
-            partitioner,
-            spec.batch_size,
-            spec.back_pressure,
-            spec.description,
-        );
+        let partitioner =
+            Partitioner::new(spec.partitioning, self.key_hash.clone(), spec.max_parallelism, spec.subtask)?;
+        let writer = RecordWriter::new(senders, partitioner, spec.batch_size, spec.back_pressure, spec.description);
         Ok(Box::new(Box::new(writer) as ChainBox<T>))
     }
 }
 
 /// Builds an operator's chain link for one subtask.
 pub(crate) trait OperatorFactory: Send + Sync {
-    fn build(&self, ctx: &RuntimeContext, next: AnyBox, metrics: OperatorMetrics)
-        -> Result<AnyBox>;
+    /// Builds the operator, restores `restore` (snapshots, see
+    /// [`StreamOperator::restore_state`]), opens it and wraps it in a link.
+    fn build(
+        &self,
+        ctx: &RuntimeContext,
+        next: AnyBox,
+        metrics: OperatorMetrics,
+        restore: Vec<Vec<u8>>,
+    ) -> Result<AnyBox>;
 }
 
 /// [`OperatorFactory`] from a typed constructor.
@@ -148,10 +143,7 @@ where
     F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<I, O>> + Send + Sync + 'static,
 {
     pub(crate) fn arc(make: F) -> Arc<dyn OperatorFactory> {
-        Arc::new(TypedOperatorFactory {
-            make,
-            _types: PhantomData,
-        })
+        Arc::new(TypedOperatorFactory { make, _types: PhantomData })
     }
 }
 
@@ -166,24 +158,28 @@ where
         ctx: &RuntimeContext,
         next: AnyBox,
         metrics: OperatorMetrics,
+        restore: Vec<Vec<u8>>,
     ) -> Result<AnyBox> {
-        let next =
-            downcast::<ChainBox<O>>(next, &format!("the output of '{}'", ctx.operator_name))?;
+        let next = downcast::<ChainBox<O>>(next, &format!("the output of '{}'", ctx.operator_name))?;
         let mut op = (self.make)(ctx);
+        for bytes in &restore {
+            op.restore_state(ctx, bytes)?;
+        }
         op.open(ctx)?;
-        Ok(Box::new(
-            Box::new(OperatorLink::new(op, next, metrics)) as ChainBox<I>
-        ))
+        let link = OperatorLink::new(op, next, metrics, ctx.operator_id.clone());
+        Ok(Box::new(Box::new(link) as ChainBox<I>))
     }
 }
 
 /// Builds a source subtask.
 pub(crate) trait SourceFactory: Send + Sync {
+    /// Builds the source subtask, restoring its position from `restore`.
     fn build(
         &self,
         ctx: RuntimeContext,
         head: AnyBox,
         metrics: OperatorMetrics,
+        restore: Option<Vec<u8>>,
     ) -> Result<Box<dyn Invokable>>;
 }
 
@@ -195,10 +191,7 @@ pub(crate) struct TypedSourceFactory<T, S> {
 
 impl<T: Data, S: Source<T> + Clone> TypedSourceFactory<T, S> {
     pub(crate) fn arc(prototype: S) -> Arc<dyn SourceFactory> {
-        Arc::new(TypedSourceFactory {
-            prototype: Mutex::new(prototype),
-            _types: PhantomData,
-        })
+        Arc::new(TypedSourceFactory { prototype: Mutex::new(prototype), _types: PhantomData })
     }
 }
 
@@ -208,13 +201,24 @@ impl<T: Data, S: Source<T> + Clone> SourceFactory for TypedSourceFactory<T, S> {
         ctx: RuntimeContext,
         head: AnyBox,
         metrics: OperatorMetrics,
+        restore: Option<Vec<u8>>,
     ) -> Result<Box<dyn Invokable>> {
         let head = downcast::<ChainBox<T>>(head, "a source output")?;
-        let source = self
+        let mut source = self
             .prototype
             .lock()
             .map_err(|_| Error::user("a source prototype was poisoned by an earlier panic"))?
             .clone();
+        if let Some(bytes) = restore {
+            let state: S::State = postcard::from_bytes(&bytes).map_err(|e| {
+                Error::user(format!(
+                    "cannot decode the saved position of '{}': {e} (was the savepoint taken by another kind of source?)",
+                    ctx.operator_name
+                ))
+            })?;
+            source.restore_state(state)?;
+            tracing::info!("{} (subtask {}) restored its position", ctx.operator_name, ctx.subtask_index);
+        }
         Ok(Box::new(SourceTask::new(source, head, ctx, metrics)))
     }
 }

@@ -19,6 +19,7 @@ pub mod element;
 pub(crate) mod erased;
 pub mod operator;
 pub(crate) mod operators;
+pub mod restore;
 pub(crate) mod shuffle;
 pub(crate) mod task;
 pub(crate) mod writer;

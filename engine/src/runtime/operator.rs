@@ -34,11 +34,7 @@ pub trait StreamOperator<I, O>: Send {
 
     /// A new watermark arrived; returns the watermark to forward (by default
     /// the same one).
-    fn process_watermark(
-        &mut self,
-        wm: Watermark,
-        _out: &mut dyn Collector<O>,
-    ) -> Result<Option<Watermark>> {
+    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
         Ok(Some(wm))
     }
 
@@ -58,8 +54,11 @@ pub trait StreamOperator<I, O>: Send {
         Ok(None)
     }
 
-    /// Restores state written by `snapshot_state` (before `open`).
-    fn restore_state(&mut self, _bytes: &[u8]) -> Result<()> {
+    /// Restores state written by `snapshot_state` (before `open`). A keyed
+    /// operator is given the snapshots of *all* subtasks of the previous run
+    /// (one call each) and keeps the key groups of `ctx.key_group_range()`;
+    /// other operators get the snapshot of the subtask with their index.
+    fn restore_state(&mut self, _ctx: &RuntimeContext, _bytes: &[u8]) -> Result<()> {
         Ok(())
     }
 

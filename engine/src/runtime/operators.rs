@@ -10,7 +10,8 @@ use crate::runtime::context::{RuntimeContext, RuntimeMode};
 use crate::runtime::element::Watermark;
 use crate::runtime::operator::StreamOperator;
 use crate::sink::Sink;
-use sluice_checkpoint::CheckpointId;
+use sluice_checkpoint::key_group::assign_to_key_group;
+use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 use std::sync::Arc;
 
 /// Keyed state kept on the heap: a fast, non-cryptographic hasher (keys
@@ -70,17 +71,10 @@ impl<I, O, P: ProcessFunction<I, O>> StreamOperator<I, O> for ProcessOp<P> {
         self.function.open(ctx)
     }
     fn process_element(&mut self, record: I, out: &mut dyn Collector<O>) -> Result<()> {
-        let mut ctx = ProcessContext {
-            watermark: self.watermark,
-            subtask_index: self.subtask,
-        };
+        let mut ctx = ProcessContext { watermark: self.watermark, subtask_index: self.subtask };
         self.function.process_element(record, &mut ctx, out)
     }
-    fn process_watermark(
-        &mut self,
-        wm: Watermark,
-        _out: &mut dyn Collector<O>,
-    ) -> Result<Option<Watermark>> {
+    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
         self.watermark = wm;
         Ok(Some(wm))
     }
@@ -99,43 +93,33 @@ pub(crate) struct KeyedProcessOp<K, T, P: KeyedProcessFunction<K, T, O>, O> {
     pub(crate) key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub(crate) state: KeyedMap<K, P::State>,
     pub(crate) watermark: Watermark,
+    pub(crate) max_parallelism: u32,
 }
 
-impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O>
-    for KeyedProcessOp<K, T, P, O>
-{
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        self.function.open(ctx)
-    }
+impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for KeyedProcessOp<K, T, P, O> {
     fn process_element(&mut self, record: T, out: &mut dyn Collector<O>) -> Result<()> {
         let key = (self.key_selector)(&record);
         let state = self.state.entry(key.clone()).or_default();
-        let mut ctx = KeyedContext {
-            key: &key,
-            state,
-            watermark: self.watermark,
-            cleared: false,
-        };
+        let mut ctx = KeyedContext { key: &key, state, watermark: self.watermark, cleared: false };
         self.function.process_element(record, &mut ctx, out)?;
         if ctx.cleared {
             self.state.remove(&key);
         }
         Ok(())
     }
-    fn process_watermark(
-        &mut self,
-        wm: Watermark,
-        _out: &mut dyn Collector<O>,
-    ) -> Result<Option<Watermark>> {
+    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
         self.watermark = wm;
         Ok(Some(wm))
     }
-    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
-        encode_map(&self.state).map(Some)
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        self.function.open(ctx)
     }
-    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
-        self.state = decode_map(bytes)?;
-        Ok(())
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
+        encode_keyed(&self.state, self.max_parallelism).map(Some)
+    }
+    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
+        decode_keyed_into(&mut self.state, bytes, ctx)
     }
     fn close(&mut self) -> Result<()> {
         self.function.close()
@@ -150,11 +134,13 @@ pub(crate) struct ReduceOp<K, T, F> {
     pub(crate) key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
     pub(crate) state: KeyedMap<K, T>,
     pub(crate) mode: RuntimeMode,
+    pub(crate) max_parallelism: u32,
 }
 
 impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for ReduceOp<K, T, F> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.mode = ctx.mode;
+        self.max_parallelism = ctx.max_parallelism;
         Ok(())
     }
     fn process_element(&mut self, record: T, out: &mut dyn Collector<T>) -> Result<()> {
@@ -180,24 +166,32 @@ impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for R
         Ok(())
     }
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
-        encode_map(&self.state).map(Some)
+        encode_keyed(&self.state, self.max_parallelism).map(Some)
     }
-    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
-        self.state = decode_map(bytes)?;
-        Ok(())
+    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
+        decode_keyed_into(&mut self.state, bytes, ctx)
     }
 }
 
-fn encode_map<K: Key, V: Data>(map: &KeyedMap<K, V>) -> Result<Vec<u8>> {
-    let entries: Vec<(&K, &V)> = map.iter().collect();
-    postcard::to_stdvec(&entries)
-        .map_err(|e| Error::user(format!("cannot encode keyed state: {e}")))
+/// Encodes keyed state as (key group, key, value) entries, so that a
+/// restore at another parallelism can keep only its own key groups.
+fn encode_keyed<K: Key, V: Data>(map: &KeyedMap<K, V>, max_parallelism: u32) -> Result<Vec<u8>> {
+    let entries: Vec<(u32, &K, &V)> =
+        map.iter().map(|(k, v)| (assign_to_key_group(k, max_parallelism), k, v)).collect();
+    postcard::to_stdvec(&entries).map_err(|e| Error::user(format!("cannot encode keyed state: {e}")))
 }
 
-fn decode_map<K: Key, V: Data>(bytes: &[u8]) -> Result<KeyedMap<K, V>> {
-    let entries: Vec<(K, V)> = postcard::from_bytes(bytes)
-        .map_err(|e| Error::user(format!("cannot decode keyed state: {e}")))?;
-    Ok(entries.into_iter().collect())
+/// Adds the entries of `bytes` that belong to this subtask's key groups.
+fn decode_keyed_into<K: Key, V: Data>(map: &mut KeyedMap<K, V>, bytes: &[u8], ctx: &RuntimeContext) -> Result<()> {
+    let entries: Vec<(u32, K, V)> = postcard::from_bytes(bytes).map_err(|e| {
+        Error::user(format!(
+            "cannot decode the keyed state of '{}': {e} (was the savepoint taken by a job with other record types?)",
+            ctx.operator_name
+        ))
+    })?;
+    let range = ctx.key_group_range();
+    map.extend(entries.into_iter().filter(|(g, _, _)| range.contains(*g)).map(|(_, k, v)| (k, v)));
+    Ok(())
 }
 
 /// Runs a user [`Sink`] as the last operator of a chain.
@@ -245,6 +239,7 @@ pub(crate) struct OperatorLink<I, O> {
     pub(crate) records_in: u64,
     pub(crate) metrics: OperatorMetrics,
     pub(crate) closed: bool,
+    pub(crate) operator_id: String,
 }
 
 impl<I, O> OperatorLink<I, O> {
@@ -252,26 +247,21 @@ impl<I, O> OperatorLink<I, O> {
         op: Box<dyn StreamOperator<I, O>>,
         next: Box<dyn ChainInput<O>>,
         metrics: OperatorMetrics,
+        operator_id: String,
     ) -> Self {
         OperatorLink {
             op,
-            next: CountingOutput {
-                inner: next,
-                count: 0,
-            },
+            next: CountingOutput { inner: next, count: 0 },
             records_in: 0,
             metrics,
             closed: false,
+            operator_id,
         }
     }
 
     fn publish_metrics(&mut self) {
-        self.metrics
-            .records_in
-            .inc_by(std::mem::take(&mut self.records_in));
-        self.metrics
-            .records_out
-            .inc_by(std::mem::take(&mut self.next.count));
+        self.metrics.records_in.inc_by(std::mem::take(&mut self.records_in));
+        self.metrics.records_out.inc_by(std::mem::take(&mut self.next.count));
     }
 }
 
@@ -300,6 +290,17 @@ impl<I: Send, O: Send> ChainInput<I> for OperatorLink<I, O> {
         self.op.flush()?;
         self.publish_metrics();
         self.next.inner.end_of_input()
+    }
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.op.flush()?;
+        if let Some(bytes) = self.op.snapshot_state(barrier.id)? {
+            states.push((self.operator_id.clone(), bytes));
+        }
+        self.next.inner.snapshot(barrier, states)
+    }
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.op.notify_checkpoint_complete(id)?;
+        self.next.inner.checkpoint_complete(id)
     }
     fn close(&mut self) -> Result<()> {
         if self.closed {

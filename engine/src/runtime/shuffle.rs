@@ -37,17 +37,8 @@ pub(crate) struct LocalShuffle {
 }
 
 impl LocalShuffle {
-    fn take(
-        &self,
-        key: ChannelKey,
-        ty: &dyn StreamType,
-        capacity: usize,
-        sender: bool,
-    ) -> Result<AnyBox> {
-        let mut map = self
-            .channels
-            .lock()
-            .map_err(|_| Error::ClusterUnavailable("shuffle lock poisoned".into()))?;
+    fn take(&self, key: ChannelKey, ty: &dyn StreamType, capacity: usize, sender: bool) -> Result<AnyBox> {
+        let mut map = self.channels.lock().map_err(|_| Error::ClusterUnavailable("shuffle lock poisoned".into()))?;
         let ends = map.entry(key).or_default();
         if !ends.created {
             let (tx, rx) = ty.new_channel(capacity);
@@ -55,32 +46,18 @@ impl LocalShuffle {
             ends.receiver = Some(rx);
             ends.created = true;
         }
-        let taken = if sender {
-            ends.sender.take()
-        } else {
-            ends.receiver.take()
-        };
+        let taken = if sender { ends.sender.take() } else { ends.receiver.take() };
         if ends.sender.is_none() && ends.receiver.is_none() {
             map.remove(&key);
         }
         taken.ok_or_else(|| Error::InvalidGraph(format!("channel {key:?} was claimed twice")))
     }
 
-    pub(crate) fn sender(
-        &self,
-        key: ChannelKey,
-        ty: &dyn StreamType,
-        capacity: usize,
-    ) -> Result<AnyBox> {
+    pub(crate) fn sender(&self, key: ChannelKey, ty: &dyn StreamType, capacity: usize) -> Result<AnyBox> {
         self.take(key, ty, capacity, true)
     }
 
-    pub(crate) fn receiver(
-        &self,
-        key: ChannelKey,
-        ty: &dyn StreamType,
-        capacity: usize,
-    ) -> Result<AnyBox> {
+    pub(crate) fn receiver(&self, key: ChannelKey, ty: &dyn StreamType, capacity: usize) -> Result<AnyBox> {
         self.take(key, ty, capacity, false)
     }
 

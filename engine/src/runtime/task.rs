@@ -2,18 +2,36 @@
 //!
 //! A *source task* polls its [`Source`] and pushes records into its chain; an
 //! *input task* reads the channels from upstream subtasks. Both check for
-//! cancellation between batches, flush partial batches when idle or when the
-//! buffer timeout passes, and propagate end of input down the chain when all
-//! input is consumed. Watermarks are combined as the minimum over the input
+//! commands (cancel, checkpoint trigger, checkpoint complete or aborted)
+//! between batches, flush partial batches when idle or when the buffer
+//! timeout passes, and propagate end of input down the chain when all input
+//! is consumed. Watermarks are combined as the minimum over the input
 //! channels that have not ended.
+//!
+//! # Checkpoints
+//!
+//! A source task, told to trigger checkpoint *n*, snapshots the source's
+//! position and its chain, which forwards barrier *n* on every output
+//! channel. An input task aligns: in exactly-once mode a channel that
+//! delivered barrier *n* is not read again until every open channel has
+//! delivered it (its records wait in the bounded channel, which backpressures
+//! that producer); in at-least-once mode channels are not held. When all
+//! barriers are in, the chain snapshots and forwards the barrier, and the
+//! [`CheckpointResponder`] stores the state and acknowledges asynchronously.
 
+use crate::cluster::protocol::ToJobManager;
 use crate::error::{Error, Result};
+use crate::faults::{self, FailPoint};
+use crate::graph::execution::SubtaskId;
 use crate::metrics::OperatorMetrics;
 use crate::runtime::collector::{ChainInput, Collector};
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::{StreamElement, Watermark};
 use crate::source::{Source, SourceStatus};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
+use sluice_checkpoint::storage;
+use sluice_checkpoint::{CheckpointBarrier, CheckpointId, CheckpointingMode};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +41,55 @@ use std::time::{Duration, Instant};
 pub(crate) enum TaskCommand {
     /// Stop as soon as possible.
     Cancel,
+    /// (Sources) snapshot and emit this barrier.
+    TriggerCheckpoint(CheckpointBarrier),
+    /// This checkpoint is complete everywhere.
+    CheckpointComplete(CheckpointId),
+    /// This checkpoint was aborted.
+    AbortCheckpoint(CheckpointId),
+}
+
+/// Stores a subtask's snapshot and acknowledges it to the JobManager.
+#[derive(Clone)]
+pub(crate) struct CheckpointResponder {
+    pub(crate) subtask: SubtaskId,
+    pub(crate) root: PathBuf,
+    pub(crate) job_manager: Sender<ToJobManager>,
+    pub(crate) abort_after_snapshot: Option<u64>,
+}
+
+impl CheckpointResponder {
+    /// Writes `states` under the checkpoint's directory on a background
+    /// thread (the asynchronous part), then acknowledges or declines.
+    fn acknowledge(&self, barrier: CheckpointBarrier, states: Vec<(String, Vec<u8>)>) {
+        let this = self.clone();
+        let spawned = std::thread::Builder::new().name("checkpoint-upload".into()).spawn(move || {
+            let dir = storage::checkpoint_dir(&this.root, &this.subtask.job.to_string(), barrier.id);
+            let mut handles = Vec::with_capacity(states.len());
+            for (operator, bytes) in states {
+                let file = format!("{operator}-{}", this.subtask.subtask);
+                match storage::write_state(&dir, &file, this.subtask.subtask, &bytes) {
+                    Ok(h) => handles.push((operator, h)),
+                    Err(e) => return this.decline(barrier.id, e.to_string()),
+                }
+            }
+            if this.abort_after_snapshot == Some(barrier.id.0) {
+                faults::abort_process(&format!("after the snapshot of checkpoint {}", barrier.id));
+            }
+            let _ = this.job_manager.send(ToJobManager::AcknowledgeCheckpoint {
+                subtask: this.subtask,
+                checkpoint: barrier.id,
+                handles,
+            });
+        });
+        if let Err(e) = spawned {
+            self.decline(barrier.id, format!("cannot start the upload thread: {e}"));
+        }
+    }
+
+    fn decline(&self, checkpoint: CheckpointId, reason: String) {
+        let _ = self.job_manager.send(ToJobManager::DeclineCheckpoint { subtask: self.subtask, checkpoint, reason });
+    }
 }
 
 /// A subtask's view of its controls.
@@ -30,12 +97,34 @@ pub(crate) struct TaskControl {
     pub(crate) commands: Receiver<TaskCommand>,
     pub(crate) canceled: Arc<AtomicBool>,
     pub(crate) buffer_timeout: Duration,
+    pub(crate) checkpoints: CheckpointResponder,
+    pub(crate) mode: CheckpointingMode,
+    pub(crate) faults: Vec<FailPoint>,
 }
 
 impl TaskControl {
     fn is_canceled(&self) -> bool {
         self.canceled.load(Ordering::Relaxed)
     }
+
+    /// The injected record count at which this subtask fails, if any.
+    fn fail_at_record(&self) -> Option<u64> {
+        self.faults.iter().find_map(|f| match f {
+            FailPoint::Record(n) => Some(*n),
+            FailPoint::Checkpoint(_) => None,
+        })
+    }
+
+    fn check_checkpoint_fault(&self, id: CheckpointId) -> Result<()> {
+        if self.faults.contains(&FailPoint::Checkpoint(id.0)) {
+            return Err(Error::user(format!("injected failure at checkpoint {id} (SLUICE_FAULTS)")));
+        }
+        Ok(())
+    }
+}
+
+fn injected_record_failure(n: u64) -> Error {
+    Error::user(format!("injected failure after {n} records (SLUICE_FAULTS)"))
 }
 
 /// How a subtask ended when it did not fail.
@@ -58,6 +147,7 @@ pub(crate) trait Invokable: Send {
 struct SourceOutput<T> {
     head: Box<dyn ChainInput<T>>,
     count: u64,
+    total: u64,
 }
 
 impl<T> Collector<T> for SourceOutput<T> {
@@ -77,35 +167,64 @@ pub(crate) struct SourceTask<T, S> {
 }
 
 impl<T: Send, S: Source<T>> SourceTask<T, S> {
-    pub(crate) fn new(
-        source: S,
-        head: Box<dyn ChainInput<T>>,
-        ctx: RuntimeContext,
-        metrics: OperatorMetrics,
-    ) -> Self {
-        SourceTask {
-            source,
-            out: SourceOutput { head, count: 0 },
-            ctx,
-            metrics,
-        }
+    pub(crate) fn new(source: S, head: Box<dyn ChainInput<T>>, ctx: RuntimeContext, metrics: OperatorMetrics) -> Self {
+        SourceTask { source, out: SourceOutput { head, count: 0, total: 0 }, ctx, metrics }
+    }
+
+    fn publish(&mut self) {
+        let n = std::mem::take(&mut self.out.count);
+        self.out.total += n;
+        self.metrics.records_out.inc_by(n);
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.metrics
-            .records_out
-            .inc_by(std::mem::take(&mut self.out.count));
+        self.publish();
         self.out.head.flush()
+    }
+
+    /// Handles one command; `Ok(false)` means stop (canceled).
+    fn command(&mut self, cmd: TaskCommand, control: &TaskControl) -> Result<bool> {
+        match cmd {
+            TaskCommand::Cancel => return Ok(false),
+            TaskCommand::TriggerCheckpoint(barrier) => {
+                control.check_checkpoint_fault(barrier.id)?;
+                let position = self.source.snapshot_state(barrier.id)?;
+                let bytes = postcard::to_stdvec(&position).map_err(|e| {
+                    Error::user(format!("cannot encode the position of '{}': {e}", self.ctx.operator_name))
+                })?;
+                let mut states = vec![(self.ctx.operator_id.clone(), bytes)];
+                self.out.head.snapshot(&barrier, &mut states)?;
+                control.checkpoints.acknowledge(barrier, states);
+            }
+            TaskCommand::CheckpointComplete(id) => {
+                self.source.notify_checkpoint_complete(id)?;
+                self.out.head.checkpoint_complete(id)?;
+            }
+            TaskCommand::AbortCheckpoint(_) => {}
+        }
+        Ok(true)
     }
 
     fn run(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         self.source.open(&self.ctx)?;
+        let fail_at = control.fail_at_record();
         let mut last_flush = Instant::now();
         loop {
-            if control.is_canceled() || control.commands.try_recv().is_ok() {
+            if control.is_canceled() {
                 return Ok(TaskOutcome::Canceled);
             }
-            match self.source.poll_next(&mut self.out)? {
+            while let Ok(cmd) = control.commands.try_recv() {
+                if !self.command(cmd, control)? {
+                    return Ok(TaskOutcome::Canceled);
+                }
+            }
+            let status = self.source.poll_next(&mut self.out)?;
+            if let Some(n) = fail_at {
+                if self.out.total + self.out.count >= n {
+                    return Err(injected_record_failure(n));
+                }
+            }
+            match status {
                 SourceStatus::MoreAvailable => {
                     if last_flush.elapsed() >= control.buffer_timeout {
                         self.flush()?;
@@ -115,20 +234,18 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                 SourceStatus::Idle(wait) => {
                     self.flush()?;
                     last_flush = Instant::now();
-                    match control
-                        .commands
-                        .recv_timeout(wait.min(Duration::from_millis(50)))
-                    {
+                    match control.commands.recv_timeout(wait.min(Duration::from_millis(50))) {
                         Err(RecvTimeoutError::Timeout) => {}
-                        Ok(_) | Err(RecvTimeoutError::Disconnected) => {
-                            return Ok(TaskOutcome::Canceled)
+                        Err(RecvTimeoutError::Disconnected) => return Ok(TaskOutcome::Canceled),
+                        Ok(cmd) => {
+                            if !self.command(cmd, control)? {
+                                return Ok(TaskOutcome::Canceled);
+                            }
                         }
                     }
                 }
                 SourceStatus::Finished => {
-                    self.metrics
-                        .records_out
-                        .inc_by(std::mem::take(&mut self.out.count));
+                    self.publish();
                     self.out.head.end_of_input()?;
                     return Ok(TaskOutcome::Finished);
                 }
@@ -140,9 +257,7 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
 impl<T: Send, S: Source<T>> Invokable for SourceTask<T, S> {
     fn invoke(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         let result = self.run(control);
-        self.metrics
-            .records_out
-            .inc_by(std::mem::take(&mut self.out.count));
+        self.publish();
         let chain = self.out.head.close();
         let source = self.source.close();
         let outcome = result?;
@@ -151,18 +266,27 @@ impl<T: Send, S: Source<T>> Invokable for SourceTask<T, S> {
     }
 }
 
+/// Barrier alignment of one checkpoint in an input task.
+struct Alignment {
+    barrier: CheckpointBarrier,
+    /// Per channel: its barrier arrived.
+    arrived: Vec<bool>,
+    started: Instant,
+}
+
 /// The loop of a subtask fed by upstream subtasks.
 pub(crate) struct InputTask<T> {
     receivers: Vec<Receiver<StreamElement<T>>>,
     head: Box<dyn ChainInput<T>>,
+    finished: Vec<bool>,
+    alignment: Option<Alignment>,
+    records: u64,
 }
 
 impl<T: Send> InputTask<T> {
-    pub(crate) fn new(
-        receivers: Vec<Receiver<StreamElement<T>>>,
-        head: Box<dyn ChainInput<T>>,
-    ) -> Self {
-        InputTask { receivers, head }
+    pub(crate) fn new(receivers: Vec<Receiver<StreamElement<T>>>, head: Box<dyn ChainInput<T>>) -> Self {
+        let n = receivers.len();
+        InputTask { receivers, head, finished: vec![false; n], alignment: None, records: 0 }
     }
 
     fn upstream_gone(i: usize) -> Error {
@@ -172,47 +296,97 @@ impl<T: Send> InputTask<T> {
         ))
     }
 
-    /// Waits for the next element of any unfinished channel, or a command.
-    fn next_blocking(
-        &self,
-        finished: &[bool],
-        control: &TaskControl,
-    ) -> Result<Option<(usize, StreamElement<T>)>> {
-        let mut select = Select::new();
-        let mut indices = Vec::with_capacity(self.receivers.len());
-        for (i, rx) in self.receivers.iter().enumerate() {
-            if !finished[i] {
-                indices.push(i);
-                select.recv(rx);
-            }
-        }
-        let command_index = select.recv(&control.commands);
-        match select.select_timeout(Duration::from_millis(100)) {
-            Err(_) => Ok(None),
-            Ok(op) if op.index() == command_index => {
-                // A command (cancel) or a dropped TaskManager: either way, stop.
-                let _ = op.recv(&control.commands);
-                control.canceled.store(true, Ordering::Relaxed);
-                Ok(None)
-            }
-            Ok(op) => {
-                let i = indices[op.index()];
-                match op.recv(&self.receivers[i]) {
-                    Ok(el) => Ok(Some((i, el))),
-                    Err(_) => Err(Self::upstream_gone(i)),
+    /// Whether channel `i` may be read now.
+    fn readable(&self, i: usize, mode: CheckpointingMode) -> bool {
+        let held = mode == CheckpointingMode::ExactlyOnce && self.alignment.as_ref().is_some_and(|a| a.arrived[i]);
+        !(self.finished[i] || held)
+    }
+
+    /// Handles one command; `Ok(false)` means stop (canceled).
+    fn command(&mut self, cmd: TaskCommand) -> Result<bool> {
+        match cmd {
+            TaskCommand::Cancel => return Ok(false),
+            TaskCommand::CheckpointComplete(id) => self.head.checkpoint_complete(id)?,
+            TaskCommand::AbortCheckpoint(id) => {
+                if self.alignment.as_ref().is_some_and(|a| a.barrier.id == id) {
+                    self.alignment = None;
                 }
             }
+            TaskCommand::TriggerCheckpoint(_) => {}
         }
+        Ok(true)
+    }
+
+    /// Waits for the next element of any readable channel, or a command.
+    fn next_blocking(&mut self, control: &TaskControl) -> Result<Option<(usize, StreamElement<T>)>> {
+        let command = {
+            let mut select = Select::new();
+            let mut indices = Vec::with_capacity(self.receivers.len());
+            for (i, rx) in self.receivers.iter().enumerate() {
+                if self.readable(i, control.mode) {
+                    indices.push(i);
+                    select.recv(rx);
+                }
+            }
+            let command_index = select.recv(&control.commands);
+            match select.select_timeout(Duration::from_millis(100)) {
+                Err(_) => return Ok(None),
+                // A dropped TaskManager reads as a cancel.
+                Ok(op) if op.index() == command_index => op.recv(&control.commands).unwrap_or(TaskCommand::Cancel),
+                Ok(op) => {
+                    let i = indices[op.index()];
+                    return match op.recv(&self.receivers[i]) {
+                        Ok(el) => Ok(Some((i, el))),
+                        Err(_) => Err(Self::upstream_gone(i)),
+                    };
+                }
+            }
+        };
+        if !self.command(command)? {
+            control.canceled.store(true, Ordering::Relaxed);
+        }
+        Ok(None)
+    }
+
+    /// A barrier arrived on channel `i`.
+    fn on_barrier(&mut self, i: usize, barrier: CheckpointBarrier, control: &TaskControl) -> Result<()> {
+        match &mut self.alignment {
+            Some(a) if a.barrier.id == barrier.id => a.arrived[i] = true,
+            Some(a) if a.barrier.id > barrier.id => return Ok(()), // stale
+            _ => {
+                // A first barrier, or a newer one that supersedes an unfinished alignment.
+                let mut arrived = vec![false; self.receivers.len()];
+                arrived[i] = true;
+                self.alignment = Some(Alignment { barrier, arrived, started: Instant::now() });
+            }
+        }
+        self.maybe_complete_alignment(control)
+    }
+
+    fn maybe_complete_alignment(&mut self, control: &TaskControl) -> Result<()> {
+        let Some(a) = &self.alignment else { return Ok(()) };
+        let done = a.arrived.iter().zip(&self.finished).all(|(arrived, finished)| *arrived || *finished);
+        if !done {
+            return Ok(());
+        }
+        let barrier = a.barrier;
+        tracing::debug!("checkpoint {} aligned in {:?}", barrier.id, a.started.elapsed());
+        self.alignment = None;
+        control.check_checkpoint_fault(barrier.id)?;
+        let mut states = Vec::new();
+        self.head.snapshot(&barrier, &mut states)?;
+        control.checkpoints.acknowledge(barrier, states);
+        Ok(())
     }
 
     fn run(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         let n = self.receivers.len();
-        let mut finished = vec![false; n];
         let mut remaining = n;
         let mut watermarks = vec![Watermark::MIN; n];
         let mut current = Watermark::MIN;
         let mut next = 0usize;
         let mut last_flush = Instant::now();
+        let fail_at = control.fail_at_record();
         if n == 0 {
             self.head.end_of_input()?;
             return Ok(TaskOutcome::Finished);
@@ -221,10 +395,15 @@ impl<T: Send> InputTask<T> {
             if control.is_canceled() {
                 return Ok(TaskOutcome::Canceled);
             }
+            while let Ok(cmd) = control.commands.try_recv() {
+                if !self.command(cmd)? {
+                    return Ok(TaskOutcome::Canceled);
+                }
+            }
             let mut got = None;
             for k in 0..n {
                 let i = (next + k) % n;
-                if finished[i] {
+                if !self.readable(i, control.mode) {
                     continue;
                 }
                 match self.receivers[i].try_recv() {
@@ -242,7 +421,7 @@ impl<T: Send> InputTask<T> {
                 None => {
                     self.head.flush()?;
                     last_flush = Instant::now();
-                    match self.next_blocking(&finished, control)? {
+                    match self.next_blocking(control)? {
                         Some(x) => x,
                         None => continue,
                     }
@@ -250,6 +429,16 @@ impl<T: Send> InputTask<T> {
             };
             match element {
                 StreamElement::Records(batch) => {
+                    if let Some(limit) = fail_at {
+                        if self.records + batch.len() as u64 >= limit {
+                            let take = limit.saturating_sub(self.records) as usize;
+                            for record in batch.into_iter().take(take) {
+                                self.head.collect(record)?;
+                            }
+                            return Err(injected_record_failure(limit));
+                        }
+                    }
+                    self.records += batch.len() as u64;
                     for record in batch {
                         self.head.collect(record)?;
                     }
@@ -260,26 +449,22 @@ impl<T: Send> InputTask<T> {
                 }
                 StreamElement::Watermark(wm) => {
                     watermarks[i] = watermarks[i].max(wm);
-                    let min = combined(&watermarks, &finished);
+                    let min = combined(&watermarks, &self.finished);
                     if min > current {
                         current = min;
                         self.head.watermark(min)?;
                     }
                 }
-                StreamElement::Barrier(barrier) => {
-                    return Err(Error::user(format!(
-                        "received the barrier of checkpoint {} but barrier alignment is not part of this build",
-                        barrier.id
-                    )));
-                }
+                StreamElement::Barrier(barrier) => self.on_barrier(i, barrier, control)?,
                 StreamElement::EndOfStream => {
-                    finished[i] = true;
+                    self.finished[i] = true;
                     remaining -= 1;
                     if remaining == 0 {
                         self.head.end_of_input()?;
                         return Ok(TaskOutcome::Finished);
                     }
-                    let min = combined(&watermarks, &finished);
+                    self.maybe_complete_alignment(control)?;
+                    let min = combined(&watermarks, &self.finished);
                     if min > current {
                         current = min;
                         self.head.watermark(min)?;
@@ -291,13 +476,7 @@ impl<T: Send> InputTask<T> {
 }
 
 fn combined(watermarks: &[Watermark], finished: &[bool]) -> Watermark {
-    watermarks
-        .iter()
-        .zip(finished)
-        .filter(|(_, f)| !**f)
-        .map(|(w, _)| *w)
-        .min()
-        .unwrap_or(Watermark::MAX)
+    watermarks.iter().zip(finished).filter(|(_, f)| !**f).map(|(w, _)| *w).min().unwrap_or(Watermark::MAX)
 }
 
 impl<T: Send> Invokable for InputTask<T> {

@@ -14,6 +14,7 @@ use crate::runtime::element::{StreamElement, Watermark};
 use crossbeam_channel::{Sender, TrySendError};
 use prometheus::IntCounter;
 use sluice_checkpoint::key_group::{key_group_for_hash, operator_index_for_key_group};
+use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,10 +30,7 @@ pub(crate) enum Partitioner<T> {
     /// Every record to every downstream subtask.
     Broadcast,
     /// By key group of the record's key.
-    Hash {
-        key_hash: KeyHash<T>,
-        max_parallelism: u32,
-    },
+    Hash { key_hash: KeyHash<T>, max_parallelism: u32 },
 }
 
 impl<T> Partitioner<T> {
@@ -47,9 +45,8 @@ impl<T> Partitioner<T> {
             Partitioning::Rebalance => Partitioner::Rebalance(subtask as usize),
             Partitioning::Broadcast => Partitioner::Broadcast,
             Partitioning::Hash => Partitioner::Hash {
-                key_hash: key_hash.ok_or_else(|| {
-                    Error::InvalidGraph("hash partitioning without a key selector".into())
-                })?,
+                key_hash: key_hash
+                    .ok_or_else(|| Error::InvalidGraph("hash partitioning without a key selector".into()))?,
                 max_parallelism,
             },
         })
@@ -75,10 +72,7 @@ impl<T: Clone + Send> RecordWriter<T> {
         back_pressure: IntCounter,
         description: String,
     ) -> Self {
-        let buffers = senders
-            .iter()
-            .map(|_| Vec::with_capacity(batch_size))
-            .collect();
+        let buffers = senders.iter().map(|_| Vec::with_capacity(batch_size)).collect();
         RecordWriter {
             senders,
             buffers,
@@ -105,11 +99,7 @@ impl<T: Clone + Send> RecordWriter<T> {
     }
 
     fn closed(&self, idx: usize) -> Error {
-        Error::ChannelClosed(format!(
-            "{} (downstream subtask {}) stopped consuming",
-            self.description,
-            idx + 1
-        ))
+        Error::ChannelClosed(format!("{} (downstream subtask {}) stopped consuming", self.description, idx + 1))
     }
 
     fn send_batch(&mut self, idx: usize) -> Result<()> {
@@ -162,10 +152,7 @@ impl<T: Clone + Send> Collector<T> for RecordWriter<T> {
                 *next = next.wrapping_add(1);
                 self.push(idx, record)
             }
-            Partitioner::Hash {
-                key_hash,
-                max_parallelism,
-            } => {
+            Partitioner::Hash { key_hash, max_parallelism } => {
                 let group = key_group_for_hash(key_hash(&record), *max_parallelism);
                 let idx = operator_index_for_key_group(*max_parallelism, n as u32, group) as usize;
                 self.push(idx, record)
@@ -189,6 +176,12 @@ impl<T: Clone + Send> ChainInput<T> for RecordWriter<T> {
     }
     fn end_of_input(&mut self) -> Result<()> {
         self.broadcast_event(StreamElement::EndOfStream)
+    }
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, _states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.broadcast_event(StreamElement::Barrier(*barrier))
+    }
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
+        Ok(())
     }
     fn close(&mut self) -> Result<()> {
         Ok(())

@@ -26,10 +26,7 @@ impl PrintSink {
 
     /// Prints to standard error instead.
     pub fn to_stderr() -> Self {
-        PrintSink {
-            to_stderr: true,
-            ..Self::default()
-        }
+        PrintSink { to_stderr: true, ..Self::default() }
     }
 }
 

@@ -29,11 +29,7 @@ impl Clone for TextFileSink {
 impl TextFileSink {
     /// A sink writing to `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        TextFileSink {
-            path: path.into(),
-            file: None,
-            line: String::new(),
-        }
+        TextFileSink { path: path.into(), file: None, line: String::new() }
     }
 
     fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Error {
@@ -47,13 +43,11 @@ impl<T: RecordDisplay> Sink<T> for TextFileSink {
             if self.path.is_file() {
                 std::fs::remove_file(&self.path).map_err(|e| Self::io("replace", &self.path, e))?;
             }
-            std::fs::create_dir_all(&self.path)
-                .map_err(|e| Self::io("create the directory of", &self.path, e))?;
+            std::fs::create_dir_all(&self.path).map_err(|e| Self::io("create the directory of", &self.path, e))?;
             self.path.join((ctx.subtask_index + 1).to_string())
         } else {
             if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Self::io("create the directory of", &self.path, e))?;
+                std::fs::create_dir_all(parent).map_err(|e| Self::io("create the directory of", &self.path, e))?;
             }
             self.path.clone()
         };
@@ -69,8 +63,7 @@ impl<T: RecordDisplay> Sink<T> for TextFileSink {
         self.line.clear();
         record.fmt_record(&mut self.line);
         self.line.push('\n');
-        w.write_all(self.line.as_bytes())
-            .map_err(|e| Self::io("write", path, e))
+        w.write_all(self.line.as_bytes()).map_err(|e| Self::io("write", path, e))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -82,10 +75,7 @@ impl<T: RecordDisplay> Sink<T> for TextFileSink {
 
     fn finish(&mut self) -> Result<()> {
         match self.file.as_mut() {
-            Some((path, w)) => w
-                .flush()
-                .and_then(|_| w.get_ref().sync_all())
-                .map_err(|e| Self::io("write", path, e)),
+            Some((path, w)) => w.flush().and_then(|_| w.get_ref().sync_all()).map_err(|e| Self::io("write", path, e)),
             None => Ok(()),
         }
     }

@@ -21,12 +21,7 @@ pub struct CollectionSource<T> {
 impl<T> CollectionSource<T> {
     /// A source over `data`.
     pub fn new(data: Vec<T>) -> Self {
-        CollectionSource {
-            data: Arc::new(data),
-            next: 0,
-            step: 1,
-            restored: false,
-        }
+        CollectionSource { data: Arc::new(data), next: 0, step: 1, restored: false }
     }
 }
 

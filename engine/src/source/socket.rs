@@ -27,12 +27,7 @@ pub struct SocketTextSource {
 impl SocketTextSource {
     /// A source reading from `host:port`.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        SocketTextSource {
-            host: host.into(),
-            port,
-            reader: None,
-            partial: Vec::new(),
-        }
+        SocketTextSource { host: host.into(), port, reader: None, partial: Vec::new() }
     }
 
     fn address(&self) -> String {
@@ -63,18 +58,13 @@ impl Source<String> for SocketTextSource {
             )
         };
         let addrs: Vec<_> = addr.to_socket_addrs().map_err(hint)?.collect();
-        let mut last =
-            std::io::Error::new(ErrorKind::NotFound, "the host name resolved to no address");
+        let mut last = std::io::Error::new(ErrorKind::NotFound, "the host name resolved to no address");
         for a in addrs {
             match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
                 Ok(stream) => {
-                    stream
-                        .set_read_timeout(Some(Duration::from_millis(50)))
-                        .map_err(hint)?;
+                    stream.set_read_timeout(Some(Duration::from_millis(50))).map_err(hint)?;
                     tracing::info!("connected to socket text stream at {addr}");
-                    self.reader = Some(std::sync::Arc::new(std::sync::Mutex::new(BufReader::new(
-                        stream,
-                    ))));
+                    self.reader = Some(std::sync::Arc::new(std::sync::Mutex::new(BufReader::new(stream))));
                     return Ok(());
                 }
                 Err(e) => last = e,
@@ -87,9 +77,7 @@ impl Source<String> for SocketTextSource {
         let Some(reader) = self.reader.clone() else {
             return Ok(SourceStatus::Finished);
         };
-        let mut reader = reader
-            .lock()
-            .map_err(|_| Error::user("socket reader poisoned"))?;
+        let mut reader = reader.lock().map_err(|_| Error::user("socket reader poisoned"))?;
         for _ in 0..256 {
             match reader.read_until(b'\n', &mut self.partial) {
                 Ok(0) => {
@@ -99,10 +87,7 @@ impl Source<String> for SocketTextSource {
                         self.partial.clear();
                         out.collect(line)?;
                     }
-                    tracing::info!(
-                        "socket text stream at {} closed by the server",
-                        self.address()
-                    );
+                    tracing::info!("socket text stream at {} closed by the server", self.address());
                     return Ok(SourceStatus::Finished);
                 }
                 Ok(_) if self.partial.ends_with(b"\n") => {
@@ -112,10 +97,7 @@ impl Source<String> for SocketTextSource {
                     }
                     let line = std::str::from_utf8(bytes)
                         .map_err(|_| {
-                            Error::MalformedInput(format!(
-                                "a line from {} is not UTF-8 text",
-                                self.address()
-                            ))
+                            Error::MalformedInput(format!("a line from {} is not UTF-8 text", self.address()))
                         })?
                         .to_string();
                     self.partial.clear();
@@ -126,12 +108,7 @@ impl Source<String> for SocketTextSource {
                     return Ok(SourceStatus::Idle(Duration::from_millis(10)))
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("reading the socket text stream at {}", self.address()),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(Error::io(format!("reading the socket text stream at {}", self.address()), e)),
             }
         }
         Ok(SourceStatus::MoreAvailable)

@@ -30,21 +30,11 @@ pub struct TextFileSource {
 impl TextFileSource {
     /// A source over the file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        TextFileSource {
-            path: path.into(),
-            restored: None,
-            pos: 0,
-            end: 0,
-            reader: None,
-            buf: Vec::new(),
-        }
+        TextFileSource { path: path.into(), restored: None, pos: 0, end: 0, reader: None, buf: Vec::new() }
     }
 
     fn ctx_err(&self, what: &str, e: std::io::Error) -> Error {
-        Error::io(
-            format!("cannot {what} input file '{}'", self.path.display()),
-            e,
-        )
+        Error::io(format!("cannot {what} input file '{}'", self.path.display()), e)
     }
 }
 
@@ -61,10 +51,7 @@ impl Source<String> for TextFileSource {
         if meta.is_dir() {
             return Err(Error::io(
                 format!("cannot read input file '{}'", self.path.display()),
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "it is a directory, not a file",
-                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is a directory, not a file"),
             ));
         }
         let len = meta.len();
@@ -78,19 +65,13 @@ impl Source<String> for TextFileSource {
             None if start == 0 => 0,
             None => {
                 // Skip the line that started in the previous range.
-                reader
-                    .seek(SeekFrom::Start(start - 1))
-                    .map_err(|e| self.ctx_err("read", e))?;
+                reader.seek(SeekFrom::Start(start - 1)).map_err(|e| self.ctx_err("read", e))?;
                 let mut skipped = Vec::new();
-                let n = reader
-                    .read_until(b'\n', &mut skipped)
-                    .map_err(|e| self.ctx_err("read", e))?;
+                let n = reader.read_until(b'\n', &mut skipped).map_err(|e| self.ctx_err("read", e))?;
                 start - 1 + n as u64
             }
         };
-        reader
-            .seek(SeekFrom::Start(pos))
-            .map_err(|e| self.ctx_err("read", e))?;
+        reader.seek(SeekFrom::Start(pos)).map_err(|e| self.ctx_err("read", e))?;
         self.pos = pos;
         self.reader = Some(std::sync::Arc::new(std::sync::Mutex::new(reader)));
         Ok(())
@@ -100,17 +81,13 @@ impl Source<String> for TextFileSource {
         let Some(reader) = self.reader.clone() else {
             return Ok(SourceStatus::Finished);
         };
-        let mut reader = reader
-            .lock()
-            .map_err(|_| Error::user("text file reader poisoned"))?;
+        let mut reader = reader.lock().map_err(|_| Error::user("text file reader poisoned"))?;
         for _ in 0..256 {
             if self.pos >= self.end {
                 return Ok(SourceStatus::Finished);
             }
             self.buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| self.ctx_err("read", e))?;
+            let n = reader.read_until(b'\n', &mut self.buf).map_err(|e| self.ctx_err("read", e))?;
             if n == 0 {
                 return Ok(SourceStatus::Finished);
             }

@@ -2,9 +2,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sluice::{
-    Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus,
-};
+use sluice::{Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,10 +13,7 @@ pub struct CollectSink<T>(pub Arc<Mutex<Vec<T>>>);
 
 impl<T: Send + 'static> Sink<T> for CollectSink<T> {
     fn write(&mut self, record: T) -> Result<()> {
-        self.0
-            .lock()
-            .map_err(|_| sluice::Error::user("poisoned"))?
-            .push(record);
+        self.0.lock().map_err(|_| sluice::Error::user("poisoned"))?.push(record);
         Ok(())
     }
 }
@@ -41,12 +36,7 @@ pub struct Counter {
 
 impl Counter {
     pub fn new(end: Option<u64>) -> Self {
-        Counter {
-            end,
-            emitted: Arc::new(AtomicU64::new(0)),
-            next: 0,
-            step: 1,
-        }
+        Counter { end, emitted: Arc::new(AtomicU64::new(0)), next: 0, step: 1 }
     }
 }
 
@@ -97,4 +87,81 @@ impl<T: Send + 'static> Sink<T> for SlowSink {
         self.received.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// Emits `total` words `w0..w{keys}` in a fixed order, `per_poll` records
+/// per poll with a pause between polls (so checkpoints happen mid-stream).
+/// Its state is the index of the next word, so a restore continues exactly.
+#[derive(Clone)]
+pub struct Words {
+    pub total: u64,
+    pub keys: u64,
+    pub per_poll: u64,
+    pub pause: Duration,
+    next: u64,
+    step: u64,
+    restored: bool,
+}
+
+impl Words {
+    pub fn new(total: u64, keys: u64, per_poll: u64, pause: Duration) -> Self {
+        Words { total, keys, per_poll, pause, next: 0, step: 1, restored: false }
+    }
+
+    /// The word of index `i`.
+    pub fn word(&self, i: u64) -> String {
+        format!("w{}", (i * 7 + i / 3) % self.keys)
+    }
+
+    /// The final count of every word after all `total` records.
+    pub fn expected_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        for i in 0..self.total {
+            *m.entry(self.word(i)).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+impl Source<String> for Words {
+    type State = u64;
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Bounded
+    }
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        if !self.restored {
+            self.next = u64::from(ctx.subtask_index);
+        }
+        self.step = u64::from(ctx.parallelism);
+        Ok(())
+    }
+    fn poll_next(&mut self, out: &mut dyn Collector<String>) -> Result<SourceStatus> {
+        for _ in 0..self.per_poll {
+            if self.next >= self.total {
+                return Ok(SourceStatus::Finished);
+            }
+            out.collect(self.word(self.next))?;
+            self.next += self.step;
+        }
+        Ok(SourceStatus::Idle(self.pause))
+    }
+    fn snapshot_state(&mut self, _: CheckpointId) -> Result<u64> {
+        Ok(self.next)
+    }
+    fn restore_state(&mut self, s: u64) -> Result<()> {
+        self.next = s;
+        self.restored = true;
+        Ok(())
+    }
+}
+
+/// The largest value seen per key: with running counts (which are replayed
+/// after a restart), the final count of each key.
+pub fn final_counts(records: &[(String, u64)]) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for (k, v) in records {
+        let e = m.entry(k.clone()).or_insert(0);
+        *e = (*e).max(*v);
+    }
+    m
 }

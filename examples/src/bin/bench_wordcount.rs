@@ -55,8 +55,7 @@ fn hand_loop(seed: u64, count: u64) -> usize {
 fn engine(seed: u64, count: u64, parallelism: u32) -> anyhow::Result<()> {
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(parallelism);
-    let words =
-        env.add_source(WordGenerator::new(seed, None, Some(count)).with_vocabulary(VOCABULARY));
+    let words = env.add_source(WordGenerator::new(seed, None, Some(count)).with_vocabulary(VOCABULARY));
     running_word_counts(&words).add_sink(Discard);
     env.execute("bench")?;
     Ok(())
@@ -80,22 +79,13 @@ fn measure(exe: &std::path::Path, args: &[String]) -> anyhow::Result<(f64, u64)>
     let out = Command::new(exe).args(args).output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        anyhow::bail!(
-            "benchmark child {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        anyhow::bail!("benchmark child {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("RESULT "))
-        .ok_or_else(|| anyhow::anyhow!("no RESULT line"))?;
+    let line = stdout.lines().find(|l| l.starts_with("RESULT ")).ok_or_else(|| anyhow::anyhow!("no RESULT line"))?;
     let field = |name: &str| -> Option<&str> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        line.split_whitespace().find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
     };
-    let secs: f64 = field("seconds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
+    let secs: f64 = field("seconds").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     let rss: u64 = field("rss_kb").and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok((secs, rss))
 }
@@ -110,31 +100,17 @@ fn main() -> std::process::ExitCode {
             return child(mode, seed, count, p);
         }
         let exe = std::env::current_exe()?;
-        let base = vec![
-            "--seed".to_string(),
-            seed.to_string(),
-            "--count".to_string(),
-            count.to_string(),
-        ];
+        let base = vec!["--seed".to_string(), seed.to_string(), "--count".to_string(), count.to_string()];
         let runs: [(&str, Vec<&str>); 3] = [
             ("hand-written loop (1 thread)", vec!["--mode", "loop"]),
-            (
-                "sluice engine, parallelism 1",
-                vec!["--mode", "engine", "-p", "1"],
-            ),
-            (
-                "sluice engine, parallelism 2",
-                vec!["--mode", "engine", "-p", "2"],
-            ),
+            ("sluice engine, parallelism 1", vec!["--mode", "engine", "-p", "1"]),
+            ("sluice engine, parallelism 2", vec!["--mode", "engine", "-p", "2"]),
         ];
         println!(
             "datagen WordCount, {count} generated tokens, seed {seed}, {} cores",
             std::thread::available_parallelism()?.get()
         );
-        println!(
-            "{:<32} {:>10} {:>14} {:>14} {:>10}",
-            "run", "seconds", "records/s", "peak RSS MiB", "vs loop"
-        );
+        println!("{:<32} {:>10} {:>14} {:>14} {:>10}", "run", "seconds", "records/s", "peak RSS MiB", "vs loop");
         let mut loop_rate = None;
         for (name, extra) in runs {
             let mut args = base.clone();

@@ -15,20 +15,13 @@ fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
         let seed = params.get_u64_or("seed", 42)?;
-        let rate = params
-            .get("rate")
-            .map(|_| params.get_f64_or("rate", 0.0))
-            .transpose()?;
+        let rate = params.get("rate").map(|_| params.get_f64_or("rate", 0.0)).transpose()?;
         if rate.is_some_and(|r| r <= 0.0) {
-            anyhow::bail!(
-                "bad value for parameter --rate: expected a positive number of records per second"
-            );
+            anyhow::bail!("bad value for parameter --rate: expected a positive number of records per second");
         }
         let count = params.get_u64_opt("count")?;
         let env = StreamExecutionEnvironment::from_params(&params)?;
-        let words = env
-            .add_source(WordGenerator::new(seed, rate, count))
-            .name("Word Generator");
+        let words = env.add_source(WordGenerator::new(seed, rate, count)).name("Word Generator");
         running_word_counts(&words).print();
         env.execute("Datagen WordCount")?;
         Ok(())

@@ -17,9 +17,7 @@ fn main() -> std::process::ExitCode {
         let host = params.get_or("host", "localhost").to_string();
         let port = params.get_int("port")?;
         let port = u16::try_from(port).map_err(|_| {
-            anyhow::anyhow!(
-                "bad value '{port}' for parameter --port: expected a port number (1-65535)"
-            )
+            anyhow::anyhow!("bad value '{port}' for parameter --port: expected a port number (1-65535)")
         })?;
         let env = StreamExecutionEnvironment::from_params(&params)?;
         running_word_counts(&env.socket_text_stream(&host, port)).print();
