@@ -9,6 +9,7 @@
 //! | `fail:TASK:SUBTASK@record=N` | the subtask (0-based) of the task whose name contains `TASK` fails once it has taken in `N` records, in the job's first execution attempt |
 //! | `fail:TASK:SUBTASK@record=N,attempt=A` | the same in attempt `A` (0 is the first run, +1 per restart) |
 //! | `fail:TASK:SUBTASK@checkpoint=N` | that subtask fails when the barrier of checkpoint `N` reaches it (first attempt) |
+//! | `fail:TASK:SUBTASK@complete=N` | that subtask fails when told checkpoint `N` is complete, before its operators hear of it (a sink has not committed yet) |
 //! | `abort@after-snapshot=N` | the whole process aborts right after a subtask has written its snapshot of checkpoint `N` |
 //! | `abort@after-complete=N` | the process aborts after checkpoint `N` is complete (metadata written) but before any task is notified |
 //!
@@ -30,6 +31,8 @@ pub enum FailPoint {
     Record(u64),
     /// When this checkpoint's barrier arrives.
     Checkpoint(u64),
+    /// When told this checkpoint is complete, before notifying operators.
+    Complete(u64),
 }
 
 /// One injected subtask failure.
@@ -95,8 +98,9 @@ impl Faults {
                     match part.split_once('=') {
                         Some(("record", n)) => point = Some(FailPoint::Record(num(n)?)),
                         Some(("checkpoint", n)) => point = Some(FailPoint::Checkpoint(num(n)?)),
+                        Some(("complete", n)) => point = Some(FailPoint::Complete(num(n)?)),
                         Some(("attempt", n)) => fault.attempt = num(n)? as u32,
-                        _ => return Err(bad(spec, "expected record=N, checkpoint=N or attempt=A")),
+                        _ => return Err(bad(spec, "expected record=N, checkpoint=N, complete=N or attempt=A")),
                     }
                 }
                 fault.at = point.ok_or_else(|| bad(spec, "say where: record=N or checkpoint=N"))?;

@@ -50,6 +50,6 @@ pub use error::{Error, FailureCause, Result};
 pub use params::ParameterTool;
 pub use record::{Data, Key, RecordDisplay};
 pub use runtime::{Collector, RuntimeContext, RuntimeMode, StreamOperator, Watermark};
-pub use sink::Sink;
+pub use sink::{FileSink, Sink, TwoPhaseCommitSink};
 pub use sluice_checkpoint::CheckpointId;
 pub use source::{Boundedness, Source, SourceStatus};

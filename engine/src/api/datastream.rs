@@ -17,7 +17,8 @@ use crate::runtime::erased::{TypedOperatorFactory, TypedStream, TypedWriterFacto
 use crate::runtime::operator::StreamOperator;
 use crate::runtime::operators::{FilterOp, FlatMapOp, KeyedProcessOp, MapOp, ProcessOp, ReduceOp, SinkOp};
 use crate::runtime::writer::KeyHash;
-use crate::sink::{PrintSink, Sink, TextFileSink};
+use crate::sink::two_phase::TwoPhaseCommitOp;
+use crate::sink::{PrintSink, Sink, TextFileSink, TwoPhaseCommitSink};
 use sluice_checkpoint::key_group::stable_hash;
 use std::ops::AddAssign;
 use std::path::PathBuf;
@@ -73,6 +74,7 @@ impl<T: Data> DataStream<T> {
             out_type: TypedStream::<O>::arc(),
             chain_head: false,
             keyed,
+            union_state: false,
         });
         let target = st.graph.nodes.len() - 1;
         for up in &self.inputs {
@@ -218,6 +220,23 @@ impl<T: Data> DataStream<T> {
             })),
             false,
         );
+        DataStreamSink { stream }
+    }
+
+    /// Writes every record through a [`TwoPhaseCommitSink`] (exactly-once
+    /// with checkpoints); each subtask gets a clone of `sink`.
+    pub fn sink_to<S: TwoPhaseCommitSink<T> + Clone>(&self, sink: S) -> DataStreamSink {
+        let make = prototype(sink);
+        let stream: DataStream<()> = self.add_node(
+            "Sink: Two-Phase Commit",
+            NodeKind::Operator(TypedOperatorFactory::arc(move |_: &RuntimeContext| {
+                Box::new(TwoPhaseCommitOp::new(make())) as Box<dyn StreamOperator<T, ()>>
+            })),
+            false,
+        );
+        if let Some(n) = stream.node {
+            self.env.state.borrow_mut().graph.nodes[n].union_state = true;
+        }
         DataStreamSink { stream }
     }
 

@@ -272,6 +272,7 @@ impl StreamExecutionEnvironment {
             out_type: TypedStream::<T>::arc(),
             chain_head: false,
             keyed: false,
+            union_state: false,
         };
         let id = {
             let mut st = self.state.borrow_mut();

@@ -70,7 +70,10 @@ impl Builder<'_> {
     /// The state blobs `node` restores in this subtask.
     fn restored(&self, node: usize, ctx: &RuntimeContext) -> Result<Vec<Vec<u8>>> {
         match self.restore {
-            Some(plan) => plan.blobs_for(&ctx.operator_id, self.job.stream.nodes[node].keyed, self.id.subtask),
+            Some(plan) => {
+                let n = &self.job.stream.nodes[node];
+                plan.blobs_for(&ctx.operator_id, n.keyed || n.union_state, self.id.subtask)
+            }
             None => Ok(Vec::new()),
         }
     }

@@ -23,6 +23,9 @@ pub(crate) struct StreamNode {
     pub(crate) chain_head: bool,
     /// The node keeps keyed state (its parallelism is bounded by max parallelism).
     pub(crate) keyed: bool,
+    /// On restore every subtask is given the state of all old subtasks
+    /// (Flink's union list state), e.g. a sink's pending transactions.
+    pub(crate) union_state: bool,
 }
 
 /// A connection between two nodes.

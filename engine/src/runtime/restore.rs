@@ -22,14 +22,15 @@ pub struct RestorePlan {
 }
 
 impl RestorePlan {
-    /// The state blobs subtask `subtask` of operator `operator_id` restores.
-    pub(crate) fn blobs_for(&self, operator_id: &str, keyed: bool, subtask: u32) -> Result<Vec<Vec<u8>>> {
+    /// The state blobs subtask `subtask` of operator `operator_id` restores:
+    /// all old subtasks' when `all` (keyed or union state), else its own.
+    pub(crate) fn blobs_for(&self, operator_id: &str, all: bool, subtask: u32) -> Result<Vec<Vec<u8>>> {
         let Some(op) = self.metadata.operators.iter().find(|o| o.operator_id == operator_id) else {
             return Ok(Vec::new());
         };
         op.subtasks
             .iter()
-            .filter(|h| keyed || h.subtask == subtask)
+            .filter(|h| all || h.subtask == subtask)
             .map(|h| storage::read_state(&self.dir, h, self.metadata.checkpoint_id).map_err(Error::from))
             .collect()
     }

@@ -111,13 +111,22 @@ impl TaskControl {
     fn fail_at_record(&self) -> Option<u64> {
         self.faults.iter().find_map(|f| match f {
             FailPoint::Record(n) => Some(*n),
-            FailPoint::Checkpoint(_) => None,
+            _ => None,
         })
     }
 
     fn check_checkpoint_fault(&self, id: CheckpointId) -> Result<()> {
         if self.faults.contains(&FailPoint::Checkpoint(id.0)) {
             return Err(Error::user(format!("injected failure at checkpoint {id} (SLUICE_FAULTS)")));
+        }
+        Ok(())
+    }
+
+    fn check_complete_fault(&self, id: CheckpointId) -> Result<()> {
+        if self.faults.contains(&FailPoint::Complete(id.0)) {
+            return Err(Error::user(format!(
+                "injected failure after checkpoint {id} completed, before committing (SLUICE_FAULTS)"
+            )));
         }
         Ok(())
     }
@@ -197,6 +206,7 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                 control.checkpoints.acknowledge(barrier, states);
             }
             TaskCommand::CheckpointComplete(id) => {
+                control.check_complete_fault(id)?;
                 self.source.notify_checkpoint_complete(id)?;
                 self.out.head.checkpoint_complete(id)?;
             }
@@ -303,10 +313,13 @@ impl<T: Send> InputTask<T> {
     }
 
     /// Handles one command; `Ok(false)` means stop (canceled).
-    fn command(&mut self, cmd: TaskCommand) -> Result<bool> {
+    fn command(&mut self, cmd: TaskCommand, control: &TaskControl) -> Result<bool> {
         match cmd {
             TaskCommand::Cancel => return Ok(false),
-            TaskCommand::CheckpointComplete(id) => self.head.checkpoint_complete(id)?,
+            TaskCommand::CheckpointComplete(id) => {
+                control.check_complete_fault(id)?;
+                self.head.checkpoint_complete(id)?
+            }
             TaskCommand::AbortCheckpoint(id) => {
                 if self.alignment.as_ref().is_some_and(|a| a.barrier.id == id) {
                     self.alignment = None;
@@ -342,7 +355,7 @@ impl<T: Send> InputTask<T> {
                 }
             }
         };
-        if !self.command(command)? {
+        if !self.command(command, control)? {
             control.canceled.store(true, Ordering::Relaxed);
         }
         Ok(None)
@@ -396,7 +409,7 @@ impl<T: Send> InputTask<T> {
                 return Ok(TaskOutcome::Canceled);
             }
             while let Ok(cmd) = control.commands.try_recv() {
-                if !self.command(cmd)? {
+                if !self.command(cmd, control)? {
                     return Ok(TaskOutcome::Canceled);
                 }
             }

@@ -36,11 +36,15 @@
 //! }
 //! ```
 
+mod file;
 mod print;
 mod text_file;
+pub mod two_phase;
 
+pub use file::{FileSink, PartFile};
 pub use print::PrintSink;
 pub use text_file::TextFileSink;
+pub use two_phase::TwoPhaseCommitSink;
 
 use crate::error::Result;
 use crate::runtime::context::RuntimeContext;
