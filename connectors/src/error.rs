@@ -1,7 +1,8 @@
 //! The error type of the connectors crate.
 
-/// Errors raised while configuring a connector (running connectors report
-/// through `sluice::Error`, which this converts into).
+/// Errors of the connectors: bad options, and what a connector found while
+/// running (which reaches the job through `sluice::Error`, which this
+/// converts into).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A connector option has a value that cannot work.
@@ -14,6 +15,9 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// The MySQL source failed (see [`MySqlError`](crate::mysql::MySqlError)).
+    #[error(transparent)]
+    MySql(#[from] crate::mysql::MySqlError),
 }
 
 impl From<Error> for sluice::Error {

@@ -6,11 +6,14 @@
 //!
 //! * [`datagen`]: typed test data from a user function, with a rate limit, a
 //!   bounded count, a deterministic seed and a resumable position.
+//! * [`mysql`]: a MySQL / MariaDB table read as a snapshot, then followed by
+//!   a growing tracking column, split over subtasks, resumable.
 //!
-//! Kafka and MySQL connectors are to follow.
+//! A Kafka connector is to follow.
 #![deny(missing_docs)]
 
 pub mod datagen;
 pub mod error;
+pub mod mysql;
 
 pub use error::{Error, Result};

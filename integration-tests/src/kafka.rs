@@ -57,10 +57,7 @@ impl KafkaContainer {
                 what: format!("Kafka container {name}:{tag}"),
                 message: format!("{e}; build the image with `scripts/docker-images.sh`"),
             })?;
-        Ok(KafkaContainer {
-            container,
-            bootstrap: format!("127.0.0.1:{port}"),
-        })
+        Ok(KafkaContainer { container, bootstrap: format!("127.0.0.1:{port}") })
     }
 
     /// The broker's bootstrap address on the host.

@@ -61,18 +61,12 @@ pub fn free_port() -> Result<u16> {
 /// `GET path` on a loopback HTTP server; returns the whole response
 /// (status line, headers, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(io(format!("connecting to {addr}")))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io("setting a timeout"))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io(format!("GET {path}")))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io(format!("connecting to {addr}")))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io("setting a timeout"))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(io(format!("GET {path}")))?;
     let mut body = String::new();
-    s.read_to_string(&mut body)
-        .map_err(io(format!("reading {path}")))?;
+    s.read_to_string(&mut body).map_err(io(format!("reading {path}")))?;
     Ok(body)
 }
 
@@ -84,9 +78,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `binary` with `args`, its output discarded (or to `log`).
     pub fn start(binary: &str, args: &[String], log: Option<&std::path::Path>) -> Result<Self> {
-        let path = which(binary).ok_or_else(|| Error::Missing {
-            binary: binary.into(),
-        })?;
+        let path = which(binary).ok_or_else(|| Error::Missing { binary: binary.into() })?;
         let (out, err) = match log {
             Some(p) => {
                 let f = std::fs::File::create(p).map_err(io("creating a log file"))?;
@@ -95,12 +87,8 @@ impl ServerProcess {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let child = Command::new(path)
-            .args(args)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(io(format!("starting {binary}")))?;
+        let child =
+            Command::new(path).args(args).stdout(out).stderr(err).spawn().map_err(io(format!("starting {binary}")))?;
         Ok(ServerProcess { child })
     }
 }
@@ -114,9 +102,5 @@ impl Drop for ServerProcess {
 
 /// The full path of `binary` on `PATH`.
 pub fn which(binary: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(binary))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(binary)).find(|p| p.is_file())
 }

@@ -15,19 +15,11 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(30);
 
 fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let results = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
+        .block_on(admin.create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new()))
         .unwrap();
     for r in results {
         r.unwrap();
@@ -43,17 +35,10 @@ fn producer(bootstrap: &str, txn_id: &str) -> ThreadedProducer<DefaultProducerCo
         .unwrap()
 }
 
-fn transaction(
-    p: &ThreadedProducer<DefaultProducerContext>,
-    topic: &str,
-    values: &[&str],
-    commit: bool,
-) {
+fn transaction(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, values: &[&str], commit: bool) {
     p.begin_transaction().unwrap();
     for v in values {
-        p.send(BaseRecord::<str, str>::to(topic).key("k").payload(*v))
-            .map_err(|(e, _)| e)
-            .unwrap();
+        p.send(BaseRecord::<str, str>::to(topic).key("k").payload(*v)).map_err(|(e, _)| e).unwrap();
     }
     p.flush(T).unwrap();
     if commit {
@@ -73,16 +58,12 @@ fn read_until(bootstrap: &str, topic: &str, isolation: &str, end: &str) -> Vec<S
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
     consumer.assign(&tpl).unwrap();
     let started = Instant::now();
     let mut values = Vec::new();
     loop {
-        assert!(
-            started.elapsed() < T,
-            "no end marker after {T:?}; read so far: {values:?}"
-        );
+        assert!(started.elapsed() < T, "no end marker after {T:?}; read so far: {values:?}");
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
@@ -105,19 +86,13 @@ fn check_transactions(bootstrap: &str, topic: &str) {
     transaction(&p, topic, &["a1", "a2"], false);
     transaction(&p, topic, &["c4", "c5"], true);
     transaction(&p, topic, &["END"], true);
-    assert_eq!(
-        read_until(bootstrap, topic, "read_committed", "END"),
-        ["c1", "c2", "c3", "c4", "c5"]
-    );
+    assert_eq!(read_until(bootstrap, topic, "read_committed", "END"), ["c1", "c2", "c3", "c4", "c5"]);
     let all = read_until(bootstrap, topic, "read_uncommitted", "END");
     assert_eq!(all, ["c1", "c2", "c3", "a1", "a2", "c4", "c5"]);
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{nanos}")
 }
 

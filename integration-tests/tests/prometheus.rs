@@ -53,10 +53,7 @@ fn prometheus_scrapes_a_running_job() {
     conf.set("metrics.reporter.prom.port", "0").unwrap();
     let env = StreamExecutionEnvironment::with_config(conf);
     env.set_parallelism(2);
-    env.add_source(Ticks(0))
-        .map(|x: u64| x * 2)
-        .rebalance()
-        .add_sink(Nowhere);
+    env.add_source(Ticks(0)).map(|x: u64| x * 2).rebalance().add_sink(Nowhere);
     let client = env.execute_async("scraped job").unwrap();
     let target = client.metrics_address().unwrap();
 
@@ -75,42 +72,28 @@ fn prometheus_scrapes_a_running_job() {
         format!("--storage.tsdb.path={}", dir.path().join("data").display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
     ];
-    let _prometheus = ServerProcess::start(
-        "prometheus",
-        &args,
-        Some(&dir.path().join("prometheus.log")),
-    )
-    .unwrap();
+    let _prometheus = ServerProcess::start("prometheus", &args, Some(&dir.path().join("prometheus.log"))).unwrap();
     let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let query = "/api/v1/query?query=sluice_taskmanager_job_task_operator_numRecordsIn%7Boperator_name%3D%22Map%22%7D";
     let started = Instant::now();
     let answer = loop {
         if let Ok(resp) = http_get(api, query) {
-            if resp.contains("\"operator_name\":\"Map\"")
-                && resp.contains("\"job_name\":\"scraped job\"")
-            {
+            if resp.contains("\"operator_name\":\"Map\"") && resp.contains("\"job_name\":\"scraped job\"") {
                 break resp;
             }
         }
         if started.elapsed() > Duration::from_secs(60) {
-            let log =
-                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
             panic!("Prometheus never stored the job's metrics; its log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(answer.contains("\"status\":\"success\""), "{answer}");
     // Both subtasks of the Map reported.
-    assert!(
-        answer.contains("\"subtask_index\":\"0\"") && answer.contains("\"subtask_index\":\"1\""),
-        "{answer}"
-    );
+    assert!(answer.contains("\"subtask_index\":\"0\"") && answer.contains("\"subtask_index\":\"1\""), "{answer}");
     let up = http_get(api, "/api/v1/query?query=up%7Bjob%3D%22sluice%22%7D").unwrap();
-    assert!(
-        up.contains("\"value\":[") && up.contains(",\"1\"]"),
-        "target is up: {up}"
-    );
+    assert!(up.contains("\"value\":[") && up.contains(",\"1\"]"), "target is up: {up}");
 
     client.cancel().unwrap();
     assert!(client.wait().is_err(), "canceled");

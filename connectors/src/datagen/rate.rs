@@ -15,11 +15,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter for `rate` records per second (> 0).
     pub fn new(rate: f64) -> Self {
-        RateLimiter {
-            rate,
-            started: None,
-            emitted: 0,
-        }
+        RateLimiter { rate, started: None, emitted: 0 }
     }
 
     /// How many records may be emitted now (at most `max`), or, if none,

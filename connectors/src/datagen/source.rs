@@ -3,9 +3,7 @@
 use super::rate::RateLimiter;
 use super::rng::SplitMix64;
 use crate::error::Error;
-use sluice::{
-    Boundedness, CheckpointId, Collector, Data, Result, RuntimeContext, Source, SourceStatus,
-};
+use sluice::{Boundedness, CheckpointId, Collector, Data, Result, RuntimeContext, Source, SourceStatus};
 use std::sync::Arc;
 
 /// The user function that makes a record from its index and a seeded generator.
@@ -71,9 +69,7 @@ impl<T> DataGeneratorSource<T> {
             return Err(Error::InvalidOption {
                 connector: "datagen",
                 option: "rate",
-                message: format!(
-                    "{records_per_second} is not a positive number of records per second"
-                ),
+                message: format!("{records_per_second} is not a positive number of records per second"),
             });
         }
         self.rate = Some(records_per_second);
@@ -145,9 +141,7 @@ mod tests {
     }
 
     fn gen() -> DataGeneratorSource<(u64, u64)> {
-        DataGeneratorSource::new(|i, rng| (i, rng.below(1000)))
-            .with_seed(9)
-            .with_count(1000)
+        DataGeneratorSource::new(|i, rng| (i, rng.below(1000))).with_seed(9).with_count(1000)
     }
 
     #[test]
@@ -176,14 +170,8 @@ mod tests {
         let mut slow = gen().with_rate(100.0).unwrap();
         slow.open(&RuntimeContext::for_test(0, 1)).unwrap();
         let mut few = Vec::new();
-        assert_eq!(
-            slow.poll_next(&mut few).unwrap(),
-            SourceStatus::MoreAvailable
-        );
-        assert!(matches!(
-            slow.poll_next(&mut few).unwrap(),
-            SourceStatus::Idle(_)
-        ));
+        assert_eq!(slow.poll_next(&mut few).unwrap(), SourceStatus::MoreAvailable);
+        assert!(matches!(slow.poll_next(&mut few).unwrap(), SourceStatus::Idle(_)));
         assert!(few.len() <= 2, "throttled: {}", few.len());
         assert!(gen().with_rate(0.0).is_err());
     }
