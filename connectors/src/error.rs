@@ -18,6 +18,9 @@ pub enum Error {
     /// The MySQL source failed (see [`MySqlError`](crate::mysql::MySqlError)).
     #[error(transparent)]
     MySql(#[from] crate::mysql::MySqlError),
+    /// A Kafka connector failed (see [`KafkaError`](crate::kafka::KafkaError)).
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
 }
 
 impl From<Error> for sluice::Error {

@@ -8,12 +8,13 @@
 //!   bounded count, a deterministic seed and a resumable position.
 //! * [`mysql`]: a MySQL / MariaDB table read as a snapshot, then followed by
 //!   a growing tracking column, split over subtasks, resumable.
-//!
-//! A Kafka connector is to follow.
+//! * [`kafka`]: a Kafka source with checkpointed offsets, and sinks with
+//!   exactly-once (transactions, two-phase commit) or at-least-once delivery.
 #![deny(missing_docs)]
 
 pub mod datagen;
 pub mod error;
+pub mod kafka;
 pub mod mysql;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@
 //! | `fail:TASK:SUBTASK@complete=N` | that subtask fails when told checkpoint `N` is complete, before its operators hear of it (a sink has not committed yet) |
 //! | `abort@after-snapshot=N` | the whole process aborts right after a subtask has written its snapshot of checkpoint `N` |
 //! | `abort@after-complete=N` | the process aborts after checkpoint `N` is complete (metadata written) but before any task is notified |
+//! | `abort@after-complete=first` | the same after the first checkpoint this process completes (for jobs restored from an unknown checkpoint) |
 //!
 //! An aborted process dies as with `kill -9`: nothing is flushed or closed.
 //!
@@ -55,7 +56,8 @@ pub struct Faults {
     pub subtasks: Vec<SubtaskFault>,
     /// Abort the process after a subtask wrote its snapshot of this checkpoint.
     pub abort_after_snapshot: Option<u64>,
-    /// Abort the process after this checkpoint completed, before notifying tasks.
+    /// Abort the process after this checkpoint completed, before notifying
+    /// tasks; 0 means the first one this process completes.
     pub abort_after_complete: Option<u64>,
 }
 
@@ -80,6 +82,7 @@ impl Faults {
             if let Some(rest) = spec.strip_prefix("abort@") {
                 match rest.split_once('=') {
                     Some(("after-snapshot", n)) => f.abort_after_snapshot = Some(num(n)?),
+                    Some(("after-complete", "first")) => f.abort_after_complete = Some(0),
                     Some(("after-complete", n)) => f.abort_after_complete = Some(num(n)?),
                     _ => return Err(bad(spec, "expected abort@after-snapshot=N or abort@after-complete=N")),
                 }

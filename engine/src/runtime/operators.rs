@@ -210,6 +210,10 @@ impl<T, S: Sink<T>> StreamOperator<T, ()> for SinkOp<S> {
     fn finish(&mut self, _out: &mut dyn Collector<()>) -> Result<()> {
         self.0.finish()
     }
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<Vec<u8>>> {
+        self.0.prepare_checkpoint(id)?;
+        Ok(None)
+    }
     fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         self.0.notify_checkpoint_complete(id)
     }

@@ -65,6 +65,12 @@ pub trait Sink<T>: Send + 'static {
         Ok(())
     }
 
+    /// The barrier of `checkpoint` passes: make everything written so far
+    /// durable (at-least-once sinks flush here). Default: [`Sink::flush`].
+    fn prepare_checkpoint(&mut self, _checkpoint: CheckpointId) -> Result<()> {
+        self.flush()
+    }
+
     /// All input has been written.
     fn finish(&mut self) -> Result<()> {
         Ok(())

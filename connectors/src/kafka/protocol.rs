@@ -1,0 +1,242 @@
+//! The few Kafka protocol requests librdkafka has no API for.
+//!
+//! librdkafka cannot resume a transaction another producer (or an earlier
+//! process) opened. To commit a transaction recorded in a checkpoint after a
+//! restart, the sink talks to the transaction coordinator directly, as
+//! Flink does by resuming its producer: `FindCoordinator` for the
+//! transactional id, then `EndTxn(commit)` with the producer id and epoch the
+//! checkpoint stored. `DescribeTransactions` (Kafka ≥ 3.0) reads a live
+//! transaction's producer id and epoch at pre-commit, and tells a transaction
+//! committed before a crash from one that was lost.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, ProducerId, RequestHeader, ResponseHeader, TransactionalId,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// A transaction as the coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnDescription {
+    /// `Empty`, `Ongoing`, `PrepareCommit`, `CompleteCommit`, `PrepareAbort`, `CompleteAbort`, ...
+    pub state: String,
+    /// Its producer id.
+    pub producer_id: i64,
+    /// Its producer epoch.
+    pub producer_epoch: i16,
+}
+
+/// Kafka error codes this client acts on.
+mod code {
+    pub const NONE: i16 = 0;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const INVALID_TXN_STATE: i16 = 48;
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+    pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    pub const PRODUCER_FENCED: i16 = 90;
+}
+
+/// How ending a transaction went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndTxnOutcome {
+    /// Done now.
+    Ended,
+    /// It had already been committed (e.g. before a crash).
+    AlreadyCommitted,
+}
+
+static CORRELATION: AtomicI32 = AtomicI32::new(1);
+
+/// Talks to the brokers of `bootstrap` (comma-separated host:port).
+#[derive(Debug, Clone)]
+pub struct TxnCoordinatorClient {
+    bootstrap: Vec<String>,
+    timeout: Duration,
+}
+
+impl TxnCoordinatorClient {
+    /// A client for `bootstrap` with a per-request `timeout`.
+    pub fn new(bootstrap: &str, timeout: Duration) -> Self {
+        TxnCoordinatorClient {
+            bootstrap: bootstrap.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            timeout,
+        }
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(
+        &self,
+        addr: &str,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, String> {
+        let sock = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{addr} resolves to no address"))?;
+        let mut stream =
+            TcpStream::connect_timeout(&sock, self.timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+        let correlation = CORRELATION.fetch_add(1, Ordering::Relaxed);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_static_str("sluice")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, key.request_header_version(version)).map_err(|e| e.to_string())?;
+        request.encode(&mut body, version).map_err(|e| e.to_string())?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        stream.write_all(&frame).map_err(|e| format!("cannot send to {addr}: {e}"))?;
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).map_err(|e| format!("no answer from {addr}: {e}"))?;
+        let len = i32::from_be_bytes(len).max(0) as usize;
+        let mut response = vec![0u8; len];
+        stream.read_exact(&mut response).map_err(|e| format!("truncated answer from {addr}: {e}"))?;
+        let mut bytes = Bytes::from(response);
+        let header =
+            ResponseHeader::decode(&mut bytes, key.response_header_version(version)).map_err(|e| e.to_string())?;
+        if header.correlation_id != correlation {
+            return Err(format!("{addr} answered another request ({} != {correlation})", header.correlation_id));
+        }
+        let decoded = Resp::decode(&mut bytes, version).map_err(|e| e.to_string())?;
+        let _ = bytes.remaining();
+        Ok(decoded)
+    }
+
+    /// The address of the transaction coordinator of `transactional_id`.
+    pub fn find_coordinator(&self, transactional_id: &str) -> Result<String, String> {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(transactional_id.to_string()))
+            .with_key_type(1);
+        let mut last = String::from("no bootstrap server given");
+        for addr in &self.bootstrap {
+            for _ in 0..20 {
+                match self.call::<_, FindCoordinatorResponse>(addr, ApiKey::FindCoordinator, 2, &request) {
+                    Ok(r) if r.error_code == code::NONE => return Ok(format!("{}:{}", r.host.as_str(), r.port)),
+                    Ok(r)
+                        if matches!(
+                            r.error_code,
+                            code::COORDINATOR_NOT_AVAILABLE | code::COORDINATOR_LOAD_IN_PROGRESS
+                        ) =>
+                    {
+                        last = format!("coordinator not available yet (error {})", r.error_code);
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Ok(r) => {
+                        last = format!("FindCoordinator failed with error {}", r.error_code);
+                        break;
+                    }
+                    Err(e) => {
+                        last = e;
+                        break;
+                    }
+                }
+            }
+        }
+        Err(format!("cannot find the transaction coordinator of '{transactional_id}': {last}"))
+    }
+
+    /// Describes the transaction of `transactional_id`; `None` if the
+    /// coordinator does not know the id.
+    pub fn describe(&self, transactional_id: &str) -> Result<Option<TxnDescription>, String> {
+        let coordinator = self.find_coordinator(transactional_id)?;
+        let request = DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(transactional_id.to_string()))]);
+        let response: DescribeTransactionsResponse =
+            self.call(&coordinator, ApiKey::DescribeTransactions, 0, &request)?;
+        let Some(state) = response.transaction_states.into_iter().next() else {
+            return Err("DescribeTransactions returned nothing".into());
+        };
+        match state.error_code {
+            code::NONE => Ok(Some(TxnDescription {
+                state: state.transaction_state.as_str().to_string(),
+                producer_id: state.producer_id.0,
+                producer_epoch: state.producer_epoch,
+            })),
+            code::TRANSACTIONAL_ID_NOT_FOUND => Ok(None),
+            other => Err(format!("DescribeTransactions of '{transactional_id}' failed with error {other}")),
+        }
+    }
+
+    /// Commits (or aborts) the transaction `transactional_id` opened by
+    /// producer `producer_id` at `epoch`, retrying while the coordinator is
+    /// busy. Says whether it was already committed.
+    pub fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<EndTxnOutcome, String> {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(transactional_id.to_string())))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let mut last = String::new();
+        for attempt in 0..50u32 {
+            let coordinator = self.find_coordinator(transactional_id)?;
+            let response: EndTxnResponse = match self.call(&coordinator, ApiKey::EndTxn, 1, &request) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(10) + 1)));
+                    continue;
+                }
+            };
+            match response.error_code {
+                code::NONE => return Ok(EndTxnOutcome::Ended),
+                code::CONCURRENT_TRANSACTIONS
+                | code::NOT_COORDINATOR
+                | code::COORDINATOR_LOAD_IN_PROGRESS
+                | code::COORDINATOR_NOT_AVAILABLE => {
+                    last = format!("coordinator busy (error {})", response.error_code);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                code::INVALID_TXN_STATE
+                | code::INVALID_PRODUCER_EPOCH
+                | code::PRODUCER_FENCED
+                | code::INVALID_PRODUCER_ID_MAPPING => {
+                    // Already ended? Then the coordinator shows it complete
+                    // with the same producer id.
+                    return match self.describe(transactional_id)? {
+                        Some(d)
+                            if commit
+                                && d.state == "CompleteCommit"
+                                && d.producer_id == producer_id
+                                && d.producer_epoch == epoch =>
+                        {
+                            Ok(EndTxnOutcome::AlreadyCommitted)
+                        }
+                        Some(d) if !commit && (d.state == "CompleteAbort" || d.state == "Empty") => {
+                            Ok(EndTxnOutcome::Ended)
+                        }
+                        other => Err(format!(
+                            "the coordinator refused to {} transaction '{transactional_id}' (producer {producer_id}, \
+                             epoch {epoch}): error {}; it now reports {:?}",
+                            if commit { "commit" } else { "abort" },
+                            response.error_code,
+                            other
+                        )),
+                    };
+                }
+                other => return Err(format!("EndTxn of '{transactional_id}' failed with error {other}")),
+            }
+        }
+        Err(format!("cannot end transaction '{transactional_id}': {last}"))
+    }
+}

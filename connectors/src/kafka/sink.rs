@@ -1,0 +1,381 @@
+//! Kafka sinks: exactly-once through transactions (a
+//! [`TwoPhaseCommitSink`]), or at-least-once (flush on every barrier).
+//!
+//! # Exactly-once
+//!
+//! Each subtask writes inside a Kafka transaction. Transactional ids are
+//! `<prefix>-<subtask>-<k>` for `k` in a small pool, so that the transaction
+//! pre-committed for checkpoint *n* (waiting for "*n* complete") and the next
+//! one never share an id (a new producer with the same id would fence and
+//! abort the pending one). On barrier *n* the producer is flushed and the
+//! transaction's id, producer id and epoch (read with `DescribeTransactions`)
+//! are recorded in the checkpoint. On "*n* complete" it is committed. On
+//! restore, transactions the checkpoint recorded are committed through
+//! `EndTxn` with the stored producer id and epoch (librdkafka cannot resume
+//! them); then every id of the pool is initialised once, which aborts
+//! whatever an earlier run left open, so `read_committed` readers are not
+//! blocked. Empty transactions are aborted, not committed.
+//!
+//! Keep `transaction.timeout.ms` (default here 15 min) above the checkpoint
+//! interval plus the time a restart may take: the broker aborts an older
+//! transaction, and a checkpoint that recorded it then cannot be committed
+//! (the restore fails with a message saying records were lost). It may not
+//! exceed the broker's `transaction.max.timeout.ms`.
+
+use super::protocol::{EndTxnOutcome, TxnCoordinatorClient};
+use super::KafkaError;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde::{Deserialize, Serialize};
+use sluice::sink::two_phase::TwoPhaseCommitSink;
+use sluice::{Error, Result, RuntimeContext, Sink};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Turns a record into a Kafka key and value.
+pub type Serializer<T> = Arc<dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync>;
+
+type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+const POOL: u32 = 4;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A transaction of the exactly-once sink, as stored in checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KafkaTransaction {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// The producer id (known after pre-commit).
+    pub producer_id: i64,
+    /// The producer epoch (known after pre-commit).
+    pub producer_epoch: i16,
+    /// Records written.
+    pub records: u64,
+}
+
+/// Settings shared by the Kafka sinks.
+#[derive(Clone)]
+struct SinkConfig {
+    bootstrap: String,
+    topic: String,
+    extra: Vec<(String, String)>,
+}
+
+impl SinkConfig {
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap).set("linger.ms", "5");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+fn send<T>(producer: &TxnProducer, topic: &str, serialize: &Serializer<T>, record: &T) -> Result<()> {
+    let (key, value) = serialize(record);
+    let mut r = BaseRecord::<[u8], [u8]>::to(topic).payload(&value);
+    if let Some(k) = key.as_deref() {
+        r = r.key(k);
+    }
+    loop {
+        match producer.send(r) {
+            Ok(()) => return Ok(()),
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                r = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => return Err(Error::user(format!("cannot send to Kafka topic '{topic}': {e}"))),
+        }
+    }
+}
+
+/// The exactly-once Kafka sink. Use with `DataStream::sink_to`.
+pub struct KafkaTransactionalSink<T> {
+    config: SinkConfig,
+    prefix: String,
+    serialize: Serializer<T>,
+    subtask: u32,
+    producers: HashMap<String, TxnProducer>,
+    /// Ids whose transaction is pre-committed or current (not reusable).
+    busy: HashSet<String>,
+    /// Ids with a transaction opened by a live producer of this process.
+    open_here: HashSet<String>,
+    coordinator: Option<TxnCoordinatorClient>,
+}
+
+impl<T> Clone for KafkaTransactionalSink<T> {
+    fn clone(&self) -> Self {
+        KafkaTransactionalSink {
+            config: self.config.clone(),
+            prefix: self.prefix.clone(),
+            serialize: self.serialize.clone(),
+            subtask: 0,
+            producers: HashMap::new(),
+            busy: HashSet::new(),
+            open_here: HashSet::new(),
+            coordinator: None,
+        }
+    }
+}
+
+impl<T> KafkaTransactionalSink<T> {
+    /// Writes to `topic` on `bootstrap`, with transactional ids starting
+    /// with `transactional_id_prefix` (unique per job and sink).
+    pub fn new(
+        bootstrap: &str,
+        topic: &str,
+        transactional_id_prefix: &str,
+        serialize: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
+    ) -> Self {
+        KafkaTransactionalSink {
+            config: SinkConfig {
+                bootstrap: bootstrap.into(),
+                topic: topic.into(),
+                extra: vec![("transaction.timeout.ms".into(), "900000".into())],
+            },
+            prefix: transactional_id_prefix.into(),
+            serialize: Arc::new(serialize),
+            subtask: 0,
+            producers: HashMap::new(),
+            busy: HashSet::new(),
+            open_here: HashSet::new(),
+            coordinator: None,
+        }
+    }
+
+    /// Sets a producer property (e.g. `transaction.timeout.ms`).
+    pub fn with_property(mut self, key: &str, value: &str) -> Self {
+        self.config.extra.retain(|(k, _)| k != key);
+        self.config.extra.push((key.into(), value.into()));
+        self
+    }
+
+    fn id(&self, subtask: u32, k: u32) -> String {
+        format!("{}-{subtask}-{k}", self.prefix)
+    }
+
+    fn coordinator(&self) -> Result<&TxnCoordinatorClient> {
+        self.coordinator.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))
+    }
+
+    /// The producer of `id`, created and initialised (which fences and
+    /// aborts anything left open under that id) on first use.
+    fn producer(&mut self, id: &str) -> Result<&TxnProducer> {
+        if !self.producers.contains_key(id) {
+            let producer: TxnProducer = self
+                .config
+                .client()
+                .set("transactional.id", id)
+                .create()
+                .map_err(|e| KafkaError::Client(format!("cannot create a producer for '{id}': {e}")))?;
+            producer.init_transactions(TIMEOUT).map_err(|e| {
+                KafkaError::Client(format!(
+                    "cannot initialise transactions for '{id}' at {}: {e} (is the broker reachable, and does it allow transactions?)",
+                    self.config.bootstrap
+                ))
+            })?;
+            self.producers.insert(id.to_string(), producer);
+        }
+        self.producers.get(id).ok_or_else(|| Error::user("producer vanished"))
+    }
+}
+
+impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
+    type Transaction = KafkaTransaction;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.subtask = ctx.subtask_index;
+        self.coordinator = Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)));
+        Ok(())
+    }
+
+    fn recover(&mut self, pending: Vec<KafkaTransaction>, old_subtasks: &[u32]) -> Result<()> {
+        for txn in pending {
+            if txn.records == 0 {
+                continue;
+            }
+            let outcome = self
+                .coordinator()?
+                .end_txn(&txn.transactional_id, txn.producer_id, txn.producer_epoch, true)
+                .map_err(|e| {
+                    KafkaError::Client(format!(
+                        "cannot commit transaction '{}' recorded by the restored checkpoint: {e}. \
+                         Its {} records are lost if the broker aborted it (transaction.timeout.ms too low?)",
+                        txn.transactional_id, txn.records
+                    ))
+                })?;
+            tracing::info!(
+                "Kafka sink: committed transaction '{}' from the restored checkpoint ({outcome:?})",
+                txn.transactional_id
+            );
+        }
+        // Abort whatever earlier runs left open under the ids we take over.
+        for &s in old_subtasks {
+            for k in 0..POOL {
+                let id = self.id(s, k);
+                self.producer(&id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_transaction(&mut self) -> Result<KafkaTransaction> {
+        let free = (0..POOL).map(|k| self.id(self.subtask, k)).find(|id| !self.busy.contains(id));
+        let id = free.ok_or_else(|| {
+            Error::user(format!(
+                "Kafka sink: all {POOL} transactional ids of subtask {} are pending; checkpoints complete too slowly",
+                self.subtask
+            ))
+        })?;
+        self.producer(&id)?
+            .begin_transaction()
+            .map_err(|e| KafkaError::Client(format!("cannot begin a transaction on '{id}': {e}")))?;
+        self.busy.insert(id.clone());
+        self.open_here.insert(id.clone());
+        Ok(KafkaTransaction { transactional_id: id, producer_id: -1, producer_epoch: -1, records: 0 })
+    }
+
+    fn write(&mut self, txn: &mut KafkaTransaction, record: T) -> Result<()> {
+        let topic = self.config.topic.clone();
+        let serialize = self.serialize.clone();
+        send(self.producer(&txn.transactional_id)?, &topic, &serialize, &record)?;
+        txn.records += 1;
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, txn: &mut KafkaTransaction) -> Result<()> {
+        let id = txn.transactional_id.clone();
+        self.producer(&id)?
+            .flush(TIMEOUT)
+            .map_err(|e| KafkaError::Client(format!("cannot flush transaction '{id}': {e}")))?;
+        if txn.records > 0 {
+            let d = self
+                .coordinator()?
+                .describe(&id)
+                .map_err(KafkaError::Client)?
+                .ok_or_else(|| KafkaError::Client(format!("the coordinator does not know transaction '{id}'")))?;
+            txn.producer_id = d.producer_id;
+            txn.producer_epoch = d.producer_epoch;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, txn: KafkaTransaction) -> Result<()> {
+        let id = txn.transactional_id.clone();
+        if self.open_here.remove(&id) {
+            self.producer(&id)?.commit_transaction(TIMEOUT).map_err(|e| {
+                KafkaError::Client(format!(
+                    "cannot commit transaction '{id}': {e}; the job restarts and commits it from the checkpoint"
+                ))
+            })?;
+        } else if txn.records > 0 {
+            let outcome = self
+                .coordinator()?
+                .end_txn(&id, txn.producer_id, txn.producer_epoch, true)
+                .map_err(KafkaError::Client)?;
+            let _: EndTxnOutcome = outcome;
+        }
+        self.busy.remove(&id);
+        Ok(())
+    }
+
+    fn abort(&mut self, txn: KafkaTransaction) -> Result<()> {
+        let id = txn.transactional_id.clone();
+        if self.open_here.remove(&id) {
+            self.producer(&id)?
+                .abort_transaction(TIMEOUT)
+                .map_err(|e| KafkaError::Client(format!("cannot abort transaction '{id}': {e}")))?;
+        }
+        self.busy.remove(&id);
+        Ok(())
+    }
+
+    fn is_empty(&self, txn: &KafkaTransaction) -> bool {
+        txn.records == 0
+    }
+}
+
+/// The at-least-once (or no-guarantee) Kafka sink: records are sent as
+/// they come and, at-least-once, flushed on every checkpoint barrier.
+pub struct KafkaSink<T> {
+    config: SinkConfig,
+    serialize: Serializer<T>,
+    flush_on_checkpoint: bool,
+    producer: Option<TxnProducer>,
+}
+
+impl<T> Clone for KafkaSink<T> {
+    fn clone(&self) -> Self {
+        KafkaSink {
+            config: self.config.clone(),
+            serialize: self.serialize.clone(),
+            flush_on_checkpoint: self.flush_on_checkpoint,
+            producer: None,
+        }
+    }
+}
+
+impl<T> KafkaSink<T> {
+    /// At-least-once: flushed on every barrier, so a completed checkpoint
+    /// has all earlier records in Kafka (a restart may write some twice).
+    pub fn at_least_once(
+        bootstrap: &str,
+        topic: &str,
+        serialize: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
+    ) -> Self {
+        KafkaSink {
+            config: SinkConfig { bootstrap: bootstrap.into(), topic: topic.into(), extra: Vec::new() },
+            serialize: Arc::new(serialize),
+            flush_on_checkpoint: true,
+            producer: None,
+        }
+    }
+
+    /// No guarantee: records may be lost or duplicated on failure.
+    pub fn none(
+        bootstrap: &str,
+        topic: &str,
+        serialize: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
+    ) -> Self {
+        KafkaSink { flush_on_checkpoint: false, ..Self::at_least_once(bootstrap, topic, serialize) }
+    }
+}
+
+impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        let p: TxnProducer = self
+            .config
+            .client()
+            .set("enable.idempotence", "true")
+            .create()
+            .map_err(|e| KafkaError::Client(format!("cannot create a Kafka producer: {e}")))?;
+        self.producer = Some(p);
+        Ok(())
+    }
+
+    fn write(&mut self, record: T) -> Result<()> {
+        let p = self.producer.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))?;
+        send(p, &self.config.topic, &self.serialize, &record)
+    }
+
+    fn prepare_checkpoint(&mut self, _checkpoint: sluice::CheckpointId) -> Result<()> {
+        match (&self.producer, self.flush_on_checkpoint) {
+            (Some(p), true) => p
+                .flush(TIMEOUT)
+                .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush on a checkpoint barrier: {e}")))),
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        match &self.producer {
+            Some(p) => p
+                .flush(TIMEOUT)
+                .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush at end of input: {e}")))),
+            None => Ok(()),
+        }
+    }
+}

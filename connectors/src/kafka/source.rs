@@ -1,0 +1,438 @@
+//! The Kafka source.
+//!
+//! Partitions of the topics are spread over the subtasks (the *i*-th of the
+//! sorted (topic, partition) pairs goes to subtask *i* mod parallelism) and
+//! new partitions are picked up while running. Offsets are the source's
+//! checkpointed state, restored exactly — not taken from the consumer group;
+//! the group's offsets are committed only after a checkpoint completes, for
+//! monitoring. The first run starts from earliest, latest, the group's
+//! committed offsets or a timestamp. `isolation.level` is `read_committed`
+//! by default, so records of aborted or open transactions are never read.
+//! A record that fails to deserialize fails the job by default (naming
+//! topic, partition and offset), or is skipped and counted, or is sent to a
+//! dead-letter topic.
+
+use super::KafkaError;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+use sluice::{Boundedness, CheckpointId, Collector, Data, Error, Result, RuntimeContext, Source, SourceStatus};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a partition starts when no checkpoint knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingOffsets {
+    /// The first offset still in the log.
+    Earliest,
+    /// Only records written after the job started.
+    Latest,
+    /// The consumer group's committed offset, or earliest without one.
+    Committed,
+    /// The first record at or after this timestamp (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// What to do with a record that does not deserialize.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadRecordPolicy {
+    /// Fail the job, naming topic, partition and offset (default).
+    Fail,
+    /// Skip it and count it (logged, `skipped_records`).
+    Skip,
+    /// Send its raw bytes to this topic and go on.
+    DeadLetter(String),
+}
+
+/// Turns a record's key and value into a `T`.
+pub type Deserializer<T> = Arc<dyn Fn(Option<&[u8]>, &[u8]) -> std::result::Result<T, String> + Send + Sync>;
+
+type Tp = (String, i32);
+
+/// Reads Kafka topics. See the module docs.
+pub struct KafkaSource<T> {
+    bootstrap: String,
+    topics: Vec<String>,
+    group_id: Option<String>,
+    starting: StartingOffsets,
+    read_committed: bool,
+    deserialize: Deserializer<T>,
+    policy: BadRecordPolicy,
+    bounded: bool,
+    consumer: Option<BaseConsumer>,
+    dead_letters: Option<ThreadedProducer<DefaultProducerContext>>,
+    assigned: Vec<Tp>,
+    positions: BTreeMap<Tp, i64>,
+    restored: Option<BTreeMap<Tp, i64>>,
+    stop_at: BTreeMap<Tp, i64>,
+    to_commit: BTreeMap<u64, BTreeMap<Tp, i64>>,
+    subtask: u32,
+    parallelism: u32,
+    last_discovery: Option<Instant>,
+    /// Records skipped under [`BadRecordPolicy::Skip`].
+    pub skipped_records: u64,
+}
+
+impl<T> Clone for KafkaSource<T> {
+    fn clone(&self) -> Self {
+        KafkaSource {
+            bootstrap: self.bootstrap.clone(),
+            topics: self.topics.clone(),
+            group_id: self.group_id.clone(),
+            starting: self.starting,
+            read_committed: self.read_committed,
+            deserialize: self.deserialize.clone(),
+            policy: self.policy.clone(),
+            bounded: self.bounded,
+            consumer: None,
+            dead_letters: None,
+            assigned: Vec::new(),
+            positions: BTreeMap::new(),
+            restored: self.restored.clone(),
+            stop_at: BTreeMap::new(),
+            to_commit: BTreeMap::new(),
+            subtask: 0,
+            parallelism: 1,
+            last_discovery: None,
+            skipped_records: 0,
+        }
+    }
+}
+
+impl KafkaSource<String> {
+    /// Reads UTF-8 values as `String`s.
+    pub fn strings(bootstrap: &str, topics: &[&str]) -> Self {
+        KafkaSource::new(bootstrap, topics, |_, v| {
+            std::str::from_utf8(v).map(str::to_string).map_err(|e| format!("not UTF-8: {e}"))
+        })
+    }
+}
+
+impl KafkaSource<Vec<u8>> {
+    /// Reads values as raw bytes.
+    pub fn bytes(bootstrap: &str, topics: &[&str]) -> Self {
+        KafkaSource::new(bootstrap, topics, |_, v| Ok(v.to_vec()))
+    }
+}
+
+impl<T: DeserializeOwned> KafkaSource<T> {
+    /// Reads JSON values into `T` with serde.
+    pub fn json(bootstrap: &str, topics: &[&str]) -> Self {
+        KafkaSource::new(bootstrap, topics, |_, v| serde_json::from_slice(v).map_err(|e| format!("bad JSON: {e}")))
+    }
+}
+
+impl<T> KafkaSource<T> {
+    /// Reads `topics` from `bootstrap`, turning records into `T` with `deserialize`.
+    pub fn new(
+        bootstrap: &str,
+        topics: &[&str],
+        deserialize: impl Fn(Option<&[u8]>, &[u8]) -> std::result::Result<T, String> + Send + Sync + 'static,
+    ) -> Self {
+        KafkaSource {
+            bootstrap: bootstrap.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group_id: None,
+            starting: StartingOffsets::Earliest,
+            read_committed: true,
+            deserialize: Arc::new(deserialize),
+            policy: BadRecordPolicy::Fail,
+            bounded: false,
+            consumer: None,
+            dead_letters: None,
+            assigned: Vec::new(),
+            positions: BTreeMap::new(),
+            restored: None,
+            stop_at: BTreeMap::new(),
+            to_commit: BTreeMap::new(),
+            subtask: 0,
+            parallelism: 1,
+            last_discovery: None,
+            skipped_records: 0,
+        }
+    }
+
+    /// Where partitions start on a first run (default: earliest).
+    pub fn starting_offsets(mut self, starting: StartingOffsets) -> Self {
+        self.starting = starting;
+        self
+    }
+
+    /// The consumer group offsets are committed to (default `sluice-<job name>`).
+    pub fn group_id(mut self, group: &str) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// Reads uncommitted records too (`isolation.level=read_uncommitted`).
+    pub fn read_uncommitted(mut self) -> Self {
+        self.read_committed = false;
+        self
+    }
+
+    /// What to do with records that do not deserialize.
+    pub fn bad_records(mut self, policy: BadRecordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Stops at the end offsets seen when the job starts (a bounded source).
+    pub fn bounded_at_latest(mut self) -> Self {
+        self.bounded = true;
+        self
+    }
+
+    fn consumer(&self) -> Result<&BaseConsumer> {
+        self.consumer.as_ref().ok_or_else(|| Error::user("Kafka source used before open"))
+    }
+
+    /// The sorted (topic, partition) pairs of all topics, retrying while
+    /// the broker does not answer.
+    fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<Tp>> {
+        let mut last = String::new();
+        for attempt in 1..=5u32 {
+            match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+                Ok(md) => {
+                    let mut out = Vec::new();
+                    for topic in &self.topics {
+                        match md.topics().iter().find(|t| t.name() == topic) {
+                            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                                out.extend(t.partitions().iter().map(|p| (topic.clone(), p.id())));
+                            }
+                            _ => {
+                                return Err(KafkaError::MissingTopic {
+                                    topic: topic.clone(),
+                                    bootstrap: self.bootstrap.clone(),
+                                }
+                                .into())
+                            }
+                        }
+                    }
+                    out.sort();
+                    return Ok(out);
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    tracing::warn!("Kafka metadata from {} failed (attempt {attempt}): {last}", self.bootstrap);
+                    std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+                }
+            }
+        }
+        Err(KafkaError::Unreachable { bootstrap: self.bootstrap.clone(), attempts: 5, message: last }.into())
+    }
+
+    fn mine(&self, all: &[Tp]) -> Vec<Tp> {
+        all.iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % self.parallelism == self.subtask)
+            .map(|(_, tp)| tp.clone())
+            .collect()
+    }
+
+    fn start_offset(&self, consumer: &BaseConsumer, tp: &Tp) -> Result<Offset> {
+        if let Some(o) = self.restored.as_ref().and_then(|r| r.get(tp)) {
+            return Ok(Offset::Offset(*o));
+        }
+        Ok(match self.starting {
+            StartingOffsets::Earliest => Offset::Beginning,
+            StartingOffsets::Latest => Offset::End,
+            StartingOffsets::Committed => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&tp.0, tp.1);
+                let committed = consumer
+                    .committed_offsets(tpl, Duration::from_secs(10))
+                    .map_err(|e| KafkaError::Client(format!("cannot read committed offsets: {e}")))?;
+                match committed.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                }
+            }
+            StartingOffsets::Timestamp(ts) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(ts))
+                    .map_err(|e| KafkaError::Client(e.to_string()))?;
+                let found = consumer
+                    .offsets_for_times(tpl, Duration::from_secs(10))
+                    .map_err(|e| KafkaError::Client(format!("cannot look up offsets for timestamp {ts}: {e}")))?;
+                match found.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::End,
+                }
+            }
+        })
+    }
+
+    fn assign(&mut self, new: Vec<Tp>) -> Result<()> {
+        let consumer = self.consumer()?;
+        let mut tpl = TopicPartitionList::new();
+        let mut stops = Vec::new();
+        for tp in &new {
+            let start = self.start_offset(consumer, tp)?;
+            tpl.add_partition_offset(&tp.0, tp.1, start).map_err(|e| KafkaError::Client(e.to_string()))?;
+            if self.bounded {
+                let (_, high) = consumer
+                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(10))
+                    .map_err(|e| KafkaError::Client(format!("cannot read the end offset of {}/{}: {e}", tp.0, tp.1)))?;
+                stops.push((tp.clone(), high));
+            }
+        }
+        consumer.incremental_assign(&tpl).map_err(|e| KafkaError::Client(format!("cannot assign partitions: {e}")))?;
+        self.stop_at.extend(stops);
+        self.assigned.extend(new);
+        Ok(())
+    }
+
+    fn finished(&self) -> Result<bool> {
+        if !self.bounded {
+            return Ok(false);
+        }
+        let consumer = self.consumer()?;
+        let positions = consumer.position().map_err(|e| KafkaError::Client(e.to_string()))?;
+        Ok(self.stop_at.iter().all(|((t, p), stop)| {
+            *stop == 0
+                || self.positions.get(&(t.clone(), *p)).is_some_and(|o| o >= stop)
+                || matches!(positions.find_partition(t, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= *stop)
+        }))
+    }
+
+    fn bad_record(&mut self, topic: &str, partition: i32, offset: i64, value: &[u8], message: String) -> Result<()> {
+        match &self.policy {
+            BadRecordPolicy::Fail => {
+                Err(KafkaError::Malformed { topic: topic.into(), partition, offset, message }.into())
+            }
+            BadRecordPolicy::Skip => {
+                self.skipped_records += 1;
+                tracing::warn!("skipping malformed record {topic}/{partition}@{offset}: {message}");
+                Ok(())
+            }
+            BadRecordPolicy::DeadLetter(dlq) => {
+                let producer = self.dead_letters.as_ref().ok_or_else(|| Error::user("dead-letter producer missing"))?;
+                let key = format!("{topic}/{partition}@{offset}");
+                producer
+                    .send(BaseRecord::<str, [u8]>::to(dlq).key(&key).payload(value))
+                    .map_err(|(e, _)| KafkaError::Client(format!("cannot send to dead-letter topic '{dlq}': {e}")))?;
+                producer
+                    .flush(Duration::from_secs(30))
+                    .map_err(|e| KafkaError::Client(format!("cannot flush dead-letter topic '{dlq}': {e}")))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T: Data> Source<T> for KafkaSource<T> {
+    type State = Vec<(String, i32, i64)>;
+
+    fn boundedness(&self) -> Boundedness {
+        if self.bounded {
+            Boundedness::Bounded
+        } else {
+            Boundedness::Unbounded
+        }
+    }
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.subtask = ctx.subtask_index;
+        self.parallelism = ctx.parallelism.max(1);
+        let group = self.group_id.clone().unwrap_or_else(|| format!("sluice-{}", ctx.job_name));
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", if self.read_committed { "read_committed" } else { "read_uncommitted" })
+            .create()
+            .map_err(|e| KafkaError::Client(format!("cannot create a Kafka consumer: {e}")))?;
+        let all = self.partitions(&consumer)?;
+        self.consumer = Some(consumer);
+        if let BadRecordPolicy::DeadLetter(_) = self.policy {
+            let p = ClientConfig::new()
+                .set("bootstrap.servers", &self.bootstrap)
+                .create()
+                .map_err(|e| KafkaError::Client(format!("cannot create the dead-letter producer: {e}")))?;
+            self.dead_letters = Some(p);
+        }
+        let mine = self.mine(&all);
+        self.assign(mine)?;
+        self.last_discovery = Some(Instant::now());
+        Ok(())
+    }
+
+    fn poll_next(&mut self, out: &mut dyn Collector<T>) -> Result<SourceStatus> {
+        if self.last_discovery.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
+            self.last_discovery = Some(Instant::now());
+            let all = self.partitions(self.consumer()?)?;
+            let new: Vec<Tp> = self.mine(&all).into_iter().filter(|tp| !self.assigned.contains(tp)).collect();
+            if !new.is_empty() {
+                tracing::info!("Kafka source subtask {} discovered partitions {new:?}", self.subtask);
+                self.assign(new)?;
+            }
+        }
+        let mut emitted = 0;
+        while emitted < 500 {
+            let polled = {
+                let consumer = self.consumer()?;
+                match consumer.poll(Duration::ZERO) {
+                    None => None,
+                    Some(Err(e)) => return Err(KafkaError::Client(format!("consuming failed: {e}")).into()),
+                    Some(Ok(m)) => Some((
+                        m.topic().to_string(),
+                        m.partition(),
+                        m.offset(),
+                        (self.deserialize)(m.key(), m.payload().unwrap_or_default()),
+                        m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    )),
+                }
+            };
+            let Some((topic, partition, offset, value, raw)) = polled else { break };
+            match value {
+                Ok(v) => out.collect(v)?,
+                Err(message) => self.bad_record(&topic, partition, offset, &raw, message)?,
+            }
+            self.positions.insert((topic, partition), offset + 1);
+            emitted += 1;
+        }
+        if emitted > 0 {
+            return Ok(SourceStatus::MoreAvailable);
+        }
+        if self.finished()? {
+            return Ok(SourceStatus::Finished);
+        }
+        Ok(SourceStatus::Idle(Duration::from_millis(10)))
+    }
+
+    fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Result<Self::State> {
+        // Partitions not read yet keep their restored start.
+        let mut state = self.restored.clone().unwrap_or_default();
+        state.extend(self.positions.iter().map(|(k, v)| (k.clone(), *v)));
+        self.to_commit.insert(checkpoint.0, state.clone());
+        Ok(state.into_iter().map(|((t, p), o)| (t, p, o)).collect())
+    }
+
+    fn restore_state(&mut self, state: Self::State) -> Result<()> {
+        self.restored = Some(state.into_iter().map(|(t, p, o)| ((t, p), o)).collect());
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        let later = self.to_commit.split_off(&(checkpoint.0 + 1));
+        let done = std::mem::replace(&mut self.to_commit, later);
+        if let Some((_, offsets)) = done.into_iter().next_back() {
+            let mut tpl = TopicPartitionList::new();
+            for ((t, p), o) in offsets {
+                tpl.add_partition_offset(&t, p, Offset::Offset(o)).map_err(|e| KafkaError::Client(e.to_string()))?;
+            }
+            if tpl.count() > 0 {
+                // For monitoring only: the checkpoint is the truth.
+                if let Err(e) = self.consumer()?.commit(&tpl, CommitMode::Async) {
+                    tracing::warn!("committing group offsets failed (monitoring only): {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
