@@ -95,11 +95,9 @@ fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeMap<S
                 n += 1;
                 quiet_since = None;
             }
-            None if n >= total => {
-                // Everything arrived: make sure nothing more follows.
-                if quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(2) {
-                    break;
-                }
+            // Everything arrived: make sure nothing more follows.
+            None if n >= total && quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(2) => {
+                break;
             }
             None => {}
         }
