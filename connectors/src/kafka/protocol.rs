@@ -11,8 +11,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, ProducerId, RequestHeader, ResponseHeader, TransactionalId,
+    describe_configs_request::DescribeConfigsResource, ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, ProducerId, RequestHeader, ResponseHeader, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::io::{Read, Write};
@@ -117,8 +118,32 @@ impl TxnCoordinatorClient {
         Ok(decoded)
     }
 
+    /// A broker configuration value (from the first bootstrap broker that
+    /// answers), e.g. `transaction.max.timeout.ms`; `None` if unknown.
+    pub fn broker_config(&self, name: &str) -> Result<Option<String>, String> {
+        // Any broker will do; the coordinator lookup names one with its id.
+        let (node, addr) = self.coordinator_node("sluice-config-probe")?;
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(4) // BROKER
+            .with_resource_name(StrBytes::from_string(node.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from_string(name.to_string())]));
+        let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+        let response: DescribeConfigsResponse = self.call(&addr, ApiKey::DescribeConfigs, 1, &request)?;
+        Ok(response
+            .results
+            .into_iter()
+            .flat_map(|r| r.configs)
+            .find(|c| c.name.as_str() == name)
+            .and_then(|c| c.value.map(|v| v.as_str().to_string())))
+    }
+
     /// The address of the transaction coordinator of `transactional_id`.
     pub fn find_coordinator(&self, transactional_id: &str) -> Result<String, String> {
+        self.coordinator_node(transactional_id).map(|(_, addr)| addr)
+    }
+
+    /// The node id and address of the transaction coordinator of `transactional_id`.
+    fn coordinator_node(&self, transactional_id: &str) -> Result<(i32, String), String> {
         let request = FindCoordinatorRequest::default()
             .with_key(StrBytes::from_string(transactional_id.to_string()))
             .with_key_type(1);
@@ -126,7 +151,9 @@ impl TxnCoordinatorClient {
         for addr in &self.bootstrap {
             for _ in 0..20 {
                 match self.call::<_, FindCoordinatorResponse>(addr, ApiKey::FindCoordinator, 2, &request) {
-                    Ok(r) if r.error_code == code::NONE => return Ok(format!("{}:{}", r.host.as_str(), r.port)),
+                    Ok(r) if r.error_code == code::NONE => {
+                        return Ok((r.node_id.0, format!("{}:{}", r.host.as_str(), r.port)))
+                    }
                     Ok(r)
                         if matches!(
                             r.error_code,

@@ -41,6 +41,8 @@ type TxnProducer = ThreadedProducer<DefaultProducerContext>;
 
 const POOL: u32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for a restart when checking `transaction.timeout.ms`.
+const RESTART_ALLOWANCE_MS: u64 = 60_000;
 
 /// A transaction of the exactly-once sink, as stored in checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +159,44 @@ impl<T> KafkaTransactionalSink<T> {
         format!("{}-{subtask}-{k}", self.prefix)
     }
 
+    /// `transaction.timeout.ms` must outlast a checkpoint interval plus a
+    /// restart, and may not exceed the broker's `transaction.max.timeout.ms`.
+    fn check_timeout(&self, ctx: &RuntimeContext) -> Result<()> {
+        let configured = self
+            .config
+            .extra
+            .iter()
+            .find(|(k, _)| k == "transaction.timeout.ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(60_000);
+        if let Some(interval) = ctx.checkpoint_interval {
+            let needed = interval.as_millis() as u64 + RESTART_ALLOWANCE_MS;
+            if configured < needed {
+                return Err(KafkaError::Client(format!(
+                    "transaction.timeout.ms is {configured} ms, less than the checkpoint interval ({} ms) plus {} s \
+                     for a restart: the broker could abort a transaction a checkpoint already counts, and its records \
+                     would be lost. Raise transaction.timeout.ms (KafkaTransactionalSink::with_property) to at least \
+                     {needed} or shorten the checkpoint interval",
+                    interval.as_millis(),
+                    RESTART_ALLOWANCE_MS / 1000
+                ))
+                .into());
+            }
+        }
+        let broker_max = self.coordinator()?.broker_config("transaction.max.timeout.ms").map_err(KafkaError::Client)?;
+        if let Some(max) = broker_max.and_then(|v| v.parse::<u64>().ok()) {
+            if configured > max {
+                return Err(KafkaError::Client(format!(
+                    "transaction.timeout.ms is {configured} ms but the broker's transaction.max.timeout.ms is {max} ms: \
+                     the broker would refuse the producer. Lower transaction.timeout.ms to at most {max} \
+                     (KafkaTransactionalSink::with_property) or raise transaction.max.timeout.ms on the broker"
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     fn coordinator(&self) -> Result<&TxnCoordinatorClient> {
         self.coordinator.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))
     }
@@ -189,7 +229,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.subtask = ctx.subtask_index;
         self.coordinator = Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)));
-        Ok(())
+        self.check_timeout(ctx)
     }
 
     fn recover(&mut self, pending: Vec<KafkaTransaction>, old_subtasks: &[u32]) -> Result<()> {

@@ -52,6 +52,9 @@ pub type Deserializer<T> = Arc<dyn Fn(Option<&[u8]>, &[u8]) -> std::result::Resu
 
 type Tp = (String, i32);
 
+/// Metadata requests before an unreachable cluster is an error.
+const METADATA_ATTEMPTS: u32 = 3;
+
 /// Reads Kafka topics. See the module docs.
 pub struct KafkaSource<T> {
     bootstrap: String,
@@ -193,8 +196,8 @@ impl<T> KafkaSource<T> {
     /// the broker does not answer.
     fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<Tp>> {
         let mut last = String::new();
-        for attempt in 1..=5u32 {
-            match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+        for attempt in 1..=METADATA_ATTEMPTS {
+            match consumer.fetch_metadata(None, Duration::from_secs(3)) {
                 Ok(md) => {
                     let mut out = Vec::new();
                     for topic in &self.topics {
@@ -217,11 +220,14 @@ impl<T> KafkaSource<T> {
                 Err(e) => {
                     last = e.to_string();
                     tracing::warn!("Kafka metadata from {} failed (attempt {attempt}): {last}", self.bootstrap);
-                    std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+                    if attempt < METADATA_ATTEMPTS {
+                        std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+                    }
                 }
             }
         }
-        Err(KafkaError::Unreachable { bootstrap: self.bootstrap.clone(), attempts: 5, message: last }.into())
+        Err(KafkaError::Unreachable { bootstrap: self.bootstrap.clone(), attempts: METADATA_ATTEMPTS, message: last }
+            .into())
     }
 
     fn mine(&self, all: &[Tp]) -> Vec<Tp> {

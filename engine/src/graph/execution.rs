@@ -58,6 +58,7 @@ impl Builder<'_> {
             max_parallelism: self.job.settings.max_parallelism,
             attempt: self.id.attempt,
             mode: self.job.settings.mode,
+            checkpoint_interval: self.job.settings.checkpointing.as_ref().map(|c| c.interval),
         }
     }
 

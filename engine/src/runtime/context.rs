@@ -36,6 +36,9 @@ pub struct RuntimeContext {
     pub attempt: u32,
     /// Streaming or batch.
     pub mode: RuntimeMode,
+    /// The checkpoint interval, if the job takes checkpoints (sinks with
+    /// transactions check their timeouts against it).
+    pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 impl RuntimeContext {
@@ -57,6 +60,7 @@ impl RuntimeContext {
             max_parallelism: sluice_checkpoint::DEFAULT_MAX_PARALLELISM,
             attempt: 0,
             mode: RuntimeMode::Streaming,
+            checkpoint_interval: None,
         }
     }
 }

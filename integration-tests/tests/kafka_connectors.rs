@@ -1,0 +1,211 @@
+//! The Kafka source and sinks against the local broker
+//! (`scripts/kafka-local.sh start`): bad-record policies, bad settings, an
+//! unreachable broker, a missing topic, and an in-process restart under the
+//! exactly-once sink.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice::faults::Faults;
+use sluice::{Result, Sink, StreamExecutionEnvironment};
+use sluice_connectors::kafka::{BadRecordPolicy, KafkaSource, KafkaTransactionalSink};
+use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+fn broker() -> String {
+    let bs = local_bootstrap();
+    require_listening(&bs).unwrap();
+    bs
+}
+
+fn create_topic(bs: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bs).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+fn produce(bs: &str, topic: &str, values: &[&str]) {
+    let p: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", bs).create().unwrap();
+    for v in values {
+        p.send(BaseRecord::<str, str>::to(topic).payload(*v)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Every committed (key, value) of a one-partition topic.
+fn read_all(bs: &str, topic: &str) -> Vec<(Option<String>, String)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bs)
+        .set("group.id", unique("reader"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let (_, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    loop {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+        let pos = c.position().unwrap();
+        let at = pos.find_partition(topic, 0).map(|e| e.offset());
+        if matches!(at, Some(Offset::Offset(o)) if o >= high) || started.elapsed() > Duration::from_secs(20) {
+            return out;
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<u64>>>);
+
+impl Sink<u64> for Collect {
+    fn write(&mut self, v: u64) -> Result<()> {
+        self.0.lock().unwrap().push(v);
+        Ok(())
+    }
+}
+
+fn numbers(bs: &str, topic: &str) -> KafkaSource<u64> {
+    KafkaSource::new(bs, &[topic], |_, v| {
+        std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| "not a number".to_string())
+    })
+    .bounded_at_latest()
+}
+
+#[test]
+fn bad_records_follow_the_policy() {
+    let bs = broker();
+    let topic = unique("numbers");
+    create_topic(&bs, &topic);
+    produce(&bs, &topic, &["1", "2", "x", "4"]);
+
+    // Fail (the default): the job fails naming topic, partition and offset.
+    let env = StreamExecutionEnvironment::new();
+    env.add_source(numbers(&bs, &topic)).add_sink(Collect::default());
+    let e = env.execute("fail").unwrap_err().to_string();
+    assert!(e.contains(&format!("malformed record in {topic} partition 0 at offset 2")), "{e}");
+
+    // Skip: the others arrive.
+    let env = StreamExecutionEnvironment::new();
+    let sink = Collect::default();
+    env.add_source(numbers(&bs, &topic).bad_records(BadRecordPolicy::Skip)).add_sink(sink.clone());
+    env.execute("skip").unwrap();
+    assert_eq!(*sink.0.lock().unwrap(), [1, 2, 4]);
+
+    // Dead letter: the bad record lands in the dead-letter topic, keyed by where it came from.
+    let dlq = unique("dlq");
+    create_topic(&bs, &dlq);
+    let env = StreamExecutionEnvironment::new();
+    let sink = Collect::default();
+    env.add_source(numbers(&bs, &topic).bad_records(BadRecordPolicy::DeadLetter(dlq.clone()))).add_sink(sink.clone());
+    env.execute("dead letter").unwrap();
+    assert_eq!(*sink.0.lock().unwrap(), [1, 2, 4]);
+    assert_eq!(read_all(&bs, &dlq), [(Some(format!("{topic}/0@2")), "x".to_string())]);
+}
+
+#[test]
+fn bad_settings_and_unreachable_brokers_are_clear_errors() {
+    let bs = broker();
+    let e = {
+        let env = StreamExecutionEnvironment::new();
+        env.add_source(numbers(&bs, "no-such-topic-anywhere")).add_sink(Collect::default());
+        env.execute("missing").unwrap_err().to_string()
+    };
+    assert!(e.contains("'no-such-topic-anywhere' does not exist"), "{e}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nowhere = format!("127.0.0.1:{port}");
+    let e = {
+        let env = StreamExecutionEnvironment::new();
+        env.add_source(numbers(&nowhere, "t")).add_sink(Collect::default());
+        env.execute("unreachable").unwrap_err().to_string()
+    };
+    assert!(e.contains(&format!("cannot reach Kafka at {nowhere} after 3 attempts")), "{e}");
+
+    let topic = unique("timeouts");
+    create_topic(&bs, &topic);
+    produce(&bs, &topic, &["1"]);
+    let run = |timeout_ms: &str| {
+        let env = StreamExecutionEnvironment::new();
+        env.enable_checkpointing(Duration::from_millis(500)).unwrap();
+        // A setting error does not heal by restarting.
+        env.set_config("restart-strategy.type", "none").unwrap();
+        env.add_source(numbers(&bs, &topic)).sink_to(
+            KafkaTransactionalSink::new(&bs, &unique("out"), &unique("txn"), |v: &u64| {
+                (None, v.to_string().into_bytes())
+            })
+            .with_property("transaction.timeout.ms", timeout_ms),
+        );
+        env.execute("timeouts").unwrap_err().to_string()
+    };
+    let e = run("7200000");
+    assert!(
+        e.contains("broker's transaction.max.timeout.ms is 3600000") && e.contains("Lower transaction.timeout.ms"),
+        "{e}"
+    );
+    let e = run("10000");
+    assert!(e.contains("less than the checkpoint interval") && e.contains("Raise transaction.timeout.ms"), "{e}");
+}
+
+#[test]
+fn exactly_once_sink_survives_an_in_process_restart() {
+    let bs = broker();
+    let input = unique("eos-in");
+    let output = unique("eos-out");
+    create_topic(&bs, &input);
+    create_topic(&bs, &output);
+    let values: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+    produce(&bs, &input, &values.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
+    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
+    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
+    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
+    env.set_faults(Faults::parse("fail:Map:0@record=3000").unwrap());
+    env.add_source(numbers(&bs, &input))
+        .map(|v: u64| {
+            // Slow enough that checkpoints complete before the failure.
+            std::thread::sleep(Duration::from_micros(100));
+            v * 10
+        })
+        .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique("eos"), |v: &u64| {
+            (None, v.to_string().into_bytes())
+        }));
+    let client = env.execute_async("eos restart").unwrap();
+    let started = Instant::now();
+    while client.details().unwrap().restarts == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(client.details().unwrap().restarts, 1);
+    client.wait().unwrap();
+    let got: Vec<u64> = read_all(&bs, &output).into_iter().map(|(_, v)| v.parse().unwrap()).collect();
+    let want: Vec<u64> = (0..5000).map(|i| i * 10).collect();
+    assert_eq!(got, want, "every record committed exactly once, in order");
+}
