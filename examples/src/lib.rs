@@ -33,6 +33,18 @@ pub fn running_word_counts(text: &DataStream<String>) -> DataStream<(String, u64
         .sum(|t: &mut (String, u64)| &mut t.1)
 }
 
+/// This process's peak resident set size in KiB (`VmHWM`, Linux), 0 if unknown.
+pub fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 /// Logs to stderr; the level comes from `SLUICE_LOG` (default `warn`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")

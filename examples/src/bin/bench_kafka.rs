@@ -51,7 +51,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{Offset, TopicPartitionList};
 use sluice::{ParameterTool, StreamExecutionEnvironment};
 use sluice_connectors::kafka::{KafkaSink, KafkaSource, KafkaTransactionalSink, StartingOffsets};
-use sluice_examples::{run_main, running_word_counts, tokenize};
+use sluice_examples::{peak_rss_kb, run_main, running_word_counts, tokenize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -395,17 +395,6 @@ fn engine_job(
     }
     env.execute(&format!("bench_kafka {delivery}"))?;
     Ok(())
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// A measured run, in the child process.

@@ -7,7 +7,7 @@
 
 use sluice::{ParameterTool, Result as SluiceResult, Sink, StreamExecutionEnvironment};
 use sluice_examples::generator::{next_token, subtask_seed};
-use sluice_examples::{run_main, running_word_counts, tokenize, WordGenerator};
+use sluice_examples::{peak_rss_kb, run_main, running_word_counts, tokenize, WordGenerator};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
@@ -27,17 +27,6 @@ impl Sink<(String, u64)> for Discard {
         std::hint::black_box(record);
         Ok(())
     }
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn hand_loop(seed: u64, count: u64) -> usize {
