@@ -3,18 +3,21 @@
 //!
 //! # Exactly-once
 //!
-//! Each subtask writes inside a Kafka transaction. Transactional ids are
-//! `<prefix>-<subtask>-<k>` for `k` in a small pool, so that the transaction
-//! pre-committed for checkpoint *n* (waiting for "*n* complete") and the next
-//! one never share an id (a new producer with the same id would fence and
-//! abort the pending one). On barrier *n* the producer is flushed and the
-//! transaction's id, producer id and epoch (read with `DescribeTransactions`)
-//! are recorded in the checkpoint. On "*n* complete" it is committed. On
-//! restore, transactions the checkpoint recorded are committed through
-//! `EndTxn` with the stored producer id and epoch (librdkafka cannot resume
-//! them); then every id of the pool is initialised once, which aborts
-//! whatever an earlier run left open, so `read_committed` readers are not
-//! blocked. Empty transactions are aborted, not committed.
+//! Each subtask writes inside a Kafka transaction. The transactional id is
+//! `<prefix>-<subtask>-<n>`, where *n* is the checkpoint the transaction will
+//! be pre-committed at, so an id is never reused for another transaction
+//! while a checkpoint may still name it (reusing one would let a recovery
+//! commit whatever newer transaction is open under it). On barrier *n* the
+//! producer is flushed and the transaction's id, producer id and epoch (read
+//! with `DescribeTransactions`) are recorded in the checkpoint. On "*n*
+//! complete" it is committed. On restore, transactions the checkpoint
+//! recorded are committed through `EndTxn` with the stored producer id and
+//! epoch (librdkafka cannot resume them); then the ids after the restored
+//! checkpoint are probed upwards and every transaction found open under them
+//! is aborted (by initialising a producer with its id), until five ids in a
+//! row are unknown, so `read_committed` readers are not blocked. Empty
+//! transactions are aborted, not committed. Each transaction has its own
+//! producer, created (≈ 50 ms) when it begins.
 //!
 //! Keep `transaction.timeout.ms` (default here 15 min) above the checkpoint
 //! interval plus the time a restart may take: the broker aborts an older
@@ -39,7 +42,8 @@ pub type Serializer<T> = Arc<dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + S
 
 type TxnProducer = ThreadedProducer<DefaultProducerContext>;
 
-const POOL: u32 = 4;
+/// Unknown transactional ids in a row that end the lingering-transaction probe.
+const PROBE_MISSES: u32 = 5;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for a restart when checking `transaction.timeout.ms`.
 const RESTART_ALLOWANCE_MS: u64 = 60_000;
@@ -101,8 +105,6 @@ pub struct KafkaTransactionalSink<T> {
     serialize: Serializer<T>,
     subtask: u32,
     producers: HashMap<String, TxnProducer>,
-    /// Ids whose transaction is pre-committed or current (not reusable).
-    busy: HashSet<String>,
     /// Ids with a transaction opened by a live producer of this process.
     open_here: HashSet<String>,
     coordinator: Option<TxnCoordinatorClient>,
@@ -116,7 +118,6 @@ impl<T> Clone for KafkaTransactionalSink<T> {
             serialize: self.serialize.clone(),
             subtask: 0,
             producers: HashMap::new(),
-            busy: HashSet::new(),
             open_here: HashSet::new(),
             coordinator: None,
         }
@@ -142,7 +143,6 @@ impl<T> KafkaTransactionalSink<T> {
             serialize: Arc::new(serialize),
             subtask: 0,
             producers: HashMap::new(),
-            busy: HashSet::new(),
             open_here: HashSet::new(),
             coordinator: None,
         }
@@ -155,8 +155,8 @@ impl<T> KafkaTransactionalSink<T> {
         self
     }
 
-    fn id(&self, subtask: u32, k: u32) -> String {
-        format!("{}-{subtask}-{k}", self.prefix)
+    fn id(&self, subtask: u32, n: u64) -> String {
+        format!("{}-{subtask}-{n}", self.prefix)
     }
 
     /// `transaction.timeout.ms` must outlast a checkpoint interval plus a
@@ -232,7 +232,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
         self.check_timeout(ctx)
     }
 
-    fn recover(&mut self, pending: Vec<KafkaTransaction>, old_subtasks: &[u32]) -> Result<()> {
+    fn recover(&mut self, pending: Vec<KafkaTransaction>, old_subtasks: &[u32], next_checkpoint: u64) -> Result<()> {
         for txn in pending {
             if txn.records == 0 {
                 continue;
@@ -252,28 +252,35 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
                 txn.transactional_id
             );
         }
-        // Abort whatever earlier runs left open under the ids we take over.
+        // Abort what earlier runs left open under ids no checkpoint knows.
         for &s in old_subtasks {
-            for k in 0..POOL {
-                let id = self.id(s, k);
-                self.producer(&id)?;
+            let mut misses = 0;
+            let mut n = next_checkpoint;
+            while misses < PROBE_MISSES {
+                let id = self.id(s, n);
+                match self.coordinator()?.describe(&id).map_err(KafkaError::Client)? {
+                    None => misses += 1,
+                    Some(d) => {
+                        misses = 0;
+                        if !matches!(d.state.as_str(), "Empty" | "CompleteCommit" | "CompleteAbort" | "Dead") {
+                            tracing::info!("Kafka sink: aborting lingering transaction '{id}' ({})", d.state);
+                            // Initialising a producer with the id fences and aborts it.
+                            self.producer(&id)?;
+                            self.producers.remove(&id);
+                        }
+                    }
+                }
+                n += 1;
             }
         }
         Ok(())
     }
 
-    fn begin_transaction(&mut self) -> Result<KafkaTransaction> {
-        let free = (0..POOL).map(|k| self.id(self.subtask, k)).find(|id| !self.busy.contains(id));
-        let id = free.ok_or_else(|| {
-            Error::user(format!(
-                "Kafka sink: all {POOL} transactional ids of subtask {} are pending; checkpoints complete too slowly",
-                self.subtask
-            ))
-        })?;
+    fn begin_transaction(&mut self, checkpoint: u64) -> Result<KafkaTransaction> {
+        let id = self.id(self.subtask, checkpoint);
         self.producer(&id)?
             .begin_transaction()
             .map_err(|e| KafkaError::Client(format!("cannot begin a transaction on '{id}': {e}")))?;
-        self.busy.insert(id.clone());
         self.open_here.insert(id.clone());
         Ok(KafkaTransaction { transactional_id: id, producer_id: -1, producer_epoch: -1, records: 0 })
     }
@@ -318,7 +325,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
                 .map_err(KafkaError::Client)?;
             let _: EndTxnOutcome = outcome;
         }
-        self.busy.remove(&id);
+        self.producers.remove(&id);
         Ok(())
     }
 
@@ -329,7 +336,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
                 .abort_transaction(TIMEOUT)
                 .map_err(|e| KafkaError::Client(format!("cannot abort transaction '{id}': {e}")))?;
         }
-        self.busy.remove(&id);
+        self.producers.remove(&id);
         Ok(())
     }
 

@@ -84,7 +84,7 @@ impl<T: RecordDisplay> TwoPhaseCommitSink<T> for FileSink {
         Ok(())
     }
 
-    fn recover(&mut self, pending: Vec<PartFile>, old_subtasks: &[u32]) -> Result<()> {
+    fn recover(&mut self, pending: Vec<PartFile>, old_subtasks: &[u32], _next_checkpoint: u64) -> Result<()> {
         let mut known = std::collections::HashSet::new();
         for txn in pending {
             known.insert(txn.in_progress());
@@ -106,7 +106,7 @@ impl<T: RecordDisplay> TwoPhaseCommitSink<T> for FileSink {
         Ok(())
     }
 
-    fn begin_transaction(&mut self) -> Result<PartFile> {
+    fn begin_transaction(&mut self, _checkpoint: u64) -> Result<PartFile> {
         self.counter += 1;
         Ok(PartFile { name: format!("part-{}-{}-{}", self.subtask, self.run, self.counter), records: 0 })
     }

@@ -47,11 +47,17 @@ pub trait TwoPhaseCommitSink<T>: Send + 'static {
 
     /// Commits `pending` (recorded by the restored checkpoint for the old
     /// subtasks this subtask takes over), then aborts anything else this
-    /// sink left open for those subtasks. `old_subtasks` lists them.
-    fn recover(&mut self, pending: Vec<Self::Transaction>, old_subtasks: &[u32]) -> Result<()>;
+    /// sink left open for those subtasks. `old_subtasks` lists them;
+    /// `next_checkpoint` is the first checkpoint id after the restored one
+    /// (transactions begun after it were never recorded).
+    fn recover(&mut self, pending: Vec<Self::Transaction>, old_subtasks: &[u32], next_checkpoint: u64) -> Result<()>;
 
-    /// Starts a new transaction.
-    fn begin_transaction(&mut self) -> Result<Self::Transaction>;
+    /// Starts a new transaction. `checkpoint` is the id of the checkpoint
+    /// the transaction will most likely be pre-committed at; ids only grow,
+    /// except that a job restarted from checkpoint *c* starts again at
+    /// *c* + 1 (after `recover` has aborted what the failed run left open),
+    /// so a sink can derive unique transaction names from it.
+    fn begin_transaction(&mut self, checkpoint: u64) -> Result<Self::Transaction>;
 
     /// Writes one record into `txn`.
     fn write(&mut self, txn: &mut Self::Transaction, record: T) -> Result<()>;
@@ -75,6 +81,8 @@ pub trait TwoPhaseCommitSink<T>: Send + 'static {
 struct SinkState<X> {
     subtask: u32,
     parallelism: u32,
+    /// The checkpoint this state belongs to.
+    checkpoint: u64,
     pending: Vec<(u64, X)>,
 }
 
@@ -87,6 +95,8 @@ pub(crate) struct TwoPhaseCommitOp<S: TwoPhaseCommitSink<T>, T> {
     _records: std::marker::PhantomData<fn(T)>,
     subtask: u32,
     parallelism: u32,
+    /// The checkpoint the next transaction will most likely belong to.
+    next_checkpoint: u64,
 }
 
 impl<S: TwoPhaseCommitSink<T>, T> TwoPhaseCommitOp<S, T> {
@@ -99,6 +109,7 @@ impl<S: TwoPhaseCommitSink<T>, T> TwoPhaseCommitOp<S, T> {
             _records: std::marker::PhantomData,
             subtask: 0,
             parallelism: 1,
+            next_checkpoint: 1,
         }
     }
 
@@ -120,6 +131,7 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
     fn restore_state(&mut self, _ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
         let state: SinkState<S::Transaction> = postcard::from_bytes(bytes)
             .map_err(|e| Error::user(format!("cannot decode the pending transactions of a sink: {e}")))?;
+        self.next_checkpoint = self.next_checkpoint.max(state.checkpoint + 1);
         self.restored.push(state);
         Ok(())
     }
@@ -149,12 +161,12 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
                 pending.len()
             );
         }
-        self.sink.recover(pending, &old_subtasks)
+        self.sink.recover(pending, &old_subtasks, self.next_checkpoint)
     }
 
     fn process_element(&mut self, record: T, _out: &mut dyn Collector<()>) -> Result<()> {
         if self.current.is_none() {
-            self.current = Some(self.sink.begin_transaction()?);
+            self.current = Some(self.sink.begin_transaction(self.next_checkpoint)?);
         }
         match self.current.as_mut() {
             Some(txn) => self.sink.write(txn, record),
@@ -167,9 +179,11 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
             self.sink.pre_commit(&mut txn)?;
             self.pending.entry(id.0).or_default().push(txn);
         }
+        self.next_checkpoint = self.next_checkpoint.max(id.0 + 1);
         let state = SinkState {
             subtask: self.subtask,
             parallelism: self.parallelism,
+            checkpoint: id.0,
             pending: self.pending.iter().flat_map(|(c, txns)| txns.iter().map(move |t| (*c, t.clone()))).collect(),
         };
         postcard::to_stdvec(&state).map(Some).map_err(|e| Error::user(format!("cannot encode sink state: {e}")))
