@@ -79,14 +79,22 @@ pub struct WordGenerator {
     vocabulary: u64,
     state: Option<GeneratorState>,
     limit: Option<u64>,
-    limiter: Option<RateLimiter>,
+    limiter: RateLimiter,
 }
 
 impl WordGenerator {
     /// A generator with `seed`, at most `rate` records/s in total (`None`:
     /// as fast as possible), and `count` records in total (`None`: unbounded).
     pub fn new(seed: u64, rate: Option<f64>, count: Option<u64>) -> Self {
-        WordGenerator { seed, rate, count, vocabulary: 10_000, state: None, limit: None, limiter: None }
+        WordGenerator {
+            seed,
+            rate,
+            count,
+            vocabulary: 10_000,
+            state: None,
+            limit: None,
+            limiter: RateLimiter::default(),
+        }
     }
 
     /// Uses a vocabulary of `n` distinct words (default 10 000).
@@ -111,7 +119,7 @@ impl Source<String> for WordGenerator {
         let p = u64::from(ctx.parallelism.max(1));
         let i = u64::from(ctx.subtask_index);
         self.limit = self.count.map(|n| n / p + u64::from(i < n % p));
-        self.limiter = self.rate.map(|r| RateLimiter::new(r / p as f64));
+        self.limiter = RateLimiter::optional(self.rate.map(|r| r / p as f64));
         if self.state.is_none() {
             self.state = Some(GeneratorState { emitted: 0, rng: subtask_seed(self.seed, ctx.subtask_index) });
         }
@@ -122,10 +130,9 @@ impl Source<String> for WordGenerator {
         let Some(state) = self.state.as_mut() else {
             return Ok(SourceStatus::Finished);
         };
-        let budget = match self.limiter.as_mut().map(|l| l.budget(512)) {
-            None => 512,
-            Some(Ok(n)) => n,
-            Some(Err(wait)) => return Ok(SourceStatus::Idle(wait)),
+        let budget = match self.limiter.budget(512) {
+            Ok(n) => n,
+            Err(wait) => return Ok(SourceStatus::Idle(wait)),
         };
         for _ in 0..budget {
             if self.limit.is_some_and(|l| state.emitted >= l) {
@@ -133,9 +140,7 @@ impl Source<String> for WordGenerator {
             }
             let token = next_token(&mut state.rng, self.vocabulary);
             state.emitted += 1;
-            if let Some(l) = self.limiter.as_mut() {
-                l.emitted(1);
-            }
+            self.limiter.emitted(1);
             out.collect(token)?;
         }
         Ok(SourceStatus::MoreAvailable)

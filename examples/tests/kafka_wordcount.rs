@@ -131,6 +131,18 @@ fn start(
     cmd.spawn().unwrap()
 }
 
+/// Starts the job once more (logging at info), waits until the committed
+/// output of `loop-out` is complete and checked, stops it and returns its log.
+fn run_to_completion(bs: &str, ckpt: &std::path::Path, lines: u64) -> String {
+    let mut last = start(bs, "loop-in", "loop-out", ckpt, &[], &[("SLUICE_LOG", "info")]);
+    let log = last.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(log).unwrap_or_default());
+    check_output(bs, "loop-out", 3, &expected(lines), Duration::from_secs(120));
+    last.kill().unwrap();
+    last.wait().unwrap();
+    log.join().unwrap()
+}
+
 #[test]
 fn kafka_wordcount_is_exactly_once_through_crashes() {
     let kafka = KafkaContainer::start().unwrap();
@@ -164,13 +176,7 @@ fn kafka_wordcount_is_exactly_once_through_crashes() {
         child.wait().unwrap();
     }
     feeder.join().unwrap();
-    let mut last = start(&bs, "loop-in", "loop-out", &ckpt, &[], &[("SLUICE_LOG", "info")]);
-    let log = last.stderr.take().unwrap();
-    let log = std::thread::spawn(move || std::io::read_to_string(log).unwrap_or_default());
-    check_output(&bs, "loop-out", 3, &expected(lines), Duration::from_secs(120));
-    last.kill().unwrap();
-    last.wait().unwrap();
-    let log = log.join().unwrap();
+    let log = run_to_completion(&bs, &ckpt, lines);
     assert!(log.contains("Restoring job 'Kafka WordCount' from checkpoint"), "{log}");
 }
 
@@ -199,12 +205,6 @@ fn kafka_wordcount_commits_pending_transactions_after_a_crash_before_commit() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&aborted.stderr);
     assert!(!aborted.status.success() && stderr.contains("aborting the process after checkpoint"), "{stderr}");
-    let mut last = start(&bs, "loop-in", "loop-out", &ckpt, &[], &[("SLUICE_LOG", "info")]);
-    let log = last.stderr.take().unwrap();
-    let log = std::thread::spawn(move || std::io::read_to_string(log).unwrap_or_default());
-    check_output(&bs, "loop-out", 3, &expected(lines), Duration::from_secs(120));
-    last.kill().unwrap();
-    last.wait().unwrap();
-    let log = log.join().unwrap();
+    let log = run_to_completion(&bs, &ckpt, lines);
     assert!(log.contains("from the restored checkpoint"), "the pending transaction was committed on restore: {log}");
 }

@@ -18,7 +18,7 @@ pub struct DataGeneratorSource<T> {
     next: u64,
     restored: bool,
     step: u64,
-    limiter: Option<RateLimiter>,
+    limiter: RateLimiter,
 }
 
 impl<T> Clone for DataGeneratorSource<T> {
@@ -31,7 +31,7 @@ impl<T> Clone for DataGeneratorSource<T> {
             next: self.next,
             restored: self.restored,
             step: self.step,
-            limiter: None,
+            limiter: RateLimiter::default(),
         }
     }
 }
@@ -47,7 +47,7 @@ impl<T> DataGeneratorSource<T> {
             next: 0,
             restored: false,
             step: 1,
-            limiter: None,
+            limiter: RateLimiter::default(),
         }
     }
 
@@ -93,15 +93,14 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
             self.next = u64::from(ctx.subtask_index);
         }
         self.step = u64::from(ctx.parallelism.max(1));
-        self.limiter = self.rate.map(|r| RateLimiter::new(r / self.step as f64));
+        self.limiter = RateLimiter::optional(self.rate.map(|r| r / self.step as f64));
         Ok(())
     }
 
     fn poll_next(&mut self, out: &mut dyn Collector<T>) -> Result<SourceStatus> {
-        let budget = match self.limiter.as_mut().map(|l| l.budget(512)) {
-            None => 512,
-            Some(Ok(n)) => n,
-            Some(Err(wait)) => return Ok(SourceStatus::Idle(wait)),
+        let budget = match self.limiter.budget(512) {
+            Ok(n) => n,
+            Err(wait) => return Ok(SourceStatus::Idle(wait)),
         };
         for _ in 0..budget {
             if self.count.is_some_and(|c| self.next >= c) {
@@ -110,9 +109,7 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
             let mut rng = SplitMix64::for_stream(self.seed, self.next);
             out.collect((self.generate)(self.next, &mut rng))?;
             self.next += self.step;
-            if let Some(l) = self.limiter.as_mut() {
-                l.emitted(1);
-            }
+            self.limiter.emitted(1);
         }
         Ok(SourceStatus::MoreAvailable)
     }

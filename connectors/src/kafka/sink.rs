@@ -286,9 +286,12 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
     }
 
     fn write(&mut self, txn: &mut KafkaTransaction, record: T) -> Result<()> {
-        let topic = self.config.topic.clone();
-        let serialize = self.serialize.clone();
-        send(self.producer(&txn.transactional_id)?, &topic, &serialize, &record)?;
+        // begin_transaction created the producer; borrow it beside the config.
+        let producer = self
+            .producers
+            .get(&txn.transactional_id)
+            .ok_or_else(|| Error::user(format!("no producer for transaction '{}'", txn.transactional_id)))?;
+        send(producer, &self.config.topic, &self.serialize, &record)?;
         txn.records += 1;
         Ok(())
     }

@@ -142,11 +142,10 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
         self.sink.open(ctx)?;
         // This subtask takes over old subtask s when s % parallelism == its index.
         let p = ctx.parallelism.max(1);
-        let mut old_subtasks: Vec<u32> = match self.restored.first() {
+        let old_subtasks: Vec<u32> = match self.restored.first() {
             Some(s) => (0..s.parallelism.max(p)).filter(|s| s % p == ctx.subtask_index).collect(),
             None => vec![ctx.subtask_index],
         };
-        old_subtasks.sort_unstable();
         let mut pending = Vec::new();
         for state in std::mem::take(&mut self.restored) {
             if state.subtask % p == ctx.subtask_index {
