@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests use, only those missing:
-#   prometheus — a real Prometheus server scrapes a running job in the tests.
+# Installs the system packages the build and the tests use, only those missing:
+#   prometheus   — a real Prometheus server scrapes a running job in the tests;
+#   libclang-dev — bindgen generates the RocksDB bindings (rocksdb crate);
+#   g++          — compiles RocksDB itself.
 # Debian/Ubuntu (apt). Runs apt as root, or through sudo.
 #
 # Usage: scripts/install-deps.sh
@@ -8,6 +10,10 @@ set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  missing+=(libclang-dev)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: everything present"

@@ -258,7 +258,7 @@ mod tests {
     use super::*;
 
     fn handle() -> Vec<(String, SubtaskStateHandle)> {
-        vec![("op".into(), SubtaskStateHandle { subtask: 0, file: "f".into(), size: 10 })]
+        vec![("op".into(), SubtaskStateHandle { subtask: 0, file: "f".into(), size: 10, shared: vec![] })]
     }
 
     #[test]

@@ -47,6 +47,23 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Keyed state was used wrongly (a name registered twice with different
+    /// types, access without a current key) or could not be decoded.
+    #[error("state '{state}': {message}")]
+    State {
+        /// The state's name.
+        state: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The RocksDB state backend failed.
+    #[error("RocksDB state backend: cannot {action}: {message}")]
+    RocksDb {
+        /// What was being done.
+        action: String,
+        /// RocksDB's message.
+        message: String,
+    },
     /// No completed checkpoint or savepoint exists where one was asked for.
     #[error("no completed checkpoint or savepoint found under '{0}'")]
     NothingToRestore(PathBuf),

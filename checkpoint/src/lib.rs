@@ -13,6 +13,9 @@
 //! * [`coordinator`]: the checkpoint coordinator's decisions (when to
 //!   trigger, when a checkpoint is complete, when to abort, when failures
 //!   fail the job), free of I/O.
+//! * [`state`]: keyed state (value, list, map, reducing, aggregating, with
+//!   TTL), timers, and the heap and RocksDB backends with incremental
+//!   snapshots.
 //! * [`metadata`] and [`storage`]: completed checkpoints on disk
 //!   (`<dir>/<job>/chk-<n>/`), written atomically and verified on restore.
 //!
@@ -30,6 +33,7 @@ pub mod error;
 pub mod key_group;
 pub mod metadata;
 pub mod snapshot;
+pub mod state;
 pub mod storage;
 
 pub use barrier::{CheckpointBarrier, CheckpointId, CheckpointKind, CheckpointingMode};

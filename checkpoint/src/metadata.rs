@@ -16,7 +16,7 @@ use twox_hash::XxHash64;
 
 const MAGIC: &[u8; 8] = b"SLUICEMD";
 /// The metadata format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// One subtask's state file of one operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub struct SubtaskStateHandle {
     pub file: String,
     /// Size in bytes (checked on restore).
     pub size: u64,
+    /// Files in the job's `shared/` directory that the state references
+    /// (incremental RocksDB checkpoints); kept while any retained
+    /// checkpoint names them.
+    pub shared: Vec<String>,
 }
 
 /// The state of one operator across its subtasks.
@@ -131,7 +135,7 @@ mod tests {
                 name: "Map".into(),
                 parallelism: 2,
                 keyed: true,
-                subtasks: vec![SubtaskStateHandle { subtask: 0, file: "op-0".into(), size: 5 }],
+                subtasks: vec![SubtaskStateHandle { subtask: 0, file: "op-0".into(), size: 5, shared: vec![] }],
             }],
         }
     }

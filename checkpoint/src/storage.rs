@@ -14,6 +14,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The directory next to the `chk-<n>` directories that holds files shared
+/// by incremental checkpoints.
+pub const SHARED_DIR: &str = "shared";
+
 /// The name of the metadata file in a checkpoint directory.
 pub const METADATA_FILE: &str = "_metadata";
 
@@ -45,7 +49,7 @@ pub fn write_state(dir: &Path, file: &str, subtask: u32, bytes: &[u8]) -> Result
     out.extend_from_slice(&checksum(bytes).to_le_bytes());
     out.extend_from_slice(bytes);
     write_atomically(&dir.join(file), &out)?;
-    Ok(SubtaskStateHandle { subtask, file: file.to_string(), size: out.len() as u64 })
+    Ok(SubtaskStateHandle { subtask, file: file.to_string(), size: out.len() as u64, shared: Vec::new() })
 }
 
 /// Reads and verifies a state file written by [`write_state`].
@@ -106,6 +110,16 @@ pub fn verify_files(metadata: &CheckpointMetadata, dir: &Path) -> Result<()> {
                     reason: format!("{size} bytes, the metadata says {}", h.size),
                 });
             }
+            for name in &h.shared {
+                let path = dir.join("..").join(SHARED_DIR).join(name);
+                if !path.is_file() {
+                    return Err(Error::MissingState {
+                        checkpoint: metadata.checkpoint_id.0,
+                        path,
+                        reason: "a shared file of an incremental checkpoint is missing".into(),
+                    });
+                }
+            }
         }
     }
     Ok(())
@@ -165,8 +179,10 @@ pub fn find_latest(root: &Path) -> Result<Option<Latest>> {
 
 /// Deletes the oldest completed checkpoints of `job_id` beyond the newest
 /// `keep`, and any incomplete checkpoint directory older than the newest
-/// completed one.
-pub fn retain(root: &Path, job_id: &str, keep: usize) -> Result<()> {
+/// completed one. With `sweep_shared` (no other checkpoint in progress,
+/// whose uploads nothing names yet), also deletes the files in `shared/`
+/// that no remaining checkpoint references.
+pub fn retain(root: &Path, job_id: &str, keep: usize, sweep_shared: bool) -> Result<()> {
     let job_dir = root.join(job_id);
     let mut chks: Vec<(u64, PathBuf, bool)> = Vec::new();
     let entries = fs::read_dir(&job_dir).map_err(io("list", &job_dir))?;
@@ -184,6 +200,23 @@ pub fn retain(root: &Path, job_id: &str, keep: usize) -> Result<()> {
     for (n, path, _) in chks {
         if n < oldest_kept {
             fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+        }
+    }
+    let shared_dir = job_dir.join(SHARED_DIR);
+    if !sweep_shared || !shared_dir.is_dir() {
+        return Ok(());
+    }
+    let mut referenced = std::collections::HashSet::new();
+    for n in complete.iter().filter(|n| **n >= oldest_kept) {
+        let (meta, _) = read_metadata(&job_dir.join(format!("chk-{n}")))?;
+        referenced.extend(meta.operators.into_iter().flat_map(|o| o.subtasks).flat_map(|h| h.shared));
+    }
+    let entries = fs::read_dir(&shared_dir).map_err(io("list", &shared_dir))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !referenced.contains(&name) {
+            let path = e.path();
+            fs::remove_file(&path).map_err(io("remove", &path))?;
         }
     }
     Ok(())
@@ -247,7 +280,7 @@ mod tests {
         assert_eq!(latest.metadata.checkpoint_id, CheckpointId(1));
         assert!(latest.skipped.iter().any(|s| s.1.contains("truncated")), "{:?}", latest.skipped);
 
-        retain(root.path(), "job", 1).unwrap();
+        retain(root.path(), "job", 1, true).unwrap();
         assert!(!d2.exists() && !root.path().join("job/chk-1").exists() && d3.exists());
     }
 

@@ -177,9 +177,39 @@ pub const OPTIONS: &[ConfigOption] = &[
     },
     ConfigOption {
         key: "state.backend",
-        kind: ValueKind::Enum(&["hashmap"]),
+        kind: ValueKind::Enum(&["hashmap", "rocksdb"]),
         default: Some("hashmap"),
-        description: "Keyed state backend; only the in-memory hashmap backend exists in this build (RocksDB is not built yet).",
+        description: "Keyed state backend: hashmap (typed values on the heap) or rocksdb (one RocksDB instance per keyed subtask, incremental checkpoints).",
+    },
+    ConfigOption {
+        key: "state.backend.rocksdb.localdir",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Where RocksDB instances keep their working files (default: the system temp directory).",
+    },
+    ConfigOption {
+        key: "state.backend.rocksdb.cache-entries",
+        kind: ValueKind::PositiveInt,
+        default: Some("100000"),
+        description: "Entries per state kept deserialized in the write-back cache in front of RocksDB.",
+    },
+    ConfigOption {
+        key: "pipeline.auto-watermark-interval",
+        kind: ValueKind::Duration,
+        default: Some("200ms"),
+        description: "How often watermark generators emit a watermark.",
+    },
+    ConfigOption {
+        key: "state.savepoints.dir",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Where savepoints go by default (also --savepoint-dir).",
+    },
+    ConfigOption {
+        key: "execution.stop-with-savepoint.after",
+        kind: ValueKind::Duration,
+        default: None,
+        description: "Local runner: take a savepoint into state.savepoints.dir after this time and stop the job (also --stop-with-savepoint-after).",
     },
     ConfigOption {
         key: "execution.savepoint.path",

@@ -44,12 +44,16 @@ pub mod source;
 pub use api::datastream::{DataStream, DataStreamSink, KeyedStream};
 pub use api::environment::{RuntimeExecutionMode, StreamExecutionEnvironment};
 pub use api::functions::{KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction};
+pub use api::watermarks::WatermarkStrategy;
+pub use api::windows::{TimeWindow, WindowAssigner, WindowedStream};
 pub use cluster::{JobClient, JobExecutionResult, JobId, JobStatus};
 pub use config::Configuration;
 pub use error::{Error, FailureCause, Result};
 pub use params::ParameterTool;
 pub use record::{Data, Key, RecordDisplay};
-pub use runtime::{Collector, RuntimeContext, RuntimeMode, StreamOperator, Watermark};
+pub use runtime::{Collector, RuntimeContext, RuntimeMode, StateDescriptor, StreamOperator, TimeEvent, Watermark};
 pub use sink::{FileSink, Sink, TwoPhaseCommitSink};
+/// Keyed state: handles, TTL, backends (re-exported from `sluice-checkpoint`).
+pub use sluice_checkpoint::state;
 pub use sluice_checkpoint::CheckpointId;
 pub use source::{Boundedness, Source, SourceStatus};

@@ -31,6 +31,9 @@ pub struct Metrics {
     records_in: IntCounterVec,
     records_out: IntCounterVec,
     back_pressured_ms: IntCounterVec,
+    late_dropped: IntCounterVec,
+    alignment_ms: IntGaugeVec,
+    restore_ms: IntGaugeVec,
     /// Job uptime in milliseconds, per job.
     pub job_uptime: IntGaugeVec,
     /// Number of running jobs.
@@ -80,6 +83,27 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         ),
         TASK_LABELS,
     )?;
+    let late_dropped = IntCounterVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_operator_numLateRecordsDropped",
+            "Records that arrived after their window's allowed lateness and were dropped",
+        ),
+        OPERATOR_LABELS,
+    )?;
+    let alignment_ms = IntGaugeVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_checkpointAlignmentTime",
+            "Milliseconds the last checkpoint barrier alignment of a subtask took",
+        ),
+        TASK_LABELS,
+    )?;
+    let restore_ms = IntGaugeVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_operator_restoreDuration",
+            "Milliseconds an operator subtask spent restoring its state at its last start",
+        ),
+        OPERATOR_LABELS,
+    )?;
     let job_uptime = IntGaugeVec::new(
         Opts::new("sluice_jobmanager_job_uptime", "Milliseconds since the job started running"),
         &["job_id", "job_name"],
@@ -101,6 +125,9 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
     registry.register(Box::new(records_in.clone()))?;
     registry.register(Box::new(records_out.clone()))?;
     registry.register(Box::new(back_pressured_ms.clone()))?;
+    registry.register(Box::new(late_dropped.clone()))?;
+    registry.register(Box::new(alignment_ms.clone()))?;
+    registry.register(Box::new(restore_ms.clone()))?;
     registry.register(Box::new(job_uptime.clone()))?;
     registry.register(Box::new(running_jobs.clone()))?;
     for g in [
@@ -120,6 +147,9 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         records_in,
         records_out,
         back_pressured_ms,
+        late_dropped,
+        alignment_ms,
+        restore_ms,
         job_uptime,
         running_jobs,
         checkpoints_completed,
@@ -154,6 +184,18 @@ impl Metrics {
 
     pub(crate) fn back_pressure(&self, labels: &[&str; 4]) -> IntCounter {
         self.back_pressured_ms.with_label_values(labels)
+    }
+
+    pub(crate) fn late_records_dropped(&self, labels: &[&str; 5]) -> IntCounter {
+        self.late_dropped.with_label_values(labels)
+    }
+
+    pub(crate) fn alignment_time(&self, labels: &[&str; 4]) -> IntGauge {
+        self.alignment_ms.with_label_values(labels)
+    }
+
+    pub(crate) fn restore_duration(&self, labels: &[&str; 5]) -> IntGauge {
+        self.restore_ms.with_label_values(labels)
     }
 
     /// Renders every metric in Prometheus text format.

@@ -8,14 +8,17 @@
 
 use super::environment::StreamExecutionEnvironment;
 use super::functions::{KeyedProcessFunction, ProcessFunction};
+use super::watermarks::{TimestampFn, TimestampsAndWatermarksOp, WatermarkStrategy};
+use super::windows::{WindowAssigner, WindowedStream};
 use crate::graph::stream_graph::{NodeKind, StreamEdge, StreamNode};
 use crate::graph::Partitioning;
 use crate::record::{Data, Key, RecordDisplay};
-use crate::runtime::context::{RuntimeContext, RuntimeMode};
+use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
 use crate::runtime::erased::{TypedOperatorFactory, TypedStream, TypedWriterFactory};
+use crate::runtime::keyed::{KeyedProcessOp, ReduceOp};
 use crate::runtime::operator::StreamOperator;
-use crate::runtime::operators::{FilterOp, FlatMapOp, KeyedProcessOp, MapOp, ProcessOp, ReduceOp, SinkOp};
+use crate::runtime::operators::{FilterOp, FlatMapOp, MapOp, ProcessOp, SinkOp};
 use crate::runtime::writer::KeyHash;
 use crate::sink::two_phase::TwoPhaseCommitOp;
 use crate::sink::{PrintSink, Sink, TextFileSink, TwoPhaseCommitSink};
@@ -42,11 +45,18 @@ pub struct DataStream<T> {
     inputs: Vec<Upstream<T>>,
     /// The operator that produced this stream, if it is a single one.
     node: Option<usize>,
+    /// How to read a record's event-time timestamp, if the stream has them.
+    pub(crate) timestamps: Option<TimestampFn<T>>,
 }
 
 impl<T> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        DataStream { env: self.env.clone(), inputs: self.inputs.clone(), node: self.node }
+        DataStream {
+            env: self.env.clone(),
+            inputs: self.inputs.clone(),
+            node: self.node,
+            timestamps: self.timestamps.clone(),
+        }
     }
 }
 
@@ -61,10 +71,20 @@ fn prototype<P: Clone + Send + 'static>(p: P) -> impl Fn() -> P + Send + Sync + 
 
 impl<T: Data> DataStream<T> {
     pub(crate) fn from_node(env: StreamExecutionEnvironment, node: usize) -> Self {
-        DataStream { env, inputs: vec![Upstream { node, partitioning: None, key_hash: None }], node: Some(node) }
+        DataStream {
+            env,
+            inputs: vec![Upstream { node, partitioning: None, key_hash: None }],
+            node: Some(node),
+            timestamps: None,
+        }
     }
 
-    fn add_node<O: Data>(&self, name: &str, kind: NodeKind, keyed: bool) -> DataStream<O> {
+    /// Records a mistake in the job's definition; `execute` reports it.
+    pub(crate) fn record_error(&self, message: &str) {
+        self.env.state.borrow_mut().errors.push(message.to_string());
+    }
+
+    pub(crate) fn add_node<O: Data>(&self, name: &str, kind: NodeKind, keyed: bool) -> DataStream<O> {
         let mut st = self.env.state.borrow_mut();
         st.graph.nodes.push(StreamNode {
             name: name.to_string(),
@@ -119,7 +139,33 @@ impl<T: Data> DataStream<T> {
     /// Keeps the records for which `f` is true.
     pub fn filter<F: Fn(&T) -> bool + Send + Sync + 'static>(&self, f: F) -> DataStream<T> {
         let f = Arc::new(f);
-        self.transform("Filter", move |_| Box::new(FilterOp(f.clone())))
+        let mut out = self.transform("Filter", move |_| Box::new(FilterOp(f.clone())));
+        out.timestamps = self.timestamps.clone();
+        out
+    }
+
+    /// Reads each record's event-time timestamp and generates watermarks
+    /// as `strategy` says (see [`super::watermarks`]).
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        let Some(timestamps) = strategy.timestamps.clone() else {
+            self.record_error("assign_timestamps_and_watermarks needs WatermarkStrategy::with_timestamp_assigner(..)");
+            return self.clone();
+        };
+        let ts = timestamps.clone();
+        let mut out = self.transform("Timestamps/Watermarks", move |_| {
+            Box::new(TimestampsAndWatermarksOp::new(&strategy, ts.clone()))
+        });
+        out.timestamps = Some(timestamps);
+        out
+    }
+
+    /// Gives the records of this stream event-time timestamps without
+    /// generating watermarks (the watermarks of upstream keep flowing), e.g.
+    /// after a window whose results carry their window's time.
+    pub fn with_timestamps(&self, f: impl Fn(&T) -> i64 + Send + Sync + 'static) -> DataStream<T> {
+        let mut out = self.clone();
+        out.timestamps = Some(Arc::new(f));
+        out
     }
 
     /// Runs a [`ProcessFunction`]; each subtask gets a clone of `function`.
@@ -148,6 +194,7 @@ impl<T: Data> DataStream<T> {
                 .map(|u| Upstream { node: u.node, partitioning: Some(partitioning), key_hash: key_hash.clone() })
                 .collect(),
             node: None,
+            timestamps: self.timestamps.clone(),
         }
     }
 
@@ -170,7 +217,8 @@ impl<T: Data> DataStream<T> {
     pub fn union(&self, other: &DataStream<T>) -> DataStream<T> {
         let mut inputs = self.inputs.clone();
         inputs.extend(other.inputs.iter().cloned());
-        DataStream { env: self.env.clone(), inputs, node: None }
+        let timestamps = if other.timestamps.is_some() { self.timestamps.clone() } else { None };
+        DataStream { env: self.env.clone(), inputs, node: None, timestamps }
     }
 
     fn with_node(self, what: &str, f: impl FnOnce(&mut StreamNode)) -> Self {
@@ -269,14 +317,15 @@ impl<T: Data> DataStream<T> {
 
 /// A stream partitioned by key; keyed operators keep state per key.
 pub struct KeyedStream<T, K> {
-    stream: DataStream<T>,
-    selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) stream: DataStream<T>,
+    pub(crate) selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
 }
 
 impl<T: Data, K: Key> KeyedStream<T, K> {
-    fn keyed<F>(&self, name: &str, make: F) -> DataStream<T>
+    /// Adds a keyed operator (its state is cut by key group on restore).
+    pub(crate) fn keyed_node<O: Data, F>(&self, name: &str, make: F) -> DataStream<O>
     where
-        F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<T, T>> + Send + Sync + 'static,
+        F: Fn(&RuntimeContext) -> Box<dyn StreamOperator<T, O>> + Send + Sync + 'static,
     {
         self.stream.add_node(name, NodeKind::Operator(TypedOperatorFactory::arc(make)), true)
     }
@@ -284,15 +333,16 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     fn reducing<F: Fn(&mut T, T) + Send + Sync + 'static>(&self, name: &str, f: F) -> DataStream<T> {
         let f = Arc::new(f);
         let selector = self.selector.clone();
-        self.keyed(name, move |_| {
-            Box::new(ReduceOp {
-                reduce: f.clone(),
-                key_selector: selector.clone(),
-                state: Default::default(),
-                mode: RuntimeMode::Streaming,
-                max_parallelism: sluice_checkpoint::DEFAULT_MAX_PARALLELISM,
-            })
-        })
+        self.keyed_node(name, move |_| Box::new(ReduceOp::new(f.clone(), selector.clone())))
+    }
+
+    /// Cuts the keyed stream into windows (see [`super::windows`]).
+    pub fn window(&self, assigner: WindowAssigner) -> WindowedStream<T, K> {
+        WindowedStream {
+            keyed: KeyedStream { stream: self.stream.clone(), selector: self.selector.clone() },
+            assigner,
+            allowed_lateness: std::time::Duration::ZERO,
+        }
     }
 
     /// Combines each record with its key's accumulated value. Streaming
@@ -315,23 +365,14 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         })
     }
 
-    /// Runs a [`KeyedProcessFunction`] with per-key state.
+    /// Runs a [`KeyedProcessFunction`] with per-key state and timers.
     pub fn process<O: Data, P: KeyedProcessFunction<K, T, O> + Clone>(&self, function: P) -> DataStream<O> {
         let make = prototype(function);
         let selector = self.selector.clone();
-        self.stream.add_node(
-            "Keyed Process",
-            NodeKind::Operator(TypedOperatorFactory::arc(move |_: &RuntimeContext| {
-                Box::new(KeyedProcessOp {
-                    function: make(),
-                    key_selector: selector.clone(),
-                    state: Default::default(),
-                    watermark: Watermark::MIN,
-                    max_parallelism: sluice_checkpoint::DEFAULT_MAX_PARALLELISM,
-                }) as Box<dyn StreamOperator<T, O>>
-            })),
-            true,
-        )
+        let timestamps = self.stream.timestamps.clone();
+        self.keyed_node("Keyed Process", move |_| {
+            Box::new(KeyedProcessOp::new(make(), selector.clone(), timestamps.clone()))
+        })
     }
 }
 

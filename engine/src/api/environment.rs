@@ -18,6 +18,7 @@ use crate::runtime::erased::{TypedSourceFactory, TypedStream};
 use crate::runtime::restore::RestorePlan;
 use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, TextFileSource};
 use sluice_checkpoint::coordinator::CheckpointConfig;
+use sluice_checkpoint::state::StateBackendConfig;
 use sluice_checkpoint::{storage, CheckpointKind, CheckpointingMode};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -150,13 +151,19 @@ impl StreamExecutionEnvironment {
             ("checkpoint-dir", "state.checkpoints.dir"),
             ("checkpoint-interval", "execution.checkpointing.interval"),
             ("s", "execution.savepoint.path"),
+            ("savepoint-dir", "state.savepoints.dir"),
+            ("stop-with-savepoint-after", "execution.stop-with-savepoint.after"),
         ] {
             if let Some(v) = params.get(flag) {
                 config.set(key, v).map_err(|_| ParamError::Malformed {
                     key: flag.into(),
                     value: v.into(),
-                    expected: if flag == "checkpoint-interval" { "a duration such as 500ms or 1s" } else { "a path" }
-                        .into(),
+                    expected: if flag.ends_with("interval") || flag.ends_with("after") {
+                        "a duration such as 500ms or 1s"
+                    } else {
+                        "a path"
+                    }
+                    .into(),
                 })?;
             }
         }
@@ -328,6 +335,15 @@ impl StreamExecutionEnvironment {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints")),
             retained: conf.get_u32("state.checkpoints.num-retained")?.unwrap_or(1) as usize,
+            state_backend: StateBackendConfig {
+                // Validated against the option's allowed words already.
+                kind: conf.get_str("state.backend")?.unwrap_or_default().parse().unwrap_or_default(),
+                local_dir: conf.get_str("state.backend.rocksdb.localdir")?.map(PathBuf::from),
+                cache_entries: conf.get_u32("state.backend.rocksdb.cache-entries")?.unwrap_or(100_000) as usize,
+            },
+            watermark_interval: conf
+                .get_duration("pipeline.auto-watermark-interval")?
+                .unwrap_or(Duration::from_millis(200)),
             restart: RestartStrategy::from_config(conf, conf.is_set("execution.checkpointing.interval"))?,
             restore: None,
             faults: match &st.faults {
@@ -345,8 +361,41 @@ impl StreamExecutionEnvironment {
     }
 
     /// Runs the job on a local mini cluster and waits for it to end.
+    ///
+    /// With `execution.stop-with-savepoint.after` (`--stop-with-savepoint-after 10s`)
+    /// the local runner takes a savepoint into `state.savepoints.dir`
+    /// (`--savepoint-dir DIR`) after that time, prints its path and stops
+    /// the job; start it again with `-s PATH` to continue from there.
     pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
-        self.execute_async(job_name)?.wait()
+        let conf = self.config();
+        let Some(after) = conf.get_duration("execution.stop-with-savepoint.after")? else {
+            return self.execute_async(job_name)?.wait();
+        };
+        let dir = conf.get_str("state.savepoints.dir")?.ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::BadValue {
+                key: "state.savepoints.dir".into(),
+                value: String::new(),
+                expected: "a directory for the savepoint (--savepoint-dir DIR) with --stop-with-savepoint-after".into(),
+            })
+        })?;
+        let client = self.execute_async(job_name)?;
+        let started = std::time::Instant::now();
+        while started.elapsed() < after {
+            if client.details()?.status.is_terminal() {
+                return client.wait();
+            }
+            std::thread::sleep(Duration::from_millis(20).min(after));
+        }
+        let path = client.trigger_savepoint(PathBuf::from(dir))?;
+        eprintln!("Savepoint stored in {} ; job stopped (resume with -s {})", path.display(), path.display());
+        let (job_id, job_name) = (client.job_id(), job_name.to_string());
+        client.cancel()?;
+        match client.wait() {
+            Err(Error::JobCanceled(_)) => {
+                Ok(JobExecutionResult { job_id, job_name, net_runtime: started.elapsed(), restarts: 0 })
+            }
+            other => other,
+        }
     }
 
     /// Starts the job on a local mini cluster and returns at once; the

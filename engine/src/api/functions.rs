@@ -10,6 +10,7 @@ use crate::record::Data;
 use crate::runtime::collector::Collector;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
+use sluice_checkpoint::state::{SharedStore, TimeDomain};
 
 /// What a [`ProcessFunction`] can see while it handles a record.
 #[derive(Debug)]
@@ -67,13 +68,16 @@ pub trait ProcessFunction<I, O>: Send + 'static {
     }
 }
 
-/// What a [`KeyedProcessFunction`] can see while it handles a record: the
-/// record's key and the function's state for that key.
+/// What a [`KeyedProcessFunction`] can see while it handles a record or a
+/// timer: the key, the function's state for that key, time, and timers.
 pub struct KeyedContext<'a, K, S> {
     pub(crate) key: &'a K,
     pub(crate) state: &'a mut S,
     pub(crate) watermark: Watermark,
     pub(crate) cleared: bool,
+    pub(crate) store: &'a SharedStore,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) domain: Option<TimeDomain>,
 }
 
 impl<K, S> KeyedContext<'_, K, S> {
@@ -96,6 +100,47 @@ impl<K, S> KeyedContext<'_, K, S> {
     /// The current event-time watermark of this subtask.
     pub fn current_watermark(&self) -> Watermark {
         self.watermark
+    }
+
+    /// The event-time timestamp of the record being processed (if the
+    /// stream has timestamps, see `assign_timestamps_and_watermarks`), or
+    /// the time of the firing timer.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// In `on_timer`: which clock fired the timer.
+    pub fn time_domain(&self) -> Option<TimeDomain> {
+        self.domain
+    }
+
+    /// The wall clock in milliseconds since the Unix epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        sluice_checkpoint::state::now_ms()
+    }
+
+    /// Calls `on_timer` for the current key once the watermark passes `time`.
+    pub fn register_event_time_timer(&mut self, time: i64) -> Result<()> {
+        self.store.lock()?.register_timer(TimeDomain::EventTime, time);
+        Ok(())
+    }
+
+    /// Calls `on_timer` for the current key once the wall clock passes `time`.
+    pub fn register_processing_time_timer(&mut self, time: i64) -> Result<()> {
+        self.store.lock()?.register_timer(TimeDomain::ProcessingTime, time);
+        Ok(())
+    }
+
+    /// Deletes an event-time timer of the current key.
+    pub fn delete_event_time_timer(&mut self, time: i64) -> Result<()> {
+        self.store.lock()?.delete_timer(TimeDomain::EventTime, time);
+        Ok(())
+    }
+
+    /// Deletes a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, time: i64) -> Result<()> {
+        self.store.lock()?.delete_timer(TimeDomain::ProcessingTime, time);
+        Ok(())
     }
 }
 
@@ -136,6 +181,17 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
         ctx: &mut KeyedContext<'_, K, Self::State>,
         out: &mut dyn Collector<O>,
     ) -> Result<()>;
+
+    /// A timer of the current key fired (`ctx.time_domain()` says which
+    /// clock); at the end of bounded input all event-time timers fire.
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<'_, K, Self::State>,
+        _out: &mut dyn Collector<O>,
+    ) -> Result<()> {
+        Ok(())
+    }
 
     /// Called once at the end, also after failures.
     fn close(&mut self) -> Result<()> {

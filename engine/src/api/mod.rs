@@ -7,3 +7,5 @@
 pub mod datastream;
 pub mod environment;
 pub mod functions;
+pub mod watermarks;
+pub mod windows;

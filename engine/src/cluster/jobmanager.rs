@@ -339,6 +339,7 @@ impl JobManager {
             status: job.status,
             failure: job.failure.clone(),
             duration: job.submitted.elapsed(),
+            restarts: job.restarts.restarts(),
         });
         let labels = job.labels();
         self.broadcast(|| ToTaskManager::ReleaseJob { job_id: id });
@@ -466,8 +467,11 @@ impl JobManager {
             faults::abort_process(&format!("after checkpoint {cp} completed, before notifying the tasks"));
         }
         let retained = job.graph.settings.retained;
+        // Uploads of a checkpoint still in flight are named by no metadata
+        // yet: sweep shared files only when none is.
+        let sweep_shared = job.coordinator.in_progress() == 0;
         self.broadcast(|| ToTaskManager::NotifyCheckpointComplete { job_id: id, checkpoint: cp });
-        if let Err(e) = storage::retain(&root, &id.to_string(), retained) {
+        if let Err(e) = storage::retain(&root, &id.to_string(), retained, sweep_shared) {
             tracing::warn!("cannot remove old checkpoints: {e}");
         }
     }

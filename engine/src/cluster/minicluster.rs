@@ -96,6 +96,8 @@ pub struct JobExecutionResult {
     pub job_name: String,
     /// Time from submission to the end.
     pub net_runtime: Duration,
+    /// How often the job restarted (failover) before it finished.
+    pub restarts: u32,
 }
 
 /// Follows and controls one submitted job (Flink's `JobClient`).
@@ -177,6 +179,7 @@ impl JobClient {
                 job_id: self.job_id,
                 job_name: self.name.clone(),
                 net_runtime: result.duration,
+                restarts: result.restarts,
             }),
             JobStatus::Canceled => Err(Error::JobCanceled(self.job_id)),
             _ => Err(Error::JobFailed {

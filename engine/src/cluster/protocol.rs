@@ -190,6 +190,8 @@ pub struct JobResult {
     pub failure: Option<FailureCause>,
     /// Time from submission to the end.
     pub duration: Duration,
+    /// How often the job restarted from a checkpoint.
+    pub restarts: u32,
 }
 
 /// Messages to the JobManager.

@@ -111,6 +111,12 @@ impl TaskManager {
                 abort_after_snapshot: settings.faults.abort_after_snapshot,
             },
             mode: settings.checkpointing.as_ref().map(|c| c.mode).unwrap_or_default(),
+            alignment_time: crate::metrics::global().alignment_time(&[
+                &id.job.to_string(),
+                graph.name(),
+                &vertex.name,
+                &id.subtask.to_string(),
+            ]),
             faults: settings.faults.for_subtask(&vertex.name, id.subtask, id.attempt),
         };
         let jm = self.job_manager.clone();

@@ -59,6 +59,10 @@ impl Builder<'_> {
             attempt: self.id.attempt,
             mode: self.job.settings.mode,
             checkpoint_interval: self.job.settings.checkpointing.as_ref().map(|c| c.interval),
+            state_backend: self.job.settings.state_backend.clone(),
+            watermark_interval: self.job.settings.watermark_interval,
+            restore_dir: self.restore.map(|r| r.dir.clone()),
+            keyed_state: None,
         }
     }
 

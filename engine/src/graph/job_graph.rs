@@ -53,6 +53,10 @@ pub(crate) struct JobSettings {
     pub(crate) checkpoint_root: PathBuf,
     /// Completed checkpoints kept.
     pub(crate) retained: usize,
+    /// Keyed state backend.
+    pub(crate) state_backend: sluice_checkpoint::state::StateBackendConfig,
+    /// How often watermark generators emit.
+    pub(crate) watermark_interval: Duration,
     pub(crate) restart: RestartStrategy,
     /// The checkpoint or savepoint the job starts from.
     pub(crate) restore: Option<Arc<RestorePlan>>,

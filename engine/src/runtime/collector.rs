@@ -8,7 +8,11 @@
 
 use crate::error::Result;
 use crate::runtime::element::Watermark;
+use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
+
+/// The snapshots a chain hands over at a barrier: (operator id, snapshot).
+pub(crate) type ChainStates = Vec<(String, StateSnapshot)>;
 
 /// Receives records emitted by a function or operator.
 pub trait Collector<T> {
@@ -37,7 +41,15 @@ pub(crate) trait ChainInput<T>: Collector<T> + Send {
     fn end_of_input(&mut self) -> Result<()>;
     /// The barrier of a checkpoint passes: operators add their state to
     /// `states` as (operator id, bytes), writers forward the barrier.
-    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut Vec<(String, Vec<u8>)>) -> Result<()>;
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut ChainStates) -> Result<()>;
+    /// The processing-time clock advanced (see `StreamOperator::on_processing_time`).
+    fn tick(&mut self, _now_ms: i64) -> Result<()> {
+        Ok(())
+    }
+    /// The stream became idle (see [`TimeEvent::Idle`](crate::runtime::operator::TimeEvent)).
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// A checkpoint is complete on every subtask of the job.
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
     /// The task is shutting down (after end of input, or on cancel).
@@ -63,7 +75,7 @@ impl<T> ChainInput<T> for Discard {
     fn end_of_input(&mut self) -> Result<()> {
         Ok(())
     }
-    fn snapshot(&mut self, _barrier: &CheckpointBarrier, _states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn snapshot(&mut self, _barrier: &CheckpointBarrier, _states: &mut ChainStates) -> Result<()> {
         Ok(())
     }
     fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
@@ -102,8 +114,14 @@ impl<T: Clone + Send> ChainInput<T> for FanOut<T> {
     fn end_of_input(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.end_of_input())
     }
-    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut ChainStates) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.snapshot(barrier, states))
+    }
+    fn tick(&mut self, now_ms: i64) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.tick(now_ms))
+    }
+    fn idle(&mut self) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.idle())
     }
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.checkpoint_complete(id))

@@ -29,6 +29,9 @@ pub enum StreamElement<T> {
     Watermark(Watermark),
     /// A checkpoint barrier.
     Barrier(CheckpointBarrier),
+    /// The producer is idle: leave this channel out of the combined
+    /// watermark until it sends a record or watermark again.
+    Idle,
     /// The producer finished: nothing follows on this channel.
     EndOfStream,
 }

@@ -162,8 +162,15 @@ where
     ) -> Result<AnyBox> {
         let next = downcast::<ChainBox<O>>(next, &format!("the output of '{}'", ctx.operator_name))?;
         let mut op = (self.make)(ctx);
-        for bytes in &restore {
-            op.restore_state(ctx, bytes)?;
+        if !restore.is_empty() {
+            let started = std::time::Instant::now();
+            for bytes in &restore {
+                op.restore_state(ctx, bytes)?;
+            }
+            let (job_id, subtask) = (ctx.job_id.to_string(), ctx.subtask_index.to_string());
+            crate::metrics::global()
+                .restore_duration(&[&job_id, &ctx.job_name, &ctx.task_name, &ctx.operator_name, &subtask])
+                .set(started.elapsed().as_millis() as i64);
         }
         op.open(ctx)?;
         let link = OperatorLink::new(op, next, metrics, ctx.operator_id.clone());

@@ -17,14 +17,16 @@ pub mod collector;
 pub mod context;
 pub mod element;
 pub(crate) mod erased;
+pub(crate) mod keyed;
 pub mod operator;
 pub(crate) mod operators;
 pub mod restore;
 pub(crate) mod shuffle;
 pub(crate) mod task;
+pub(crate) mod window;
 pub(crate) mod writer;
 
 pub use collector::Collector;
-pub use context::{RuntimeContext, RuntimeMode};
+pub use context::{RuntimeContext, RuntimeMode, StateDescriptor};
 pub use element::{StreamElement, Watermark};
-pub use operator::StreamOperator;
+pub use operator::{StreamOperator, TimeEvent};

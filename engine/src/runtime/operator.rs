@@ -20,7 +20,18 @@ use crate::error::Result;
 use crate::runtime::collector::Collector;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
+use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::CheckpointId;
+
+/// What an operator's processing-time callback asks the runtime to send on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeEvent {
+    /// Forward this watermark downstream.
+    Watermark(Watermark),
+    /// This stream is idle: downstream tasks leave it out of their
+    /// watermark until it sends again.
+    Idle,
+}
 
 /// A one-input stream operator. See the module docs for its lifecycle.
 pub trait StreamOperator<I, O>: Send {
@@ -48,9 +59,17 @@ pub trait StreamOperator<I, O>: Send {
         Ok(())
     }
 
-    /// Serializes this operator's state for checkpoint `id`; `None` if it
-    /// has none.
-    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
+    /// The processing-time clock advanced to `now_ms` (called every few
+    /// milliseconds, also without input): fire processing-time timers, emit
+    /// periodic watermarks. Returns a watermark or idleness to forward.
+    fn on_processing_time(&mut self, _now_ms: i64, _out: &mut dyn Collector<O>) -> Result<Option<TimeEvent>> {
+        Ok(None)
+    }
+
+    /// Snapshots this operator's state for checkpoint `id` (the synchronous
+    /// part; a [`StateSnapshot::Upload`] continues on the upload thread);
+    /// `None` if it has no state.
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<StateSnapshot>> {
         Ok(None)
     }
 

@@ -1,22 +1,17 @@
 //! The built-in operators behind the DataStream API, and the chain link that
 //! drives an operator inside a task.
 
-use crate::api::functions::{KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction};
-use crate::error::{Error, Result};
+use crate::api::functions::{ProcessContext, ProcessFunction};
+use crate::error::Result;
 use crate::metrics::OperatorMetrics;
-use crate::record::{Data, Key};
-use crate::runtime::collector::{ChainInput, Collector};
-use crate::runtime::context::{RuntimeContext, RuntimeMode};
+use crate::runtime::collector::{ChainInput, ChainStates, Collector};
+use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
-use crate::runtime::operator::StreamOperator;
+use crate::runtime::operator::{StreamOperator, TimeEvent};
 use crate::sink::Sink;
-use sluice_checkpoint::key_group::assign_to_key_group;
+use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 use std::sync::Arc;
-
-/// Keyed state kept on the heap: a fast, non-cryptographic hasher (keys
-/// are the job's own data, and the map never leaves the subtask).
-pub(crate) type KeyedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Shared, immutable user function.
 pub(crate) type Func<F> = Arc<F>;
@@ -86,114 +81,6 @@ impl<I, O, P: ProcessFunction<I, O>> StreamOperator<I, O> for ProcessOp<P> {
     }
 }
 
-/// Keyed `process`: a user [`KeyedProcessFunction`] with one value of
-/// `P::State` per key.
-pub(crate) struct KeyedProcessOp<K, T, P: KeyedProcessFunction<K, T, O>, O> {
-    pub(crate) function: P,
-    pub(crate) key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: KeyedMap<K, P::State>,
-    pub(crate) watermark: Watermark,
-    pub(crate) max_parallelism: u32,
-}
-
-impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for KeyedProcessOp<K, T, P, O> {
-    fn process_element(&mut self, record: T, out: &mut dyn Collector<O>) -> Result<()> {
-        let key = (self.key_selector)(&record);
-        let state = self.state.entry(key.clone()).or_default();
-        let mut ctx = KeyedContext { key: &key, state, watermark: self.watermark, cleared: false };
-        self.function.process_element(record, &mut ctx, out)?;
-        if ctx.cleared {
-            self.state.remove(&key);
-        }
-        Ok(())
-    }
-    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
-        self.watermark = wm;
-        Ok(Some(wm))
-    }
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        self.max_parallelism = ctx.max_parallelism;
-        self.function.open(ctx)
-    }
-    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
-        encode_keyed(&self.state, self.max_parallelism).map(Some)
-    }
-    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
-        decode_keyed_into(&mut self.state, bytes, ctx)
-    }
-    fn close(&mut self) -> Result<()> {
-        self.function.close()
-    }
-}
-
-/// Keyed `reduce` and `sum`: keeps one accumulated value per key. In
-/// streaming mode every update is emitted; in batch mode each key's final
-/// value is emitted once at the end of input.
-pub(crate) struct ReduceOp<K, T, F> {
-    pub(crate) reduce: Func<F>,
-    pub(crate) key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: KeyedMap<K, T>,
-    pub(crate) mode: RuntimeMode,
-    pub(crate) max_parallelism: u32,
-}
-
-impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for ReduceOp<K, T, F> {
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        self.mode = ctx.mode;
-        self.max_parallelism = ctx.max_parallelism;
-        Ok(())
-    }
-    fn process_element(&mut self, record: T, out: &mut dyn Collector<T>) -> Result<()> {
-        let key = (self.key_selector)(&record);
-        let acc = match self.state.get_mut(&key) {
-            Some(acc) => {
-                (self.reduce)(acc, record);
-                acc
-            }
-            None => self.state.entry(key).or_insert(record),
-        };
-        if self.mode == RuntimeMode::Streaming {
-            out.collect(acc.clone())?;
-        }
-        Ok(())
-    }
-    fn finish(&mut self, out: &mut dyn Collector<T>) -> Result<()> {
-        if self.mode == RuntimeMode::Batch {
-            for (_, v) in self.state.drain() {
-                out.collect(v)?;
-            }
-        }
-        Ok(())
-    }
-    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<Option<Vec<u8>>> {
-        encode_keyed(&self.state, self.max_parallelism).map(Some)
-    }
-    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
-        decode_keyed_into(&mut self.state, bytes, ctx)
-    }
-}
-
-/// Encodes keyed state as (key group, key, value) entries, so that a
-/// restore at another parallelism can keep only its own key groups.
-fn encode_keyed<K: Key, V: Data>(map: &KeyedMap<K, V>, max_parallelism: u32) -> Result<Vec<u8>> {
-    let entries: Vec<(u32, &K, &V)> =
-        map.iter().map(|(k, v)| (assign_to_key_group(k, max_parallelism), k, v)).collect();
-    postcard::to_stdvec(&entries).map_err(|e| Error::user(format!("cannot encode keyed state: {e}")))
-}
-
-/// Adds the entries of `bytes` that belong to this subtask's key groups.
-fn decode_keyed_into<K: Key, V: Data>(map: &mut KeyedMap<K, V>, bytes: &[u8], ctx: &RuntimeContext) -> Result<()> {
-    let entries: Vec<(u32, K, V)> = postcard::from_bytes(bytes).map_err(|e| {
-        Error::user(format!(
-            "cannot decode the keyed state of '{}': {e} (was the savepoint taken by a job with other record types?)",
-            ctx.operator_name
-        ))
-    })?;
-    let range = ctx.key_group_range();
-    map.extend(entries.into_iter().filter(|(g, _, _)| range.contains(*g)).map(|(_, k, v)| (k, v)));
-    Ok(())
-}
-
 /// Runs a user [`Sink`] as the last operator of a chain.
 pub(crate) struct SinkOp<S>(pub(crate) S);
 
@@ -210,7 +97,7 @@ impl<T, S: Sink<T>> StreamOperator<T, ()> for SinkOp<S> {
     fn finish(&mut self, _out: &mut dyn Collector<()>) -> Result<()> {
         self.0.finish()
     }
-    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<StateSnapshot>> {
         self.0.prepare_checkpoint(id)?;
         Ok(None)
     }
@@ -295,12 +182,23 @@ impl<I: Send, O: Send> ChainInput<I> for OperatorLink<I, O> {
         self.publish_metrics();
         self.next.inner.end_of_input()
     }
-    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, states: &mut ChainStates) -> Result<()> {
         self.op.flush()?;
-        if let Some(bytes) = self.op.snapshot_state(barrier.id)? {
-            states.push((self.operator_id.clone(), bytes));
+        if let Some(snapshot) = self.op.snapshot_state(barrier.id)? {
+            states.push((self.operator_id.clone(), snapshot));
         }
         self.next.inner.snapshot(barrier, states)
+    }
+    fn tick(&mut self, now_ms: i64) -> Result<()> {
+        match self.op.on_processing_time(now_ms, &mut self.next)? {
+            Some(TimeEvent::Watermark(wm)) => self.next.inner.watermark(wm)?,
+            Some(TimeEvent::Idle) => self.next.inner.idle()?,
+            None => {}
+        }
+        self.next.inner.tick(now_ms)
+    }
+    fn idle(&mut self) -> Result<()> {
+        self.next.inner.idle()
     }
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         self.op.notify_checkpoint_complete(id)?;

@@ -24,11 +24,12 @@ use crate::error::{Error, Result};
 use crate::faults::{self, FailPoint};
 use crate::graph::execution::SubtaskId;
 use crate::metrics::OperatorMetrics;
-use crate::runtime::collector::{ChainInput, Collector};
+use crate::runtime::collector::{ChainInput, ChainStates, Collector};
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::{StreamElement, Watermark};
 use crate::source::{Source, SourceStatus};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
+use sluice_checkpoint::state::format::{StateSnapshot, UploadTarget, UploadedState};
 use sluice_checkpoint::storage;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId, CheckpointingMode};
 use std::path::PathBuf;
@@ -61,14 +62,28 @@ pub(crate) struct CheckpointResponder {
 impl CheckpointResponder {
     /// Writes `states` under the checkpoint's directory on a background
     /// thread (the asynchronous part), then acknowledges or declines.
-    fn acknowledge(&self, barrier: CheckpointBarrier, states: Vec<(String, Vec<u8>)>) {
+    fn acknowledge(&self, barrier: CheckpointBarrier, states: ChainStates) {
         let this = self.clone();
         let spawned = std::thread::Builder::new().name("checkpoint-upload".into()).spawn(move || {
+            let job_dir = this.root.join(this.subtask.job.to_string());
             let dir = storage::checkpoint_dir(&this.root, &this.subtask.job.to_string(), barrier.id);
             let mut handles = Vec::with_capacity(states.len());
-            for (operator, bytes) in states {
+            for (operator, snapshot) in states {
                 let file = format!("{operator}-{}", this.subtask.subtask);
-                match storage::write_state(&dir, &file, this.subtask.subtask, &bytes) {
+                let uploaded = match snapshot {
+                    StateSnapshot::Ready(bytes) => Ok(UploadedState { bytes, shared: Vec::new() }),
+                    StateSnapshot::Upload(upload) => upload(&UploadTarget {
+                        checkpoint_dir: dir.clone(),
+                        shared_dir: job_dir.join(storage::SHARED_DIR),
+                        file_prefix: file.clone(),
+                        kind: barrier.kind,
+                    }),
+                };
+                match uploaded.and_then(|u| {
+                    let mut h = storage::write_state(&dir, &file, this.subtask.subtask, &u.bytes)?;
+                    h.shared = u.shared;
+                    Ok(h)
+                }) {
                     Ok(h) => handles.push((operator, h)),
                     Err(e) => return this.decline(barrier.id, e.to_string()),
                 }
@@ -94,6 +109,8 @@ impl CheckpointResponder {
 
 /// A subtask's view of its controls.
 pub(crate) struct TaskControl {
+    /// The duration of the last barrier alignment, ms.
+    pub(crate) alignment_time: prometheus::IntGauge,
     pub(crate) commands: Receiver<TaskCommand>,
     pub(crate) canceled: Arc<AtomicBool>,
     pub(crate) buffer_timeout: Duration,
@@ -201,7 +218,7 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                 let bytes = postcard::to_stdvec(&position).map_err(|e| {
                     Error::user(format!("cannot encode the position of '{}': {e}", self.ctx.operator_name))
                 })?;
-                let mut states = vec![(self.ctx.operator_id.clone(), bytes)];
+                let mut states = vec![(self.ctx.operator_id.clone(), StateSnapshot::Ready(bytes))];
                 self.out.head.snapshot(&barrier, &mut states)?;
                 control.checkpoints.acknowledge(barrier, states);
             }
@@ -219,6 +236,7 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
         self.source.open(&self.ctx)?;
         let fail_at = control.fail_at_record();
         let mut last_flush = Instant::now();
+        let mut clock = Clock::new();
         loop {
             if control.is_canceled() {
                 return Ok(TaskOutcome::Canceled);
@@ -227,6 +245,9 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                 if !self.command(cmd, control)? {
                     return Ok(TaskOutcome::Canceled);
                 }
+            }
+            if let Some(now) = clock.due_sometimes() {
+                self.out.head.tick(now)?;
             }
             let status = self.source.poll_next(&mut self.out)?;
             if let Some(n) = fail_at {
@@ -242,6 +263,9 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                     }
                 }
                 SourceStatus::Idle(wait) => {
+                    if let Some(now) = clock.due() {
+                        self.out.head.tick(now)?;
+                    }
                     self.flush()?;
                     last_flush = Instant::now();
                     match control.commands.recv_timeout(wait.min(Duration::from_millis(50))) {
@@ -342,7 +366,7 @@ impl<T: Send> InputTask<T> {
                 }
             }
             let command_index = select.recv(&control.commands);
-            match select.select_timeout(Duration::from_millis(100)) {
+            match select.select_timeout(Duration::from_millis(50)) {
                 Err(_) => return Ok(None),
                 // A dropped TaskManager reads as a cancel.
                 Ok(op) if op.index() == command_index => op.recv(&control.commands).unwrap_or(TaskCommand::Cancel),
@@ -384,6 +408,7 @@ impl<T: Send> InputTask<T> {
         }
         let barrier = a.barrier;
         tracing::debug!("checkpoint {} aligned in {:?}", barrier.id, a.started.elapsed());
+        control.alignment_time.set(a.started.elapsed().as_millis() as i64);
         self.alignment = None;
         control.check_checkpoint_fault(barrier.id)?;
         let mut states = Vec::new();
@@ -396,9 +421,11 @@ impl<T: Send> InputTask<T> {
         let n = self.receivers.len();
         let mut remaining = n;
         let mut watermarks = vec![Watermark::MIN; n];
+        let mut idle = vec![false; n];
         let mut current = Watermark::MIN;
         let mut next = 0usize;
         let mut last_flush = Instant::now();
+        let mut clock = Clock::new();
         let fail_at = control.fail_at_record();
         if n == 0 {
             self.head.end_of_input()?;
@@ -412,6 +439,9 @@ impl<T: Send> InputTask<T> {
                 if !self.command(cmd, control)? {
                     return Ok(TaskOutcome::Canceled);
                 }
+            }
+            if let Some(now) = clock.due() {
+                self.head.tick(now)?;
             }
             let mut got = None;
             for k in 0..n {
@@ -440,6 +470,9 @@ impl<T: Send> InputTask<T> {
                     }
                 }
             };
+            if idle[i] && matches!(element, StreamElement::Records(_) | StreamElement::Watermark(_)) {
+                idle[i] = false;
+            }
             match element {
                 StreamElement::Records(batch) => {
                     if let Some(limit) = fail_at {
@@ -462,10 +495,22 @@ impl<T: Send> InputTask<T> {
                 }
                 StreamElement::Watermark(wm) => {
                     watermarks[i] = watermarks[i].max(wm);
-                    let min = combined(&watermarks, &self.finished);
+                    let min = combined(&watermarks, &self.finished, &idle);
                     if min > current {
                         current = min;
                         self.head.watermark(min)?;
+                    }
+                }
+                StreamElement::Idle => {
+                    idle[i] = true;
+                    if idle.iter().zip(&self.finished).all(|(idle, finished)| *idle || *finished) {
+                        self.head.idle()?;
+                    } else {
+                        let min = combined(&watermarks, &self.finished, &idle);
+                        if min > current {
+                            current = min;
+                            self.head.watermark(min)?;
+                        }
                     }
                 }
                 StreamElement::Barrier(barrier) => self.on_barrier(i, barrier, control)?,
@@ -477,7 +522,7 @@ impl<T: Send> InputTask<T> {
                         return Ok(TaskOutcome::Finished);
                     }
                     self.maybe_complete_alignment(control)?;
-                    let min = combined(&watermarks, &self.finished);
+                    let min = combined(&watermarks, &self.finished, &idle);
                     if min > current {
                         current = min;
                         self.head.watermark(min)?;
@@ -488,8 +533,48 @@ impl<T: Send> InputTask<T> {
     }
 }
 
-fn combined(watermarks: &[Watermark], finished: &[bool]) -> Watermark {
-    watermarks.iter().zip(finished).filter(|(_, f)| !**f).map(|(w, _)| *w).min().unwrap_or(Watermark::MAX)
+/// The minimum watermark over the channels that are neither finished nor
+/// idle; if all are idle, nothing advances.
+fn combined(watermarks: &[Watermark], finished: &[bool], idle: &[bool]) -> Watermark {
+    let live = watermarks.iter().zip(finished.iter().zip(idle)).filter(|(_, (f, i))| !**f && !**i);
+    match live.map(|(w, _)| *w).min() {
+        Some(w) => w,
+        None if idle.iter().zip(finished).any(|(i, f)| *i && !*f) => Watermark::MIN,
+        None => Watermark::MAX,
+    }
+}
+
+/// Paces the processing-time callbacks of a task (every few milliseconds).
+struct Clock {
+    last: Instant,
+    calls: u32,
+}
+
+impl Clock {
+    const PERIOD: Duration = Duration::from_millis(10);
+
+    fn new() -> Self {
+        Clock { last: Instant::now(), calls: 0 }
+    }
+
+    /// Like [`Clock::due`], but reads the clock only every 32nd call (for
+    /// loops that run per record).
+    fn due_sometimes(&mut self) -> Option<i64> {
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls % 32 != 0 {
+            return None;
+        }
+        self.due()
+    }
+
+    /// The current processing time (ms) if a callback is due.
+    fn due(&mut self) -> Option<i64> {
+        if self.last.elapsed() < Self::PERIOD {
+            return None;
+        }
+        self.last = Instant::now();
+        Some(sluice_checkpoint::state::now_ms())
+    }
 }
 
 impl<T: Send> Invokable for InputTask<T> {

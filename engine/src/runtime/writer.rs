@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::Partitioning;
-use crate::runtime::collector::{ChainInput, Collector};
+use crate::runtime::collector::{ChainInput, ChainStates, Collector};
 use crate::runtime::element::{StreamElement, Watermark};
 use crossbeam_channel::{Sender, TrySendError};
 use prometheus::IntCounter;
@@ -177,8 +177,11 @@ impl<T: Clone + Send> ChainInput<T> for RecordWriter<T> {
     fn end_of_input(&mut self) -> Result<()> {
         self.broadcast_event(StreamElement::EndOfStream)
     }
-    fn snapshot(&mut self, barrier: &CheckpointBarrier, _states: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn snapshot(&mut self, barrier: &CheckpointBarrier, _states: &mut ChainStates) -> Result<()> {
         self.broadcast_event(StreamElement::Barrier(*barrier))
+    }
+    fn idle(&mut self) -> Result<()> {
+        self.broadcast_event(StreamElement::Idle)
     }
     fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
         Ok(())

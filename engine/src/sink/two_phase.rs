@@ -32,6 +32,7 @@ use crate::runtime::context::RuntimeContext;
 use crate::runtime::operator::StreamOperator;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::CheckpointId;
 use std::collections::BTreeMap;
 
@@ -173,7 +174,7 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
         }
     }
 
-    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<Vec<u8>>> {
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<StateSnapshot>> {
         if let Some(mut txn) = self.current.take() {
             self.sink.pre_commit(&mut txn)?;
             self.pending.entry(id.0).or_default().push(txn);
@@ -185,7 +186,9 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
             checkpoint: id.0,
             pending: self.pending.iter().flat_map(|(c, txns)| txns.iter().map(move |t| (*c, t.clone()))).collect(),
         };
-        postcard::to_stdvec(&state).map(Some).map_err(|e| Error::user(format!("cannot encode sink state: {e}")))
+        postcard::to_stdvec(&state)
+            .map(|b| Some(StateSnapshot::Ready(b)))
+            .map_err(|e| Error::user(format!("cannot encode sink state: {e}")))
     }
 
     fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {

@@ -1,0 +1,443 @@
+//! The keyed state of one operator subtask: the current key, the
+//! registered states, the timers, and the backend behind them.
+//!
+//! The operator sets the current key (and namespace) before it touches
+//! state; every access then goes to that key's entry. Values are typed in
+//! [`Table`]s; with RocksDB the tables are a bounded write-back cache.
+//!
+//! ```
+//! use sluice_checkpoint::state::{KeyedStateStore, StateBackendConfig};
+//! use sluice_checkpoint::KeyGroupRange;
+//! let mut store = KeyedStateStore::new("counts", &StateBackendConfig::default(), 128, KeyGroupRange { start: 0, end: 127 }).unwrap();
+//! let count = store.register::<u64>("count", None).unwrap();
+//! store.set_current_key(&"hello").unwrap();
+//! store.update(count, |c: &mut Option<u64>| *c = Some(c.unwrap_or(0) + 1)).unwrap();
+//! assert_eq!(store.get::<u64>(count).unwrap(), Some(1));
+//! ```
+
+use crate::error::{Error, Result};
+use crate::key_group::assign_to_key_group;
+use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
+use crate::state::rocks::RocksInstance;
+use crate::state::table::{decode_value, AnyTable, Slot, StateValue, Table};
+use crate::state::timers::{TimeDomain, Timer, TimerService};
+use crate::state::ttl::{StateTtlConfig, TtlUpdateType};
+use crate::state::{now_ms, StateBackendConfig, StateBackendKind};
+use crate::KeyGroupRange;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::path::Path;
+
+/// Identifies a registered state within its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateId(pub(crate) usize);
+
+/// Keyed state of one operator subtask. See the module docs.
+pub struct KeyedStateStore {
+    operator: String,
+    max_parallelism: u32,
+    range: KeyGroupRange,
+    tables: Vec<Box<dyn AnyTable>>,
+    /// Heap backend: restored entries of states not registered yet.
+    raw: HashMap<String, Entries>,
+    rocks: Option<RocksInstance>,
+    cache_entries: usize,
+    /// key group ‖ key ‖ namespace of the current entry.
+    current: Vec<u8>,
+    /// Length of key group ‖ key within `current`.
+    key_len: usize,
+    /// The registered timers.
+    pub timers: TimerService,
+}
+
+impl std::fmt::Debug for KeyedStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStateStore")
+            .field("operator", &self.operator)
+            .field("states", &self.tables.iter().map(|t| t.name().to_string()).collect::<Vec<_>>())
+            .field("rocksdb", &self.rocks.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<()> {
+    let bytes = postcard::to_stdvec(value)
+        .map_err(|e| Error::State { state: what.to_string(), message: format!("cannot encode the {what}: {e}") })?;
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+impl KeyedStateStore {
+    /// A store for subtask key groups `range` of `operator`.
+    pub fn new(
+        operator: &str,
+        config: &StateBackendConfig,
+        max_parallelism: u32,
+        range: KeyGroupRange,
+    ) -> Result<Self> {
+        let rocks = match config.kind {
+            StateBackendKind::HashMap => None,
+            StateBackendKind::RocksDb => {
+                let label: String =
+                    operator.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
+                Some(RocksInstance::open(config.local_dir.as_deref(), &label)?)
+            }
+        };
+        Ok(KeyedStateStore {
+            operator: operator.to_string(),
+            max_parallelism,
+            range,
+            tables: Vec::new(),
+            raw: HashMap::new(),
+            rocks,
+            cache_entries: config.cache_entries.max(1),
+            current: Vec::with_capacity(64),
+            key_len: 0,
+            timers: TimerService::default(),
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> StateBackendKind {
+        if self.rocks.is_some() {
+            StateBackendKind::RocksDb
+        } else {
+            StateBackendKind::HashMap
+        }
+    }
+
+    /// Registers a state (or returns the one registered under `name`).
+    pub fn register<T: StateValue>(&mut self, name: &str, ttl: Option<StateTtlConfig>) -> Result<StateId> {
+        if let Some(i) = self.tables.iter().position(|t| t.name() == name) {
+            return if self.tables[i].as_any_mut().is::<Table<T>>() {
+                Ok(StateId(i))
+            } else {
+                Err(Error::State {
+                    state: name.to_string(),
+                    message: "registered twice with different value types; give each state its own name".into(),
+                })
+            };
+        }
+        let mut table: Table<T> = Table::new(name, ttl);
+        if let Some(rocks) = &mut self.rocks {
+            rocks.ensure_cf(name)?;
+        } else if let Some(entries) = self.raw.remove(name) {
+            for (k, v) in entries {
+                table.load_entry(k, &v)?;
+            }
+        }
+        self.tables.push(Box::new(table));
+        Ok(StateId(self.tables.len() - 1))
+    }
+
+    /// Makes `key` the current key (empty namespace).
+    pub fn set_current_key<K: Serialize + Hash + ?Sized>(&mut self, key: &K) -> Result<()> {
+        let group = assign_to_key_group(key, self.max_parallelism);
+        self.current.clear();
+        self.current.extend_from_slice(&(group as u16).to_be_bytes());
+        encode_into(key, &mut self.current, "key")?;
+        self.key_len = self.current.len();
+        Ok(())
+    }
+
+    /// Makes a timer's key and namespace current.
+    pub fn set_current_timer(&mut self, timer: &Timer) {
+        self.current.clear();
+        self.current.extend_from_slice(&timer.key);
+        self.key_len = self.current.len();
+        self.current.extend_from_slice(&timer.namespace);
+    }
+
+    /// Sets the namespace of the current key (a window).
+    pub fn set_namespace<N: Serialize + ?Sized>(&mut self, namespace: &N) -> Result<()> {
+        self.current.truncate(self.key_len);
+        encode_into(namespace, &mut self.current, "namespace")
+    }
+
+    /// Back to the empty namespace.
+    pub fn clear_namespace(&mut self) {
+        self.current.truncate(self.key_len);
+    }
+
+    /// The current key, postcard-encoded (without its key group).
+    pub fn current_key_bytes(&self) -> &[u8] {
+        self.current.get(2..self.key_len).unwrap_or(&[])
+    }
+
+    /// The current namespace, postcard-encoded.
+    pub fn current_namespace_bytes(&self) -> &[u8] {
+        self.current.get(self.key_len..).unwrap_or(&[])
+    }
+
+    fn check_key(&self, id: StateId) -> Result<()> {
+        if self.key_len == 0 {
+            return Err(Error::State {
+                state: self.tables.get(id.0).map(|t| t.name().to_string()).unwrap_or_default(),
+                message: "accessed without a current key (keyed state is only available on a keyed stream, while \
+                          a record or timer of a key is being processed)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Finds (or loads) the current entry of state `id`.
+    /// Returns the slot and whether the state has a TTL.
+    fn slot<T: StateValue>(&mut self, id: StateId, read: bool) -> Result<(&mut Slot<T>, bool)> {
+        self.check_key(id)?;
+        let KeyedStateStore { tables, rocks, current, cache_entries, .. } = self;
+        let any = tables.get_mut(id.0).ok_or_else(|| Error::State {
+            state: format!("#{}", id.0),
+            message: "not registered in this operator".into(),
+        })?;
+        if let Some(rocks) = rocks.as_ref() {
+            if any.len() >= *cache_entries {
+                let mut dirty = Vec::new();
+                any.take_dirty(&mut dirty)?;
+                rocks.write(any.name(), dirty)?;
+                any.clear();
+            }
+        }
+        let name = any.name().to_string();
+        let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| Error::State {
+            state: name.clone(),
+            message: "accessed with another value type than it was registered with".into(),
+        })?;
+        let ttl = table.ttl;
+        let slot = match table.map.entry_ref(current.as_slice()) {
+            hashbrown::hash_map::EntryRef::Occupied(o) => o.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(v) => {
+                let loaded = match rocks.as_ref() {
+                    Some(r) => match r.get(&name, current)? {
+                        Some(bytes) => Some(decode_value::<T>(&name, &bytes)?),
+                        None => None,
+                    },
+                    None => None,
+                };
+                let slot = match loaded {
+                    Some((stamp, value)) => Slot { value: Some(value), dirty: false, stamp },
+                    None => Slot { value: None, dirty: false, stamp: 0 },
+                };
+                v.insert(slot)
+            }
+        };
+        if let Some(ttl) = ttl {
+            let now = now_ms();
+            if slot.value.is_some() && ttl.is_expired(slot.stamp, now) {
+                slot.value = None;
+                slot.dirty = true;
+            } else if read && slot.value.is_some() && ttl.update_type == TtlUpdateType::OnReadAndWrite {
+                slot.stamp = now;
+                slot.dirty = true;
+            }
+        }
+        Ok((slot, ttl.is_some()))
+    }
+
+    /// The current key's value of state `id` (a clone).
+    pub fn get<T: StateValue>(&mut self, id: StateId) -> Result<Option<T>> {
+        Ok(self.slot::<T>(id, true)?.0.value.clone())
+    }
+
+    /// Reads the current key's value of state `id` without cloning it.
+    pub fn read<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(Option<&T>) -> R) -> Result<R> {
+        Ok(f(self.slot::<T>(id, true)?.0.value.as_ref()))
+    }
+
+    /// Changes the current key's value of state `id` in place (`None` =
+    /// absent; set it to `None` to clear).
+    pub fn update<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(&mut Option<T>) -> R) -> Result<R> {
+        let (slot, timed) = self.slot::<T>(id, false)?;
+        let r = f(&mut slot.value);
+        slot.dirty = true;
+        if timed {
+            slot.stamp = now_ms();
+        }
+        Ok(r)
+    }
+
+    /// Removes the current key's value of state `id`.
+    pub fn clear<T: StateValue>(&mut self, id: StateId) -> Result<()> {
+        self.update::<T, ()>(id, |v| *v = None)
+    }
+
+    /// Calls `f(key ‖ namespace bytes without key group, value)` for every
+    /// live entry of state `id` (batch results at end of input).
+    pub fn for_each<T: StateValue>(&mut self, id: StateId, mut f: impl FnMut(&[u8], T) -> Result<()>) -> Result<()> {
+        let KeyedStateStore { tables, rocks, .. } = self;
+        let Some(any) = tables.get_mut(id.0) else { return Ok(()) };
+        let name = any.name().to_string();
+        match rocks.as_ref() {
+            Some(rocks) => {
+                let mut dirty = Vec::new();
+                any.take_dirty(&mut dirty)?;
+                rocks.write(&name, dirty)?;
+                rocks.for_each(&name, &mut |k, v| {
+                    let (_, value) = decode_value::<T>(&name, v)?;
+                    f(k.get(2..).unwrap_or(&[]), value)
+                })
+            }
+            None => {
+                let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| Error::State {
+                    state: name.clone(),
+                    message: "accessed with another value type than it was registered with".into(),
+                })?;
+                for (k, slot) in table.map.iter() {
+                    if let Some(v) = &slot.value {
+                        f(k.get(2..).unwrap_or(&[]), v.clone())?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers a timer for the current key and namespace.
+    pub fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) {
+        let timer = self.current_timer(timestamp);
+        self.timers.register(domain, timer);
+    }
+
+    /// Deletes a timer of the current key and namespace.
+    pub fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) {
+        let timer = self.current_timer(timestamp);
+        self.timers.delete(domain, &timer);
+    }
+
+    fn current_timer(&self, timestamp: i64) -> Timer {
+        Timer {
+            timestamp,
+            key: self.current.get(..self.key_len).unwrap_or(&[]).to_vec(),
+            namespace: self.current_namespace_bytes().to_vec(),
+        }
+    }
+
+    /// The synchronous part of a snapshot; `extra` is the operator's own
+    /// non-keyed state, stored alongside.
+    pub fn snapshot(&mut self, checkpoint: u64, extra: Vec<u8>) -> Result<StateSnapshot> {
+        let timers = self.timers.snapshot();
+        match &self.rocks {
+            None => {
+                let now = now_ms();
+                let mut states = Vec::with_capacity(self.tables.len() + self.raw.len());
+                for t in &self.tables {
+                    let mut entries = Vec::new();
+                    t.entries(now, &mut entries)?;
+                    states.push((t.name().to_string(), entries));
+                }
+                for (name, entries) in &self.raw {
+                    states.push((name.clone(), entries.clone()));
+                }
+                let snap = KeyedStateSnapshot { data: StateData::Entries(states), timers, extra };
+                Ok(StateSnapshot::Ready(encode_snapshot(&self.operator, &snap)?))
+            }
+            Some(rocks) => {
+                for t in &mut self.tables {
+                    let mut dirty = Vec::new();
+                    t.take_dirty(&mut dirty)?;
+                    rocks.write(t.name(), dirty)?;
+                }
+                let upload = rocks.snapshot(checkpoint)?;
+                let operator = self.operator.clone();
+                Ok(StateSnapshot::Upload(Box::new(move |target| {
+                    let (handle, shared) = upload(target)?;
+                    let snap = KeyedStateSnapshot { data: StateData::RocksDb(handle), timers, extra };
+                    Ok(UploadedState { bytes: encode_snapshot(&operator, &snap)?, shared })
+                })))
+            }
+        }
+    }
+
+    /// Checkpoint `id` completed (RocksDB: its files become reusable).
+    pub fn notify_checkpoint_complete(&mut self, id: u64) {
+        if let Some(rocks) = &mut self.rocks {
+            rocks.notify_complete(id);
+        }
+    }
+
+    /// Restores the key groups of this subtask from one old subtask's
+    /// snapshot (call once per old subtask); returns its `extra` bytes.
+    /// `checkpoint_dir` is where the snapshot's checkpoint lives.
+    pub fn restore(&mut self, bytes: &[u8], checkpoint_dir: &Path) -> Result<Vec<u8>> {
+        let snap: KeyedStateSnapshot = postcard::from_bytes(bytes).map_err(|e| Error::Snapshot {
+            operator: self.operator.clone(),
+            action: "decoded",
+            message: format!("{e} (is it a savepoint of another job or Sluice version?)"),
+        })?;
+        let range = self.range;
+        for (domain, timer) in snap.timers {
+            if range.contains(timer.key_group()) {
+                self.timers.register(domain, timer);
+            }
+        }
+        match &snap.data {
+            StateData::Entries(states) => {
+                for (name, entries) in states {
+                    for (k, v) in entries.iter().filter(|(k, _)| range.contains(key_group_of(k))) {
+                        self.put_raw(name, k, v)?;
+                    }
+                }
+            }
+            StateData::RocksDb(handle) => {
+                let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+                let mut batch_state = String::new();
+                RocksInstance::restore_from(handle, checkpoint_dir, range, &mut |name, k, v| {
+                    if name != batch_state || batch.len() >= 10_000 {
+                        let full = std::mem::take(&mut batch);
+                        self.put_batch(&batch_state, full)?;
+                        batch_state = name.to_string();
+                    }
+                    batch.push((k.to_vec(), Some(v.to_vec())));
+                    Ok(())
+                })?;
+                self.put_batch(&batch_state, batch)?;
+            }
+        }
+        Ok(snap.extra)
+    }
+
+    fn put_batch(&mut self, name: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(rocks) = &mut self.rocks {
+            rocks.ensure_cf(name)?;
+            return rocks.write(name, batch);
+        }
+        for (k, v) in batch {
+            if let Some(v) = v {
+                self.put_raw(name, &k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_raw(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        if let Some(rocks) = &mut self.rocks {
+            rocks.ensure_cf(name)?;
+            return rocks.write(name, vec![(key.to_vec(), Some(value.to_vec()))]);
+        }
+        match self.tables.iter_mut().find(|t| t.name() == name) {
+            Some(t) => t.load(key.to_vec(), value),
+            None => {
+                self.raw.entry(name.to_string()).or_default().push((key.to_vec(), value.to_vec()));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T: StateValue> Table<T> {
+    fn load_entry(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()> {
+        AnyTable::load(self, key, bytes)
+    }
+}
+
+fn encode_snapshot(operator: &str, snap: &KeyedStateSnapshot) -> Result<Vec<u8>> {
+    postcard::to_stdvec(snap).map_err(|e| Error::Snapshot {
+        operator: operator.to_string(),
+        action: "encoded",
+        message: e.to_string(),
+    })
+}

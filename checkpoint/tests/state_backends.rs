@@ -1,0 +1,250 @@
+//! Keyed state on both backends: the same operations give the same values,
+//! snapshots restore across backends and key-group ranges, RocksDB
+//! checkpoints are incremental, and retention keeps referenced shared files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sluice_checkpoint::metadata::{CheckpointMetadata, OperatorStateMeta};
+use sluice_checkpoint::state::format::{StateSnapshot, UploadTarget, UploadedState};
+use sluice_checkpoint::state::{
+    KeyedStateStore, ListState, MapState, SharedStore, StateBackendConfig, StateBackendKind, StateTtlConfig,
+    TimeDomain, ValueState,
+};
+use sluice_checkpoint::storage::{self, SHARED_DIR};
+use sluice_checkpoint::{CheckpointId, CheckpointKind, KeyGroupRange};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 127 };
+
+fn config(kind: StateBackendKind, local: &Path) -> StateBackendConfig {
+    StateBackendConfig { kind, local_dir: Some(local.to_path_buf()), cache_entries: 64 }
+}
+
+fn store(kind: StateBackendKind, local: &Path, range: KeyGroupRange) -> KeyedStateStore {
+    KeyedStateStore::new("op", &config(kind, local), 128, range).unwrap()
+}
+
+/// Runs the snapshot's upload like a task's upload thread; returns the
+/// state bytes and the shared files it references.
+fn take_snapshot(s: &mut KeyedStateStore, root: &Path, id: u64, kind: CheckpointKind) -> (PathBuf, UploadedState) {
+    let dir = storage::checkpoint_dir(root, "job", CheckpointId(id));
+    std::fs::create_dir_all(&dir).unwrap();
+    let uploaded = match s.snapshot(id, vec![7]).unwrap() {
+        StateSnapshot::Ready(bytes) => UploadedState { bytes, shared: vec![] },
+        StateSnapshot::Upload(f) => f(&UploadTarget {
+            checkpoint_dir: dir.clone(),
+            shared_dir: root.join("job").join(SHARED_DIR),
+            file_prefix: "op-0".into(),
+            kind,
+        })
+        .unwrap(),
+    };
+    (dir, uploaded)
+}
+
+/// Writes the checkpoint's metadata as the coordinator would.
+fn complete(dir: &Path, id: u64, up: &UploadedState) {
+    let mut h = storage::write_state(dir, "op-0", 0, &up.bytes).unwrap();
+    h.shared = up.shared.clone();
+    let meta = CheckpointMetadata {
+        job_id: "job".into(),
+        job_name: "job".into(),
+        checkpoint_id: CheckpointId(id),
+        kind: CheckpointKind::Checkpoint,
+        timestamp_ms: id,
+        max_parallelism: 128,
+        operators: vec![OperatorStateMeta {
+            operator_id: "op".into(),
+            name: "op".into(),
+            parallelism: 1,
+            keyed: true,
+            subtasks: vec![h],
+        }],
+    };
+    storage::write_metadata(dir, &meta).unwrap();
+}
+
+fn fill(shared: &SharedStore, keys: u32) {
+    let count: ValueState<u64> = ValueState::register(shared, "count", None).unwrap();
+    let seen: ListState<u32> = ListState::register(shared, "seen", None).unwrap();
+    let last: MapState<String, u32> = MapState::register(shared, "last", None).unwrap();
+    for i in 0..keys * 5 {
+        let k = i % keys;
+        shared.set_current_key(&format!("key-{k}")).unwrap();
+        count.update(count.value().unwrap().unwrap_or(0) + 1).unwrap();
+        seen.add(i).unwrap();
+        last.put(format!("m{}", i % 3), i).unwrap();
+    }
+}
+
+/// Per key in range: (key, count, list length, map entries).
+type KeyView = (u32, Option<u64>, usize, Vec<(String, u32)>);
+
+fn read_all(shared: &SharedStore, keys: u32, range: KeyGroupRange) -> Vec<KeyView> {
+    let count: ValueState<u64> = ValueState::register(shared, "count", None).unwrap();
+    let seen: ListState<u32> = ListState::register(shared, "seen", None).unwrap();
+    let last: MapState<String, u32> = MapState::register(shared, "last", None).unwrap();
+    (0..keys)
+        .filter(|k| range.contains(sluice_checkpoint::key_group::assign_to_key_group(&format!("key-{k}"), 128)))
+        .map(|k| {
+            shared.set_current_key(&format!("key-{k}")).unwrap();
+            (k, count.value().unwrap(), seen.get().unwrap().len(), last.entries().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn both_backends_agree_and_restore_into_each_other_by_key_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let mut snapshots = Vec::new();
+    for (n, kind) in [StateBackendKind::HashMap, StateBackendKind::RocksDb].into_iter().enumerate() {
+        let shared = SharedStore::new(store(kind, tmp.path(), ALL));
+        fill(&shared, 300);
+        let all = read_all(&shared, 300, ALL);
+        assert_eq!(all.len(), 300);
+        assert!(all.iter().all(|(_, c, s, m)| *c == Some(5) && *s == 5 && m.len() == 3), "{kind}");
+        let (dir, up) = take_snapshot(&mut shared.lock().unwrap(), &root, n as u64 + 1, CheckpointKind::Checkpoint);
+        snapshots.push((dir, up.bytes));
+    }
+    // Each snapshot restores on either backend, split over two subtasks.
+    let halves = [KeyGroupRange { start: 0, end: 63 }, KeyGroupRange { start: 64, end: 127 }];
+    for (dir, bytes) in &snapshots {
+        for kind in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {
+            let mut total = 0;
+            for range in halves {
+                let mut s = store(kind, tmp.path(), range);
+                assert_eq!(s.restore(bytes, dir).unwrap(), vec![7]);
+                let shared = SharedStore::new(s);
+                let got = read_all(&shared, 300, range);
+                assert!(got.iter().all(|(_, c, s, _)| *c == Some(5) && *s == 5), "{kind}");
+                total += got.len();
+                // A key of the other half is not here.
+                let other = (0..300)
+                    .map(|k| format!("key-{k}"))
+                    .find(|k| !range.contains(sluice_checkpoint::key_group::assign_to_key_group(k, 128)))
+                    .unwrap();
+                shared.set_current_key(&other).unwrap();
+                let count: ValueState<u64> = ValueState::register(&shared, "count", None).unwrap();
+                assert_eq!(count.value().unwrap(), None);
+            }
+            assert_eq!(total, 300);
+        }
+    }
+}
+
+#[test]
+fn rocksdb_checkpoints_are_incremental_and_retention_keeps_referenced_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared = SharedStore::new(store(StateBackendKind::RocksDb, tmp.path(), ALL));
+    fill(&shared, 2_000);
+    let shared_dir = root.join("job").join(SHARED_DIR);
+    let dir_size = |d: &Path| -> u64 {
+        std::fs::read_dir(d).map(|e| e.flatten().map(|f| f.metadata().unwrap().len()).sum()).unwrap_or(0)
+    };
+
+    let (dir1, up1) = take_snapshot(&mut shared.lock().unwrap(), &root, 1, CheckpointKind::Checkpoint);
+    complete(&dir1, 1, &up1);
+    shared.lock().unwrap().notify_checkpoint_complete(1);
+    let first = dir_size(&shared_dir);
+    assert!(!up1.shared.is_empty() && first > 10_000, "the first checkpoint uploads the SST files ({first} bytes)");
+
+    // Unchanged store: the second checkpoint references the same files.
+    let (dir2, up2) = take_snapshot(&mut shared.lock().unwrap(), &root, 2, CheckpointKind::Checkpoint);
+    complete(&dir2, 2, &up2);
+    assert_eq!(dir_size(&shared_dir), first, "the second checkpoint copied no SST file");
+    assert_eq!(up2.shared, up1.shared);
+    assert!(dir_size(&dir2) < first / 4, "only small private files are in chk-2");
+
+    // Dropping chk-1 keeps every file chk-2 references; chk-2 restores.
+    storage::retain(&root, "job", 1, true).unwrap();
+    assert!(!dir1.exists());
+    assert_eq!(dir_size(&shared_dir), first);
+    let (meta, d) = storage::read_metadata(&dir2).unwrap();
+    storage::verify_files(&meta, &d).unwrap();
+    let mut s = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    s.restore(&up2.bytes, &dir2).unwrap();
+    let got = read_all(&SharedStore::new(s), 2_000, ALL);
+    assert!(got.iter().all(|(_, c, _, _)| *c == Some(5)));
+
+    // New data, a third checkpoint: only the new file is uploaded, and once
+    // chk-2 is gone nothing unreferenced is left behind.
+    shared.lock().unwrap().notify_checkpoint_complete(2);
+    {
+        let count: ValueState<u64> = ValueState::register(&shared, "count", None).unwrap();
+        shared.set_current_key(&"fresh").unwrap();
+        count.update(1).unwrap();
+    }
+    let (dir3, up3) = take_snapshot(&mut shared.lock().unwrap(), &root, 3, CheckpointKind::Checkpoint);
+    complete(&dir3, 3, &up3);
+    let added: Vec<_> = up3.shared.iter().filter(|f| !up2.shared.contains(f)).collect();
+    assert!(!added.is_empty() && added.len() <= 3, "new SST files only: {added:?}");
+    storage::retain(&root, "job", 1, true).unwrap();
+    let left: std::collections::BTreeSet<String> = std::fs::read_dir(&shared_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, up3.shared.iter().cloned().collect());
+
+    // A missing shared file is detected before a restore is attempted.
+    std::fs::remove_file(shared_dir.join(&up3.shared[0])).unwrap();
+    let (meta, d) = storage::read_metadata(&dir3).unwrap();
+    let err = storage::verify_files(&meta, &d).unwrap_err().to_string();
+    assert!(err.contains("shared file") && err.contains(&up3.shared[0]), "{err}");
+}
+
+#[test]
+fn savepoints_of_rocksdb_stand_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared = SharedStore::new(store(StateBackendKind::RocksDb, tmp.path(), ALL));
+    fill(&shared, 500);
+    let (dir, up) = take_snapshot(&mut shared.lock().unwrap(), &root, 1, CheckpointKind::Savepoint);
+    assert!(up.shared.is_empty());
+    assert!(!root.join("job").join(SHARED_DIR).exists());
+    let mut s = store(StateBackendKind::RocksDb, tmp.path(), ALL);
+    s.restore(&up.bytes, &dir).unwrap();
+    assert_eq!(read_all(&SharedStore::new(s), 500, ALL).len(), 500);
+}
+
+#[test]
+fn ttl_expires_entries_on_both_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {
+        let mut s = store(kind, tmp.path(), ALL);
+        let short = s.register::<u32>("short", Some(StateTtlConfig::new(Duration::from_millis(30)))).unwrap();
+        let long = s.register::<u32>("long", None).unwrap();
+        s.set_current_key(&1u32).unwrap();
+        s.update(short, |v| *v = Some(1)).unwrap();
+        s.update(long, |v| *v = Some(2)).unwrap();
+        assert_eq!(s.get::<u32>(short).unwrap(), Some(1), "{kind}: fresh");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(s.get::<u32>(short).unwrap(), None, "{kind}: expired");
+        assert_eq!(s.get::<u32>(long).unwrap(), Some(2), "{kind}: no TTL");
+    }
+}
+
+#[test]
+fn timers_restore_by_key_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let group = |k: &u32| sluice_checkpoint::key_group::assign_to_key_group(k, 128);
+    let g1 = group(&1);
+    let other = (2u32..).find(|k| group(k) != g1).unwrap();
+    let mut s = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    s.set_current_key(&1u32).unwrap();
+    s.register_timer(TimeDomain::EventTime, 100);
+    s.register_timer(TimeDomain::EventTime, 100);
+    s.set_current_key(&other).unwrap();
+    s.register_timer(TimeDomain::ProcessingTime, 50);
+    let StateSnapshot::Ready(bytes) = s.snapshot(1, vec![]).unwrap() else { panic!("heap snapshots are ready") };
+    let mut only_1 = store(StateBackendKind::HashMap, tmp.path(), KeyGroupRange { start: g1, end: g1 });
+    only_1.restore(&bytes, tmp.path()).unwrap();
+    assert_eq!(only_1.timers.len(TimeDomain::EventTime), 1);
+    assert_eq!(only_1.timers.len(TimeDomain::ProcessingTime), 0);
+    let t = only_1.timers.pop_due(TimeDomain::EventTime, 100).unwrap();
+    only_1.set_current_timer(&t);
+    assert_eq!(postcard::from_bytes::<u32>(only_1.current_key_bytes()).unwrap(), 1);
+}

@@ -1,0 +1,272 @@
+//! Keyed operators: `reduce`/`sum` and `process` with a
+//! [`KeyedProcessFunction`], on the keyed state store of their subtask.
+//!
+//! Each keyed operator subtask owns one [`KeyedStateStore`] (heap or
+//! RocksDB, from `state.backend`), created when it is restored or opened.
+//! Before handing a record (or a firing timer) to user code the operator
+//! makes the record's key current, so every state handle and timer call
+//! applies to that key.
+
+use crate::api::functions::{KeyedContext, KeyedProcessFunction};
+use crate::api::watermarks::TimestampFn;
+use crate::error::{Error, Result};
+use crate::record::{Data, Key};
+use crate::runtime::collector::Collector;
+use crate::runtime::context::{RuntimeContext, RuntimeMode};
+use crate::runtime::element::Watermark;
+use crate::runtime::operator::{StreamOperator, TimeEvent};
+use sluice_checkpoint::state::format::StateSnapshot;
+use sluice_checkpoint::state::{KeyedStateStore, SharedStore, StateId, TimeDomain};
+use sluice_checkpoint::CheckpointId;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The keyed state of one operator subtask, created on first use.
+#[derive(Default)]
+pub(crate) struct KeyedState {
+    store: Option<SharedStore>,
+}
+
+impl KeyedState {
+    /// The store, created for `ctx`'s key groups if there is none yet.
+    pub(crate) fn open(&mut self, ctx: &RuntimeContext) -> Result<SharedStore> {
+        if let Some(s) = &self.store {
+            return Ok(s.clone());
+        }
+        let store = KeyedStateStore::new(
+            &format!("{}-{}", ctx.operator_id, ctx.subtask_index),
+            &ctx.state_backend,
+            ctx.max_parallelism,
+            ctx.key_group_range(),
+        )?;
+        let shared = SharedStore::new(store);
+        self.store = Some(shared.clone());
+        Ok(shared)
+    }
+
+    /// The store, once opened.
+    pub(crate) fn store(&self) -> Result<&SharedStore> {
+        self.store.as_ref().ok_or_else(|| Error::user("keyed state used before the operator was opened"))
+    }
+
+    /// Restores one old subtask's snapshot; returns the operator's own bytes.
+    pub(crate) fn restore(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<Vec<u8>> {
+        let store = self.open(ctx)?;
+        let dir = ctx.restore_dir.as_deref().unwrap_or(Path::new("."));
+        let extra = store.lock()?.restore(bytes, dir)?;
+        Ok(extra)
+    }
+
+    /// Snapshots the store with the operator's own bytes.
+    pub(crate) fn snapshot(&self, id: CheckpointId, extra: Vec<u8>) -> Result<Option<StateSnapshot>> {
+        match &self.store {
+            Some(s) => Ok(Some(s.lock()?.snapshot(id.0, extra)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checkpoint `id` completed.
+    pub(crate) fn complete(&self, id: CheckpointId) -> Result<()> {
+        if let Some(s) = &self.store {
+            s.lock()?.notify_checkpoint_complete(id.0);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the current key of a firing timer.
+pub(crate) fn timer_key<K: Key>(store: &KeyedStateStore) -> Result<K> {
+    postcard::from_bytes(store.current_key_bytes())
+        .map_err(|e| Error::user(format!("cannot decode the key of a timer: {e} (state of another job?)")))
+}
+
+/// Keyed `reduce` and `sum`: one accumulated value per key. In streaming
+/// mode every update is emitted; in batch mode each key's final value is
+/// emitted once at the end of input.
+pub(crate) struct ReduceOp<K, T, F> {
+    reduce: Arc<F>,
+    key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    state: KeyedState,
+    id: Option<StateId>,
+    mode: RuntimeMode,
+}
+
+impl<K, T, F> ReduceOp<K, T, F> {
+    /// A reduce operator; `reduce(acc, record)` folds a record in.
+    pub(crate) fn new(reduce: Arc<F>, key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>) -> Self {
+        ReduceOp { reduce, key_selector, state: KeyedState::default(), id: None, mode: RuntimeMode::Streaming }
+    }
+}
+
+fn registered(id: Option<StateId>) -> Result<StateId> {
+    id.ok_or_else(|| Error::user("keyed operator used before open"))
+}
+
+impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for ReduceOp<K, T, F> {
+    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
+        self.state.restore(ctx, bytes).map(|_| ())
+    }
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.mode = ctx.mode;
+        let store = self.state.open(ctx)?;
+        self.id = Some(store.lock()?.register::<T>("reduce", None)?);
+        Ok(())
+    }
+    fn process_element(&mut self, record: T, out: &mut dyn Collector<T>) -> Result<()> {
+        let id = registered(self.id)?;
+        let key = (self.key_selector)(&record);
+        let streaming = self.mode == RuntimeMode::Streaming;
+        let reduce = &self.reduce;
+        let emit = {
+            let mut store = self.state.store()?.lock()?;
+            store.set_current_key(&key)?;
+            store.update::<T, _>(id, |acc| {
+                match acc {
+                    Some(a) => reduce(a, record),
+                    None => *acc = Some(record),
+                }
+                if streaming {
+                    acc.clone()
+                } else {
+                    None
+                }
+            })?
+        };
+        match emit {
+            Some(v) => out.collect(v),
+            None => Ok(()),
+        }
+    }
+    fn finish(&mut self, out: &mut dyn Collector<T>) -> Result<()> {
+        if self.mode == RuntimeMode::Batch {
+            let id = registered(self.id)?;
+            self.state.store()?.lock()?.for_each::<T>(id, |_, v| {
+                out.collect(v)
+                    .map_err(|e| sluice_checkpoint::Error::State { state: "reduce".into(), message: e.to_string() })
+            })?;
+        }
+        Ok(())
+    }
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<StateSnapshot>> {
+        self.state.snapshot(id, Vec::new())
+    }
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.state.complete(id)
+    }
+}
+
+/// Keyed `process`: a user [`KeyedProcessFunction`] with its per-key
+/// `State`, any state handles it registers, and timers.
+pub(crate) struct KeyedProcessOp<K, T, P: KeyedProcessFunction<K, T, O>, O> {
+    function: P,
+    key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    timestamps: Option<TimestampFn<T>>,
+    state: KeyedState,
+    id: Option<StateId>,
+    watermark: Watermark,
+    _out: std::marker::PhantomData<fn() -> O>,
+}
+
+impl<K, T, P: KeyedProcessFunction<K, T, O>, O> KeyedProcessOp<K, T, P, O> {
+    /// An operator running `function` keyed by `key_selector`.
+    pub(crate) fn new(
+        function: P,
+        key_selector: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        timestamps: Option<TimestampFn<T>>,
+    ) -> Self {
+        KeyedProcessOp {
+            function,
+            key_selector,
+            timestamps,
+            state: KeyedState::default(),
+            id: None,
+            watermark: Watermark::MIN,
+            _out: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> KeyedProcessOp<K, T, P, O> {
+    /// Runs `call` with the current key's `State` taken out of the store and
+    /// put back (or cleared) afterwards.
+    fn with_state(
+        &mut self,
+        key: &K,
+        timestamp: Option<i64>,
+        domain: Option<TimeDomain>,
+        call: impl FnOnce(&mut P, &mut KeyedContext<'_, K, P::State>) -> Result<()>,
+    ) -> Result<()> {
+        let id = registered(self.id)?;
+        let store = self.state.store()?;
+        let mut value = store.lock()?.update::<P::State, _>(id, |v| v.take())?.unwrap_or_default();
+        let mut ctx = KeyedContext {
+            key,
+            state: &mut value,
+            watermark: self.watermark,
+            cleared: false,
+            store,
+            timestamp,
+            domain,
+        };
+        call(&mut self.function, &mut ctx)?;
+        let cleared = ctx.cleared;
+        store.lock()?.update::<P::State, _>(id, |v| *v = if cleared { None } else { Some(value) })?;
+        Ok(())
+    }
+
+    fn fire_timers(&mut self, domain: TimeDomain, time: i64, out: &mut dyn Collector<O>) -> Result<()> {
+        loop {
+            let (timer, key) = {
+                let mut store = self.state.store()?.lock()?;
+                let Some(timer) = store.timers.pop_due(domain, time) else { return Ok(()) };
+                store.set_current_timer(&timer);
+                let key: K = timer_key(&store)?;
+                (timer, key)
+            };
+            let ts = timer.timestamp;
+            self.with_state(&key, Some(ts), Some(domain), |f, ctx| f.on_timer(ts, ctx, out))?;
+        }
+    }
+}
+
+impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for KeyedProcessOp<K, T, P, O> {
+    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
+        self.state.restore(ctx, bytes).map(|_| ())
+    }
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        let store = self.state.open(ctx)?;
+        self.id = Some(store.lock()?.register::<P::State>("process-state", None)?);
+        let mut ctx = ctx.clone();
+        ctx.keyed_state = Some(store);
+        self.function.open(&ctx)
+    }
+    fn process_element(&mut self, record: T, out: &mut dyn Collector<O>) -> Result<()> {
+        let key = (self.key_selector)(&record);
+        let timestamp = self.timestamps.as_ref().map(|f| f(&record));
+        self.state.store()?.set_current_key(&key)?;
+        self.with_state(&key, timestamp, None, |f, ctx| f.process_element(record, ctx, out))
+    }
+    fn process_watermark(&mut self, wm: Watermark, out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+        self.watermark = wm;
+        self.fire_timers(TimeDomain::EventTime, wm.0, out)?;
+        Ok(Some(wm))
+    }
+    fn on_processing_time(&mut self, now_ms: i64, out: &mut dyn Collector<O>) -> Result<Option<TimeEvent>> {
+        self.fire_timers(TimeDomain::ProcessingTime, now_ms, out)?;
+        Ok(None)
+    }
+    fn finish(&mut self, out: &mut dyn Collector<O>) -> Result<()> {
+        // End of input is the end of event time: every event-time timer fires.
+        self.watermark = Watermark::MAX;
+        self.fire_timers(TimeDomain::EventTime, i64::MAX, out)
+    }
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<StateSnapshot>> {
+        self.state.snapshot(id, Vec::new())
+    }
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.state.complete(id)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.function.close()
+    }
+}
