@@ -74,7 +74,7 @@ fn fill(shared: &SharedStore, keys: u32) {
         shared.set_current_key(&format!("key-{k}")).unwrap();
         count.update(count.value().unwrap().unwrap_or(0) + 1).unwrap();
         seen.add(i).unwrap();
-        last.put(format!("m{}", i % 3), i).unwrap();
+        last.put(format!("m{}", i / keys % 3), i).unwrap();
     }
 }
 
@@ -218,8 +218,8 @@ fn ttl_expires_entries_on_both_backends() {
         let short = s.register::<u32>("short", Some(StateTtlConfig::new(Duration::from_millis(30)))).unwrap();
         let long = s.register::<u32>("long", None).unwrap();
         s.set_current_key(&1u32).unwrap();
-        s.update(short, |v| *v = Some(1)).unwrap();
-        s.update(long, |v| *v = Some(2)).unwrap();
+        s.update(short, |v| *v = Some(1u32)).unwrap();
+        s.update(long, |v| *v = Some(2u32)).unwrap();
         assert_eq!(s.get::<u32>(short).unwrap(), Some(1), "{kind}: fresh");
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(s.get::<u32>(short).unwrap(), None, "{kind}: expired");

@@ -58,7 +58,7 @@ impl std::fmt::Debug for StateSnapshot {
 }
 
 /// Where a stored RocksDB file lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StoredFile {
     /// In the checkpoint's own directory, under this name.
     Private(String),

@@ -33,7 +33,7 @@ fn rocks_err(action: impl Into<String>) -> impl FnOnce(rocksdb::Error) -> Error 
     move |e| Error::RocksDb { action, message: e.to_string() }
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Storage { action, path: path.to_path_buf(), source }
 }
 
@@ -171,7 +171,9 @@ impl RocksInstance {
                     p.insert(checkpoint, uploaded.clone());
                 }
             }
-            Ok((handle, uploaded.into_values().collect()))
+            let mut shared: Vec<String> = uploaded.into_values().collect();
+            shared.sort();
+            Ok((handle, shared))
         })
     }
 
