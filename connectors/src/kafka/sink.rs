@@ -15,7 +15,10 @@
 //! epoch (librdkafka cannot resume them); then the ids after the restored
 //! checkpoint are probed upwards and every transaction found open under them
 //! is aborted (by initialising a producer with its id), until five ids in a
-//! row are unknown, so `read_committed` readers are not blocked. Empty
+//! row are unknown, so `read_committed` readers are not blocked — for the
+//! old subtasks taken over and for further subtask indices this one would
+//! own as long as they were used (a run at a higher parallelism may have
+//! died before completing a checkpoint). Empty
 //! transactions are aborted, not committed.
 //!
 //! Each transaction has its own producer. Creating one and running
@@ -212,6 +215,7 @@ pub struct KafkaTransactionalSink<T> {
     prefix: String,
     serialize: Serializer<T>,
     subtask: u32,
+    parallelism: u32,
     producers: HashMap<String, TxnProducer>,
     /// Ids with a transaction opened by a live producer of this process.
     open_here: HashSet<String>,
@@ -228,6 +232,7 @@ impl<T> Clone for KafkaTransactionalSink<T> {
             prefix: self.prefix.clone(),
             serialize: self.serialize.clone(),
             subtask: 0,
+            parallelism: 1,
             producers: HashMap::new(),
             open_here: HashSet::new(),
             coordinator: None,
@@ -255,6 +260,7 @@ impl<T> KafkaTransactionalSink<T> {
             prefix: transactional_id_prefix.into(),
             serialize: Arc::new(serialize),
             subtask: 0,
+            parallelism: 1,
             producers: HashMap::new(),
             open_here: HashSet::new(),
             coordinator: None,
@@ -316,6 +322,35 @@ impl<T> KafkaTransactionalSink<T> {
         self.coordinator.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))
     }
 
+    /// Aborts the open transactions under `<prefix>-<s>-<n>` for `n` from
+    /// `from` on, until [`PROBE_MISSES`] ids in a row are unknown; says
+    /// whether any id was known.
+    fn abort_lingering(&mut self, s: u32, from: u64) -> Result<bool> {
+        let mut misses = 0;
+        let mut known = false;
+        let mut n = from;
+        while misses < PROBE_MISSES {
+            let id = self.id(s, n);
+            match self.coordinator()?.describe(&id).map_err(KafkaError::Client)? {
+                None => misses += 1,
+                Some(d) => {
+                    misses = 0;
+                    known = true;
+                    if !matches!(d.state.as_str(), "Empty" | "CompleteCommit" | "CompleteAbort" | "Dead") {
+                        tracing::info!("Kafka sink: aborting lingering transaction '{id}' ({})", d.state);
+                        // Initialising a producer with the id fences and aborts it.
+                        drop_in_background(init_producer(&self.config, &id)?);
+                        if let Some(m) = &self.metrics {
+                            m.aborted();
+                        }
+                    }
+                }
+            }
+            n += 1;
+        }
+        Ok(known)
+    }
+
     /// The live producer of transaction `id`.
     fn producer(&self, id: &str) -> Result<&TxnProducer> {
         self.producers.get(id).ok_or_else(|| Error::user(format!("no producer for transaction '{id}'")))
@@ -371,6 +406,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.subtask = ctx.subtask_index;
+        self.parallelism = ctx.parallelism;
         self.coordinator = Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)));
         self.metrics = SinkMetrics::new(ctx);
         self.check_timeout(ctx)
@@ -400,28 +436,22 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
                 txn.transactional_id
             );
         }
-        // Abort what earlier runs left open under ids no checkpoint knows.
+        // Abort what earlier runs left open under ids no checkpoint knows:
+        // for the old subtasks this one takes over, then for the further
+        // indices it would take over (subtask + k * parallelism), as long as
+        // one of them was used — a run at a higher parallelism may have been
+        // killed before it completed a checkpoint.
         for &s in old_subtasks {
-            let mut misses = 0;
-            let mut n = next_checkpoint;
-            while misses < PROBE_MISSES {
-                let id = self.id(s, n);
-                match self.coordinator()?.describe(&id).map_err(KafkaError::Client)? {
-                    None => misses += 1,
-                    Some(d) => {
-                        misses = 0;
-                        if !matches!(d.state.as_str(), "Empty" | "CompleteCommit" | "CompleteAbort" | "Dead") {
-                            tracing::info!("Kafka sink: aborting lingering transaction '{id}' ({})", d.state);
-                            // Initialising a producer with the id fences and aborts it.
-                            drop_in_background(init_producer(&self.config, &id)?);
-                            if let Some(m) = &self.metrics {
-                                m.aborted();
-                            }
-                        }
-                    }
-                }
-                n += 1;
-            }
+            self.abort_lingering(s, next_checkpoint)?;
+        }
+        let p = self.parallelism.max(1);
+        let top = old_subtasks.iter().copied().max().unwrap_or(self.subtask).max(self.subtask);
+        let mut s = self.subtask;
+        while s <= top {
+            s += p;
+        }
+        while self.abort_lingering(s, next_checkpoint)? {
+            s += p;
         }
         self.prepare_ahead(next_checkpoint)
     }
