@@ -17,6 +17,9 @@
 //! | `sluice_jobmanager_job_numRestarts` | job_id, job_name | restarts after failures |
 //! | `sluice_jobmanager_taskSlotsTotal` / `taskSlotsAvailable` | | slots in the cluster |
 //!
+//! Connectors add their own families through [`Metrics::registry`] (the
+//! Kafka connectors' are listed in `sluice_connectors::kafka::metrics`).
+//!
 //! With `--metrics-port PORT` (or `metrics.reporter.prom.port`) the process
 //! serves them at `http://127.0.0.1:PORT/metrics`.
 
@@ -196,6 +199,12 @@ impl Metrics {
 
     pub(crate) fn restore_duration(&self, labels: &[&str; 5]) -> IntGauge {
         self.restore_ms.with_label_values(labels)
+    }
+
+    /// The process-wide registry, for connectors that register their own
+    /// metric families (e.g. the Kafka connectors'); rendered with the rest.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Renders every metric in Prometheus text format.

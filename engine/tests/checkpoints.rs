@@ -132,6 +132,20 @@ fn incompatible_savepoint_is_a_clear_error() {
     env.set_config("execution.savepoint.ignore-unclaimed-state", "true").unwrap();
     env.execute("b").unwrap();
 
+    // The same job with its source (whose positions are per subtask, not
+    // union state) at another parallelism: refused, not silently mis-read.
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
+    env.add_source(Words::new(10, 5, 10, Duration::ZERO))
+        .set_parallelism(2)
+        .map(|w: String| (w, 1u64))
+        .key_by(|t: &(String, u64)| t.0.clone())
+        .sum(|t: &mut (String, u64)| &mut t.1)
+        .add_sink(CollectSink::default());
+    let e = env.execute("d").unwrap_err().to_string();
+    assert!(e.contains("cannot be split or merged") && e.contains("parallelism 1"), "{e}");
+
     let missing = savepoints.path().join("nope");
     let env = StreamExecutionEnvironment::new();
     env.set_config("execution.savepoint.path", missing.to_str().unwrap()).unwrap();

@@ -1,6 +1,6 @@
 //! Kafka WordCount against a real broker (testcontainers): a clean run, a
-//! crash loop of SIGKILLs, and a crash between "checkpoint complete" and the
-//! sink's commit. The committed output must hold, for every word, the values
+//! crash loop of SIGKILLs, a crash between "checkpoint complete" and the
+//! sink's commit, and restores at another parallelism. The committed output must hold, for every word, the values
 //! 1, 2, ..., n in order with no repeat and no gap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -119,9 +119,22 @@ fn start(
     extra: &[&str],
     envs: &[(&str, &str)],
 ) -> Child {
+    start_at(bootstrap, input, output, ckpt, "2", extra, envs)
+}
+
+/// [`start`] at parallelism `parallelism`.
+fn start_at(
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    ckpt: &std::path::Path,
+    parallelism: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Child {
     let mut cmd = Command::new(WORDCOUNT);
     cmd.args(["--bootstrap-servers", bootstrap, "--input-topic", input, "--output-topic", output])
-        .args(["--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-interval", "200ms", "-p", "2"])
+        .args(["--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-interval", "200ms", "-p", parallelism])
         .args(["-D", "restart-strategy.type=fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=5"])
         .args(["-D", "restart-strategy.fixed-delay.delay=100ms"])
         .args(extra)
@@ -134,7 +147,12 @@ fn start(
 /// Starts the job once more (logging at info), waits until the committed
 /// output of `loop-out` is complete and checked, stops it and returns its log.
 fn run_to_completion(bs: &str, ckpt: &std::path::Path, lines: u64) -> String {
-    let mut last = start(bs, "loop-in", "loop-out", ckpt, &[], &[("SLUICE_LOG", "info")]);
+    run_to_completion_at(bs, ckpt, lines, "2")
+}
+
+/// [`run_to_completion`] at parallelism `parallelism`.
+fn run_to_completion_at(bs: &str, ckpt: &std::path::Path, lines: u64, parallelism: &str) -> String {
+    let mut last = start_at(bs, "loop-in", "loop-out", ckpt, parallelism, &[], &[("SLUICE_LOG", "info")]);
     let log = last.stderr.take().unwrap();
     let log = std::thread::spawn(move || std::io::read_to_string(log).unwrap_or_default());
     check_output(bs, "loop-out", 3, &expected(lines), Duration::from_secs(120));
@@ -207,4 +225,31 @@ fn kafka_wordcount_commits_pending_transactions_after_a_crash_before_commit() {
     assert!(!aborted.status.success() && stderr.contains("aborting the process after checkpoint"), "{stderr}");
     let log = run_to_completion(&bs, &ckpt, lines);
     assert!(log.contains("from the restored checkpoint"), "the pending transaction was committed on restore: {log}");
+}
+
+/// Restores at another parallelism: killed at -p 2 and at -p 3 while input
+/// arrives, finished at -p 1, all on one checkpoint directory. The source's
+/// offsets (union state) and the sink's pending transactions must follow
+/// the partitions to their new subtasks: nothing read twice, nothing skipped.
+#[test]
+fn kafka_wordcount_restores_at_another_parallelism() {
+    let kafka = KafkaContainer::start().unwrap();
+    let bs = kafka.bootstrap().to_string();
+    create_topics(&bs, &["loop-in", "loop-out"], 3);
+    let lines = 12_000;
+    let feeder = {
+        let bs = bs.clone();
+        std::thread::spawn(move || feed(&bs, "loop-in", 0..lines, Some((200, Duration::from_millis(100)))))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("rescale");
+    for parallelism in ["2", "3"] {
+        let mut child = start_at(&bs, "loop-in", "loop-out", &ckpt, parallelism, &[], &[]);
+        std::thread::sleep(Duration::from_millis(2000));
+        child.kill().unwrap(); // SIGKILL, mid-input
+        child.wait().unwrap();
+    }
+    feeder.join().unwrap();
+    let log = run_to_completion_at(&bs, &ckpt, lines, "1");
+    assert!(log.contains("Restoring job 'Kafka WordCount' from checkpoint"), "{log}");
 }

@@ -1,7 +1,7 @@
 //! The Kafka source and sinks against the local broker
 //! (`scripts/kafka-local.sh start`): bad-record policies, bad settings, an
-//! unreachable broker, a missing topic, and an in-process restart under the
-//! exactly-once sink.
+//! unreachable broker, a missing topic, an in-process restart under the
+//! exactly-once sink, and the connectors' metrics scraped from `/metrics`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,9 +11,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice::config::Configuration;
 use sluice::faults::Faults;
 use sluice::{Result, Sink, StreamExecutionEnvironment};
 use sluice_connectors::kafka::{BadRecordPolicy, KafkaSource, KafkaTransactionalSink};
+use sluice_integration_tests::http_get;
 use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -208,4 +210,89 @@ fn exactly_once_sink_survives_an_in_process_restart() {
     let got: Vec<u64> = read_all(&bs, &output).into_iter().map(|(_, v)| v.parse().unwrap()).collect();
     let want: Vec<u64> = (0..5000).map(|i| i * 10).collect();
     assert_eq!(got, want, "every record committed exactly once, in order");
+}
+
+/// The value of the series of `metric` whose labels include every one of
+/// `labels` (`name="value"`), from a Prometheus text page.
+fn series(page: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn kafka_metrics_are_scraped_from_a_running_job() {
+    let bs = broker();
+    let input = unique("metrics-in");
+    let output = unique("metrics-out");
+    create_topic(&bs, &input);
+    create_topic(&bs, &output);
+    let values: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+    produce(&bs, &input, &values.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = Configuration::new();
+    conf.set("metrics.reporter.prom.port", "0").unwrap();
+    let env = StreamExecutionEnvironment::with_config(conf);
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(200)).unwrap();
+    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
+    // Unbounded: the job keeps running (and reporting) after the input.
+    let source = KafkaSource::new(&bs, &[input.as_str()], |_, v| {
+        std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| "not a number".to_string())
+    });
+    env.add_source(source).map(|v: u64| v + 1).sink_to(KafkaTransactionalSink::new(
+        &bs,
+        &output,
+        &unique("metrics"),
+        |v: &u64| (Some(b"k".to_vec()), v.to_string().into_bytes()),
+    ));
+    let job_name = unique("kafka metrics job");
+    let client = env.execute_async(&job_name).unwrap();
+    let target = client.metrics_address().unwrap();
+
+    // Everything committed, then the metrics caught up (published at
+    // barriers, lag from statistics once a second).
+    let started = Instant::now();
+    let mut out = read_all(&bs, &output);
+    while out.len() < values.len() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        out = read_all(&bs, &output);
+    }
+    assert_eq!(out.len(), values.len(), "the job committed every record once");
+    let job = format!("job_name=\"{job_name}\"");
+    let topic = format!("topic=\"{input}\"");
+    let m = |name: &str| format!("sluice_taskmanager_job_task_operator_{name}");
+    let mut page = String::new();
+    let settled = |page: &str| {
+        series(page, &m("KafkaSink_numRecordsOut"), &[&job]) == Some(out.len() as f64)
+            && series(page, &m("KafkaSourceReader_topic_partition_recordsLag"), &[&job, &topic]) == Some(0.0)
+            && series(page, &m("KafkaSourceReader_topic_partition_currentOffset"), &[&job, &topic])
+                == Some(values.len() as f64)
+    };
+    while !settled(&page) && started.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(200));
+        page = http_get(target, "/metrics").unwrap();
+    }
+    client.cancel().unwrap();
+    let _ = client.wait();
+
+    let get = |name: &str, labels: &[&str]| {
+        series(&page, &m(name), labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{page}"))
+    };
+    let bytes_in: usize = values.iter().map(String::len).sum();
+    let bytes_out: usize = out.iter().map(|(k, v)| k.as_deref().map_or(0, str::len) + v.len()).sum();
+    assert_eq!(get("KafkaSourceReader_numRecordsIn", &[&job]), values.len() as f64);
+    assert_eq!(get("KafkaSourceReader_numBytesIn", &[&job]), bytes_in as f64);
+    assert_eq!(get("KafkaSourceReader_topic_partition_currentOffset", &[&job, &topic, "partition=\"0\""]), 3000.0);
+    assert_eq!(get("KafkaSourceReader_topic_partition_recordsLag", &[&job, &topic, "partition=\"0\""]), 0.0);
+    assert_eq!(get("KafkaSink_numRecordsOut", &[&job]), out.len() as f64, "records out = records read back");
+    assert_eq!(get("KafkaSink_numBytesOut", &[&job]), bytes_out as f64);
+    let committed = get("KafkaSink_numTransactionsCommitted", &[&job]);
+    assert!(committed > 0.0, "{page}");
+    assert!(get("KafkaSink_numTransactionsAborted", &[&job]) >= 0.0);
+    assert_eq!(get("KafkaSink_commitDurationSeconds_count", &[&job]), committed, "one duration per commit");
+    assert!(get("KafkaSink_commitDurationSeconds_sum", &[&job]) > 0.0);
 }

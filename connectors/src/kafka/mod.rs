@@ -22,6 +22,7 @@
 //!
 //! See [`source`] and [`sink`] for the guarantees and their limits.
 
+pub mod metrics;
 pub mod protocol;
 pub mod sink;
 pub mod source;

@@ -15,9 +15,24 @@
 //! epoch (librdkafka cannot resume them); then the ids after the restored
 //! checkpoint are probed upwards and every transaction found open under them
 //! is aborted (by initialising a producer with its id), until five ids in a
-//! row are unknown, so `read_committed` readers are not blocked. Empty
-//! transactions are aborted, not committed. Each transaction has its own
-//! producer, created (≈ 50 ms) when it begins.
+//! row are unknown, so `read_committed` readers are not blocked — for the
+//! old subtasks taken over and for further subtask indices this one would
+//! own as long as they were used (a run at a higher parallelism may have
+//! died before completing a checkpoint). Empty
+//! transactions are aborted, not committed.
+//!
+//! Each transaction has its own producer. Creating one and running
+//! `InitProducerId` takes 50–500 ms, so the producer of the *next*
+//! transaction, `<prefix>-<subtask>-<n+1>`, is prepared on a background
+//! thread as soon as transaction *n* begins (created, initialised, and its
+//! producer id and epoch read with `DescribeTransactions`); the barrier only
+//! flushes, and the first record after it swaps the prepared producer in.
+//! The preparation is joined in `close`, before the subtask reports that it
+//! ended, so no `InitProducerId` of a failed attempt can reach the broker
+//! after a restarted attempt has started to use that id (it would fence the
+//! new attempt's transaction); see `docs/kafka-exactly-once.md`. Committed
+//! producers are dropped on a background thread (closing one takes up to
+//! 100 ms).
 //!
 //! Keep `transaction.timeout.ms` (default here 15 min) above the checkpoint
 //! interval plus the time a restart may take: the broker aborts an older
@@ -25,6 +40,7 @@
 //! (the restore fails with a message saying records were lost). It may not
 //! exceed the broker's `transaction.max.timeout.ms`.
 
+use super::metrics::SinkMetrics;
 use super::protocol::{EndTxnOutcome, TxnCoordinatorClient};
 use super::KafkaError;
 use rdkafka::config::ClientConfig;
@@ -35,7 +51,8 @@ use sluice::sink::two_phase::TwoPhaseCommitSink;
 use sluice::{Error, Result, RuntimeContext, Sink};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Turns a record into a Kafka key and value.
 pub type Serializer<T> = Arc<dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync>;
@@ -80,20 +97,114 @@ impl SinkConfig {
     }
 }
 
-fn send<T>(producer: &TxnProducer, topic: &str, serialize: &Serializer<T>, record: &T) -> Result<()> {
+/// Sends one record; returns its key + value size.
+fn send<T>(producer: &TxnProducer, topic: &str, serialize: &Serializer<T>, record: &T) -> Result<usize> {
     let (key, value) = serialize(record);
+    let size = value.len() + key.as_ref().map_or(0, Vec::len);
     let mut r = BaseRecord::<[u8], [u8]>::to(topic).payload(&value);
     if let Some(k) = key.as_deref() {
         r = r.key(k);
     }
     loop {
         match producer.send(r) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(size),
             Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 r = back;
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err((e, _)) => return Err(Error::user(format!("cannot send to Kafka topic '{topic}': {e}"))),
+        }
+    }
+}
+
+/// Flushes `producer`: waits until every record sent is delivered.
+///
+/// librdkafka's flush through `ThreadedProducer` sleeps in steps of 100 ms
+/// (the polling thread, not the caller, serves the delivery reports), which
+/// cost up to 100 ms per barrier; this asks librdkafka to send at once and
+/// checks every millisecond instead.
+fn flush(producer: &TxnProducer) -> std::result::Result<(), RdError> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match producer.flush(Duration::ZERO) {
+            Ok(()) => return Ok(()),
+            Err(RdError::Flush(RDKafkaErrorCode::OperationTimedOut)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Drops `producer` on a thread of its own: closing a producer waits for
+/// its polling thread (up to 100 ms).
+fn drop_in_background(producer: TxnProducer) {
+    // If no thread can be started, the closure, and the producer with it,
+    // is dropped right here.
+    if let Err(e) = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(producer)) {
+        tracing::debug!("closed a Kafka producer on the task thread: {e}");
+    }
+}
+
+/// A producer whose transactional id is initialised, with the producer id
+/// and epoch the coordinator gave it.
+struct ReadyProducer {
+    producer: TxnProducer,
+    producer_id: i64,
+    producer_epoch: i16,
+}
+
+/// Creates a producer for `id` and initialises it (which fences and aborts
+/// anything left open under that id).
+fn init_producer(config: &SinkConfig, id: &str) -> std::result::Result<TxnProducer, KafkaError> {
+    let producer: TxnProducer = config
+        .client()
+        .set("transactional.id", id)
+        .create()
+        .map_err(|e| KafkaError::Client(format!("cannot create a producer for '{id}': {e}")))?;
+    producer.init_transactions(TIMEOUT).map_err(|e| {
+        KafkaError::Client(format!(
+            "cannot initialise transactions for '{id}' at {}: {e} (is the broker reachable, and does it allow transactions?)",
+            config.bootstrap
+        ))
+    })?;
+    Ok(producer)
+}
+
+/// [`init_producer`], then reads the producer id and epoch the transaction
+/// will carry (they stay until the id is initialised again).
+fn prepare(
+    config: &SinkConfig,
+    coordinator: &TxnCoordinatorClient,
+    id: &str,
+) -> std::result::Result<ReadyProducer, KafkaError> {
+    let producer = init_producer(config, id)?;
+    let d = coordinator
+        .describe(id)
+        .map_err(KafkaError::Client)?
+        .ok_or_else(|| KafkaError::Client(format!("the coordinator does not know the initialised id '{id}'")))?;
+    Ok(ReadyProducer { producer, producer_id: d.producer_id, producer_epoch: d.producer_epoch })
+}
+
+/// A producer being prepared for a transactional id on a background thread.
+struct Preparing {
+    id: String,
+    thread: JoinHandle<std::result::Result<ReadyProducer, KafkaError>>,
+}
+
+impl Preparing {
+    /// Waits for the preparation; `None` if it failed (logged) or panicked.
+    fn join(self) -> Option<ReadyProducer> {
+        match self.thread.join() {
+            Ok(Ok(ready)) => Some(ready),
+            Ok(Err(e)) => {
+                tracing::warn!("preparing the Kafka producer of '{}' failed, trying again: {e}", self.id);
+                None
+            }
+            Err(_) => {
+                tracing::warn!("preparing the Kafka producer of '{}' panicked, trying again", self.id);
+                None
+            }
         }
     }
 }
@@ -104,10 +215,14 @@ pub struct KafkaTransactionalSink<T> {
     prefix: String,
     serialize: Serializer<T>,
     subtask: u32,
+    parallelism: u32,
     producers: HashMap<String, TxnProducer>,
     /// Ids with a transaction opened by a live producer of this process.
     open_here: HashSet<String>,
     coordinator: Option<TxnCoordinatorClient>,
+    /// The producer of the next transaction, being prepared.
+    preparing: Option<Preparing>,
+    metrics: Option<SinkMetrics>,
 }
 
 impl<T> Clone for KafkaTransactionalSink<T> {
@@ -117,9 +232,12 @@ impl<T> Clone for KafkaTransactionalSink<T> {
             prefix: self.prefix.clone(),
             serialize: self.serialize.clone(),
             subtask: 0,
+            parallelism: 1,
             producers: HashMap::new(),
             open_here: HashSet::new(),
             coordinator: None,
+            preparing: None,
+            metrics: None,
         }
     }
 }
@@ -142,9 +260,12 @@ impl<T> KafkaTransactionalSink<T> {
             prefix: transactional_id_prefix.into(),
             serialize: Arc::new(serialize),
             subtask: 0,
+            parallelism: 1,
             producers: HashMap::new(),
             open_here: HashSet::new(),
             coordinator: None,
+            preparing: None,
+            metrics: None,
         }
     }
 
@@ -201,25 +322,82 @@ impl<T> KafkaTransactionalSink<T> {
         self.coordinator.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))
     }
 
-    /// The producer of `id`, created and initialised (which fences and
-    /// aborts anything left open under that id) on first use.
-    fn producer(&mut self, id: &str) -> Result<&TxnProducer> {
-        if !self.producers.contains_key(id) {
-            let producer: TxnProducer = self
-                .config
-                .client()
-                .set("transactional.id", id)
-                .create()
-                .map_err(|e| KafkaError::Client(format!("cannot create a producer for '{id}': {e}")))?;
-            producer.init_transactions(TIMEOUT).map_err(|e| {
-                KafkaError::Client(format!(
-                    "cannot initialise transactions for '{id}' at {}: {e} (is the broker reachable, and does it allow transactions?)",
-                    self.config.bootstrap
-                ))
-            })?;
-            self.producers.insert(id.to_string(), producer);
+    /// Aborts the open transactions under `<prefix>-<s>-<n>` for `n` from
+    /// `from` on, until [`PROBE_MISSES`] ids in a row are unknown; says
+    /// whether any id was known.
+    fn abort_lingering(&mut self, s: u32, from: u64) -> Result<bool> {
+        let mut misses = 0;
+        let mut known = false;
+        let mut n = from;
+        while misses < PROBE_MISSES {
+            let id = self.id(s, n);
+            match self.coordinator()?.describe(&id).map_err(KafkaError::Client)? {
+                None => misses += 1,
+                Some(d) => {
+                    misses = 0;
+                    known = true;
+                    if !matches!(d.state.as_str(), "Empty" | "CompleteCommit" | "CompleteAbort" | "Dead") {
+                        tracing::info!("Kafka sink: aborting lingering transaction '{id}' ({})", d.state);
+                        // Initialising a producer with the id fences and aborts it.
+                        drop_in_background(init_producer(&self.config, &id)?);
+                        if let Some(m) = &self.metrics {
+                            m.aborted();
+                        }
+                    }
+                }
+            }
+            n += 1;
         }
-        self.producers.get(id).ok_or_else(|| Error::user("producer vanished"))
+        Ok(known)
+    }
+
+    /// The live producer of transaction `id`.
+    fn producer(&self, id: &str) -> Result<&TxnProducer> {
+        self.producers.get(id).ok_or_else(|| Error::user(format!("no producer for transaction '{id}'")))
+    }
+
+    /// Starts preparing the producer of `<prefix>-<subtask>-<checkpoint>`
+    /// on a background thread (see the module docs for why this is safe).
+    fn prepare_ahead(&mut self, checkpoint: u64) -> Result<()> {
+        self.join_preparation();
+        let id = self.id(self.subtask, checkpoint);
+        let config = self.config.clone();
+        let coordinator = self.coordinator()?.clone();
+        let thread_id = id.clone();
+        match std::thread::Builder::new()
+            .name("kafka-txn-prepare".into())
+            .spawn(move || prepare(&config, &coordinator, &thread_id))
+        {
+            Ok(thread) => self.preparing = Some(Preparing { id, thread }),
+            Err(e) => tracing::warn!("cannot prepare the Kafka producer of '{id}' ahead: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Waits for a preparation in progress and drops what it made (an
+    /// initialised id without a transaction: nothing to abort).
+    fn join_preparation(&mut self) {
+        if let Some(ready) = self.preparing.take().and_then(Preparing::join) {
+            drop_in_background(ready.producer);
+        }
+    }
+
+    /// The producer for `id`: the one prepared ahead if it was for `id`,
+    /// else one made now.
+    fn ready_producer(&mut self, id: &str) -> Result<ReadyProducer> {
+        match self.preparing.take() {
+            Some(p) if p.id == id => {
+                if let Some(ready) = p.join() {
+                    return Ok(ready);
+                }
+            }
+            Some(other) => {
+                self.preparing = Some(other);
+                self.join_preparation();
+            }
+            None => {}
+        }
+        Ok(prepare(&self.config, self.coordinator()?, id)?)
     }
 }
 
@@ -228,7 +406,9 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.subtask = ctx.subtask_index;
+        self.parallelism = ctx.parallelism;
         self.coordinator = Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)));
+        self.metrics = SinkMetrics::new(ctx);
         self.check_timeout(ctx)
     }
 
@@ -237,6 +417,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
             if txn.records == 0 {
                 continue;
             }
+            let started = Instant::now();
             let outcome = self
                 .coordinator()?
                 .end_txn(&txn.transactional_id, txn.producer_id, txn.producer_epoch, true)
@@ -247,42 +428,50 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
                         txn.transactional_id, txn.records
                     ))
                 })?;
+            if let Some(m) = &self.metrics {
+                m.committed(started.elapsed());
+            }
             tracing::info!(
                 "Kafka sink: committed transaction '{}' from the restored checkpoint ({outcome:?})",
                 txn.transactional_id
             );
         }
-        // Abort what earlier runs left open under ids no checkpoint knows.
+        // Abort what earlier runs left open under ids no checkpoint knows:
+        // for the old subtasks this one takes over, then for the further
+        // indices it would take over (subtask + k * parallelism), as long as
+        // one of them was used — a run at a higher parallelism may have been
+        // killed before it completed a checkpoint.
         for &s in old_subtasks {
-            let mut misses = 0;
-            let mut n = next_checkpoint;
-            while misses < PROBE_MISSES {
-                let id = self.id(s, n);
-                match self.coordinator()?.describe(&id).map_err(KafkaError::Client)? {
-                    None => misses += 1,
-                    Some(d) => {
-                        misses = 0;
-                        if !matches!(d.state.as_str(), "Empty" | "CompleteCommit" | "CompleteAbort" | "Dead") {
-                            tracing::info!("Kafka sink: aborting lingering transaction '{id}' ({})", d.state);
-                            // Initialising a producer with the id fences and aborts it.
-                            self.producer(&id)?;
-                            self.producers.remove(&id);
-                        }
-                    }
-                }
-                n += 1;
-            }
+            self.abort_lingering(s, next_checkpoint)?;
         }
-        Ok(())
+        let p = self.parallelism.max(1);
+        let top = old_subtasks.iter().copied().max().unwrap_or(self.subtask).max(self.subtask);
+        let mut s = self.subtask;
+        while s <= top {
+            s += p;
+        }
+        while self.abort_lingering(s, next_checkpoint)? {
+            s += p;
+        }
+        self.prepare_ahead(next_checkpoint)
     }
 
     fn begin_transaction(&mut self, checkpoint: u64) -> Result<KafkaTransaction> {
         let id = self.id(self.subtask, checkpoint);
-        self.producer(&id)?
+        let ready = self.ready_producer(&id)?;
+        ready
+            .producer
             .begin_transaction()
             .map_err(|e| KafkaError::Client(format!("cannot begin a transaction on '{id}': {e}")))?;
+        self.producers.insert(id.clone(), ready.producer);
         self.open_here.insert(id.clone());
-        Ok(KafkaTransaction { transactional_id: id, producer_id: -1, producer_epoch: -1, records: 0 })
+        self.prepare_ahead(checkpoint + 1)?;
+        Ok(KafkaTransaction {
+            transactional_id: id,
+            producer_id: ready.producer_id,
+            producer_epoch: ready.producer_epoch,
+            records: 0,
+        })
     }
 
     fn write(&mut self, txn: &mut KafkaTransaction, record: T) -> Result<()> {
@@ -291,17 +480,22 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
             .producers
             .get(&txn.transactional_id)
             .ok_or_else(|| Error::user(format!("no producer for transaction '{}'", txn.transactional_id)))?;
-        send(producer, &self.config.topic, &self.serialize, &record)?;
+        let size = send(producer, &self.config.topic, &self.serialize, &record)?;
+        if let Some(m) = &mut self.metrics {
+            m.sent(size);
+        }
         txn.records += 1;
         Ok(())
     }
 
     fn pre_commit(&mut self, txn: &mut KafkaTransaction) -> Result<()> {
         let id = txn.transactional_id.clone();
-        self.producer(&id)?
-            .flush(TIMEOUT)
-            .map_err(|e| KafkaError::Client(format!("cannot flush transaction '{id}': {e}")))?;
-        if txn.records > 0 {
+        flush(self.producer(&id)?).map_err(|e| KafkaError::Client(format!("cannot flush transaction '{id}': {e}")))?;
+        if let Some(m) = &mut self.metrics {
+            m.publish();
+        }
+        if txn.records > 0 && txn.producer_id < 0 {
+            // Not known from the preparation (cannot happen today): ask.
             let d = self
                 .coordinator()?
                 .describe(&id)
@@ -315,6 +509,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
 
     fn commit(&mut self, txn: KafkaTransaction) -> Result<()> {
         let id = txn.transactional_id.clone();
+        let started = Instant::now();
         if self.open_here.remove(&id) {
             self.producer(&id)?.commit_transaction(TIMEOUT).map_err(|e| {
                 KafkaError::Client(format!(
@@ -328,7 +523,12 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
                 .map_err(KafkaError::Client)?;
             let _: EndTxnOutcome = outcome;
         }
-        self.producers.remove(&id);
+        if let Some(m) = &self.metrics {
+            m.committed(started.elapsed());
+        }
+        if let Some(p) = self.producers.remove(&id) {
+            drop_in_background(p);
+        }
         Ok(())
     }
 
@@ -338,13 +538,35 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
             self.producer(&id)?
                 .abort_transaction(TIMEOUT)
                 .map_err(|e| KafkaError::Client(format!("cannot abort transaction '{id}': {e}")))?;
+            if let Some(m) = &self.metrics {
+                m.aborted();
+            }
         }
-        self.producers.remove(&id);
+        if let Some(p) = self.producers.remove(&id) {
+            drop_in_background(p);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        // Before the subtask reports its end (and a restarted attempt may
+        // use the id): no InitProducerId of this attempt may come later.
+        self.join_preparation();
+        if let Some(m) = &mut self.metrics {
+            m.publish();
+        }
         Ok(())
     }
 
     fn is_empty(&self, txn: &KafkaTransaction) -> bool {
         txn.records == 0
+    }
+}
+
+impl<T> Drop for KafkaTransactionalSink<T> {
+    fn drop(&mut self) {
+        // `close` normally did this already; after a panic it did not.
+        self.join_preparation();
     }
 }
 
@@ -355,6 +577,7 @@ pub struct KafkaSink<T> {
     serialize: Serializer<T>,
     flush_on_checkpoint: bool,
     producer: Option<TxnProducer>,
+    metrics: Option<SinkMetrics>,
 }
 
 impl<T> Clone for KafkaSink<T> {
@@ -364,6 +587,7 @@ impl<T> Clone for KafkaSink<T> {
             serialize: self.serialize.clone(),
             flush_on_checkpoint: self.flush_on_checkpoint,
             producer: None,
+            metrics: None,
         }
     }
 }
@@ -381,6 +605,7 @@ impl<T> KafkaSink<T> {
             serialize: Arc::new(serialize),
             flush_on_checkpoint: true,
             producer: None,
+            metrics: None,
         }
     }
 
@@ -395,7 +620,8 @@ impl<T> KafkaSink<T> {
 }
 
 impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
-    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.metrics = SinkMetrics::new(ctx);
         let p: TxnProducer = self
             .config
             .client()
@@ -408,24 +634,40 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
 
     fn write(&mut self, record: T) -> Result<()> {
         let p = self.producer.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))?;
-        send(p, &self.config.topic, &self.serialize, &record)
+        let size = send(p, &self.config.topic, &self.serialize, &record)?;
+        if let Some(m) = &mut self.metrics {
+            m.sent(size);
+        }
+        Ok(())
     }
 
     fn prepare_checkpoint(&mut self, _checkpoint: sluice::CheckpointId) -> Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.publish();
+        }
         match (&self.producer, self.flush_on_checkpoint) {
-            (Some(p), true) => p
-                .flush(TIMEOUT)
+            (Some(p), true) => flush(p)
                 .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush on a checkpoint barrier: {e}")))),
             _ => Ok(()),
         }
     }
 
     fn finish(&mut self) -> Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.publish();
+        }
         match &self.producer {
-            Some(p) => p
-                .flush(TIMEOUT)
-                .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush at end of input: {e}")))),
+            Some(p) => {
+                flush(p).map_err(|e| Error::from(KafkaError::Client(format!("cannot flush at end of input: {e}"))))
+            }
             None => Ok(()),
         }
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.publish();
+        }
+        Ok(())
     }
 }

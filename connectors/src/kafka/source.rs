@@ -1,21 +1,33 @@
 //! The Kafka source.
 //!
-//! Partitions of the topics are spread over the subtasks (the *i*-th of the
-//! sorted (topic, partition) pairs goes to subtask *i* mod parallelism) and
+//! Partitions of the topics are spread over the subtasks as Flink's
+//! `KafkaTopicPartitionAssigner` does (partition *p* of topic *t* goes to
+//! subtask `(start(t) + p) mod parallelism`, `start(t)` from the topic name's
+//! Java hash code), which does not move a partition when others appear, and
 //! new partitions are picked up while running. Offsets are the source's
 //! checkpointed state, restored exactly — not taken from the consumer group;
 //! the group's offsets are committed only after a checkpoint completes, for
-//! monitoring. The first run starts from earliest, latest, the group's
+//! monitoring. The state is union state: each subtask saves the offsets of
+//! the partitions it owns, and on restore every subtask gets all of them and
+//! keeps those it owns now, so a job restores at another parallelism
+//! without reading a record twice or skipping one. The first run starts from earliest, latest, the group's
 //! committed offsets or a timestamp. `isolation.level` is `read_committed`
 //! by default, so records of aborted or open transactions are never read.
 //! A record that fails to deserialize fails the job by default (naming
 //! topic, partition and offset), or is skipped and counted, or is sent to a
 //! dead-letter topic.
+//!
+//! Records and bytes read, each partition's position and its lag are
+//! published as metrics (see [`super::metrics`]); the lag comes from
+//! librdkafka's statistics, once a second.
 
+use super::metrics::SourceMetrics;
 use super::KafkaError;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use sluice::{Boundedness, CheckpointId, Collector, Data, Error, Result, RuntimeContext, Source, SourceStatus};
@@ -55,6 +67,38 @@ type Tp = (String, i32);
 /// Metadata requests before an unreachable cluster is an error.
 const METADATA_ATTEMPTS: u32 = 3;
 
+/// How often librdkafka reports statistics (the partition lag metrics).
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// The consumer's context: turns librdkafka's statistics (served on the
+/// task thread by `poll`, once per [`STATISTICS_INTERVAL_MS`]) into the
+/// per-partition position and lag metrics.
+struct SourceContext {
+    metrics: Option<SourceMetrics>,
+    read_committed: bool,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(m) = &self.metrics else { return };
+        for (topic, t) in &statistics.topics {
+            for p in t.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
+                let end = if self.read_committed { p.ls_offset } else { p.hi_offset };
+                // app_offset: after the last record handed to the source;
+                // before the first one, where fetching starts.
+                let position = if p.app_offset >= 0 { p.app_offset } else { p.next_offset };
+                if end >= 0 && position >= 0 {
+                    m.partition(topic, p.partition, position, (end - position).max(0));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
+type KafkaConsumer = BaseConsumer<SourceContext>;
+
 /// Reads Kafka topics. See the module docs.
 pub struct KafkaSource<T> {
     bootstrap: String,
@@ -65,7 +109,8 @@ pub struct KafkaSource<T> {
     deserialize: Deserializer<T>,
     policy: BadRecordPolicy,
     bounded: bool,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<KafkaConsumer>,
+    metrics: Option<SourceMetrics>,
     dead_letters: Option<ThreadedProducer<DefaultProducerContext>>,
     assigned: Vec<Tp>,
     positions: BTreeMap<Tp, i64>,
@@ -91,6 +136,7 @@ impl<T> Clone for KafkaSource<T> {
             policy: self.policy.clone(),
             bounded: self.bounded,
             consumer: None,
+            metrics: None,
             dead_letters: None,
             assigned: Vec::new(),
             positions: BTreeMap::new(),
@@ -145,6 +191,7 @@ impl<T> KafkaSource<T> {
             policy: BadRecordPolicy::Fail,
             bounded: false,
             consumer: None,
+            metrics: None,
             dead_letters: None,
             assigned: Vec::new(),
             positions: BTreeMap::new(),
@@ -188,13 +235,13 @@ impl<T> KafkaSource<T> {
         self
     }
 
-    fn consumer(&self) -> Result<&BaseConsumer> {
+    fn consumer(&self) -> Result<&KafkaConsumer> {
         self.consumer.as_ref().ok_or_else(|| Error::user("Kafka source used before open"))
     }
 
     /// The sorted (topic, partition) pairs of all topics, retrying while
     /// the broker does not answer.
-    fn partitions(&self, consumer: &BaseConsumer) -> Result<Vec<Tp>> {
+    fn partitions(&self, consumer: &KafkaConsumer) -> Result<Vec<Tp>> {
         let mut last = String::new();
         for attempt in 1..=METADATA_ATTEMPTS {
             match consumer.fetch_metadata(None, Duration::from_secs(3)) {
@@ -231,14 +278,10 @@ impl<T> KafkaSource<T> {
     }
 
     fn mine(&self, all: &[Tp]) -> Vec<Tp> {
-        all.iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 % self.parallelism == self.subtask)
-            .map(|(_, tp)| tp.clone())
-            .collect()
+        all.iter().filter(|(t, p)| owner(t, *p, self.parallelism) == self.subtask).cloned().collect()
     }
 
-    fn start_offset(&self, consumer: &BaseConsumer, tp: &Tp) -> Result<Offset> {
+    fn start_offset(&self, consumer: &KafkaConsumer, tp: &Tp) -> Result<Offset> {
         if let Some(o) = self.restored.as_ref().and_then(|r| r.get(tp)) {
             return Ok(Offset::Offset(*o));
         }
@@ -329,6 +372,18 @@ impl<T> KafkaSource<T> {
     }
 }
 
+/// The subtask that reads partition `partition` of `topic`: Flink's
+/// `KafkaTopicPartitionAssigner` (so one topic's partitions go round-robin
+/// from a start that depends on the topic, and a partition's subtask never
+/// changes while the parallelism stays).
+fn owner(topic: &str, partition: i32, parallelism: u32) -> u32 {
+    let parallelism = i64::from(parallelism.max(1));
+    // Java's String.hashCode: over UTF-16 code units, wrapping.
+    let hash = topic.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    let start = i64::from(hash.wrapping_mul(31) & 0x7FFF_FFFF) % parallelism;
+    ((start + i64::from(partition.max(0))) % parallelism) as u32
+}
+
 impl<T: Data> Source<T> for KafkaSource<T> {
     type State = Vec<(String, i32, i64)>;
 
@@ -344,14 +399,21 @@ impl<T: Data> Source<T> for KafkaSource<T> {
         self.subtask = ctx.subtask_index;
         self.parallelism = ctx.parallelism.max(1);
         let group = self.group_id.clone().unwrap_or_else(|| format!("sluice-{}", ctx.job_name));
-        let consumer: BaseConsumer = ClientConfig::new()
+        self.metrics = SourceMetrics::new(ctx);
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", if self.read_committed { "read_committed" } else { "read_uncommitted" })
-            .create()
+            .set("isolation.level", if self.read_committed { "read_committed" } else { "read_uncommitted" });
+        if self.metrics.is_some() {
+            config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        }
+        let context = SourceContext { metrics: self.metrics.clone(), read_committed: self.read_committed };
+        let consumer: KafkaConsumer = config
+            .create_with_context(context)
             .map_err(|e| KafkaError::Client(format!("cannot create a Kafka consumer: {e}")))?;
         let all = self.partitions(&consumer)?;
         self.consumer = Some(consumer);
@@ -379,6 +441,7 @@ impl<T: Data> Source<T> for KafkaSource<T> {
             }
         }
         let mut emitted = 0;
+        let mut bytes = 0u64;
         while emitted < 500 {
             let polled = {
                 let consumer = self.consumer()?;
@@ -386,6 +449,7 @@ impl<T: Data> Source<T> for KafkaSource<T> {
                     None => None,
                     Some(Err(e)) => return Err(KafkaError::Client(format!("consuming failed: {e}")).into()),
                     Some(Ok(m)) => Some((
+                        m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len),
                         m.topic().to_string(),
                         m.partition(),
                         m.offset(),
@@ -394,7 +458,8 @@ impl<T: Data> Source<T> for KafkaSource<T> {
                     )),
                 }
             };
-            let Some((topic, partition, offset, value, raw)) = polled else { break };
+            let Some((size, topic, partition, offset, value, raw)) = polled else { break };
+            bytes += size as u64;
             match value {
                 Ok(v) => out.collect(v)?,
                 Err(message) => self.bad_record(&topic, partition, offset, &raw, message)?,
@@ -403,6 +468,9 @@ impl<T: Data> Source<T> for KafkaSource<T> {
             emitted += 1;
         }
         if emitted > 0 {
+            if let Some(m) = &self.metrics {
+                m.read(emitted, bytes);
+            }
             return Ok(SourceStatus::MoreAvailable);
         }
         if self.finished()? {
@@ -412,15 +480,34 @@ impl<T: Data> Source<T> for KafkaSource<T> {
     }
 
     fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Result<Self::State> {
-        // Partitions not read yet keep their restored start.
-        let mut state = self.restored.clone().unwrap_or_default();
-        state.extend(self.positions.iter().map(|(k, v)| (k.clone(), *v)));
+        // Only the partitions this subtask owns (the union of all subtasks'
+        // states then names each partition once); one not read yet keeps its
+        // restored start.
+        let restored = self.restored.as_ref();
+        let state: BTreeMap<Tp, i64> = self
+            .assigned
+            .iter()
+            .filter_map(|tp| {
+                self.positions.get(tp).or_else(|| restored.and_then(|r| r.get(tp))).map(|o| (tp.clone(), *o))
+            })
+            .collect();
         self.to_commit.insert(checkpoint.0, state.clone());
         Ok(state.into_iter().map(|((t, p), o)| (t, p, o)).collect())
     }
 
+    fn union_state(&self) -> bool {
+        true
+    }
+
     fn restore_state(&mut self, state: Self::State) -> Result<()> {
-        self.restored = Some(state.into_iter().map(|(t, p, o)| ((t, p), o)).collect());
+        // Called once per old subtask. Each partition is in one state only
+        // (checkpoints of earlier versions, too); were it in several, the
+        // furthest offset is the owner's.
+        let restored = self.restored.get_or_insert_with(BTreeMap::new);
+        for (t, p, o) in state {
+            let e = restored.entry((t, p)).or_insert(o);
+            *e = (*e).max(o);
+        }
         Ok(())
     }
 

@@ -77,7 +77,7 @@ impl Builder<'_> {
         match self.restore {
             Some(plan) => {
                 let n = &self.job.stream.nodes[node];
-                plan.blobs_for(&ctx.operator_id, n.keyed || n.union_state, self.id.subtask)
+                plan.blobs_for(&ctx.operator_id, n.keyed || n.union_state, self.id.subtask, ctx.parallelism)
             }
             None => Ok(Vec::new()),
         }
@@ -161,7 +161,12 @@ pub(crate) fn build_subtask(
             let output = builder.node_output(head)?;
             let ctx = builder.context(head);
             let metrics = builder.operator_metrics(&ctx);
-            let restore = builder.restored(head, &ctx)?.into_iter().next();
+            // Its own subtask's saved position, or every old subtask's when
+            // the source asks for union state (to restore at another parallelism).
+            let restore = match restore {
+                Some(plan) => plan.blobs_for(&ctx.operator_id, factory.union_state(), id.subtask, ctx.parallelism)?,
+                None => Vec::new(),
+            };
             factory.build(ctx, output, metrics, restore)
         }
         NodeKind::Operator(_) => {

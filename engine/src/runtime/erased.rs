@@ -180,13 +180,18 @@ where
 
 /// Builds a source subtask.
 pub(crate) trait SourceFactory: Send + Sync {
-    /// Builds the source subtask, restoring its position from `restore`.
+    /// Whether the source restores from every old subtask's state
+    /// ([`Source::union_state`]).
+    fn union_state(&self) -> bool;
+
+    /// Builds the source subtask, restoring its position from the saved
+    /// states in `restore` (at most one unless [`Self::union_state`]).
     fn build(
         &self,
         ctx: RuntimeContext,
         head: AnyBox,
         metrics: OperatorMetrics,
-        restore: Option<Vec<u8>>,
+        restore: Vec<Vec<u8>>,
     ) -> Result<Box<dyn Invokable>>;
 }
 
@@ -203,12 +208,17 @@ impl<T: Data, S: Source<T> + Clone> TypedSourceFactory<T, S> {
 }
 
 impl<T: Data, S: Source<T> + Clone> SourceFactory for TypedSourceFactory<T, S> {
+    fn union_state(&self) -> bool {
+        // A poisoned prototype fails in `build` with a message.
+        self.prototype.lock().map(|p| p.union_state()).unwrap_or(false)
+    }
+
     fn build(
         &self,
         ctx: RuntimeContext,
         head: AnyBox,
         metrics: OperatorMetrics,
-        restore: Option<Vec<u8>>,
+        restore: Vec<Vec<u8>>,
     ) -> Result<Box<dyn Invokable>> {
         let head = downcast::<ChainBox<T>>(head, "a source output")?;
         let mut source = self
@@ -216,7 +226,8 @@ impl<T: Data, S: Source<T> + Clone> SourceFactory for TypedSourceFactory<T, S> {
             .lock()
             .map_err(|_| Error::user("a source prototype was poisoned by an earlier panic"))?
             .clone();
-        if let Some(bytes) = restore {
+        let restored = !restore.is_empty();
+        for bytes in restore {
             let state: S::State = postcard::from_bytes(&bytes).map_err(|e| {
                 Error::user(format!(
                     "cannot decode the saved position of '{}': {e} (was the savepoint taken by another kind of source?)",
@@ -224,6 +235,8 @@ impl<T: Data, S: Source<T> + Clone> SourceFactory for TypedSourceFactory<T, S> {
                 ))
             })?;
             source.restore_state(state)?;
+        }
+        if restored {
             tracing::info!("{} (subtask {}) restored its position", ctx.operator_name, ctx.subtask_index);
         }
         Ok(Box::new(SourceTask::new(source, head, ctx, metrics)))

@@ -23,11 +23,31 @@ pub struct RestorePlan {
 
 impl RestorePlan {
     /// The state blobs subtask `subtask` of operator `operator_id` restores:
-    /// all old subtasks' when `all` (keyed or union state), else its own.
-    pub(crate) fn blobs_for(&self, operator_id: &str, all: bool, subtask: u32) -> Result<Vec<Vec<u8>>> {
+    /// all old subtasks' when `all` (keyed or union state), else its own —
+    /// which is only sound at the parallelism the state was taken at, so
+    /// another parallelism is an error rather than silently dropped or
+    /// duplicated positions.
+    pub(crate) fn blobs_for(
+        &self,
+        operator_id: &str,
+        all: bool,
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<Vec<Vec<u8>>> {
         let Some(op) = self.metadata.operators.iter().find(|o| o.operator_id == operator_id) else {
             return Ok(Vec::new());
         };
+        if !all && op.parallelism != parallelism {
+            return Err(Error::InvalidGraph(format!(
+                "the state of operator '{}' in '{}' was taken at parallelism {} and cannot be split or merged \
+                 (it is neither keyed nor union state); run that operator at parallelism {} (set_parallelism), \
+                 or drop its state with a new uid() and --allow-non-restored-state",
+                op.name,
+                self.dir.display(),
+                op.parallelism,
+                op.parallelism
+            )));
+        }
         op.subtasks
             .iter()
             .filter(|h| all || h.subtask == subtask)

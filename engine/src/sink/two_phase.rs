@@ -75,6 +75,13 @@ pub trait TwoPhaseCommitSink<T>: Send + 'static {
     /// Whether `txn` holds no record (empty transactions are not committed,
     /// only aborted).
     fn is_empty(&self, txn: &Self::Transaction) -> bool;
+
+    /// Releases resources; called once when the subtask ends (also after a
+    /// failure or cancellation, before the subtask reports its end, so before
+    /// a restarted attempt starts). Must not commit anything. Default: nothing.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The operator state of a two-phase-commit sink subtask.
@@ -215,6 +222,6 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
     fn close(&mut self) -> Result<()> {
         // An open transaction of a failed or canceled subtask is left for
         // the next start's recovery to abort; nothing is committed here.
-        Ok(())
+        self.sink.close()
     }
 }

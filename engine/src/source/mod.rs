@@ -113,7 +113,20 @@ pub trait Source<T>: Send + 'static {
     fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Result<Self::State>;
 
     /// Resumes from a position saved by `snapshot_state` (before `open`).
+    /// With [`union_state`](Source::union_state) it is called once per old
+    /// subtask's saved state.
     fn restore_state(&mut self, state: Self::State) -> Result<()>;
+
+    /// Whether a restored subtask gets the saved state of *every* subtask of
+    /// the checkpoint (Flink's union list state) instead of only the one with
+    /// its own index: `restore_state` is then called once per old subtask,
+    /// and the source keeps the part it owns at the new parallelism — which
+    /// is how a source restores at another parallelism. Each subtask should
+    /// then snapshot only what it owns, so that the union has no duplicates.
+    /// Default: no.
+    fn union_state(&self) -> bool {
+        false
+    }
 
     /// `checkpoint` is complete on every subtask of the job.
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<()> {
