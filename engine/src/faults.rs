@@ -13,6 +13,7 @@
 //! | `abort@after-snapshot=N` | the whole process aborts right after a subtask has written its snapshot of checkpoint `N` |
 //! | `abort@after-complete=N` | the process aborts after checkpoint `N` is complete (metadata written) but before any task is notified |
 //! | `abort@after-complete=first` | the same after the first checkpoint this process completes (for jobs restored from an unknown checkpoint) |
+//! | `abort@after-complete=+K` | the same after the K-th checkpoint this process completes |
 //!
 //! An aborted process dies as with `kill -9`: nothing is flushed or closed.
 //!
@@ -59,6 +60,9 @@ pub struct Faults {
     /// Abort the process after this checkpoint completed, before notifying
     /// tasks; 0 means the first one this process completes.
     pub abort_after_complete: Option<u64>,
+    /// Abort the process after the K-th checkpoint this process completes
+    /// (`abort@after-complete=+K`), before notifying tasks.
+    pub abort_after_completions: Option<u64>,
 }
 
 fn bad(spec: &str, why: &str) -> Error {
@@ -83,6 +87,9 @@ impl Faults {
                 match rest.split_once('=') {
                     Some(("after-snapshot", n)) => f.abort_after_snapshot = Some(num(n)?),
                     Some(("after-complete", "first")) => f.abort_after_complete = Some(0),
+                    Some(("after-complete", k)) if k.starts_with('+') => {
+                        f.abort_after_completions = Some(num(&k[1..])?.max(1))
+                    }
                     Some(("after-complete", n)) => f.abort_after_complete = Some(num(n)?),
                     _ => return Err(bad(spec, "expected abort@after-snapshot=N or abort@after-complete=N")),
                 }

@@ -215,12 +215,17 @@ fn kafka_wordcount_commits_pending_transactions_after_a_crash_before_commit() {
     first.wait().unwrap();
     // The crash window: abort after a checkpoint completes, before the
     //    sink commits; the next start must commit the pending transaction.
-    //    More input first, so that the checkpoint's transactions hold records.
-    feed(&bs, "loop-in", lines..lines + 2000, None);
-    let lines = lines + 2000;
-    let aborted = start(&bs, "loop-in", "loop-out", &ckpt, &[], &[("SLUICE_FAULTS", "abort@after-complete=first")])
+    //    Input keeps arriving while the job runs, so that the third
+    //    checkpoint it completes (past consumer start-up) holds records.
+    let feeder = {
+        let bs = bs.clone();
+        std::thread::spawn(move || feed(&bs, "loop-in", lines..lines + 3000, Some((100, Duration::from_millis(50)))))
+    };
+    let lines = lines + 3000;
+    let aborted = start(&bs, "loop-in", "loop-out", &ckpt, &[], &[("SLUICE_FAULTS", "abort@after-complete=+3")])
         .wait_with_output()
         .unwrap();
+    feeder.join().unwrap();
     let stderr = String::from_utf8_lossy(&aborted.stderr);
     assert!(!aborted.status.success() && stderr.contains("aborting the process after checkpoint"), "{stderr}");
     let log = run_to_completion(&bs, &ckpt, lines);

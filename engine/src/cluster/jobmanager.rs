@@ -463,7 +463,10 @@ impl JobManager {
             job.coordinator.stats.last_size,
             job.coordinator.stats.last_duration
         );
-        if job.graph.settings.faults.abort_after_complete.is_some_and(|n| n == 0 || n == cp.0) {
+        let faults = &job.graph.settings.faults;
+        if faults.abort_after_complete.is_some_and(|n| n == 0 || n == cp.0)
+            || faults.abort_after_completions.is_some_and(|k| job.coordinator.stats.completed >= k)
+        {
             faults::abort_process(&format!("after checkpoint {cp} completed, before notifying the tasks"));
         }
         let retained = job.graph.settings.retained;
