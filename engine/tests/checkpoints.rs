@@ -117,6 +117,7 @@ fn incompatible_savepoint_is_a_clear_error() {
     // A job with another shape: its keyed operator sits elsewhere.
     let other = || {
         let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(1);
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         env.add_source(Words::new(10, 5, 10, Duration::ZERO))
             .filter(|_: &String| true)
