@@ -283,6 +283,72 @@ pub const OPTIONS: &[ConfigOption] = &[
         default: Some("1s"),
         description: "failure-rate: wait before each restart.",
     },
+    ConfigOption {
+        key: "jobmanager.rpc.address",
+        kind: ValueKind::Text,
+        default: Some("127.0.0.1"),
+        description: "Cluster: address of the JobManager's RPC endpoint (TaskManagers and job drivers connect here).",
+    },
+    ConfigOption {
+        key: "jobmanager.rpc.port",
+        kind: ValueKind::Port,
+        default: Some("6123"),
+        description: "Cluster: port of the JobManager's RPC endpoint.",
+    },
+    ConfigOption {
+        key: "rest.address",
+        kind: ValueKind::Text,
+        default: Some("127.0.0.1"),
+        description: "Cluster: address the JobManager's REST API and web UI bind to, and the CLI connects to (loopback by default).",
+    },
+    ConfigOption {
+        key: "rest.port",
+        kind: ValueKind::Port,
+        default: Some("8081"),
+        description: "Cluster: port of the REST API and web UI.",
+    },
+    ConfigOption {
+        key: "rest.token",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: if set, every REST request must carry `Authorization: Bearer <token>` (the CLI: --token or SLUICE_REST_TOKEN).",
+    },
+    ConfigOption {
+        key: "heartbeat.interval",
+        kind: ValueKind::Duration,
+        default: Some("1s"),
+        description: "Cluster: how often TaskManagers send heartbeats.",
+    },
+    ConfigOption {
+        key: "heartbeat.timeout",
+        kind: ValueKind::Duration,
+        default: Some("10s"),
+        description: "Cluster: a TaskManager silent this long is declared lost (a closed connection is noticed at once).",
+    },
+    ConfigOption {
+        key: "cluster.work-dir",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: where processes keep job binaries and logs; default: <temp dir>/sluice-cluster.",
+    },
+    ConfigOption {
+        key: "taskmanager.resource-id",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the TaskManager's id; default: taskmanager-<host>-<pid>.",
+    },
+    ConfigOption {
+        key: "taskmanager.host",
+        kind: ValueKind::Text,
+        default: Some("127.0.0.1"),
+        description: "Cluster: address job processes on this TaskManager bind their data servers to.",
+    },
+    ConfigOption {
+        key: "taskmanager.registration.timeout",
+        kind: ValueKind::Duration,
+        default: Some("5min"),
+        description: "Cluster: how long a TaskManager keeps trying to reach the JobManager before it gives up.",
+    },
 ];
 /// A configuration problem, naming the key or file.
 #[derive(Debug, thiserror::Error)]

@@ -63,6 +63,9 @@ pub enum Error {
     /// The cluster's control plane is gone (the mini cluster shut down).
     #[error("cluster unavailable: {0}")]
     ClusterUnavailable(String),
+    /// A control-plane connection failed or carried something unexpected.
+    #[error("RPC: {0}")]
+    Rpc(String),
 }
 
 impl Error {
@@ -81,7 +84,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why a job failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FailureCause {
     /// A subtask returned an error.
     TaskFailed {

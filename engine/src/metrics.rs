@@ -57,6 +57,8 @@ pub struct Metrics {
     pub slots_total: IntGauge,
     /// Slots not allocated to a job.
     pub slots_available: IntGauge,
+    /// TaskManagers registered with the JobManager (cluster mode).
+    pub task_managers: IntGauge,
 }
 
 /// The counters of one operator in one subtask.
@@ -145,6 +147,9 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
     }
     registry.register(Box::new(slots_total.clone()))?;
     registry.register(Box::new(slots_available.clone()))?;
+    let task_managers =
+        IntGauge::new("sluice_jobmanager_numRegisteredTaskManagers", "TaskManagers registered with the JobManager")?;
+    registry.register(Box::new(task_managers.clone()))?;
     Ok(Metrics {
         registry,
         records_in,
@@ -163,6 +168,7 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         restarts,
         slots_total,
         slots_available,
+        task_managers,
     })
 }
 

@@ -367,6 +367,9 @@ impl StreamExecutionEnvironment {
     /// (`--savepoint-dir DIR`) after that time, prints its path and stops
     /// the job; start it again with `-s PATH` to continue from there.
     pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        if let Some(role) = crate::cluster::remote::job_process::role()? {
+            return self.execute_in_cluster(role, job_name);
+        }
         let conf = self.config();
         let Some(after) = conf.get_duration("execution.stop-with-savepoint.after")? else {
             return self.execute_async(job_name)?.wait();
@@ -395,6 +398,37 @@ impl StreamExecutionEnvironment {
                 Ok(JobExecutionResult { job_id, job_name, net_runtime: started.elapsed(), restarts: 0 })
             }
             other => other,
+        }
+    }
+
+    /// The job binary was started by a cluster (see
+    /// [`crate::cluster::remote`]): apply what the cluster passes, build the
+    /// same graph as every other process of the job, and play the role.
+    fn execute_in_cluster(
+        &self,
+        role: crate::cluster::remote::job_process::Role,
+        job_name: &str,
+    ) -> Result<JobExecutionResult> {
+        use crate::cluster::remote::job_process::{cluster_overrides, run_driver, run_task_process, Role};
+        for (key, value) in cluster_overrides() {
+            if key == "parallelism.client" {
+                let p = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| Error::Rpc(format!("the cluster passed a bad parallelism '{value}'")))?;
+                self.state.borrow_mut().command_line_parallelism = Some(p);
+            } else {
+                self.state.borrow_mut().config.set(&key, &value)?;
+            }
+        }
+        let graph = self.job_graph(job_name)?;
+        match role {
+            Role::Driver => {
+                tracing::info!("Job graph:\n{graph}");
+                run_driver(graph)
+            }
+            Role::Task => run_task_process(graph),
         }
     }
 

@@ -38,6 +38,9 @@ struct JobMaster {
     status: JobStatus,
     submitted: Instant,
     running_since: Option<Instant>,
+    /// Since when the job waits for slots (first start, or a restart after
+    /// its slots went away with a TaskManager).
+    waiting_for_slots: Option<Instant>,
     slots: Vec<SlotId>,
     attempt: u32,
     executions: HashMap<SubtaskId, ExecutionState>,
@@ -76,11 +79,20 @@ pub(crate) struct JobManager {
     rm: ResourceManager,
     jobs: BTreeMap<JobId, JobMaster>,
     inbox: Receiver<ToJobManager>,
+    /// In cluster mode the cluster's resource manager owns
+    /// `slot.request.timeout` (it knows every slot) and sends `FailJob`.
+    external_slot_timeout: bool,
 }
 
 impl JobManager {
     pub(crate) fn new(inbox: Receiver<ToJobManager>) -> Self {
-        JobManager { rm: ResourceManager::default(), jobs: BTreeMap::new(), inbox }
+        JobManager { rm: ResourceManager::default(), jobs: BTreeMap::new(), inbox, external_slot_timeout: false }
+    }
+
+    /// Leaves the slot request timeout to the cluster (see the field).
+    pub(crate) fn with_external_slot_timeout(mut self) -> Self {
+        self.external_slot_timeout = true;
+        self
     }
 
     /// Runs the event loop until `Shutdown` or until every sender is gone.
@@ -104,12 +116,14 @@ impl JobManager {
 
     fn handle(&mut self, msg: ToJobManager) {
         match msg {
-            ToJobManager::RegisterTaskManager { id, slots, gateway } => {
+            ToJobManager::RegisterTaskManager { id, slots, gateway, data_address } => {
                 tracing::info!("TaskManager {id} registered with {slots} slots");
                 let _ = gateway.send(ToTaskManager::Registered);
-                self.rm.register(id, slots, gateway);
+                self.rm.register(id, slots, gateway, data_address);
                 self.schedule_waiting();
             }
+            ToJobManager::TaskManagerLost { id } => self.task_manager_lost(id),
+            ToJobManager::FailJob { job_id, cause } => self.fail_job(job_id, cause),
             ToJobManager::SubmitJob { graph, job_id, result } => self.submit(graph, job_id, result),
             ToJobManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
             ToJobManager::CancelJob { job_id } => self.cancel(job_id),
@@ -156,6 +170,7 @@ impl JobManager {
                 status: JobStatus::Created,
                 submitted: Instant::now(),
                 running_since: None,
+                waiting_for_slots: Some(Instant::now()),
                 slots: Vec::new(),
                 attempt: 0,
                 executions: HashMap::new(),
@@ -173,7 +188,12 @@ impl JobManager {
     }
 
     fn schedule_waiting(&mut self) {
-        let waiting: Vec<JobId> = self.jobs.values().filter(|j| j.status == JobStatus::Created).map(|j| j.id).collect();
+        let waiting: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.waiting_for_slots.is_some() && !j.status.is_terminal() && j.all_terminal())
+            .map(|j| j.id)
+            .collect();
         for id in waiting {
             self.try_schedule(id);
         }
@@ -188,8 +208,11 @@ impl JobManager {
         };
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.slots = slots;
-        job.running_since = Some(Instant::now());
-        metrics::global().running_jobs.inc();
+        job.waiting_for_slots = None;
+        if job.running_since.is_none() {
+            job.running_since = Some(Instant::now());
+            metrics::global().running_jobs.inc();
+        }
         self.deploy(id);
     }
 
@@ -210,6 +233,7 @@ impl JobManager {
                 plan.dir.display()
             );
         }
+        let placement = Arc::new(self.rm.placement(&job.slots));
         let mut lost = None;
         for s in all {
             let slot = job.slots[s.subtask as usize].clone();
@@ -218,6 +242,7 @@ impl JobManager {
                 slot: slot.clone(),
                 artifact: artifact.clone(),
                 restore: job.restore.clone(),
+                placement: placement.clone(),
             };
             let sent = self.rm.gateway(&slot.task_manager).map(|gw| gw.send(ToTaskManager::Deploy(Box::new(tdd))));
             if !matches!(sent, Some(Ok(()))) {
@@ -325,12 +350,14 @@ impl JobManager {
             _ => return,
         };
         job.transition(end);
-        metrics::global().running_jobs.dec();
         self.finalize(id);
     }
 
     fn finalize(&mut self, id: JobId) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
+        if job.running_since.take().is_some() {
+            metrics::global().running_jobs.dec();
+        }
         for (_, (_, reply)) in job.savepoints.drain() {
             let _ = reply.send(Err(format!("the job ended ({}) before the savepoint completed", job.status)));
         }
@@ -513,10 +540,11 @@ impl JobManager {
             m.last_checkpoint_size.with_label_values(&labels).set(job.coordinator.stats.last_size as i64);
             m.restarts.with_label_values(&labels).set(i64::from(job.restarts.restarts()));
             match job.status {
-                JobStatus::Created => {
-                    let waited = job.submitted.elapsed();
-                    if waited >= job.graph.settings.slot_request_timeout {
-                        timed_out.push((job.id, job.graph.required_slots(), waited));
+                JobStatus::Created | JobStatus::Restarting if !self.external_slot_timeout => {
+                    if let Some(waited) = job.waiting_for_slots.map(|t| t.elapsed()) {
+                        if waited >= job.graph.settings.slot_request_timeout {
+                            timed_out.push((job.id, job.graph.required_slots(), waited));
+                        }
                     }
                 }
                 JobStatus::Running => {
@@ -569,7 +597,52 @@ impl JobManager {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.attempt += 1;
         job.restart_at = None;
-        self.deploy(id);
+        if self.rm.all_present(&job.slots) {
+            self.deploy(id);
+            return;
+        }
+        // A TaskManager went away with some of the job's slots: ask anew.
+        tracing::info!("Job {} ({id}) lost slots; it waits for {} slots", job.graph.name(), job.graph.required_slots());
+        job.slots.clear();
+        job.waiting_for_slots = Some(Instant::now());
+        self.rm.release(id);
+        self.try_schedule(id);
+    }
+
+    fn task_manager_lost(&mut self, tm: super::protocol::TaskManagerId) {
+        if !self.rm.unregister(&tm) {
+            return;
+        }
+        tracing::warn!("TaskManager {tm} was lost");
+        let mut failed = Vec::new();
+        for job in self.jobs.values() {
+            for (s, state) in &job.executions {
+                let here = job.slots.get(s.subtask as usize).is_some_and(|slot| slot.task_manager == tm);
+                if here && !state.is_terminal() {
+                    failed.push(*s);
+                }
+            }
+        }
+        for s in failed {
+            self.task_state(s, ExecutionState::Failed, Some(FailureCause::TaskManagerLost(tm.to_string())));
+        }
+    }
+
+    fn fail_job(&mut self, id: JobId, cause: FailureCause) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if job.status.is_terminal() {
+            return;
+        }
+        tracing::warn!("Job {} ({id}) fails: {cause}", job.graph.name());
+        job.failure = Some(cause);
+        if job.all_terminal() {
+            job.transition(JobStatus::Failed);
+            self.finalize(id);
+        } else {
+            job.transition(JobStatus::Failing);
+            self.cancel_running(id);
+            self.maybe_finish(id);
+        }
     }
 }
 

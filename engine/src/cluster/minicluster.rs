@@ -7,7 +7,7 @@ use super::taskmanager::TaskManager;
 use crate::error::{Error, FailureCause, Result};
 use crate::graph::JobGraph;
 use crate::metrics::MetricsServer;
-use crate::runtime::shuffle::LocalShuffle;
+use crate::runtime::shuffle::Shuffle;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,7 +32,7 @@ impl MiniCluster {
     /// Starts a JobManager and `config.task_managers` TaskManagers.
     pub fn start(config: MiniClusterConfig) -> Result<Self> {
         let (jm_tx, jm_rx) = crossbeam_channel::unbounded();
-        let shuffle = Arc::new(LocalShuffle::default());
+        let shuffle = Arc::new(Shuffle::local());
         let mut threads = Vec::new();
         let spawn_err = |e: std::io::Error| Error::io("cannot start a mini cluster thread", e);
         threads.push(
@@ -49,6 +49,7 @@ impl MiniCluster {
                     id: id.clone(),
                     slots: config.slots_per_task_manager,
                     gateway: tm_tx,
+                    data_address: None,
                 })
                 .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
             let tm = TaskManager::new(id, tm_rx, jm_tx.clone(), shuffle.clone());
@@ -62,9 +63,30 @@ impl MiniCluster {
         Ok(MiniCluster { job_manager: jm_tx, threads })
     }
 
+    /// A JobManager without TaskManagers: a job's driver in a cluster,
+    /// whose TaskManagers (the job's processes) register over RPC, and whose
+    /// slot request timeout the cluster enforces.
+    pub(crate) fn start_for_cluster() -> Result<Self> {
+        let (jm_tx, jm_rx) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("jobmaster".into())
+            .spawn(move || JobManager::new(jm_rx).with_external_slot_timeout().run())
+            .map_err(|e| Error::io("cannot start the job master thread", e))?;
+        Ok(MiniCluster { job_manager: jm_tx, threads: vec![thread] })
+    }
+
+    /// Where messages to the JobManager go.
+    pub(crate) fn job_manager(&self) -> Sender<ToJobManager> {
+        self.job_manager.clone()
+    }
+
     /// Submits a job; returns at once with a client to follow it.
     pub fn submit(&self, graph: JobGraph) -> Result<JobClient> {
-        let job_id = JobId::generate();
+        self.submit_as(graph, JobId::generate())
+    }
+
+    /// Submits a job under a given id.
+    pub(crate) fn submit_as(&self, graph: JobGraph, job_id: JobId) -> Result<JobClient> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let name = graph.name().to_string();
         self.job_manager
@@ -167,6 +189,17 @@ impl JobClient {
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))
     }
 
+    /// Waits up to `timeout` for the job's end, as the JobManager reports it.
+    pub(crate) fn poll_result(&self, timeout: Duration) -> Result<Option<JobResult>> {
+        match self.result.recv_timeout(timeout) {
+            Ok(r) => Ok(Some(r)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(None),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(Error::ClusterUnavailable("the JobManager stopped before the job ended".into()))
+            }
+        }
+    }
+
     /// Waits for the job to end: `Ok` when it finished, an error naming the
     /// cause when it failed or was canceled.
     pub fn wait(self) -> Result<JobExecutionResult> {
@@ -174,6 +207,11 @@ impl JobClient {
             .result
             .recv()
             .map_err(|_| Error::ClusterUnavailable("the JobManager stopped before the job ended".into()))?;
+        self.into_execution_result(result)
+    }
+
+    /// What `wait` returns for `result`.
+    pub(crate) fn into_execution_result(self, result: JobResult) -> Result<JobExecutionResult> {
         match result.status {
             JobStatus::Finished => Ok(JobExecutionResult {
                 job_id: self.job_id,

@@ -9,6 +9,7 @@
 mod jobmanager;
 pub mod minicluster;
 pub mod protocol;
+pub mod remote;
 mod resource_manager;
 pub mod restart;
 mod taskmanager;

@@ -39,6 +39,19 @@ impl JobId {
     }
 }
 
+impl std::str::FromStr for JobId {
+    type Err = String;
+
+    /// Parses the 32 hex digits `Display` prints.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.len() != 32 {
+            return Err(format!("'{s}' is not a job id (32 hex digits)"));
+        }
+        u128::from_str_radix(s, 16).map(JobId).map_err(|_| format!("'{s}' is not a job id (32 hex digits)"))
+    }
+}
+
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:032x}", self.0)
@@ -162,10 +175,38 @@ pub struct TaskDeploymentDescriptor {
     pub artifact: JobArtifact,
     /// The checkpoint or savepoint to restore state from, if any.
     pub restore: Option<Arc<RestorePlan>>,
+    /// Where every slot of the job attempt lives, so that channels to
+    /// subtasks in other processes go over the network.
+    pub placement: Arc<Placement>,
+}
+
+/// Where one slot of a job attempt lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotLocation {
+    /// The TaskManager (in a cluster: the job's process on it).
+    pub task_manager: TaskManagerId,
+    /// The address its data server listens on; `None` in the mini cluster,
+    /// where every channel is in-process.
+    pub data_address: Option<String>,
+}
+
+/// Where the slots of a job attempt live. With slot sharing, slot *i* hosts
+/// subtask *i* of every vertex.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Slot *i*'s location.
+    pub slots: Vec<SlotLocation>,
+}
+
+impl Placement {
+    /// The location of the slot that hosts subtask `index` of any vertex.
+    pub fn of_subtask(&self, index: u32) -> Option<&SlotLocation> {
+        self.slots.get(index as usize)
+    }
 }
 
 /// What the JobManager reports about a job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobDetails {
     /// Current status.
     pub status: JobStatus,
@@ -205,6 +246,21 @@ pub enum ToJobManager {
         slots: u32,
         /// Where to send it messages.
         gateway: Sender<ToTaskManager>,
+        /// Where its data server listens (cluster mode), if it has one.
+        data_address: Option<String>,
+    },
+    /// A TaskManager went away (its connection broke or its heartbeats
+    /// stopped): its slots are gone and the subtasks in them failed.
+    TaskManagerLost {
+        /// The TaskManager.
+        id: TaskManagerId,
+    },
+    /// Fail a job from outside (the cluster could not give it slots).
+    FailJob {
+        /// The job.
+        job_id: JobId,
+        /// Why.
+        cause: FailureCause,
     },
     /// A client submits a job; the id comes back on `accepted`, the end on `result`.
     SubmitJob {

@@ -5,13 +5,14 @@
 //! vertex of a job, so a job needs as many slots as its largest parallelism;
 //! subtask *i* of every vertex goes to the job's *i*-th slot.
 
-use super::protocol::{JobId, SlotId, TaskManagerId, ToTaskManager};
+use super::protocol::{JobId, Placement, SlotId, SlotLocation, TaskManagerId, ToTaskManager};
 use crate::metrics;
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 
 struct TaskManagerEntry {
     gateway: Sender<ToTaskManager>,
+    data_address: Option<String>,
     slots: Vec<Option<JobId>>,
 }
 
@@ -22,9 +23,42 @@ pub(crate) struct ResourceManager {
 }
 
 impl ResourceManager {
-    pub(crate) fn register(&mut self, id: TaskManagerId, slots: u32, gateway: Sender<ToTaskManager>) {
-        self.task_managers.insert(id, TaskManagerEntry { gateway, slots: vec![None; slots as usize] });
+    pub(crate) fn register(
+        &mut self,
+        id: TaskManagerId,
+        slots: u32,
+        gateway: Sender<ToTaskManager>,
+        data_address: Option<String>,
+    ) {
+        self.task_managers.insert(id, TaskManagerEntry { gateway, data_address, slots: vec![None; slots as usize] });
         self.publish();
+    }
+
+    /// Forgets a TaskManager that went away; `true` if it was known.
+    pub(crate) fn unregister(&mut self, id: &TaskManagerId) -> bool {
+        let known = self.task_managers.remove(id).is_some();
+        self.publish();
+        known
+    }
+
+    /// Whether every slot in `slots` still exists.
+    pub(crate) fn all_present(&self, slots: &[SlotId]) -> bool {
+        slots
+            .iter()
+            .all(|s| self.task_managers.get(&s.task_manager).is_some_and(|t| (s.index as usize) < t.slots.len()))
+    }
+
+    /// Where `slots` live, in order.
+    pub(crate) fn placement(&self, slots: &[SlotId]) -> Placement {
+        Placement {
+            slots: slots
+                .iter()
+                .map(|s| SlotLocation {
+                    task_manager: s.task_manager.clone(),
+                    data_address: self.task_managers.get(&s.task_manager).and_then(|t| t.data_address.clone()),
+                })
+                .collect(),
+        }
     }
 
     pub(crate) fn total_slots(&self) -> u32 {

@@ -6,7 +6,7 @@ use super::protocol::{
 };
 use crate::error::{Error, FailureCause};
 use crate::graph::execution::{build_subtask, SubtaskId};
-use crate::runtime::shuffle::LocalShuffle;
+use crate::runtime::shuffle::Shuffle;
 use crate::runtime::task::{CheckpointResponder, TaskCommand, TaskControl, TaskOutcome};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ pub(crate) struct TaskManager {
     id: TaskManagerId,
     inbox: Receiver<ToTaskManager>,
     job_manager: Sender<ToJobManager>,
-    shuffle: Arc<LocalShuffle>,
+    shuffle: Arc<Shuffle>,
     tasks: HashMap<SubtaskId, RunningTask>,
 }
 
@@ -34,7 +34,7 @@ impl TaskManager {
         id: TaskManagerId,
         inbox: Receiver<ToTaskManager>,
         job_manager: Sender<ToJobManager>,
-        shuffle: Arc<LocalShuffle>,
+        shuffle: Arc<Shuffle>,
     ) -> Self {
         TaskManager { id, inbox, job_manager, shuffle, tasks: HashMap::new() }
     }
@@ -93,6 +93,7 @@ impl TaskManager {
     fn deploy(&mut self, tdd: TaskDeploymentDescriptor) {
         let JobArtifact::InProcess(graph) = tdd.artifact;
         let restore = tdd.restore;
+        let placement = tdd.placement;
         let id = tdd.subtask;
         let vertex = graph.vertices()[id.vertex].clone();
         let thread_name = format!("{} ({}/{})", vertex.name, id.subtask + 1, vertex.parallelism);
@@ -130,7 +131,7 @@ impl TaskManager {
             // The task (and with it its channel ends) outlives the report below.
             let mut task = None;
             let run = catch_unwind(AssertUnwindSafe(|| {
-                let task = task.insert(build_subtask(&graph, id, &shuffle, restore.as_deref())?);
+                let task = task.insert(build_subtask(&graph, id, &shuffle, &placement, restore.as_deref())?);
                 task.invoke(&control)
             }));
             let canceled = control.canceled.load(Ordering::Relaxed);

@@ -6,16 +6,17 @@ use super::job_graph::JobGraph;
 use super::stream_graph::NodeKind;
 use super::Partitioning;
 use crate::cluster::protocol::JobId;
+use crate::cluster::protocol::Placement;
 use crate::error::Result;
 use crate::metrics;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::erased::{AnyBox, WriterSpec};
 use crate::runtime::restore::RestorePlan;
-use crate::runtime::shuffle::{ChannelKey, LocalShuffle};
+use crate::runtime::shuffle::{ChannelKey, Shuffle};
 use crate::runtime::task::Invokable;
 
 /// Which subtask of which job attempt to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskId {
     /// The job.
     pub job: JobId,
@@ -38,7 +39,8 @@ pub fn subtasks(job: &JobGraph, id: JobId, attempt: u32) -> Vec<SubtaskId> {
 struct Builder<'a> {
     job: &'a JobGraph,
     id: SubtaskId,
-    shuffle: &'a LocalShuffle,
+    shuffle: &'a Shuffle,
+    placement: &'a Placement,
     task_name: String,
     restore: Option<&'a RestorePlan>,
 }
@@ -117,7 +119,7 @@ impl Builder<'_> {
                 .iter()
                 .map(|&c| {
                     let key = self.channel(i, self.id.subtask, c);
-                    self.shuffle.sender(key, e.stream_type.as_ref(), job.settings.channel_capacity)
+                    self.shuffle.sender(key, e.stream_type.as_ref(), job.settings.channel_capacity, self.placement)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let job_id = self.id.job.to_string();
@@ -150,11 +152,12 @@ impl Builder<'_> {
 pub(crate) fn build_subtask(
     job: &JobGraph,
     id: SubtaskId,
-    shuffle: &LocalShuffle,
+    shuffle: &Shuffle,
+    placement: &Placement,
     restore: Option<&RestorePlan>,
 ) -> Result<Box<dyn Invokable>> {
     let vertex = &job.vertices[id.vertex];
-    let builder = Builder { job, id, shuffle, task_name: vertex.name.clone(), restore };
+    let builder = Builder { job, id, shuffle, placement, task_name: vertex.name.clone(), restore };
     let head = vertex.operators[0].node;
     match &job.stream.nodes[head].kind {
         NodeKind::Source { factory, .. } => {
@@ -183,7 +186,12 @@ pub(crate) fn build_subtask(
                 };
                 for p in producers {
                     let key = builder.channel(e.stream_edge, p, id.subtask);
-                    receivers.push(shuffle.receiver(key, se.stream_type.as_ref(), job.settings.channel_capacity)?);
+                    receivers.push(shuffle.receiver(
+                        key,
+                        se.stream_type.as_ref(),
+                        job.settings.channel_capacity,
+                        placement,
+                    )?);
                 }
             }
             let ty = stream_type.ok_or_else(|| {

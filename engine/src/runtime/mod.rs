@@ -18,6 +18,7 @@ pub mod context;
 pub mod element;
 pub(crate) mod erased;
 pub(crate) mod keyed;
+pub(crate) mod net;
 pub mod operator;
 pub(crate) mod operators;
 pub mod restore;

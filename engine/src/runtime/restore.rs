@@ -13,7 +13,7 @@ use sluice_checkpoint::storage;
 use std::path::PathBuf;
 
 /// A checkpoint or savepoint to start from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RestorePlan {
     /// What it holds.
     pub metadata: CheckpointMetadata,

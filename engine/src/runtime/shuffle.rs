@@ -1,4 +1,5 @@
-//! The in-process data plane of the mini cluster.
+//! The data plane: which channel end a subtask gets for each of its inputs
+//! and outputs.
 //!
 //! Every (edge, producing subtask, consuming subtask) pair of a job attempt
 //! gets its own bounded channel, so that a consumer can tell its inputs apart
@@ -7,14 +8,17 @@
 //! the consumer the receiver. Across processes the same pairs will be TCP
 //! connections with credit-based flow control.
 
-use crate::cluster::protocol::JobId;
+use crate::cluster::protocol::{JobId, Placement, TaskManagerId};
 use crate::error::{Error, Result};
 use crate::runtime::erased::{AnyBox, StreamType};
+use crate::runtime::net::{remote_sender, DataServer};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Identifies one channel of one job attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ChannelKey {
     pub(crate) job: JobId,
     pub(crate) attempt: u32,
@@ -65,6 +69,82 @@ impl LocalShuffle {
     pub(crate) fn release_job(&self, job: JobId) {
         if let Ok(mut map) = self.channels.lock() {
             map.retain(|k, _| k.job != job);
+        }
+    }
+}
+
+/// How long a producer keeps trying to reach a consumer in another process
+/// (which may still be starting).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The data plane of one process: in-process channels for peers in the same
+/// process and, in cluster mode, TCP channels (see [`crate::runtime::net`])
+/// for peers in other processes.
+pub(crate) struct Shuffle {
+    local: LocalShuffle,
+    net: Option<(TaskManagerId, Arc<DataServer>)>,
+}
+
+impl Shuffle {
+    /// Every channel in-process (the mini cluster).
+    pub(crate) fn local() -> Self {
+        Shuffle { local: LocalShuffle::default(), net: None }
+    }
+
+    /// A process of a cluster: the TaskManager `me`, whose remote inputs
+    /// arrive at `server`.
+    pub(crate) fn networked(me: TaskManagerId, server: Arc<DataServer>) -> Self {
+        Shuffle { local: LocalShuffle::default(), net: Some((me, server)) }
+    }
+
+    /// The remote address of subtask `index`'s slot, if it is in another process.
+    fn remote(&self, placement: &Placement, index: u32) -> Result<Option<SocketAddr>> {
+        let Some((me, _)) = &self.net else { return Ok(None) };
+        let Some(loc) = placement.of_subtask(index) else { return Ok(None) };
+        if &loc.task_manager == me {
+            return Ok(None);
+        }
+        let addr = loc.data_address.as_deref().ok_or_else(|| {
+            Error::InvalidGraph(format!("TaskManager {} announced no data address", loc.task_manager))
+        })?;
+        addr.parse().map(Some).map_err(|_| {
+            Error::InvalidGraph(format!("TaskManager {} has a bad data address '{addr}'", loc.task_manager))
+        })
+    }
+
+    /// The producer's end of `key`.
+    pub(crate) fn sender(
+        &self,
+        key: ChannelKey,
+        ty: &dyn StreamType,
+        capacity: usize,
+        placement: &Placement,
+    ) -> Result<AnyBox> {
+        match self.remote(placement, key.consumer)? {
+            Some(addr) => remote_sender(key, addr, ty, capacity, CONNECT_TIMEOUT),
+            None => self.local.sender(key, ty, capacity),
+        }
+    }
+
+    /// The consumer's end of `key`.
+    pub(crate) fn receiver(
+        &self,
+        key: ChannelKey,
+        ty: &dyn StreamType,
+        capacity: usize,
+        placement: &Placement,
+    ) -> Result<AnyBox> {
+        match (self.remote(placement, key.producer)?, &self.net) {
+            (Some(_), Some((_, server))) => server.receiver(key, ty, capacity),
+            _ => self.local.receiver(key, ty, capacity),
+        }
+    }
+
+    /// Drops every channel of `job` (the job ended).
+    pub(crate) fn release_job(&self, job: JobId) {
+        self.local.release_job(job);
+        if let Some((_, server)) = &self.net {
+            server.release_job(job);
         }
     }
 }

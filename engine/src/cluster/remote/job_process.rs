@@ -1,0 +1,391 @@
+//! The job binary inside a cluster. The dispatcher starts it as the job's
+//! *driver* (its job master: scheduling, checkpoint coordination, failover);
+//! every TaskManager that gives the job slots starts it as a *task process*
+//! hosting those slots. Both rebuild the same job graph from the same binary
+//! and arguments, so only ids and placements travel between them.
+//!
+//! The role comes from the environment the cluster sets
+//! ([`ROLE_VAR`]); a binary started by hand has no role and runs locally.
+
+use super::messages::{ToDriver, ToJobManagerProcess, ToTaskManagerProcess, ToTaskProcess, VertexSummary};
+use super::wire::{self, Link};
+use crate::cluster::minicluster::{JobExecutionResult, MiniCluster};
+use crate::cluster::protocol::{
+    JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager, ToTaskManager,
+};
+use crate::cluster::taskmanager::TaskManager;
+use crate::error::{Error, Result};
+use crate::graph::JobGraph;
+use crate::runtime::net::DataServer;
+use crate::runtime::shuffle::Shuffle;
+use crossbeam_channel::{Receiver, Sender};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable naming the role: `driver` or `task`.
+pub const ROLE_VAR: &str = "SLUICE_CLUSTER_ROLE";
+/// The job id the cluster gave the job.
+pub const JOB_ID_VAR: &str = "SLUICE_JOB_ID";
+/// Driver: the JobManager process's RPC address.
+pub const JOBMANAGER_VAR: &str = "SLUICE_JOBMANAGER_RPC";
+/// Task process: its driver's address.
+pub const DRIVER_VAR: &str = "SLUICE_DRIVER";
+/// Task process: its TaskManager id.
+pub const TASKMANAGER_ID_VAR: &str = "SLUICE_TASKMANAGER_ID";
+/// Task process: slots it hosts.
+pub const SLOTS_VAR: &str = "SLUICE_SLOTS";
+/// Host to bind servers on (data server, driver endpoint).
+pub const HOST_VAR: &str = "SLUICE_BIND_HOST";
+/// `key=value` lines the cluster adds to the job's configuration
+/// (`-p`, `-s`, `--allow-non-restored-state`, cluster defaults).
+pub const CONF_VAR: &str = "SLUICE_CLUSTER_CONF";
+
+/// What the job binary is in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The job master.
+    Driver,
+    /// Hosts subtasks in slots of one TaskManager.
+    Task,
+}
+
+/// The role from the environment; `None` for a local run.
+pub fn role() -> Result<Option<Role>> {
+    match std::env::var(ROLE_VAR).ok().as_deref() {
+        None | Some("") => Ok(None),
+        Some("driver") => Ok(Some(Role::Driver)),
+        Some("task") => Ok(Some(Role::Task)),
+        Some(other) => Err(Error::Rpc(format!("{ROLE_VAR}={other}: expected 'driver' or 'task' (or unset it)"))),
+    }
+}
+
+/// The configuration lines the cluster passes (see [`CONF_VAR`]).
+pub fn cluster_overrides() -> Vec<(String, String)> {
+    std::env::var(CONF_VAR)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+fn var(name: &str) -> Result<String> {
+    std::env::var(name)
+        .map_err(|_| Error::Rpc(format!("{name} is not set; the cluster sets it when it starts a job process")))
+}
+
+fn job_id() -> Result<JobId> {
+    var(JOB_ID_VAR)?.parse().map_err(Error::Rpc)
+}
+
+fn bind_host() -> String {
+    std::env::var(HOST_VAR).unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+// ---------------------------------------------------------------- task ---
+
+/// Runs this process as a task process until its driver says stop or goes
+/// away; never returns to the job's `main`.
+pub(crate) fn run_task_process(graph: JobGraph) -> ! {
+    let code = match task_process(graph) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("task process failed: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn task_process(graph: JobGraph) -> Result<()> {
+    let id = TaskManagerId(var(TASKMANAGER_ID_VAR)?);
+    let slots: u32 = var(SLOTS_VAR)?.parse().map_err(|_| Error::Rpc(format!("{SLOTS_VAR} is not a number")))?;
+    let driver = var(DRIVER_VAR)?;
+    watch_parent();
+    let server = DataServer::start(&format!("{}:0", bind_host()))?;
+    let stream = wire::connect(&driver, "job driver", Duration::from_secs(30))?;
+    let (link, mut reader) = Link::new(stream)?;
+    link.send(&ToDriver::Register { id: id.clone(), slots, data_address: server.address().to_string() })?;
+    tracing::info!("task process {id} with {slots} slots registered at driver {driver}");
+    let graph = Arc::new(graph);
+    let (tm_tx, tm_rx) = crossbeam_channel::unbounded::<ToTaskManager>();
+    let (jm_tx, jm_rx) = crossbeam_channel::unbounded::<ToJobManager>();
+    let to_driver = link.clone();
+    std::thread::Builder::new()
+        .name("to-driver".into())
+        .spawn(move || forward_to_driver(jm_rx, to_driver))
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+    let tm = TaskManager::new(id.clone(), tm_rx, jm_tx, Arc::new(Shuffle::networked(id.clone(), server)));
+    let tm_thread = std::thread::Builder::new()
+        .name("taskmanager".into())
+        .spawn(move || tm.run())
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+    loop {
+        let msg = match wire::read_frame::<ToTaskProcess>(&mut reader) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("connection to the driver broke: {e}");
+                break;
+            }
+        };
+        let shutdown = matches!(msg, ToTaskProcess::Shutdown);
+        let cmd = match msg {
+            ToTaskProcess::Registered => ToTaskManager::Registered,
+            ToTaskProcess::Deploy { subtask, slot, restore, placement } => {
+                ToTaskManager::Deploy(Box::new(TaskDeploymentDescriptor {
+                    subtask,
+                    slot,
+                    artifact: JobArtifact::InProcess(graph.clone()),
+                    restore: restore.map(Arc::new),
+                    placement: Arc::new(placement),
+                }))
+            }
+            ToTaskProcess::Cancel { subtask } => ToTaskManager::Cancel { subtask },
+            ToTaskProcess::TriggerCheckpoint { subtask, barrier } => {
+                ToTaskManager::TriggerCheckpoint { subtask, barrier }
+            }
+            ToTaskProcess::NotifyCheckpointComplete { job_id, checkpoint } => {
+                ToTaskManager::NotifyCheckpointComplete { job_id, checkpoint }
+            }
+            ToTaskProcess::AbortCheckpoint { job_id, checkpoint } => {
+                ToTaskManager::AbortCheckpoint { job_id, checkpoint }
+            }
+            ToTaskProcess::ReleaseJob { job_id } => ToTaskManager::ReleaseJob { job_id },
+            ToTaskProcess::Shutdown => ToTaskManager::Shutdown,
+        };
+        if tm_tx.send(cmd).is_err() || shutdown {
+            break;
+        }
+    }
+    let _ = tm_tx.send(ToTaskManager::Shutdown);
+    // Subtasks stop at their next check; do not hang on one that will not.
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    std::thread::spawn(move || {
+        let _ = tm_thread.join();
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(Duration::from_secs(5));
+    link.close();
+    Ok(())
+}
+
+fn forward_to_driver(inbox: Receiver<ToJobManager>, link: Link) {
+    while let Ok(msg) = inbox.recv() {
+        let wire = match msg {
+            ToJobManager::TaskStateChanged { subtask, state, failure } => {
+                ToDriver::TaskStateChanged { subtask, state, failure }
+            }
+            ToJobManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
+                ToDriver::AcknowledgeCheckpoint { subtask, checkpoint, handles }
+            }
+            ToJobManager::DeclineCheckpoint { subtask, checkpoint, reason } => {
+                ToDriver::DeclineCheckpoint { subtask, checkpoint, reason }
+            }
+            other => {
+                tracing::debug!("not forwarded to the driver: {other:?}");
+                continue;
+            }
+        };
+        if let Err(e) = link.send(&wire) {
+            tracing::warn!("cannot reach the driver: {e}");
+            return;
+        }
+    }
+}
+
+/// A task process must not outlive its TaskManager (killed with SIGKILL,
+/// it cannot stop its children): exit when the parent changes.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let _ = std::thread::Builder::new().name("parent-watch".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("the TaskManager (pid {parent}) is gone; the task process exits");
+            std::process::exit(3);
+        }
+    });
+}
+
+// -------------------------------------------------------------- driver ---
+
+/// Runs the job as its driver: the job master of the job, reporting to the
+/// JobManager process, with task processes registering as TaskManagers.
+pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
+    let job_id = job_id()?;
+    let jm_addr = var(JOBMANAGER_VAR)?;
+    let cluster = MiniCluster::start_for_cluster()?;
+    let jm = cluster.job_manager();
+    let listener = TcpListener::bind(format!("{}:0", bind_host()))
+        .map_err(|e| Error::io("cannot bind the driver's endpoint", e))?;
+    let driver_address = listener.local_addr().map_err(|e| Error::io("driver endpoint", e))?.to_string();
+    {
+        let jm = jm.clone();
+        std::thread::Builder::new()
+            .name("driver-accept".into())
+            .spawn(move || accept_task_processes(listener, jm))
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+    }
+    let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30))?;
+    let (link, reader) = Link::new(stream)?;
+    link.send(&ToJobManagerProcess::DriverHello {
+        job: job_id,
+        name: graph.name().to_string(),
+        required_slots: graph.required_slots(),
+        driver_address,
+        vertices: graph
+            .vertices()
+            .iter()
+            .map(|v| VertexSummary { name: v.name.clone(), parallelism: v.parallelism })
+            .collect(),
+    })?;
+    let client = cluster.submit_as(graph, job_id)?.owning(cluster);
+    {
+        let (jm, link) = (jm.clone(), link.clone());
+        std::thread::Builder::new()
+            .name("driver-commands".into())
+            .spawn(move || driver_commands(reader, link, jm, job_id))
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+    }
+    let mut last = None;
+    loop {
+        if let Some(result) = client.poll_result(Duration::from_millis(100))? {
+            let _ = link.send(&ToJobManagerProcess::JobEnded {
+                status: result.status,
+                failure: result.failure.clone(),
+                restarts: result.restarts,
+            });
+            return client.into_execution_result(result);
+        }
+        if let Ok(details) = client.details() {
+            if last.as_ref() != Some(&details) {
+                let _ = link.send(&ToJobManagerProcess::JobStatus(details.clone()));
+                last = Some(details);
+            }
+        }
+    }
+}
+
+fn driver_commands(mut reader: std::net::TcpStream, link: Link, jm: Sender<ToJobManager>, job_id: JobId) {
+    loop {
+        match wire::read_frame::<ToTaskManagerProcess>(&mut reader) {
+            Ok(Some(ToTaskManagerProcess::CancelJob)) => {
+                let _ = jm.send(ToJobManager::CancelJob { job_id });
+            }
+            Ok(Some(ToTaskManagerProcess::FailJob(cause))) => {
+                let _ = jm.send(ToJobManager::FailJob { job_id, cause });
+            }
+            Ok(Some(ToTaskManagerProcess::TriggerSavepoint { request, dir })) => {
+                let (jm, link) = (jm.clone(), link.clone());
+                std::thread::spawn(move || {
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    let _ = jm.send(ToJobManager::TriggerSavepoint { job_id, dir: dir.into(), reply: tx });
+                    let result = match rx.recv() {
+                        Ok(r) => r.map(|p| p.display().to_string()),
+                        Err(_) => Err("the job master stopped".into()),
+                    };
+                    let _ = link.send(&ToJobManagerProcess::SavepointDone { request, result });
+                });
+            }
+            Ok(Some(other)) => tracing::debug!("driver ignores {other:?}"),
+            Ok(None) | Err(_) => {
+                // Without its JobManager nobody can follow or stop the job.
+                tracing::error!("lost the JobManager; canceling job {job_id}");
+                let _ = jm.send(ToJobManager::CancelJob { job_id });
+                return;
+            }
+        }
+    }
+}
+
+fn accept_task_processes(listener: TcpListener, jm: Sender<ToJobManager>) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        let jm = jm.clone();
+        let _ = std::thread::Builder::new().name("task-process".into()).spawn(move || {
+            if let Err(e) = serve_task_process(stream, jm) {
+                tracing::warn!("task process connection: {e}");
+            }
+        });
+    }
+}
+
+fn serve_task_process(stream: std::net::TcpStream, jm: Sender<ToJobManager>) -> Result<()> {
+    let (link, mut reader) = Link::new(stream)?;
+    let Some(ToDriver::Register { id, slots, data_address }) = wire::read_frame::<ToDriver>(&mut reader)? else {
+        return Err(Error::Rpc(format!("{} did not register first", link.peer())));
+    };
+    let (gw_tx, gw_rx) = crossbeam_channel::unbounded::<ToTaskManager>();
+    {
+        let link = link.clone();
+        std::thread::Builder::new()
+            .name("to-task-process".into())
+            .spawn(move || forward_to_task_process(gw_rx, link))
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+    }
+    let _ = jm.send(ToJobManager::RegisterTaskManager {
+        id: id.clone(),
+        slots,
+        gateway: gw_tx,
+        data_address: Some(data_address),
+    });
+    loop {
+        let msg = match wire::read_frame::<ToDriver>(&mut reader) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("task process {id}: {e}");
+                break;
+            }
+        };
+        let msg = match msg {
+            ToDriver::Register { .. } => continue,
+            ToDriver::TaskStateChanged { subtask, state, failure } => {
+                ToJobManager::TaskStateChanged { subtask, state, failure }
+            }
+            ToDriver::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
+                ToJobManager::AcknowledgeCheckpoint { subtask, checkpoint, handles }
+            }
+            ToDriver::DeclineCheckpoint { subtask, checkpoint, reason } => {
+                ToJobManager::DeclineCheckpoint { subtask, checkpoint, reason }
+            }
+        };
+        if jm.send(msg).is_err() {
+            break;
+        }
+    }
+    link.close();
+    let _ = jm.send(ToJobManager::TaskManagerLost { id });
+    Ok(())
+}
+
+fn forward_to_task_process(inbox: Receiver<ToTaskManager>, link: Link) {
+    while let Ok(msg) = inbox.recv() {
+        let shutdown = matches!(msg, ToTaskManager::Shutdown);
+        let wire = match msg {
+            ToTaskManager::Registered => ToTaskProcess::Registered,
+            ToTaskManager::Deploy(tdd) => ToTaskProcess::Deploy {
+                subtask: tdd.subtask,
+                slot: tdd.slot,
+                restore: tdd.restore.map(|r| (*r).clone()),
+                placement: (*tdd.placement).clone(),
+            },
+            ToTaskManager::Cancel { subtask } => ToTaskProcess::Cancel { subtask },
+            ToTaskManager::TriggerCheckpoint { subtask, barrier } => {
+                ToTaskProcess::TriggerCheckpoint { subtask, barrier }
+            }
+            ToTaskManager::NotifyCheckpointComplete { job_id, checkpoint } => {
+                ToTaskProcess::NotifyCheckpointComplete { job_id, checkpoint }
+            }
+            ToTaskManager::AbortCheckpoint { job_id, checkpoint } => {
+                ToTaskProcess::AbortCheckpoint { job_id, checkpoint }
+            }
+            ToTaskManager::ReleaseJob { job_id } => ToTaskProcess::ReleaseJob { job_id },
+            ToTaskManager::Shutdown => ToTaskProcess::Shutdown,
+        };
+        if link.send(&wire).is_err() || shutdown {
+            return;
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The multi-process cluster: a JobManager process, TaskManager processes,
+//! and per job a driver process (the job's master) and task processes (its
+//! slots on each TaskManager), all started from one `sluice` binary and the
+//! job's own binary.
+//!
+//! ```text
+//!  sluice run ──REST──▶ JobManager ◀──RPC── TaskManager ──spawns──▶ task process ─┐
+//!                        │  ▲                                          ▲   ▲       │ data (TCP,
+//!                 spawns │  │ RPC                                      │   └───────┘  credits)
+//!                        ▼  │                                   RPC    │
+//!                      job driver (job master: scheduling, checkpoints, failover)
+//! ```
+//!
+//! The driver runs the same job master as the mini cluster; task processes
+//! run the same TaskManager. Only the transport differs: [`wire`] frames
+//! carry the [`messages`], and [`crate::runtime::net`] carries records.
+
+pub mod job_process;
+pub mod jobmanager_process;
+pub mod messages;
+pub mod rest;
+pub mod taskmanager_process;
+pub(crate) mod wire;

@@ -1,0 +1,336 @@
+//! The JobManager's REST API and web UI, paths in the spirit of Flink's:
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /` | the web UI (jobs, task managers, slots; refreshes itself) |
+//! | `GET /overview` | cluster summary |
+//! | `GET /taskmanagers` | TaskManagers, their slots and heartbeats |
+//! | `GET /jobs` , `GET /jobs/overview` | jobs with id, name, state, times |
+//! | `GET /jobs/{id}` | one job: vertices, status, restarts, failure |
+//! | `GET /jobs/{id}/checkpoints` | checkpoint counts and the latest id |
+//! | `PATCH /jobs/{id}?mode=cancel` | cancel |
+//! | `POST /jobs/{id}/savepoints` `{"target-directory", "cancel-job"}` | savepoint (answers when stored) |
+//! | `POST /jobs/{id}/stop` `{"targetDirectory"}` | savepoint, then cancel |
+//! | `POST /jars/upload?filename=NAME` (body: the binary) | upload a job binary |
+//! | `GET /jars` | uploaded binaries |
+//! | `POST /jars/{id}/run` `{"programArgsList", "parallelism", "entryClass", "savepointPath", "allowNonRestoredState"}` | start a job |
+//! | `GET /metrics` | Prometheus metrics of the JobManager |
+//!
+//! Errors are JSON `{"errors": ["..."]}` with a 4xx status. Bound to
+//! loopback unless `rest.address` says otherwise; with `rest.token` set,
+//! every request needs `Authorization: Bearer <token>`.
+
+use super::jobmanager_process::{lock, now_ms, SharedCluster};
+use crate::cluster::protocol::{JobId, JobStatus};
+use crate::error::{Error, Result};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a savepoint request waits for the savepoint.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+
+type Reply = std::result::Result<Json<Value>, ApiError>;
+
+/// An error answer.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "errors": [self.1] }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, msg.into())
+}
+
+fn job_id(text: &str) -> std::result::Result<JobId, ApiError> {
+    text.parse().map_err(bad)
+}
+
+/// Serves the API on `bind` from a background thread until the process ends.
+pub fn serve(cluster: SharedCluster, bind: &str, token: Option<String>) -> Result<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind(bind)
+        .map_err(|e| Error::io(format!("cannot bind the REST endpoint {bind} (rest.port in use?)"), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("REST endpoint", e))?;
+    listener.set_nonblocking(true).map_err(|e| Error::io("REST endpoint", e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the REST runtime", e))?;
+    let app = router(cluster, token);
+    std::thread::Builder::new()
+        .name("rest".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!("REST endpoint stopped: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("REST endpoint stopped: {e}"),
+                }
+            })
+        })
+        .map_err(|e| Error::io("cannot start the REST thread", e))?;
+    Ok(addr)
+}
+
+fn router(cluster: SharedCluster, token: Option<String>) -> Router {
+    let auth = move |req: Request, next: Next| {
+        let token = token.clone();
+        async move {
+            if let Some(t) = token {
+                let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+                if given != Some(format!("Bearer {t}").as_str()) {
+                    return ApiError(
+                        StatusCode::UNAUTHORIZED,
+                        "missing or wrong bearer token (set --token or SLUICE_REST_TOKEN to the cluster's rest.token)"
+                            .into(),
+                    )
+                    .into_response();
+                }
+            }
+            next.run(req).await
+        }
+    };
+    Router::new()
+        .route("/", get(ui))
+        .route("/overview", get(overview))
+        .route("/taskmanagers", get(task_managers))
+        .route("/jobs", get(jobs))
+        .route("/jobs/overview", get(jobs))
+        .route("/jobs/{id}", get(job).patch(cancel))
+        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/savepoints", post(savepoint))
+        .route("/jobs/{id}/stop", post(stop))
+        .route("/jars", get(jars))
+        .route("/jars/upload", post(upload).layer(DefaultBodyLimit::max(512 << 20)))
+        .route("/jars/{id}/run", post(run))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { not_found("no such endpoint; see GET / for the web UI and the module docs for the API") })
+        .layer(axum::middleware::from_fn(auth))
+        .with_state(cluster)
+}
+
+async fn ui() -> Html<&'static str> {
+    Html(include_str!("ui.html"))
+}
+
+async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::global().render())
+}
+
+async fn overview(State(c): State<SharedCluster>) -> Json<Value> {
+    let c = lock(&c);
+    let count = |s: JobStatus| c.jobs.values().filter(|j| j.status == s).count();
+    Json(json!({
+        "taskmanagers": c.task_managers.len(),
+        "slots-total": c.total_slots(),
+        "slots-available": c.free_slots(),
+        "jobs-running": c.jobs.values().filter(|j| !j.status.is_terminal()).count(),
+        "jobs-finished": count(JobStatus::Finished),
+        "jobs-cancelled": count(JobStatus::Canceled),
+        "jobs-failed": count(JobStatus::Failed),
+        "sluice-version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn task_managers(State(c): State<SharedCluster>) -> Json<Value> {
+    let c = lock(&c);
+    let tms: Vec<Value> = c
+        .task_managers
+        .iter()
+        .map(|(id, t)| {
+            json!({
+                "id": id,
+                "slotsNumber": t.slots,
+                "freeSlots": t.slots.saturating_sub(t.used()),
+                "timeSinceLastHeartbeat": t.last_heartbeat.elapsed().as_millis() as u64,
+                "metrics": t.metrics_address,
+                "jobProcesses": t.processes.iter().map(|((j, seq), n)| json!({"job": j.to_string(), "process": seq, "slots": n})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "taskmanagers": tms }))
+}
+
+fn job_json(j: &super::jobmanager_process::JobEntry) -> Value {
+    let end = j.end_time.map(|t| t as i64).unwrap_or(-1);
+    let duration = j.end_time.unwrap_or_else(now_ms).saturating_sub(j.start_time);
+    json!({
+        "jid": j.id.to_string(),
+        "name": j.name,
+        "state": j.status.to_string(),
+        "start-time": j.start_time,
+        "end-time": end,
+        "duration": duration,
+        "restarts": j.details.as_ref().map(|d| d.restarts).unwrap_or(0),
+        "required-slots": j.required_slots,
+        "failure": j.failure,
+    })
+}
+
+async fn jobs(State(c): State<SharedCluster>) -> Json<Value> {
+    let c = lock(&c);
+    let mut list: Vec<&super::jobmanager_process::JobEntry> = c.jobs.values().collect();
+    list.sort_by_key(|j| std::cmp::Reverse(j.start_time));
+    Json(json!({ "jobs": list.into_iter().map(job_json).collect::<Vec<_>>() }))
+}
+
+async fn job(State(c): State<SharedCluster>, Path(id): Path<String>) -> Reply {
+    let id = job_id(&id)?;
+    let c = lock(&c);
+    let j = c.jobs.get(&id).ok_or_else(|| not_found(format!("no job {id}")))?;
+    let mut v = job_json(j);
+    v["vertices"] =
+        json!(j.vertices.iter().map(|x| json!({"name": x.name, "parallelism": x.parallelism})).collect::<Vec<_>>());
+    v["binary"] = json!(j.artifact.name);
+    v["log"] = json!(j.log.display().to_string());
+    Ok(Json(v))
+}
+
+async fn checkpoints(State(c): State<SharedCluster>, Path(id): Path<String>) -> Reply {
+    let id = job_id(&id)?;
+    let c = lock(&c);
+    let j = c.jobs.get(&id).ok_or_else(|| not_found(format!("no job {id}")))?;
+    let d = j.details.as_ref();
+    Ok(Json(json!({
+        "counts": {
+            "completed": d.map(|d| d.completed_checkpoints).unwrap_or(0),
+            "failed": d.map(|d| d.failed_checkpoints).unwrap_or(0),
+        },
+        "latest": { "completed": d.and_then(|d| d.latest_checkpoint).map(|c| json!({"id": c.0})) },
+    })))
+}
+
+async fn cancel(
+    State(c): State<SharedCluster>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mode = q.get("mode").map(String::as_str).unwrap_or("cancel");
+    if mode != "cancel" {
+        return bad(format!("mode '{mode}' is not supported; use mode=cancel")).into_response();
+    }
+    let id = match job_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match lock(&c).cancel(id) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
+        Err(e) => ApiError(StatusCode::CONFLICT, e.to_string()).into_response(),
+    }
+}
+
+async fn take_savepoint(c: SharedCluster, id: JobId, dir: Option<String>, cancel: bool) -> Reply {
+    let dir = dir.filter(|d| !d.is_empty()).ok_or_else(|| bad("a target directory is required"))?;
+    let rx = lock(&c).request_savepoint(id, dir).map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    let answer = tokio::task::spawn_blocking(move || rx.recv_timeout(SAVEPOINT_TIMEOUT))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|_| ApiError(StatusCode::GATEWAY_TIMEOUT, "no answer from the job's driver".into()))?;
+    let location = answer.map_err(|e| ApiError(StatusCode::CONFLICT, format!("savepoint failed: {e}")))?;
+    if cancel {
+        lock(&c).cancel(id).map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    }
+    Ok(Json(json!({ "status": { "id": "COMPLETED" }, "location": location })))
+}
+
+#[derive(Deserialize)]
+struct SavepointBody {
+    #[serde(rename = "target-directory")]
+    target_directory: Option<String>,
+    #[serde(rename = "cancel-job", default)]
+    cancel_job: bool,
+}
+
+async fn savepoint(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes) -> Reply {
+    let id = job_id(&id)?;
+    let b: SavepointBody = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
+    take_savepoint(c, id, b.target_directory, b.cancel_job).await
+}
+
+#[derive(Deserialize)]
+struct StopBody {
+    #[serde(rename = "targetDirectory")]
+    target_directory: Option<String>,
+}
+
+async fn stop(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes) -> Reply {
+    let id = job_id(&id)?;
+    let b: StopBody = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
+    take_savepoint(c, id, b.target_directory, true).await
+}
+
+async fn jars(State(c): State<SharedCluster>) -> Json<Value> {
+    let c = lock(&c);
+    let files: Vec<Value> = c
+        .artifacts
+        .values()
+        .map(|a| json!({"id": a.id, "name": a.name, "uploaded": a.uploaded, "size": a.bytes.len()}))
+        .collect();
+    Json(json!({ "files": files }))
+}
+
+async fn upload(State(c): State<SharedCluster>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Reply {
+    let name = q.get("filename").ok_or_else(|| bad("the query parameter 'filename' is required"))?;
+    if body.is_empty() {
+        return Err(bad("the body is empty; send the job binary as the request body"));
+    }
+    if !body.starts_with(b"\x7fELF") && !body.starts_with(b"#!") {
+        return Err(bad(format!("'{name}' is not an executable (neither an ELF binary nor a script)")));
+    }
+    let a = lock(&c).add_artifact(name, body.to_vec()).map_err(|e| bad(e.to_string()))?;
+    Ok(Json(json!({ "status": "success", "id": a.id, "filename": a.name })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    program_args_list: Vec<String>,
+    parallelism: Option<u32>,
+    entry_class: Option<String>,
+    savepoint_path: Option<String>,
+    #[serde(default)]
+    allow_non_restored_state: bool,
+}
+
+async fn run(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes) -> Reply {
+    let b: RunBody = if body.is_empty() {
+        RunBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?
+    };
+    if b.parallelism == Some(0) {
+        return Err(bad("parallelism must be at least 1"));
+    }
+    let mut c = lock(&c);
+    let artifact = c.artifacts.get(&id).ok_or_else(|| not_found(format!("no uploaded binary with id '{id}'")))?;
+    if let Some(entry) = b.entry_class.as_deref().filter(|e| *e != artifact.name) {
+        return Err(bad(format!(
+            "entry '{entry}' is not in the uploaded binary '{}' (one binary is one entry; -c picks a binary from a directory)",
+            artifact.name
+        )));
+    }
+    let job = c
+        .submit(&id, b.program_args_list, b.parallelism, b.savepoint_path, b.allow_non_restored_state)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Json(json!({ "jobid": job.to_string() })))
+}

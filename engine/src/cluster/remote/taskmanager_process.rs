@@ -1,0 +1,244 @@
+//! `sluice taskmanager`: registers its slots with the JobManager process,
+//! heartbeats, and starts the job processes the JobManager asks for (the
+//! job's binary in task mode, one process per job and slot grant), killing
+//! them when told or when it loses the JobManager.
+
+use super::job_process::{DRIVER_VAR, HOST_VAR, JOB_ID_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ID_VAR};
+use super::messages::{JobProcessSpec, ToJobManagerProcess, ToTaskManagerProcess};
+use super::wire::{self, Link};
+use crate::cluster::protocol::JobId;
+use crate::config::Configuration;
+use crate::error::{Error, Result};
+use crate::metrics::MetricsServer;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Children = Arc<Mutex<HashMap<(JobId, u32), Child>>>;
+
+/// A TaskManager's settings, read from the configuration.
+#[derive(Debug, Clone)]
+pub struct TaskManagerSettings {
+    /// Its id.
+    pub id: String,
+    /// Slots it offers.
+    pub slots: u32,
+    /// The JobManager's RPC address.
+    pub jobmanager: String,
+    /// Where binaries and logs go.
+    pub work_dir: PathBuf,
+    /// Host job processes bind to.
+    pub host: String,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// How long to keep trying to reach the JobManager.
+    pub registration_timeout: Duration,
+}
+
+impl TaskManagerSettings {
+    /// From `conf` (keys `taskmanager.*`, `jobmanager.rpc.*`, `heartbeat.*`, `cluster.work-dir`).
+    pub fn from_config(conf: &Configuration) -> Result<Self> {
+        let id =
+            conf.get_str("taskmanager.resource-id")?.unwrap_or_else(|| format!("taskmanager-{}", std::process::id()));
+        let host = conf.get_str("jobmanager.rpc.address")?.unwrap_or_else(|| "127.0.0.1".into());
+        let port = conf.get_u32("jobmanager.rpc.port")?.unwrap_or(6123);
+        Ok(TaskManagerSettings {
+            work_dir: work_dir(conf)?.join(&id),
+            id,
+            slots: conf.get_u32("taskmanager.numberOfTaskSlots")?.unwrap_or(1),
+            jobmanager: format!("{host}:{port}"),
+            host: conf.get_str("taskmanager.host")?.unwrap_or_else(|| "127.0.0.1".into()),
+            heartbeat: conf.get_duration("heartbeat.interval")?.unwrap_or(Duration::from_secs(1)),
+            registration_timeout: conf
+                .get_duration("taskmanager.registration.timeout")?
+                .unwrap_or(Duration::from_secs(300)),
+        })
+    }
+}
+
+/// `cluster.work-dir` or its default.
+pub(crate) fn work_dir(conf: &Configuration) -> Result<PathBuf> {
+    Ok(conf
+        .get_str("cluster.work-dir")?
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sluice-cluster")))
+}
+
+/// Runs a TaskManager until the JobManager tells it to shut down; it
+/// re-registers when the JobManager goes away and comes back.
+pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Result<()> {
+    std::fs::create_dir_all(&settings.work_dir)
+        .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
+    let children: Children = Arc::default();
+    loop {
+        let stream = wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout)?;
+        let (link, mut reader) = Link::new(stream)?;
+        link.send(&ToJobManagerProcess::RegisterTaskManager {
+            id: crate::cluster::protocol::TaskManagerId(settings.id.clone()),
+            slots: settings.slots,
+            metrics_address: metrics.map(|m| m.local_addr().to_string()),
+        })?;
+        match wire::read_frame::<ToTaskManagerProcess>(&mut reader)? {
+            Some(ToTaskManagerProcess::Registered) => {
+                eprintln!(
+                    "TaskManager {} registered at {} with {} slots",
+                    settings.id, settings.jobmanager, settings.slots
+                )
+            }
+            Some(ToTaskManagerProcess::Refused(why)) => {
+                return Err(Error::Rpc(format!("the JobManager refused us: {why}")))
+            }
+            other => return Err(Error::Rpc(format!("unexpected answer to the registration: {other:?}"))),
+        }
+        let beat = spawn_heartbeats(link.clone(), settings.heartbeat);
+        let stop = Arc::new(AtomicBool::new(false));
+        let reaper = spawn_reaper(children.clone(), link.clone(), stop.clone());
+        let shutdown = serve(&settings, &mut reader, &children, &link);
+        link.close();
+        stop.store(true, Ordering::Relaxed);
+        let _ = beat.join();
+        let _ = reaper.join();
+        kill_all(&children);
+        if shutdown {
+            eprintln!("TaskManager {} shuts down", settings.id);
+            return Ok(());
+        }
+        eprintln!("TaskManager {} lost the JobManager; its job processes were stopped; registering again", settings.id);
+    }
+}
+
+/// Handles the JobManager's commands; `true` on `Shutdown`.
+fn serve(settings: &TaskManagerSettings, reader: &mut std::net::TcpStream, children: &Children, link: &Link) -> bool {
+    loop {
+        match wire::read_frame::<ToTaskManagerProcess>(reader) {
+            Ok(Some(ToTaskManagerProcess::StartJobProcess(spec))) => {
+                if let Err(e) = start_job_process(settings, &spec, children) {
+                    eprintln!("cannot start a process of job {}: {e}", spec.job);
+                    let _ = link.send(&ToJobManagerProcess::JobProcessExited {
+                        job: spec.job,
+                        seq: spec.seq,
+                        status: format!("could not start: {e}"),
+                    });
+                }
+            }
+            Ok(Some(ToTaskManagerProcess::StopJob { job })) => {
+                if let Ok(mut c) = children.lock() {
+                    for ((j, _), child) in c.iter_mut().filter(|((j, _), _)| *j == job) {
+                        tracing::info!("stopping the process of job {j}");
+                        let _ = child.kill();
+                    }
+                }
+            }
+            Ok(Some(ToTaskManagerProcess::Shutdown)) => return true,
+            Ok(Some(other)) => tracing::debug!("TaskManager ignores {other:?}"),
+            Ok(None) | Err(_) => return false,
+        }
+    }
+}
+
+fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, children: &Children) -> Result<()> {
+    let binary = install_artifact(&settings.work_dir, spec)?;
+    let dir = settings.work_dir.join("jobs").join(format!("{}-{}", spec.job, spec.seq));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
+    let log = |name: &str| {
+        std::fs::File::create(dir.join(name))
+            .map_err(|e| Error::io(format!("cannot create a log in '{}'", dir.display()), e))
+    };
+    let mut cmd = Command::new(&binary);
+    cmd.args(&spec.args)
+        .current_dir(&dir)
+        .env_remove("SLUICE_CONF_DIR")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(ROLE_VAR, "task")
+        .env(JOB_ID_VAR, spec.job.to_string())
+        .env(TASKMANAGER_ID_VAR, format!("{}/{}-{}", settings.id, short(spec.job), spec.seq))
+        .env(SLOTS_VAR, spec.slots.to_string())
+        .env(HOST_VAR, &settings.host)
+        .stdin(Stdio::null())
+        .stdout(log("taskmanager.out")?)
+        .stderr(log("taskmanager.log")?);
+    if !spec.env.iter().any(|(k, _)| k == DRIVER_VAR) {
+        return Err(Error::Rpc("the JobManager sent no driver address".into()));
+    }
+    let child = cmd.spawn().map_err(|e| Error::io(format!("cannot run '{}'", binary.display()), e))?;
+    tracing::info!(
+        "started process {} of job {} with {} slots (logs in {})",
+        child.id(),
+        spec.job,
+        spec.slots,
+        dir.display()
+    );
+    if let Ok(mut c) = children.lock() {
+        c.insert((spec.job, spec.seq), child);
+    }
+    Ok(())
+}
+
+/// Writes the job binary once per content hash; returns its path.
+fn install_artifact(work_dir: &Path, spec: &JobProcessSpec) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = work_dir.join("artifacts").join(&spec.artifact_id);
+    let path = dir.join(&spec.artifact_name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
+    let tmp = dir.join(format!(".{}.tmp", spec.artifact_name));
+    std::fs::write(&tmp, &spec.binary).map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io(format!("cannot make '{}' executable", tmp.display()), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot move '{}' into place", path.display()), e))?;
+    Ok(path)
+}
+
+pub(crate) fn short(job: JobId) -> String {
+    job.to_string()[..8].to_string()
+}
+
+fn spawn_heartbeats(link: Link, every: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        if link.send(&ToJobManagerProcess::Heartbeat).is_err() {
+            return;
+        }
+    })
+}
+
+/// Reports job processes that ended; stops with the connection.
+fn spawn_reaper(children: Children, link: Link, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || loop {
+        let started = Instant::now();
+        let mut ended = Vec::new();
+        if let Ok(mut c) = children.lock() {
+            c.retain(|(job, seq), child| match child.try_wait() {
+                Ok(Some(status)) => {
+                    ended.push((*job, *seq, status.to_string()));
+                    false
+                }
+                _ => true,
+            });
+        }
+        for (job, seq, status) in ended {
+            tracing::info!("process {seq} of job {job} ended: {status}");
+            if link.send(&ToJobManagerProcess::JobProcessExited { job, seq, status }).is_err() {
+                return;
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50).saturating_sub(started.elapsed()));
+    })
+}
+
+fn kill_all(children: &Children) {
+    if let Ok(mut c) = children.lock() {
+        for (_, mut child) in c.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
