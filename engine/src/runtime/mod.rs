@@ -11,6 +11,7 @@
 //! * [`operator`]: the operator contract and its lifecycle.
 //! * [`operators`]: the built-in operators behind `map`, `reduce`, ...
 //! * `writer` / `shuffle`: partitioning and the bounded channels.
+//! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
 
 pub mod collector;
@@ -18,6 +19,7 @@ pub mod context;
 pub mod element;
 pub(crate) mod erased;
 pub(crate) mod keyed;
+pub(crate) mod net;
 pub mod operator;
 pub(crate) mod operators;
 pub mod restore;

@@ -5,22 +5,30 @@
 //! (watermarks and, later, barrier alignment are per channel). The channel is
 //! created by whichever side asks first; the producer takes the sender and
 //! the consumer the receiver. Across processes the same pairs will be TCP
-//! connections with credit-based flow control.
+//! connections with credit-based flow control (see `net`).
 
 use crate::cluster::protocol::JobId;
 use crate::error::{Error, Result};
 use crate::runtime::erased::{AnyBox, StreamType};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 
 /// Identifies one channel of one job attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct ChannelKey {
     pub(crate) job: JobId,
     pub(crate) attempt: u32,
     pub(crate) edge: usize,
     pub(crate) producer: u32,
     pub(crate) consumer: u32,
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{} edge {} (subtask {} -> {})", self.job, self.attempt, self.edge, self.producer, self.consumer)
+    }
 }
 
 #[derive(Default)]
