@@ -60,6 +60,9 @@ pub enum Error {
     /// An error of the checkpoint vocabulary (key groups, snapshots).
     #[error(transparent)]
     Checkpoint(#[from] sluice_checkpoint::Error),
+    /// A data connection between processes could not be made or broke.
+    #[error("data network: {0}")]
+    Network(String),
     /// The cluster's control plane is gone (the mini cluster shut down).
     #[error("cluster unavailable: {0}")]
     ClusterUnavailable(String),

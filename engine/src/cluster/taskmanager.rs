@@ -95,6 +95,7 @@ impl TaskManager {
         let restore = tdd.restore;
         let placement = tdd.placement;
         let id = tdd.subtask;
+        self.shuffle.begin_attempt(id.job, id.attempt);
         let vertex = graph.vertices()[id.vertex].clone();
         let thread_name = format!("{} ({}/{})", vertex.name, id.subtask + 1, vertex.parallelism);
         let task_name = vertex.name.clone();

@@ -14,6 +14,7 @@ use crate::record::Data;
 use crate::runtime::collector::{ChainInput, Discard, FanOut};
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::StreamElement;
+use crate::runtime::net::{self, InboundBridge, OutboundLink};
 use crate::runtime::operator::StreamOperator;
 use crate::runtime::operators::OperatorLink;
 use crate::runtime::task::{InputTask, Invokable, SourceTask};
@@ -24,6 +25,7 @@ use prometheus::IntCounter;
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// A type-erased runtime piece.
 pub(crate) type AnyBox = Box<dyn Any + Send>;
@@ -47,6 +49,14 @@ pub(crate) trait StreamType: Send + Sync {
     fn discard(&self) -> AnyBox;
     /// The task loop reading `receivers` into the chain `head`.
     fn input_task(&self, receivers: Vec<AnyBox>, head: AnyBox) -> Result<Box<dyn Invokable>>;
+    /// The consumer's end of a channel fed from another process: the
+    /// `Receiver<StreamElement<T>>` (capacity `capacity`) and the bridge that
+    /// decodes the channel's connection into it.
+    fn inbound_bridge(&self, capacity: usize) -> (AnyBox, InboundBridge);
+    /// The producer's end of a channel towards another process: the
+    /// `Sender<StreamElement<T>>` (capacity `capacity`) and the running
+    /// bridge thread that connects per `link` and forwards the elements.
+    fn outbound_bridge(&self, capacity: usize, link: OutboundLink) -> Result<(AnyBox, JoinHandle<Result<()>>)>;
 }
 
 /// [`StreamType`] for records of type `T`.
@@ -81,6 +91,14 @@ impl<T: Data> StreamType for TypedStream<T> {
             .collect::<Result<Vec<_>>>()?;
         let head = downcast::<ChainBox<T>>(head, "a task input")?;
         Ok(Box::new(InputTask::new(receivers, head)))
+    }
+
+    fn inbound_bridge(&self, capacity: usize) -> (AnyBox, InboundBridge) {
+        net::inbound::<T>(capacity)
+    }
+
+    fn outbound_bridge(&self, capacity: usize, link: OutboundLink) -> Result<(AnyBox, JoinHandle<Result<()>>)> {
+        net::outbound::<T>(capacity, link)
     }
 }
 

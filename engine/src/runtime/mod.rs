@@ -11,6 +11,7 @@
 //! * [`operator`]: the operator contract and its lifecycle.
 //! * [`operators`]: the built-in operators behind `map`, `reduce`, ...
 //! * `writer` / `shuffle`: partitioning and the bounded channels.
+//! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
 
 pub mod collector;

@@ -6,25 +6,33 @@
 //! (watermarks and, later, barrier alignment are per channel). The channel is
 //! created by whichever side asks first; the producer takes the sender and
 //! the consumer the receiver. Across processes the same pairs will be TCP
-//! connections with credit-based flow control.
+//! connections with credit-based flow control (see `net`).
 
 use crate::cluster::protocol::{JobId, Placement, TaskManagerId};
 use crate::error::{Error, Result};
 use crate::runtime::erased::{AnyBox, StreamType};
 use crate::runtime::net::{remote_sender, DataServer};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Identifies one channel of one job attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct ChannelKey {
     pub(crate) job: JobId,
     pub(crate) attempt: u32,
     pub(crate) edge: usize,
     pub(crate) producer: u32,
     pub(crate) consumer: u32,
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{} edge {} (subtask {} -> {})", self.job, self.attempt, self.edge, self.producer, self.consumer)
+    }
 }
 
 #[derive(Default)]
@@ -140,11 +148,19 @@ impl Shuffle {
         }
     }
 
-    /// Drops every channel of `job` (the job ended).
+    /// Drops the in-process channels of `job` (its attempt ended). Network
+    /// channels of old attempts are dropped when the next attempt starts
+    /// ([`Shuffle::begin_attempt`]): a peer process may already be connecting
+    /// for the new attempt while this one is still told to release.
     pub(crate) fn release_job(&self, job: JobId) {
         self.local.release_job(job);
+    }
+
+    /// A subtask of `attempt` of `job` is deployed here: network channels of
+    /// older attempts are dropped.
+    pub(crate) fn begin_attempt(&self, job: JobId, attempt: u32) {
         if let Some((_, server)) = &self.net {
-            server.release_job(job);
+            server.release_attempts_before(job, attempt);
         }
     }
 }

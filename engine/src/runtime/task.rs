@@ -325,7 +325,7 @@ impl<T: Send> InputTask<T> {
 
     fn upstream_gone(i: usize) -> Error {
         Error::ChannelClosed(format!(
-            "input channel {} closed without end of stream (its producer failed or was canceled)",
+            "input channel {} closed without end of stream (its producer failed or was canceled, or the connection to it broke)",
             i + 1
         ))
     }
