@@ -32,7 +32,8 @@ pub struct JobProcessSpec {
     pub artifact_id: String,
     /// The binary's file name.
     pub artifact_name: String,
-    /// The binary itself.
+    /// The binary itself (encoded as one byte string, not element by element).
+    #[serde(with = "serde_bytes")]
     pub binary: Vec<u8>,
     /// The job's arguments.
     pub args: Vec<String>,

@@ -96,9 +96,11 @@ pub(crate) fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpSt
             });
         match attempt {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => return Err(Error::Rpc(format!(
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::Rpc(format!(
                 "cannot reach the {what} at {addr} within {timeout:?}: {e}; is it running, and is the address right?"
-            ))),
+            )))
+            }
             Err(_) => {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_millis(500));
