@@ -1,7 +1,9 @@
 //! The Kafka source and sinks against the local broker
 //! (`scripts/kafka-local.sh start`): bad-record policies, bad settings, an
 //! unreachable broker, a missing topic, an in-process restart under the
-//! exactly-once sink, and the connectors' metrics scraped from `/metrics`.
+//! exactly-once sink, the connectors' metrics scraped from `/metrics`, and
+//! topic patterns: matching topics read exactly, topics created while the
+//! job runs discovered, and discovered partitions restored from a checkpoint.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,7 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice::config::Configuration;
 use sluice::faults::Faults;
 use sluice::{Result, Sink, StreamExecutionEnvironment};
-use sluice_connectors::kafka::{BadRecordPolicy, KafkaSource, KafkaTransactionalSink};
+use sluice_connectors::kafka::{BadRecordPolicy, KafkaSource, KafkaTransactionalSink, StartingOffsets};
 use sluice_integration_tests::http_get;
 use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
 use std::sync::{Arc, Mutex};
@@ -32,12 +34,14 @@ fn broker() -> String {
 }
 
 fn create_topic(bs: &str, topic: &str) {
+    create_topic_with(bs, topic, 1);
+}
+
+fn create_topic_with(bs: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bs).create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new()))
-        .unwrap()
-    {
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for r in rt.block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap() {
         r.unwrap();
     }
 }
@@ -91,11 +95,32 @@ impl Sink<u64> for Collect {
     }
 }
 
+fn parse_number(v: &[u8]) -> std::result::Result<u64, String> {
+    std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| "not a number".to_string())
+}
+
 fn numbers(bs: &str, topic: &str) -> KafkaSource<u64> {
-    KafkaSource::new(bs, &[topic], |_, v| {
-        std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| "not a number".to_string())
-    })
-    .bounded_at_latest()
+    KafkaSource::new(bs, &[topic], |_, v| parse_number(v)).bounded_at_latest()
+}
+
+/// Writes the numbers of `range` to `topic` (spread over its partitions).
+fn produce_numbers(bs: &str, topic: &str, range: std::ops::Range<u64>) {
+    let values: Vec<String> = range.map(|i| i.to_string()).collect();
+    produce(bs, topic, &values.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// Waits up to `limit` until `sink` holds at least `n` values.
+fn wait_for(sink: &Collect, n: usize, limit: Duration) {
+    let started = Instant::now();
+    while sink.0.lock().unwrap().len() < n && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sorted(sink: &Collect) -> Vec<u64> {
+    let mut values = sink.0.lock().unwrap().clone();
+    values.sort_unstable();
+    values
 }
 
 #[test]
@@ -295,4 +320,154 @@ fn kafka_metrics_are_scraped_from_a_running_job() {
     assert!(get("KafkaSink_numTransactionsAborted", &[&job]) >= 0.0);
     assert_eq!(get("KafkaSink_commitDurationSeconds_count", &[&job]), committed, "one duration per commit");
     assert!(get("KafkaSink_commitDurationSeconds_sum", &[&job]) > 0.0);
+}
+
+#[test]
+fn topic_pattern_reads_every_matching_topic_exactly() {
+    let bs = broker();
+    let tag = unique("pattern");
+    let (a, b, other) = (format!("{tag}-a"), format!("{tag}-b"), format!("{tag}-other"));
+    create_topic_with(&bs, &a, 3);
+    create_topic_with(&bs, &b, 2);
+    create_topic(&bs, &other);
+    produce_numbers(&bs, &a, 0..300);
+    produce_numbers(&bs, &b, 1000..1200);
+    // A prefix match of the pattern would take this one too.
+    produce_numbers(&bs, &other, 9000..9001);
+
+    // Bounded at two subtasks; `b` is listed and matched: read once.
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(2);
+    let got = Collect::default();
+    let source = KafkaSource::new(&bs, &[b.as_str()], |_, v| parse_number(v))
+        .topic_pattern(&format!("{tag}-[a-z]"))
+        .unwrap()
+        .bounded_at_latest();
+    env.add_source(source).add_sink(got.clone());
+    env.execute("pattern").unwrap();
+    let want: Vec<u64> = (0..300).chain(1000..1200).collect();
+    assert_eq!(sorted(&got), want, "every record of {a} and {b} once, none of {other}");
+
+    // A pattern that matches nothing is not an error (bounded: nothing to read).
+    let env = StreamExecutionEnvironment::new();
+    let got = Collect::default();
+    let source = KafkaSource::new(&bs, &[], |_, v| parse_number(v))
+        .topic_pattern(&format!("{tag}-none-.*"))
+        .unwrap()
+        .bounded_at_latest();
+    env.add_source(source).add_sink(got.clone());
+    env.execute("pattern matching nothing").unwrap();
+    assert!(got.0.lock().unwrap().is_empty());
+
+    let e = KafkaSource::<String>::strings(&bs, &[]).topic_pattern("(unclosed").err().unwrap().to_string();
+    assert!(e.contains("bad Kafka topic pattern '(unclosed'"), "{e}");
+    let env = StreamExecutionEnvironment::new();
+    env.add_source(KafkaSource::new(&bs, &[], |_, v| parse_number(v))).add_sink(Collect::default());
+    let e = env.execute("no topics").unwrap_err().to_string();
+    assert!(e.contains("has no topics: list topics or set a topic pattern"), "{e}");
+}
+
+#[test]
+fn topic_pattern_discovers_topics_created_while_running() {
+    let bs = broker();
+    let tag = unique("discover");
+    let topic = format!("{tag}-a");
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(200)).unwrap();
+    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
+    env.set_config("restart-strategy.type", "none").unwrap();
+    let got = Collect::default();
+    // Latest: a partition found at start would skip what came before; a
+    // discovered one is read from its earliest offset all the same.
+    let source = KafkaSource::new(&bs, &[], |_, v| parse_number(v))
+        .topic_pattern(&format!("{tag}-.*"))
+        .unwrap()
+        .starting_offsets(StartingOffsets::Latest)
+        .partition_discovery_interval(Duration::from_secs(2));
+    env.add_source(source).add_sink(got.clone());
+    let client = env.execute_async("discovery").unwrap();
+    // A completed checkpoint: every source subtask has opened, matching nothing.
+    let started = Instant::now();
+    while client.details().unwrap().completed_checkpoints == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(client.details().unwrap().completed_checkpoints > 0, "{:?}", client.details());
+
+    // Written before the next discovery (most likely: it is 2 s away).
+    create_topic_with(&bs, &topic, 3);
+    produce_numbers(&bs, &topic, 0..150);
+    wait_for(&got, 150, Duration::from_secs(60));
+    assert_eq!(sorted(&got), (0..150).collect::<Vec<_>>(), "the new topic was discovered and read whole");
+    // And read on after that.
+    produce_numbers(&bs, &topic, 150..300);
+    wait_for(&got, 300, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(client.details().unwrap().restarts, 0);
+    client.cancel().unwrap();
+    let _ = client.wait();
+    assert_eq!(sorted(&got), (0..300).collect::<Vec<_>>(), "each record once, by one subtask");
+}
+
+#[test]
+fn discovered_partitions_are_restored_from_the_checkpoint() {
+    let bs = broker();
+    let tag = unique("restore");
+    let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
+    let output = unique("restore-out");
+    create_topic(&bs, &a);
+    create_topic(&bs, &output);
+    produce_numbers(&bs, &a, 0..2000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
+    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
+    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
+    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
+    // `a` holds 2000 records: the failure comes while reading `b`.
+    env.set_faults(Faults::parse("fail:Map:0@record=3000").unwrap());
+    let source = KafkaSource::new(&bs, &[], |_, v| parse_number(v))
+        .topic_pattern(&format!("{tag}-[ab]"))
+        .unwrap()
+        .partition_discovery_interval(Duration::from_millis(300));
+    env.add_source(source)
+        .map(|v: u64| {
+            // Slow enough that checkpoints complete between discovery and failure.
+            std::thread::sleep(Duration::from_micros(100));
+            v * 10
+        })
+        .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique("restore"), |v: &u64| {
+            (None, v.to_string().into_bytes())
+        }));
+    let client = env.execute_async("discovered restore").unwrap();
+    let started = Instant::now();
+    while client.details().unwrap().completed_checkpoints == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    create_topic_with(&bs, &b, 2);
+    produce_numbers(&bs, &b, 10_000..12_000);
+    // Record 3000 is one of `b`'s: no restart without discovery.
+    while client.details().unwrap().restarts == 0 && started.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(client.details().unwrap().restarts, 1, "the new topic was discovered and the job failed over");
+    let want: Vec<u64> = (0..2000).chain(10_000..12_000).map(|v| v * 10).collect();
+    let read = || -> Vec<u64> {
+        let mut got: Vec<u64> = read_all(&bs, &output).into_iter().map(|(_, v)| v.parse().unwrap()).collect();
+        got.sort_unstable();
+        got
+    };
+    let mut got = read();
+    while got.len() < want.len() && started.elapsed() < Duration::from_secs(150) {
+        std::thread::sleep(Duration::from_millis(200));
+        got = read();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(client.details().unwrap().restarts, 1);
+    client.cancel().unwrap();
+    let _ = client.wait();
+    assert_eq!(read(), want, "after the restore, every record of both topics committed exactly once");
 }

@@ -22,6 +22,7 @@
 //!
 //! See [`source`] and [`sink`] for the guarantees and their limits.
 
+mod discovery;
 pub mod metrics;
 pub mod protocol;
 pub mod sink;
@@ -43,6 +44,20 @@ pub enum KafkaError {
         topic: String,
         /// The cluster.
         bootstrap: String,
+    },
+    /// The source was given neither a topic nor a topic pattern.
+    #[error("the Kafka source on {bootstrap} has no topics: list topics or set a topic pattern")]
+    NoTopics {
+        /// The cluster.
+        bootstrap: String,
+    },
+    /// A topic pattern is not a valid regular expression.
+    #[error("bad Kafka topic pattern '{pattern}': {message}")]
+    BadTopicPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        message: String,
     },
     /// No broker answered.
     #[error(

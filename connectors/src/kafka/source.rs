@@ -1,16 +1,26 @@
 //! The Kafka source.
 //!
-//! Partitions of the topics are spread over the subtasks as Flink's
-//! `KafkaTopicPartitionAssigner` does (partition *p* of topic *t* goes to
-//! subtask `(start(t) + p) mod parallelism`, `start(t)` from the topic name's
-//! Java hash code), which does not move a partition when others appear, and
-//! new partitions are picked up while running. Offsets are the source's
-//! checkpointed state, restored exactly — not taken from the consumer group;
-//! the group's offsets are committed only after a checkpoint completes, for
-//! monitoring. The state is union state: each subtask saves the offsets of
-//! the partitions it owns, and on restore every subtask gets all of them and
-//! keeps those it owns now, so a job restores at another parallelism
-//! without reading a record twice or skipping one. The first run starts from earliest, latest, the group's
+//! It reads listed topics and/or every topic whose whole name matches a
+//! regular expression ([`KafkaSource::topic_pattern`], Flink's
+//! `setTopicPattern`). Partitions of the topics are spread over the subtasks
+//! as Flink's `KafkaTopicPartitionAssigner` does (partition *p* of topic *t*
+//! goes to subtask `(start(t) + p) mod parallelism`, `start(t)` from the
+//! topic name's Java hash code), which does not move a partition when others
+//! appear. An unbounded source looks for new partitions and new matching
+//! topics every [`KafkaSource::partition_discovery_interval`] (default
+//! [`DEFAULT_PARTITION_DISCOVERY_INTERVAL`]) and reads those it finds from
+//! their earliest offset, so no record of a new partition is lost.
+//!
+//! Offsets are the source's checkpointed state, restored exactly — not taken
+//! from the consumer group; the group's offsets are committed only after a
+//! checkpoint completes, for monitoring. Every assigned partition is in the
+//! state from the moment it is assigned, read or not (a partition still to
+//! start at the earliest offset is saved as such). The state is union state:
+//! each subtask saves the offsets of the partitions it owns, and on restore
+//! every subtask gets all of them and keeps those it owns now, so a job
+//! restores at another parallelism without reading a record twice or
+//! skipping one; a partition the checkpoint does not name starts at the
+//! earliest offset. The first run starts from earliest, latest, the group's
 //! committed offsets or a timestamp. `isolation.level` is `read_committed`
 //! by default, so records of aborted or open transactions are never read.
 //! A record that fails to deserialize fails the job by default (naming
@@ -21,6 +31,7 @@
 //! published as metrics (see [`super::metrics`]); the lag comes from
 //! librdkafka's statistics, once a second.
 
+use super::discovery::{owner, start_of, Selection, Start, Subscription, TopicInfo, Tp, EARLIEST};
 use super::metrics::SourceMetrics;
 use super::KafkaError;
 use rdkafka::client::ClientContext;
@@ -31,7 +42,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use sluice::{Boundedness, CheckpointId, Collector, Data, Error, Result, RuntimeContext, Source, SourceStatus};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +73,11 @@ pub enum BadRecordPolicy {
 /// Turns a record's key and value into a `T`.
 pub type Deserializer<T> = Arc<dyn Fn(Option<&[u8]>, &[u8]) -> std::result::Result<T, String> + Send + Sync>;
 
-type Tp = (String, i32);
+/// How often an unbounded source looks for new partitions and topics unless
+/// [`KafkaSource::partition_discovery_interval`] says otherwise. Flink's
+/// `KafkaSource` waits 5 minutes; here each subtask sends one metadata
+/// request per interval, cheap enough to find new topics within seconds.
+pub const DEFAULT_PARTITION_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Metadata requests before an unreachable cluster is an error.
 const METADATA_ATTEMPTS: u32 = 3;
@@ -102,7 +117,8 @@ type KafkaConsumer = BaseConsumer<SourceContext>;
 /// Reads Kafka topics. See the module docs.
 pub struct KafkaSource<T> {
     bootstrap: String,
-    topics: Vec<String>,
+    subscription: Subscription,
+    discovery_interval: Duration,
     group_id: Option<String>,
     starting: StartingOffsets,
     read_committed: bool,
@@ -112,7 +128,10 @@ pub struct KafkaSource<T> {
     consumer: Option<KafkaConsumer>,
     metrics: Option<SourceMetrics>,
     dead_letters: Option<ThreadedProducer<DefaultProducerContext>>,
-    assigned: Vec<Tp>,
+    assigned: BTreeSet<Tp>,
+    /// Where each assigned partition started: an offset, or [`EARLIEST`].
+    starts: BTreeMap<Tp, i64>,
+    /// The next offset to read of each partition a record was read from.
     positions: BTreeMap<Tp, i64>,
     restored: Option<BTreeMap<Tp, i64>>,
     stop_at: BTreeMap<Tp, i64>,
@@ -128,7 +147,8 @@ impl<T> Clone for KafkaSource<T> {
     fn clone(&self) -> Self {
         KafkaSource {
             bootstrap: self.bootstrap.clone(),
-            topics: self.topics.clone(),
+            subscription: self.subscription.clone(),
+            discovery_interval: self.discovery_interval,
             group_id: self.group_id.clone(),
             starting: self.starting,
             read_committed: self.read_committed,
@@ -138,7 +158,8 @@ impl<T> Clone for KafkaSource<T> {
             consumer: None,
             metrics: None,
             dead_letters: None,
-            assigned: Vec::new(),
+            assigned: BTreeSet::new(),
+            starts: BTreeMap::new(),
             positions: BTreeMap::new(),
             restored: self.restored.clone(),
             stop_at: BTreeMap::new(),
@@ -175,7 +196,9 @@ impl<T: DeserializeOwned> KafkaSource<T> {
 }
 
 impl<T> KafkaSource<T> {
-    /// Reads `topics` from `bootstrap`, turning records into `T` with `deserialize`.
+    /// Reads `topics` from `bootstrap`, turning records into `T` with
+    /// `deserialize`. `topics` may be empty when a
+    /// [`topic_pattern`](Self::topic_pattern) names them.
     pub fn new(
         bootstrap: &str,
         topics: &[&str],
@@ -183,7 +206,8 @@ impl<T> KafkaSource<T> {
     ) -> Self {
         KafkaSource {
             bootstrap: bootstrap.into(),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
+            subscription: Subscription::new(topics),
+            discovery_interval: DEFAULT_PARTITION_DISCOVERY_INTERVAL,
             group_id: None,
             starting: StartingOffsets::Earliest,
             read_committed: true,
@@ -193,7 +217,8 @@ impl<T> KafkaSource<T> {
             consumer: None,
             metrics: None,
             dead_letters: None,
-            assigned: Vec::new(),
+            assigned: BTreeSet::new(),
+            starts: BTreeMap::new(),
             positions: BTreeMap::new(),
             restored: None,
             stop_at: BTreeMap::new(),
@@ -203,6 +228,30 @@ impl<T> KafkaSource<T> {
             last_discovery: None,
             skipped_records: 0,
         }
+    }
+
+    /// Also reads every topic whose whole name matches the regular
+    /// expression `pattern` (Rust `regex` syntax; a full match, like Flink's
+    /// `setTopicPattern`: `events-.*` takes `events-a`, not `my-events-a`).
+    /// Topics created later that match are read from their earliest offset
+    /// once partition discovery finds them. A pattern that matches nothing
+    /// yet is not an error: the source waits for topics. Topics whose names
+    /// start with `__` (Kafka's internal ones) never match. An invalid
+    /// expression is [`KafkaError::BadTopicPattern`].
+    pub fn topic_pattern(mut self, pattern: &str) -> Result<Self> {
+        self.subscription.set_pattern(pattern)?;
+        Ok(self)
+    }
+
+    /// How often an unbounded source looks for new partitions (and, with a
+    /// pattern, new topics) while running (default
+    /// [`DEFAULT_PARTITION_DISCOVERY_INTERVAL`]). Each look is one metadata
+    /// request per subtask, made on the task thread. A bounded source
+    /// ([`bounded_at_latest`](Self::bounded_at_latest)) reads the partitions
+    /// it finds at start only.
+    pub fn partition_discovery_interval(mut self, interval: Duration) -> Self {
+        self.discovery_interval = interval;
+        self
     }
 
     /// Where partitions start on a first run (default: earliest).
@@ -229,7 +278,8 @@ impl<T> KafkaSource<T> {
         self
     }
 
-    /// Stops at the end offsets seen when the job starts (a bounded source).
+    /// Stops at the end offsets seen when the job starts (a bounded source;
+    /// partitions and topics created later are not read).
     pub fn bounded_at_latest(mut self) -> Self {
         self.bounded = true;
         self
@@ -239,30 +289,22 @@ impl<T> KafkaSource<T> {
         self.consumer.as_ref().ok_or_else(|| Error::user("Kafka source used before open"))
     }
 
-    /// The sorted (topic, partition) pairs of all topics, retrying while
-    /// the broker does not answer.
-    fn partitions(&self, consumer: &KafkaConsumer) -> Result<Vec<Tp>> {
+    /// The partitions the subscription selects from the cluster's metadata,
+    /// retrying while the broker does not answer.
+    fn partitions(&self, consumer: &KafkaConsumer) -> Result<Selection> {
         let mut last = String::new();
         for attempt in 1..=METADATA_ATTEMPTS {
             match consumer.fetch_metadata(None, Duration::from_secs(3)) {
                 Ok(md) => {
-                    let mut out = Vec::new();
-                    for topic in &self.topics {
-                        match md.topics().iter().find(|t| t.name() == topic) {
-                            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                                out.extend(t.partitions().iter().map(|p| (topic.clone(), p.id())));
-                            }
-                            _ => {
-                                return Err(KafkaError::MissingTopic {
-                                    topic: topic.clone(),
-                                    bootstrap: self.bootstrap.clone(),
-                                }
-                                .into())
-                            }
-                        }
-                    }
-                    out.sort();
-                    return Ok(out);
+                    let topics: Vec<TopicInfo<'_>> = md
+                        .topics()
+                        .iter()
+                        .map(|t| TopicInfo {
+                            name: t.name(),
+                            partitions: t.error().is_none().then(|| t.partitions().iter().map(|p| p.id()).collect()),
+                        })
+                        .collect();
+                    return Ok(self.subscription.select(&topics, &self.bootstrap)?);
                 }
                 Err(e) => {
                     last = e.to_string();
@@ -277,17 +319,36 @@ impl<T> KafkaSource<T> {
             .into())
     }
 
-    fn mine(&self, all: &[Tp]) -> Vec<Tp> {
-        all.iter().filter(|(t, p)| owner(t, *p, self.parallelism) == self.subtask).cloned().collect()
+    /// The partitions of `all` this subtask owns and has not assigned yet.
+    fn unassigned_mine(&self, all: &[Tp]) -> Vec<Tp> {
+        all.iter()
+            .filter(|(t, p)| owner(t, *p, self.parallelism) == self.subtask)
+            .filter(|tp| !self.assigned.contains(tp))
+            .cloned()
+            .collect()
     }
 
-    fn start_offset(&self, consumer: &KafkaConsumer, tp: &Tp) -> Result<Offset> {
-        if let Some(o) = self.restored.as_ref().and_then(|r| r.get(tp)) {
-            return Ok(Offset::Offset(*o));
+    /// The end offset (the last stable one under `read_committed`) of `tp`.
+    fn end_offset(consumer: &KafkaConsumer, tp: &Tp) -> Result<i64> {
+        let (_, high) = consumer
+            .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(10))
+            .map_err(|e| KafkaError::Client(format!("cannot read the end offset of {}/{}: {e}", tp.0, tp.1)))?;
+        Ok(high)
+    }
+
+    /// Where `tp` starts: an offset, or [`EARLIEST`]. Positions taken from
+    /// the log end (latest, or a timestamp after the last record) are
+    /// resolved now, so that a checkpoint taken before the first record
+    /// keeps them instead of moving on to a later end after a restore.
+    fn start_offset(&self, consumer: &KafkaConsumer, tp: &Tp, discovered: bool) -> Result<i64> {
+        match start_of(tp, self.restored.as_ref(), discovered) {
+            Start::At(o) => return Ok(o),
+            Start::Earliest => return Ok(EARLIEST),
+            Start::Configured => {}
         }
-        Ok(match self.starting {
-            StartingOffsets::Earliest => Offset::Beginning,
-            StartingOffsets::Latest => Offset::End,
+        match self.starting {
+            StartingOffsets::Earliest => Ok(EARLIEST),
+            StartingOffsets::Latest => Self::end_offset(consumer, tp),
             StartingOffsets::Committed => {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(&tp.0, tp.1);
@@ -295,8 +356,8 @@ impl<T> KafkaSource<T> {
                     .committed_offsets(tpl, Duration::from_secs(10))
                     .map_err(|e| KafkaError::Client(format!("cannot read committed offsets: {e}")))?;
                 match committed.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
-                    _ => Offset::Beginning,
+                    Some(Offset::Offset(o)) if o >= 0 => Ok(o),
+                    _ => Ok(EARLIEST),
                 }
             }
             StartingOffsets::Timestamp(ts) => {
@@ -307,28 +368,30 @@ impl<T> KafkaSource<T> {
                     .offsets_for_times(tpl, Duration::from_secs(10))
                     .map_err(|e| KafkaError::Client(format!("cannot look up offsets for timestamp {ts}: {e}")))?;
                 match found.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
-                    _ => Offset::End,
+                    Some(Offset::Offset(o)) if o >= 0 => Ok(o),
+                    _ => Self::end_offset(consumer, tp),
                 }
             }
-        })
+        }
     }
 
-    fn assign(&mut self, new: Vec<Tp>) -> Result<()> {
+    /// Starts reading `new`; `discovered` when found after open.
+    fn assign(&mut self, new: Vec<Tp>, discovered: bool) -> Result<()> {
         let consumer = self.consumer()?;
         let mut tpl = TopicPartitionList::new();
+        let mut starts = Vec::new();
         let mut stops = Vec::new();
         for tp in &new {
-            let start = self.start_offset(consumer, tp)?;
-            tpl.add_partition_offset(&tp.0, tp.1, start).map_err(|e| KafkaError::Client(e.to_string()))?;
+            let start = self.start_offset(consumer, tp, discovered)?;
+            let offset = if start < 0 { Offset::Beginning } else { Offset::Offset(start) };
+            tpl.add_partition_offset(&tp.0, tp.1, offset).map_err(|e| KafkaError::Client(e.to_string()))?;
+            starts.push((tp.clone(), start));
             if self.bounded {
-                let (_, high) = consumer
-                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(10))
-                    .map_err(|e| KafkaError::Client(format!("cannot read the end offset of {}/{}: {e}", tp.0, tp.1)))?;
-                stops.push((tp.clone(), high));
+                stops.push((tp.clone(), Self::end_offset(consumer, tp)?));
             }
         }
         consumer.incremental_assign(&tpl).map_err(|e| KafkaError::Client(format!("cannot assign partitions: {e}")))?;
+        self.starts.extend(starts);
         self.stop_at.extend(stops);
         self.assigned.extend(new);
         Ok(())
@@ -372,18 +435,6 @@ impl<T> KafkaSource<T> {
     }
 }
 
-/// The subtask that reads partition `partition` of `topic`: Flink's
-/// `KafkaTopicPartitionAssigner` (so one topic's partitions go round-robin
-/// from a start that depends on the topic, and a partition's subtask never
-/// changes while the parallelism stays).
-fn owner(topic: &str, partition: i32, parallelism: u32) -> u32 {
-    let parallelism = i64::from(parallelism.max(1));
-    // Java's String.hashCode: over UTF-16 code units, wrapping.
-    let hash = topic.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
-    let start = i64::from(hash.wrapping_mul(31) & 0x7FFF_FFFF) % parallelism;
-    ((start + i64::from(partition.max(0))) % parallelism) as u32
-}
-
 impl<T: Data> Source<T> for KafkaSource<T> {
     type State = Vec<(String, i32, i64)>;
 
@@ -415,7 +466,23 @@ impl<T: Data> Source<T> for KafkaSource<T> {
         let consumer: KafkaConsumer = config
             .create_with_context(context)
             .map_err(|e| KafkaError::Client(format!("cannot create a Kafka consumer: {e}")))?;
-        let all = self.partitions(&consumer)?;
+        if self.subscription.is_empty() {
+            return Err(KafkaError::NoTopics { bootstrap: self.bootstrap.clone() }.into());
+        }
+        let found = self.partitions(&consumer)?;
+        if let Some(pattern) = self.subscription.pattern() {
+            if found.pattern_topics == 0 && self.subtask == 0 {
+                tracing::info!(
+                    "Kafka topic pattern '{pattern}' matches no topic on {} yet; waiting for one{}",
+                    self.bootstrap,
+                    if self.bounded {
+                        String::from(" (none: the source is bounded)")
+                    } else {
+                        format!(" (discovery every {:?})", self.discovery_interval)
+                    }
+                );
+            }
+        }
         self.consumer = Some(consumer);
         if let BadRecordPolicy::DeadLetter(_) = self.policy {
             let p = ClientConfig::new()
@@ -424,20 +491,23 @@ impl<T: Data> Source<T> for KafkaSource<T> {
                 .map_err(|e| KafkaError::Client(format!("cannot create the dead-letter producer: {e}")))?;
             self.dead_letters = Some(p);
         }
-        let mine = self.mine(&all);
-        self.assign(mine)?;
+        let mine = self.unassigned_mine(&found.partitions);
+        self.assign(mine, false)?;
         self.last_discovery = Some(Instant::now());
         Ok(())
     }
 
     fn poll_next(&mut self, out: &mut dyn Collector<T>) -> Result<SourceStatus> {
-        if self.last_discovery.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
+        if !self.bounded && self.last_discovery.is_some_and(|t| t.elapsed() >= self.discovery_interval) {
             self.last_discovery = Some(Instant::now());
-            let all = self.partitions(self.consumer()?)?;
-            let new: Vec<Tp> = self.mine(&all).into_iter().filter(|tp| !self.assigned.contains(tp)).collect();
+            let found = self.partitions(self.consumer()?)?;
+            let new = self.unassigned_mine(&found.partitions);
             if !new.is_empty() {
-                tracing::info!("Kafka source subtask {} discovered partitions {new:?}", self.subtask);
-                self.assign(new)?;
+                tracing::info!(
+                    "Kafka source subtask {} discovered partitions {new:?}; reading them from the earliest offset",
+                    self.subtask
+                );
+                self.assign(new, true)?;
             }
         }
         let mut emitted = 0;
@@ -480,16 +550,13 @@ impl<T: Data> Source<T> for KafkaSource<T> {
     }
 
     fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Result<Self::State> {
-        // Only the partitions this subtask owns (the union of all subtasks'
+        // Every partition this subtask owns (the union of all subtasks'
         // states then names each partition once); one not read yet keeps its
-        // restored start.
-        let restored = self.restored.as_ref();
+        // start (EARLIEST for one that starts at the earliest offset).
         let state: BTreeMap<Tp, i64> = self
             .assigned
             .iter()
-            .filter_map(|tp| {
-                self.positions.get(tp).or_else(|| restored.and_then(|r| r.get(tp))).map(|o| (tp.clone(), *o))
-            })
+            .filter_map(|tp| self.positions.get(tp).or_else(|| self.starts.get(tp)).map(|o| (tp.clone(), *o)))
             .collect();
         self.to_commit.insert(checkpoint.0, state.clone());
         Ok(state.into_iter().map(|((t, p), o)| (t, p, o)).collect())
@@ -516,7 +583,8 @@ impl<T: Data> Source<T> for KafkaSource<T> {
         let done = std::mem::replace(&mut self.to_commit, later);
         if let Some((_, offsets)) = done.into_iter().next_back() {
             let mut tpl = TopicPartitionList::new();
-            for ((t, p), o) in offsets {
+            // A partition still at EARLIEST has no offset to commit.
+            for ((t, p), o) in offsets.into_iter().filter(|(_, o)| *o >= 0) {
                 tpl.add_partition_offset(&t, p, Offset::Offset(o)).map_err(|e| KafkaError::Client(e.to_string()))?;
             }
             if tpl.count() > 0 {
