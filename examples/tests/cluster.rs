@@ -1,6 +1,7 @@
 //! Cluster mode with real processes on loopback: one `sluice jobmanager`,
 //! two `sluice taskmanager`s with two slots each, jobs submitted with
-//! `sluice run`, followed with `sluice list`, stopped with `sluice cancel`.
+//! `sluice run`, followed with `sluice list`, stopped with `sluice cancel`;
+//! a TaskManager killed with SIGKILL under an exactly-once Kafka job.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::kafka::{check_output, create_topics, expected, feed};
+use sluice_integration_tests::kafka::KafkaContainer;
+
 const WORDCOUNT: &str = env!("CARGO_BIN_EXE_wordcount");
+const KAFKA_WORDCOUNT: &str = env!("CARGO_BIN_EXE_kafka_wordcount");
 const SOCKET: &str = env!("CARGO_BIN_EXE_socket_wordcount");
 const TOKEN: &str = "s3cret";
 
@@ -309,4 +316,93 @@ fn bad_input_gets_clear_errors_and_the_cluster_keeps_serving() {
     // Still serving.
     let (status, v) = cluster.get("/overview", Some(TOKEN));
     assert_eq!((status, v["taskmanagers"].as_u64()), (200, Some(2)));
+}
+
+/// Kafka WordCount at -p 4 over both TaskManagers; one of them is killed
+/// with SIGKILL three times while input arrives and started again at once.
+/// The committed output must still satisfy the 1..n rule for every word.
+#[test]
+fn kafka_wordcount_stays_exactly_once_when_a_taskmanager_is_killed() {
+    let kafka = KafkaContainer::start().unwrap();
+    let bs = kafka.bootstrap().to_string();
+    create_topics(&bs, &["cl-in", "cl-out"], 3);
+    let lines = 12_000;
+    let feeder = {
+        let bs = bs.clone();
+        // About 12 s of input, so that the kills fall while it flows.
+        std::thread::spawn(move || feed(&bs, "cl-in", 0..lines, Some((100, Duration::from_millis(100)))))
+    };
+    let mut cluster = ClusterUnderTest::start("120s");
+    let ckpt = cluster.work.path().join("checkpoints");
+    let out = cluster.cli(&[
+        "run",
+        "-d",
+        "-p",
+        "4",
+        KAFKA_WORDCOUNT,
+        "--",
+        "--bootstrap-servers",
+        &bs,
+        "--input-topic",
+        "cl-in",
+        "--output-topic",
+        "cl-out",
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+        "--checkpoint-interval",
+        "200ms",
+        "-D",
+        "restart-strategy.type=fixed-delay",
+        "-D",
+        "restart-strategy.fixed-delay.attempts=50",
+        "-D",
+        "restart-strategy.fixed-delay.delay=100ms",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = job_id_of(&out);
+    let restarts = |c: &ClusterUnderTest| {
+        let (_, v) = c.get(&format!("/jobs/{job}"), Some(TOKEN));
+        (v["state"].as_str().unwrap_or("").to_string(), v["restarts"].as_u64().unwrap_or(0))
+    };
+    let mut rng: u64 = 0xc1a5;
+    for round in 0..3 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // Kill a running job that has checkpointed since its last start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let completed = |c: &ClusterUnderTest| {
+            c.get(&format!("/jobs/{job}/checkpoints"), Some(TOKEN)).1["counts"]["completed"].as_u64().unwrap_or(0)
+        };
+        let base = completed(&cluster);
+        while restarts(&cluster).0 != "RUNNING" || completed(&cluster) <= base {
+            assert!(Instant::now() < deadline, "the job never ran and checkpointed: {:?}", restarts(&cluster));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500 + rng % 1500));
+        let before = restarts(&cluster).1;
+        let killed = Instant::now();
+        let mut tm = cluster.tms.remove("tm-b").unwrap();
+        tm.kill().unwrap(); // SIGKILL
+        tm.wait().unwrap();
+        cluster.start_tm("tm-b");
+        // Time from the kill to the job running again after a restart.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (state, n) = restarts(&cluster);
+            if state == "RUNNING" && n > before {
+                eprintln!(
+                    "round {round}: SIGKILL of tm-b -> job RUNNING again after restart {n}: {:?}",
+                    killed.elapsed()
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "the job did not recover (state {state}, restarts {n})");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    feeder.join().unwrap();
+    check_output(&bs, "cl-out", 3, &expected(lines), Duration::from_secs(180));
+    let out = cluster.cli(&["cancel", &job]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

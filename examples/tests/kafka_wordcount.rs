@@ -5,112 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+mod common;
+
+use common::kafka::{check_output, create_topics, expected, feed};
 use sluice_integration_tests::kafka::KafkaContainer;
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WORDCOUNT: &str = env!("CARGO_BIN_EXE_kafka_wordcount");
-const VOCABULARY: &[&str] = &["alpha", "beta", "gamma", "delta", "épsilon", "数据", "zeta", "eta"];
-
-fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let new: Vec<NewTopic<'_>> =
-        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
-    for r in rt.block_on(admin.create_topics(&new, &AdminOptions::new())).unwrap() {
-        r.unwrap();
-    }
-}
-
-/// Line `i` of the input, and the words it holds.
-fn line(i: u64) -> String {
-    let n = (i % 5 + 1) as usize;
-    (0..n)
-        .map(|k| VOCABULARY[((i * 7 + k as u64 * 3) % VOCABULARY.len() as u64) as usize])
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn feed(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, pause_every: Option<(u64, Duration)>) {
-    let p: ThreadedProducer<DefaultProducerContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "5").create().unwrap();
-    for i in range {
-        let text = line(i);
-        p.send(BaseRecord::<str, str>::to(topic).payload(&text)).map_err(|(e, _)| e).unwrap();
-        if let Some((every, pause)) = pause_every {
-            if i % every == 0 {
-                p.flush(Duration::from_secs(10)).unwrap();
-                std::thread::sleep(pause);
-            }
-        }
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
-}
-
-fn expected(lines: u64) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for i in 0..lines {
-        for w in line(i).split(' ') {
-            *m.entry(w.to_string()).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
-/// Reads the committed output until it holds `total` records (or the
-/// deadline), then checks the 1..n rule and the final counts.
-fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeMap<String, u64>, deadline: Duration) {
-    let total: u64 = want.values().sum();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "checker")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut n = 0u64;
-    let started = Instant::now();
-    let mut quiet_since: Option<Instant> = None;
-    loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m.unwrap();
-                let word = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-                let value: u64 = std::str::from_utf8(m.payload().unwrap()).unwrap().parse().unwrap();
-                seen.entry(word).or_default().push(value);
-                n += 1;
-                quiet_since = None;
-            }
-            // Everything arrived: make sure nothing more follows.
-            None if n >= total && quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(2) => {
-                break;
-            }
-            None => {}
-        }
-        assert!(started.elapsed() < deadline, "only {n} of {total} committed records after {deadline:?}");
-    }
-    for (word, values) in &seen {
-        let rule: Vec<u64> = (1..=values.len() as u64).collect();
-        assert_eq!(values, &rule, "'{word}': committed values must be 1..n with no repeat or gap");
-    }
-    let finals: BTreeMap<String, u64> = seen.iter().map(|(w, v)| (w.clone(), v.len() as u64)).collect();
-    assert_eq!(&finals, want);
-}
-
 fn start(
     bootstrap: &str,
     input: &str,

@@ -73,6 +73,7 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     std::fs::create_dir_all(&settings.work_dir)
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
     let children: Children = Arc::default();
+    let mut refused_since: Option<Instant> = None;
     loop {
         let stream = wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout)?;
         let (link, mut reader) = Link::new(stream)?;
@@ -89,7 +90,14 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
                 )
             }
             Some(ToTaskManagerProcess::Refused(why)) => {
-                return Err(Error::Rpc(format!("the JobManager refused us: {why}")))
+                // Usually our previous incarnation, killed a moment ago, whose
+                // connection the JobManager has not seen close yet.
+                if refused_since.get_or_insert_with(Instant::now).elapsed() > settings.registration_timeout {
+                    return Err(Error::Rpc(format!("the JobManager refused us: {why}")));
+                }
+                eprintln!("the JobManager refused the registration ({why}); retrying");
+                std::thread::sleep(Duration::from_millis(300));
+                continue;
             }
             other => return Err(Error::Rpc(format!("unexpected answer to the registration: {other:?}"))),
         }

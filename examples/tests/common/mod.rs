@@ -1,0 +1,3 @@
+//! Helpers shared by the example tests.
+
+pub mod kafka;
