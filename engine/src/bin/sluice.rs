@@ -480,6 +480,7 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn dates_print_like_flink() {

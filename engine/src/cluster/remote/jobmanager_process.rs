@@ -612,11 +612,7 @@ fn serve_task_manager(
         eprintln!("TaskManager {id} registered with {slots} slots");
         generation
     };
-    loop {
-        let msg = match wire::read_frame::<ToJobManagerProcess>(&mut reader) {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(_) => break,
-        };
+    while let Ok(Some(msg)) = wire::read_frame::<ToJobManagerProcess>(&mut reader) {
         let mut c = lock(cluster);
         let Some(tm) = c.task_managers.get_mut(&id).filter(|t| t.generation == generation) else { break };
         tm.last_heartbeat = Instant::now();

@@ -110,6 +110,7 @@ pub(crate) fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpSt
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
