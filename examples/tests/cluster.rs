@@ -406,3 +406,78 @@ fn kafka_wordcount_stays_exactly_once_when_a_taskmanager_is_killed() {
     let out = cluster.cli(&["cancel", &job]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Session mode: two jobs at once, `list` shows both, `cancel` stops one;
+/// a savepoint of the Kafka WordCount taken in the cluster (`sluice
+/// savepoint`) restores at another parallelism (`sluice run -s ... -p 3`)
+/// and the committed output keeps the 1..n rule across it.
+#[test]
+fn session_mode_lists_cancels_and_restores_a_savepoint_at_another_parallelism() {
+    let kafka = KafkaContainer::start().unwrap();
+    let bs = kafka.bootstrap().to_string();
+    create_topics(&bs, &["sp-in", "sp-out"], 3);
+    feed(&bs, "sp-in", 0..3000, None);
+    let cluster = ClusterUnderTest::start("60s");
+    let ckpt = cluster.work.path().join("checkpoints");
+    let kafka_args = |p: &str, savepoint: Option<&str>| {
+        let mut v: Vec<String> = ["run", "-d", "-p", p].iter().map(|s| s.to_string()).collect();
+        if let Some(s) = savepoint {
+            v.extend(["-s".to_string(), s.to_string()]);
+        }
+        v.extend(
+            [KAFKA_WORDCOUNT, "--", "--bootstrap-servers", &bs, "--input-topic", "sp-in", "--output-topic", "sp-out"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        v.extend(
+            ["--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-interval", "300ms"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        v
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cluster.cli(&refs);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        job_id_of(&out)
+    };
+    let a = run(kafka_args("2", None));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let b = run(["run", "-d", "-p", "2", SOCKET, "--", "--host", "127.0.0.1", "--port", &port]
+        .iter()
+        .map(|s| s.to_string())
+        .collect());
+    let (_conn, _) = listener.accept().unwrap();
+    let wait_list = |needles: &[String]| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = String::from_utf8_lossy(&cluster.cli(&["list", "-a"]).stdout).to_string();
+            if needles.iter().all(|n| text.contains(n.as_str())) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "waiting for {needles:?} in:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_list(&[format!("{a} : Kafka WordCount (RUNNING)"), format!("{b} : Socket WordCount (RUNNING)")]);
+    let out = cluster.cli(&["cancel", &b]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Cancelled job {b}")), "{out:?}");
+    wait_list(&[format!("{a} : Kafka WordCount (RUNNING)"), format!("{b} : Socket WordCount (CANCELED)")]);
+    // Let job A read its input, then take the savepoint and cancel it.
+    std::thread::sleep(Duration::from_secs(3));
+    let sp_dir = cluster.work.path().join("savepoints");
+    let out = cluster.cli(&["savepoint", &a, sp_dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let path = text.lines().find_map(|l| l.strip_prefix("Savepoint completed. Path: ")).unwrap().trim().to_string();
+    assert!(Path::new(&path).join("_metadata").is_file(), "{path}");
+    cluster.cli(&["cancel", &a]);
+    wait_list(&[format!("{a} : Kafka WordCount (CANCELED)")]);
+    // More input, and the job again from the savepoint at parallelism 3.
+    feed(&bs, "sp-in", 3000..6000, None);
+    let c = run(kafka_args("3", Some(&path)));
+    check_output(&bs, "sp-out", 3, &expected(6000), Duration::from_secs(120));
+    cluster.cli(&["cancel", &c]);
+}

@@ -539,14 +539,14 @@ impl JobManager {
                 .set(job.coordinator.stats.last_duration.as_millis() as i64);
             m.last_checkpoint_size.with_label_values(&labels).set(job.coordinator.stats.last_size as i64);
             m.restarts.with_label_values(&labels).set(i64::from(job.restarts.restarts()));
-            match job.status {
-                JobStatus::Created | JobStatus::Restarting if !self.external_slot_timeout => {
-                    if let Some(waited) = job.waiting_for_slots.map(|t| t.elapsed()) {
-                        if waited >= job.graph.settings.slot_request_timeout {
-                            timed_out.push((job.id, job.graph.required_slots(), waited));
-                        }
+            if !self.external_slot_timeout && matches!(job.status, JobStatus::Created | JobStatus::Restarting) {
+                if let Some(waited) = job.waiting_for_slots.map(|t| t.elapsed()) {
+                    if waited >= job.graph.settings.slot_request_timeout {
+                        timed_out.push((job.id, job.graph.required_slots(), waited));
                     }
                 }
+            }
+            match job.status {
                 JobStatus::Running => {
                     if let Some(since) = job.running_since {
                         m.job_uptime.with_label_values(&labels).set(since.elapsed().as_millis() as i64);
