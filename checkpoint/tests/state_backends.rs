@@ -18,7 +18,12 @@ use std::time::Duration;
 const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 127 };
 
 fn config(kind: StateBackendKind, local: &Path) -> StateBackendConfig {
-    StateBackendConfig { kind, local_dir: Some(local.to_path_buf()), cache_entries: 64 }
+    StateBackendConfig {
+        kind,
+        local_dir: Some(local.to_path_buf()),
+        cache_entries: 64,
+        ..StateBackendConfig::default()
+    }
 }
 
 fn store(kind: StateBackendKind, local: &Path, range: KeyGroupRange) -> KeyedStateStore {
@@ -197,6 +202,65 @@ fn rocksdb_checkpoints_are_incremental_and_retention_keeps_referenced_files() {
 }
 
 #[test]
+fn heap_checkpoints_are_incremental_and_survive_aborted_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared = SharedStore::new(store(StateBackendKind::HashMap, tmp.path(), ALL));
+    fill(&shared, 2_000);
+    let shared_dir = root.join("job").join(SHARED_DIR);
+    let file_size = |name: &String| std::fs::metadata(shared_dir.join(name)).unwrap().len();
+
+    let (dir1, up1) = take_snapshot(&mut shared.lock().unwrap(), &root, 1, CheckpointKind::Checkpoint);
+    complete(&dir1, 1, &up1);
+    shared.lock().unwrap().notify_checkpoint_complete(1);
+    assert_eq!(up1.shared.len(), 1);
+    let first = file_size(&up1.shared[0]);
+    assert!(first > 10_000, "the first checkpoint holds every entry ({first} bytes)");
+
+    // Unchanged store: the second checkpoint adds an (almost) empty file.
+    let (dir2, up2) = take_snapshot(&mut shared.lock().unwrap(), &root, 2, CheckpointKind::Checkpoint);
+    complete(&dir2, 2, &up2);
+    assert_eq!(up2.shared.len(), 2);
+    assert_eq!(up2.shared[0], up1.shared[0], "chk-2 references chk-1's file");
+    assert!(file_size(&up2.shared[1]) < 64, "nothing changed, nothing stored");
+    shared.lock().unwrap().notify_checkpoint_complete(2);
+
+    // Checkpoint 3 changes one key and is aborted (never confirmed, its
+    // files deleted); checkpoint 4 must still hold that change.
+    let count: ValueState<u64> = ValueState::register(&shared, "count", None).unwrap();
+    shared.set_current_key(&"k7").unwrap();
+    count.update(1000).unwrap();
+    let (_dir3, up3) = take_snapshot(&mut shared.lock().unwrap(), &root, 3, CheckpointKind::Checkpoint);
+    let new3: Vec<_> = up3.shared.iter().filter(|f| !up2.shared.contains(f)).collect();
+    assert_eq!(new3.len(), 1);
+    std::fs::remove_file(shared_dir.join(new3[0])).unwrap();
+    let (dir4, up4) = take_snapshot(&mut shared.lock().unwrap(), &root, 4, CheckpointKind::Checkpoint);
+    complete(&dir4, 4, &up4);
+    assert!(!up4.shared.contains(new3[0]), "chk-4 does not build on the aborted chk-3");
+    storage::retain(&root, "job", 1, true).unwrap();
+    let (meta, d) = storage::read_metadata(&dir4).unwrap();
+    storage::verify_files(&meta, &d).unwrap();
+    for kind in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {
+        let mut s = store(kind, tmp.path(), ALL);
+        s.restore(&up4.bytes, &dir4).unwrap();
+        let restored = SharedStore::new(s);
+        let count: ValueState<u64> = ValueState::register(&restored, "count", None).unwrap();
+        restored.set_current_key(&"k7").unwrap();
+        assert_eq!(count.value().unwrap(), Some(1000), "{kind}: the change of the aborted checkpoint");
+        let got = read_all(&restored, 2_000, ALL);
+        assert!(got.iter().all(|(_, c, n, m)| *c == Some(5) && *n == 5 && m.len() == 3), "{kind}: every entry");
+    }
+
+    // A savepoint of the heap backend stands alone (its upload reads the
+    // chain back from the job's shared directory).
+    let (dir5, up5) = take_snapshot(&mut shared.lock().unwrap(), &root, 5, CheckpointKind::Savepoint);
+    assert!(up5.shared.is_empty());
+    let mut s = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    s.restore(&up5.bytes, &dir5).unwrap();
+    assert!(read_all(&SharedStore::new(s), 2_000, ALL).iter().all(|(_, c, _, _)| *c == Some(5)));
+}
+
+#[test]
 fn savepoints_of_rocksdb_stand_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("chk");
@@ -239,9 +303,9 @@ fn timers_restore_by_key_group() {
     s.register_timer(TimeDomain::EventTime, 100);
     s.set_current_key(&other).unwrap();
     s.register_timer(TimeDomain::ProcessingTime, 50);
-    let StateSnapshot::Ready(bytes) = s.snapshot(1, vec![]).unwrap() else { panic!("heap snapshots are ready") };
+    let (dir, up) = take_snapshot(&mut s, &tmp.path().join("chk"), 1, CheckpointKind::Checkpoint);
     let mut only_1 = store(StateBackendKind::HashMap, tmp.path(), KeyGroupRange { start: g1, end: g1 });
-    only_1.restore(&bytes, tmp.path()).unwrap();
+    only_1.restore(&up.bytes, &dir).unwrap();
     assert_eq!(only_1.timers.len(TimeDomain::EventTime), 1);
     assert_eq!(only_1.timers.len(TimeDomain::ProcessingTime), 0);
     let t = only_1.timers.pop_due(TimeDomain::EventTime, 100).unwrap();

@@ -40,6 +40,8 @@ pub enum ValueKind {
     Port,
     /// A duration such as `100ms`, `1s`, `5 min`.
     Duration,
+    /// A memory size such as `256mb`, `1g` or a number of bytes.
+    MemorySize,
     /// One of a fixed set of words.
     Enum(&'static [&'static str]),
     /// Any text.
@@ -192,6 +194,12 @@ pub const OPTIONS: &[ConfigOption] = &[
         kind: ValueKind::PositiveInt,
         default: Some("100000"),
         description: "Entries per state kept deserialized in the write-back cache in front of RocksDB.",
+    },
+    ConfigOption {
+        key: "state.backend.rocksdb.block.cache-size",
+        kind: ValueKind::MemorySize,
+        default: Some("256mb"),
+        description: "RocksDB block cache shared by all RocksDB instances of a process (data, index and filter blocks).",
     },
     ConfigOption {
         key: "pipeline.auto-watermark-interval",
@@ -541,6 +549,14 @@ impl Configuration {
         }
     }
 
+    /// A memory size value, in bytes.
+    pub fn get_memory_size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.get_str(key)? {
+            None => Ok(None),
+            Some(v) => parse_memory_size(&v).map(Some).ok_or_else(|| bad(key, &v, "a memory size")),
+        }
+    }
+
     /// All explicitly set values.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -577,6 +593,9 @@ fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError>
             Ok(n) if n.is_finite() && n > 0.0 => Ok(()),
             _ => Err(bad(key, value, "a number above 0")),
         },
+        ValueKind::MemorySize => {
+            parse_memory_size(value).map(|_| ()).ok_or_else(|| bad(key, value, "a memory size such as 256mb or 1g"))
+        }
         ValueKind::Port => value.parse::<u16>().map(|_| ()).map_err(|_| bad(key, value, "a port number (0-65535)")),
         ValueKind::Duration => {
             parse_duration(value).map(|_| ()).ok_or_else(|| bad(key, value, "a duration such as 500ms, 10s or 5min"))
@@ -665,4 +684,31 @@ mod tests {
         assert_eq!(c.get_u32("parallelism.default").unwrap(), None);
         assert_eq!(c.get_duration("execution.buffer-timeout").unwrap(), Some(Duration::from_millis(100)));
     }
+}
+
+/// Parses a memory size: a number of bytes, or a number with a unit
+/// (`b`, `k`/`kb`, `m`/`mb`, `g`/`gb`, case-insensitive, binary multiples
+/// as in Flink's `MemorySize`).
+///
+/// ```
+/// use sluice::config::parse_memory_size;
+/// assert_eq!(parse_memory_size("256mb"), Some(256 << 20));
+/// assert_eq!(parse_memory_size("1 g"), Some(1 << 30));
+/// assert_eq!(parse_memory_size("4096"), Some(4096));
+/// assert_eq!(parse_memory_size("lots"), None);
+/// ```
+pub fn parse_memory_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kibibytes" => 10,
+        "m" | "mb" | "mebibytes" => 20,
+        "g" | "gb" | "gibibytes" => 30,
+        "t" | "tb" | "tebibytes" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift)
 }

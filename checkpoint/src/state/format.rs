@@ -10,6 +10,7 @@
 
 use crate::barrier::CheckpointKind;
 use crate::error::Result;
+use crate::state::changelog::ChangeChain;
 use crate::state::timers::{TimeDomain, Timer};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -92,6 +93,8 @@ pub enum StateData {
     Entries(Vec<(String, Entries)>),
     /// A RocksDB checkpoint.
     RocksDb(RocksHandle),
+    /// An incremental heap checkpoint: change files to apply in order.
+    HeapChain(ChangeChain),
 }
 
 /// One subtask's snapshot of a keyed operator.

@@ -15,8 +15,10 @@
 //!
 //! Two backends, chosen by `state.backend`:
 //!
-//! * [`StateBackendKind::HashMap`]: typed values on the heap; a snapshot
-//!   serializes every entry.
+//! * [`StateBackendKind::HashMap`]: typed values on the heap. Checkpoints
+//!   are incremental ([`changelog`]): the task thread clones only the
+//!   entries changed since the last confirmed checkpoint, the upload thread
+//!   serializes them into a change file; savepoints hold every entry.
 //! * [`StateBackendKind::RocksDb`]: one RocksDB instance per stateful
 //!   subtask with a column family per state. In front of it sits a typed
 //!   write-back cache (`state.backend.rocksdb.cache-entries` entries per
@@ -31,6 +33,7 @@
 //! Timers ([`timers`]) are kept on the heap for both backends and are part of
 //! the same snapshot.
 
+pub mod changelog;
 pub mod format;
 pub mod handles;
 pub mod rocks;
@@ -90,11 +93,20 @@ pub struct StateBackendConfig {
     /// Entries per state held in the typed cache in front of RocksDB
     /// (`state.backend.rocksdb.cache-entries`).
     pub cache_entries: usize,
+    /// Size in bytes of the RocksDB block cache shared by all instances of
+    /// the process (`state.backend.rocksdb.block-cache-size`; the first
+    /// instance opened sets it).
+    pub block_cache_bytes: usize,
 }
 
 impl Default for StateBackendConfig {
     fn default() -> Self {
-        StateBackendConfig { kind: StateBackendKind::HashMap, local_dir: None, cache_entries: 100_000 }
+        StateBackendConfig {
+            kind: StateBackendKind::HashMap,
+            local_dir: None,
+            cache_entries: 100_000,
+            block_cache_bytes: 256 << 20,
+        }
     }
 }
 

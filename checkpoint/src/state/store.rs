@@ -17,8 +17,9 @@
 
 use crate::error::{Error, Result};
 use crate::key_group::assign_to_key_group;
+use crate::state::changelog::{self, ChangeEncoder, Changelog, Changes, HeapHandle};
 use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
-use crate::state::rocks::RocksInstance;
+use crate::state::rocks::{instance_name, RocksInstance};
 use crate::state::table::{decode_value, AnyTable, Slot, StateValue, Table};
 use crate::state::timers::{TimeDomain, Timer, TimerService};
 use crate::state::ttl::{StateTtlConfig, TtlUpdateType};
@@ -42,6 +43,8 @@ pub struct KeyedStateStore {
     /// Heap backend: restored entries of states not registered yet.
     raw: HashMap<String, Entries>,
     rocks: Option<RocksInstance>,
+    /// Heap backend: the chain of incremental checkpoints.
+    changelog: Option<Changelog>,
     cache_entries: usize,
     /// key group ‖ key ‖ namespace of the current entry.
     current: Vec<u8>,
@@ -81,7 +84,7 @@ impl KeyedStateStore {
             StateBackendKind::RocksDb => {
                 let label: String =
                     operator.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
-                Some(RocksInstance::open(config.local_dir.as_deref(), &label)?)
+                Some(RocksInstance::open(config.local_dir.as_deref(), &label, config.block_cache_bytes)?)
             }
         };
         Ok(KeyedStateStore {
@@ -90,6 +93,7 @@ impl KeyedStateStore {
             range,
             tables: Vec::new(),
             raw: HashMap::new(),
+            changelog: rocks.is_none().then(|| Changelog::new(instance_name())),
             rocks,
             cache_entries: config.cache_entries.max(1),
             current: Vec::with_capacity(64),
@@ -126,6 +130,7 @@ impl KeyedStateStore {
             for (k, v) in entries {
                 table.load_entry(k, &v)?;
             }
+            table.mark_all_changed();
         }
         self.tables.push(Box::new(table));
         Ok(StateId(self.tables.len() - 1))
@@ -193,44 +198,65 @@ impl KeyedStateStore {
         })?;
         if let Some(rocks) = rocks.as_ref() {
             if any.len() >= *cache_entries {
+                // Write back every dirty entry in one batch, then keep only
+                // the entries used more than once (hot keys stay cached).
                 let mut dirty = Vec::new();
                 any.take_dirty(&mut dirty)?;
                 rocks.write(any.name(), dirty)?;
-                any.clear();
+                any.evict(*cache_entries / 2);
             }
         }
-        let name = any.name().to_string();
-        let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| Error::State {
-            state: name.clone(),
-            message: "accessed with another value type than it was registered with".into(),
-        })?;
-        let ttl = table.ttl;
-        let slot = match table.map.entry_ref(current.as_slice()) {
-            hashbrown::hash_map::EntryRef::Occupied(o) => o.into_mut(),
+        if !any.as_any_mut().is::<Table<T>>() {
+            return Err(wrong_type(any.name()));
+        }
+        let Some(table) = any.as_any_mut().downcast_mut::<Table<T>>() else {
+            return Err(wrong_type(""));
+        };
+        let Table { name, map, ttl, changed } = table;
+        let ttl = *ttl;
+        let track = rocks.is_none();
+        let slot = match map.entry_ref(current.as_slice()) {
+            hashbrown::hash_map::EntryRef::Occupied(o) => {
+                let slot = o.into_mut();
+                slot.touched = true;
+                slot
+            }
             hashbrown::hash_map::EntryRef::Vacant(v) => {
                 let loaded = match rocks.as_ref() {
-                    Some(r) => match r.get(&name, current)? {
-                        Some(bytes) => Some(decode_value::<T>(&name, &bytes)?),
+                    Some(r) => match r.get(name, current)? {
+                        Some(bytes) => Some(decode_value::<T>(name, &bytes)?),
                         None => None,
                     },
                     None => None,
                 };
                 let slot = match loaded {
-                    Some((stamp, value)) => Slot { value: Some(value), dirty: false, stamp },
-                    None => Slot { value: None, dirty: false, stamp: 0 },
+                    Some((stamp, value)) => Slot::loaded(Some(value), stamp),
+                    None => Slot::loaded(None, 0),
                 };
                 v.insert(slot)
+            }
+        };
+        // Dirty: to be written back (RocksDB) or in the next snapshot (heap).
+        let mut mark = |slot: &mut Slot<T>| {
+            if !slot.dirty {
+                slot.dirty = true;
+                if track {
+                    changed.push(current.clone());
+                }
             }
         };
         if let Some(ttl) = ttl {
             let now = now_ms();
             if slot.value.is_some() && ttl.is_expired(slot.stamp, now) {
                 slot.value = None;
-                slot.dirty = true;
+                mark(slot);
             } else if read && slot.value.is_some() && ttl.update_type == TtlUpdateType::OnReadAndWrite {
                 slot.stamp = now;
-                slot.dirty = true;
+                mark(slot);
             }
+        }
+        if !read {
+            mark(slot);
         }
         Ok((slot, ttl.is_some()))
     }
@@ -250,7 +276,6 @@ impl KeyedStateStore {
     pub fn update<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(&mut Option<T>) -> R) -> Result<R> {
         let (slot, timed) = self.slot::<T>(id, false)?;
         let r = f(&mut slot.value);
-        slot.dirty = true;
         if timed {
             slot.stamp = now_ms();
         }
@@ -320,17 +345,38 @@ impl KeyedStateStore {
         match &self.rocks {
             None => {
                 let now = now_ms();
-                let mut states = Vec::with_capacity(self.tables.len() + self.raw.len());
-                for t in &self.tables {
-                    let mut entries = Vec::new();
-                    t.entries(now, &mut entries)?;
-                    states.push((t.name().to_string(), entries));
+                let Some(log) = self.changelog.as_mut() else {
+                    return Err(Error::State {
+                        state: String::new(),
+                        message: "heap backend without changelog".into(),
+                    });
+                };
+                let taken: Vec<Vec<Vec<u8>>> = self.tables.iter_mut().map(|t| t.take_changed()).collect();
+                let keys = log.keys_for(checkpoint, taken);
+                let mut states: Vec<(String, ChangeEncoder)> = Vec::with_capacity(self.tables.len() + self.raw.len());
+                let mut live = 0u64;
+                for (t, keys) in self.tables.iter().zip(&keys) {
+                    states.push((t.name().to_string(), t.changes(keys, now)));
+                    live += t.len() as u64;
                 }
+                // Restored entries of states not registered yet: in every
+                // change file until they are (they are few and short-lived).
                 for (name, entries) in &self.raw {
-                    states.push((name.clone(), entries.clone()));
+                    let owned: Changes = entries.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+                    live += owned.len() as u64;
+                    states.push((name.clone(), Box::new(move || Ok(owned))));
                 }
-                let snap = KeyedStateSnapshot { data: StateData::Entries(states), timers, extra };
-                Ok(StateSnapshot::Ready(encode_snapshot(&self.operator, &snap)?))
+                let upload = log.upload(checkpoint, live, states);
+                let operator = self.operator.clone();
+                Ok(StateSnapshot::Upload(Box::new(move |target| {
+                    let (handle, shared) = upload(target)?;
+                    let data = match handle {
+                        HeapHandle::Chain(chain) => StateData::HeapChain(chain),
+                        HeapHandle::Entries(entries) => StateData::Entries(entries),
+                    };
+                    let snap = KeyedStateSnapshot { data, timers, extra };
+                    Ok(UploadedState { bytes: encode_snapshot(&operator, &snap)?, shared })
+                })))
             }
             Some(rocks) => {
                 for t in &mut self.tables {
@@ -353,6 +399,9 @@ impl KeyedStateStore {
     pub fn notify_checkpoint_complete(&mut self, id: u64) {
         if let Some(rocks) = &mut self.rocks {
             rocks.notify_complete(id);
+        }
+        if let Some(log) = &mut self.changelog {
+            log.confirm(id);
         }
     }
 
@@ -393,6 +442,27 @@ impl KeyedStateStore {
                 })?;
                 self.put_batch(&batch_state, batch)?;
             }
+            StateData::HeapChain(chain) => {
+                let shared = checkpoint_dir.join("..").join("shared");
+                let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+                let mut batch_state = String::new();
+                changelog::replay(chain, &shared, range, &mut |name, k, v| {
+                    if name != batch_state || batch.len() >= 10_000 {
+                        let full = std::mem::take(&mut batch);
+                        self.put_batch(&batch_state, full)?;
+                        batch_state = name.to_string();
+                    }
+                    batch.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+                    Ok(())
+                })?;
+                self.put_batch(&batch_state, batch)?;
+            }
+        }
+        // The next heap snapshot must hold every restored entry.
+        if self.rocks.is_none() {
+            for t in &mut self.tables {
+                t.mark_all_changed();
+            }
         }
         Ok(snap.extra)
     }
@@ -406,11 +476,24 @@ impl KeyedStateStore {
             return rocks.write(name, batch);
         }
         for (k, v) in batch {
-            if let Some(v) = v {
-                self.put_raw(name, &k, &v)?;
+            match v {
+                Some(v) => self.put_raw(name, &k, &v)?,
+                None => self.remove_raw(name, &k),
             }
         }
         Ok(())
+    }
+
+    /// Heap backend: removes a restored entry.
+    fn remove_raw(&mut self, name: &str, key: &[u8]) {
+        match self.tables.iter_mut().find(|t| t.name() == name) {
+            Some(t) => t.remove(key),
+            None => {
+                if let Some(entries) = self.raw.get_mut(name) {
+                    entries.retain(|(k, _)| k.as_slice() != key);
+                }
+            }
+        }
     }
 
     fn put_raw(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<()> {
@@ -431,6 +514,13 @@ impl KeyedStateStore {
 impl<T: StateValue> Table<T> {
     fn load_entry(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()> {
         AnyTable::load(self, key, bytes)
+    }
+}
+
+fn wrong_type(state: &str) -> Error {
+    Error::State {
+        state: state.to_string(),
+        message: "accessed with another value type than it was registered with".into(),
     }
 }
 

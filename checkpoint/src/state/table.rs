@@ -6,6 +6,7 @@
 //! remembered so that the next read of the same key costs no RocksDB read.
 
 use crate::error::{Error, Result};
+use crate::state::changelog::ChangeEncoder;
 use crate::state::ttl::StateTtlConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,6 +24,16 @@ pub(crate) struct Slot<T> {
     pub(crate) dirty: bool,
     /// Processing time of the last write (or read, see TTL), ms.
     pub(crate) stamp: i64,
+    /// Used again since it was loaded or since the last eviction sweep
+    /// (the "second chance" of the RocksDB cache).
+    pub(crate) touched: bool,
+}
+
+impl<T> Slot<T> {
+    /// A clean entry as loaded from the backing store (or a miss).
+    pub(crate) fn loaded(value: Option<T>, stamp: i64) -> Self {
+        Slot { value, dirty: false, stamp, touched: false }
+    }
 }
 
 pub(crate) type SlotMap<T> = hashbrown::HashMap<Vec<u8>, Slot<T>, foldhash::fast::RandomState>;
@@ -32,11 +43,14 @@ pub(crate) struct Table<T> {
     pub(crate) name: String,
     pub(crate) map: SlotMap<T>,
     pub(crate) ttl: Option<StateTtlConfig>,
+    /// Heap backend: keys of the entries marked dirty since the last
+    /// snapshot (for incremental snapshots, see `changelog`).
+    pub(crate) changed: Vec<Vec<u8>>,
 }
 
 impl<T> Table<T> {
     pub(crate) fn new(name: &str, ttl: Option<StateTtlConfig>) -> Self {
-        Table { name: name.to_string(), map: SlotMap::default(), ttl }
+        Table { name: name.to_string(), map: SlotMap::default(), ttl, changed: Vec::new() }
     }
 }
 
@@ -64,12 +78,23 @@ pub(crate) trait AnyTable: Send {
     /// Encodes the entries changed since the last call (`None`: deleted)
     /// and marks them clean.
     fn take_dirty(&mut self, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
-    /// Encodes every live, unexpired entry (the heap backend's snapshot).
-    fn entries(&self, now: i64, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
     /// Adds a restored entry.
     fn load(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()>;
-    /// Forgets all cached entries (they must be clean).
-    fn clear(&mut self);
+    /// Removes an entry (a restored removal).
+    fn remove(&mut self, key: &[u8]);
+    /// Heap backend: the keys changed since the last call; marks them clean.
+    fn take_changed(&mut self) -> Vec<Vec<u8>>;
+    /// Heap backend: marks every entry changed (after a restore, so that the
+    /// next snapshot holds all of them).
+    fn mark_all_changed(&mut self);
+    /// Heap backend: clones the current values of `keys` (a removal where
+    /// there is none or it expired); they are encoded later, off the task
+    /// thread.
+    fn changes(&self, keys: &[Vec<u8>], now: i64) -> ChangeEncoder;
+    /// Eviction sweep of the RocksDB cache (all entries must be clean):
+    /// forgets the entries not used again since the last sweep and clears
+    /// the mark of the others; if more than `keep` remain, forgets all.
+    fn evict(&mut self, keep: usize);
 }
 
 impl<T: StateValue> AnyTable for Table<T> {
@@ -93,22 +118,57 @@ impl<T: StateValue> AnyTable for Table<T> {
         }
         Ok(())
     }
-    fn entries(&self, now: i64, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        for (k, slot) in &self.map {
-            let Some(v) = &slot.value else { continue };
-            if self.ttl.is_some_and(|t| t.is_expired(slot.stamp, now)) {
-                continue;
-            }
-            out.push((k.clone(), encode_value(&self.name, slot.stamp, v)?));
-        }
-        Ok(())
-    }
     fn load(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()> {
         let (stamp, value) = decode_value::<T>(&self.name, bytes)?;
-        self.map.insert(key, Slot { value: Some(value), dirty: false, stamp });
+        self.map.insert(key, Slot::loaded(Some(value), stamp));
         Ok(())
     }
-    fn clear(&mut self) {
-        self.map.clear();
+    fn remove(&mut self, key: &[u8]) {
+        self.map.remove(key);
+    }
+    fn take_changed(&mut self) -> Vec<Vec<u8>> {
+        let keys = std::mem::take(&mut self.changed);
+        for k in &keys {
+            if let Some(slot) = self.map.get_mut(k.as_slice()) {
+                slot.dirty = false;
+            }
+        }
+        keys
+    }
+    fn mark_all_changed(&mut self) {
+        for (k, slot) in self.map.iter_mut().filter(|(_, s)| !s.dirty) {
+            slot.dirty = true;
+            self.changed.push(k.clone());
+        }
+    }
+    fn changes(&self, keys: &[Vec<u8>], now: i64) -> ChangeEncoder {
+        let ttl = self.ttl;
+        let values: Vec<(Vec<u8>, Option<(i64, T)>)> = keys
+            .iter()
+            .map(|k| {
+                let value = self
+                    .map
+                    .get(k.as_slice())
+                    .filter(|s| !ttl.is_some_and(|t| t.is_expired(s.stamp, now)))
+                    .and_then(|s| s.value.clone().map(|v| (s.stamp, v)));
+                (k.clone(), value)
+            })
+            .collect();
+        let name = self.name.clone();
+        Box::new(move || {
+            values
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Some((stamp, v)) => Ok((k, Some(encode_value(&name, stamp, &v)?))),
+                    None => Ok((k, None)),
+                })
+                .collect()
+        })
+    }
+    fn evict(&mut self, keep: usize) {
+        self.map.retain(|_, slot| std::mem::replace(&mut slot.touched, false));
+        if self.map.len() > keep {
+            self.map.clear();
+        }
     }
 }

@@ -340,6 +340,8 @@ impl StreamExecutionEnvironment {
                 kind: conf.get_str("state.backend")?.unwrap_or_default().parse().unwrap_or_default(),
                 local_dir: conf.get_str("state.backend.rocksdb.localdir")?.map(PathBuf::from),
                 cache_entries: conf.get_u32("state.backend.rocksdb.cache-entries")?.unwrap_or(100_000) as usize,
+                block_cache_bytes: conf.get_memory_size("state.backend.rocksdb.block.cache-size")?.unwrap_or(256 << 20)
+                    as usize,
             },
             watermark_interval: conf
                 .get_duration("pipeline.auto-watermark-interval")?
