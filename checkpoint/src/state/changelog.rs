@@ -5,9 +5,10 @@
 //! the heap backend tracks which entries changed, and a checkpoint stores
 //! only those:
 //!
-//! * The synchronous part clones the changed entries (and tombstones for
-//!   removed ones) of every state; nothing is serialized on the task thread.
-//! * The asynchronous part encodes them into one *change file* in the job's
+//! * Each table keeps the keys it marked dirty since the last snapshot. At a
+//!   barrier those lists are taken (no copy) and the current values of their
+//!   keys are encoded straight into one buffer ([`ChangeWriter`]); the
+//!   upload thread only writes that buffer as a *change file* in the job's
 //!   `shared/` directory. The checkpoint's handle is the chain of change
 //!   files to apply in order: the chain of the last *confirmed* checkpoint
 //!   plus the new file.
@@ -16,14 +17,17 @@
 //!   depends on the files of a checkpoint that was aborted (the retention
 //!   sweep may remove those at any time). Flink's incremental RocksDB
 //!   checkpoints follow the same rule.
-//! * When the chain holds more than twice as many entries as the state has,
-//!   the upload thread merges it (reading the stored files back) into one
-//!   new base file, so storage and restore time stay proportional to the
-//!   state.
+//! * When the chain would hold more than twice as many entries as the state
+//!   has, the snapshot writes every entry instead and starts a new chain, so
+//!   storage and restore time stay proportional to the state.
 //! * Savepoints must stand alone: their upload merges the chain into a
 //!   self-contained list of entries.
 //!
 //! Restoring applies the files of the chain in order.
+//!
+//! A change file is a sequence of sections, each a postcard-encoded
+//! `(state name, entry count)` followed by that many postcard-encoded
+//! `(composite key, Option<stored value>)` entries (`None`: removed).
 
 use crate::error::{Error, Result};
 use crate::state::format::{key_group_of, Entries, UploadTarget};
@@ -34,14 +38,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// A chain is not merged before it holds this many entries.
-const MIN_MERGE_ENTRIES: u64 = 10_000;
+/// A chain is not rebased before it holds this many entries.
+const MIN_REBASE_ENTRIES: u64 = 10_000;
 
-/// Changed entries of one state: (composite key, stored value or `None` for
-/// a removal).
+/// (composite key, stored value or `None` for a removal) pairs of one state.
 pub type Changes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// The content of one change file: changes per state name.
+/// Decoded change sets: changes per state name.
 pub type ChangeSet = Vec<(String, Changes)>;
 
 /// One stored change file of a chain.
@@ -56,7 +59,7 @@ pub struct ChangeFile {
 /// The handle of an incremental heap checkpoint: files to apply in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeChain {
-    /// The files, oldest first (the first one is usually a merged base).
+    /// The files, oldest first (the first one is usually a full base).
     pub files: Vec<ChangeFile>,
 }
 
@@ -66,9 +69,76 @@ impl ChangeChain {
     }
 }
 
-/// Encodes changes produced on the upload thread (typed values are
-/// serialized there, not on the task thread).
-pub type ChangeEncoder = Box<dyn FnOnce() -> Result<Changes> + Send>;
+/// Keys a table marked dirty between two snapshots, shared between the
+/// changelog (until the checkpoint is confirmed) and the snapshot.
+pub type KeyList = Arc<Vec<Vec<u8>>>;
+
+/// Encodes one change file into a single buffer.
+#[derive(Debug, Default)]
+pub struct ChangeWriter {
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    entries: u64,
+}
+
+fn encode_err(e: postcard::Error) -> Error {
+    Error::State { state: String::new(), message: format!("cannot encode a change file: {e}") }
+}
+
+impl ChangeWriter {
+    /// A writer with room for about `entries` entries.
+    pub fn with_capacity(entries: u64) -> Self {
+        ChangeWriter { buf: Vec::with_capacity((entries.min(1 << 26) * 48) as usize), ..Default::default() }
+    }
+
+    /// Starts the section of state `name` with `count` entries.
+    pub fn section(&mut self, name: &str, count: u64) -> Result<()> {
+        self.buf = postcard::to_extend(&(name, count), std::mem::take(&mut self.buf)).map_err(encode_err)?;
+        Ok(())
+    }
+
+    /// Adds an entry whose stored value is already encoded (`None`: the
+    /// entry is removed).
+    pub fn entry_encoded(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.entries += 1;
+        self.buf = postcard::to_extend(&(key, value), std::mem::take(&mut self.buf)).map_err(encode_err)?;
+        Ok(())
+    }
+
+    /// Adds an entry with its value and timestamp, stored as
+    /// [`encode_value`](crate::state::table) writes them.
+    pub fn entry<V: Serialize>(&mut self, key: &[u8], stamp: i64, value: &V) -> Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch = postcard::to_extend(&(stamp, value), scratch).map_err(encode_err)?;
+        let result = self.entry_encoded(key, Some(&scratch));
+        self.scratch = scratch;
+        result
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+}
+
+/// Decodes a change file.
+pub fn decode(bytes: &[u8]) -> std::result::Result<ChangeSet, postcard::Error> {
+    let mut rest = bytes;
+    let mut out = ChangeSet::new();
+    while !rest.is_empty() {
+        let ((name, count), r): ((String, u64), &[u8]) = postcard::take_from_bytes(rest)?;
+        rest = r;
+        let mut changes = Changes::with_capacity(count.min(1 << 20) as usize);
+        for _ in 0..count {
+            let ((k, v), r): ((&[u8], Option<&[u8]>), &[u8]) = postcard::take_from_bytes(rest)?;
+            rest = r;
+            changes.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+        }
+        out.push((name, changes));
+    }
+    Ok(out)
+}
 
 /// The heap backend's bookkeeping of chains and of what changed since the
 /// last confirmed checkpoint.
@@ -81,7 +151,7 @@ pub struct Changelog {
     /// Chains of uploaded checkpoints not yet confirmed (filled by uploads).
     uploaded: Arc<Mutex<BTreeMap<u64, ChangeChain>>>,
     /// Keys (per state index) taken at each snapshot not yet confirmed.
-    unconfirmed: BTreeMap<u64, Vec<Vec<Vec<u8>>>>,
+    unconfirmed: BTreeMap<u64, Vec<KeyList>>,
 }
 
 impl Changelog {
@@ -96,25 +166,27 @@ impl Changelog {
     }
 
     /// Records the keys that changed since the last snapshot (one list per
-    /// state index) under checkpoint `id`, and returns, per state, every
-    /// key changed since the last confirmed checkpoint (sorted, no
-    /// duplicates).
-    pub fn keys_for(&mut self, id: u64, taken: Vec<Vec<Vec<u8>>>) -> Vec<Vec<Vec<u8>>> {
+    /// state index) under checkpoint `id`, and returns, per state, the lists
+    /// of every key changed since the last confirmed checkpoint (oldest
+    /// first; a key may be in several lists).
+    pub fn keys_for(&mut self, id: u64, taken: Vec<KeyList>) -> Vec<Vec<KeyList>> {
         let states = taken.len();
         self.unconfirmed.insert(id, taken);
-        let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); states];
+        let mut out: Vec<Vec<KeyList>> = vec![Vec::new(); states];
         for lists in self.unconfirmed.values() {
             for (i, keys) in lists.iter().enumerate() {
                 if let Some(o) = out.get_mut(i) {
-                    o.extend(keys.iter().cloned());
+                    o.push(Arc::clone(keys));
                 }
             }
         }
-        for keys in &mut out {
-            keys.sort_unstable();
-            keys.dedup();
-        }
         out
+    }
+
+    /// Whether this snapshot should write every entry and start a new chain
+    /// (the chain plus `changes` would exceed twice `live` entries).
+    pub fn needs_rebase(&self, changes: u64, live: u64) -> bool {
+        self.confirmed.files.is_empty() || self.confirmed.entries() + changes > 2 * live.max(MIN_REBASE_ENTRIES / 2)
     }
 
     /// Checkpoint `id` completed: its chain is the base of later ones.
@@ -128,48 +200,29 @@ impl Changelog {
         self.unconfirmed.retain(|n, _| *n > id);
     }
 
-    /// The asynchronous part of snapshot `id`: encodes the changes, writes
-    /// a change file (or merges the chain into a new base when it has grown
-    /// past twice `live_entries`), and returns the handle data and the
-    /// shared files it references. Savepoints get the merged entries.
+    /// The asynchronous part of snapshot `id`: writes the encoded change
+    /// file (`rebase`: it holds every entry and starts a new chain) and
+    /// returns the handle data and the shared files it references.
+    /// Savepoints get the merged entries instead.
     pub fn upload(
         &self,
         id: u64,
-        live_entries: u64,
-        states: Vec<(String, ChangeEncoder)>,
+        file: ChangeWriter,
+        rebase: bool,
     ) -> impl FnOnce(&UploadTarget) -> Result<(HeapHandle, Vec<String>)> + Send + 'static {
-        let chain = self.confirmed.clone();
+        let chain = if rebase { ChangeChain::default() } else { self.confirmed.clone() };
         let uploaded = Arc::clone(&self.uploaded);
         let instance = self.instance.clone();
         move |target: &UploadTarget| {
-            let mut changes: ChangeSet = Vec::with_capacity(states.len());
-            for (name, encode) in states {
-                changes.push((name, encode()?));
-            }
             if target.kind == crate::barrier::CheckpointKind::Savepoint {
-                let merged = merge(&target.shared_dir, &chain, changes)?;
+                let last = decode(&file.buf).map_err(encode_err)?;
+                let merged = merge(&target.shared_dir, &chain, last)?;
                 return Ok((HeapHandle::Entries(merged), Vec::new()));
             }
-            let new_entries: u64 = changes.iter().map(|(_, c)| c.len() as u64).sum();
-            let (mut next, changes) = if chain.entries() + new_entries > 2 * live_entries.max(MIN_MERGE_ENTRIES / 2) {
-                let merged = merge(&target.shared_dir, &chain, changes)?;
-                let as_changes: ChangeSet = merged
-                    .into_iter()
-                    .map(|(name, entries)| (name, entries.into_iter().map(|(k, v)| (k, Some(v))).collect()))
-                    .collect();
-                (ChangeChain::default(), as_changes)
-            } else {
-                (chain, changes)
-            };
-            let entries: u64 = changes.iter().map(|(_, c)| c.len() as u64).sum();
             let name = format!("{}-{instance}-heap-{id}", target.file_prefix);
-            let bytes = postcard::to_stdvec(&changes).map_err(|e| Error::Snapshot {
-                operator: target.file_prefix.clone(),
-                action: "encoded",
-                message: e.to_string(),
-            })?;
-            write_atomically(&target.shared_dir.join(&name), &bytes)?;
-            next.files.push(ChangeFile { name, entries });
+            write_atomically(&target.shared_dir.join(&name), &file.buf)?;
+            let mut next = chain;
+            next.files.push(ChangeFile { name, entries: file.entries });
             if let Ok(mut u) = uploaded.lock() {
                 u.insert(id, next.clone());
             }
@@ -196,7 +249,7 @@ fn read_file(shared_dir: &Path, file: &ChangeFile) -> Result<ChangeSet> {
         path: path.clone(),
         reason: format!("change file of an incremental heap checkpoint cannot be read: {e}"),
     })?;
-    postcard::from_bytes(&bytes).map_err(|e| Error::MissingState {
+    decode(&bytes).map_err(|e| Error::MissingState {
         checkpoint: 0,
         path,
         reason: format!("change file of an incremental heap checkpoint is damaged: {e}"),
@@ -259,9 +312,17 @@ mod tests {
         }
     }
 
-    fn changes(pairs: &[(&[u8], Option<&[u8]>)]) -> ChangeEncoder {
-        let owned: Changes = pairs.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
-        Box::new(move || Ok(owned))
+    fn file(pairs: &[(&[u8], Option<&[u8]>)]) -> ChangeWriter {
+        let mut w = ChangeWriter::default();
+        w.section("s", pairs.len() as u64).unwrap();
+        for (k, v) in pairs {
+            w.entry_encoded(k, *v).unwrap();
+        }
+        w
+    }
+
+    fn list(keys: &[&[u8]]) -> KeyList {
+        Arc::new(keys.iter().map(|k| k.to_vec()).collect())
     }
 
     fn replayed(chain: &ChangeChain, dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -278,21 +339,33 @@ mod tests {
     }
 
     #[test]
+    fn change_files_round_trip() {
+        let mut w = file(&[(b"\0\x01a", Some(b"1")), (b"\0\x01b", None)]);
+        w.section("t", 1).unwrap();
+        w.entry(b"\0\x02c", 7, &("x".to_string(), 3u64)).unwrap();
+        assert_eq!(w.entries(), 3);
+        let set = decode(&w.buf).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set[0].1, vec![(b"\0\x01a".to_vec(), Some(b"1".to_vec())), (b"\0\x01b".to_vec(), None)]);
+        let stored = set[1].1[0].1.clone().unwrap();
+        assert_eq!(stored, crate::state::table::encode_value("t", 7, &("x".to_string(), 3u64)).unwrap());
+        assert!(decode(&w.buf[..w.buf.len() - 1]).is_err(), "a truncated file is an error");
+    }
+
+    #[test]
     fn chain_grows_from_confirmed_checkpoints_and_replays_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Changelog::new("i".into());
-        let keys = log.keys_for(1, vec![vec![b"\0\x01a".to_vec(), b"\0\x01b".to_vec()]]);
-        assert_eq!(keys[0].len(), 2);
-        let up = log.upload(
-            1,
-            1_000_000,
-            vec![("s".into(), changes(&[(b"\0\x01a", Some(b"1")), (b"\0\x01b", Some(b"2"))]))],
-        );
+        assert!(log.needs_rebase(0, 1_000_000), "the first snapshot starts a chain");
+        let keys = log.keys_for(1, vec![list(&[b"\0\x01a", b"\0\x01b"])]);
+        assert_eq!(keys[0].len(), 1);
+        let up = log.upload(1, file(&[(b"\0\x01a", Some(b"1")), (b"\0\x01b", Some(b"2"))]), true);
         let (HeapHandle::Chain(c1), _) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else { panic!() };
         log.confirm(1);
+        assert!(!log.needs_rebase(2, 1_000_000));
         // Checkpoint 2 changes a and removes b; it is never confirmed.
-        log.keys_for(2, vec![vec![b"\0\x01a".to_vec(), b"\0\x01b".to_vec()]]);
-        let up = log.upload(2, 1_000_000, vec![("s".into(), changes(&[(b"\0\x01a", Some(b"3")), (b"\0\x01b", None)]))]);
+        log.keys_for(2, vec![list(&[b"\0\x01a", b"\0\x01b"])]);
+        let up = log.upload(2, file(&[(b"\0\x01a", Some(b"3")), (b"\0\x01b", None)]), false);
         let (HeapHandle::Chain(c2), shared) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else {
             panic!()
         };
@@ -303,43 +376,49 @@ mod tests {
         assert_eq!(after.get(&b"\0\x01a"[..]).map(Vec::as_slice), Some(&b"3"[..]));
         assert!(!after.contains_key(&b"\0\x01b"[..]));
         // Checkpoint 3 (2 was never confirmed) must still carry 2's keys.
-        let keys = log.keys_for(3, vec![vec![b"\0\x01c".to_vec()]]);
-        assert_eq!(keys[0], vec![b"\0\x01a".to_vec(), b"\0\x01b".to_vec(), b"\0\x01c".to_vec()]);
+        let keys = log.keys_for(3, vec![list(&[b"\0\x01c"])]);
+        let all: Vec<Vec<u8>> = keys[0].iter().flat_map(|l| l.iter().cloned()).collect();
+        assert_eq!(all, vec![b"\0\x01a".to_vec(), b"\0\x01b".to_vec(), b"\0\x01c".to_vec()]);
         log.confirm(3);
-        let keys = log.keys_for(4, vec![vec![]]);
-        assert!(keys[0].is_empty(), "confirmed keys are not carried on");
+        let keys = log.keys_for(4, vec![list(&[])]);
+        assert!(keys[0].iter().all(|l| l.is_empty()), "confirmed keys are not carried on");
     }
 
     #[test]
-    fn long_chains_are_merged_and_savepoints_stand_alone() {
+    fn long_chains_are_rebased_and_savepoints_stand_alone() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Changelog::new("i".into());
-        let mut last = ChangeChain::default();
-        let keys = 6_000u32;
-        for id in 1..=5u64 {
-            log.keys_for(id, vec![vec![]]);
-            let encode: ChangeEncoder = Box::new(move || {
-                Ok((0..keys).map(|k| (k.to_be_bytes().to_vec(), Some(id.to_be_bytes().to_vec()))).collect())
-            });
-            let up = log.upload(id, u64::from(keys), vec![("s".into(), encode)]);
-            let (HeapHandle::Chain(c), _) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else {
+        assert!(!log.needs_rebase(0, 0) || log.confirmed.files.is_empty());
+        let live = 6_000u64;
+        let mut rebased = 0;
+        for id in 1..=6u64 {
+            log.keys_for(id, vec![list(&[])]);
+            let rebase = log.needs_rebase(live, live);
+            rebased += u32::from(rebase);
+            let mut w = ChangeWriter::default();
+            w.section("s", live).unwrap();
+            for k in 0..live {
+                w.entry_encoded(&k.to_be_bytes(), Some(&id.to_be_bytes())).unwrap();
+            }
+            let (HeapHandle::Chain(c), _) =
+                log.upload(id, w, rebase)(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap()
+            else {
                 panic!()
             };
             log.confirm(id);
-            // Never more than twice the state's entries in the chain.
-            assert!(c.entries() <= 2 * u64::from(keys), "{c:?}");
-            last = c;
+            assert!(c.entries() <= 2 * live, "never more than twice the state in the chain: {c:?}");
         }
-        let state = replayed(&last, dir.path());
-        assert_eq!(state.len(), keys as usize);
-        assert!(state.values().all(|v| v.as_slice() == 5u64.to_be_bytes()));
-        log.keys_for(6, vec![vec![]]);
-        let up = log.upload(6, 0, vec![("s".into(), changes(&[(b"\xff\xffz", Some(b"z"))]))]);
+        assert_eq!(rebased, 3, "rebased at 1, 3 and 5");
+        let state = replayed(&log.confirmed, dir.path());
+        assert_eq!(state.len(), live as usize);
+        assert!(state.values().all(|v| v.as_slice() == 6u64.to_be_bytes()));
+        log.keys_for(7, vec![list(&[])]);
+        let up = log.upload(7, file(&[(b"\xff\xffz", Some(b"z"))]), false);
         let (HeapHandle::Entries(all), shared) = up(&target(dir.path(), CheckpointKind::Savepoint)).unwrap() else {
             panic!()
         };
         assert!(shared.is_empty());
-        assert_eq!(all[0].1.len(), keys as usize + 1);
+        assert_eq!(all[0].1.len(), live as usize + 1);
     }
 
     #[test]

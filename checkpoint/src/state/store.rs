@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::key_group::assign_to_key_group;
-use crate::state::changelog::{self, ChangeEncoder, Changelog, Changes, HeapHandle};
+use crate::state::changelog::{self, ChangeWriter, Changelog, HeapHandle, KeyList};
 use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
 use crate::state::rocks::{instance_name, RocksInstance};
 use crate::state::table::{decode_value, AnyTable, Slot, StateValue, Table};
@@ -212,8 +212,9 @@ impl KeyedStateStore {
         let Some(table) = any.as_any_mut().downcast_mut::<Table<T>>() else {
             return Err(wrong_type(""));
         };
-        let Table { name, map, ttl, changed } = table;
+        let Table { name, map, ttl, changed, epoch } = table;
         let ttl = *ttl;
+        let epoch = *epoch;
         let track = rocks.is_none();
         let slot = match map.entry_ref(current.as_slice()) {
             hashbrown::hash_map::EntryRef::Occupied(o) => {
@@ -236,13 +237,16 @@ impl KeyedStateStore {
                 v.insert(slot)
             }
         };
-        // Dirty: to be written back (RocksDB) or in the next snapshot (heap).
+        // Changed: to be written back (RocksDB) or in the next snapshot
+        // (heap: on the changed list once per snapshot epoch).
         let mut mark = |slot: &mut Slot<T>| {
-            if !slot.dirty {
-                slot.dirty = true;
-                if track {
+            if track {
+                if slot.epoch != epoch {
+                    slot.epoch = epoch;
                     changed.push(current.clone());
                 }
+            } else {
+                slot.dirty = true;
             }
         };
         if let Some(ttl) = ttl {
@@ -351,22 +355,30 @@ impl KeyedStateStore {
                         message: "heap backend without changelog".into(),
                     });
                 };
-                let taken: Vec<Vec<Vec<u8>>> = self.tables.iter_mut().map(|t| t.take_changed()).collect();
-                let keys = log.keys_for(checkpoint, taken);
-                let mut states: Vec<(String, ChangeEncoder)> = Vec::with_capacity(self.tables.len() + self.raw.len());
-                let mut live = 0u64;
-                for (t, keys) in self.tables.iter().zip(&keys) {
-                    states.push((t.name().to_string(), t.changes(keys, now)));
-                    live += t.len() as u64;
+                let taken: Vec<KeyList> = self.tables.iter_mut().map(|t| t.take_changed()).collect();
+                let lists = log.keys_for(checkpoint, taken);
+                let changes: u64 = lists.iter().flatten().map(|l| l.len() as u64).sum();
+                let live: u64 = self.tables.iter().map(|t| t.len() as u64).sum();
+                // Encoded here, into one buffer: cheaper in all than cloning
+                // the values for the upload thread to encode.
+                let rebase = log.needs_rebase(changes, live);
+                let mut file = ChangeWriter::with_capacity(if rebase { live } else { changes });
+                for (t, lists) in self.tables.iter().zip(&lists) {
+                    if rebase {
+                        t.write_all(now, &mut file)?;
+                    } else {
+                        t.write_changes(lists, now, &mut file)?;
+                    }
                 }
                 // Restored entries of states not registered yet: in every
                 // change file until they are (they are few and short-lived).
                 for (name, entries) in &self.raw {
-                    let owned: Changes = entries.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-                    live += owned.len() as u64;
-                    states.push((name.clone(), Box::new(move || Ok(owned))));
+                    file.section(name, entries.len() as u64)?;
+                    for (k, v) in entries {
+                        file.entry_encoded(k, Some(v))?;
+                    }
                 }
-                let upload = log.upload(checkpoint, live, states);
+                let upload = log.upload(checkpoint, file, rebase);
                 let operator = self.operator.clone();
                 Ok(StateSnapshot::Upload(Box::new(move |target| {
                     let (handle, shared) = upload(target)?;

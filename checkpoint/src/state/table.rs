@@ -6,7 +6,7 @@
 //! remembered so that the next read of the same key costs no RocksDB read.
 
 use crate::error::{Error, Result};
-use crate::state::changelog::ChangeEncoder;
+use crate::state::changelog::{ChangeWriter, KeyList};
 use crate::state::ttl::StateTtlConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,12 +27,15 @@ pub(crate) struct Slot<T> {
     /// Used again since it was loaded or since the last eviction sweep
     /// (the "second chance" of the RocksDB cache).
     pub(crate) touched: bool,
+    /// Heap backend: the table's snapshot epoch in which the key was last
+    /// put on the changed list (0: never).
+    pub(crate) epoch: u32,
 }
 
 impl<T> Slot<T> {
     /// A clean entry as loaded from the backing store (or a miss).
     pub(crate) fn loaded(value: Option<T>, stamp: i64) -> Self {
-        Slot { value, dirty: false, stamp, touched: false }
+        Slot { value, dirty: false, stamp, touched: false, epoch: 0 }
     }
 }
 
@@ -46,11 +49,14 @@ pub(crate) struct Table<T> {
     /// Heap backend: keys of the entries marked dirty since the last
     /// snapshot (for incremental snapshots, see `changelog`).
     pub(crate) changed: Vec<Vec<u8>>,
+    /// Heap backend: the current snapshot epoch (starts at 1; a snapshot
+    /// moves it on, which makes every entry clean at once).
+    pub(crate) epoch: u32,
 }
 
 impl<T> Table<T> {
     pub(crate) fn new(name: &str, ttl: Option<StateTtlConfig>) -> Self {
-        Table { name: name.to_string(), map: SlotMap::default(), ttl, changed: Vec::new() }
+        Table { name: name.to_string(), map: SlotMap::default(), ttl, changed: Vec::new(), epoch: 1 }
     }
 }
 
@@ -83,18 +89,29 @@ pub(crate) trait AnyTable: Send {
     /// Removes an entry (a restored removal).
     fn remove(&mut self, key: &[u8]);
     /// Heap backend: the keys changed since the last call; marks them clean.
-    fn take_changed(&mut self) -> Vec<Vec<u8>>;
+    fn take_changed(&mut self) -> KeyList;
     /// Heap backend: marks every entry changed (after a restore, so that the
     /// next snapshot holds all of them).
     fn mark_all_changed(&mut self);
-    /// Heap backend: clones the current values of `keys` (a removal where
-    /// there is none or it expired); they are encoded later, off the task
-    /// thread.
-    fn changes(&self, keys: &[Vec<u8>], now: i64) -> ChangeEncoder;
+    /// Heap backend: writes a section with the current values of the keys
+    /// in `lists` (a removal where there is none or it expired).
+    fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()>;
+    /// Heap backend: writes a section with every entry.
+    fn write_all(&self, now: i64, out: &mut ChangeWriter) -> Result<()>;
     /// Eviction sweep of the RocksDB cache (all entries must be clean):
     /// forgets the entries not used again since the last sweep and clears
     /// the mark of the others; if more than `keep` remain, forgets all.
     fn evict(&mut self, keep: usize);
+}
+
+impl<T> Table<T> {
+    /// The value of a slot and its timestamp, unless absent or expired.
+    fn live<'a>(&self, slot: &'a Slot<T>, now: i64) -> Option<(i64, &'a T)> {
+        if self.ttl.is_some_and(|t| t.is_expired(slot.stamp, now)) {
+            return None;
+        }
+        slot.value.as_ref().map(|v| (slot.stamp, v))
+    }
 }
 
 impl<T: StateValue> AnyTable for Table<T> {
@@ -126,44 +143,37 @@ impl<T: StateValue> AnyTable for Table<T> {
     fn remove(&mut self, key: &[u8]) {
         self.map.remove(key);
     }
-    fn take_changed(&mut self) -> Vec<Vec<u8>> {
-        let keys = std::mem::take(&mut self.changed);
-        for k in &keys {
-            if let Some(slot) = self.map.get_mut(k.as_slice()) {
-                slot.dirty = false;
-            }
-        }
-        keys
+    fn take_changed(&mut self) -> KeyList {
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        let capacity = self.changed.len() + self.changed.len() / 4;
+        std::sync::Arc::new(std::mem::replace(&mut self.changed, Vec::with_capacity(capacity)))
     }
     fn mark_all_changed(&mut self) {
-        for (k, slot) in self.map.iter_mut().filter(|(_, s)| !s.dirty) {
-            slot.dirty = true;
+        let epoch = self.epoch;
+        for (k, slot) in self.map.iter_mut().filter(|(_, s)| s.epoch != epoch) {
+            slot.epoch = epoch;
             self.changed.push(k.clone());
         }
     }
-    fn changes(&self, keys: &[Vec<u8>], now: i64) -> ChangeEncoder {
-        let ttl = self.ttl;
-        let values: Vec<(Vec<u8>, Option<(i64, T)>)> = keys
-            .iter()
-            .map(|k| {
-                let value = self
-                    .map
-                    .get(k.as_slice())
-                    .filter(|s| !ttl.is_some_and(|t| t.is_expired(s.stamp, now)))
-                    .and_then(|s| s.value.clone().map(|v| (s.stamp, v)));
-                (k.clone(), value)
-            })
-            .collect();
-        let name = self.name.clone();
-        Box::new(move || {
-            values
-                .into_iter()
-                .map(|(k, v)| match v {
-                    Some((stamp, v)) => Ok((k, Some(encode_value(&name, stamp, &v)?))),
-                    None => Ok((k, None)),
-                })
-                .collect()
-        })
+    fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()> {
+        out.section(&self.name, lists.iter().map(|l| l.len() as u64).sum())?;
+        for key in lists.iter().flat_map(|l| l.iter()) {
+            match self.map.get(key.as_slice()).and_then(|s| self.live(s, now)) {
+                Some((stamp, v)) => out.entry(key, stamp, v)?,
+                None => out.entry_encoded(key, None)?,
+            }
+        }
+        Ok(())
+    }
+    fn write_all(&self, now: i64, out: &mut ChangeWriter) -> Result<()> {
+        out.section(&self.name, self.map.len() as u64)?;
+        for (key, slot) in &self.map {
+            match self.live(slot, now) {
+                Some((stamp, v)) => out.entry(key, stamp, v)?,
+                None => out.entry_encoded(key, None)?,
+            }
+        }
+        Ok(())
     }
     fn evict(&mut self, keep: usize) {
         self.map.retain(|_, slot| std::mem::replace(&mut slot.touched, false));
