@@ -6,6 +6,13 @@
 //!
 //! The role comes from the environment the cluster sets
 //! ([`ROLE_VAR`]); a binary started by hand has no role and runs locally.
+//!
+//! Every job process serves its own `/metrics` (operator, checkpoint and
+//! connector metrics live here, not in the TaskManager or JobManager) on an
+//! ephemeral port of its bind host, and reports the address: the driver in
+//! its hello to the JobManager, a task process to its TaskManager, which
+//! passes it on. The JobManager lists them all for Prometheus at
+//! `/metrics/targets`.
 
 use super::messages::{ToDriver, ToJobManagerProcess, ToTaskManagerProcess, ToTaskProcess, VertexSummary};
 use super::wire::{self, Link};
@@ -16,6 +23,7 @@ use crate::cluster::protocol::{
 use crate::cluster::taskmanager::TaskManager;
 use crate::error::{Error, Result};
 use crate::graph::JobGraph;
+use crate::metrics::MetricsServer;
 use crate::runtime::net::DataServer;
 use crate::runtime::shuffle::Shuffle;
 use crossbeam_channel::{Receiver, Sender};
@@ -35,6 +43,11 @@ pub const DRIVER_VAR: &str = "SLUICE_DRIVER";
 pub const TASKMANAGER_ID_VAR: &str = "SLUICE_TASKMANAGER_ID";
 /// Task process: slots it hosts.
 pub const SLOTS_VAR: &str = "SLUICE_SLOTS";
+/// Task process: its sequence number among the job's processes on its TaskManager.
+pub const PROCESS_SEQ_VAR: &str = "SLUICE_PROCESS_SEQ";
+/// Task process: the local endpoint of its TaskManager (where it reports
+/// its metrics address).
+pub const TASKMANAGER_ENDPOINT_VAR: &str = "SLUICE_TASKMANAGER_ENDPOINT";
 /// Host to bind servers on (data server, driver endpoint).
 pub const HOST_VAR: &str = "SLUICE_BIND_HOST";
 /// `key=value` lines the cluster adds to the job's configuration
@@ -83,6 +96,35 @@ fn bind_host() -> String {
     std::env::var(HOST_VAR).unwrap_or_else(|_| "127.0.0.1".into())
 }
 
+/// Serves this process's `/metrics` on an ephemeral port of the bind host;
+/// a process without metrics still runs its job (the reason is logged).
+fn serve_metrics() -> Option<MetricsServer> {
+    match MetricsServer::start(&bind_host(), 0) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("this job process serves no /metrics: {e}");
+            None
+        }
+    }
+}
+
+/// Tells the TaskManager that started this task process where its
+/// `/metrics` is (the TaskManager tells the JobManager).
+fn report_to_taskmanager(job: JobId, metrics: Option<&MetricsServer>) -> Result<()> {
+    let endpoint = var(TASKMANAGER_ENDPOINT_VAR)?;
+    let seq: u32 =
+        var(PROCESS_SEQ_VAR)?.parse().map_err(|_| Error::Rpc(format!("{PROCESS_SEQ_VAR} is not a number")))?;
+    let mut stream = wire::connect(&endpoint, "TaskManager", Duration::from_secs(10))?;
+    wire::write_frame(
+        &mut stream,
+        &ToJobManagerProcess::JobProcessStarted {
+            job,
+            seq,
+            metrics_address: metrics.map(|m| m.local_addr().to_string()),
+        },
+    )
+}
+
 // ---------------------------------------------------------------- task ---
 
 /// Runs this process as a task process until its driver says stop or goes
@@ -103,6 +145,10 @@ fn task_process(graph: JobGraph) -> Result<()> {
     let slots: u32 = var(SLOTS_VAR)?.parse().map_err(|_| Error::Rpc(format!("{SLOTS_VAR} is not a number")))?;
     let driver = var(DRIVER_VAR)?;
     watch_parent();
+    let metrics = serve_metrics();
+    if let Err(e) = report_to_taskmanager(job_id()?, metrics.as_ref()) {
+        tracing::warn!("cannot tell the TaskManager where this process's metrics are: {e}");
+    }
     let server = DataServer::start(&format!("{}:0", bind_host()))?;
     let stream = wire::connect(&driver, "job driver", Duration::from_secs(30))?;
     let (link, mut reader) = Link::new(stream)?;
@@ -168,6 +214,7 @@ fn task_process(graph: JobGraph) -> Result<()> {
     });
     let _ = done_rx.recv_timeout(Duration::from_secs(5));
     link.close();
+    drop(metrics);
     Ok(())
 }
 
@@ -215,6 +262,7 @@ fn watch_parent() {
 pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let job_id = job_id()?;
     let jm_addr = var(JOBMANAGER_VAR)?;
+    let metrics = serve_metrics();
     let cluster = MiniCluster::start_for_cluster()?;
     let jm = cluster.job_manager();
     let listener = TcpListener::bind(format!("{}:0", bind_host()))
@@ -239,8 +287,9 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             .iter()
             .map(|v| VertexSummary { name: v.name.clone(), parallelism: v.parallelism })
             .collect(),
+        metrics_address: metrics.as_ref().map(|m| m.local_addr().to_string()),
     })?;
-    let client = cluster.submit_as(graph, job_id)?.owning(cluster);
+    let client = cluster.submit_as(graph, job_id)?.owning(cluster).with_metrics(metrics);
     {
         let (jm, link) = (jm.clone(), link.clone());
         std::thread::Builder::new()

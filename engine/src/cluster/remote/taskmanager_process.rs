@@ -2,8 +2,15 @@
 //! heartbeats, and starts the job processes the JobManager asks for (the
 //! job's binary in task mode, one process per job and slot grant), killing
 //! them when told or when it loses the JobManager.
+//!
+//! It also listens on a local endpoint (an ephemeral port of
+//! `taskmanager.host`) where its job processes report, once, where they
+//! serve their `/metrics`; it forwards that to the JobManager.
 
-use super::job_process::{DRIVER_VAR, HOST_VAR, JOB_ID_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ID_VAR};
+use super::job_process::{
+    DRIVER_VAR, HOST_VAR, JOB_ID_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ENDPOINT_VAR,
+    TASKMANAGER_ID_VAR,
+};
 use super::messages::{JobProcessSpec, ToJobManagerProcess, ToTaskManagerProcess};
 use super::wire::{self, Link};
 use crate::cluster::protocol::JobId;
@@ -18,6 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Children = Arc<Mutex<HashMap<(JobId, u32), Child>>>;
+
+/// The connection to the JobManager while registered.
+type CurrentLink = Arc<Mutex<Option<Link>>>;
 
 /// A TaskManager's settings, read from the configuration.
 #[derive(Debug, Clone)]
@@ -73,6 +83,8 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     std::fs::create_dir_all(&settings.work_dir)
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
     let children: Children = Arc::default();
+    let current: CurrentLink = Arc::default();
+    let endpoint = start_local_endpoint(&settings.host, children.clone(), current.clone())?;
     let mut refused_since: Option<Instant> = None;
     loop {
         let stream = wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout)?;
@@ -101,10 +113,16 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
             }
             other => return Err(Error::Rpc(format!("unexpected answer to the registration: {other:?}"))),
         }
+        if let Ok(mut c) = current.lock() {
+            *c = Some(link.clone());
+        }
         let beat = spawn_heartbeats(link.clone(), settings.heartbeat);
         let stop = Arc::new(AtomicBool::new(false));
         let reaper = spawn_reaper(children.clone(), link.clone(), stop.clone());
-        let shutdown = serve(&settings, &mut reader, &children, &link);
+        let shutdown = serve(&settings, &endpoint, &mut reader, &children, &link);
+        if let Ok(mut c) = current.lock() {
+            *c = None;
+        }
         link.close();
         stop.store(true, Ordering::Relaxed);
         let _ = beat.join();
@@ -119,11 +137,17 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
 }
 
 /// Handles the JobManager's commands; `true` on `Shutdown`.
-fn serve(settings: &TaskManagerSettings, reader: &mut std::net::TcpStream, children: &Children, link: &Link) -> bool {
+fn serve(
+    settings: &TaskManagerSettings,
+    endpoint: &str,
+    reader: &mut std::net::TcpStream,
+    children: &Children,
+    link: &Link,
+) -> bool {
     loop {
         match wire::read_frame::<ToTaskManagerProcess>(reader) {
             Ok(Some(ToTaskManagerProcess::StartJobProcess(spec))) => {
-                if let Err(e) = start_job_process(settings, &spec, children) {
+                if let Err(e) = start_job_process(settings, endpoint, &spec, children) {
                     eprintln!("cannot start a process of job {}: {e}", spec.job);
                     let _ = link.send(&ToJobManagerProcess::JobProcessExited {
                         job: spec.job,
@@ -147,7 +171,12 @@ fn serve(settings: &TaskManagerSettings, reader: &mut std::net::TcpStream, child
     }
 }
 
-fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, children: &Children) -> Result<()> {
+fn start_job_process(
+    settings: &TaskManagerSettings,
+    endpoint: &str,
+    spec: &JobProcessSpec,
+    children: &Children,
+) -> Result<()> {
     let binary = install_artifact(&settings.work_dir, spec)?;
     let dir = settings.work_dir.join("jobs").join(format!("{}-{}", spec.job, spec.seq));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
@@ -164,6 +193,8 @@ fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, chil
         .env(JOB_ID_VAR, spec.job.to_string())
         .env(TASKMANAGER_ID_VAR, format!("{}/{}-{}", settings.id, short(spec.job), spec.seq))
         .env(SLOTS_VAR, spec.slots.to_string())
+        .env(PROCESS_SEQ_VAR, spec.seq.to_string())
+        .env(TASKMANAGER_ENDPOINT_VAR, endpoint)
         .env(HOST_VAR, &settings.host)
         .stdin(Stdio::null())
         .stdout(log("taskmanager.out")?)
@@ -171,6 +202,9 @@ fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, chil
     if !spec.env.iter().any(|(k, _)| k == DRIVER_VAR) {
         return Err(Error::Rpc("the JobManager sent no driver address".into()));
     }
+    // Spawned under the lock: the process's report (see
+    // `start_local_endpoint`) must find it registered.
+    let mut c = children.lock().map_err(|_| Error::Rpc("the job process table is poisoned".into()))?;
     let child = cmd.spawn().map_err(|e| Error::io(format!("cannot run '{}'", binary.display()), e))?;
     tracing::info!(
         "started process {} of job {} with {} slots (logs in {})",
@@ -179,10 +213,51 @@ fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, chil
         spec.slots,
         dir.display()
     );
-    if let Ok(mut c) = children.lock() {
-        c.insert((spec.job, spec.seq), child);
-    }
+    c.insert((spec.job, spec.seq), child);
     Ok(())
+}
+
+/// Listens where this TaskManager's job processes report their metrics
+/// address; returns the endpoint's address.
+fn start_local_endpoint(host: &str, children: Children, current: CurrentLink) -> Result<String> {
+    let listener = std::net::TcpListener::bind(format!("{host}:0"))
+        .map_err(|e| Error::io(format!("cannot bind the TaskManager's local endpoint on {host}"), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("local endpoint", e))?.to_string();
+    std::thread::Builder::new()
+        .name("job-process-reports".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut stream) = conn else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                match wire::read_frame::<ToJobManagerProcess>(&mut stream) {
+                    Ok(Some(msg @ ToJobManagerProcess::JobProcessStarted { .. })) => {
+                        forward_report(msg, &children, &current)
+                    }
+                    Ok(Some(other)) => tracing::warn!("a job process sent {other:?} to the local endpoint; ignored"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("a job process's report: {e}"),
+                }
+            }
+        })
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+    Ok(addr)
+}
+
+/// Passes a job process's report on to the JobManager, if the process is
+/// one of ours (a stray or stale report is dropped).
+fn forward_report(msg: ToJobManagerProcess, children: &Children, current: &CurrentLink) {
+    let ToJobManagerProcess::JobProcessStarted { job, seq, .. } = &msg else { return };
+    let ours = children.lock().map(|c| c.contains_key(&(*job, *seq))).unwrap_or(false);
+    if !ours {
+        tracing::debug!("report of process {seq} of job {job}, which is not running here; dropped");
+        return;
+    }
+    let link = current.lock().ok().and_then(|c| c.clone());
+    if let Some(link) = link {
+        if let Err(e) = link.send(&msg) {
+            tracing::warn!("cannot forward a job process's report to the JobManager: {e}");
+        }
+    }
 }
 
 /// Writes the job binary once per content hash; returns its path.
