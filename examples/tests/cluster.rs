@@ -464,6 +464,7 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
         let up = prom_query(port, "up");
         up.len() == 6 && up.iter().all(|(_, v)| *v == 1.0)
     });
+    eprintln!("Prometheus discovered and scraped all six targets {:?} after its start", started.elapsed());
     // Operator metrics from the task processes on both TaskManagers: the
     // keyed aggregation received every word, spread over both.
     let per_tm = format!(
@@ -477,7 +478,7 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
     let mut on: Vec<&str> = r.iter().map(|(l, _)| l["sluice_taskmanager"].as_str().unwrap()).collect();
     on.sort();
     assert_eq!(on, ["tm-a", "tm-b"], "{r:?}");
-    eprintln!("Keyed Aggregation numRecordsIn per TaskManager: {r:?}");
+    eprintln!("Keyed Aggregation numRecordsIn per TaskManager after {:?}: {r:?}", started.elapsed());
     let out = prom_query(
         port,
         &format!("sum(sluice_taskmanager_job_task_operator_numRecordsOut{{sluice_role=\"task\",job_id=\"{job}\",operator_name=\"Flat Map\"}})"),

@@ -13,7 +13,7 @@
 //! - **Metrics discovery**: the JobManager knows where every process of the
 //!   cluster serves `/metrics` (its own REST endpoint, each TaskManager's,
 //!   each job driver's and task process's, reported when they start) and
-//!   lists them for Prometheus ([`Cluster::metrics_targets`]).
+//!   lists them for Prometheus (see [`super::discovery`]).
 //! - The REST API and web UI live in [`super::rest`].
 
 use super::job_process::{CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, ROLE_VAR};
@@ -121,21 +121,6 @@ impl TaskManagerEntry {
     }
 }
 
-/// A process Prometheus can scrape, with the labels that say what it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsTarget {
-    /// `host:port` of its `/metrics`.
-    pub address: String,
-    /// `jobmanager`, `taskmanager`, `driver` or `task`.
-    pub role: &'static str,
-    /// The job, for job processes.
-    pub job: Option<JobId>,
-    /// The TaskManager, for TaskManagers and task processes.
-    pub task_manager: Option<String>,
-    /// The process's sequence number, for task processes.
-    pub process: Option<u32>,
-}
-
 /// A job as the dispatcher sees it.
 pub(crate) struct JobEntry {
     pub(crate) id: JobId,
@@ -166,7 +151,7 @@ pub struct Cluster {
     pub(crate) settings: JobManagerSettings,
     rpc_address: String,
     /// The REST endpoint's address (it also serves the JobManager's `/metrics`).
-    rest_address: Option<String>,
+    pub(crate) rest_address: Option<String>,
     pub(crate) task_managers: BTreeMap<String, TaskManagerEntry>,
     pub(crate) jobs: BTreeMap<JobId, JobEntry>,
     pub(crate) artifacts: BTreeMap<String, Artifact>,
@@ -244,43 +229,6 @@ impl Cluster {
     /// Records where the REST endpoint (and the JobManager's `/metrics`) is.
     pub fn set_rest_address(&mut self, addr: String) {
         self.rest_address = Some(addr);
-    }
-
-    /// Every process serving `/metrics`: the JobManager, the TaskManagers
-    /// that serve theirs, and the live job processes that reported theirs.
-    pub fn metrics_targets(&self) -> Vec<MetricsTarget> {
-        let mut out = Vec::new();
-        let target = |address: &str, role| MetricsTarget {
-            address: address.to_string(),
-            role,
-            job: None,
-            task_manager: None,
-            process: None,
-        };
-        if let Some(a) = &self.rest_address {
-            out.push(target(a, "jobmanager"));
-        }
-        for job in self.jobs.values().filter(|j| !j.status.is_terminal()) {
-            if let Some(a) = &job.driver_metrics {
-                out.push(MetricsTarget { job: Some(job.id), ..target(a, "driver") });
-            }
-        }
-        for (id, tm) in &self.task_managers {
-            if let Some(a) = &tm.metrics_address {
-                out.push(MetricsTarget { task_manager: Some(id.clone()), ..target(a, "taskmanager") });
-            }
-            for ((job, seq), p) in &tm.processes {
-                if let Some(a) = &p.metrics_address {
-                    out.push(MetricsTarget {
-                        job: Some(*job),
-                        task_manager: Some(id.clone()),
-                        process: Some(*seq),
-                        ..target(a, "task")
-                    });
-                }
-            }
-        }
-        out
     }
 
     /// Asks every TaskManager to stop (they stop their job processes

@@ -154,25 +154,7 @@ async fn metrics() -> impl IntoResponse {
 
 async fn metrics_targets(State(c): State<SharedCluster>) -> Json<Value> {
     let targets = lock(&c).metrics_targets();
-    Json(Value::Array(
-        targets
-            .into_iter()
-            .map(|t| {
-                let mut labels = serde_json::Map::new();
-                labels.insert("sluice_role".into(), json!(t.role));
-                if let Some(j) = t.job {
-                    labels.insert("sluice_job_id".into(), json!(j.to_string()));
-                }
-                if let Some(tm) = t.task_manager {
-                    labels.insert("sluice_taskmanager".into(), json!(tm));
-                }
-                if let Some(p) = t.process {
-                    labels.insert("sluice_process".into(), json!(p.to_string()));
-                }
-                json!({ "targets": [t.address], "labels": labels })
-            })
-            .collect(),
-    ))
+    Json(super::discovery::http_sd(&targets))
 }
 
 async fn overview(State(c): State<SharedCluster>) -> Json<Value> {
