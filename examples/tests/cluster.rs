@@ -621,6 +621,7 @@ fn web_ui_shows_the_running_job_and_taskmanagers_in_chromium() {
     let (job, _conn) = running_socket_job(&cluster, "4");
     let profile = tempfile::tempdir().unwrap();
     let dump = |fragment: &str| {
+        let started = Instant::now();
         let out = Command::new("chromium")
             .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000", "--dump-dom"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -628,6 +629,7 @@ fn web_ui_shows_the_running_job_and_taskmanagers_in_chromium() {
             .output()
             .expect("chromium is not installed: run scripts/install-deps.sh");
         let dom = String::from_utf8_lossy(&out.stdout).to_string();
+        eprintln!("headless chromium rendered /{fragment} in {:?}", started.elapsed());
         assert!(
             dom.contains("<table id=\"jobs\">"),
             "no DOM from chromium: {dom}\n{}",
