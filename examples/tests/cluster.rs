@@ -376,14 +376,28 @@ fn prom_query(port: u16, query: &str) -> Vec<(serde_json::Value, f64)> {
         .collect()
 }
 
-/// Every process of a running job serves `/metrics` and is listed by the
-/// JobManager for Prometheus' HTTP service discovery; a real Prometheus
-/// server configured only with the JobManager's `/metrics/targets` scrapes
-/// the operator metrics of the task processes on both TaskManagers, the
-/// driver's job metrics and the JobManager's cluster gauges.
+/// Ten consecutive ports that are free now.
+fn free_port_range() -> (u16, u16) {
+    loop {
+        let lo = free_port();
+        let Some(hi) = lo.checked_add(9) else { continue };
+        if (lo..=hi).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return (lo, hi);
+        }
+    }
+}
+
+/// Every process of a running job serves `/metrics` (TaskManagers and job
+/// processes on the first free ports of a `metrics.reporter.prom.port`
+/// range) and is listed by the JobManager for Prometheus' HTTP service
+/// discovery; a real Prometheus server configured only with the
+/// JobManager's `/metrics/targets` scrapes the operator metrics of the task
+/// processes on both TaskManagers, the driver's job metrics and the
+/// JobManager's cluster gauges.
 #[test]
 fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
-    let cluster = ClusterUnderTest::start("60s");
+    let (lo, hi) = free_port_range();
+    let cluster = ClusterUnderTest::start_with("60s", &[format!("metrics.reporter.prom.port={lo}-{hi}")]);
     let (job, mut conn) = running_socket_job(&cluster, "4");
     // 200 distinct words, five times: every keyed subtask gets some.
     let line: String = (0..200).map(|i| format!("w{i} ")).collect::<String>() + "\n";
@@ -427,6 +441,11 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
         targets.as_array().unwrap().iter().map(|t| t["labels"]["sluice_role"].as_str().unwrap().to_string()).collect();
     roles.sort();
     assert_eq!(roles, ["driver", "jobmanager", "task", "task", "taskmanager", "taskmanager"], "{targets}");
+    // All but the JobManager (on its REST port) serve on ports of the range.
+    for t in targets.as_array().unwrap().iter().filter(|t| t["labels"]["sluice_role"] != "jobmanager") {
+        let port: u16 = t["targets"][0].as_str().unwrap().rsplit_once(':').unwrap().1.parse().unwrap();
+        assert!((lo..=hi).contains(&port), "{t} outside {lo}-{hi}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");

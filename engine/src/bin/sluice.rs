@@ -173,9 +173,9 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
             let settings = taskmanager_process::TaskManagerSettings::from_config(&conf)?;
             // Every process serves /metrics: on the configured port, else on
             // an ephemeral one (the JobManager lists it at /metrics/targets).
-            let port = conf.get_u32("metrics.reporter.prom.port")?.unwrap_or(0);
+            let ports = conf.get_port_range("metrics.reporter.prom.port")?.unwrap_or((0, 0));
             let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
-            let metrics = sluice::metrics::MetricsServer::start(&host, port as u16)?;
+            let metrics = sluice::metrics::MetricsServer::start_in_range(&host, ports)?;
             taskmanager_process::run(settings, Some(&metrics))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -33,14 +33,27 @@ pub struct ClusterUnderTest {
     pub rpc: u16,
     pub jm: Child,
     pub tms: BTreeMap<String, Child>,
+    /// `-D key=value` settings of every process (cluster and client).
+    pub settings: Vec<String>,
 }
 
 impl ClusterUnderTest {
     pub fn start(slot_timeout: &str) -> Self {
+        Self::start_with(slot_timeout, &[])
+    }
+
+    /// Like [`start`](Self::start), with `-D` settings for every process.
+    pub fn start_with(slot_timeout: &str, settings: &[String]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let (rest, rpc) = (free_port(), free_port());
-        let mut c =
-            ClusterUnderTest { work, rest, rpc, jm: Command::new("true").spawn().unwrap(), tms: BTreeMap::new() };
+        let mut c = ClusterUnderTest {
+            work,
+            rest,
+            rpc,
+            jm: Command::new("true").spawn().unwrap(),
+            tms: BTreeMap::new(),
+            settings: settings.to_vec(),
+        };
         c.jm = c
             .base(Command::new(sluice_bin()))
             .args(["-D", &format!("slot.request.timeout={slot_timeout}"), "-D", &format!("rest.token={TOKEN}")])
@@ -58,6 +71,7 @@ impl ClusterUnderTest {
     pub fn base(&self, mut cmd: Command) -> Command {
         cmd.args(["-D", &format!("rest.port={}", self.rest), "-D", &format!("jobmanager.rpc.port={}", self.rpc)])
             .args(["-D", &format!("cluster.work-dir={}", self.work.path().display())])
+            .args(self.settings.iter().flat_map(|s| ["-D", s.as_str()]))
             .env_remove("SLUICE_CONF_DIR")
             .current_dir(self.work.path());
         cmd

@@ -8,8 +8,9 @@
 //! ([`ROLE_VAR`]); a binary started by hand has no role and runs locally.
 //!
 //! Every job process serves its own `/metrics` (operator, checkpoint and
-//! connector metrics live here, not in the TaskManager or JobManager) on an
-//! ephemeral port of its bind host, and reports the address: the driver in
+//! connector metrics live here, not in the TaskManager or JobManager) on the
+//! first free port of the cluster's `metrics.reporter.prom.port` range, or
+//! an ephemeral port without one, and reports the address: the driver in
 //! its hello to the JobManager, a task process to its TaskManager, which
 //! passes it on. The JobManager lists them all for Prometheus at
 //! `/metrics/targets`.
@@ -50,6 +51,12 @@ pub const PROCESS_SEQ_VAR: &str = "SLUICE_PROCESS_SEQ";
 pub const TASKMANAGER_ENDPOINT_VAR: &str = "SLUICE_TASKMANAGER_ENDPOINT";
 /// Host to bind servers on (data server, driver endpoint).
 pub const HOST_VAR: &str = "SLUICE_BIND_HOST";
+/// `metrics.reporter.prom.port` of the process that started this one, if
+/// set: the port or range to serve `/metrics` on (else an ephemeral port).
+pub const METRICS_PORTS_VAR: &str = "SLUICE_METRICS_PORTS";
+/// `metrics.reporter.prom.host` of the process that started this one, if
+/// set (else the bind host).
+pub const METRICS_HOST_VAR: &str = "SLUICE_METRICS_HOST";
 /// `key=value` lines the cluster adds to the job's configuration
 /// (`-p`, `-s`, `--allow-non-restored-state`, cluster defaults).
 pub const CONF_VAR: &str = "SLUICE_CLUSTER_CONF";
@@ -83,6 +90,23 @@ pub fn cluster_overrides() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The environment that passes a cluster process's metrics settings on to
+/// the job processes it starts (see [`METRICS_PORTS_VAR`]).
+pub(crate) fn metrics_env(conf: &crate::config::Configuration) -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    if let Some(ports) =
+        conf.get_str("metrics.reporter.prom.port")?.filter(|_| conf.is_set("metrics.reporter.prom.port"))
+    {
+        env.push((METRICS_PORTS_VAR.to_string(), ports));
+    }
+    if let Some(host) =
+        conf.get_str("metrics.reporter.prom.host")?.filter(|_| conf.is_set("metrics.reporter.prom.host"))
+    {
+        env.push((METRICS_HOST_VAR.to_string(), host));
+    }
+    Ok(env)
+}
+
 fn var(name: &str) -> Result<String> {
     std::env::var(name)
         .map_err(|_| Error::Rpc(format!("{name} is not set; the cluster sets it when it starts a job process")))
@@ -96,10 +120,22 @@ fn bind_host() -> String {
     std::env::var(HOST_VAR).unwrap_or_else(|_| "127.0.0.1".into())
 }
 
-/// Serves this process's `/metrics` on an ephemeral port of the bind host;
-/// a process without metrics still runs its job (the reason is logged).
+/// Serves this process's `/metrics` (see [`METRICS_PORTS_VAR`] and
+/// [`METRICS_HOST_VAR`]); a process without metrics still runs its job (the
+/// reason is logged).
 fn serve_metrics() -> Option<MetricsServer> {
-    match MetricsServer::start(&bind_host(), 0) {
+    let host = std::env::var(METRICS_HOST_VAR).ok().filter(|h| !h.is_empty()).unwrap_or_else(bind_host);
+    let ports = match std::env::var(METRICS_PORTS_VAR) {
+        Ok(text) => match crate::config::parse_port_range(&text) {
+            Some(ports) => ports,
+            None => {
+                eprintln!("{METRICS_PORTS_VAR}={text} is not a port or range; serving /metrics on any free port");
+                (0, 0)
+            }
+        },
+        Err(_) => (0, 0),
+    };
+    match MetricsServer::start_in_range(&host, ports) {
         Ok(m) => Some(m),
         Err(e) => {
             eprintln!("this job process serves no /metrics: {e}");

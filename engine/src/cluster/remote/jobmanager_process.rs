@@ -55,6 +55,8 @@ pub struct JobManagerSettings {
     pub slot_timeout: Duration,
     /// `key=value` settings every job inherits.
     pub job_defaults: Vec<(String, String)>,
+    /// Metrics settings passed on to job drivers.
+    pub metrics_env: Vec<(String, String)>,
 }
 
 impl JobManagerSettings {
@@ -74,6 +76,7 @@ impl JobManagerSettings {
                 .filter(|(k, _)| JOB_KEY_PREFIXES.iter().any(|p| k.starts_with(p)))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            metrics_env: super::job_process::metrics_env(conf)?,
         })
     }
 }
@@ -326,6 +329,7 @@ impl Cluster {
             .args(&args)
             .current_dir(&dir)
             .env_remove("SLUICE_CONF_DIR")
+            .envs(self.settings.metrics_env.iter().map(|(k, v)| (k, v)))
             .env(ROLE_VAR, "driver")
             .env(JOB_ID_VAR, id.to_string())
             .env(JOBMANAGER_VAR, &self.rpc_address)

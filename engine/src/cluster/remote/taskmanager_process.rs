@@ -46,6 +46,8 @@ pub struct TaskManagerSettings {
     pub heartbeat: Duration,
     /// How long to keep trying to reach the JobManager.
     pub registration_timeout: Duration,
+    /// Metrics settings passed on to job processes.
+    pub metrics_env: Vec<(String, String)>,
 }
 
 impl TaskManagerSettings {
@@ -65,6 +67,7 @@ impl TaskManagerSettings {
             registration_timeout: conf
                 .get_duration("taskmanager.registration.timeout")?
                 .unwrap_or(Duration::from_secs(300)),
+            metrics_env: super::job_process::metrics_env(conf)?,
         })
     }
 }
@@ -189,6 +192,7 @@ fn start_job_process(
         .current_dir(&dir)
         .env_remove("SLUICE_CONF_DIR")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(settings.metrics_env.iter().map(|(k, v)| (k, v)))
         .env(ROLE_VAR, "task")
         .env(JOB_ID_VAR, spec.job.to_string())
         .env(TASKMANAGER_ID_VAR, format!("{}/{}-{}", settings.id, short(spec.job), spec.seq))
