@@ -531,10 +531,30 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
         assert!(Instant::now() < deadline, "the canceled job's processes are still listed: {targets}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // And they are gone although Prometheus was scraping them (job
+    // processes run in directories below the cluster's work directory).
+    loop {
+        let left = job_processes_under(cluster.work.path());
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job processes still running after the cancel: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
-/// Processes whose command line or working directory lies under `dir`.
-fn processes_under(dir: &Path) -> Vec<String> {
+/// Processes whose working directory lies strictly below `dir`.
+fn job_processes_under(dir: &Path) -> Vec<String> {
+    processes_under(dir)
+        .into_iter()
+        .filter(|(_, cwd, _)| cwd.as_deref().is_some_and(|c| Path::new(c).starts_with(dir) && Path::new(c) != dir))
+        .map(|(pid, _, cmdline)| format!("{pid}: {cmdline}"))
+        .collect()
+}
+
+/// Processes whose command line or working directory lies under `dir`:
+/// (pid, working directory, command line).
+fn processes_under(dir: &Path) -> Vec<(String, Option<String>, String)> {
     let needle = dir.to_string_lossy().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -545,8 +565,9 @@ fn processes_under(dir: &Path) -> Vec<String> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let cwd = std::fs::read_link(entry.path().join("cwd")).map(|p| p.to_string_lossy().to_string());
-        if cmdline.contains(&needle) || cwd.is_ok_and(|c| c.starts_with(&needle)) {
-            found.push(format!("{pid}: {cmdline}"));
+        let cwd = cwd.ok();
+        if cmdline.contains(&needle) || cwd.as_deref().is_some_and(|c| c.starts_with(&needle)) {
+            found.push((pid, cwd, cmdline));
         }
     }
     found
