@@ -651,6 +651,65 @@ fn run_application_runs_the_batch_wordcount_and_leaves_nothing_behind() {
     }
 }
 
+/// Application mode, its client killed with SIGKILL while an unbounded job
+/// runs: the TaskManagers notice that their parent is gone, stop their job
+/// processes and exit; the driver loses its JobManager and cancels the job.
+/// Nothing of the application cluster is left running.
+#[test]
+fn run_application_leaves_nothing_behind_when_its_client_is_killed() {
+    let work = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let err_log = work.path().join("client.err");
+    let mut client = Command::new(sluice_bin())
+        .current_dir(work.path())
+        .env_remove("SLUICE_CONF_DIR")
+        .args(["-D", &format!("cluster.work-dir={}", work.path().join("cluster").display())])
+        .args(["-D", "taskmanager.numberOfTaskSlots=2", "run-application", "--taskmanagers", "2", "-p", "4", SOCKET])
+        .args(["--", "--host", "127.0.0.1", "--port", &port])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_log).unwrap())
+        .spawn()
+        .unwrap();
+    // Running: the socket source connected and the REST API says RUNNING.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let _conn = loop {
+        if let Ok((c, _)) = listener.accept() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the job never connected: {}", std::fs::read_to_string(&err_log).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest: u16 = loop {
+        let text = std::fs::read_to_string(&err_log).unwrap();
+        let found = text.lines().find_map(|l| l.split("REST API at http://127.0.0.1:").nth(1));
+        if let Some(p) = found.and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no REST address in {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while http(rest, "GET", "/jobs/overview", None, "").1["jobs"][0]["state"] != "RUNNING" {
+        assert!(Instant::now() < deadline, "the job never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = processes_under(work.path()).len();
+    assert!(running >= 5, "client, two TaskManagers, driver and task processes: {running}");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        let left = processes_under(work.path());
+        if left.is_empty() {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "left behind 15 s after the client's SIGKILL: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("application cluster gone {:?} after its client was killed", killed.elapsed());
+}
+
 /// The web UI in a real browser: headless Chromium loads `/` (with the
 /// token in the fragment), runs its JavaScript, and the DOM shows the
 /// running job (id, name, RUNNING) and both TaskManagers. Without the

@@ -462,6 +462,7 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
             &format!("jobmanager.rpc.port={rpc_port}"),
         ])
         .args(["-D", &format!("taskmanager.resource-id=application-tm-{i}-{}", std::process::id())])
+        .env(taskmanager_process::EXIT_WITH_PARENT_VAR, "1")
         .arg("taskmanager");
         children.push(cmd.spawn()?);
     }

@@ -15,12 +15,43 @@ use std::time::{Duration, Instant};
 /// The REST token of the test clusters.
 pub const TOKEN: &str = "s3cret";
 
-/// The `sluice` binary, built by the same `cargo test --workspace` run.
+/// The `sluice` binary of the engine crate. `cargo test --test cluster`
+/// builds only this crate's binaries, not that one: it must have been built
+/// (`cargo build --workspace --all-targets`) after the engine's last change,
+/// which is checked here (a stale binary would test old code).
 pub fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("sluice");
     assert!(bin.is_file(), "{} missing: build the workspace (cargo build --workspace) first", bin.display());
+    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/src");
+    if let Some(newer) = newest_file(&sources).filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {}: run cargo build --workspace --all-targets first",
+            bin.display(),
+            newer.1.display()
+        );
+    }
     bin
+}
+
+/// The most recently modified file below `dir`.
+fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            entry.metadata().ok().and_then(|m| m.modified().ok()).map(|t| (t, path))
+        };
+        if let Some(c) = candidate {
+            if newest.as_ref().is_none_or(|n| c.0 > n.0) {
+                newest = Some(c);
+            }
+        }
+    }
+    newest
 }
 
 pub fn free_port() -> u16 {

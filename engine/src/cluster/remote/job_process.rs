@@ -180,7 +180,7 @@ fn task_process(graph: JobGraph) -> Result<()> {
     let id = TaskManagerId(var(TASKMANAGER_ID_VAR)?);
     let slots: u32 = var(SLOTS_VAR)?.parse().map_err(|_| Error::Rpc(format!("{SLOTS_VAR} is not a number")))?;
     let driver = var(DRIVER_VAR)?;
-    watch_parent();
+    watch_parent("the TaskManager", "the task process", || {});
     let metrics = serve_metrics();
     if let Err(e) = report_to_taskmanager(job_id()?, metrics.as_ref()) {
         tracing::warn!("cannot tell the TaskManager where this process's metrics are: {e}");
@@ -278,14 +278,17 @@ fn forward_to_driver(inbox: Receiver<ToJobManager>, link: Link) {
     }
 }
 
-/// A task process must not outlive its TaskManager (killed with SIGKILL,
-/// it cannot stop its children): exit when the parent changes.
-fn watch_parent() {
+/// Exits this process (after `before_exit`) when its parent goes away: a
+/// task process must not outlive its TaskManager, nor an application
+/// cluster's TaskManager its client (killed with SIGKILL, a parent cannot
+/// stop its children).
+pub(crate) fn watch_parent(parent_name: &'static str, me: &'static str, before_exit: impl FnOnce() + Send + 'static) {
     let parent = std::os::unix::process::parent_id();
     let _ = std::thread::Builder::new().name("parent-watch".into()).spawn(move || loop {
         std::thread::sleep(Duration::from_millis(100));
         if std::os::unix::process::parent_id() != parent {
-            eprintln!("the TaskManager (pid {parent}) is gone; the task process exits");
+            eprintln!("{parent_name} (pid {parent}) is gone; {me} exits");
+            before_exit();
             std::process::exit(3);
         }
     });

@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 type Children = Arc<Mutex<HashMap<(JobId, u32), Child>>>;
 
+/// Set (to any value) by `sluice run-application` for its TaskManagers:
+/// the TaskManager stops its job processes and exits when its parent (the
+/// application's client) goes away.
+pub const EXIT_WITH_PARENT_VAR: &str = "SLUICE_EXIT_WITH_PARENT";
+
 /// The connection to the JobManager while registered.
 type CurrentLink = Arc<Mutex<Option<Link>>>;
 
@@ -86,6 +91,10 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     std::fs::create_dir_all(&settings.work_dir)
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
     let children: Children = Arc::default();
+    if std::env::var_os(EXIT_WITH_PARENT_VAR).is_some() {
+        let children = children.clone();
+        super::job_process::watch_parent("the application client", "the TaskManager", move || kill_all(&children));
+    }
     let current: CurrentLink = Arc::default();
     let endpoint = start_local_endpoint(&settings.host, children.clone(), current.clone())?;
     let mut refused_since: Option<Instant> = None;
