@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests use, only those missing:
 #   prometheus   — a real Prometheus server scrapes a running job in the tests;
+#   chromium     — a headless browser renders the JobManager's web UI in the tests;
 #   libclang-dev — bindgen generates the RocksDB bindings (rocksdb crate);
 #   g++          — compiles RocksDB itself.
 # Debian/Ubuntu (apt). Runs apt as root, or through sudo.
@@ -10,6 +11,7 @@ set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
   missing+=(libclang-dev)
@@ -34,7 +36,11 @@ fi
 echo "install-deps: installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian's package starts a system service; the tests run their own server.
-if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop prometheus >/dev/null 2>&1 || true; fi
-$sudo pkill -x prometheus >/dev/null 2>&1 || true
+# Debian's prometheus package starts a system service; the tests run their
+# own server. Only right after installing it (a running test's server is
+# left alone otherwise).
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop prometheus >/dev/null 2>&1 || true; fi
+  $sudo pkill -x prometheus >/dev/null 2>&1 || true
+fi
 echo "install-deps: done"

@@ -38,6 +38,10 @@ pub enum ValueKind {
     PositiveNumber,
     /// A TCP port (0 picks a free one).
     Port,
+    /// A TCP port or an inclusive range `LO-HI`, as Flink's
+    /// `metrics.reporter.prom.port: 9250-9260` (each process takes the first
+    /// free port of it; 0 picks any free one).
+    PortRange,
     /// A duration such as `100ms`, `1s`, `5 min`.
     Duration,
     /// A memory size such as `256mb`, `1g` or a number of bytes.
@@ -119,9 +123,9 @@ pub const OPTIONS: &[ConfigOption] = &[
     },
     ConfigOption {
         key: "metrics.reporter.prom.port",
-        kind: ValueKind::Port,
+        kind: ValueKind::PortRange,
         default: None,
-        description: "Serve Prometheus metrics at http://HOST:PORT/metrics (also --metrics-port).",
+        description: "Serve Prometheus metrics at http://HOST:PORT/metrics (also --metrics-port); a range LO-HI gives each process of a host the first free port of it.",
     },
     ConfigOption {
         key: "metrics.reporter.prom.host",
@@ -533,6 +537,17 @@ impl Configuration {
         }
     }
 
+    /// A port or port range value (see [`ValueKind::PortRange`]) as
+    /// inclusive bounds.
+    pub fn get_port_range(&self, key: &str) -> Result<Option<(u16, u16)>, ConfigError> {
+        match self.get_str(key)? {
+            None => Ok(None),
+            Some(v) => parse_port_range(&v)
+                .map(Some)
+                .ok_or_else(|| bad(key, &v, "a port number (0-65535) or a range such as 9250-9260")),
+        }
+    }
+
     /// A decimal number value.
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>, ConfigError> {
         match self.get_str(key)? {
@@ -561,6 +576,19 @@ impl Configuration {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+}
+
+/// `9250` → (9250, 9250); `9250-9260` → (9250, 9260); `None` for
+/// anything else (also a range whose end is below its start).
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match text.trim().split_once('-') {
+        Some((lo, hi)) => (lo.trim().parse::<u16>().ok()?, hi.trim().parse::<u16>().ok()?),
+        None => {
+            let p = text.trim().parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    (lo <= hi).then_some((lo, hi))
 }
 
 fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
@@ -597,6 +625,9 @@ fn validate_value(option: &ConfigOption, value: &str) -> Result<(), ConfigError>
             parse_memory_size(value).map(|_| ()).ok_or_else(|| bad(key, value, "a memory size such as 256mb or 1g"))
         }
         ValueKind::Port => value.parse::<u16>().map(|_| ()).map_err(|_| bad(key, value, "a port number (0-65535)")),
+        ValueKind::PortRange => parse_port_range(value)
+            .map(|_| ())
+            .ok_or_else(|| bad(key, value, "a port number (0-65535) or a range such as 9250-9260")),
         ValueKind::Duration => {
             parse_duration(value).map(|_| ()).ok_or_else(|| bad(key, value, "a duration such as 500ms, 10s or 5min"))
         }
@@ -655,6 +686,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn metrics_ports_are_a_port_or_a_range() {
+        assert_eq!(parse_port_range("9250"), Some((9250, 9250)));
+        assert_eq!(parse_port_range(" 9250 - 9260 "), Some((9250, 9260)));
+        assert_eq!(parse_port_range("0"), Some((0, 0)));
+        for bad in ["9260-9250", "9250-", "-9250", "x", "70000", "1-70000"] {
+            assert_eq!(parse_port_range(bad), None, "{bad}");
+        }
+        let mut conf = Configuration::new();
+        conf.set("metrics.reporter.prom.port", "9250-9260").unwrap();
+        assert_eq!(conf.get_port_range("metrics.reporter.prom.port").unwrap(), Some((9250, 9260)));
+        let e = conf.set("metrics.reporter.prom.port", "9260-9250").unwrap_err().to_string();
+        assert!(e.contains("metrics.reporter.prom.port") && e.contains("9250-9260"), "{e}");
+    }
 
     #[test]
     fn nested_and_flat_yaml_agree() {

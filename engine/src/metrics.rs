@@ -279,6 +279,27 @@ impl MetricsServer {
         Ok(MetricsServer { addr, shutdown: Some(tx), thread: Some(thread) })
     }
 
+    /// Serves on the first port of `lo..=hi` that is free on `host` (a
+    /// range as in Flink's `metrics.reporter.prom.port: 9250-9260`, so that
+    /// several processes of one host each find one); `(0, 0)` picks any.
+    pub fn start_in_range(host: &str, (lo, hi): (u16, u16)) -> Result<Self> {
+        let mut last = None;
+        for port in lo..=hi {
+            match Self::start(host, port) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(_) if lo != hi => Error::Metrics {
+                addr: format!("{host}:{lo}-{hi}"),
+                message: format!("every port of {lo}-{hi} is taken; widen metrics.reporter.prom.port"),
+            },
+            Some(e) => e,
+            None => Error::Metrics { addr: format!("{host}:{lo}-{hi}"), message: "an empty port range".into() },
+        })
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -293,5 +314,23 @@ impl Drop for MetricsServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_range_skips_taken_ports() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = MetricsServer::start_in_range("127.0.0.1", (port, port)).err().unwrap().to_string();
+        assert!(e.contains(&port.to_string()), "{e}");
+        let hi = port.saturating_add(50);
+        let server = MetricsServer::start_in_range("127.0.0.1", (port, hi)).unwrap();
+        let got = server.local_addr().port();
+        assert!(got > port && got <= hi, "{got} in {port}-{hi}");
     }
 }

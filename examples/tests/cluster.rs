@@ -6,163 +6,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
+use common::cluster::{free_port, http, job_id_of, sluice_bin, url_encode, ClusterUnderTest, TOKEN};
 use common::kafka::{check_output, create_topics, expected, feed};
 use sluice_integration_tests::kafka::KafkaContainer;
 
 const WORDCOUNT: &str = env!("CARGO_BIN_EXE_wordcount");
 const KAFKA_WORDCOUNT: &str = env!("CARGO_BIN_EXE_kafka_wordcount");
 const SOCKET: &str = env!("CARGO_BIN_EXE_socket_wordcount");
-const TOKEN: &str = "s3cret";
-
-/// The `sluice` binary, built by the same `cargo test --workspace` run.
-fn sluice_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("sluice");
-    assert!(bin.is_file(), "{} missing: build the workspace (cargo build --workspace) first", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct ClusterUnderTest {
-    work: tempfile::TempDir,
-    rest: u16,
-    rpc: u16,
-    jm: Child,
-    tms: BTreeMap<String, Child>,
-}
-
-impl ClusterUnderTest {
-    fn start(slot_timeout: &str) -> Self {
-        let work = tempfile::tempdir().unwrap();
-        let (rest, rpc) = (free_port(), free_port());
-        let mut c =
-            ClusterUnderTest { work, rest, rpc, jm: Command::new("true").spawn().unwrap(), tms: BTreeMap::new() };
-        c.jm = c
-            .base(Command::new(sluice_bin()))
-            .args(["-D", &format!("slot.request.timeout={slot_timeout}"), "-D", &format!("rest.token={TOKEN}")])
-            .arg("jobmanager")
-            .stderr(log(c.work.path(), "jobmanager.log"))
-            .spawn()
-            .unwrap();
-        for tm in ["tm-a", "tm-b"] {
-            c.start_tm(tm);
-        }
-        c.wait_for(|o| o["taskmanagers"] == 2, "two TaskManagers registered");
-        c
-    }
-
-    fn base(&self, mut cmd: Command) -> Command {
-        cmd.args(["-D", &format!("rest.port={}", self.rest), "-D", &format!("jobmanager.rpc.port={}", self.rpc)])
-            .args(["-D", &format!("cluster.work-dir={}", self.work.path().display())])
-            .env_remove("SLUICE_CONF_DIR")
-            .current_dir(self.work.path());
-        cmd
-    }
-
-    fn start_tm(&mut self, id: &str) {
-        let child = self
-            .base(Command::new(sluice_bin()))
-            .args(["-D", "taskmanager.numberOfTaskSlots=2", "-D", &format!("taskmanager.resource-id={id}")])
-            .arg("taskmanager")
-            .stderr(log(self.work.path(), &format!("{id}.log")))
-            .spawn()
-            .unwrap();
-        self.tms.insert(id.to_string(), child);
-    }
-
-    /// `sluice ARGS` as a client, with the token.
-    fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = self.base(Command::new(sluice_bin()));
-        cmd.env("SLUICE_REST_TOKEN", TOKEN).args(args).output().unwrap()
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-        http(self.rest, "GET", path, token, "")
-    }
-
-    fn wait_for(&self, ok: impl Fn(&serde_json::Value) -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let (200, v) = self.get("/overview", Some(TOKEN)) {
-                if ok(&v) {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; logs in {}", self.work.path().display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The directories of a job's processes on each TaskManager.
-    fn job_process_dirs(&self, job: &str) -> BTreeMap<String, Vec<PathBuf>> {
-        let mut out = BTreeMap::new();
-        for tm in self.tms.keys() {
-            let jobs = self.work.path().join(tm).join("jobs");
-            let dirs: Vec<PathBuf> = std::fs::read_dir(&jobs)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(job))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.insert(tm.clone(), dirs);
-        }
-        out
-    }
-}
-
-impl Drop for ClusterUnderTest {
-    fn drop(&mut self) {
-        for c in self.tms.values_mut().chain(std::iter::once(&mut self.jm)) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            // Keep the logs for the failure report.
-            let path = std::mem::replace(&mut self.work, tempfile::tempdir().unwrap()).keep();
-            eprintln!("cluster logs kept in {}", path.display());
-        }
-    }
-}
-
-fn log(dir: &Path, name: &str) -> std::fs::File {
-    std::fs::File::create(dir.join(name)).unwrap()
-}
-
-/// A minimal HTTP/1.0 request (the test should not share the CLI's client).
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, serde_json::Value::Null); // not listening (yet)
-    };
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
-}
-
-fn job_id_of(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Job has been submitted with JobID "))
-        .unwrap_or_else(|| panic!("no job id in {text} / {}", String::from_utf8_lossy(&out.stderr)))
-        .trim()
-        .to_string()
-}
 
 fn reference_counts(text: &str) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
@@ -480,4 +338,419 @@ fn session_mode_lists_cancels_and_restores_a_savepoint_at_another_parallelism() 
     let c = run(kafka_args("3", Some(&path)));
     check_output(&bs, "sp-out", 3, &expected(6000), Duration::from_secs(120));
     cluster.cli(&["cancel", &c]);
+}
+
+/// Starts the socket WordCount detached at parallelism `p`; returns its job
+/// id and the connection it reads from, once the job is RUNNING.
+fn running_socket_job(cluster: &ClusterUnderTest, p: &str) -> (String, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let out = cluster.cli(&["run", "-d", "-p", p, SOCKET, "--", "--host", "127.0.0.1", "--port", &port]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = job_id_of(&out);
+    let (conn, _) = listener.accept().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.get(&format!("/jobs/{job}"), Some(TOKEN)).1["state"] != "RUNNING" {
+        assert!(Instant::now() < deadline, "job {job} never ran; logs in {}", cluster.work.path().display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (job, conn)
+}
+
+/// `/api/v1/query` of a Prometheus server: the result vector as
+/// (labels, value) pairs.
+fn prom_query(port: u16, query: &str) -> Vec<(serde_json::Value, f64)> {
+    let (status, v) = http(port, "GET", &format!("/api/v1/query?query={}", url_encode(query)), None, "");
+    if status != 200 {
+        return Vec::new();
+    }
+    v["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let value = r["value"][1].as_str().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+            (r["metric"].clone(), value)
+        })
+        .collect()
+}
+
+/// Ten consecutive ports that are free now.
+fn free_port_range() -> (u16, u16) {
+    loop {
+        let lo = free_port();
+        let Some(hi) = lo.checked_add(9) else { continue };
+        if (lo..=hi).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return (lo, hi);
+        }
+    }
+}
+
+/// Every process of a running job serves `/metrics` (TaskManagers and job
+/// processes on the first free ports of a `metrics.reporter.prom.port`
+/// range) and is listed by the JobManager for Prometheus' HTTP service
+/// discovery; a real Prometheus server configured only with the
+/// JobManager's `/metrics/targets` scrapes the operator metrics of the task
+/// processes on both TaskManagers, the driver's job metrics and the
+/// JobManager's cluster gauges.
+#[test]
+fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
+    let (lo, hi) = free_port_range();
+    let cluster = ClusterUnderTest::start_with("60s", &[format!("metrics.reporter.prom.port={lo}-{hi}")]);
+    let (job, mut conn) = running_socket_job(&cluster, "4");
+    // 200 distinct words, five times: every keyed subtask gets some.
+    let line: String = (0..200).map(|i| format!("w{i} ")).collect::<String>() + "\n";
+    for _ in 0..5 {
+        conn.write_all(line.as_bytes()).unwrap();
+    }
+    let words = 1000.0;
+
+    // The REST API shows where each process serves its metrics.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let details = loop {
+        let (_, v) = cluster.get(&format!("/jobs/{job}"), Some(TOKEN));
+        let procs = v["metrics"]["taskProcesses"].as_array().cloned().unwrap_or_default();
+        if v["metrics"]["driver"].is_string() && procs.len() == 2 && procs.iter().all(|p| p["metrics"].is_string()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "job processes never reported their metrics: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let tms: Vec<&str> = details["metrics"]["taskProcesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["taskmanager"].as_str().unwrap())
+        .collect();
+    assert_eq!(tms, ["tm-a", "tm-b"], "{details}");
+    let (_, v) = cluster.get("/taskmanagers", Some(TOKEN));
+    for tm in v["taskmanagers"].as_array().unwrap() {
+        assert!(tm["metrics"].is_string(), "{tm}");
+        assert!(tm["jobProcesses"][0]["metrics"].is_string(), "{tm}");
+    }
+    // Each of those endpoints answers with Prometheus text.
+    let driver_metrics = details["metrics"]["driver"].as_str().unwrap();
+    let text = sluice_integration_tests::http_get(driver_metrics.parse().unwrap(), "/metrics").unwrap();
+    assert!(text.contains("sluice_jobmanager_job_uptime"), "{text}");
+    // The discovery document: the JobManager, two TaskManagers, the driver
+    // and one task process per TaskManager.
+    let (status, targets) = cluster.get("/metrics/targets", Some(TOKEN));
+    assert_eq!(status, 200, "{targets}");
+    let mut roles: Vec<String> =
+        targets.as_array().unwrap().iter().map(|t| t["labels"]["sluice_role"].as_str().unwrap().to_string()).collect();
+    roles.sort();
+    assert_eq!(roles, ["driver", "jobmanager", "task", "task", "taskmanager", "taskmanager"], "{targets}");
+    // All but the JobManager (on its REST port) serve on ports of the range.
+    for t in targets.as_array().unwrap().iter().filter(|t| t["labels"]["sluice_role"] != "jobmanager") {
+        let port: u16 = t["targets"][0].as_str().unwrap().rsplit_once(':').unwrap().1.parse().unwrap();
+        assert!((lo..=hi).contains(&port), "{t} outside {lo}-{hi}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    let auth = format!("authorization:\n      type: Bearer\n      credentials: {TOKEN}");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sluice\n    {auth}\n    http_sd_configs:\n      - url: http://127.0.0.1:{}/metrics/targets\n        refresh_interval: 1s\n        {}\n",
+            cluster.rest,
+            auth.replace("\n    ", "\n        ")
+        ),
+    )
+    .unwrap();
+    let port = sluice_integration_tests::free_port().unwrap();
+    let args = vec![
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    let log = dir.path().join("prometheus.log");
+    let _prometheus = sluice_integration_tests::ServerProcess::start("prometheus", &args, Some(&log)).unwrap();
+
+    let started = Instant::now();
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        while !ok() {
+            if started.elapsed() > Duration::from_secs(90) {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("Prometheus never saw {what}; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    // All six targets discovered and up.
+    wait("six targets up", &|| {
+        let up = prom_query(port, "up");
+        up.len() == 6 && up.iter().all(|(_, v)| *v == 1.0)
+    });
+    eprintln!("Prometheus discovered and scraped all six targets {:?} after its start", started.elapsed());
+    // Operator metrics from the task processes on both TaskManagers: the
+    // keyed aggregation received every word, spread over both.
+    let per_tm = format!(
+        "sum by (sluice_taskmanager) (sluice_taskmanager_job_task_operator_numRecordsIn{{sluice_role=\"task\",job_id=\"{job}\",operator_name=\"Keyed Aggregation\"}})"
+    );
+    wait("the keyed aggregation's records on both TaskManagers", &|| {
+        let r = prom_query(port, &per_tm);
+        r.len() == 2 && r.iter().all(|(_, v)| *v > 0.0) && r.iter().map(|(_, v)| v).sum::<f64>() == words
+    });
+    let r = prom_query(port, &per_tm);
+    let mut on: Vec<&str> = r.iter().map(|(l, _)| l["sluice_taskmanager"].as_str().unwrap()).collect();
+    on.sort();
+    assert_eq!(on, ["tm-a", "tm-b"], "{r:?}");
+    eprintln!("Keyed Aggregation numRecordsIn per TaskManager after {:?}: {r:?}", started.elapsed());
+    let out = prom_query(
+        port,
+        &format!("sum(sluice_taskmanager_job_task_operator_numRecordsOut{{sluice_role=\"task\",job_id=\"{job}\",operator_name=\"Flat Map\"}})"),
+    );
+    assert_eq!(out.first().map(|(_, v)| *v), Some(words), "Flat Map emitted every word: {out:?}");
+    // The driver's job metrics and the JobManager's cluster gauges.
+    let uptime = prom_query(port, &format!("sluice_jobmanager_job_uptime{{sluice_role=\"driver\",job_id=\"{job}\"}}"));
+    assert!(uptime.len() == 1 && uptime[0].1 > 0.0, "{uptime:?}");
+    for (gauge, want) in [
+        ("sluice_jobmanager_numRegisteredTaskManagers", 2.0),
+        ("sluice_jobmanager_taskSlotsTotal", 4.0),
+        ("sluice_jobmanager_taskSlotsAvailable", 0.0),
+        ("sluice_jobmanager_numRunningJobs", 1.0),
+    ] {
+        let r = prom_query(port, &format!("{gauge}{{sluice_role=\"jobmanager\"}}"));
+        assert!(r.len() == 1 && r[0].1 == want, "{gauge}: {r:?}");
+    }
+
+    // Canceled, the job's processes leave the discovery document.
+    let out = cluster.cli(&["cancel", &job]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, targets) = cluster.get("/metrics/targets", Some(TOKEN));
+        let roles: Vec<&str> =
+            targets.as_array().unwrap().iter().map(|t| t["labels"]["sluice_role"].as_str().unwrap()).collect();
+        if roles.iter().all(|r| *r == "jobmanager" || *r == "taskmanager") {
+            assert_eq!(roles.len(), 3, "{targets}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the canceled job's processes are still listed: {targets}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And they are gone although Prometheus was scraping them (job
+    // processes run in directories below the cluster's work directory).
+    loop {
+        let left = job_processes_under(cluster.work.path());
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job processes still running after the cancel: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Processes whose working directory lies strictly below `dir`.
+fn job_processes_under(dir: &Path) -> Vec<String> {
+    processes_under(dir)
+        .into_iter()
+        .filter(|(_, cwd, _)| cwd.as_deref().is_some_and(|c| Path::new(c).starts_with(dir) && Path::new(c) != dir))
+        .map(|(pid, _, cmdline)| format!("{pid}: {cmdline}"))
+        .collect()
+}
+
+/// Processes whose command line or working directory lies under `dir`:
+/// (pid, working directory, command line).
+fn processes_under(dir: &Path) -> Vec<(String, Option<String>, String)> {
+    let needle = dir.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(entry.path().join("cwd")).map(|p| p.to_string_lossy().to_string());
+        let cwd = cwd.ok();
+        if cmdline.contains(&needle) || cwd.as_deref().is_some_and(|c| c.starts_with(&needle)) {
+            found.push((pid, cwd, cmdline));
+        }
+    }
+    found
+}
+
+/// Application mode: `sluice run-application` starts a JobManager and two
+/// TaskManagers for the batch WordCount at parallelism 4, prints the
+/// result, and leaves no process and no bound port behind.
+#[test]
+fn run_application_runs_the_batch_wordcount_and_leaves_nothing_behind() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in.txt");
+    let output = work.path().join("out.txt");
+    let text = corpus();
+    std::fs::write(&input, &text).unwrap();
+    let cluster_dir = work.path().join("cluster");
+    let started = Instant::now();
+    let (out_log, err_log) = (work.path().join("client.out"), work.path().join("client.err"));
+    let mut client = Command::new(sluice_bin())
+        .current_dir(work.path())
+        .env_remove("SLUICE_CONF_DIR")
+        .args(["-D", &format!("cluster.work-dir={}", cluster_dir.display()), "-D", "taskmanager.numberOfTaskSlots=2"])
+        .args(["run-application", "--taskmanagers", "2", "-p", "4", WORDCOUNT, "--"])
+        .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .stdout(std::fs::File::create(&out_log).unwrap())
+        .stderr(std::fs::File::create(&err_log).unwrap())
+        .spawn()
+        .unwrap();
+    // While it runs, the check below sees its processes (so it can fail).
+    let mut most_seen = 0;
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        most_seen = most_seen.max(processes_under(work.path()).len());
+        assert!(started.elapsed() < Duration::from_secs(120), "run-application did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    let (stdout, stderr) = (std::fs::read_to_string(&out_log).unwrap(), std::fs::read_to_string(&err_log).unwrap());
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(most_seen >= 3, "the two TaskManagers and a job process were seen running ({most_seen} processes)");
+    assert!(stdout.contains("has finished"), "{stdout}");
+    eprintln!("run-application of the batch WordCount took {elapsed:?}");
+    let got: BTreeMap<String, u64> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (w, c) = l.rsplit_once(',').unwrap();
+            (w.to_string(), c.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(got, reference_counts(&text));
+    // Both TaskManagers hosted a process of the job.
+    let tm_dirs: Vec<PathBuf> = std::fs::read_dir(&cluster_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("application-tm-"))
+        .collect();
+    assert_eq!(tm_dirs.len(), 2, "{tm_dirs:?}");
+    for d in &tm_dirs {
+        assert!(std::fs::read_dir(d.join("jobs")).unwrap().count() >= 1, "no job process ran in {}", d.display());
+    }
+    // Nothing left: no TaskManager, task process or driver, ports free.
+    let left = processes_under(work.path());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let addr = |prefix: &str| -> String {
+        stderr
+            .lines()
+            .find_map(|l| l.split(prefix).nth(1))
+            .unwrap_or_else(|| panic!("no '{prefix}' in {stderr}"))
+            .split([' ', '/'])
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for a in [addr("REST API at http://"), addr("RPC at ")] {
+        assert!(TcpStream::connect(&a).is_err(), "{a} still accepts connections");
+        TcpListener::bind(&a).unwrap_or_else(|e| panic!("{a} is not free: {e}"));
+    }
+}
+
+/// Application mode, its client killed with SIGKILL while an unbounded job
+/// runs: the TaskManagers notice that their parent is gone, stop their job
+/// processes and exit; the driver loses its JobManager and cancels the job.
+/// Nothing of the application cluster is left running.
+#[test]
+fn run_application_leaves_nothing_behind_when_its_client_is_killed() {
+    let work = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let err_log = work.path().join("client.err");
+    let mut client = Command::new(sluice_bin())
+        .current_dir(work.path())
+        .env_remove("SLUICE_CONF_DIR")
+        .args(["-D", &format!("cluster.work-dir={}", work.path().join("cluster").display())])
+        .args(["-D", "taskmanager.numberOfTaskSlots=2", "run-application", "--taskmanagers", "2", "-p", "4", SOCKET])
+        .args(["--", "--host", "127.0.0.1", "--port", &port])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_log).unwrap())
+        .spawn()
+        .unwrap();
+    // Running: the socket source connected and the REST API says RUNNING.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let _conn = loop {
+        if let Ok((c, _)) = listener.accept() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the job never connected: {}", std::fs::read_to_string(&err_log).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest: u16 = loop {
+        let text = std::fs::read_to_string(&err_log).unwrap();
+        let found = text.lines().find_map(|l| l.split("REST API at http://127.0.0.1:").nth(1));
+        if let Some(p) = found.and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no REST address in {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while http(rest, "GET", "/jobs/overview", None, "").1["jobs"][0]["state"] != "RUNNING" {
+        assert!(Instant::now() < deadline, "the job never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = processes_under(work.path()).len();
+    assert!(running >= 5, "client, two TaskManagers, driver and task processes: {running}");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        let left = processes_under(work.path());
+        if left.is_empty() {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "left behind 15 s after the client's SIGKILL: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("application cluster gone {:?} after its client was killed", killed.elapsed());
+}
+
+/// The web UI in a real browser: headless Chromium loads `/` (with the
+/// token in the fragment), runs its JavaScript, and the DOM shows the
+/// running job (id, name, RUNNING) and both TaskManagers. Without the
+/// token the page says that it needs one.
+#[test]
+fn web_ui_shows_the_running_job_and_taskmanagers_in_chromium() {
+    let cluster = ClusterUnderTest::start("60s");
+    let (job, _conn) = running_socket_job(&cluster, "4");
+    let profile = tempfile::tempdir().unwrap();
+    let dump = |fragment: &str| {
+        let started = Instant::now();
+        let out = Command::new("chromium")
+            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000", "--dump-dom"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("http://127.0.0.1:{}/{fragment}", cluster.rest))
+            .output()
+            .expect("chromium is not installed: run scripts/install-deps.sh");
+        let dom = String::from_utf8_lossy(&out.stdout).to_string();
+        eprintln!("headless chromium rendered /{fragment} in {:?}", started.elapsed());
+        assert!(
+            dom.contains("<table id=\"jobs\">"),
+            "no DOM from chromium: {dom}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dom
+    };
+    let dom = dump(&format!("#token={TOKEN}"));
+    let row = dom
+        .split("<tr>")
+        .find(|r| r.contains(&format!("<td>{job}</td>")))
+        .unwrap_or_else(|| panic!("the job {job} is not in the rendered page:\n{dom}"));
+    assert!(row.contains("<td>Socket WordCount</td>"), "{row}");
+    assert!(row.contains("<td class=\"RUNNING\">RUNNING</td>"), "{row}");
+    for tm in ["tm-a", "tm-b"] {
+        let row = dom
+            .split("<tr>")
+            .find(|r| r.contains(&format!("<td>{tm}</td>")))
+            .unwrap_or_else(|| panic!("TaskManager {tm} is not in the rendered page:\n{dom}"));
+        assert!(row.contains(&job[..8]), "{tm} hosts a process of the job: {row}");
+    }
+    let dom = dump("");
+    assert!(dom.contains("needs its rest.token"), "{dom}");
+    assert!(!dom.contains(&job), "{dom}");
 }

@@ -440,10 +440,10 @@ impl StreamExecutionEnvironment {
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
         let graph = self.job_graph(job_name)?;
         let conf = self.config();
-        let metrics = match conf.get_u32("metrics.reporter.prom.port")? {
-            Some(port) => {
+        let metrics = match conf.get_port_range("metrics.reporter.prom.port")? {
+            Some(ports) => {
                 let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
-                Some(MetricsServer::start(&host, port as u16)?)
+                Some(MetricsServer::start_in_range(&host, ports)?)
             }
             None => None,
         };

@@ -171,14 +171,12 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         }
         Command::Taskmanager => {
             let settings = taskmanager_process::TaskManagerSettings::from_config(&conf)?;
-            let metrics = match conf.get_u32("metrics.reporter.prom.port")? {
-                Some(port) => {
-                    let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
-                    Some(sluice::metrics::MetricsServer::start(&host, port as u16)?)
-                }
-                None => None,
-            };
-            taskmanager_process::run(settings, metrics.as_ref())?;
+            // Every process serves /metrics: on the configured port, else on
+            // an ephemeral one (the JobManager lists it at /metrics/targets).
+            let ports = conf.get_port_range("metrics.reporter.prom.port")?.unwrap_or((0, 0));
+            let host = conf.get_str("metrics.reporter.prom.host")?.unwrap_or_else(|| "127.0.0.1".into());
+            let metrics = sluice::metrics::MetricsServer::start_in_range(&host, ports)?;
+            taskmanager_process::run(settings, Some(&metrics))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
@@ -198,12 +196,7 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         }
         Command::Savepoint { job, dir } => {
             let client = Client::new(&cli, &conf)?;
-            let dir = match dir.clone().or(conf.get_str("state.savepoints.dir")?) {
-                Some(d) => absolute(&d)?,
-                None => {
-                    return fail("no target directory: pass one (sluice savepoint JOB DIR) or set state.savepoints.dir")
-                }
-            };
+            let dir = savepoint_dir(dir.as_deref(), &conf, "pass one (sluice savepoint JOB DIR)")?;
             println!("Triggering savepoint for job {job}.");
             let v =
                 client.request("POST", &format!("/jobs/{job}/savepoints"), Some(json!({"target-directory": dir})))?;
@@ -213,15 +206,21 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         }
         Command::Stop { savepoint_path, job } => {
             let client = Client::new(&cli, &conf)?;
-            let dir = match savepoint_path.clone().or(conf.get_str("state.savepoints.dir")?) {
-                Some(d) => absolute(&d)?,
-                None => return fail("no target directory: pass --savepoint-path DIR or set state.savepoints.dir"),
-            };
+            let dir = savepoint_dir(savepoint_path.as_deref(), &conf, "pass --savepoint-path DIR")?;
             println!("Suspending job {job}.");
             let v = client.request("POST", &format!("/jobs/{job}/stop"), Some(json!({"targetDirectory": dir})))?;
             println!("Savepoint completed. Path: {}", v["location"].as_str().unwrap_or("?"));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A savepoint's target directory, absolute: the one given, else
+/// `state.savepoints.dir`; `how` tells the user how to give one.
+fn savepoint_dir(given: Option<&str>, conf: &Configuration, how: &str) -> CliResult<String> {
+    match given.map(str::to_string).or(conf.get_str("state.savepoints.dir")?) {
+        Some(d) => absolute(&d),
+        None => fail(format!("no target directory: {how} or set state.savepoints.dir")),
     }
 }
 
@@ -432,7 +431,10 @@ fn date_time(ms: u64) -> String {
 }
 
 /// Application mode: a JobManager in this process and TaskManager child
-/// processes, for one job; everything stops when the job ends.
+/// processes, for one job; everything stops when the job ends: the
+/// TaskManagers are told to shut down (they stop their job processes
+/// first) and killed if they do not within [`APPLICATION_SHUTDOWN`], and
+/// the job's driver is waited for (killed likewise).
 fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &RunArgs) -> CliResult<ExitCode> {
     let mut settings = jobmanager_process::JobManagerSettings::from_config(conf)?;
     settings.rpc_bind = "127.0.0.1:0".into();
@@ -440,8 +442,8 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
     let token = settings.token.clone();
     let cluster = jobmanager_process::start(settings)?;
     let rpc = jobmanager_process::lock(&cluster).rpc_address().to_string();
-    let rest_addr = rest::serve(cluster, "127.0.0.1:0", token)?;
-    eprintln!("Application cluster: web UI and REST API at http://{rest_addr}/");
+    let rest_addr = rest::serve(cluster.clone(), "127.0.0.1:0", token)?;
+    eprintln!("Application cluster: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
     let (rpc_host, rpc_port) = rpc.rsplit_once(':').ok_or_else(|| CliError(format!("bad RPC address {rpc}")))?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -460,6 +462,7 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
             &format!("jobmanager.rpc.port={rpc_port}"),
         ])
         .args(["-D", &format!("taskmanager.resource-id=application-tm-{i}-{}", std::process::id())])
+        .env(taskmanager_process::EXIT_WITH_PARENT_VAR, "1")
         .arg("taskmanager");
         children.push(cmd.spawn()?);
     }
@@ -472,12 +475,27 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
         println!("Job has been submitted with JobID {job}");
         follow(&client, &job)
     });
+    jobmanager_process::lock(&cluster).shut_down_task_managers();
+    let deadline = Instant::now() + APPLICATION_SHUTDOWN;
     for mut c in children {
-        let _ = c.kill();
+        while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(c.try_wait(), Ok(None)) {
+            eprintln!("TaskManager (pid {}) did not shut down in time; killing it", c.id());
+            let _ = c.kill();
+        }
         let _ = c.wait();
     }
+    while Instant::now() < deadline && jobmanager_process::lock(&cluster).live_drivers() > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    jobmanager_process::lock(&cluster).kill_drivers();
     result
 }
+
+/// How long an application cluster's processes get to stop by themselves.
+const APPLICATION_SHUTDOWN: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -1,3 +1,4 @@
 //! Helpers shared by the example tests.
 
+pub mod cluster;
 pub mod kafka;

@@ -6,6 +6,14 @@
 //!
 //! The role comes from the environment the cluster sets
 //! ([`ROLE_VAR`]); a binary started by hand has no role and runs locally.
+//!
+//! Every job process serves its own `/metrics` (operator, checkpoint and
+//! connector metrics live here, not in the TaskManager or JobManager) on the
+//! first free port of the cluster's `metrics.reporter.prom.port` range, or
+//! an ephemeral port without one, and reports the address: the driver in
+//! its hello to the JobManager, a task process to its TaskManager, which
+//! passes it on. The JobManager lists them all for Prometheus at
+//! `/metrics/targets`.
 
 use super::messages::{ToDriver, ToJobManagerProcess, ToTaskManagerProcess, ToTaskProcess, VertexSummary};
 use super::wire::{self, Link};
@@ -16,6 +24,7 @@ use crate::cluster::protocol::{
 use crate::cluster::taskmanager::TaskManager;
 use crate::error::{Error, Result};
 use crate::graph::JobGraph;
+use crate::metrics::MetricsServer;
 use crate::runtime::net::DataServer;
 use crate::runtime::shuffle::Shuffle;
 use crossbeam_channel::{Receiver, Sender};
@@ -35,8 +44,19 @@ pub const DRIVER_VAR: &str = "SLUICE_DRIVER";
 pub const TASKMANAGER_ID_VAR: &str = "SLUICE_TASKMANAGER_ID";
 /// Task process: slots it hosts.
 pub const SLOTS_VAR: &str = "SLUICE_SLOTS";
+/// Task process: its sequence number among the job's processes on its TaskManager.
+pub const PROCESS_SEQ_VAR: &str = "SLUICE_PROCESS_SEQ";
+/// Task process: the local endpoint of its TaskManager (where it reports
+/// its metrics address).
+pub const TASKMANAGER_ENDPOINT_VAR: &str = "SLUICE_TASKMANAGER_ENDPOINT";
 /// Host to bind servers on (data server, driver endpoint).
 pub const HOST_VAR: &str = "SLUICE_BIND_HOST";
+/// `metrics.reporter.prom.port` of the process that started this one, if
+/// set: the port or range to serve `/metrics` on (else an ephemeral port).
+pub const METRICS_PORTS_VAR: &str = "SLUICE_METRICS_PORTS";
+/// `metrics.reporter.prom.host` of the process that started this one, if
+/// set (else the bind host).
+pub const METRICS_HOST_VAR: &str = "SLUICE_METRICS_HOST";
 /// `key=value` lines the cluster adds to the job's configuration
 /// (`-p`, `-s`, `--allow-non-restored-state`, cluster defaults).
 pub const CONF_VAR: &str = "SLUICE_CLUSTER_CONF";
@@ -70,6 +90,23 @@ pub fn cluster_overrides() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The environment that passes a cluster process's metrics settings on to
+/// the job processes it starts (see [`METRICS_PORTS_VAR`]).
+pub(crate) fn metrics_env(conf: &crate::config::Configuration) -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    if let Some(ports) =
+        conf.get_str("metrics.reporter.prom.port")?.filter(|_| conf.is_set("metrics.reporter.prom.port"))
+    {
+        env.push((METRICS_PORTS_VAR.to_string(), ports));
+    }
+    if let Some(host) =
+        conf.get_str("metrics.reporter.prom.host")?.filter(|_| conf.is_set("metrics.reporter.prom.host"))
+    {
+        env.push((METRICS_HOST_VAR.to_string(), host));
+    }
+    Ok(env)
+}
+
 fn var(name: &str) -> Result<String> {
     std::env::var(name)
         .map_err(|_| Error::Rpc(format!("{name} is not set; the cluster sets it when it starts a job process")))
@@ -81,6 +118,47 @@ fn job_id() -> Result<JobId> {
 
 fn bind_host() -> String {
     std::env::var(HOST_VAR).unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+/// Serves this process's `/metrics` (see [`METRICS_PORTS_VAR`] and
+/// [`METRICS_HOST_VAR`]); a process without metrics still runs its job (the
+/// reason is logged).
+fn serve_metrics() -> Option<MetricsServer> {
+    let host = std::env::var(METRICS_HOST_VAR).ok().filter(|h| !h.is_empty()).unwrap_or_else(bind_host);
+    let ports = match std::env::var(METRICS_PORTS_VAR) {
+        Ok(text) => match crate::config::parse_port_range(&text) {
+            Some(ports) => ports,
+            None => {
+                eprintln!("{METRICS_PORTS_VAR}={text} is not a port or range; serving /metrics on any free port");
+                (0, 0)
+            }
+        },
+        Err(_) => (0, 0),
+    };
+    match MetricsServer::start_in_range(&host, ports) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("this job process serves no /metrics: {e}");
+            None
+        }
+    }
+}
+
+/// Tells the TaskManager that started this task process where its
+/// `/metrics` is (the TaskManager tells the JobManager).
+fn report_to_taskmanager(job: JobId, metrics: Option<&MetricsServer>) -> Result<()> {
+    let endpoint = var(TASKMANAGER_ENDPOINT_VAR)?;
+    let seq: u32 =
+        var(PROCESS_SEQ_VAR)?.parse().map_err(|_| Error::Rpc(format!("{PROCESS_SEQ_VAR} is not a number")))?;
+    let mut stream = wire::connect(&endpoint, "TaskManager", Duration::from_secs(10))?;
+    wire::write_frame(
+        &mut stream,
+        &ToJobManagerProcess::JobProcessStarted {
+            job,
+            seq,
+            metrics_address: metrics.map(|m| m.local_addr().to_string()),
+        },
+    )
 }
 
 // ---------------------------------------------------------------- task ---
@@ -102,7 +180,11 @@ fn task_process(graph: JobGraph) -> Result<()> {
     let id = TaskManagerId(var(TASKMANAGER_ID_VAR)?);
     let slots: u32 = var(SLOTS_VAR)?.parse().map_err(|_| Error::Rpc(format!("{SLOTS_VAR} is not a number")))?;
     let driver = var(DRIVER_VAR)?;
-    watch_parent();
+    watch_parent("the TaskManager", "the task process", || {});
+    let metrics = serve_metrics();
+    if let Err(e) = report_to_taskmanager(job_id()?, metrics.as_ref()) {
+        tracing::warn!("cannot tell the TaskManager where this process's metrics are: {e}");
+    }
     let server = DataServer::start(&format!("{}:0", bind_host()))?;
     let stream = wire::connect(&driver, "job driver", Duration::from_secs(30))?;
     let (link, mut reader) = Link::new(stream)?;
@@ -168,6 +250,7 @@ fn task_process(graph: JobGraph) -> Result<()> {
     });
     let _ = done_rx.recv_timeout(Duration::from_secs(5));
     link.close();
+    drop(metrics);
     Ok(())
 }
 
@@ -195,14 +278,17 @@ fn forward_to_driver(inbox: Receiver<ToJobManager>, link: Link) {
     }
 }
 
-/// A task process must not outlive its TaskManager (killed with SIGKILL,
-/// it cannot stop its children): exit when the parent changes.
-fn watch_parent() {
+/// Exits this process (after `before_exit`) when its parent goes away: a
+/// task process must not outlive its TaskManager, nor an application
+/// cluster's TaskManager its client (killed with SIGKILL, a parent cannot
+/// stop its children).
+pub(crate) fn watch_parent(parent_name: &'static str, me: &'static str, before_exit: impl FnOnce() + Send + 'static) {
     let parent = std::os::unix::process::parent_id();
     let _ = std::thread::Builder::new().name("parent-watch".into()).spawn(move || loop {
         std::thread::sleep(Duration::from_millis(100));
         if std::os::unix::process::parent_id() != parent {
-            eprintln!("the TaskManager (pid {parent}) is gone; the task process exits");
+            eprintln!("{parent_name} (pid {parent}) is gone; {me} exits");
+            before_exit();
             std::process::exit(3);
         }
     });
@@ -215,6 +301,7 @@ fn watch_parent() {
 pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let job_id = job_id()?;
     let jm_addr = var(JOBMANAGER_VAR)?;
+    let metrics = serve_metrics();
     let cluster = MiniCluster::start_for_cluster()?;
     let jm = cluster.job_manager();
     let listener = TcpListener::bind(format!("{}:0", bind_host()))
@@ -239,8 +326,9 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             .iter()
             .map(|v| VertexSummary { name: v.name.clone(), parallelism: v.parallelism })
             .collect(),
+        metrics_address: metrics.as_ref().map(|m| m.local_addr().to_string()),
     })?;
-    let client = cluster.submit_as(graph, job_id)?.owning(cluster);
+    let client = cluster.submit_as(graph, job_id)?.owning(cluster).with_metrics(metrics);
     {
         let (jm, link) = (jm.clone(), link.clone());
         std::thread::Builder::new()

@@ -10,6 +10,10 @@
 //!   binary as its driver (the job master: scheduling, checkpoints,
 //!   failover; see [`super::job_process`]), follows what the driver reports,
 //!   and relays cancel and savepoint requests to it.
+//! - **Metrics discovery**: the JobManager knows where every process of the
+//!   cluster serves `/metrics` (its own REST endpoint, each TaskManager's,
+//!   each job driver's and task process's, reported when they start) and
+//!   lists them for Prometheus (see [`super::discovery`]).
 //! - The REST API and web UI live in [`super::rest`].
 
 use super::job_process::{CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, ROLE_VAR};
@@ -51,6 +55,8 @@ pub struct JobManagerSettings {
     pub slot_timeout: Duration,
     /// `key=value` settings every job inherits.
     pub job_defaults: Vec<(String, String)>,
+    /// Metrics settings passed on to job drivers.
+    pub metrics_env: Vec<(String, String)>,
 }
 
 impl JobManagerSettings {
@@ -70,6 +76,7 @@ impl JobManagerSettings {
                 .filter(|(k, _)| JOB_KEY_PREFIXES.iter().any(|p| k.starts_with(p)))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            metrics_env: super::job_process::metrics_env(conf)?,
         })
     }
 }
@@ -98,13 +105,22 @@ pub(crate) struct TaskManagerEntry {
     pub(crate) slots: u32,
     pub(crate) last_heartbeat: Instant,
     pub(crate) metrics_address: Option<String>,
-    /// Job processes here: (job, seq) → slots.
-    pub(crate) processes: BTreeMap<(JobId, u32), u32>,
+    /// Job processes here, by (job, seq).
+    pub(crate) processes: BTreeMap<(JobId, u32), JobProcessEntry>,
+}
+
+/// A job process on a TaskManager.
+#[derive(Debug, Clone)]
+pub(crate) struct JobProcessEntry {
+    /// Slots it hosts.
+    pub(crate) slots: u32,
+    /// Where it serves `/metrics`, once it has reported.
+    pub(crate) metrics_address: Option<String>,
 }
 
 impl TaskManagerEntry {
     pub(crate) fn used(&self) -> u32 {
-        self.processes.values().sum()
+        self.processes.values().map(|p| p.slots).sum()
     }
 }
 
@@ -120,6 +136,8 @@ pub(crate) struct JobEntry {
     conf_lines: String,
     driver: Option<Link>,
     driver_address: Option<String>,
+    /// Where the driver serves `/metrics`.
+    pub(crate) driver_metrics: Option<String>,
     pub(crate) required_slots: u32,
     pub(crate) vertices: Vec<VertexSummary>,
     pub(crate) details: Option<JobDetails>,
@@ -135,6 +153,8 @@ pub(crate) struct JobEntry {
 pub struct Cluster {
     pub(crate) settings: JobManagerSettings,
     rpc_address: String,
+    /// The REST endpoint's address (it also serves the JobManager's `/metrics`).
+    pub(crate) rest_address: Option<String>,
     pub(crate) task_managers: BTreeMap<String, TaskManagerEntry>,
     pub(crate) jobs: BTreeMap<JobId, JobEntry>,
     pub(crate) artifacts: BTreeMap<String, Artifact>,
@@ -169,6 +189,7 @@ pub fn start(settings: JobManagerSettings) -> Result<SharedCluster> {
     let cluster = Arc::new(Mutex::new(Cluster {
         settings,
         rpc_address,
+        rest_address: None,
         task_managers: BTreeMap::new(),
         jobs: BTreeMap::new(),
         artifacts: BTreeMap::new(),
@@ -206,6 +227,36 @@ impl Cluster {
     /// The RPC endpoint's bound address.
     pub fn rpc_address(&self) -> &str {
         &self.rpc_address
+    }
+
+    /// Records where the REST endpoint (and the JobManager's `/metrics`) is.
+    pub fn set_rest_address(&mut self, addr: String) {
+        self.rest_address = Some(addr);
+    }
+
+    /// Asks every TaskManager to stop (they stop their job processes
+    /// first); used when an application cluster ends.
+    pub fn shut_down_task_managers(&mut self) {
+        for (id, tm) in &self.task_managers {
+            if let Err(e) = tm.link.send(&ToTaskManagerProcess::Shutdown) {
+                tracing::warn!("cannot tell TaskManager {id} to shut down: {e}");
+            }
+        }
+    }
+
+    /// Job driver processes still running.
+    pub fn live_drivers(&mut self) -> usize {
+        self.drivers.retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
+        self.drivers.len()
+    }
+
+    /// Kills the driver processes still running.
+    pub fn kill_drivers(&mut self) {
+        for (id, mut child) in self.drivers.drain() {
+            tracing::warn!("killing the driver of job {id}");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Slots registered in total.
@@ -278,6 +329,7 @@ impl Cluster {
             .args(&args)
             .current_dir(&dir)
             .env_remove("SLUICE_CONF_DIR")
+            .envs(self.settings.metrics_env.iter().map(|(k, v)| (k, v)))
             .env(ROLE_VAR, "driver")
             .env(JOB_ID_VAR, id.to_string())
             .env(JOBMANAGER_VAR, &self.rpc_address)
@@ -298,6 +350,7 @@ impl Cluster {
             conf_lines,
             driver: None,
             driver_address: None,
+            driver_metrics: None,
             required_slots: 0,
             vertices: Vec::new(),
             details: None,
@@ -471,7 +524,7 @@ impl Cluster {
                 .values()
                 .flat_map(|t| t.processes.iter())
                 .filter(|((j, _), _)| *j == id)
-                .map(|(_, n)| n)
+                .map(|(_, p)| p.slots)
                 .sum();
             let lacking = job.required_slots.saturating_sub(held);
             if lacking == 0 {
@@ -537,7 +590,7 @@ impl Cluster {
             slots,
         };
         let Some(tm) = self.task_managers.get_mut(tm_id) else { return };
-        tm.processes.insert((id, seq), slots);
+        tm.processes.insert((id, seq), JobProcessEntry { slots, metrics_address: None });
         tracing::info!("job {id}: {slots} slots on {tm_id} (process {seq})");
         if let Err(e) = tm.link.send(&ToTaskManagerProcess::StartJobProcess(Box::new(spec))) {
             tracing::warn!("cannot reach TaskManager {tm_id}: {e}");
@@ -559,7 +612,14 @@ fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
         Some(ToJobManagerProcess::RegisterTaskManager { id, slots, metrics_address }) => {
             serve_task_manager(link, reader, cluster, id.0, slots, metrics_address)
         }
-        Some(ToJobManagerProcess::DriverHello { job, name, required_slots, driver_address, vertices }) => {
+        Some(ToJobManagerProcess::DriverHello {
+            job,
+            name,
+            required_slots,
+            driver_address,
+            vertices,
+            metrics_address,
+        }) => {
             {
                 let mut c = lock(cluster);
                 let Some(entry) = c.jobs.get_mut(&job) else {
@@ -570,6 +630,7 @@ fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
                 entry.name = name;
                 entry.required_slots = required_slots;
                 entry.driver_address = Some(driver_address);
+                entry.driver_metrics = metrics_address;
                 entry.vertices = vertices;
                 entry.driver = Some(link.clone());
                 entry.waiting_since = Some(Instant::now());
@@ -616,10 +677,18 @@ fn serve_task_manager(
         let mut c = lock(cluster);
         let Some(tm) = c.task_managers.get_mut(&id).filter(|t| t.generation == generation) else { break };
         tm.last_heartbeat = Instant::now();
-        if let ToJobManagerProcess::JobProcessExited { job, seq, status } = msg {
-            if tm.processes.remove(&(job, seq)).is_some() {
+        match msg {
+            ToJobManagerProcess::JobProcessExited { job, seq, status }
+                if tm.processes.remove(&(job, seq)).is_some() =>
+            {
                 eprintln!("process {seq} of job {job} on TaskManager {id} ended: {status}");
             }
+            ToJobManagerProcess::JobProcessStarted { job, seq, metrics_address } => {
+                if let Some(p) = tm.processes.get_mut(&(job, seq)) {
+                    p.metrics_address = metrics_address;
+                }
+            }
+            _ => {}
         }
     }
     let mut c = lock(cluster);

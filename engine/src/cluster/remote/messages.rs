@@ -7,6 +7,10 @@
 //! - job driver → JobManager process (same enums): a job's master, running
 //!   in the job's binary started by the dispatcher, reports the job and takes
 //!   commands (cancel, savepoint, fail);
+//! - job task process → its TaskManager process: one
+//!   [`ToJobManagerProcess::JobProcessStarted`] on the TaskManager's local
+//!   endpoint, which the TaskManager forwards to the JobManager (where the
+//!   process's `/metrics` is served);
 //! - job task process → job driver ([`ToDriver`] / [`ToTaskProcess`]): the
 //!   mini cluster's TaskManager protocol ([`crate::cluster::protocol`]) on
 //!   the wire, with the job graph replaced by the placement of the attempt
@@ -87,6 +91,18 @@ pub enum ToJobManagerProcess {
         driver_address: String,
         /// Its vertices.
         vertices: Vec<VertexSummary>,
+        /// Where the driver serves its `/metrics`.
+        metrics_address: Option<String>,
+    },
+    /// A job's task process is up (task process → its TaskManager, which
+    /// forwards it to the JobManager).
+    JobProcessStarted {
+        /// The job.
+        job: JobId,
+        /// The process's sequence number.
+        seq: u32,
+        /// Where the process serves its `/metrics`.
+        metrics_address: Option<String>,
     },
     /// The job's current details.
     JobStatus(JobDetails),

@@ -15,6 +15,7 @@
 //! run the same TaskManager. Only the transport differs: [`wire`] frames
 //! carry the [`messages`], and [`crate::runtime::net`] carries records.
 
+pub mod discovery;
 pub mod job_process;
 pub mod jobmanager_process;
 pub mod messages;

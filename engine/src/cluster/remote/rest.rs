@@ -2,7 +2,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /` | the web UI (jobs, task managers, slots; refreshes itself) |
+//! | `GET /` | the web UI (jobs, task managers, slots; refreshes itself); the static page needs no token, its data does (`/#token=...`) |
 //! | `GET /overview` | cluster summary |
 //! | `GET /taskmanagers` | TaskManagers, their slots and heartbeats |
 //! | `GET /jobs` , `GET /jobs/overview` | jobs with id, name, state, times |
@@ -15,6 +15,16 @@
 //! | `GET /jars` | uploaded binaries |
 //! | `POST /jars/{id}/run` `{"programArgsList", "parallelism", "entryClass", "savepointPath", "allowNonRestoredState"}` | start a job |
 //! | `GET /metrics` | Prometheus metrics of the JobManager |
+//! | `GET /metrics/targets` | every process serving `/metrics`, as a Prometheus HTTP service-discovery document |
+//!
+//! `/metrics/targets` follows Prometheus' `http_sd_configs` format: a JSON
+//! list of `{"targets": ["host:port"], "labels": {...}}`, one entry per
+//! process, labelled `sluice_role` (`jobmanager`, `taskmanager`, `driver`,
+//! `task`), `sluice_job_id`, `sluice_taskmanager` and `sluice_process` where
+//! they apply. (The label names carry a prefix so that they do not collide
+//! with the `job_id` label of the job metrics themselves.) With `rest.token`,
+//! give Prometheus the token as `authorization` of both the discovery and
+//! the scrape; job processes ignore it.
 //!
 //! Errors are JSON `{"errors": ["..."]}` with a 4xx status. Bound to
 //! loopback unless `rest.address` says otherwise; with `rest.token` set,
@@ -72,6 +82,7 @@ pub fn serve(cluster: SharedCluster, bind: &str, token: Option<String>) -> Resul
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the REST runtime", e))?;
+    lock(&cluster).set_rest_address(addr.to_string());
     let app = router(cluster, token);
     std::thread::Builder::new()
         .name("rest".into())
@@ -109,8 +120,7 @@ fn router(cluster: SharedCluster, token: Option<String>) -> Router {
             next.run(req).await
         }
     };
-    Router::new()
-        .route("/", get(ui))
+    let api = Router::new()
         .route("/overview", get(overview))
         .route("/taskmanagers", get(task_managers))
         .route("/jobs", get(jobs))
@@ -123,8 +133,14 @@ fn router(cluster: SharedCluster, token: Option<String>) -> Router {
         .route("/jars/upload", post(upload).layer(DefaultBodyLimit::max(512 << 20)))
         .route("/jars/{id}/run", post(run))
         .route("/metrics", get(metrics))
+        .route("/metrics/targets", get(metrics_targets))
+        .route_layer(axum::middleware::from_fn(auth));
+    // The page itself holds no data: it loads without the token and sends
+    // the token with every API request it makes.
+    Router::new()
+        .route("/", get(ui))
+        .merge(api)
         .fallback(|| async { not_found("no such endpoint; see GET / for the web UI and the module docs for the API") })
-        .layer(axum::middleware::from_fn(auth))
         .with_state(cluster)
 }
 
@@ -134,6 +150,11 @@ async fn ui() -> Html<&'static str> {
 
 async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::global().render())
+}
+
+async fn metrics_targets(State(c): State<SharedCluster>) -> Json<Value> {
+    let targets = lock(&c).metrics_targets();
+    Json(super::discovery::http_sd(&targets))
 }
 
 async fn overview(State(c): State<SharedCluster>) -> Json<Value> {
@@ -163,7 +184,7 @@ async fn task_managers(State(c): State<SharedCluster>) -> Json<Value> {
                 "freeSlots": t.slots.saturating_sub(t.used()),
                 "timeSinceLastHeartbeat": t.last_heartbeat.elapsed().as_millis() as u64,
                 "metrics": t.metrics_address,
-                "jobProcesses": t.processes.iter().map(|((j, seq), n)| json!({"job": j.to_string(), "process": seq, "slots": n})).collect::<Vec<_>>(),
+                "jobProcesses": t.processes.iter().map(|((j, seq), p)| json!({"job": j.to_string(), "process": seq, "slots": p.slots, "metrics": p.metrics_address})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -201,6 +222,16 @@ async fn job(State(c): State<SharedCluster>, Path(id): Path<String>) -> Reply {
     v["vertices"] =
         json!(j.vertices.iter().map(|x| json!({"name": x.name, "parallelism": x.parallelism})).collect::<Vec<_>>());
     v["binary"] = json!(j.artifact.name);
+    let task_processes: Vec<Value> = c
+        .task_managers
+        .iter()
+        .flat_map(|(tm, t)| {
+            t.processes.iter().filter(|((job, _), _)| *job == id).map(move |((_, seq), p)| {
+                json!({"taskmanager": tm, "process": seq, "slots": p.slots, "metrics": p.metrics_address})
+            })
+        })
+        .collect();
+    v["metrics"] = json!({ "driver": j.driver_metrics, "taskProcesses": task_processes });
     v["log"] = json!(j.log.display().to_string());
     Ok(Json(v))
 }

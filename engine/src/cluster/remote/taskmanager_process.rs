@@ -2,8 +2,15 @@
 //! heartbeats, and starts the job processes the JobManager asks for (the
 //! job's binary in task mode, one process per job and slot grant), killing
 //! them when told or when it loses the JobManager.
+//!
+//! It also listens on a local endpoint (an ephemeral port of
+//! `taskmanager.host`) where its job processes report, once, where they
+//! serve their `/metrics`; it forwards that to the JobManager.
 
-use super::job_process::{DRIVER_VAR, HOST_VAR, JOB_ID_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ID_VAR};
+use super::job_process::{
+    DRIVER_VAR, HOST_VAR, JOB_ID_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ENDPOINT_VAR,
+    TASKMANAGER_ID_VAR,
+};
 use super::messages::{JobProcessSpec, ToJobManagerProcess, ToTaskManagerProcess};
 use super::wire::{self, Link};
 use crate::cluster::protocol::JobId;
@@ -18,6 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Children = Arc<Mutex<HashMap<(JobId, u32), Child>>>;
+
+/// Set (to any value) by `sluice run-application` for its TaskManagers:
+/// the TaskManager stops its job processes and exits when its parent (the
+/// application's client) goes away.
+pub const EXIT_WITH_PARENT_VAR: &str = "SLUICE_EXIT_WITH_PARENT";
+
+/// The connection to the JobManager while registered.
+type CurrentLink = Arc<Mutex<Option<Link>>>;
 
 /// A TaskManager's settings, read from the configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +51,8 @@ pub struct TaskManagerSettings {
     pub heartbeat: Duration,
     /// How long to keep trying to reach the JobManager.
     pub registration_timeout: Duration,
+    /// Metrics settings passed on to job processes.
+    pub metrics_env: Vec<(String, String)>,
 }
 
 impl TaskManagerSettings {
@@ -55,6 +72,7 @@ impl TaskManagerSettings {
             registration_timeout: conf
                 .get_duration("taskmanager.registration.timeout")?
                 .unwrap_or(Duration::from_secs(300)),
+            metrics_env: super::job_process::metrics_env(conf)?,
         })
     }
 }
@@ -73,6 +91,12 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     std::fs::create_dir_all(&settings.work_dir)
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
     let children: Children = Arc::default();
+    if std::env::var_os(EXIT_WITH_PARENT_VAR).is_some() {
+        let children = children.clone();
+        super::job_process::watch_parent("the application client", "the TaskManager", move || kill_all(&children));
+    }
+    let current: CurrentLink = Arc::default();
+    let endpoint = start_local_endpoint(&settings.host, children.clone(), current.clone())?;
     let mut refused_since: Option<Instant> = None;
     loop {
         let stream = wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout)?;
@@ -101,10 +125,16 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
             }
             other => return Err(Error::Rpc(format!("unexpected answer to the registration: {other:?}"))),
         }
+        if let Ok(mut c) = current.lock() {
+            *c = Some(link.clone());
+        }
         let beat = spawn_heartbeats(link.clone(), settings.heartbeat);
         let stop = Arc::new(AtomicBool::new(false));
         let reaper = spawn_reaper(children.clone(), link.clone(), stop.clone());
-        let shutdown = serve(&settings, &mut reader, &children, &link);
+        let shutdown = serve(&settings, &endpoint, &mut reader, &children, &link);
+        if let Ok(mut c) = current.lock() {
+            *c = None;
+        }
         link.close();
         stop.store(true, Ordering::Relaxed);
         let _ = beat.join();
@@ -119,11 +149,17 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
 }
 
 /// Handles the JobManager's commands; `true` on `Shutdown`.
-fn serve(settings: &TaskManagerSettings, reader: &mut std::net::TcpStream, children: &Children, link: &Link) -> bool {
+fn serve(
+    settings: &TaskManagerSettings,
+    endpoint: &str,
+    reader: &mut std::net::TcpStream,
+    children: &Children,
+    link: &Link,
+) -> bool {
     loop {
         match wire::read_frame::<ToTaskManagerProcess>(reader) {
             Ok(Some(ToTaskManagerProcess::StartJobProcess(spec))) => {
-                if let Err(e) = start_job_process(settings, &spec, children) {
+                if let Err(e) = start_job_process(settings, endpoint, &spec, children) {
                     eprintln!("cannot start a process of job {}: {e}", spec.job);
                     let _ = link.send(&ToJobManagerProcess::JobProcessExited {
                         job: spec.job,
@@ -147,7 +183,12 @@ fn serve(settings: &TaskManagerSettings, reader: &mut std::net::TcpStream, child
     }
 }
 
-fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, children: &Children) -> Result<()> {
+fn start_job_process(
+    settings: &TaskManagerSettings,
+    endpoint: &str,
+    spec: &JobProcessSpec,
+    children: &Children,
+) -> Result<()> {
     let binary = install_artifact(&settings.work_dir, spec)?;
     let dir = settings.work_dir.join("jobs").join(format!("{}-{}", spec.job, spec.seq));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
@@ -160,10 +201,13 @@ fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, chil
         .current_dir(&dir)
         .env_remove("SLUICE_CONF_DIR")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(settings.metrics_env.iter().map(|(k, v)| (k, v)))
         .env(ROLE_VAR, "task")
         .env(JOB_ID_VAR, spec.job.to_string())
         .env(TASKMANAGER_ID_VAR, format!("{}/{}-{}", settings.id, short(spec.job), spec.seq))
         .env(SLOTS_VAR, spec.slots.to_string())
+        .env(PROCESS_SEQ_VAR, spec.seq.to_string())
+        .env(TASKMANAGER_ENDPOINT_VAR, endpoint)
         .env(HOST_VAR, &settings.host)
         .stdin(Stdio::null())
         .stdout(log("taskmanager.out")?)
@@ -171,6 +215,9 @@ fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, chil
     if !spec.env.iter().any(|(k, _)| k == DRIVER_VAR) {
         return Err(Error::Rpc("the JobManager sent no driver address".into()));
     }
+    // Spawned under the lock: the process's report (see
+    // `start_local_endpoint`) must find it registered.
+    let mut c = children.lock().map_err(|_| Error::Rpc("the job process table is poisoned".into()))?;
     let child = cmd.spawn().map_err(|e| Error::io(format!("cannot run '{}'", binary.display()), e))?;
     tracing::info!(
         "started process {} of job {} with {} slots (logs in {})",
@@ -179,10 +226,51 @@ fn start_job_process(settings: &TaskManagerSettings, spec: &JobProcessSpec, chil
         spec.slots,
         dir.display()
     );
-    if let Ok(mut c) = children.lock() {
-        c.insert((spec.job, spec.seq), child);
-    }
+    c.insert((spec.job, spec.seq), child);
     Ok(())
+}
+
+/// Listens where this TaskManager's job processes report their metrics
+/// address; returns the endpoint's address.
+fn start_local_endpoint(host: &str, children: Children, current: CurrentLink) -> Result<String> {
+    let listener = std::net::TcpListener::bind(format!("{host}:0"))
+        .map_err(|e| Error::io(format!("cannot bind the TaskManager's local endpoint on {host}"), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("local endpoint", e))?.to_string();
+    std::thread::Builder::new()
+        .name("job-process-reports".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut stream) = conn else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                match wire::read_frame::<ToJobManagerProcess>(&mut stream) {
+                    Ok(Some(msg @ ToJobManagerProcess::JobProcessStarted { .. })) => {
+                        forward_report(msg, &children, &current)
+                    }
+                    Ok(Some(other)) => tracing::warn!("a job process sent {other:?} to the local endpoint; ignored"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("a job process's report: {e}"),
+                }
+            }
+        })
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+    Ok(addr)
+}
+
+/// Passes a job process's report on to the JobManager, if the process is
+/// one of ours (a stray or stale report is dropped).
+fn forward_report(msg: ToJobManagerProcess, children: &Children, current: &CurrentLink) {
+    let ToJobManagerProcess::JobProcessStarted { job, seq, .. } = &msg else { return };
+    let ours = children.lock().map(|c| c.contains_key(&(*job, *seq))).unwrap_or(false);
+    if !ours {
+        tracing::debug!("report of process {seq} of job {job}, which is not running here; dropped");
+        return;
+    }
+    let link = current.lock().ok().and_then(|c| c.clone());
+    if let Some(link) = link {
+        if let Err(e) = link.send(&msg) {
+            tracing::warn!("cannot forward a job process's report to the JobManager: {e}");
+        }
+    }
 }
 
 /// Writes the job binary once per content hash; returns its path.

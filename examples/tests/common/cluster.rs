@@ -1,0 +1,213 @@
+//! A cluster of real processes on loopback for the cluster tests: one
+//! `sluice jobmanager` (with a REST token) and TaskManagers `tm-a`, `tm-b`
+//! with two slots each, all in one temporary work directory; plus a
+//! minimal HTTP client and the job-id parser of `sluice run`'s output.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+/// The REST token of the test clusters.
+pub const TOKEN: &str = "s3cret";
+
+/// The `sluice` binary of the engine crate. `cargo test --test cluster`
+/// builds only this crate's binaries, not that one: it must have been built
+/// (`cargo build --workspace --all-targets`) after the engine's last change,
+/// which is checked here (a stale binary would test old code).
+pub fn sluice_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("sluice");
+    assert!(bin.is_file(), "{} missing: build the workspace (cargo build --workspace) first", bin.display());
+    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/src");
+    if let Some(newer) = newest_file(&sources).filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {}: run cargo build --workspace --all-targets first",
+            bin.display(),
+            newer.1.display()
+        );
+    }
+    bin
+}
+
+/// The most recently modified file below `dir`.
+fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            entry.metadata().ok().and_then(|m| m.modified().ok()).map(|t| (t, path))
+        };
+        if let Some(c) = candidate {
+            if newest.as_ref().is_none_or(|n| c.0 > n.0) {
+                newest = Some(c);
+            }
+        }
+    }
+    newest
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct ClusterUnderTest {
+    pub work: tempfile::TempDir,
+    pub rest: u16,
+    pub rpc: u16,
+    pub jm: Child,
+    pub tms: BTreeMap<String, Child>,
+    /// `-D key=value` settings of every process (cluster and client).
+    pub settings: Vec<String>,
+}
+
+impl ClusterUnderTest {
+    pub fn start(slot_timeout: &str) -> Self {
+        Self::start_with(slot_timeout, &[])
+    }
+
+    /// Like [`start`](Self::start), with `-D` settings for every process.
+    pub fn start_with(slot_timeout: &str, settings: &[String]) -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let (rest, rpc) = (free_port(), free_port());
+        let mut c = ClusterUnderTest {
+            work,
+            rest,
+            rpc,
+            jm: Command::new("true").spawn().unwrap(),
+            tms: BTreeMap::new(),
+            settings: settings.to_vec(),
+        };
+        c.jm = c
+            .base(Command::new(sluice_bin()))
+            .args(["-D", &format!("slot.request.timeout={slot_timeout}"), "-D", &format!("rest.token={TOKEN}")])
+            .arg("jobmanager")
+            .stderr(log(c.work.path(), "jobmanager.log"))
+            .spawn()
+            .unwrap();
+        for tm in ["tm-a", "tm-b"] {
+            c.start_tm(tm);
+        }
+        c.wait_for(|o| o["taskmanagers"] == 2, "two TaskManagers registered");
+        c
+    }
+
+    pub fn base(&self, mut cmd: Command) -> Command {
+        cmd.args(["-D", &format!("rest.port={}", self.rest), "-D", &format!("jobmanager.rpc.port={}", self.rpc)])
+            .args(["-D", &format!("cluster.work-dir={}", self.work.path().display())])
+            .args(self.settings.iter().flat_map(|s| ["-D", s.as_str()]))
+            .env_remove("SLUICE_CONF_DIR")
+            .current_dir(self.work.path());
+        cmd
+    }
+
+    pub fn start_tm(&mut self, id: &str) {
+        let child = self
+            .base(Command::new(sluice_bin()))
+            .args(["-D", "taskmanager.numberOfTaskSlots=2", "-D", &format!("taskmanager.resource-id={id}")])
+            .arg("taskmanager")
+            .stderr(log(self.work.path(), &format!("{id}.log")))
+            .spawn()
+            .unwrap();
+        self.tms.insert(id.to_string(), child);
+    }
+
+    /// `sluice ARGS` as a client, with the token.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = self.base(Command::new(sluice_bin()));
+        cmd.env("SLUICE_REST_TOKEN", TOKEN).args(args).output().unwrap()
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        http(self.rest, "GET", path, token, "")
+    }
+
+    pub fn wait_for(&self, ok: impl Fn(&serde_json::Value) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let (200, v) = self.get("/overview", Some(TOKEN)) {
+                if ok(&v) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; logs in {}", self.work.path().display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The directories of a job's processes on each TaskManager.
+    pub fn job_process_dirs(&self, job: &str) -> BTreeMap<String, Vec<PathBuf>> {
+        let mut out = BTreeMap::new();
+        for tm in self.tms.keys() {
+            let jobs = self.work.path().join(tm).join("jobs");
+            let dirs: Vec<PathBuf> = std::fs::read_dir(&jobs)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(job))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(tm.clone(), dirs);
+        }
+        out
+    }
+}
+
+impl Drop for ClusterUnderTest {
+    fn drop(&mut self) {
+        for c in self.tms.values_mut().chain(std::iter::once(&mut self.jm)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            // Keep the logs for the failure report.
+            let path = std::mem::replace(&mut self.work, tempfile::tempdir().unwrap()).keep();
+            eprintln!("cluster logs kept in {}", path.display());
+        }
+    }
+}
+
+pub fn log(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(name)).unwrap()
+}
+
+/// A minimal HTTP/1.0 request (the test should not share the CLI's client).
+pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, serde_json::Value::Null); // not listening (yet)
+    };
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+pub fn job_id_of(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Job has been submitted with JobID "))
+        .unwrap_or_else(|| panic!("no job id in {text} / {}", String::from_utf8_lossy(&out.stderr)))
+        .trim()
+        .to_string()
+}
+
+/// Percent-encodes a query parameter.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
