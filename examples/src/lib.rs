@@ -9,6 +9,7 @@
 //! * `bench_wordcount` — the engine next to a hand-written loop.
 #![deny(missing_docs)]
 
+pub mod bench_cluster;
 pub mod generator;
 
 pub use generator::WordGenerator;

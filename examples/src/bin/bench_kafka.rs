@@ -36,6 +36,14 @@
 //! (idempotent, `linger.ms=5`), so the comparison is about the engine, not
 //! about client tuning.
 //!
+//! With `--cluster`, a fourth way runs: the exactly-once job submitted with
+//! `sluice run -p` to a local standalone cluster of one JobManager and two
+//! TaskManagers (started once, before the runs, from the `sluice` binary
+//! next to this one; slots split so that the job's subtasks are on both
+//! TaskManagers and records cross processes over TCP). It is timed from the
+//! submission until `sluice run` returns, so it also pays the upload of the
+//! binary and the start of the job's processes.
+//!
 //! The run's topics are deleted at the end unless `--keep-topics` is given
 //! (consumer groups `bench-<unix time>-*` stay); checkpoint directories live
 //! in a temporary directory that is removed. Without a broker it ends with
@@ -51,6 +59,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{Offset, TopicPartitionList};
 use sluice::{ParameterTool, StreamExecutionEnvironment};
 use sluice_connectors::kafka::{KafkaSink, KafkaSource, KafkaTransactionalSink, StartingOffsets};
+use sluice_examples::bench_cluster::LocalCluster;
 use sluice_examples::{peak_rss_kb, run_main, running_word_counts, tokenize};
 use std::collections::HashMap;
 use std::future::Future;
@@ -69,6 +78,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const EXACTLY_ONCE: &str = "exactly-once";
 const AT_LEAST_ONCE: &str = "at-least-once";
 const RAW: &str = "raw";
+const CLUSTER: &str = "cluster-exactly-once";
 
 fn unreachable_broker(bootstrap: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
@@ -573,11 +583,14 @@ fn main() -> std::process::ExitCode {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let tag = format!("bench-{unix}");
         let input = format!("{tag}-lines");
-        let mut rows = [
+        let mut rows = vec![
             Row { mode: EXACTLY_ONCE, name: "sluice, exactly-once sink", runs: Vec::new() },
             Row { mode: AT_LEAST_ONCE, name: "sluice, at-least-once sink", runs: Vec::new() },
             Row { mode: RAW, name: "raw rdkafka loop (1 thread)", runs: Vec::new() },
         ];
+        if params.has("cluster") {
+            rows.push(Row { mode: CLUSTER, name: "cluster (2 TMs), exactly-once", runs: Vec::new() });
+        }
         let output = |mode: &str, k: u64| format!("{tag}-out-{mode}-{k}");
         let mut topics = vec![input.clone()];
         for k in 0..repeats {
@@ -605,6 +618,10 @@ fn main() -> std::process::ExitCode {
         );
 
         let exe = std::env::current_exe()?;
+        let cluster = match params.has("cluster") {
+            true => Some(LocalCluster::start(&exe, 2, (parallelism as u32).div_ceil(2))?),
+            false => None,
+        };
         let temp = TempDir(std::env::temp_dir().join(format!("sluice-{tag}-{}", std::process::id())));
         std::fs::create_dir_all(&temp.0)?;
         // Interleaved (EO, ALO, raw, EO, ...) so that drifting load hits all alike.
@@ -615,7 +632,7 @@ fn main() -> std::process::ExitCode {
                 let checkpoint_dir = temp.0.join(format!("{mode}-{k}"));
                 let args: Vec<String> = [
                     "--mode",
-                    mode,
+                    if mode == CLUSTER { EXACTLY_ONCE } else { mode },
                     "--bootstrap-servers",
                     &bootstrap,
                     "--input-topic",
@@ -633,7 +650,14 @@ fn main() -> std::process::ExitCode {
                 .map(|s| s.to_string())
                 .collect();
                 let load_before = load_average();
-                let run = measure(&exe, &args)?;
+                let run = match (&cluster, mode) {
+                    (Some(cluster), CLUSTER) => {
+                        let started = Instant::now();
+                        cluster.run(parallelism as u32, &exe, &args)?;
+                        ChildResult { secs: started.elapsed().as_secs_f64(), lines: 0, rss_kb: 0 }
+                    }
+                    _ => measure(&exe, &args)?,
+                };
                 if run.lines != 0 && run.lines != workload.lines {
                     eprintln!("warning: {name} consumed {} lines, not {}", run.lines, workload.lines);
                 }
@@ -648,6 +672,7 @@ fn main() -> std::process::ExitCode {
             }
         }
         drop(temp);
+        drop(cluster);
 
         println!();
         println!(
@@ -676,7 +701,7 @@ fn main() -> std::process::ExitCode {
                 rss as f64 / 1024.0
             );
         }
-        let [eo, alo, raw] = &rows;
+        let (eo, alo, raw) = (&rows[0], &rows[1], &rows[2]);
         let vs_alo = alo.median_secs() / eo.median_secs();
         let vs_raw = raw.median_secs() / eo.median_secs();
         println!();
@@ -694,6 +719,13 @@ fn main() -> std::process::ExitCode {
             100.0 * vs_raw,
             verdict(vs_raw >= 0.80)
         );
+
+        if let Some(cl) = rows.get(3) {
+            println!(
+                "cluster vs mini cluster (exactly-once): {:.1}% of its throughput",
+                100.0 * eo.median_secs() / cl.median_secs()
+            );
+        }
 
         if params.has("keep-topics") {
             println!("kept topics: {}", topics.join(", "));
