@@ -682,6 +682,33 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Parses a memory size: a number of bytes, or a number with a unit
+/// (`b`, `k`/`kb`, `m`/`mb`, `g`/`gb`, case-insensitive, binary multiples
+/// as in Flink's `MemorySize`).
+///
+/// ```
+/// use sluice::config::parse_memory_size;
+/// assert_eq!(parse_memory_size("256mb"), Some(256 << 20));
+/// assert_eq!(parse_memory_size("1 g"), Some(1 << 30));
+/// assert_eq!(parse_memory_size("4096"), Some(4096));
+/// assert_eq!(parse_memory_size("lots"), None);
+/// ```
+pub fn parse_memory_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kibibytes" => 10,
+        "m" | "mb" | "mebibytes" => 20,
+        "g" | "gb" | "gibibytes" => 30,
+        "t" | "tb" | "tebibytes" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -730,31 +757,4 @@ mod tests {
         assert_eq!(c.get_u32("parallelism.default").unwrap(), None);
         assert_eq!(c.get_duration("execution.buffer-timeout").unwrap(), Some(Duration::from_millis(100)));
     }
-}
-
-/// Parses a memory size: a number of bytes, or a number with a unit
-/// (`b`, `k`/`kb`, `m`/`mb`, `g`/`gb`, case-insensitive, binary multiples
-/// as in Flink's `MemorySize`).
-///
-/// ```
-/// use sluice::config::parse_memory_size;
-/// assert_eq!(parse_memory_size("256mb"), Some(256 << 20));
-/// assert_eq!(parse_memory_size("1 g"), Some(1 << 30));
-/// assert_eq!(parse_memory_size("4096"), Some(4096));
-/// assert_eq!(parse_memory_size("lots"), None);
-/// ```
-pub fn parse_memory_size(text: &str) -> Option<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let shift = match unit.trim() {
-        "" | "b" | "bytes" => 0,
-        "k" | "kb" | "kibibytes" => 10,
-        "m" | "mb" | "mebibytes" => 20,
-        "g" | "gb" | "gibibytes" => 30,
-        "t" | "tb" | "tebibytes" => 40,
-        _ => return None,
-    };
-    number.checked_mul(1u64 << shift)
 }

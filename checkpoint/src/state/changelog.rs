@@ -122,6 +122,12 @@ impl ChangeWriter {
     }
 }
 
+/// One encoded entry of a change file: (key, stored value or `None`).
+type StoredChange<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Receives replayed changes: (state, key, value or `None` for a removal).
+pub type ReplaySink<'a> = &'a mut dyn FnMut(&str, &[u8], Option<&[u8]>) -> Result<()>;
+
 /// Decodes a change file.
 pub fn decode(bytes: &[u8]) -> std::result::Result<ChangeSet, postcard::Error> {
     let mut rest = bytes;
@@ -131,7 +137,8 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<ChangeSet, postcard::Error> {
         rest = r;
         let mut changes = Changes::with_capacity(count.min(1 << 20) as usize);
         for _ in 0..count {
-            let ((k, v), r): ((&[u8], Option<&[u8]>), &[u8]) = postcard::take_from_bytes(rest)?;
+            let (entry, r): (StoredChange<'_>, &[u8]) = postcard::take_from_bytes(rest)?;
+            let (k, v) = entry;
             rest = r;
             changes.push((k.to_vec(), v.map(<[u8]>::to_vec)));
         }
@@ -282,12 +289,7 @@ fn merge(shared_dir: &Path, chain: &ChangeChain, last: ChangeSet) -> Result<Vec<
 
 /// Replays a stored chain for the key groups in `range`, in order:
 /// `sink(state, key, value or None for a removal)`.
-pub fn replay(
-    chain: &ChangeChain,
-    shared_dir: &Path,
-    range: KeyGroupRange,
-    sink: &mut dyn FnMut(&str, &[u8], Option<&[u8]>) -> Result<()>,
-) -> Result<()> {
+pub fn replay(chain: &ChangeChain, shared_dir: &Path, range: KeyGroupRange, sink: ReplaySink<'_>) -> Result<()> {
     for file in &chain.files {
         for (name, changes) in read_file(shared_dir, file)? {
             for (k, v) in changes.iter().filter(|(k, _)| range.contains(key_group_of(k))) {
@@ -300,6 +302,7 @@ pub fn replay(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::barrier::CheckpointKind;
 
