@@ -35,6 +35,18 @@ fn corpus() -> String {
     (0..4000).map(|i| format!("{} {} {}\n", words[i % 10], words[(i * 7) % 10], words[(i * 3 + 1) % 10])).collect()
 }
 
+/// The `word,count` lines the batch WordCount wrote.
+fn read_counts(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (w, c) = l.rsplit_once(',').unwrap();
+            (w.to_string(), c.parse().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
     let cluster = ClusterUnderTest::start("60s");
@@ -59,14 +71,7 @@ fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let job = job_id_of(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("has finished"));
-    let got: BTreeMap<String, u64> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (w, c) = l.rsplit_once(',').unwrap();
-            (w.to_string(), c.parse().unwrap())
-        })
-        .collect();
+    let got = read_counts(&output);
     assert_eq!(got, reference_counts(&text));
     let placed = cluster.job_process_dirs(&job);
     assert!(placed.values().all(|d| !d.is_empty()), "subtasks ran on both TaskManagers: {placed:?}");
@@ -612,14 +617,7 @@ fn run_application_runs_the_batch_wordcount_and_leaves_nothing_behind() {
     assert!(most_seen >= 3, "the two TaskManagers and a job process were seen running ({most_seen} processes)");
     assert!(stdout.contains("has finished"), "{stdout}");
     eprintln!("run-application of the batch WordCount took {elapsed:?}");
-    let got: BTreeMap<String, u64> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (w, c) = l.rsplit_once(',').unwrap();
-            (w.to_string(), c.parse().unwrap())
-        })
-        .collect();
+    let got = read_counts(&output);
     assert_eq!(got, reference_counts(&text));
     // Both TaskManagers hosted a process of the job.
     let tm_dirs: Vec<PathBuf> = std::fs::read_dir(&cluster_dir)
