@@ -16,9 +16,10 @@
 //! Two backends, chosen by `state.backend`:
 //!
 //! * [`StateBackendKind::HashMap`]: typed values on the heap. Checkpoints
-//!   are incremental ([`changelog`]): the task thread clones only the
-//!   entries changed since the last confirmed checkpoint, the upload thread
-//!   serializes them into a change file; savepoints hold every entry.
+//!   are incremental ([`changelog`]): at a barrier the task thread encodes
+//!   only the entries changed since the last confirmed checkpoint into one
+//!   buffer, which the upload thread stores as a change file; savepoints hold
+//!   every entry.
 //! * [`StateBackendKind::RocksDb`]: one RocksDB instance per stateful
 //!   subtask with a column family per state. In front of it sits a typed
 //!   write-back cache (`state.backend.rocksdb.cache-entries` entries per
