@@ -441,33 +441,17 @@ impl KeyedStateStore {
                 }
             }
             StateData::RocksDb(handle) => {
-                let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-                let mut batch_state = String::new();
+                let mut batch = RestoreBatch::default();
                 RocksInstance::restore_from(handle, checkpoint_dir, range, &mut |name, k, v| {
-                    if name != batch_state || batch.len() >= 10_000 {
-                        let full = std::mem::take(&mut batch);
-                        self.put_batch(&batch_state, full)?;
-                        batch_state = name.to_string();
-                    }
-                    batch.push((k.to_vec(), Some(v.to_vec())));
-                    Ok(())
+                    batch.push(self, name, k, Some(v))
                 })?;
-                self.put_batch(&batch_state, batch)?;
+                batch.flush(self)?;
             }
             StateData::HeapChain(chain) => {
                 let shared = checkpoint_dir.join("..").join("shared");
-                let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-                let mut batch_state = String::new();
-                changelog::replay(chain, &shared, range, &mut |name, k, v| {
-                    if name != batch_state || batch.len() >= 10_000 {
-                        let full = std::mem::take(&mut batch);
-                        self.put_batch(&batch_state, full)?;
-                        batch_state = name.to_string();
-                    }
-                    batch.push((k.to_vec(), v.map(<[u8]>::to_vec)));
-                    Ok(())
-                })?;
-                self.put_batch(&batch_state, batch)?;
+                let mut batch = RestoreBatch::default();
+                changelog::replay(chain, &shared, range, &mut |name, k, v| batch.push(self, name, k, v))?;
+                batch.flush(self)?;
             }
         }
         // The next heap snapshot must hold every restored entry.
@@ -526,6 +510,29 @@ impl KeyedStateStore {
 impl<T: StateValue> Table<T> {
     fn load_entry(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()> {
         AnyTable::load(self, key, bytes)
+    }
+}
+
+/// Restored entries collected per state and written in batches of up to
+/// 10 000 (one RocksDB write batch each).
+#[derive(Default)]
+struct RestoreBatch {
+    state: String,
+    entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl RestoreBatch {
+    fn push(&mut self, store: &mut KeyedStateStore, state: &str, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if state != self.state || self.entries.len() >= 10_000 {
+            self.flush(store)?;
+            self.state = state.to_string();
+        }
+        self.entries.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        Ok(())
+    }
+
+    fn flush(&mut self, store: &mut KeyedStateStore) -> Result<()> {
+        store.put_batch(&self.state, std::mem::take(&mut self.entries))
     }
 }
 
