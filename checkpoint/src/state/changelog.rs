@@ -30,6 +30,7 @@
 //! `(composite key, Option<stored value>)` entries (`None`: removed).
 
 use crate::error::{Error, Result};
+use crate::state::entry_set::EntrySet;
 use crate::state::format::{key_group_of, Entries, UploadTarget};
 use crate::storage::write_atomically;
 use crate::KeyGroupRange;
@@ -69,9 +70,10 @@ impl ChangeChain {
     }
 }
 
-/// Keys a table marked dirty between two snapshots, shared between the
-/// changelog (until the checkpoint is confirmed) and the snapshot.
-pub type KeyList = Arc<Vec<Vec<u8>>>;
+/// Entries (arena positions) a table changed between two snapshots, shared
+/// between the changelog (until the checkpoint is confirmed) and the
+/// snapshot.
+pub type KeyList = Arc<EntrySet>;
 
 /// Encodes one change file into a single buffer.
 #[derive(Debug, Default)]
@@ -188,6 +190,11 @@ impl Changelog {
             }
         }
         out
+    }
+
+    /// The change sets of state `state` taken by snapshots not confirmed yet.
+    pub fn pending(&self, state: usize) -> Vec<&KeyList> {
+        self.unconfirmed.values().filter_map(|lists| lists.get(state)).collect()
     }
 
     /// Whether this snapshot should write every entry and start a new chain
@@ -324,8 +331,8 @@ mod tests {
         w
     }
 
-    fn list(keys: &[&[u8]]) -> KeyList {
-        Arc::new(keys.iter().map(|k| k.to_vec()).collect())
+    fn list(positions: &[u32]) -> KeyList {
+        Arc::new(positions.iter().copied().collect())
     }
 
     fn replayed(chain: &ChangeChain, dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -360,14 +367,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Changelog::new("i".into());
         assert!(log.needs_rebase(0, 1_000_000), "the first snapshot starts a chain");
-        let keys = log.keys_for(1, vec![list(&[b"\0\x01a", b"\0\x01b"])]);
+        let keys = log.keys_for(1, vec![list(&[0, 1])]);
         assert_eq!(keys[0].len(), 1);
         let up = log.upload(1, file(&[(b"\0\x01a", Some(b"1")), (b"\0\x01b", Some(b"2"))]), true);
         let (HeapHandle::Chain(c1), _) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else { panic!() };
         log.confirm(1);
         assert!(!log.needs_rebase(2, 1_000_000));
         // Checkpoint 2 changes a and removes b; it is never confirmed.
-        log.keys_for(2, vec![list(&[b"\0\x01a", b"\0\x01b"])]);
+        log.keys_for(2, vec![list(&[0, 1])]);
         let up = log.upload(2, file(&[(b"\0\x01a", Some(b"3")), (b"\0\x01b", None)]), false);
         let (HeapHandle::Chain(c2), shared) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else {
             panic!()
@@ -379,9 +386,10 @@ mod tests {
         assert_eq!(after.get(&b"\0\x01a"[..]).map(Vec::as_slice), Some(&b"3"[..]));
         assert!(!after.contains_key(&b"\0\x01b"[..]));
         // Checkpoint 3 (2 was never confirmed) must still carry 2's keys.
-        let keys = log.keys_for(3, vec![list(&[b"\0\x01c"])]);
-        let all: Vec<Vec<u8>> = keys[0].iter().flat_map(|l| l.iter().cloned()).collect();
-        assert_eq!(all, vec![b"\0\x01a".to_vec(), b"\0\x01b".to_vec(), b"\0\x01c".to_vec()]);
+        let keys = log.keys_for(3, vec![list(&[2])]);
+        let all: Vec<u32> = keys[0].iter().flat_map(|l| l.iter()).collect();
+        assert_eq!(all, vec![0, 1, 2]);
+        assert_eq!(log.pending(0).len(), 2);
         log.confirm(3);
         let keys = log.keys_for(4, vec![list(&[])]);
         assert!(keys[0].iter().all(|l| l.is_empty()), "confirmed keys are not carried on");

@@ -35,6 +35,7 @@
 //! the same snapshot.
 
 pub mod changelog;
+pub mod entry_set;
 pub mod format;
 pub mod handles;
 pub mod rocks;

@@ -128,7 +128,7 @@ impl KeyedStateStore {
             rocks.ensure_cf(name)?;
         } else if let Some(entries) = self.raw.remove(name) {
             for (k, v) in entries {
-                table.load_entry(k, &v)?;
+                table.load_entry(&k, &v)?;
             }
             table.mark_all_changed();
         }
@@ -187,9 +187,10 @@ impl KeyedStateStore {
         Ok(())
     }
 
-    /// Finds (or loads) the current entry of state `id`.
-    /// Returns the slot and whether the state has a TTL.
-    fn slot<T: StateValue>(&mut self, id: StateId, read: bool) -> Result<(&mut Slot<T>, bool)> {
+    /// Finds (or loads) the current entry of state `id`. Returns its
+    /// position (`None`: a read of an absent key on the heap backend, which
+    /// stores nothing) and whether the state has a TTL.
+    fn locate<T: StateValue>(&mut self, id: StateId, read: bool) -> Result<(Option<u32>, bool)> {
         self.check_key(id)?;
         let KeyedStateStore { tables, rocks, current, cache_entries, .. } = self;
         let any = tables.get_mut(id.0).ok_or_else(|| Error::State {
@@ -212,76 +213,88 @@ impl KeyedStateStore {
         let Some(table) = any.as_any_mut().downcast_mut::<Table<T>>() else {
             return Err(wrong_type(""));
         };
-        let Table { name, map, ttl, changed, epoch } = table;
-        let ttl = *ttl;
-        let epoch = *epoch;
-        let track = rocks.is_none();
-        let slot = match map.entry_ref(current.as_slice()) {
-            hashbrown::hash_map::EntryRef::Occupied(o) => {
-                let slot = o.into_mut();
-                slot.touched = true;
-                slot
+        let heap = rocks.is_none();
+        let pos = match table.find(current) {
+            Some(p) => {
+                if !heap {
+                    table.slot_mut(Some(p)).touched = true;
+                }
+                p
             }
-            hashbrown::hash_map::EntryRef::Vacant(v) => {
-                let loaded = match rocks.as_ref() {
-                    Some(r) => match r.get(name, current)? {
-                        Some(bytes) => Some(decode_value::<T>(name, &bytes)?),
-                        None => None,
-                    },
-                    None => None,
-                };
-                let slot = match loaded {
-                    Some((stamp, value)) => Slot::loaded(Some(value), stamp),
+            None if heap && read => return Ok((None, table.ttl.is_some())),
+            None => {
+                let slot = match rocks.as_ref().map(|r| r.get(&table.name, current)).transpose()?.flatten() {
+                    Some(bytes) => {
+                        let (stamp, value) = decode_value::<T>(&table.name, &bytes)?;
+                        Slot::loaded(Some(value), stamp)
+                    }
                     None => Slot::loaded(None, 0),
                 };
-                v.insert(slot)
+                table.insert(current, slot)
             }
         };
-        // Changed: to be written back (RocksDB) or in the next snapshot
-        // (heap: on the changed list once per snapshot epoch).
-        let mut mark = |slot: &mut Slot<T>| {
-            if track {
-                if slot.epoch != epoch {
-                    slot.epoch = epoch;
-                    changed.push(current.clone());
-                }
-            } else {
-                slot.dirty = true;
-            }
-        };
+        // Changed: to be written back (RocksDB) or in the next snapshot.
+        let mut changed = !read;
+        let ttl = table.ttl;
         if let Some(ttl) = ttl {
             let now = now_ms();
+            let slot = table.slot_mut(Some(pos));
             if slot.value.is_some() && ttl.is_expired(slot.stamp, now) {
                 slot.value = None;
-                mark(slot);
+                changed = true;
+                if heap {
+                    table.note_tombstone(pos);
+                }
             } else if read && slot.value.is_some() && ttl.update_type == TtlUpdateType::OnReadAndWrite {
                 slot.stamp = now;
-                mark(slot);
+                changed = true;
             }
         }
-        if !read {
-            mark(slot);
+        if changed {
+            if heap {
+                table.mark(pos);
+            } else {
+                table.slot_mut(Some(pos)).dirty = true;
+            }
         }
-        Ok((slot, ttl.is_some()))
+        Ok((Some(pos), ttl.is_some()))
+    }
+
+    /// The typed table of state `id`.
+    fn table_mut<T: StateValue>(&mut self, id: StateId) -> Result<&mut Table<T>> {
+        self.tables
+            .get_mut(id.0)
+            .and_then(|t| t.as_any_mut().downcast_mut::<Table<T>>())
+            .ok_or_else(|| wrong_type(&format!("#{}", id.0)))
     }
 
     /// The current key's value of state `id` (a clone).
     pub fn get<T: StateValue>(&mut self, id: StateId) -> Result<Option<T>> {
-        Ok(self.slot::<T>(id, true)?.0.value.clone())
+        let (pos, _) = self.locate::<T>(id, true)?;
+        Ok(self.table_mut::<T>(id)?.slot_mut(pos).value.clone())
     }
 
     /// Reads the current key's value of state `id` without cloning it.
     pub fn read<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(Option<&T>) -> R) -> Result<R> {
-        Ok(f(self.slot::<T>(id, true)?.0.value.as_ref()))
+        let (pos, _) = self.locate::<T>(id, true)?;
+        Ok(f(self.table_mut::<T>(id)?.slot_mut(pos).value.as_ref()))
     }
 
     /// Changes the current key's value of state `id` in place (`None` =
     /// absent; set it to `None` to clear).
     pub fn update<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(&mut Option<T>) -> R) -> Result<R> {
-        let (slot, timed) = self.slot::<T>(id, false)?;
+        let (pos, timed) = self.locate::<T>(id, false)?;
+        let heap = self.rocks.is_none();
+        let table = self.table_mut::<T>(id)?;
+        let slot = table.slot_mut(pos);
         let r = f(&mut slot.value);
         if timed {
             slot.stamp = now_ms();
+        }
+        if heap && slot.value.is_none() {
+            if let Some(p) = pos {
+                table.note_tombstone(p);
+            }
         }
         Ok(r)
     }
@@ -312,7 +325,7 @@ impl KeyedStateStore {
                     state: name.clone(),
                     message: "accessed with another value type than it was registered with".into(),
                 })?;
-                for (k, slot) in table.map.iter() {
+                for (k, slot) in table.iter() {
                     if let Some(v) = &slot.value {
                         f(k.get(2..).unwrap_or(&[]), v.clone())?;
                     }
@@ -414,6 +427,9 @@ impl KeyedStateStore {
         }
         if let Some(log) = &mut self.changelog {
             log.confirm(id);
+            for (i, t) in self.tables.iter_mut().enumerate() {
+                t.reclaim(&log.pending(i));
+            }
         }
     }
 
@@ -498,7 +514,7 @@ impl KeyedStateStore {
             return rocks.write(name, vec![(key.to_vec(), Some(value.to_vec()))]);
         }
         match self.tables.iter_mut().find(|t| t.name() == name) {
-            Some(t) => t.load(key.to_vec(), value),
+            Some(t) => t.load(key, value),
             None => {
                 self.raw.entry(name.to_string()).or_default().push((key.to_vec(), value.to_vec()));
                 Ok(())
@@ -508,7 +524,7 @@ impl KeyedStateStore {
 }
 
 impl<T: StateValue> Table<T> {
-    fn load_entry(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()> {
+    fn load_entry(&mut self, key: &[u8], bytes: &[u8]) -> Result<()> {
         AnyTable::load(self, key, bytes)
     }
 }

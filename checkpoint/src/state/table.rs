@@ -1,62 +1,215 @@
 //! One registered state's typed entries: the heap backend's store, and the
 //! write-back cache in front of RocksDB.
 //!
-//! Entries are keyed by the composite key (key group ‖ key ‖ namespace).
-//! A slot may hold `None`: a deletion not yet written to RocksDB, or a miss
-//! remembered so that the next read of the same key costs no RocksDB read.
+//! Entries are keyed by the composite key (key group ‖ key ‖ namespace),
+//! stored inline when short. They live in an arena (a `Vec`) and a hash
+//! index maps keys to arena positions, so an entry keeps its position for
+//! its whole life: the heap backend marks a change with one bit of an
+//! [`EntrySet`] and a snapshot reads the changed entries by position, in
+//! memory order, without a second hash lookup.
+//!
+//! A slot may hold `None`: a deletion not yet written to RocksDB or to a
+//! confirmed heap checkpoint (a *tombstone*), or a miss remembered so that
+//! the next read of the same key costs no RocksDB read. The heap backend
+//! frees tombstones once a confirmed checkpoint holds their deletion.
 
 use crate::error::{Error, Result};
 use crate::state::changelog::{ChangeWriter, KeyList};
+use crate::state::entry_set::EntrySet;
 use crate::state::ttl::StateTtlConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
+use std::hash::BuildHasher;
 
 /// What can be kept in keyed state: cloneable, sendable and serializable.
 pub trait StateValue: Clone + Send + Serialize + DeserializeOwned + 'static {}
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> StateValue for T {}
 
+/// A composite key, inline up to 24 bytes.
+pub(crate) type Key = smallvec::SmallVec<[u8; 24]>;
+
 /// One entry of a table.
 #[derive(Debug)]
 pub(crate) struct Slot<T> {
     pub(crate) value: Option<T>,
-    /// Changed since it was last written to the backing store.
+    /// Changed since it was last written to RocksDB.
     pub(crate) dirty: bool,
     /// Processing time of the last write (or read, see TTL), ms.
     pub(crate) stamp: i64,
     /// Used again since it was loaded or since the last eviction sweep
     /// (the "second chance" of the RocksDB cache).
     pub(crate) touched: bool,
-    /// Heap backend: the table's snapshot epoch in which the key was last
-    /// put on the changed list (0: never).
-    pub(crate) epoch: u32,
 }
 
 impl<T> Slot<T> {
     /// A clean entry as loaded from the backing store (or a miss).
     pub(crate) fn loaded(value: Option<T>, stamp: i64) -> Self {
-        Slot { value, dirty: false, stamp, touched: false, epoch: 0 }
+        Slot { value, dirty: false, stamp, touched: false }
     }
 }
 
-pub(crate) type SlotMap<T> = hashbrown::HashMap<Vec<u8>, Slot<T>, foldhash::fast::RandomState>;
+/// An arena position: a key and its slot, or a free position.
+struct Entry<T> {
+    key: Key,
+    slot: Slot<T>,
+    occupied: bool,
+}
+
+/// 32 bits of a key's hash, spread over the 64 the index wants (the low
+/// bits pick the bucket, the top seven are the control byte).
+fn spread(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
+}
 
 /// The typed entries of one state.
 pub(crate) struct Table<T> {
     pub(crate) name: String,
-    pub(crate) map: SlotMap<T>,
     pub(crate) ttl: Option<StateTtlConfig>,
-    /// Heap backend: keys of the entries marked dirty since the last
-    /// snapshot (for incremental snapshots, see `changelog`).
-    pub(crate) changed: Vec<Vec<u8>>,
-    /// Heap backend: the current snapshot epoch (starts at 1; a snapshot
-    /// moves it on, which makes every entry clean at once).
-    pub(crate) epoch: u32,
+    /// (arena position, 32-bit hash of its key).
+    index: hashbrown::HashTable<(u32, u32)>,
+    entries: Vec<Entry<T>>,
+    free: Vec<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// Heap backend: positions changed since the last snapshot.
+    pub(crate) changed: EntrySet,
+    /// Heap backend: positions that became `None` (may hold repeats).
+    tombstones: Vec<u32>,
+    /// Returned for reads of absent keys on the heap backend (never stored).
+    miss: Slot<T>,
 }
 
 impl<T> Table<T> {
     pub(crate) fn new(name: &str, ttl: Option<StateTtlConfig>) -> Self {
-        Table { name: name.to_string(), map: SlotMap::default(), ttl, changed: Vec::new(), epoch: 1 }
+        Table {
+            name: name.to_string(),
+            ttl,
+            index: hashbrown::HashTable::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            changed: EntrySet::default(),
+            tombstones: Vec::new(),
+            miss: Slot::loaded(None, 0),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u32 {
+        let h = self.hasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// The position of `key`, if present.
+    #[inline]
+    pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
+        let h = self.hash(key);
+        let entries = &self.entries;
+        self.index
+            .find(spread(h), |&(i, eh)| eh == h && entries.get(i as usize).is_some_and(|e| e.key.as_slice() == key))
+            .map(|&(i, _)| i)
+    }
+
+    /// Adds `key` (which must be absent) and returns its position.
+    pub(crate) fn insert(&mut self, key: &[u8], slot: Slot<T>) -> u32 {
+        let h = self.hash(key);
+        let entry = Entry { key: Key::from_slice(key), slot, occupied: true };
+        let pos = match self.free.pop() {
+            Some(p) => {
+                if let Some(e) = self.entries.get_mut(p as usize) {
+                    *e = entry;
+                }
+                p
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
+        pos
+    }
+
+    /// The slot at `pos`, or the shared miss slot (`None`) if there is no
+    /// entry there.
+    #[inline]
+    pub(crate) fn slot_mut(&mut self, pos: Option<u32>) -> &mut Slot<T> {
+        match pos.and_then(|p| self.entries.get_mut(p as usize)) {
+            Some(e) => &mut e.slot,
+            None => {
+                self.miss.value = None;
+                &mut self.miss
+            }
+        }
+    }
+
+    /// Heap backend: records a change of the entry at `pos`.
+    #[inline]
+    pub(crate) fn mark(&mut self, pos: u32) {
+        self.changed.insert(pos);
+    }
+
+    /// Heap backend: the entry at `pos` became `None`; it is freed once a
+    /// confirmed checkpoint holds the removal.
+    pub(crate) fn note_tombstone(&mut self, pos: u32) {
+        self.tombstones.push(pos);
+        // Without checkpoints nothing is reclaimed: keep the list bounded.
+        if self.tombstones.len() > 2 * self.entries.len() + 1024 {
+            self.tombstones.sort_unstable();
+            self.tombstones.dedup();
+        }
+    }
+
+    /// Frees the entry at `pos`.
+    fn free_at(&mut self, pos: u32) {
+        let Some(e) = self.entries.get_mut(pos as usize) else { return };
+        if !e.occupied {
+            return;
+        }
+        let h = {
+            let x = self.hasher.hash_one(e.key.as_slice());
+            (x ^ (x >> 32)) as u32
+        };
+        if let Ok(found) = self.index.find_entry(spread(h), |&(i, _)| i == pos) {
+            found.remove();
+        }
+        e.occupied = false;
+        e.slot = Slot::loaded(None, 0);
+        e.key = Key::new();
+        self.free.push(pos);
+    }
+
+    /// The occupied entries: (position, key, slot).
+    fn occupied(&self) -> impl Iterator<Item = (u32, &[u8], &Slot<T>)> {
+        self.entries.iter().enumerate().filter(|(_, e)| e.occupied).map(|(i, e)| (i as u32, e.key.as_slice(), &e.slot))
+    }
+
+    /// Every occupied entry's key and slot.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &Slot<T>)> {
+        self.occupied().map(|(_, k, s)| (k, s))
+    }
+
+    /// The value of a slot and its timestamp, unless absent or expired.
+    fn live<'a>(&self, slot: &'a Slot<T>, now: i64) -> Option<(i64, &'a T)> {
+        if self.ttl.is_some_and(|t| t.is_expired(slot.stamp, now)) {
+            return None;
+        }
+        slot.value.as_ref().map(|v| (slot.stamp, v))
+    }
+
+    /// Keeps only the entries `keep` accepts, and packs the arena (RocksDB
+    /// cache only: positions change).
+    fn retain_packed(&mut self, mut keep: impl FnMut(&mut Slot<T>) -> bool) {
+        let old = std::mem::take(&mut self.entries);
+        self.index.clear();
+        self.free.clear();
+        for mut e in old.into_iter().filter(|e| e.occupied) {
+            if keep(&mut e.slot) {
+                let h = self.hash(&e.key);
+                self.entries.push(e);
+                let pos = (self.entries.len() - 1) as u32;
+                self.index.insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
+            }
+        }
     }
 }
 
@@ -84,34 +237,27 @@ pub(crate) trait AnyTable: Send {
     /// Encodes the entries changed since the last call (`None`: deleted)
     /// and marks them clean.
     fn take_dirty(&mut self, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
-    /// Adds a restored entry.
-    fn load(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()>;
+    /// Adds (or replaces) a restored entry.
+    fn load(&mut self, key: &[u8], bytes: &[u8]) -> Result<()>;
     /// Removes an entry (a restored removal).
     fn remove(&mut self, key: &[u8]);
-    /// Heap backend: the keys changed since the last call; marks them clean.
+    /// Heap backend: the entries changed since the last call.
     fn take_changed(&mut self) -> KeyList;
     /// Heap backend: marks every entry changed (after a restore, so that the
     /// next snapshot holds all of them).
     fn mark_all_changed(&mut self);
-    /// Heap backend: writes a section with the current values of the keys
-    /// in `lists` (a removal where there is none or it expired).
+    /// Heap backend: writes a section with the current values of the
+    /// entries in `lists` (a removal where there is none or it expired).
     fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()>;
-    /// Heap backend: writes a section with every entry.
+    /// Heap backend: writes a section with every live entry.
     fn write_all(&self, now: i64, out: &mut ChangeWriter) -> Result<()>;
+    /// Heap backend: frees the tombstones whose removal no pending
+    /// snapshot (`pending`, not yet confirmed) or later change still needs.
+    fn reclaim(&mut self, pending: &[&KeyList]);
     /// Eviction sweep of the RocksDB cache (all entries must be clean):
     /// forgets the entries not used again since the last sweep and clears
     /// the mark of the others; if more than `keep` remain, forgets all.
     fn evict(&mut self, keep: usize);
-}
-
-impl<T> Table<T> {
-    /// The value of a slot and its timestamp, unless absent or expired.
-    fn live<'a>(&self, slot: &'a Slot<T>, now: i64) -> Option<(i64, &'a T)> {
-        if self.ttl.is_some_and(|t| t.is_expired(slot.stamp, now)) {
-            return None;
-        }
-        slot.value.as_ref().map(|v| (slot.stamp, v))
-    }
 }
 
 impl<T: StateValue> AnyTable for Table<T> {
@@ -122,63 +268,137 @@ impl<T: StateValue> AnyTable for Table<T> {
         self
     }
     fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
     fn take_dirty(&mut self, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        for (k, slot) in self.map.iter_mut().filter(|(_, s)| s.dirty) {
-            let bytes = match &slot.value {
-                Some(v) => Some(encode_value(&self.name, slot.stamp, v)?),
+        for e in self.entries.iter_mut().filter(|e| e.occupied && e.slot.dirty) {
+            let bytes = match &e.slot.value {
+                Some(v) => Some(encode_value(&self.name, e.slot.stamp, v)?),
                 None => None,
             };
-            out.push((k.clone(), bytes));
-            slot.dirty = false;
+            out.push((e.key.to_vec(), bytes));
+            e.slot.dirty = false;
         }
         Ok(())
     }
-    fn load(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<()> {
+    fn load(&mut self, key: &[u8], bytes: &[u8]) -> Result<()> {
         let (stamp, value) = decode_value::<T>(&self.name, bytes)?;
-        self.map.insert(key, Slot::loaded(Some(value), stamp));
+        match self.find(key) {
+            Some(pos) => *self.slot_mut(Some(pos)) = Slot::loaded(Some(value), stamp),
+            None => {
+                self.insert(key, Slot::loaded(Some(value), stamp));
+            }
+        }
         Ok(())
     }
     fn remove(&mut self, key: &[u8]) {
-        self.map.remove(key);
+        if let Some(pos) = self.find(key) {
+            self.free_at(pos);
+        }
     }
     fn take_changed(&mut self) -> KeyList {
-        self.epoch = self.epoch.wrapping_add(1).max(1);
-        let capacity = self.changed.len() + self.changed.len() / 4;
-        std::sync::Arc::new(std::mem::replace(&mut self.changed, Vec::with_capacity(capacity)))
+        let next = EntrySet::with_capacity(self.changed.span());
+        std::sync::Arc::new(std::mem::replace(&mut self.changed, next))
     }
     fn mark_all_changed(&mut self) {
-        let epoch = self.epoch;
-        for (k, slot) in self.map.iter_mut().filter(|(_, s)| s.epoch != epoch) {
-            slot.epoch = epoch;
-            self.changed.push(k.clone());
+        let positions: Vec<u32> = self.occupied().filter(|(_, _, s)| s.value.is_some()).map(|(p, _, _)| p).collect();
+        for p in positions {
+            self.changed.insert(p);
         }
     }
     fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()> {
-        out.section(&self.name, lists.iter().map(|l| l.len() as u64).sum())?;
-        for key in lists.iter().flat_map(|l| l.iter()) {
-            match self.map.get(key.as_slice()).and_then(|s| self.live(s, now)) {
-                Some((stamp, v)) => out.entry(key, stamp, v)?,
-                None => out.entry_encoded(key, None)?,
+        let union;
+        let set = match lists {
+            [one] => one.as_ref(),
+            _ => {
+                union = EntrySet::union(lists.iter().map(|l| l.as_ref()));
+                &union
+            }
+        };
+        let changed = || set.iter().filter_map(|p| self.entries.get(p as usize)).filter(|e| e.occupied);
+        out.section(&self.name, changed().count() as u64)?;
+        for e in changed() {
+            match self.live(&e.slot, now) {
+                Some((stamp, v)) => out.entry(&e.key, stamp, v)?,
+                None => out.entry_encoded(&e.key, None)?,
             }
         }
         Ok(())
     }
     fn write_all(&self, now: i64, out: &mut ChangeWriter) -> Result<()> {
-        out.section(&self.name, self.map.len() as u64)?;
-        for (key, slot) in &self.map {
-            match self.live(slot, now) {
-                Some((stamp, v)) => out.entry(key, stamp, v)?,
-                None => out.entry_encoded(key, None)?,
-            }
+        let live = || self.iter().filter_map(|(k, s)| self.live(s, now).map(|(stamp, v)| (k, stamp, v)));
+        out.section(&self.name, live().count() as u64)?;
+        for (key, stamp, v) in live() {
+            out.entry(key, stamp, v)?;
         }
         Ok(())
     }
-    fn evict(&mut self, keep: usize) {
-        self.map.retain(|_, slot| std::mem::replace(&mut slot.touched, false));
-        if self.map.len() > keep {
-            self.map.clear();
+    fn reclaim(&mut self, pending: &[&KeyList]) {
+        let candidates = std::mem::take(&mut self.tombstones);
+        for pos in candidates {
+            let Some(e) = self.entries.get(pos as usize) else { continue };
+            if !e.occupied || e.slot.value.is_some() {
+                continue;
+            }
+            if self.changed.contains(pos) || pending.iter().any(|l| l.contains(pos)) {
+                self.tombstones.push(pos);
+            } else {
+                self.free_at(pos);
+            }
         }
+        self.tombstones.sort_unstable();
+        self.tombstones.dedup();
+    }
+    fn evict(&mut self, keep: usize) {
+        self.retain_packed(|slot| std::mem::replace(&mut slot.touched, false));
+        if self.index.len() > keep {
+            self.retain_packed(|_| false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn positions_are_stable_and_freed_positions_are_reused() {
+        let mut t: Table<u64> = Table::new("t", None);
+        let a = t.insert(b"a", Slot::loaded(Some(1), 0));
+        let long = [7u8; 40];
+        let b = t.insert(&long, Slot::loaded(Some(2), 0));
+        for i in 0..1000u32 {
+            t.insert(&i.to_be_bytes(), Slot::loaded(Some(u64::from(i)), 0));
+        }
+        assert_eq!(t.find(b"a"), Some(a));
+        assert_eq!(t.find(&long), Some(b));
+        assert_eq!(t.slot_mut(Some(b)).value, Some(2));
+        assert_eq!(AnyTable::len(&t), 1002);
+        AnyTable::remove(&mut t, b"a");
+        assert_eq!(t.find(b"a"), None);
+        assert_eq!(t.slot_mut(None).value, None, "absent keys read as None");
+        let c = t.insert(b"c", Slot::loaded(Some(3), 0));
+        assert_eq!(c, a, "the freed position is reused");
+        assert_eq!(t.find(&long), Some(b));
+        assert_eq!(t.find(&5u32.to_be_bytes()).map(|p| t.slot_mut(Some(p)).value), Some(Some(5)));
+    }
+
+    #[test]
+    fn tombstones_are_freed_only_when_no_pending_snapshot_needs_them() {
+        let mut t: Table<u64> = Table::new("t", None);
+        let a = t.insert(b"a", Slot::loaded(None, 0));
+        t.mark(a);
+        t.note_tombstone(a);
+        let taken = t.take_changed();
+        t.reclaim(&[&taken]);
+        assert_eq!(t.find(b"a"), Some(a), "kept while its snapshot is not confirmed");
+        t.reclaim(&[]);
+        assert_eq!(t.find(b"a"), None, "freed once confirmed");
+        let b = t.insert(b"b", Slot::loaded(None, 0));
+        t.note_tombstone(b);
+        t.slot_mut(Some(b)).value = Some(9);
+        t.reclaim(&[]);
+        assert_eq!(t.find(b"b"), Some(b), "a revived entry stays");
     }
 }
