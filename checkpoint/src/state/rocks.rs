@@ -155,6 +155,23 @@ impl RocksInstance {
         self.db.get_pinned_cf(handle, key).map_err(|e| rocks_err(format!("read state '{cf}'"))(e))
     }
 
+    /// Reads `keys` (sorted) of one column family with one batched lookup
+    /// (`MultiGet`: the bloom filter and index probes of all keys are done
+    /// level by level together); calls `found(i, value)` for each key.
+    pub fn multi_get(
+        &self,
+        cf: &str,
+        keys: &[Vec<u8>],
+        found: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
+        for (i, r) in self.db.batched_multi_get_cf(handle, keys, true).into_iter().enumerate() {
+            let value = r.map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
+            found(i, value.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// Writes a batch of (key, value or deletion) into one column family.
     /// The batch is sorted first: inserting keys in order into the memtable's
     /// skip list reuses the search path of the previous key, which makes a

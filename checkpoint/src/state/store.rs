@@ -64,10 +64,17 @@ impl std::fmt::Debug for KeyedStateStore {
     }
 }
 
+/// Appends key group ‖ key (postcard) of `key` to `out`.
+fn encode_key<K: Serialize + Hash + ?Sized>(key: &K, max_parallelism: u32, out: &mut Vec<u8>) -> Result<()> {
+    let group = assign_to_key_group(key, max_parallelism);
+    out.extend_from_slice(&(group as u16).to_be_bytes());
+    encode_into(key, out, "key")
+}
+
 fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<()> {
-    let bytes = postcard::to_stdvec(value)
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(value, buf)
         .map_err(|e| Error::State { state: what.to_string(), message: format!("cannot encode the {what}: {e}") })?;
-    out.extend_from_slice(&bytes);
     Ok(())
 }
 
@@ -138,12 +145,58 @@ impl KeyedStateStore {
 
     /// Makes `key` the current key (empty namespace).
     pub fn set_current_key<K: Serialize + Hash + ?Sized>(&mut self, key: &K) -> Result<()> {
-        let group = assign_to_key_group(key, self.max_parallelism);
         self.current.clear();
-        self.current.extend_from_slice(&(group as u16).to_be_bytes());
-        encode_into(key, &mut self.current, "key")?;
+        encode_key(key, self.max_parallelism, &mut self.current)?;
         self.key_len = self.current.len();
         Ok(())
+    }
+
+    /// RocksDB backend: loads the entries of state `id` (empty namespace)
+    /// for `keys` that the cache lacks, with one batched read, so that the
+    /// records of an input batch then find their state in the cache. Does
+    /// nothing on the heap backend.
+    pub fn prefetch<T: StateValue, K: Serialize + Hash>(&mut self, id: StateId, keys: &[K]) -> Result<()> {
+        let KeyedStateStore { tables, rocks, cache_entries, max_parallelism, .. } = self;
+        let Some(rocks) = rocks.as_ref() else { return Ok(()) };
+        let any = tables.get_mut(id.0).ok_or_else(|| wrong_type(&format!("#{}", id.0)))?;
+        let mut wanted: Vec<Vec<u8>> = Vec::with_capacity(keys.len());
+        {
+            let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| wrong_type(""))?;
+            for key in keys {
+                let mut composite = Vec::with_capacity(24);
+                encode_key(key, *max_parallelism, &mut composite)?;
+                if table.find(&composite).is_none() {
+                    wanted.push(composite);
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        // Make room first, so that the sweep does not drop the batch while
+        // its records are processed.
+        if any.len() + wanted.len() >= *cache_entries {
+            let mut dirty = Vec::new();
+            any.take_dirty(&mut dirty)?;
+            rocks.write(any.name(), dirty)?;
+            any.evict(*cache_entries / 2);
+        }
+        let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| wrong_type(""))?;
+        rocks.multi_get(&table.name.clone(), &wanted, &mut |i, bytes| {
+            let slot = match bytes {
+                Some(bytes) => {
+                    let (stamp, value) = decode_value::<T>(&table.name, bytes)?;
+                    Slot::loaded(Some(value), stamp)
+                }
+                None => Slot::loaded(None, 0),
+            };
+            if let Some(key) = wanted.get(i) {
+                table.insert(key, slot);
+            }
+            Ok(())
+        })
     }
 
     /// Makes a timer's key and namespace current.

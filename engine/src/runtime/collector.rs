@@ -32,6 +32,13 @@ impl<T> Collector<T> for Vec<T> {
 /// The input side of a chain link, as the task runtime drives it: records
 /// plus the control events that flow through a chain in order.
 pub(crate) trait ChainInput<T>: Collector<T> + Send {
+    /// The records of one input batch, in order.
+    fn collect_batch(&mut self, records: Vec<T>) -> Result<()> {
+        for record in records {
+            self.collect(record)?;
+        }
+        Ok(())
+    }
     /// A new combined watermark reached this link.
     fn watermark(&mut self, wm: Watermark) -> Result<()>;
     /// The task is idle or the buffer timeout passed: push partial batches

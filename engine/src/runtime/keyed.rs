@@ -98,23 +98,11 @@ impl<K, T, F> ReduceOp<K, T, F> {
     }
 }
 
-fn registered(id: Option<StateId>) -> Result<StateId> {
-    id.ok_or_else(|| Error::user("keyed operator used before open"))
-}
-
-impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for ReduceOp<K, T, F> {
-    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
-        self.state.restore(ctx, bytes).map(|_| ())
-    }
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        self.mode = ctx.mode;
-        let store = self.state.open(ctx)?;
-        self.id = Some(store.lock()?.register::<T>("reduce", None)?);
-        Ok(())
-    }
-    fn process_element(&mut self, record: T, out: &mut dyn Collector<T>) -> Result<()> {
+impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> ReduceOp<K, T, F> {
+    /// Folds `record` (of `key`) into its accumulator; emits the new value
+    /// in streaming mode.
+    fn process_keyed(&mut self, key: K, record: T, out: &mut dyn Collector<T>) -> Result<()> {
         let id = registered(self.id)?;
-        let key = (self.key_selector)(&record);
         let streaming = self.mode == RuntimeMode::Streaming;
         let reduce = &self.reduce;
         let emit = {
@@ -136,6 +124,34 @@ impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for R
             Some(v) => out.collect(v),
             None => Ok(()),
         }
+    }
+}
+
+fn registered(id: Option<StateId>) -> Result<StateId> {
+    id.ok_or_else(|| Error::user("keyed operator used before open"))
+}
+
+impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for ReduceOp<K, T, F> {
+    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
+        self.state.restore(ctx, bytes).map(|_| ())
+    }
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.mode = ctx.mode;
+        let store = self.state.open(ctx)?;
+        self.id = Some(store.lock()?.register::<T>("reduce", None)?);
+        Ok(())
+    }
+    fn process_element(&mut self, record: T, out: &mut dyn Collector<T>) -> Result<()> {
+        let key = (self.key_selector)(&record);
+        self.process_keyed(key, record, out)
+    }
+    fn process_batch(&mut self, records: Vec<T>, out: &mut dyn Collector<T>) -> Result<()> {
+        let keys: Vec<K> = records.iter().map(|r| (self.key_selector)(r)).collect();
+        self.state.store()?.lock()?.prefetch::<T, K>(registered(self.id)?, &keys)?;
+        for (key, record) in keys.into_iter().zip(records) {
+            self.process_keyed(key, record, out)?;
+        }
+        Ok(())
     }
     fn finish(&mut self, out: &mut dyn Collector<T>) -> Result<()> {
         if self.mode == RuntimeMode::Batch {

@@ -43,6 +43,16 @@ pub trait StreamOperator<I, O>: Send {
     /// Processes one record, emitting any number of outputs.
     fn process_element(&mut self, record: I, out: &mut dyn Collector<O>) -> Result<()>;
 
+    /// Processes the records of one input batch in order. By default one
+    /// [`process_element`](Self::process_element) call each; keyed operators
+    /// override it to fetch the batch's state from RocksDB in one read.
+    fn process_batch(&mut self, records: Vec<I>, out: &mut dyn Collector<O>) -> Result<()> {
+        for record in records {
+            self.process_element(record, out)?;
+        }
+        Ok(())
+    }
+
     /// A new watermark arrived; returns the watermark to forward (by default
     /// the same one).
     fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {

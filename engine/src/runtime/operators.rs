@@ -165,6 +165,10 @@ impl<I, O> Collector<I> for OperatorLink<I, O> {
 }
 
 impl<I: Send, O: Send> ChainInput<I> for OperatorLink<I, O> {
+    fn collect_batch(&mut self, records: Vec<I>) -> Result<()> {
+        self.records_in += records.len() as u64;
+        self.op.process_batch(records, &mut self.next)
+    }
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
         match self.op.process_watermark(wm, &mut self.next)? {
             Some(w) => self.next.inner.watermark(w),

@@ -485,9 +485,7 @@ impl<T: Send> InputTask<T> {
                         }
                     }
                     self.records += batch.len() as u64;
-                    for record in batch {
-                        self.head.collect(record)?;
-                    }
+                    self.head.collect_batch(batch)?;
                     if last_flush.elapsed() >= control.buffer_timeout {
                         self.head.flush()?;
                         last_flush = Instant::now();

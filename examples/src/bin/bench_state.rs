@@ -4,7 +4,11 @@
 //! in its own process (so peak RSS is its own) and prints records/s, peak
 //! RSS and, with checkpoints, their count and last duration.
 //!
-//! `cargo run --release -p sluice-examples --bin bench_state -- [--keys 10000000] [--records 20000000] [-p 1]`
+//! `cargo run --release -p sluice-examples --bin bench_state -- [--keys 10000000] [--records 20000000] [-p 1]
+//! [--repeat 3] [--configs hashmap:off,hashmap:1s]`
+//!
+//! With `--repeat N` the configurations run in N interleaved rounds and
+//! the medians and their ratios (the targets) are printed.
 
 use sluice::{ParameterTool, Sink, StreamExecutionEnvironment};
 use sluice_connectors::datagen::DataGeneratorSource;
@@ -76,6 +80,12 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>) -> any
     Ok(())
 }
 
+/// The median of `v` (sorts it).
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
@@ -84,16 +94,53 @@ fn main() -> std::process::ExitCode {
             return run_one(&params, backend, (interval != "off").then_some(interval));
         }
         let exe = std::env::current_exe()?;
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        println!("bench_state: datagen WordCount, {:?}", args);
-        for config in ["hashmap:off", "rocksdb:off", "hashmap:1s", "rocksdb:1s"] {
-            let out = std::process::Command::new(&exe).args(&args).args(["--run", config]).output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            match text.lines().find(|l| l.starts_with("RESULT")) {
-                Some(line) => println!("{}", line.trim_start_matches("RESULT ")),
-                None => println!("{config}: failed: {}", String::from_utf8_lossy(&out.stderr)),
+        let repeat = params.get_u64_or("repeat", 1)?.max(1);
+        let configs = params.get("configs").unwrap_or("hashmap:off,rocksdb:off,hashmap:1s,rocksdb:1s").to_string();
+        let configs: Vec<&str> = configs.split(',').collect();
+        // Child runs get the same arguments minus the ones only this
+        // process reads.
+        let mut args: Vec<String> = Vec::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            if a == "--repeat" || a == "--configs" {
+                it.next();
+            } else {
+                args.push(a);
             }
         }
+        println!("bench_state: datagen WordCount, {args:?}, {repeat} round(s) of {configs:?}");
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+        // Rounds interleave the configurations, so that drift of the machine
+        // touches all of them alike.
+        for round in 1..=repeat {
+            for (config, rates) in configs.iter().zip(&mut rates) {
+                let out = std::process::Command::new(&exe).args(&args).args(["--run", config]).output()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                match text.lines().find(|l| l.starts_with("RESULT")) {
+                    Some(line) => {
+                        println!("round {round}: {}", line.trim_start_matches("RESULT "));
+                        if let Some(rate) = line.split_whitespace().nth(3).and_then(|r| r.parse::<f64>().ok()) {
+                            rates.push(rate);
+                        }
+                    }
+                    None => println!("round {round}: {config}: failed: {}", String::from_utf8_lossy(&out.stderr)),
+                }
+            }
+        }
+        let medians: Vec<Option<f64>> = rates.iter_mut().map(|r| median(r)).collect();
+        println!("medians (records/s):");
+        for (config, m) in configs.iter().zip(&medians) {
+            println!("  {config:14} {}", m.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into()));
+        }
+        let find = |c: &str| configs.iter().position(|x| *x == c).and_then(|i| medians[i]);
+        let ratio = |name: &str, a: &str, b: &str| {
+            if let (Some(a), Some(b)) = (find(a), find(b)) {
+                println!("  {name}: {:.1} %", 100.0 * a / b);
+            }
+        };
+        ratio("RocksDB / heap, no checkpoints", "rocksdb:off", "hashmap:off");
+        ratio("heap with 1 s checkpoints / without", "hashmap:1s", "hashmap:off");
+        ratio("RocksDB with 1 s checkpoints / without", "rocksdb:1s", "rocksdb:off");
         Ok(())
     })
 }
