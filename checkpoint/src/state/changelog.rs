@@ -100,10 +100,19 @@ impl ChangeWriter {
     }
 
     /// Adds an entry whose stored value is already encoded (`None`: the
-    /// entry is removed).
+    /// entry is removed). Written by hand in postcard's encoding of
+    /// `(&[u8], Option<&[u8]>)`: serde would write a byte slice one element
+    /// at a time.
     pub fn entry_encoded(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.entries += 1;
-        self.buf = postcard::to_extend(&(key, value), std::mem::take(&mut self.buf)).map_err(encode_err)?;
+        put_bytes(&mut self.buf, key);
+        match value {
+            Some(v) => {
+                self.buf.push(1);
+                put_bytes(&mut self.buf, v);
+            }
+            None => self.buf.push(0),
+        }
         Ok(())
     }
 
@@ -122,6 +131,18 @@ impl ChangeWriter {
     pub fn entries(&self) -> u64 {
         self.entries
     }
+}
+
+/// Appends `bytes` as postcard encodes a byte slice: its length as a
+/// varint, then the bytes.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut n = bytes.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(bytes);
 }
 
 /// One encoded entry of a change file: (key, stored value or `None`).
@@ -360,6 +381,14 @@ mod tests {
         let stored = set[1].1[0].1.clone().unwrap();
         assert_eq!(stored, crate::state::table::encode_value("t", 7, &("x".to_string(), 3u64)).unwrap());
         assert!(decode(&w.buf[..w.buf.len() - 1]).is_err(), "a truncated file is an error");
+        // The hand-written entry encoding is postcard's.
+        let long = vec![7u8; 300];
+        let mut w = ChangeWriter::default();
+        w.entry_encoded(&long, Some(b"v")).unwrap();
+        w.entry_encoded(b"k", None).unwrap();
+        let mut expected = postcard::to_stdvec(&(&long[..], Some(&b"v"[..]))).unwrap();
+        expected.extend(postcard::to_stdvec(&(&b"k"[..], None::<&[u8]>)).unwrap());
+        assert_eq!(w.buf, expected);
     }
 
     #[test]
