@@ -5,9 +5,10 @@
 //! the heap backend tracks which entries changed, and a checkpoint stores
 //! only those:
 //!
-//! * Each table keeps the keys it marked dirty since the last snapshot. At a
-//!   barrier those lists are taken (no copy) and the current values of their
-//!   keys are encoded straight into one buffer ([`ChangeWriter`]); the
+//! * Each table marks the arena positions of the entries it changed since
+//!   the last snapshot in a bitmap ([`EntrySet`]). At a barrier the bitmap is
+//!   taken (no copy) and the current values of those entries are encoded, in
+//!   memory order, straight into one buffer ([`ChangeWriter`]); the
 //!   upload thread only writes that buffer as a *change file* in the job's
 //!   `shared/` directory. The checkpoint's handle is the chain of change
 //!   files to apply in order: the chain of the last *confirmed* checkpoint

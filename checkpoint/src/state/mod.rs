@@ -25,7 +25,8 @@
 //!   write-back cache (`state.backend.rocksdb.cache-entries` entries per
 //!   state), so a hot key costs no RocksDB read or write per record; dirty
 //!   entries are written in batches when the cache is full and at every
-//!   snapshot. Snapshots are incremental: the synchronous part makes a
+//!   snapshot. Keyed `reduce`/`sum` fetch the entries an input batch lacks
+//!   with one `MultiGet` ([`KeyedStateStore::prefetch`]). Snapshots are incremental: the synchronous part makes a
 //!   RocksDB checkpoint (hard links), the asynchronous part uploads only SST
 //!   files that no confirmed checkpoint already stored in `<job>/shared/`.
 //!

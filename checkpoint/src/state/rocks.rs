@@ -58,6 +58,9 @@ fn block_cache(bytes: usize) -> &'static Cache {
     CACHE.get_or_init(|| Cache::new_hyper_clock_cache(bytes, 0))
 }
 
+/// Receives the results of [`RocksInstance::multi_get`]: (key index, value).
+pub type MultiGetSink<'a> = &'a mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>;
+
 /// Options for the instance and each column family.
 ///
 /// Keyed state is read by point lookups of single keys, and most lookups of
@@ -161,12 +164,7 @@ impl RocksInstance {
     /// Reads `keys` (sorted) of one column family with one batched lookup
     /// (`MultiGet`: the bloom filter and index probes of all keys are done
     /// level by level together); calls `found(i, value)` for each key.
-    pub fn multi_get(
-        &self,
-        cf: &str,
-        keys: &[Vec<u8>],
-        found: &mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>,
-    ) -> Result<()> {
+    pub fn multi_get(&self, cf: &str, keys: &[Vec<u8>], found: MultiGetSink<'_>) -> Result<()> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
         for (i, r) in self.db.batched_multi_get_cf(handle, keys, true).into_iter().enumerate() {
             let value = r.map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
