@@ -261,6 +261,88 @@ fn heap_checkpoints_are_incremental_and_survive_aborted_checkpoints() {
 }
 
 #[test]
+fn cleared_heap_entries_are_freed_once_a_confirmed_checkpoint_holds_the_removal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared = SharedStore::new(store(StateBackendKind::HashMap, tmp.path(), ALL));
+    let count: ValueState<u64> = ValueState::register(&shared, "count", None).unwrap();
+    let set = |keys: std::ops::Range<u32>, value: Option<u64>| {
+        for k in keys {
+            shared.set_current_key(&format!("key-{k}")).unwrap();
+            match value {
+                Some(v) => count.update(v).unwrap(),
+                None => count.clear().unwrap(),
+            }
+        }
+    };
+    let in_memory = || shared.lock().unwrap().entries_in_memory();
+    set(0..100, Some(1));
+    // Reads of absent keys store nothing on the heap.
+    shared.set_current_key(&"never-written").unwrap();
+    assert_eq!(count.value().unwrap(), None);
+    assert_eq!(in_memory(), 100);
+    let (_, _) = take_snapshot(&mut shared.lock().unwrap(), &root, 1, CheckpointKind::Checkpoint);
+    shared.lock().unwrap().notify_checkpoint_complete(1);
+
+    set(0..50, None);
+    assert_eq!(in_memory(), 100, "the removals are not in any checkpoint yet");
+    let (dir2, up2) = take_snapshot(&mut shared.lock().unwrap(), &root, 2, CheckpointKind::Checkpoint);
+    assert_eq!(in_memory(), 100, "checkpoint 2 is not confirmed yet");
+    // Checkpoint 3 removes one more key and is aborted; its removal must
+    // stay in memory until a later checkpoint is confirmed.
+    set(50..51, None);
+    let (_, _) = take_snapshot(&mut shared.lock().unwrap(), &root, 3, CheckpointKind::Checkpoint);
+    shared.lock().unwrap().notify_checkpoint_complete(2);
+    assert_eq!(in_memory(), 50, "chk-2's 50 removals freed, chk-3's kept");
+    let (dir4, up4) = take_snapshot(&mut shared.lock().unwrap(), &root, 4, CheckpointKind::Checkpoint);
+    shared.lock().unwrap().notify_checkpoint_complete(4);
+    assert_eq!(in_memory(), 49);
+    // A freed position is reused by a new key without disturbing the others.
+    set(1000..1010, Some(3));
+    assert_eq!(in_memory(), 59);
+
+    for (dir, up, live) in [(&dir2, &up2, 50..100), (&dir4, &up4, 51..100)] {
+        let mut s = store(StateBackendKind::HashMap, tmp.path(), ALL);
+        s.restore(&up.bytes, dir).unwrap();
+        let restored = SharedStore::new(s);
+        let count: ValueState<u64> = ValueState::register(&restored, "count", None).unwrap();
+        for k in 0..100u32 {
+            restored.set_current_key(&format!("key-{k}")).unwrap();
+            let expected = live.contains(&k).then_some(1);
+            assert_eq!(count.value().unwrap(), expected, "key-{k} restored from {}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn rocksdb_prefetch_loads_a_batch_into_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared = SharedStore::new(store(StateBackendKind::RocksDb, tmp.path(), ALL));
+    fill(&shared, 2_000);
+    // Restored into a new instance, whose cache is empty.
+    let (dir, up) = take_snapshot(&mut shared.lock().unwrap(), &root, 1, CheckpointKind::Checkpoint);
+    let mut s = store(StateBackendKind::RocksDb, tmp.path(), ALL);
+    s.restore(&up.bytes, &dir).unwrap();
+    let id = s.register::<u64>("count", None).unwrap();
+    assert_eq!(s.entries_in_memory(), 0);
+    let keys: Vec<String> = (0..40).map(|k| format!("key-{}", k * 37)).chain(["absent".to_string()]).collect();
+    s.prefetch::<u64, String>(id, &keys).unwrap();
+    assert_eq!(s.entries_in_memory(), keys.len(), "the batch is cached, the miss remembered");
+    for k in &keys {
+        s.set_current_key(k).unwrap();
+        let expected = (k != "absent").then_some(5);
+        assert_eq!(s.get::<u64>(id).unwrap(), expected, "{k}");
+    }
+    assert_eq!(s.entries_in_memory(), keys.len(), "the reads found every entry cached");
+    // The heap backend has nothing to fetch.
+    let mut heap = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    let hid = heap.register::<u64>("count", None).unwrap();
+    heap.prefetch::<u64, String>(hid, &keys).unwrap();
+    assert_eq!(heap.entries_in_memory(), 0);
+}
+
+#[test]
 fn savepoints_of_rocksdb_stand_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("chk");

@@ -118,6 +118,13 @@ impl KeyedStateStore {
         }
     }
 
+    /// Entries held in memory over all states: the whole state on the heap
+    /// backend (including removals not yet in a confirmed checkpoint), the
+    /// cache on RocksDB.
+    pub fn entries_in_memory(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum()
+    }
+
     /// Registers a state (or returns the one registered under `name`).
     pub fn register<T: StateValue>(&mut self, name: &str, ttl: Option<StateTtlConfig>) -> Result<StateId> {
         if let Some(i) = self.tables.iter().position(|t| t.name() == name) {
