@@ -185,10 +185,7 @@ impl KeyedStateStore {
         // Make room first, so that the sweep does not drop the batch while
         // its records are processed.
         if any.len() + wanted.len() >= *cache_entries {
-            let mut dirty = Vec::new();
-            any.take_dirty(&mut dirty)?;
-            rocks.write(any.name(), dirty)?;
-            any.evict(*cache_entries / 2);
+            write_back_and_evict(any.as_mut(), rocks, *cache_entries / 2)?;
         }
         let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| wrong_type(""))?;
         rocks.multi_get(&table.name.clone(), &wanted, &mut |i, bytes| {
@@ -259,12 +256,7 @@ impl KeyedStateStore {
         })?;
         if let Some(rocks) = rocks.as_ref() {
             if any.len() >= *cache_entries {
-                // Write back every dirty entry in one batch, then keep only
-                // the entries used more than once (hot keys stay cached).
-                let mut dirty = Vec::new();
-                any.take_dirty(&mut dirty)?;
-                rocks.write(any.name(), dirty)?;
-                any.evict(*cache_entries / 2);
+                write_back_and_evict(any.as_mut(), rocks, *cache_entries / 2)?;
             }
         }
         if !any.as_any_mut().is::<Table<T>>() {
@@ -610,6 +602,17 @@ impl RestoreBatch {
     fn flush(&mut self, store: &mut KeyedStateStore) -> Result<()> {
         store.put_batch(&self.state, std::mem::take(&mut self.entries))
     }
+}
+
+/// The RocksDB cache is full: writes back every dirty entry in one batch,
+/// then keeps only the entries used more than once (hot keys stay cached),
+/// at most `keep`.
+fn write_back_and_evict(table: &mut dyn AnyTable, rocks: &RocksInstance, keep: usize) -> Result<()> {
+    let mut dirty = Vec::new();
+    table.take_dirty(&mut dirty)?;
+    rocks.write(table.name(), dirty)?;
+    table.evict(keep);
+    Ok(())
 }
 
 fn wrong_type(state: &str) -> Error {

@@ -62,6 +62,12 @@ fn spread(h: u32) -> u64 {
     (u64::from(h) << 32) | u64::from(h)
 }
 
+/// The 32-bit hash of a key that the index stores.
+fn key_hash(hasher: &foldhash::fast::RandomState, key: &[u8]) -> u32 {
+    let h = hasher.hash_one(key);
+    (h ^ (h >> 32)) as u32
+}
+
 /// The typed entries of one state.
 pub(crate) struct Table<T> {
     pub(crate) name: String,
@@ -95,8 +101,7 @@ impl<T> Table<T> {
     }
 
     fn hash(&self, key: &[u8]) -> u32 {
-        let h = self.hasher.hash_one(key);
-        (h ^ (h >> 32)) as u32
+        key_hash(&self.hasher, key)
     }
 
     /// The position of `key`, if present.
@@ -165,10 +170,7 @@ impl<T> Table<T> {
         if !e.occupied {
             return;
         }
-        let h = {
-            let x = self.hasher.hash_one(e.key.as_slice());
-            (x ^ (x >> 32)) as u32
-        };
+        let h = key_hash(&self.hasher, &e.key);
         if let Ok(found) = self.index.find_entry(spread(h), |&(i, _)| i == pos) {
             found.remove();
         }

@@ -517,6 +517,12 @@ impl<T: Data> Source<T> for KafkaSource<T> {
                 let consumer = self.consumer()?;
                 match consumer.poll(Duration::ZERO) {
                     None => None,
+                    Some(Err(e)) if is_transient(&e) => {
+                        // librdkafka recovers from these by itself (a new
+                        // topic's leader not elected yet, a broker restart).
+                        tracing::warn!("Kafka source subtask {}: {e}; retrying", self.subtask);
+                        None
+                    }
                     Some(Err(e)) => return Err(KafkaError::Client(format!("consuming failed: {e}")).into()),
                     Some(Ok(m)) => Some((
                         m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len),
@@ -595,5 +601,41 @@ impl<T: Data> Source<T> for KafkaSource<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// Consumer errors librdkafka reports and then recovers from on its own:
+/// metadata of a partition not known yet or moving between brokers, and
+/// timeouts. Polling goes on after them; any other error fails the task.
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(e, rdkafka::error::KafkaError::PartitionEOF(_))
+        || matches!(
+            e,
+            rdkafka::error::KafkaError::MessageConsumption(
+                C::UnknownTopicOrPartition
+                    | C::UnknownPartition
+                    | C::UnknownTopic
+                    | C::LeaderNotAvailable
+                    | C::NotLeaderForPartition
+                    | C::RequestTimedOut
+                    | C::BrokerTransportFailure
+            )
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::is_transient;
+    use rdkafka::error::KafkaError as E;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn metadata_races_are_retried_and_other_consumer_errors_fail() {
+        assert!(is_transient(&E::MessageConsumption(C::UnknownTopicOrPartition)));
+        assert!(is_transient(&E::MessageConsumption(C::LeaderNotAvailable)));
+        assert!(!is_transient(&E::MessageConsumption(C::TopicAuthorizationFailed)));
+        assert!(!is_transient(&E::MessageConsumptionFatal(C::UnknownTopicOrPartition)));
     }
 }
