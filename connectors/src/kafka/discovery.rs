@@ -7,6 +7,9 @@
 //! and again at every partition discovery; each subtask keeps the partitions
 //! [`owner`] gives it. A listed topic that does not exist is an error; a
 //! pattern that matches nothing is not (the source waits for topics).
+//! Metadata that cannot be read at open is an error (naming the brokers);
+//! a later discovery that fails is logged and tried again at the next
+//! interval while the assigned partitions are read on.
 //!
 //! A partition known when the job first starts begins at the configured
 //! starting offsets. One found later (a new topic or new partitions), and,

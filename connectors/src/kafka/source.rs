@@ -500,8 +500,15 @@ impl<T: Data> Source<T> for KafkaSource<T> {
     fn poll_next(&mut self, out: &mut dyn Collector<T>) -> Result<SourceStatus> {
         if !self.bounded && self.last_discovery.is_some_and(|t| t.elapsed() >= self.discovery_interval) {
             self.last_discovery = Some(Instant::now());
-            let found = self.partitions(self.consumer()?)?;
-            let new = self.unassigned_mine(&found.partitions);
+            // A failed discovery is retried at the next interval: the
+            // partitions already assigned are read on meanwhile.
+            let new = match self.partitions(self.consumer()?) {
+                Ok(found) => self.unassigned_mine(&found.partitions),
+                Err(e) => {
+                    tracing::warn!("Kafka source subtask {}: partition discovery failed: {e}", self.subtask);
+                    Vec::new()
+                }
+            };
             if !new.is_empty() {
                 tracing::info!(
                     "Kafka source subtask {} discovered partitions {new:?}; reading them from the earliest offset",
