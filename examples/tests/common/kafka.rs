@@ -42,12 +42,14 @@ pub fn feed(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, pause_eve
         p.send(BaseRecord::<str, str>::to(topic).payload(&text)).map_err(|(e, _)| e).unwrap();
         if let Some((every, pause)) = pause_every {
             if i % every == 0 {
-                p.flush(Duration::from_secs(10)).unwrap();
+                // Generous: on a loaded 2-core machine a broker container
+                // can stall for seconds while the job under test restarts.
+                p.flush(Duration::from_secs(60)).expect("the test input reaches the broker within 60 s");
                 std::thread::sleep(pause);
             }
         }
     }
-    p.flush(Duration::from_secs(30)).unwrap();
+    p.flush(Duration::from_secs(60)).expect("the test input reaches the broker within 60 s");
 }
 
 pub fn expected(lines: u64) -> BTreeMap<String, u64> {
