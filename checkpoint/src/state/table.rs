@@ -178,6 +178,7 @@ impl<T> Table<T> {
         e.slot = Slot::loaded(None, 0);
         e.key = Key::new();
         self.free.push(pos);
+        self.changed.remove(pos);
     }
 
     /// The occupied entries: (position, key, slot).
@@ -317,9 +318,16 @@ impl<T: StateValue> AnyTable for Table<T> {
                 &union
             }
         };
-        let changed = || set.iter().filter_map(|p| self.entries.get(p as usize)).filter(|e| e.occupied);
-        out.section(&self.name, changed().count() as u64)?;
-        for e in changed() {
+        // A set never holds a free position (positions are freed only when
+        // no set holds them), so its size is the section's entry count.
+        out.section(&self.name, set.len() as u64)?;
+        for p in set.iter() {
+            let Some(e) = self.entries.get(p as usize).filter(|e| e.occupied) else {
+                return Err(Error::State {
+                    state: self.name.clone(),
+                    message: format!("internal error: changed entry {p} has been freed; the snapshot is declined"),
+                });
+            };
             match self.live(&e.slot, now) {
                 Some((stamp, v)) => out.entry(&e.key, stamp, v)?,
                 None => out.entry_encoded(&e.key, None)?,
