@@ -189,13 +189,7 @@ impl KeyedStateStore {
         }
         let table = any.as_any_mut().downcast_mut::<Table<T>>().ok_or_else(|| wrong_type(""))?;
         rocks.multi_get(&table.name.clone(), &wanted, &mut |i, bytes| {
-            let slot = match bytes {
-                Some(bytes) => {
-                    let (stamp, value) = decode_value::<T>(&table.name, bytes)?;
-                    Slot::loaded(Some(value), stamp)
-                }
-                None => Slot::loaded(None, 0),
-            };
+            let slot = stored_slot::<T>(&table.name, bytes)?;
             if let Some(key) = wanted.get(i) {
                 table.insert(key, slot);
             }
@@ -275,13 +269,8 @@ impl KeyedStateStore {
             }
             None if heap && read => return Ok((None, table.ttl.is_some())),
             None => {
-                let slot = match rocks.as_ref().map(|r| r.get(&table.name, current)).transpose()?.flatten() {
-                    Some(bytes) => {
-                        let (stamp, value) = decode_value::<T>(&table.name, &bytes)?;
-                        Slot::loaded(Some(value), stamp)
-                    }
-                    None => Slot::loaded(None, 0),
-                };
+                let stored = rocks.as_ref().map(|r| r.get(&table.name, current)).transpose()?.flatten();
+                let slot = stored_slot::<T>(&table.name, stored.as_deref())?;
                 table.insert(current, slot)
             }
         };
@@ -602,6 +591,18 @@ impl RestoreBatch {
     fn flush(&mut self, store: &mut KeyedStateStore) -> Result<()> {
         store.put_batch(&self.state, std::mem::take(&mut self.entries))
     }
+}
+
+/// A cache slot for what RocksDB holds under a key (`None`: a miss, kept so
+/// that the next read of the key costs no RocksDB read).
+fn stored_slot<T: StateValue>(state: &str, bytes: Option<&[u8]>) -> Result<Slot<T>> {
+    Ok(match bytes {
+        Some(bytes) => {
+            let (stamp, value) = decode_value::<T>(state, bytes)?;
+            Slot::loaded(Some(value), stamp)
+        }
+        None => Slot::loaded(None, 0),
+    })
 }
 
 /// The RocksDB cache is full: writes back every dirty entry in one batch,
