@@ -21,20 +21,20 @@ pub const SHARED_DIR: &str = "shared";
 /// The name of the metadata file in a checkpoint directory.
 pub const METADATA_FILE: &str = "_metadata";
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub(crate) fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Storage { action, path: path.to_path_buf(), source }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, sync, rename).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io("create", parent))?;
+        fs::create_dir_all(parent).map_err(io_error("create", parent))?;
     }
     let tmp = path.with_extension("inprogress");
-    let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("rename", path))
+    let mut f = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+    f.write_all(bytes).map_err(io_error("write", &tmp))?;
+    f.sync_all().map_err(io_error("sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_error("rename", path))
 }
 
 /// The directory of checkpoint `id` of job `job_id` under `root`.
@@ -89,7 +89,7 @@ pub fn read_metadata(path: &Path) -> Result<(CheckpointMetadata, PathBuf)> {
     if !file.exists() {
         return Err(Error::NothingToRestore(path.to_path_buf()));
     }
-    let bytes = fs::read(&file).map_err(io("read", &file))?;
+    let bytes = fs::read(&file).map_err(io_error("read", &file))?;
     Ok((CheckpointMetadata::decode(&bytes, &file)?, dir))
 }
 
@@ -185,7 +185,7 @@ pub fn find_latest(root: &Path) -> Result<Option<Latest>> {
 pub fn retain(root: &Path, job_id: &str, keep: usize, sweep_shared: bool) -> Result<()> {
     let job_dir = root.join(job_id);
     let mut chks: Vec<(u64, PathBuf, bool)> = Vec::new();
-    let entries = fs::read_dir(&job_dir).map_err(io("list", &job_dir))?;
+    let entries = fs::read_dir(&job_dir).map_err(io_error("list", &job_dir))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(n) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) {
@@ -199,7 +199,7 @@ pub fn retain(root: &Path, job_id: &str, keep: usize, sweep_shared: bool) -> Res
     let oldest_kept = complete.get(keep_from).copied().unwrap_or(u64::MAX);
     for (n, path, _) in chks {
         if n < oldest_kept {
-            fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+            fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
         }
     }
     let shared_dir = job_dir.join(SHARED_DIR);
@@ -211,12 +211,12 @@ pub fn retain(root: &Path, job_id: &str, keep: usize, sweep_shared: bool) -> Res
         let (meta, _) = read_metadata(&job_dir.join(format!("chk-{n}")))?;
         referenced.extend(meta.operators.into_iter().flat_map(|o| o.subtasks).flat_map(|h| h.shared));
     }
-    let entries = fs::read_dir(&shared_dir).map_err(io("list", &shared_dir))?;
+    let entries = fs::read_dir(&shared_dir).map_err(io_error("list", &shared_dir))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !referenced.contains(&name) {
             let path = e.path();
-            fs::remove_file(&path).map_err(io("remove", &path))?;
+            fs::remove_file(&path).map_err(io_error("remove", &path))?;
         }
     }
     Ok(())

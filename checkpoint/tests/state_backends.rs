@@ -394,3 +394,72 @@ fn timers_restore_by_key_group() {
     only_1.set_current_timer(&t);
     assert_eq!(postcard::from_bytes::<u32>(only_1.current_key_bytes()).unwrap(), 1);
 }
+
+#[test]
+fn long_heap_chains_are_compacted_by_the_upload_and_restore_at_any_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared = SharedStore::new(store(StateBackendKind::HashMap, tmp.path(), ALL));
+    let count: ValueState<u64> = ValueState::register(&shared, "count", None).unwrap();
+    let keys = 12_000u32;
+    let key = |k: u32| format!("key-{k}");
+    let mut chains = Vec::new();
+    for id in 1..=3u64 {
+        for k in 0..keys {
+            shared.set_current_key(&key(k)).unwrap();
+            match (id, k) {
+                // Cleared at 2 (their positions are freed once 2 is
+                // confirmed) ...
+                (2, 0..100) => count.clear().unwrap(),
+                (3, 0..100) => {}
+                _ => count.update(id).unwrap(),
+            }
+        }
+        if id == 3 {
+            // ... and reused by new keys at 3.
+            for k in 0..100 {
+                shared.set_current_key(&format!("new-{k}")).unwrap();
+                count.update(30).unwrap();
+            }
+        }
+        let (dir, up) = take_snapshot(&mut shared.lock().unwrap(), &root, id, CheckpointKind::Checkpoint);
+        complete(&dir, id, &up);
+        shared.lock().unwrap().notify_checkpoint_complete(id);
+        chains.push((dir, up));
+    }
+    assert_eq!(shared.lock().unwrap().entries_in_memory(), keys as usize, "freed positions were reused");
+    let (dir3, up3) = &chains[2];
+    assert_eq!(chains[1].1.shared.len(), 2, "checkpoint 2 extends the chain");
+    assert_eq!(up3.shared.len(), 1, "checkpoint 3 is compacted into one base file: {:?}", up3.shared);
+    assert!(!chains[1].1.shared.contains(&up3.shared[0]));
+    // Retention keeps only the base; it restores alone, at any range and
+    // into either backend.
+    storage::retain(&root, "job", 1, true).unwrap();
+    let (meta, d) = storage::read_metadata(dir3).unwrap();
+    storage::verify_files(&meta, &d).unwrap();
+    let halves = [KeyGroupRange { start: 0, end: 63 }, KeyGroupRange { start: 64, end: 127 }];
+    for (kind, range) in [
+        (StateBackendKind::HashMap, ALL),
+        (StateBackendKind::HashMap, halves[0]),
+        (StateBackendKind::RocksDb, halves[1]),
+    ] {
+        let mut s = store(kind, tmp.path(), range);
+        s.restore(&up3.bytes, dir3).unwrap();
+        let restored = SharedStore::new(s);
+        let count: ValueState<u64> = ValueState::register(&restored, "count", None).unwrap();
+        let in_range = |name: &str| range.contains(sluice_checkpoint::key_group::assign_to_key_group(name, 128));
+        let mut seen = 0;
+        for k in 0..keys {
+            for (name, want) in
+                [(key(k), if k < 100 { None } else { Some(3) }), (format!("new-{k}"), (k < 100).then_some(30))]
+            {
+                if in_range(&name) {
+                    restored.set_current_key(&name).unwrap();
+                    assert_eq!(count.value().unwrap(), want, "{kind} {range:?}: {name}");
+                    seen += usize::from(want.is_some());
+                }
+            }
+        }
+        assert!(seen > 1000, "{kind} {range:?}: {seen} keys checked");
+    }
+}

@@ -36,6 +36,7 @@ pub struct Metrics {
     back_pressured_ms: IntCounterVec,
     late_dropped: IntCounterVec,
     alignment_ms: IntGaugeVec,
+    sync_us: IntCounterVec,
     restore_ms: IntGaugeVec,
     /// Job uptime in milliseconds, per job.
     pub job_uptime: IntGaugeVec,
@@ -102,6 +103,13 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         ),
         TASK_LABELS,
     )?;
+    let sync_us = IntCounterVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_checkpointSyncTimeUsTotal",
+            "Microseconds a subtask spent in the synchronous part of its snapshots (its task thread's checkpoint cost)",
+        ),
+        TASK_LABELS,
+    )?;
     let restore_ms = IntGaugeVec::new(
         Opts::new(
             "sluice_taskmanager_job_task_operator_restoreDuration",
@@ -132,6 +140,7 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
     registry.register(Box::new(back_pressured_ms.clone()))?;
     registry.register(Box::new(late_dropped.clone()))?;
     registry.register(Box::new(alignment_ms.clone()))?;
+    registry.register(Box::new(sync_us.clone()))?;
     registry.register(Box::new(restore_ms.clone()))?;
     registry.register(Box::new(job_uptime.clone()))?;
     registry.register(Box::new(running_jobs.clone()))?;
@@ -157,6 +166,7 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         back_pressured_ms,
         late_dropped,
         alignment_ms,
+        sync_us,
         restore_ms,
         job_uptime,
         running_jobs,
@@ -201,6 +211,10 @@ impl Metrics {
 
     pub(crate) fn alignment_time(&self, labels: &[&str; 4]) -> IntGauge {
         self.alignment_ms.with_label_values(labels)
+    }
+
+    pub(crate) fn sync_time(&self, labels: &[&str; 4]) -> IntCounter {
+        self.sync_us.with_label_values(labels)
     }
 
     pub(crate) fn restore_duration(&self, labels: &[&str; 5]) -> IntGauge {

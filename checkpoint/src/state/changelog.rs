@@ -8,46 +8,49 @@
 //! * Each table marks the arena positions of the entries it changed since
 //!   the last snapshot in a bitmap ([`EntrySet`]). At a barrier the bitmap is
 //!   taken (no copy) and the current values of those entries are encoded, in
-//!   memory order, straight into one buffer ([`ChangeWriter`]); the
-//!   upload thread only writes that buffer as a *change file* in the job's
-//!   `shared/` directory. The checkpoint's handle is the chain of change
-//!   files to apply in order: the chain of the last *confirmed* checkpoint
-//!   plus the new file.
+//!   position order, straight into one reused buffer ([`ChangeWriter`], the
+//!   format is in [`change_file`](crate::state::change_file)); the upload
+//!   thread writes that buffer as a *change file* in the job's `shared/`
+//!   directory. The checkpoint's handle is the chain of change files to
+//!   apply in order: the chain of the last *confirmed* checkpoint plus the
+//!   new file.
 //! * A change file holds every entry changed since the last confirmed
 //!   checkpoint, not only since the last snapshot, so the chain never
 //!   depends on the files of a checkpoint that was aborted (the retention
 //!   sweep may remove those at any time). Flink's incremental RocksDB
 //!   checkpoints follow the same rule.
 //! * When the chain would hold more than twice as many entries as the state
-//!   has, the snapshot writes every entry instead and starts a new chain, so
-//!   storage and restore time stay proportional to the state.
+//!   has, the upload thread compacts it: a streaming merge by arena position
+//!   ([`change_file::merge`](crate::state::change_file::merge)) writes one
+//!   base file with every live entry, which starts a new chain. The task
+//!   thread never writes the whole state, so storage and restore time stay
+//!   proportional to the state while the checkpoint's synchronous part stays
+//!   proportional to the changes.
 //! * Savepoints must stand alone: their upload merges the chain into a
 //!   self-contained list of entries.
 //!
-//! Restoring applies the files of the chain in order.
-//!
-//! A change file is a sequence of sections, each a postcard-encoded
-//! `(state name, entry count)` followed by that many postcard-encoded
-//! `(composite key, Option<stored value>)` entries (`None`: removed).
+//! Restoring applies the files of the chain in order. Chains written before
+//! the position-keyed format ([`StateData::HeapChain`](crate::state::format::StateData))
+//! still restore ([`replay`] reads both).
 
 use crate::error::{Error, Result};
+use crate::state::change_file::{self, EntriesOut, FileOut, Source};
 use crate::state::entry_set::EntrySet;
 use crate::state::format::{key_group_of, Entries, UploadTarget};
 use crate::storage::write_atomically;
 use crate::KeyGroupRange;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// A chain is not rebased before it holds this many entries.
+pub use crate::state::change_file::ChangeWriter;
+
+/// A chain is not compacted before it holds this many entries.
 const MIN_REBASE_ENTRIES: u64 = 10_000;
 
-/// (composite key, stored value or `None` for a removal) pairs of one state.
-pub type Changes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// Decoded change sets: changes per state name.
-pub type ChangeSet = Vec<(String, Changes)>;
+/// Encode buffers kept for reuse (a fresh buffer costs page faults).
+const POOLED_BUFFERS: usize = 2;
 
 /// One stored change file of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,100 +79,8 @@ impl ChangeChain {
 /// snapshot.
 pub type KeyList = Arc<EntrySet>;
 
-/// Encodes one change file into a single buffer.
-#[derive(Debug, Default)]
-pub struct ChangeWriter {
-    buf: Vec<u8>,
-    scratch: Vec<u8>,
-    entries: u64,
-}
-
-fn encode_err(e: postcard::Error) -> Error {
-    Error::State { state: String::new(), message: format!("cannot encode a change file: {e}") }
-}
-
-impl ChangeWriter {
-    /// A writer with room for about `entries` entries.
-    pub fn with_capacity(entries: u64) -> Self {
-        ChangeWriter { buf: Vec::with_capacity((entries.min(1 << 26) * 48) as usize), ..Default::default() }
-    }
-
-    /// Starts the section of state `name` with `count` entries.
-    pub fn section(&mut self, name: &str, count: u64) -> Result<()> {
-        self.buf = postcard::to_extend(&(name, count), std::mem::take(&mut self.buf)).map_err(encode_err)?;
-        Ok(())
-    }
-
-    /// Adds an entry whose stored value is already encoded (`None`: the
-    /// entry is removed). Written by hand in postcard's encoding of
-    /// `(&[u8], Option<&[u8]>)`: serde would write a byte slice one element
-    /// at a time.
-    pub fn entry_encoded(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        self.entries += 1;
-        put_bytes(&mut self.buf, key);
-        match value {
-            Some(v) => {
-                self.buf.push(1);
-                put_bytes(&mut self.buf, v);
-            }
-            None => self.buf.push(0),
-        }
-        Ok(())
-    }
-
-    /// Adds an entry with its value and timestamp, stored as
-    /// [`encode_value`](crate::state::table) writes them.
-    pub fn entry<V: Serialize>(&mut self, key: &[u8], stamp: i64, value: &V) -> Result<()> {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        scratch = postcard::to_extend(&(stamp, value), scratch).map_err(encode_err)?;
-        let result = self.entry_encoded(key, Some(&scratch));
-        self.scratch = scratch;
-        result
-    }
-
-    /// Entries written so far.
-    pub fn entries(&self) -> u64 {
-        self.entries
-    }
-}
-
-/// Appends `bytes` as postcard encodes a byte slice: its length as a
-/// varint, then the bytes.
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut n = bytes.len() as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(bytes);
-}
-
-/// One encoded entry of a change file: (key, stored value or `None`).
-type StoredChange<'a> = (&'a [u8], Option<&'a [u8]>);
-
 /// Receives replayed changes: (state, key, value or `None` for a removal).
 pub type ReplaySink<'a> = &'a mut dyn FnMut(&str, &[u8], Option<&[u8]>) -> Result<()>;
-
-/// Decodes a change file.
-pub fn decode(bytes: &[u8]) -> std::result::Result<ChangeSet, postcard::Error> {
-    let mut rest = bytes;
-    let mut out = ChangeSet::new();
-    while !rest.is_empty() {
-        let ((name, count), r): ((String, u64), &[u8]) = postcard::take_from_bytes(rest)?;
-        rest = r;
-        let mut changes = Changes::with_capacity(count.min(1 << 20) as usize);
-        for _ in 0..count {
-            let (entry, r): (StoredChange<'_>, &[u8]) = postcard::take_from_bytes(rest)?;
-            let (k, v) = entry;
-            rest = r;
-            changes.push((k.to_vec(), v.map(<[u8]>::to_vec)));
-        }
-        out.push((name, changes));
-    }
-    Ok(out)
-}
 
 /// The heap backend's bookkeeping of chains and of what changed since the
 /// last confirmed checkpoint.
@@ -183,6 +94,8 @@ pub struct Changelog {
     uploaded: Arc<Mutex<BTreeMap<u64, ChangeChain>>>,
     /// Keys (per state index) taken at each snapshot not yet confirmed.
     unconfirmed: BTreeMap<u64, Vec<KeyList>>,
+    /// Encode buffers handed back by uploads.
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Changelog {
@@ -193,7 +106,14 @@ impl Changelog {
             confirmed: ChangeChain::default(),
             uploaded: Arc::new(Mutex::new(BTreeMap::new())),
             unconfirmed: BTreeMap::new(),
+            buffers: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// A writer for the next change file, encoding into a reused buffer.
+    pub fn writer(&self) -> ChangeWriter {
+        let buf = self.buffers.lock().ok().and_then(|mut b| b.pop()).unwrap_or_default();
+        ChangeWriter::new(buf)
     }
 
     /// Records the keys that changed since the last snapshot (one list per
@@ -219,10 +139,10 @@ impl Changelog {
         self.unconfirmed.values().filter_map(|lists| lists.get(state)).collect()
     }
 
-    /// Whether this snapshot should write every entry and start a new chain
-    /// (the chain plus `changes` would exceed twice `live` entries).
+    /// Whether the upload of this snapshot should compact the chain into a
+    /// new base (the chain plus `changes` would exceed twice `live` entries).
     pub fn needs_rebase(&self, changes: u64, live: u64) -> bool {
-        self.confirmed.files.is_empty() || self.confirmed.entries() + changes > 2 * live.max(MIN_REBASE_ENTRIES / 2)
+        !self.confirmed.files.is_empty() && self.confirmed.entries() + changes > 2 * live.max(MIN_REBASE_ENTRIES / 2)
     }
 
     /// Checkpoint `id` completed: its chain is the base of later ones.
@@ -237,35 +157,78 @@ impl Changelog {
     }
 
     /// The asynchronous part of snapshot `id`: writes the encoded change
-    /// file (`rebase`: it holds every entry and starts a new chain) and
-    /// returns the handle data and the shared files it references.
-    /// Savepoints get the merged entries instead.
+    /// file, or (`rebase`) merges the confirmed chain and it into a new
+    /// base, and returns the handle data and the shared files it
+    /// references. Savepoints get the merged entries instead.
     pub fn upload(
         &self,
         id: u64,
         file: ChangeWriter,
         rebase: bool,
     ) -> impl FnOnce(&UploadTarget) -> Result<(HeapHandle, Vec<String>)> + Send + 'static {
-        let chain = if rebase { ChangeChain::default() } else { self.confirmed.clone() };
+        let chain = self.confirmed.clone();
         let uploaded = Arc::clone(&self.uploaded);
+        let buffers = Arc::clone(&self.buffers);
         let instance = self.instance.clone();
         move |target: &UploadTarget| {
-            if target.kind == crate::barrier::CheckpointKind::Savepoint {
-                let last = decode(&file.buf).map_err(encode_err)?;
-                let merged = merge(&target.shared_dir, &chain, last)?;
-                return Ok((HeapHandle::Entries(merged), Vec::new()));
+            let (buf, entries) = file.finish();
+            let result = store(id, &instance, &chain, &buf, entries, rebase, target);
+            // The buffer is kept for the next snapshot unless it is mostly
+            // empty (one large file must not pin its size for good).
+            if let Ok(mut pool) = buffers.lock() {
+                if pool.len() < POOLED_BUFFERS && buf.len() * 4 >= buf.capacity() {
+                    pool.push(buf);
+                }
             }
-            let name = format!("{}-{instance}-heap-{id}", target.file_prefix);
-            write_atomically(&target.shared_dir.join(&name), &file.buf)?;
-            let mut next = chain;
-            next.files.push(ChangeFile { name, entries: file.entries });
-            if let Ok(mut u) = uploaded.lock() {
-                u.insert(id, next.clone());
+            let (handle, next) = result?;
+            if let Some(next) = next {
+                if let Ok(mut u) = uploaded.lock() {
+                    u.insert(id, next);
+                }
             }
-            let shared = next.files.iter().map(|f| f.name.clone()).collect();
-            Ok((HeapHandle::Chain(next), shared))
+            Ok(handle)
         }
     }
+}
+
+/// The handle data of an upload and the shared files it references.
+type Stored = (HeapHandle, Vec<String>);
+
+/// Stores one snapshot's change file; returns the handle data and shared
+/// files, and the chain later snapshots build on once it is confirmed.
+fn store(
+    id: u64,
+    instance: &str,
+    chain: &ChangeChain,
+    buf: &[u8],
+    entries: u64,
+    rebase: bool,
+    target: &UploadTarget,
+) -> Result<(Stored, Option<ChangeChain>)> {
+    let shared_dir = &target.shared_dir;
+    let paths: Vec<_> = chain.files.iter().map(|f| shared_dir.join(&f.name)).collect();
+    let mut sources: Vec<Source<'_>> = paths.iter().map(|p| Source::File(p)).collect();
+    sources.push(Source::Bytes(buf));
+    if target.kind == crate::barrier::CheckpointKind::Savepoint {
+        let mut out = EntriesOut::default();
+        change_file::merge(&sources, &mut out)?;
+        return Ok(((HeapHandle::Entries(out.0), Vec::new()), None));
+    }
+    let name = format!("{}-{instance}-heap-{id}", target.file_prefix);
+    let path = shared_dir.join(&name);
+    let next = if rebase {
+        std::fs::create_dir_all(shared_dir).map_err(crate::storage::io_error("create", shared_dir))?;
+        let mut out = FileOut::create(&path)?;
+        change_file::merge(&sources, &mut out)?;
+        ChangeChain { files: vec![ChangeFile { name, entries: out.finish()? }] }
+    } else {
+        write_atomically(&path, buf)?;
+        let mut next = chain.clone();
+        next.files.push(ChangeFile { name, entries });
+        next
+    };
+    let shared = next.files.iter().map(|f| f.name.clone()).collect();
+    Ok(((HeapHandle::Chain(next.clone()), shared), Some(next)))
 }
 
 /// What the upload of a heap snapshot produced.
@@ -277,52 +240,54 @@ pub enum HeapHandle {
     Entries(Vec<(String, Entries)>),
 }
 
-/// Reads one change file of a chain.
-fn read_file(shared_dir: &Path, file: &ChangeFile) -> Result<ChangeSet> {
-    let path = shared_dir.join(&file.name);
-    let bytes = std::fs::read(&path).map_err(|e| Error::MissingState {
-        checkpoint: 0,
-        path: path.clone(),
-        reason: format!("change file of an incremental heap checkpoint cannot be read: {e}"),
-    })?;
-    decode(&bytes).map_err(|e| Error::MissingState {
-        checkpoint: 0,
-        path,
-        reason: format!("change file of an incremental heap checkpoint is damaged: {e}"),
-    })
-}
-
-/// Applies a chain and then `last` into one map per state.
-fn merge(shared_dir: &Path, chain: &ChangeChain, last: ChangeSet) -> Result<Vec<(String, Entries)>> {
-    let mut states: HashMap<String, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
-    let mut apply = |set: ChangeSet| {
-        for (name, changes) in set {
-            let state = states.entry(name).or_default();
-            for (k, v) in changes {
-                match v {
-                    Some(v) => state.insert(k, v),
-                    None => state.remove(&k),
-                };
-            }
-        }
-    };
-    for file in &chain.files {
-        apply(read_file(shared_dir, file)?);
-    }
-    apply(last);
-    let mut out: Vec<(String, Entries)> =
-        states.into_iter().map(|(name, entries)| (name, entries.into_iter().collect())).collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+/// The format of a stored chain's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainFormat {
+    /// Postcard `(state, count)` sections of `(key, Option<value>)` entries
+    /// (written by Sluice before the position-keyed format).
+    Legacy,
+    /// The position-keyed format of [`change_file`].
+    Positioned,
 }
 
 /// Replays a stored chain for the key groups in `range`, in order:
 /// `sink(state, key, value or None for a removal)`.
-pub fn replay(chain: &ChangeChain, shared_dir: &Path, range: KeyGroupRange, sink: ReplaySink<'_>) -> Result<()> {
+pub fn replay(
+    chain: &ChangeChain,
+    format: ChainFormat,
+    shared_dir: &Path,
+    range: KeyGroupRange,
+    sink: ReplaySink<'_>,
+) -> Result<()> {
     for file in &chain.files {
-        for (name, changes) in read_file(shared_dir, file)? {
-            for (k, v) in changes.iter().filter(|(k, _)| range.contains(key_group_of(k))) {
-                sink(&name, k, v.as_deref())?;
+        let path = shared_dir.join(&file.name);
+        match format {
+            ChainFormat::Positioned => change_file::replay_file(Source::File(&path), range, sink)?,
+            ChainFormat::Legacy => replay_legacy(&path, range, sink)?,
+        }
+    }
+    Ok(())
+}
+
+/// One entry of a legacy change file: (key, stored value or `None`).
+type LegacyEntry<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Replays one file of the legacy format.
+fn replay_legacy(path: &Path, range: KeyGroupRange, sink: ReplaySink<'_>) -> Result<()> {
+    let missing = |reason: String| Error::MissingState { checkpoint: 0, path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path)
+        .map_err(|e| missing(format!("change file of an incremental heap checkpoint cannot be read: {e}")))?;
+    let damaged =
+        |e: postcard::Error| missing(format!("change file of an incremental heap checkpoint is damaged: {e}"));
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let ((name, count), r): ((String, u64), &[u8]) = postcard::take_from_bytes(rest).map_err(damaged)?;
+        rest = r;
+        for _ in 0..count {
+            let ((k, v), r): (LegacyEntry<'_>, &[u8]) = postcard::take_from_bytes(rest).map_err(damaged)?;
+            rest = r;
+            if range.contains(key_group_of(k)) {
+                sink(&name, k, v)?;
             }
         }
     }
@@ -334,6 +299,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::barrier::CheckpointKind;
+    use crate::state::change_file::SectionKind;
 
     fn target(dir: &Path, kind: CheckpointKind) -> UploadTarget {
         UploadTarget {
@@ -344,11 +310,13 @@ mod tests {
         }
     }
 
-    fn file(pairs: &[(&[u8], Option<&[u8]>)]) -> ChangeWriter {
-        let mut w = ChangeWriter::default();
-        w.section("s", pairs.len() as u64).unwrap();
-        for (k, v) in pairs {
-            w.entry_encoded(k, *v).unwrap();
+    type Change<'a> = (u32, &'a [u8], Option<&'a [u8]>);
+
+    fn file(log: &Changelog, pairs: &[Change<'_>]) -> ChangeWriter {
+        let mut w = log.writer();
+        w.section("s", SectionKind::Positioned);
+        for (p, k, v) in pairs {
+            w.entry_encoded(*p, k, *v);
         }
         w
     }
@@ -357,9 +325,10 @@ mod tests {
         Arc::new(positions.iter().copied().collect())
     }
 
-    fn replayed(chain: &ChangeChain, dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    fn replayed_as(chain: &ChangeChain, format: ChainFormat, dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut out = BTreeMap::new();
-        replay(chain, &dir.join("shared"), KeyGroupRange { start: 0, end: u32::MAX - 1 }, &mut |_, k, v| {
+        let all = KeyGroupRange { start: 0, end: u32::MAX - 1 };
+        replay(chain, format, &dir.join("shared"), all, &mut |_, k, v| {
             match v {
                 Some(v) => out.insert(k.to_vec(), v.to_vec()),
                 None => out.remove(k),
@@ -370,42 +339,24 @@ mod tests {
         out
     }
 
-    #[test]
-    fn change_files_round_trip() {
-        let mut w = file(&[(b"\0\x01a", Some(b"1")), (b"\0\x01b", None)]);
-        w.section("t", 1).unwrap();
-        w.entry(b"\0\x02c", 7, &("x".to_string(), 3u64)).unwrap();
-        assert_eq!(w.entries(), 3);
-        let set = decode(&w.buf).unwrap();
-        assert_eq!(set.len(), 2);
-        assert_eq!(set[0].1, vec![(b"\0\x01a".to_vec(), Some(b"1".to_vec())), (b"\0\x01b".to_vec(), None)]);
-        let stored = set[1].1[0].1.clone().unwrap();
-        assert_eq!(stored, crate::state::table::encode_value("t", 7, &("x".to_string(), 3u64)).unwrap());
-        assert!(decode(&w.buf[..w.buf.len() - 1]).is_err(), "a truncated file is an error");
-        // The hand-written entry encoding is postcard's.
-        let long = vec![7u8; 300];
-        let mut w = ChangeWriter::default();
-        w.entry_encoded(&long, Some(b"v")).unwrap();
-        w.entry_encoded(b"k", None).unwrap();
-        let mut expected = postcard::to_stdvec(&(&long[..], Some(&b"v"[..]))).unwrap();
-        expected.extend(postcard::to_stdvec(&(&b"k"[..], None::<&[u8]>)).unwrap());
-        assert_eq!(w.buf, expected);
+    fn replayed(chain: &ChangeChain, dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        replayed_as(chain, ChainFormat::Positioned, dir)
     }
 
     #[test]
     fn chain_grows_from_confirmed_checkpoints_and_replays_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Changelog::new("i".into());
-        assert!(log.needs_rebase(0, 1_000_000), "the first snapshot starts a chain");
+        assert!(!log.needs_rebase(0, 1_000_000), "the first file is the base: nothing to compact");
         let keys = log.keys_for(1, vec![list(&[0, 1])]);
         assert_eq!(keys[0].len(), 1);
-        let up = log.upload(1, file(&[(b"\0\x01a", Some(b"1")), (b"\0\x01b", Some(b"2"))]), true);
+        let up = log.upload(1, file(&log, &[(0, b"\0\x01a", Some(b"1")), (1, b"\0\x01b", Some(b"2"))]), false);
         let (HeapHandle::Chain(c1), _) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else { panic!() };
         log.confirm(1);
         assert!(!log.needs_rebase(2, 1_000_000));
         // Checkpoint 2 changes a and removes b; it is never confirmed.
         log.keys_for(2, vec![list(&[0, 1])]);
-        let up = log.upload(2, file(&[(b"\0\x01a", Some(b"3")), (b"\0\x01b", None)]), false);
+        let up = log.upload(2, file(&log, &[(0, b"\0\x01a", Some(b"3")), (1, b"\0\x01b", None)]), false);
         let (HeapHandle::Chain(c2), shared) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else {
             panic!()
         };
@@ -423,23 +374,28 @@ mod tests {
         log.confirm(3);
         let keys = log.keys_for(4, vec![list(&[])]);
         assert!(keys[0].iter().all(|l| l.is_empty()), "confirmed keys are not carried on");
+        // The encode buffers come back for reuse.
+        assert!(log.writer().finish().0.capacity() > 4, "a used buffer is reused");
     }
 
     #[test]
-    fn long_chains_are_rebased_and_savepoints_stand_alone() {
+    fn long_chains_are_compacted_by_the_upload_and_savepoints_stand_alone() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Changelog::new("i".into());
-        assert!(!log.needs_rebase(0, 0) || log.confirmed.files.is_empty());
-        let live = 6_000u64;
+        let live = 6_000u32;
         let mut rebased = 0;
         for id in 1..=6u64 {
             log.keys_for(id, vec![list(&[])]);
-            let rebase = log.needs_rebase(live, live);
+            let rebase = log.needs_rebase(u64::from(live), u64::from(live));
             rebased += u32::from(rebase);
-            let mut w = ChangeWriter::default();
-            w.section("s", live).unwrap();
+            let mut w = log.writer();
+            w.section("s", SectionKind::Positioned);
             for k in 0..live {
-                w.entry_encoded(&k.to_be_bytes(), Some(&id.to_be_bytes())).unwrap();
+                // Every other key changes; key 7 is removed at checkpoint 5.
+                if k % 2 == (id % 2) as u32 || id == 1 {
+                    let value = (k != 7 || id < 5).then(|| id.to_be_bytes());
+                    w.entry_encoded(k, &k.to_be_bytes(), value.as_ref().map(|v| &v[..]));
+                }
             }
             let (HeapHandle::Chain(c), _) =
                 log.upload(id, w, rebase)(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap()
@@ -447,26 +403,49 @@ mod tests {
                 panic!()
             };
             log.confirm(id);
-            assert!(c.entries() <= 2 * live, "never more than twice the state in the chain: {c:?}");
+            if rebase {
+                assert_eq!(c.files.len(), 1, "a compacted chain is one base file");
+                assert_eq!(c.entries(), u64::from(live) - u64::from(id >= 5), "a base holds only live entries");
+            }
+            assert!(c.entries() <= 2 * u64::from(live) + 3_000, "never much more than twice the state: {c:?}");
+            let state = replayed(&c, dir.path());
+            assert_eq!(state.len(), live as usize - usize::from(id >= 5));
+            let odd_id = if id % 2 == 1 { id } else { id - 1 };
+            let even_id = if id % 2 == 0 { id } else { id - 1 };
+            assert_eq!(state[&3u32.to_be_bytes()[..]], odd_id.to_be_bytes(), "after checkpoint {id}");
+            assert_eq!(state[&4u32.to_be_bytes()[..]], even_id.max(1).to_be_bytes(), "after checkpoint {id}");
         }
-        assert_eq!(rebased, 3, "rebased at 1, 3 and 5");
-        let state = replayed(&log.confirmed, dir.path());
-        assert_eq!(state.len(), live as usize);
-        assert!(state.values().all(|v| v.as_slice() == 6u64.to_be_bytes()));
+        assert!(rebased >= 2, "compacted {rebased} times");
         log.keys_for(7, vec![list(&[])]);
-        let up = log.upload(7, file(&[(b"\xff\xffz", Some(b"z"))]), false);
+        let up = log.upload(7, file(&log, &[(live + 1, b"\xff\xffz", Some(b"z"))]), false);
         let (HeapHandle::Entries(all), shared) = up(&target(dir.path(), CheckpointKind::Savepoint)).unwrap() else {
             panic!()
         };
         assert!(shared.is_empty());
-        assert_eq!(all[0].1.len(), live as usize + 1);
+        assert_eq!(all[0].1.len(), live as usize);
+    }
+
+    #[test]
+    fn legacy_chains_still_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shared")).unwrap();
+        let mut bytes = postcard::to_stdvec(&("s", 2u64)).unwrap();
+        bytes.extend(postcard::to_stdvec(&(&b"\0\x01a"[..], Some(&b"1"[..]))).unwrap());
+        bytes.extend(postcard::to_stdvec(&(&b"\0\x01b"[..], None::<&[u8]>)).unwrap());
+        std::fs::write(dir.path().join("shared").join("old"), bytes).unwrap();
+        let chain = ChangeChain { files: vec![ChangeFile { name: "old".into(), entries: 2 }] };
+        let state = replayed_as(&chain, ChainFormat::Legacy, dir.path());
+        assert_eq!(state.into_iter().collect::<Vec<_>>(), vec![(b"\0\x01a".to_vec(), b"1".to_vec())]);
     }
 
     #[test]
     fn a_missing_change_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let chain = ChangeChain { files: vec![ChangeFile { name: "gone".into(), entries: 1 }] };
-        let err = replay(&chain, dir.path(), KeyGroupRange { start: 0, end: 10 }, &mut |_, _, _| Ok(())).unwrap_err();
-        assert!(err.to_string().contains("gone") && err.to_string().contains("missing"), "{err}");
+        for format in [ChainFormat::Positioned, ChainFormat::Legacy] {
+            let err = replay(&chain, format, dir.path(), KeyGroupRange { start: 0, end: 10 }, &mut |_, _, _| Ok(()))
+                .unwrap_err();
+            assert!(err.to_string().contains("gone") && err.to_string().contains("missing"), "{err}");
+        }
     }
 }

@@ -93,8 +93,13 @@ pub enum StateData {
     Entries(Vec<(String, Entries)>),
     /// A RocksDB checkpoint.
     RocksDb(RocksHandle),
-    /// An incremental heap checkpoint: change files to apply in order.
+    /// An incremental heap checkpoint in the legacy change file format
+    /// (restored, no longer written).
     HeapChain(ChangeChain),
+    /// An incremental heap checkpoint: change files (the position-keyed
+    /// format of [`change_file`](crate::state::change_file)) to apply in
+    /// order.
+    HeapChainV2(ChangeChain),
 }
 
 /// One subtask's snapshot of a keyed operator.

@@ -18,8 +18,8 @@
 //! * [`StateBackendKind::HashMap`]: typed values on the heap. Checkpoints
 //!   are incremental ([`changelog`]): at a barrier the task thread encodes
 //!   only the entries changed since the last confirmed checkpoint into one
-//!   buffer, which the upload thread stores as a change file; savepoints hold
-//!   every entry.
+//!   reused buffer, which the upload thread stores as a change file; the
+//!   upload thread also compacts long chains; savepoints hold every entry.
 //! * [`StateBackendKind::RocksDb`]: one RocksDB instance per stateful
 //!   subtask with a column family per state. In front of it sits a typed
 //!   write-back cache (`state.backend.rocksdb.cache-entries` entries per
@@ -35,6 +35,7 @@
 //! Timers ([`timers`]) are kept on the heap for both backends and are part of
 //! the same snapshot.
 
+pub mod change_file;
 pub mod changelog;
 pub mod entry_set;
 pub mod format;

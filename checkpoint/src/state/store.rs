@@ -17,7 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::key_group::assign_to_key_group;
-use crate::state::changelog::{self, ChangeWriter, Changelog, HeapHandle, KeyList};
+use crate::state::change_file::SectionKind;
+use crate::state::changelog::{self, ChainFormat, Changelog, HeapHandle, KeyList};
 use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
 use crate::state::rocks::{instance_name, RocksInstance};
 use crate::state::table::{decode_value, AnyTable, Slot, StateValue, Table};
@@ -413,23 +414,21 @@ impl KeyedStateStore {
                 let lists = log.keys_for(checkpoint, taken);
                 let changes: u64 = lists.iter().flatten().map(|l| l.len() as u64).sum();
                 let live: u64 = self.tables.iter().map(|t| t.len() as u64).sum();
-                // Encoded here, into one buffer: cheaper in all than cloning
-                // the values for the upload thread to encode.
+                // Only the changes are encoded here, into one reused buffer
+                // (cheaper in all than cloning the values for the upload
+                // thread to encode); compacting a long chain is the upload
+                // thread's work.
                 let rebase = log.needs_rebase(changes, live);
-                let mut file = ChangeWriter::with_capacity(if rebase { live } else { changes });
+                let mut file = log.writer();
                 for (t, lists) in self.tables.iter().zip(&lists) {
-                    if rebase {
-                        t.write_all(now, &mut file)?;
-                    } else {
-                        t.write_changes(lists, now, &mut file)?;
-                    }
+                    t.write_changes(lists, now, &mut file)?;
                 }
                 // Restored entries of states not registered yet: in every
                 // change file until they are (they are few and short-lived).
                 for (name, entries) in &self.raw {
-                    file.section(name, entries.len() as u64)?;
+                    file.section(name, SectionKind::Complete);
                     for (k, v) in entries {
-                        file.entry_encoded(k, Some(v))?;
+                        file.entry_encoded(0, k, Some(v));
                     }
                 }
                 let upload = log.upload(checkpoint, file, rebase);
@@ -437,7 +436,7 @@ impl KeyedStateStore {
                 Ok(StateSnapshot::Upload(Box::new(move |target| {
                     let (handle, shared) = upload(target)?;
                     let data = match handle {
-                        HeapHandle::Chain(chain) => StateData::HeapChain(chain),
+                        HeapHandle::Chain(chain) => StateData::HeapChainV2(chain),
                         HeapHandle::Entries(entries) => StateData::Entries(entries),
                     };
                     let snap = KeyedStateSnapshot { data, timers, extra };
@@ -504,10 +503,14 @@ impl KeyedStateStore {
                 })?;
                 batch.flush(self)?;
             }
-            StateData::HeapChain(chain) => {
+            StateData::HeapChain(chain) | StateData::HeapChainV2(chain) => {
+                let format = match &snap.data {
+                    StateData::HeapChain(_) => ChainFormat::Legacy,
+                    _ => ChainFormat::Positioned,
+                };
                 let shared = checkpoint_dir.join("..").join("shared");
                 let mut batch = RestoreBatch::default();
-                changelog::replay(chain, &shared, range, &mut |name, k, v| batch.push(self, name, k, v))?;
+                changelog::replay(chain, format, &shared, range, &mut |name, k, v| batch.push(self, name, k, v))?;
                 batch.flush(self)?;
             }
         }

@@ -14,7 +14,8 @@
 //! frees tombstones once a confirmed checkpoint holds their deletion.
 
 use crate::error::{Error, Result};
-use crate::state::changelog::{ChangeWriter, KeyList};
+use crate::state::change_file::{ChangeWriter, SectionKind};
+use crate::state::changelog::KeyList;
 use crate::state::entry_set::EntrySet;
 use crate::state::ttl::StateTtlConfig;
 use serde::de::DeserializeOwned;
@@ -250,10 +251,9 @@ pub(crate) trait AnyTable: Send {
     /// next snapshot holds all of them).
     fn mark_all_changed(&mut self);
     /// Heap backend: writes a section with the current values of the
-    /// entries in `lists` (a removal where there is none or it expired).
+    /// entries in `lists`, by position (a removal where there is none or it
+    /// expired).
     fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()>;
-    /// Heap backend: writes a section with every live entry.
-    fn write_all(&self, now: i64, out: &mut ChangeWriter) -> Result<()>;
     /// Heap backend: frees the tombstones whose removal no pending
     /// snapshot (`pending`, not yet confirmed) or later change still needs.
     fn reclaim(&mut self, pending: &[&KeyList]);
@@ -318,10 +318,10 @@ impl<T: StateValue> AnyTable for Table<T> {
                 &union
             }
         };
-        // A set never holds a free position (positions are freed only when
-        // no set holds them), so its size is the section's entry count.
-        out.section(&self.name, set.len() as u64)?;
+        out.section(&self.name, SectionKind::Positioned);
         for p in set.iter() {
+            // A set never holds a free position (positions are freed only
+            // when no set holds them).
             let Some(e) = self.entries.get(p as usize).filter(|e| e.occupied) else {
                 return Err(Error::State {
                     state: self.name.clone(),
@@ -329,17 +329,9 @@ impl<T: StateValue> AnyTable for Table<T> {
                 });
             };
             match self.live(&e.slot, now) {
-                Some((stamp, v)) => out.entry(&e.key, stamp, v)?,
-                None => out.entry_encoded(&e.key, None)?,
+                Some((stamp, v)) => out.entry(p, &e.key, stamp, v)?,
+                None => out.entry_encoded(p, &e.key, None),
             }
-        }
-        Ok(())
-    }
-    fn write_all(&self, now: i64, out: &mut ChangeWriter) -> Result<()> {
-        let live = || self.iter().filter_map(|(k, s)| self.live(s, now).map(|(stamp, v)| (k, stamp, v)));
-        out.section(&self.name, live().count() as u64)?;
-        for (key, stamp, v) in live() {
-            out.entry(key, stamp, v)?;
         }
         Ok(())
     }

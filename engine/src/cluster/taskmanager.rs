@@ -102,6 +102,8 @@ impl TaskManager {
         let canceled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded();
         let settings = &graph.settings;
+        let (job, subtask) = (id.job.to_string(), id.subtask.to_string());
+        let labels = [job.as_str(), graph.name(), vertex.name.as_str(), subtask.as_str()];
         let control = TaskControl {
             commands: rx,
             canceled: canceled.clone(),
@@ -113,12 +115,8 @@ impl TaskManager {
                 abort_after_snapshot: settings.faults.abort_after_snapshot,
             },
             mode: settings.checkpointing.as_ref().map(|c| c.mode).unwrap_or_default(),
-            alignment_time: crate::metrics::global().alignment_time(&[
-                &id.job.to_string(),
-                graph.name(),
-                &vertex.name,
-                &id.subtask.to_string(),
-            ]),
+            alignment_time: crate::metrics::global().alignment_time(&labels),
+            sync_time: crate::metrics::global().sync_time(&labels),
             faults: settings.faults.for_subtask(&vertex.name, id.subtask, id.attempt),
         };
         let jm = self.job_manager.clone();

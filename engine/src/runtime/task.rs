@@ -111,6 +111,8 @@ impl CheckpointResponder {
 pub(crate) struct TaskControl {
     /// The duration of the last barrier alignment, ms.
     pub(crate) alignment_time: prometheus::IntGauge,
+    /// Time spent in synchronous snapshot parts, µs.
+    pub(crate) sync_time: prometheus::IntCounter,
     pub(crate) commands: Receiver<TaskCommand>,
     pub(crate) canceled: Arc<AtomicBool>,
     pub(crate) buffer_timeout: Duration,
@@ -219,7 +221,9 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                     Error::user(format!("cannot encode the position of '{}': {e}", self.ctx.operator_name))
                 })?;
                 let mut states = vec![(self.ctx.operator_id.clone(), StateSnapshot::Ready(bytes))];
+                let started = Instant::now();
                 self.out.head.snapshot(&barrier, &mut states)?;
+                control.sync_time.inc_by(started.elapsed().as_micros() as u64);
                 control.checkpoints.acknowledge(barrier, states);
             }
             TaskCommand::CheckpointComplete(id) => {
@@ -412,7 +416,9 @@ impl<T: Send> InputTask<T> {
         self.alignment = None;
         control.check_checkpoint_fault(barrier.id)?;
         let mut states = Vec::new();
+        let started = Instant::now();
         self.head.snapshot(&barrier, &mut states)?;
+        control.sync_time.inc_by(started.elapsed().as_micros() as u64);
         control.checkpoints.acknowledge(barrier, states);
         Ok(())
     }

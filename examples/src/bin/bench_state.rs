@@ -70,12 +70,21 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>) -> any
         .and_then(|l| l.rsplit(' ').next())
         .unwrap_or("-")
         .to_string();
+    // The task threads' synchronous snapshot time: the part of the
+    // checkpoint cost that does not depend on spare cores.
+    let sync_us: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_taskmanager_job_task_checkpointSyncTimeUsTotal"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
     println!(
-        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms",
+        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run)",
         interval.unwrap_or("off"),
         records as f64 / secs,
         secs,
-        peak_rss_kb() as f64 / 1024.0
+        peak_rss_kb() as f64 / 1024.0,
+        sync_us / 1000.0,
+        sync_us / 1e4 / secs,
     );
     Ok(())
 }

@@ -1,0 +1,730 @@
+//! The change files of incremental heap checkpoints, and the streaming
+//! merge that compacts a chain of them into one base file.
+//!
+//! ```text
+//! file    = "SLC2" section*
+//! section = name_len:varint name kind:u8 count:u64 (little endian) entry{count}
+//! entry   = position:varint key_len:varint key (0 | 1 value_len:varint value)
+//! ```
+//!
+//! A *positioned* section (kind 0) holds entries of a registered state by
+//! arena position, in increasing position order (the order a snapshot walks
+//! its bitmap); value `0` is a removal. A *complete* section (kind 1) holds
+//! every restored entry of a state that is not registered yet (position 0);
+//! each file of a chain repeats it whole.
+//!
+//! Within one chain (one store's lifetime: a restore starts a new chain) an
+//! arena position holds one key at a time, and a key that moves to another
+//! position is first removed at the old one. So the state a chain describes
+//! is, per position, the entry of the newest file that has that position.
+//! [`merge`] computes it with a k-way merge by position that streams every
+//! file and keeps one entry per file in memory: it runs on the upload thread,
+//! never on the task thread.
+
+use crate::error::{Error, Result};
+use crate::state::changelog::ReplaySink;
+use crate::storage::io_error;
+use crate::KeyGroupRange;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of every change file.
+const MAGIC: &[u8; 4] = b"SLC2";
+
+/// Read buffer per file of a merge.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// What a section holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    /// Entries of a registered state, by increasing arena position.
+    Positioned,
+    /// Every restored entry of a state not registered yet.
+    Complete,
+}
+
+impl SectionKind {
+    fn byte(self) -> u8 {
+        match self {
+            SectionKind::Positioned => 0,
+            SectionKind::Complete => 1,
+        }
+    }
+}
+
+fn encode_err(e: postcard::Error) -> Error {
+    Error::State { state: String::new(), message: format!("cannot encode a change file: {e}") }
+}
+
+/// Appends `n` as a LEB128 varint (postcard's integer encoding).
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Appends a length-prefixed byte string.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a section header; returns the offset of its count.
+fn put_header(out: &mut Vec<u8>, name: &str, kind: SectionKind) -> usize {
+    put_bytes(out, name.as_bytes());
+    out.push(kind.byte());
+    let at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    at
+}
+
+/// Appends one entry.
+fn put_entry(out: &mut Vec<u8>, pos: u32, key: &[u8], value: Option<&[u8]>) {
+    put_varint(out, u64::from(pos));
+    put_bytes(out, key);
+    match value {
+        Some(v) => {
+            out.push(1);
+            put_bytes(out, v);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Encodes one change file into a single (reused) buffer: the synchronous
+/// part of a heap snapshot.
+#[derive(Debug)]
+pub struct ChangeWriter {
+    buf: Vec<u8>,
+    entries: u64,
+    /// The open section: offset of its count, entries so far.
+    open: Option<(usize, u64)>,
+}
+
+impl Default for ChangeWriter {
+    fn default() -> Self {
+        ChangeWriter::new(Vec::new())
+    }
+}
+
+impl ChangeWriter {
+    /// A writer that encodes into `buf` (cleared; its capacity is reused).
+    pub fn new(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(MAGIC);
+        ChangeWriter { buf, entries: 0, open: None }
+    }
+
+    fn close_section(&mut self) {
+        if let Some((at, count)) = self.open.take() {
+            if let Some(slot) = self.buf.get_mut(at..at + 8) {
+                slot.copy_from_slice(&count.to_le_bytes());
+            }
+        }
+    }
+
+    /// Starts the section of state `name`.
+    pub fn section(&mut self, name: &str, kind: SectionKind) {
+        self.close_section();
+        let at = put_header(&mut self.buf, name, kind);
+        self.open = Some((at, 0));
+    }
+
+    fn count(&mut self) {
+        self.entries += 1;
+        if let Some((_, n)) = &mut self.open {
+            *n += 1;
+        }
+    }
+
+    /// Adds an entry whose stored value is already encoded (`None`: the
+    /// entry is removed).
+    pub fn entry_encoded(&mut self, pos: u32, key: &[u8], value: Option<&[u8]>) {
+        self.count();
+        put_entry(&mut self.buf, pos, key, value);
+    }
+
+    /// Adds an entry with its value and timestamp, stored as
+    /// [`encode_value`](crate::state::table) writes them, encoded in place.
+    pub fn entry<V: Serialize>(&mut self, pos: u32, key: &[u8], stamp: i64, value: &V) -> Result<()> {
+        self.count();
+        put_varint(&mut self.buf, u64::from(pos));
+        put_bytes(&mut self.buf, key);
+        self.buf.push(1);
+        // One length byte is reserved; a value of 128 bytes or more needs
+        // more, and is moved up (rare for keyed state).
+        let len_at = self.buf.len();
+        self.buf.push(0);
+        self.buf = postcard::to_extend(&(stamp, value), std::mem::take(&mut self.buf)).map_err(encode_err)?;
+        let len = self.buf.len() - len_at - 1;
+        if len < 0x80 {
+            if let Some(b) = self.buf.get_mut(len_at) {
+                *b = len as u8;
+            }
+        } else {
+            let mut prefix = Vec::with_capacity(10);
+            put_varint(&mut prefix, len as u64);
+            self.buf.splice(len_at..len_at + 1, prefix);
+        }
+        Ok(())
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// The encoded file and its number of entries.
+    pub fn finish(mut self) -> (Vec<u8>, u64) {
+        self.close_section();
+        (self.buf, self.entries)
+    }
+}
+
+/// Where a change file's bytes are.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A stored file.
+    File(&'a Path),
+    /// A file still in memory (the newest one, not written yet).
+    Bytes(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn describe(&self) -> PathBuf {
+        match self {
+            Source::File(p) => p.to_path_buf(),
+            Source::Bytes(_) => PathBuf::from("(change file of this snapshot)"),
+        }
+    }
+
+    fn damaged(&self, e: impl std::fmt::Display) -> Error {
+        Error::MissingState {
+            checkpoint: 0,
+            path: self.describe(),
+            reason: format!("change file of an incremental heap checkpoint is damaged or truncated: {e}"),
+        }
+    }
+
+    /// A reader positioned at byte `offset`.
+    fn open_at(&self, offset: u64) -> Result<Box<dyn BufRead + '_>> {
+        match self {
+            Source::File(path) => {
+                let mut f = File::open(path).map_err(|e| Error::MissingState {
+                    checkpoint: 0,
+                    path: path.to_path_buf(),
+                    reason: format!("change file of an incremental heap checkpoint cannot be read: {e}"),
+                })?;
+                f.seek(SeekFrom::Start(offset)).map_err(|e| self.damaged(e))?;
+                Ok(Box::new(BufReader::with_capacity(READ_BUFFER, f)))
+            }
+            Source::Bytes(b) => Ok(Box::new(b.get(offset as usize..).unwrap_or_default())),
+        }
+    }
+}
+
+fn read_varint(r: &mut dyn BufRead) -> std::io::Result<u64> {
+    // Fast path: the whole varint is in the buffer.
+    let buf = r.fill_buf()?;
+    let mut n = 0u64;
+    for (i, &b) in buf.iter().take(10).enumerate() {
+        n |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            r.consume(i + 1);
+            return Ok(n);
+        }
+    }
+    n = 0;
+    for shift in (0..64).step_by(7) {
+        let mut b = [0u8];
+        r.read_exact(&mut b)?;
+        n |= u64::from(b[0] & 0x7f) << shift;
+        if b[0] & 0x80 == 0 {
+            return Ok(n);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "varint too long"))
+}
+
+fn read_bytes(r: &mut dyn BufRead, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let len = read_varint(r)?;
+    if len > 1 << 31 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("length {len} is implausible")));
+    }
+    out.clear();
+    out.resize(len as usize, 0);
+    r.read_exact(out)
+}
+
+fn read_u8(r: &mut dyn BufRead) -> std::io::Result<u8> {
+    let mut b = [0u8];
+    r.read_exact(&mut b)?;
+    Ok(b[0])
+}
+
+/// One section of a file, as found by [`scan`].
+#[derive(Debug, Clone)]
+struct Section {
+    name: String,
+    kind: SectionKind,
+    count: u64,
+    /// Offset of its first entry.
+    offset: u64,
+}
+
+/// Reads a section header, or `None` at the end of the file.
+fn read_header(r: &mut dyn BufRead, scratch: &mut Vec<u8>) -> std::io::Result<Option<(String, SectionKind, u64)>> {
+    if r.fill_buf()?.is_empty() {
+        return Ok(None);
+    }
+    read_bytes(r, scratch)?;
+    let name = String::from_utf8(std::mem::take(scratch))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let kind = match read_u8(r)? {
+        0 => SectionKind::Positioned,
+        1 => SectionKind::Complete,
+        k => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown section kind {k}"))),
+    };
+    let mut count = [0u8; 8];
+    r.read_exact(&mut count)?;
+    Ok(Some((name, kind, u64::from_le_bytes(count))))
+}
+
+fn read_magic(r: &mut dyn BufRead) -> std::io::Result<()> {
+    let mut m = [0u8; 4];
+    r.read_exact(&mut m)?;
+    if &m != MAGIC {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a change file (wrong magic bytes)"));
+    }
+    Ok(())
+}
+
+/// One entry read from a section.
+#[derive(Debug, Default)]
+struct Cursor {
+    pos: u32,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    present: bool,
+}
+
+impl Cursor {
+    fn read(&mut self, r: &mut dyn BufRead) -> std::io::Result<()> {
+        let pos = read_varint(r)?;
+        self.pos = u32::try_from(pos)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("position {pos} too large")))?;
+        read_bytes(r, &mut self.key)?;
+        self.present = match read_u8(r)? {
+            0 => false,
+            1 => true,
+            t => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad value tag {t}"))),
+        };
+        if self.present {
+            read_bytes(r, &mut self.value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The sections of a file (reads it once, decoding only lengths).
+fn scan(src: Source<'_>) -> Result<Vec<Section>> {
+    let mut r = src.open_at(0)?;
+    let damaged = |e: std::io::Error| src.damaged(e);
+    read_magic(&mut r).map_err(damaged)?;
+    let mut offset = MAGIC.len() as u64;
+    let mut sections = Vec::new();
+    let mut scratch = Vec::new();
+    let mut cursor = Cursor::default();
+    loop {
+        let mut counted = Counted { inner: &mut r, read: 0 };
+        let Some((name, kind, count)) = read_header(&mut counted, &mut scratch).map_err(damaged)? else { break };
+        let start = offset + counted.read;
+        for _ in 0..count {
+            cursor.read(&mut counted).map_err(damaged)?;
+        }
+        offset += counted.read;
+        sections.push(Section { name, kind, count, offset: start });
+    }
+    Ok(sections)
+}
+
+/// A reader that counts the bytes consumed through it.
+struct Counted<'r, 'a> {
+    inner: &'r mut Box<dyn BufRead + 'a>,
+    read: u64,
+}
+
+impl Read for Counted<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl BufRead for Counted<'_, '_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.read += amt as u64;
+        self.inner.consume(amt);
+    }
+}
+
+/// Replays a change file: `sink(state, key, value or None for a removal)`
+/// for the entries in the key groups of `range`, in file order.
+pub fn replay_file(src: Source<'_>, range: KeyGroupRange, sink: ReplaySink<'_>) -> Result<()> {
+    let mut r = src.open_at(0)?;
+    let damaged = |e: std::io::Error| src.damaged(e);
+    read_magic(&mut r).map_err(damaged)?;
+    let mut scratch = Vec::new();
+    let mut c = Cursor::default();
+    while let Some((name, _, count)) = read_header(&mut r, &mut scratch).map_err(damaged)? {
+        for _ in 0..count {
+            c.read(&mut r).map_err(damaged)?;
+            if range.contains(crate::state::format::key_group_of(&c.key)) {
+                sink(&name, &c.key, c.present.then_some(c.value.as_slice()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Receives the merged state: sections, then their live entries.
+pub trait MergeOut {
+    /// Starts the section of state `name`.
+    fn section(&mut self, name: &str, kind: SectionKind) -> Result<()>;
+    /// One live entry (`pos` is 0 in complete sections).
+    fn entry(&mut self, pos: u32, key: &[u8], value: &[u8]) -> Result<()>;
+}
+
+/// One open section of a merge input.
+struct Input<'a> {
+    reader: Box<dyn BufRead + 'a>,
+    left: u64,
+    head: Option<Cursor>,
+    src: Source<'a>,
+}
+
+impl Input<'_> {
+    /// Moves to the next entry (checking that positions increase).
+    fn advance(&mut self, positioned: bool) -> Result<()> {
+        if self.left == 0 {
+            self.head = None;
+            return Ok(());
+        }
+        self.left -= 1;
+        let last = self.head.as_ref().map(|c| c.pos);
+        let mut c = self.head.take().unwrap_or_default();
+        c.read(&mut self.reader).map_err(|e| self.src.damaged(e))?;
+        if positioned && last.is_some_and(|l| c.pos <= l) {
+            return Err(self.src.damaged(format!("positions out of order ({} after {})", c.pos, last.unwrap_or(0))));
+        }
+        self.head = Some(c);
+        Ok(())
+    }
+}
+
+/// Merges a chain (`files`, oldest first) into the state it describes and
+/// hands every live entry to `out`, state by state. Streams every file.
+pub fn merge(files: &[Source<'_>], out: &mut dyn MergeOut) -> Result<()> {
+    let scanned: Vec<Vec<Section>> = files.iter().map(|f| scan(*f)).collect::<Result<_>>()?;
+    // Every state, newest file's order first.
+    let mut names: Vec<&str> = Vec::new();
+    for sections in scanned.iter().rev() {
+        for s in sections {
+            if !names.contains(&s.name.as_str()) {
+                names.push(&s.name);
+            }
+        }
+    }
+    for name in names {
+        let newest = scanned.iter().rev().find_map(|ss| ss.iter().find(|s| s.name == name)).map(|s| s.kind);
+        let kind = newest.unwrap_or(SectionKind::Positioned);
+        // A complete section stands alone: only the newest counts. Positioned
+        // sections of older files are merged, complete ones are superseded
+        // (registering a state marks all its restored entries changed).
+        let mut inputs: Vec<Input<'_>> = Vec::new();
+        for (src, sections) in files.iter().zip(&scanned) {
+            for s in sections.iter().filter(|s| s.name == name && s.kind == kind) {
+                if kind == SectionKind::Complete {
+                    inputs.clear();
+                }
+                let mut input = Input { reader: src.open_at(s.offset)?, left: s.count, head: None, src: *src };
+                input.advance(kind == SectionKind::Positioned)?;
+                inputs.push(input);
+            }
+        }
+        out.section(name, kind)?;
+        if kind == SectionKind::Complete {
+            for input in &mut inputs {
+                while let Some(c) = &input.head {
+                    if c.present {
+                        out.entry(0, &c.key, &c.value)?;
+                    }
+                    input.advance(false)?;
+                }
+            }
+            continue;
+        }
+        loop {
+            // The smallest position; the newest input holding it wins.
+            let mut best: Option<(u32, usize)> = None;
+            for (i, input) in inputs.iter().enumerate() {
+                if let Some(c) = &input.head {
+                    if best.is_none_or(|(p, _)| c.pos <= p) {
+                        best = Some((c.pos, i));
+                    }
+                }
+            }
+            let Some((pos, winner)) = best else { break };
+            if let Some(c) = inputs.get(winner).and_then(|i| i.head.as_ref()) {
+                if c.present {
+                    out.entry(pos, &c.key, &c.value)?;
+                }
+            }
+            for input in &mut inputs {
+                if input.head.as_ref().is_some_and(|c| c.pos == pos) {
+                    input.advance(true)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a merged state as a change file (a chain's new base), streaming.
+pub struct FileOut {
+    w: BufWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    written: u64,
+    /// (offset of a section's count, its count).
+    counts: Vec<(u64, u64)>,
+    entries: u64,
+    scratch: Vec<u8>,
+}
+
+impl FileOut {
+    /// Starts writing `path` (through a temporary file).
+    pub fn create(path: &Path) -> Result<Self> {
+        let tmp = path.with_extension("inprogress");
+        let f = File::create(&tmp).map_err(io_error("create", &tmp))?;
+        let mut out = FileOut {
+            w: BufWriter::with_capacity(1 << 20, f),
+            tmp,
+            path: path.to_path_buf(),
+            written: 0,
+            counts: Vec::new(),
+            entries: 0,
+            scratch: Vec::new(),
+        };
+        out.scratch.extend_from_slice(MAGIC);
+        out.flush_scratch()?;
+        Ok(out)
+    }
+
+    fn flush_scratch(&mut self) -> Result<()> {
+        self.w.write_all(&self.scratch).map_err(io_error("write", &self.tmp))?;
+        self.written += self.scratch.len() as u64;
+        self.scratch.clear();
+        Ok(())
+    }
+
+    /// Finishes the file (counts patched, synced, renamed into place);
+    /// returns its number of entries.
+    pub fn finish(self) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let FileOut { w, tmp, path, counts, entries, .. } = self;
+        let f = w.into_inner().map_err(|e| Error::Storage {
+            action: "write",
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        for (at, count) in counts {
+            f.write_all_at(&count.to_le_bytes(), at).map_err(io_error("write", &tmp))?;
+        }
+        f.sync_all().map_err(io_error("sync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_error("rename", &path))?;
+        Ok(entries)
+    }
+}
+
+impl MergeOut for FileOut {
+    fn section(&mut self, name: &str, kind: SectionKind) -> Result<()> {
+        let at = put_header(&mut self.scratch, name, kind);
+        self.counts.push((self.written + at as u64, 0));
+        self.flush_scratch()
+    }
+    fn entry(&mut self, pos: u32, key: &[u8], value: &[u8]) -> Result<()> {
+        put_entry(&mut self.scratch, pos, key, Some(value));
+        if let Some((_, n)) = self.counts.last_mut() {
+            *n += 1;
+        }
+        self.entries += 1;
+        self.flush_scratch()
+    }
+}
+
+/// Collects a merged state in memory (for savepoints).
+#[derive(Debug, Default)]
+pub struct EntriesOut(pub Vec<(String, crate::state::format::Entries)>);
+
+impl MergeOut for EntriesOut {
+    fn section(&mut self, name: &str, _: SectionKind) -> Result<()> {
+        self.0.push((name.to_string(), Vec::new()));
+        Ok(())
+    }
+    fn entry(&mut self, _: u32, key: &[u8], value: &[u8]) -> Result<()> {
+        if let Some((_, entries)) = self.0.last_mut() {
+            entries.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    type Entry<'a> = (u32, &'a [u8], Option<&'a [u8]>);
+
+    fn file(sections: &[(&str, SectionKind, &[Entry<'_>])]) -> Vec<u8> {
+        let mut w = ChangeWriter::default();
+        for (name, kind, entries) in sections {
+            w.section(name, *kind);
+            for (p, k, v) in *entries {
+                w.entry_encoded(*p, k, *v);
+            }
+        }
+        w.finish().0
+    }
+
+    type Merged = BTreeMap<String, Vec<(u32, Vec<u8>, Vec<u8>)>>;
+
+    fn merged(files: &[Source<'_>]) -> Merged {
+        struct Out(Merged, String);
+        impl MergeOut for Out {
+            fn section(&mut self, name: &str, _: SectionKind) -> Result<()> {
+                self.1 = name.to_string();
+                self.0.entry(name.to_string()).or_default();
+                Ok(())
+            }
+            fn entry(&mut self, pos: u32, key: &[u8], value: &[u8]) -> Result<()> {
+                self.0.entry(self.1.clone()).or_default().push((pos, key.to_vec(), value.to_vec()));
+                Ok(())
+            }
+        }
+        let mut out = Out(BTreeMap::new(), String::new());
+        merge(files, &mut out).unwrap();
+        out.0
+    }
+
+    fn replayed(src: Source<'_>) -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        // Keys shorter than a key group prefix fall in group u32::MAX.
+        replay_file(src, KeyGroupRange { start: 0, end: u32::MAX }, &mut |n, k, v| {
+            out.push((n.to_string(), k.to_vec(), v.map(<[u8]>::to_vec)));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn files_round_trip_and_long_values_are_encoded_in_place() {
+        let mut w = ChangeWriter::default();
+        w.section("s", SectionKind::Positioned);
+        w.entry(3, b"\0\x01a", 7, &("x".to_string(), 3u64)).unwrap();
+        let long = "y".repeat(300);
+        w.entry(9, b"\0\x01b", -1, &long).unwrap();
+        w.entry_encoded(12, b"\0\x01c", None);
+        w.section("raw", SectionKind::Complete);
+        w.entry_encoded(0, b"\0\x02d", Some(b"v"));
+        assert_eq!(w.entries(), 4);
+        let (buf, n) = w.finish();
+        assert_eq!(n, 4);
+        let got = replayed(Source::Bytes(&buf));
+        assert_eq!(got.len(), 4);
+        let stored = crate::state::table::encode_value("s", 7, &("x".to_string(), 3u64)).unwrap();
+        assert_eq!(got[0], ("s".into(), b"\0\x01a".to_vec(), Some(stored)));
+        let stored = crate::state::table::encode_value("s", -1, &long).unwrap();
+        assert_eq!(got[1].2.as_deref(), Some(stored.as_slice()));
+        assert_eq!(got[2].2, None);
+        assert_eq!(got[3].0, "raw");
+        // Truncated anywhere or with foreign bytes: a clear error.
+        for cut in [3, 10, buf.len() - 1] {
+            let err =
+                replay_file(Source::Bytes(&buf[..cut]), KeyGroupRange { start: 0, end: 10 }, &mut |_, _, _| Ok(()))
+                    .unwrap_err();
+            assert!(err.to_string().contains("damaged or truncated"), "{err}");
+        }
+        let err = scan(Source::Bytes(b"{\"json\": 1}")).unwrap_err();
+        assert!(err.to_string().contains("magic"), "{err}");
+    }
+
+    #[test]
+    fn merge_by_position_keeps_the_newest_entry_and_drops_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        // Base: a@0, b@1, c@2. Then b is removed; then b's position is reused
+        // by d, a changes, and c moves to position 5 (removed at 2 first).
+        let f1 = file(&[(
+            "s",
+            SectionKind::Positioned,
+            &[(0, b"a", Some(b"1")), (1, b"b", Some(b"1")), (2, b"c", Some(b"1"))],
+        )]);
+        let f2 = file(&[("s", SectionKind::Positioned, &[(1, b"b", None), (2, b"c", None), (5, b"c", Some(b"2"))])]);
+        let f3 = file(&[
+            ("s", SectionKind::Positioned, &[(0, b"a", Some(b"3")), (1, b"d", Some(b"3"))]),
+            ("t", SectionKind::Positioned, &[(4, b"x", Some(b"3"))]),
+        ]);
+        let p1 = dir.path().join("f1");
+        std::fs::write(&p1, &f1).unwrap();
+        let p2 = dir.path().join("f2");
+        std::fs::write(&p2, &f2).unwrap();
+        let out = merged(&[Source::File(&p1), Source::File(&p2), Source::Bytes(&f3)]);
+        let s: Vec<(u32, &[u8], &[u8])> = out["s"].iter().map(|(p, k, v)| (*p, &k[..], &v[..])).collect();
+        assert_eq!(s, vec![(0, &b"a"[..], &b"3"[..]), (1, b"d", b"3"), (5, b"c", b"2")]);
+        assert_eq!(out["t"].len(), 1);
+        // Written as a base file, the merge replays to the same state.
+        let base = dir.path().join("base");
+        let mut w = FileOut::create(&base).unwrap();
+        merge(&[Source::File(&p1), Source::File(&p2), Source::Bytes(&f3)], &mut w).unwrap();
+        assert_eq!(w.finish().unwrap(), 4);
+        let replay = replayed(Source::File(&base));
+        assert_eq!(replay.len(), 4);
+        assert!(replay.iter().all(|(_, _, v)| v.is_some()), "a base holds no removals");
+        assert_eq!(merged(&[Source::File(&base)]), out, "a base merges to itself");
+    }
+
+    #[test]
+    fn complete_sections_are_superseded_and_disorder_is_an_error() {
+        // A restored state not registered yet, then registered (positioned).
+        let f1 = file(&[("r", SectionKind::Complete, &[(0, b"k1", Some(b"1")), (0, b"k2", Some(b"1"))])]);
+        let f2 = file(&[("r", SectionKind::Complete, &[(0, b"k1", Some(b"2"))])]);
+        let out = merged(&[Source::Bytes(&f1), Source::Bytes(&f2)]);
+        assert_eq!(out["r"], vec![(0, b"k1".to_vec(), b"2".to_vec())], "only the newest complete section counts");
+        let f3 = file(&[("r", SectionKind::Positioned, &[(0, b"k1", Some(b"3"))])]);
+        let out = merged(&[Source::Bytes(&f1), Source::Bytes(&f3)]);
+        assert_eq!(out["r"], vec![(0, b"k1".to_vec(), b"3".to_vec())]);
+        let bad = file(&[("s", SectionKind::Positioned, &[(4, b"a", Some(b"1")), (2, b"b", Some(b"1"))])]);
+        struct Null;
+        impl MergeOut for Null {
+            fn section(&mut self, _: &str, _: SectionKind) -> Result<()> {
+                Ok(())
+            }
+            fn entry(&mut self, _: u32, _: &[u8], _: &[u8]) -> Result<()> {
+                Ok(())
+            }
+        }
+        let err = merge(&[Source::Bytes(&bad)], &mut Null).unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
+    }
+}
