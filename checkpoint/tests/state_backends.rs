@@ -463,3 +463,100 @@ fn long_heap_chains_are_compacted_by_the_upload_and_restore_at_any_range() {
         assert!(seen > 1000, "{kind} {range:?}: {seen} keys checked");
     }
 }
+
+/// A tiny deterministic random number generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+type Model = std::collections::BTreeMap<u64, (String, u64)>;
+
+/// Random changes to state `id` of `s`, mirrored in `model`: updates,
+/// clears and new keys.
+fn churn(s: &mut KeyedStateStore, id: sluice_checkpoint::state::StateId, model: &mut Model, rng: &mut Rng, ops: u32) {
+    for _ in 0..ops {
+        let k = rng.below(30_000);
+        s.set_current_key(&k).unwrap();
+        if rng.below(10) == 0 {
+            s.clear::<(String, u64)>(id).unwrap();
+            model.remove(&k);
+        } else {
+            let v = s
+                .update::<(String, u64), _>(id, |v| {
+                    let next = (format!("word-{k}"), v.as_ref().map_or(0, |(_, n)| n + 1));
+                    *v = Some(next.clone());
+                    next
+                })
+                .unwrap();
+            model.insert(k, v);
+        }
+    }
+}
+
+/// Restores `up` into a fresh heap store and compares it with `model`.
+fn check_restored(tmp: &Path, dir: &Path, up: &UploadedState, model: &Model, what: &str) {
+    let mut r = store(StateBackendKind::HashMap, tmp, ALL);
+    r.restore(&up.bytes, dir).unwrap();
+    let id = r.register::<(String, u64)>("count", None).unwrap();
+    for k in 0..30_000u64 {
+        r.set_current_key(&k).unwrap();
+        assert_eq!(r.get::<(String, u64)>(id).unwrap().as_ref(), model.get(&k), "{what}: key {k}");
+    }
+}
+
+#[test]
+fn heap_snapshots_are_encoded_on_the_upload_thread_while_the_state_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let mut s = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    let id = s.register::<(String, u64)>("count", None).unwrap();
+    let mut model = Model::new();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let upload_of = |s: &mut KeyedStateStore, n: u64| {
+        let dir = storage::checkpoint_dir(&root, "job", CheckpointId(n));
+        std::fs::create_dir_all(&dir).unwrap();
+        let StateSnapshot::Upload(upload) = s.snapshot(n, vec![]).unwrap() else { panic!("heap snapshots upload") };
+        let target = UploadTarget {
+            checkpoint_dir: dir.clone(),
+            shared_dir: root.join("job").join(SHARED_DIR),
+            file_prefix: "op-0".into(),
+            kind: CheckpointKind::Checkpoint,
+        };
+        (dir, move || upload(&target).unwrap())
+    };
+    churn(&mut s, id, &mut model, &mut rng, 40_000);
+    for n in 1..=6u64 {
+        // The upload runs on its own thread while the task goes on changing
+        // (and clearing, and adding) entries the snapshot holds.
+        let at_barrier = model.clone();
+        let (dir, upload) = upload_of(&mut s, n);
+        let thread = std::thread::spawn(upload);
+        churn(&mut s, id, &mut model, &mut rng, 20_000);
+        let up = thread.join().unwrap();
+        complete(&dir, n, &up);
+        s.notify_checkpoint_complete(n);
+        check_restored(tmp.path(), &dir, &up, &at_barrier, &format!("checkpoint {n}"));
+    }
+    // Overlapping snapshots: the next barrier comes before the upload of the
+    // previous one ran; the task thread then encodes what that upload needs.
+    let at_7 = model.clone();
+    let (dir7, upload7) = upload_of(&mut s, 7);
+    churn(&mut s, id, &mut model, &mut rng, 5_000);
+    let at_8 = model.clone();
+    let (dir8, upload8) = upload_of(&mut s, 8);
+    let thread = std::thread::spawn(upload8);
+    churn(&mut s, id, &mut model, &mut rng, 5_000);
+    let up7 = upload7();
+    let up8 = thread.join().unwrap();
+    complete(&dir7, 7, &up7);
+    complete(&dir8, 8, &up8);
+    check_restored(tmp.path(), &dir7, &up7, &at_7, "checkpoint 7");
+    check_restored(tmp.path(), &dir8, &up8, &at_8, "checkpoint 8");
+}

@@ -11,9 +11,10 @@ use serde::Serialize;
 use std::hash::Hash;
 
 /// The bounds of a stream element type. Implemented for every type that
-/// meets them.
-pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
-impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
+/// meets them. `Sync` because elements can be keyed state, which a heap
+/// snapshot reads from its upload thread.
+pub trait Data: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// The bounds of a key of a [`KeyedStream`](crate::KeyedStream): keys are
 /// hashed (with a stable hash) into key groups and compared for equality.

@@ -95,6 +95,35 @@ fn put_entry(out: &mut Vec<u8>, pos: u32, key: &[u8], value: Option<&[u8]>) {
     }
 }
 
+/// Appends one entry with its value and timestamp, stored as
+/// [`encode_value`](crate::state::table) writes them, encoded in place.
+pub fn put_value_entry<V: Serialize>(buf: &mut Vec<u8>, pos: u32, key: &[u8], stamp: i64, value: &V) -> Result<()> {
+    put_varint(buf, u64::from(pos));
+    put_bytes(buf, key);
+    buf.push(1);
+    // One length byte is reserved; a value of 128 bytes or more needs more,
+    // and is moved up (rare for keyed state).
+    let len_at = buf.len();
+    buf.push(0);
+    *buf = postcard::to_extend(&(stamp, value), std::mem::take(buf)).map_err(encode_err)?;
+    let len = buf.len() - len_at - 1;
+    if len < 0x80 {
+        if let Some(b) = buf.get_mut(len_at) {
+            *b = len as u8;
+        }
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len as u64);
+        buf.splice(len_at..len_at + 1, prefix);
+    }
+    Ok(())
+}
+
+/// Appends the removal of an entry.
+pub fn put_removal(buf: &mut Vec<u8>, pos: u32, key: &[u8]) {
+    put_entry(buf, pos, key, None);
+}
+
 /// Encodes one change file into a single (reused) buffer: the synchronous
 /// part of a heap snapshot.
 #[derive(Debug)]
@@ -152,25 +181,14 @@ impl ChangeWriter {
     /// [`encode_value`](crate::state::table) writes them, encoded in place.
     pub fn entry<V: Serialize>(&mut self, pos: u32, key: &[u8], stamp: i64, value: &V) -> Result<()> {
         self.count();
-        put_varint(&mut self.buf, u64::from(pos));
-        put_bytes(&mut self.buf, key);
-        self.buf.push(1);
-        // One length byte is reserved; a value of 128 bytes or more needs
-        // more, and is moved up (rare for keyed state).
-        let len_at = self.buf.len();
-        self.buf.push(0);
-        self.buf = postcard::to_extend(&(stamp, value), std::mem::take(&mut self.buf)).map_err(encode_err)?;
-        let len = self.buf.len() - len_at - 1;
-        if len < 0x80 {
-            if let Some(b) = self.buf.get_mut(len_at) {
-                *b = len as u8;
-            }
-        } else {
-            let mut prefix = Vec::with_capacity(10);
-            put_varint(&mut prefix, len as u64);
-            self.buf.splice(len_at..len_at + 1, prefix);
-        }
-        Ok(())
+        put_value_entry(&mut self.buf, pos, key, stamp, value)
+    }
+
+    /// Adds one entry encoded elsewhere (by [`put_value_entry`] or
+    /// [`put_removal`]).
+    pub fn raw_entry(&mut self, bytes: &[u8]) {
+        self.count();
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Entries written so far.

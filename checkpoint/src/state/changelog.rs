@@ -163,14 +163,13 @@ impl Changelog {
     pub fn upload(
         &self,
         id: u64,
-        file: ChangeWriter,
         rebase: bool,
-    ) -> impl FnOnce(&UploadTarget) -> Result<(HeapHandle, Vec<String>)> + Send + 'static {
+    ) -> impl FnOnce(ChangeWriter, &UploadTarget) -> Result<(HeapHandle, Vec<String>)> + Send + 'static {
         let chain = self.confirmed.clone();
         let uploaded = Arc::clone(&self.uploaded);
         let buffers = Arc::clone(&self.buffers);
         let instance = self.instance.clone();
-        move |target: &UploadTarget| {
+        move |file: ChangeWriter, target: &UploadTarget| {
             let (buf, entries) = file.finish();
             let result = store(id, &instance, &chain, &buf, entries, rebase, target);
             // The buffer is kept for the next snapshot unless it is mostly
@@ -350,14 +349,20 @@ mod tests {
         assert!(!log.needs_rebase(0, 1_000_000), "the first file is the base: nothing to compact");
         let keys = log.keys_for(1, vec![list(&[0, 1])]);
         assert_eq!(keys[0].len(), 1);
-        let up = log.upload(1, file(&log, &[(0, b"\0\x01a", Some(b"1")), (1, b"\0\x01b", Some(b"2"))]), false);
-        let (HeapHandle::Chain(c1), _) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else { panic!() };
+        let w = file(&log, &[(0, b"\0\x01a", Some(b"1")), (1, b"\0\x01b", Some(b"2"))]);
+        let (HeapHandle::Chain(c1), _) =
+            log.upload(1, false)(w, &target(dir.path(), CheckpointKind::Checkpoint)).unwrap()
+        else {
+            panic!()
+        };
         log.confirm(1);
         assert!(!log.needs_rebase(2, 1_000_000));
         // Checkpoint 2 changes a and removes b; it is never confirmed.
         log.keys_for(2, vec![list(&[0, 1])]);
-        let up = log.upload(2, file(&log, &[(0, b"\0\x01a", Some(b"3")), (1, b"\0\x01b", None)]), false);
-        let (HeapHandle::Chain(c2), shared) = up(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap() else {
+        let w = file(&log, &[(0, b"\0\x01a", Some(b"3")), (1, b"\0\x01b", None)]);
+        let (HeapHandle::Chain(c2), shared) =
+            log.upload(2, false)(w, &target(dir.path(), CheckpointKind::Checkpoint)).unwrap()
+        else {
             panic!()
         };
         assert_eq!(c2.files.len(), 2);
@@ -398,7 +403,7 @@ mod tests {
                 }
             }
             let (HeapHandle::Chain(c), _) =
-                log.upload(id, w, rebase)(&target(dir.path(), CheckpointKind::Checkpoint)).unwrap()
+                log.upload(id, rebase)(w, &target(dir.path(), CheckpointKind::Checkpoint)).unwrap()
             else {
                 panic!()
             };
@@ -417,8 +422,10 @@ mod tests {
         }
         assert!(rebased >= 2, "compacted {rebased} times");
         log.keys_for(7, vec![list(&[])]);
-        let up = log.upload(7, file(&log, &[(live + 1, b"\xff\xffz", Some(b"z"))]), false);
-        let (HeapHandle::Entries(all), shared) = up(&target(dir.path(), CheckpointKind::Savepoint)).unwrap() else {
+        let w = file(&log, &[(live + 1, b"\xff\xffz", Some(b"z"))]);
+        let (HeapHandle::Entries(all), shared) =
+            log.upload(7, false)(w, &target(dir.path(), CheckpointKind::Savepoint)).unwrap()
+        else {
             panic!()
         };
         assert!(shared.is_empty());

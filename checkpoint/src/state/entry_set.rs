@@ -63,6 +63,11 @@ impl EntrySet {
         self.words.iter().enumerate().flat_map(|(i, &w)| Bits(w).map(move |b| i as u32 * 64 + b))
     }
 
+    /// The bitmap: bit `i % 64` of word `i / 64` is index `i`.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
     /// The union of `sets`.
     pub fn union<'a>(sets: impl IntoIterator<Item = &'a EntrySet>) -> EntrySet {
         let mut out = EntrySet::default();

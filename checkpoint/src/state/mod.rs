@@ -35,6 +35,7 @@
 //! Timers ([`timers`]) are kept on the heap for both backends and are part of
 //! the same snapshot.
 
+pub(crate) mod arena;
 pub mod change_file;
 pub mod changelog;
 pub mod entry_set;

@@ -21,7 +21,7 @@ use crate::state::change_file::SectionKind;
 use crate::state::changelog::{self, ChainFormat, Changelog, HeapHandle, KeyList};
 use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
 use crate::state::rocks::{instance_name, RocksInstance};
-use crate::state::table::{decode_value, AnyTable, Slot, StateValue, Table};
+use crate::state::table::{decode_value, AnyTable, Slot, SnapshotEncoder, StateValue, Table};
 use crate::state::timers::{TimeDomain, Timer, TimerService};
 use crate::state::ttl::{StateTtlConfig, TtlUpdateType};
 use crate::state::{now_ms, StateBackendConfig, StateBackendKind};
@@ -313,13 +313,13 @@ impl KeyedStateStore {
     /// The current key's value of state `id` (a clone).
     pub fn get<T: StateValue>(&mut self, id: StateId) -> Result<Option<T>> {
         let (pos, _) = self.locate::<T>(id, true)?;
-        Ok(self.table_mut::<T>(id)?.slot_mut(pos).value.clone())
+        Ok(self.table_mut::<T>(id)?.slot(pos).and_then(|s| s.value.clone()))
     }
 
     /// Reads the current key's value of state `id` without cloning it.
     pub fn read<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(Option<&T>) -> R) -> Result<R> {
         let (pos, _) = self.locate::<T>(id, true)?;
-        Ok(f(self.table_mut::<T>(id)?.slot_mut(pos).value.as_ref()))
+        Ok(f(self.table_mut::<T>(id)?.slot(pos).and_then(|s| s.value.as_ref())))
     }
 
     /// Changes the current key's value of state `id` in place (`None` =
@@ -414,27 +414,29 @@ impl KeyedStateStore {
                 let lists = log.keys_for(checkpoint, taken);
                 let changes: u64 = lists.iter().flatten().map(|l| l.len() as u64).sum();
                 let live: u64 = self.tables.iter().map(|t| t.len() as u64).sum();
-                // Only the changes are encoded here, into one reused buffer
-                // (cheaper in all than cloning the values for the upload
-                // thread to encode); compacting a long chain is the upload
-                // thread's work.
                 let rebase = log.needs_rebase(changes, live);
-                let mut file = log.writer();
-                for (t, lists) in self.tables.iter().zip(&lists) {
-                    t.write_changes(lists, now, &mut file)?;
-                }
+                // The task thread only marks what the snapshot needs; the
+                // upload thread encodes it (copy-on-write per entry).
+                let encoders: Vec<SnapshotEncoder> =
+                    self.tables.iter_mut().zip(&lists).map(|(t, lists)| t.begin_snapshot(lists, now)).collect();
                 // Restored entries of states not registered yet: in every
                 // change file until they are (they are few and short-lived).
-                for (name, entries) in &self.raw {
-                    file.section(name, SectionKind::Complete);
-                    for (k, v) in entries {
-                        file.entry_encoded(0, k, Some(v));
-                    }
-                }
-                let upload = log.upload(checkpoint, file, rebase);
+                let raw: Vec<(String, Entries)> = self.raw.iter().map(|(n, e)| (n.clone(), e.clone())).collect();
+                let file = log.writer();
+                let upload = log.upload(checkpoint, rebase);
                 let operator = self.operator.clone();
                 Ok(StateSnapshot::Upload(Box::new(move |target| {
-                    let (handle, shared) = upload(target)?;
+                    let mut file = file;
+                    for encode in encoders {
+                        encode(&mut file)?;
+                    }
+                    for (name, entries) in &raw {
+                        file.section(name, SectionKind::Complete);
+                        for (k, v) in entries {
+                            file.entry_encoded(0, k, Some(v));
+                        }
+                    }
+                    let (handle, shared) = upload(file, target)?;
                     let data = match handle {
                         HeapHandle::Chain(chain) => StateData::HeapChainV2(chain),
                         HeapHandle::Entries(entries) => StateData::Entries(entries),

@@ -2,11 +2,12 @@
 //! write-back cache in front of RocksDB.
 //!
 //! Entries are keyed by the composite key (key group ‖ key ‖ namespace),
-//! stored inline when short. They live in an arena (a `Vec`) and a hash
-//! index maps keys to arena positions, so an entry keeps its position for
-//! its whole life: the heap backend marks a change with one bit of an
-//! [`EntrySet`] and a snapshot reads the changed entries by position, in
-//! memory order, without a second hash lookup.
+//! stored inline when short. They live in an [`Arena`] of chunks that never
+//! move, and a hash index maps keys to arena positions, so an entry keeps
+//! its position for its whole life: the heap backend marks a change with one
+//! bit of an [`EntrySet`], and a snapshot hands the changed positions to the
+//! upload thread, which encodes them while the task thread goes on (with
+//! copy-on-write per entry, see [`arena`](crate::state::arena)).
 //!
 //! A slot may hold `None`: a deletion not yet written to RocksDB or to a
 //! confirmed heap checkpoint (a *tombstone*), or a miss remembered so that
@@ -14,6 +15,7 @@
 //! frees tombstones once a confirmed checkpoint holds their deletion.
 
 use crate::error::{Error, Result};
+use crate::state::arena::{live, Arena, Entry, Read};
 use crate::state::change_file::{ChangeWriter, SectionKind};
 use crate::state::changelog::KeyList;
 use crate::state::entry_set::EntrySet;
@@ -22,16 +24,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
-/// What can be kept in keyed state: cloneable, sendable and serializable.
-pub trait StateValue: Clone + Send + Serialize + DeserializeOwned + 'static {}
-impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> StateValue for T {}
+/// What can be kept in keyed state: cloneable, sendable, shareable (a
+/// snapshot reads it from the upload thread) and serializable.
+pub trait StateValue: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> StateValue for T {}
 
 /// A composite key, inline up to 24 bytes.
 pub(crate) type Key = smallvec::SmallVec<[u8; 24]>;
 
 /// One entry of a table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Slot<T> {
     pub(crate) value: Option<T>,
     /// Changed since it was last written to RocksDB.
@@ -48,13 +52,6 @@ impl<T> Slot<T> {
     pub(crate) fn loaded(value: Option<T>, stamp: i64) -> Self {
         Slot { value, dirty: false, stamp, touched: false }
     }
-}
-
-/// An arena position: a key and its slot, or a free position.
-struct Entry<T> {
-    key: Key,
-    slot: Slot<T>,
-    occupied: bool,
 }
 
 /// 32 bits of a key's hash, spread over the 64 the index wants (the low
@@ -75,7 +72,7 @@ pub(crate) struct Table<T> {
     pub(crate) ttl: Option<StateTtlConfig>,
     /// (arena position, 32-bit hash of its key).
     index: hashbrown::HashTable<(u32, u32)>,
-    entries: Vec<Entry<T>>,
+    entries: Arena<T>,
     free: Vec<u32>,
     hasher: foldhash::fast::RandomState,
     /// Heap backend: positions changed since the last snapshot.
@@ -86,13 +83,17 @@ pub(crate) struct Table<T> {
     miss: Slot<T>,
 }
 
-impl<T> Table<T> {
+/// Encodes a table's part of a snapshot into a change file (runs on the
+/// upload thread).
+pub(crate) type SnapshotEncoder = Box<dyn FnOnce(&mut ChangeWriter) -> Result<()> + Send>;
+
+impl<T: StateValue> Table<T> {
     pub(crate) fn new(name: &str, ttl: Option<StateTtlConfig>) -> Self {
         Table {
             name: name.to_string(),
             ttl,
             index: hashbrown::HashTable::new(),
-            entries: Vec::new(),
+            entries: Arena::default(),
             free: Vec::new(),
             hasher: foldhash::fast::RandomState::default(),
             changed: EntrySet::default(),
@@ -111,7 +112,7 @@ impl<T> Table<T> {
         let h = self.hash(key);
         let entries = &self.entries;
         self.index
-            .find(spread(h), |&(i, eh)| eh == h && entries.get(i as usize).is_some_and(|e| e.key.as_slice() == key))
+            .find(spread(h), |&(i, eh)| eh == h && entries.get(i).is_some_and(|e| e.key.as_slice() == key))
             .map(|&(i, _)| i)
     }
 
@@ -121,31 +122,38 @@ impl<T> Table<T> {
         let entry = Entry { key: Key::from_slice(key), slot, occupied: true };
         let pos = match self.free.pop() {
             Some(p) => {
-                if let Some(e) = self.entries.get_mut(p as usize) {
+                if let Some(e) = self.entries.get_mut(p) {
                     *e = entry;
                 }
                 p
             }
-            None => {
-                self.entries.push(entry);
-                (self.entries.len() - 1) as u32
-            }
+            None => self.entries.push(entry),
         };
         self.index.insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
         pos
     }
 
     /// The slot at `pos`, or the shared miss slot (`None`) if there is no
-    /// entry there.
+    /// entry there. (A snapshot that still needs the entry encodes it
+    /// first.)
     #[inline]
-    pub(crate) fn slot_mut(&mut self, pos: Option<u32>) -> &mut Slot<T> {
-        match pos.and_then(|p| self.entries.get_mut(p as usize)) {
+    pub(crate) fn slot_mut(&mut self, pos: Option<u32>) -> &mut Slot<T>
+    where
+        T: Serialize,
+    {
+        match pos.and_then(|p| self.entries.get_mut(p)) {
             Some(e) => &mut e.slot,
             None => {
                 self.miss.value = None;
                 &mut self.miss
             }
         }
+    }
+
+    /// The slot at `pos` to read it, or the miss slot.
+    #[inline]
+    pub(crate) fn slot(&self, pos: Option<u32>) -> Option<&Slot<T>> {
+        pos.and_then(|p| self.entries.get(p)).map(|e| &e.slot)
     }
 
     /// Heap backend: records a change of the entry at `pos`.
@@ -167,24 +175,23 @@ impl<T> Table<T> {
 
     /// Frees the entry at `pos`.
     fn free_at(&mut self, pos: u32) {
-        let Some(e) = self.entries.get_mut(pos as usize) else { return };
-        if !e.occupied {
-            return;
-        }
+        let Some(e) = self.entries.get(pos).filter(|e| e.occupied) else { return };
         let h = key_hash(&self.hasher, &e.key);
         if let Ok(found) = self.index.find_entry(spread(h), |&(i, _)| i == pos) {
             found.remove();
         }
-        e.occupied = false;
-        e.slot = Slot::loaded(None, 0);
-        e.key = Key::new();
+        if let Some(e) = self.entries.get_mut(pos) {
+            e.occupied = false;
+            e.slot = Slot::loaded(None, 0);
+            e.key = Key::new();
+        }
         self.free.push(pos);
         self.changed.remove(pos);
     }
 
     /// The occupied entries: (position, key, slot).
     fn occupied(&self) -> impl Iterator<Item = (u32, &[u8], &Slot<T>)> {
-        self.entries.iter().enumerate().filter(|(_, e)| e.occupied).map(|(i, e)| (i as u32, e.key.as_slice(), &e.slot))
+        self.entries.iter().filter(|(_, e)| e.occupied).map(|(i, e)| (i, e.key.as_slice(), &e.slot))
     }
 
     /// Every occupied entry's key and slot.
@@ -192,25 +199,19 @@ impl<T> Table<T> {
         self.occupied().map(|(_, k, s)| (k, s))
     }
 
-    /// The value of a slot and its timestamp, unless absent or expired.
-    fn live<'a>(&self, slot: &'a Slot<T>, now: i64) -> Option<(i64, &'a T)> {
-        if self.ttl.is_some_and(|t| t.is_expired(slot.stamp, now)) {
-            return None;
-        }
-        slot.value.as_ref().map(|v| (slot.stamp, v))
-    }
-
     /// Keeps only the entries `keep` accepts, and packs the arena (RocksDB
     /// cache only: positions change).
-    fn retain_packed(&mut self, mut keep: impl FnMut(&mut Slot<T>) -> bool) {
-        let old = std::mem::take(&mut self.entries);
+    fn retain_packed(&mut self, mut keep: impl FnMut(&mut Slot<T>) -> bool)
+    where
+        T: Clone,
+    {
+        let old = self.entries.take_all();
         self.index.clear();
         self.free.clear();
         for mut e in old.into_iter().filter(|e| e.occupied) {
             if keep(&mut e.slot) {
                 let h = self.hash(&e.key);
-                self.entries.push(e);
-                let pos = (self.entries.len() - 1) as u32;
+                let pos = self.entries.push(e);
                 self.index.insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
             }
         }
@@ -250,10 +251,11 @@ pub(crate) trait AnyTable: Send {
     /// Heap backend: marks every entry changed (after a restore, so that the
     /// next snapshot holds all of them).
     fn mark_all_changed(&mut self);
-    /// Heap backend: writes a section with the current values of the
-    /// entries in `lists`, by position (a removal where there is none or it
-    /// expired).
-    fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()>;
+    /// Heap backend: starts a snapshot of the entries in `lists` as they
+    /// are now; the returned encoder writes their section (by position; a
+    /// removal where there is none or it expired) on the upload thread while
+    /// this table goes on changing.
+    fn begin_snapshot(&mut self, lists: &[KeyList], now: i64) -> SnapshotEncoder;
     /// Heap backend: frees the tombstones whose removal no pending
     /// snapshot (`pending`, not yet confirmed) or later change still needs.
     fn reclaim(&mut self, pending: &[&KeyList]);
@@ -274,9 +276,12 @@ impl<T: StateValue> AnyTable for Table<T> {
         self.index.len()
     }
     fn take_dirty(&mut self, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        for e in self.entries.iter_mut().filter(|e| e.occupied && e.slot.dirty) {
+        let dirty: Vec<u32> = self.occupied().filter(|(_, _, s)| s.dirty).map(|(p, _, _)| p).collect();
+        for p in dirty {
+            let name = self.name.clone();
+            let Some(e) = self.entries.get_mut(p) else { continue };
             let bytes = match &e.slot.value {
-                Some(v) => Some(encode_value(&self.name, e.slot.stamp, v)?),
+                Some(v) => Some(encode_value(&name, e.slot.stamp, v)?),
                 None => None,
             };
             out.push((e.key.to_vec(), bytes));
@@ -309,36 +314,42 @@ impl<T: StateValue> AnyTable for Table<T> {
             self.changed.insert(p);
         }
     }
-    fn write_changes(&self, lists: &[KeyList], now: i64, out: &mut ChangeWriter) -> Result<()> {
-        let union;
+    fn begin_snapshot(&mut self, lists: &[KeyList], now: i64) -> SnapshotEncoder {
         let set = match lists {
-            [one] => one.as_ref(),
-            _ => {
-                union = EntrySet::union(lists.iter().map(|l| l.as_ref()));
-                &union
-            }
+            [one] => Arc::clone(one),
+            _ => Arc::new(EntrySet::union(lists.iter().map(|l| l.as_ref()))),
         };
-        out.section(&self.name, SectionKind::Positioned);
-        for p in set.iter() {
-            // A set never holds a free position (positions are freed only
-            // when no set holds them).
-            let Some(e) = self.entries.get(p as usize).filter(|e| e.occupied) else {
-                return Err(Error::State {
-                    state: self.name.clone(),
-                    message: format!("internal error: changed entry {p} has been freed; the snapshot is declined"),
-                });
+        let reader = self.entries.begin_snapshot(set, now, self.ttl);
+        let (name, ttl) = (self.name.clone(), self.ttl);
+        Box::new(move |out: &mut ChangeWriter| {
+            out.section(&name, SectionKind::Positioned);
+            let declined = |what: String| Error::State {
+                state: name.clone(),
+                message: format!("{what}; the snapshot is declined"),
             };
-            match self.live(&e.slot, now) {
-                Some((stamp, v)) => out.entry(p, &e.key, stamp, v)?,
-                None => out.entry_encoded(p, &e.key, None),
-            }
-        }
-        Ok(())
+            reader.for_each(|p, read| match read {
+                Read::Entry(Some(e)) if e.occupied => match live(ttl, &e.slot, now) {
+                    Some((stamp, v)) => out.entry(p, &e.key, stamp, v),
+                    None => {
+                        out.entry_encoded(p, &e.key, None);
+                        Ok(())
+                    }
+                },
+                // A set never holds a free position (positions are freed
+                // only when no set holds them).
+                Read::Entry(_) => Err(declined(format!("internal error: changed entry {p} has been freed"))),
+                Read::Encoded(bytes) if !bytes.is_empty() => {
+                    out.raw_entry(&bytes);
+                    Ok(())
+                }
+                Read::Encoded(_) => Err(declined(format!("entry {p} could not be encoded"))),
+            })
+        })
     }
     fn reclaim(&mut self, pending: &[&KeyList]) {
         let candidates = std::mem::take(&mut self.tombstones);
         for pos in candidates {
-            let Some(e) = self.entries.get(pos as usize) else { continue };
+            let Some(e) = self.entries.get(pos) else { continue };
             if !e.occupied || e.slot.value.is_some() {
                 continue;
             }
