@@ -7,13 +7,14 @@
 //!
 //! * Each table marks the arena positions of the entries it changed since
 //!   the last snapshot in a bitmap ([`EntrySet`]). At a barrier the bitmap is
-//!   taken (no copy) and the current values of those entries are encoded, in
-//!   position order, straight into one reused buffer ([`ChangeWriter`], the
-//!   format is in [`change_file`](crate::state::change_file)); the upload
-//!   thread writes that buffer as a *change file* in the job's `shared/`
-//!   directory. The checkpoint's handle is the chain of change files to
-//!   apply in order: the chain of the last *confirmed* checkpoint plus the
-//!   new file.
+//!   taken (no copy) and its positions are marked pending; the upload thread
+//!   encodes the entries, in position order, into one reused buffer
+//!   ([`ChangeWriter`], the format is in
+//!   [`change_file`](crate::state::change_file)) while the task thread goes
+//!   on, copy-on-write per entry (the arena module's protocol), and writes
+//!   it as a *change file* in the job's `shared/` directory. The
+//!   checkpoint's handle is the chain of change files to apply in order:
+//!   the chain of the last *confirmed* checkpoint plus the new file.
 //! * A change file holds every entry changed since the last confirmed
 //!   checkpoint, not only since the last snapshot, so the chain never
 //!   depends on the files of a checkpoint that was aborted (the retention

@@ -16,10 +16,12 @@
 //! Two backends, chosen by `state.backend`:
 //!
 //! * [`StateBackendKind::HashMap`]: typed values on the heap. Checkpoints
-//!   are incremental ([`changelog`]): at a barrier the task thread encodes
-//!   only the entries changed since the last confirmed checkpoint into one
-//!   reused buffer, which the upload thread stores as a change file; the
-//!   upload thread also compacts long chains; savepoints hold every entry.
+//!   are incremental ([`changelog`]) and copy-on-write: at a barrier the
+//!   task thread only marks the entries changed since the last confirmed
+//!   checkpoint; the upload thread encodes them into a change file while the
+//!   task goes on (an entry the task changes first is encoded by the task
+//!   thread, as it was); the upload thread also compacts long chains;
+//!   savepoints hold every entry.
 //! * [`StateBackendKind::RocksDb`]: one RocksDB instance per stateful
 //!   subtask with a column family per state. In front of it sits a typed
 //!   write-back cache (`state.backend.rocksdb.cache-entries` entries per
