@@ -276,16 +276,19 @@ impl<T: StateValue> AnyTable for Table<T> {
         self.index.len()
     }
     fn take_dirty(&mut self, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        let dirty: Vec<u32> = self.occupied().filter(|(_, _, s)| s.dirty).map(|(p, _, _)| p).collect();
-        for p in dirty {
-            let name = self.name.clone();
-            let Some(e) = self.entries.get_mut(p) else { continue };
+        let mut cleaned = Vec::new();
+        for (p, e) in self.entries.iter().filter(|(_, e)| e.occupied && e.slot.dirty) {
             let bytes = match &e.slot.value {
-                Some(v) => Some(encode_value(&name, e.slot.stamp, v)?),
+                Some(v) => Some(encode_value(&self.name, e.slot.stamp, v)?),
                 None => None,
             };
             out.push((e.key.to_vec(), bytes));
-            e.slot.dirty = false;
+            cleaned.push(p);
+        }
+        for p in cleaned {
+            if let Some(e) = self.entries.get_mut(p) {
+                e.slot.dirty = false;
+            }
         }
         Ok(())
     }
