@@ -124,7 +124,7 @@ impl<T> Default for Arena<T> {
 }
 
 /// The value of a slot and its timestamp, unless absent or expired.
-pub(crate) fn live<T>(ttl: Option<StateTtlConfig>, slot: &Slot<T>, now: i64) -> Option<(i64, &T)> {
+fn live<T>(ttl: Option<StateTtlConfig>, slot: &Slot<T>, now: i64) -> Option<(i64, &T)> {
     if ttl.is_some_and(|t| t.is_expired(slot.stamp, now)) {
         return None;
     }

@@ -184,6 +184,13 @@ impl ChangeWriter {
         put_value_entry(&mut self.buf, pos, key, stamp, value)
     }
 
+    /// Adds one entry that `encode` appends (with [`put_value_entry`] or
+    /// [`put_removal`]).
+    pub fn entry_with(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+        self.count();
+        encode(&mut self.buf)
+    }
+
     /// Adds one entry encoded elsewhere (by [`put_value_entry`] or
     /// [`put_removal`]).
     pub fn raw_entry(&mut self, bytes: &[u8]) {

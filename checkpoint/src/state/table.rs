@@ -15,7 +15,7 @@
 //! frees tombstones once a confirmed checkpoint holds their deletion.
 
 use crate::error::{Error, Result};
-use crate::state::arena::{live, Arena, Entry, Read};
+use crate::state::arena::{encode_entry, Arena, Entry, Read};
 use crate::state::change_file::{ChangeWriter, SectionKind};
 use crate::state::changelog::KeyList;
 use crate::state::entry_set::EntrySet;
@@ -331,13 +331,7 @@ impl<T: StateValue> AnyTable for Table<T> {
                 message: format!("{what}; the snapshot is declined"),
             };
             reader.for_each(|p, read| match read {
-                Read::Entry(Some(e)) if e.occupied => match live(ttl, &e.slot, now) {
-                    Some((stamp, v)) => out.entry(p, &e.key, stamp, v),
-                    None => {
-                        out.entry_encoded(p, &e.key, None);
-                        Ok(())
-                    }
-                },
+                Read::Entry(Some(e)) if e.occupied => out.entry_with(|buf| encode_entry(buf, p, e, ttl, now)),
                 // A set never holds a free position (positions are freed
                 // only when no set holds them).
                 Read::Entry(_) => Err(declined(format!("internal error: changed entry {p} has been freed"))),
