@@ -281,6 +281,12 @@ fn cleared_heap_entries_are_freed_once_a_confirmed_checkpoint_holds_the_removal(
     shared.set_current_key(&"never-written").unwrap();
     assert_eq!(count.value().unwrap(), None);
     assert_eq!(in_memory(), 100);
+    // Before any snapshot no change file holds a key: cleared entries are
+    // freed at once (a job without checkpoints does not keep them).
+    set(200..260, Some(1));
+    assert_eq!(in_memory(), 160);
+    set(200..260, None);
+    assert_eq!(in_memory(), 100, "cleared before any snapshot: freed at once");
     let (_, _) = take_snapshot(&mut shared.lock().unwrap(), &root, 1, CheckpointKind::Checkpoint);
     shared.lock().unwrap().notify_checkpoint_complete(1);
 

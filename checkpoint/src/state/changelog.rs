@@ -146,6 +146,13 @@ impl Changelog {
         !self.confirmed.files.is_empty() && self.confirmed.entries() + changes > 2 * live.max(MIN_REBASE_ENTRIES / 2)
     }
 
+    /// Whether no snapshot was taken yet: no change file holds any key, so
+    /// removals need not be kept for one (the first snapshot holds every
+    /// change since the start).
+    pub fn is_untracked(&self) -> bool {
+        self.confirmed.files.is_empty() && self.unconfirmed.is_empty()
+    }
+
     /// Checkpoint `id` completed: its chain is the base of later ones.
     pub fn confirm(&mut self, id: u64) {
         if let Ok(mut uploaded) = self.uploaded.lock() {

@@ -327,6 +327,9 @@ impl KeyedStateStore {
     pub fn update<T: StateValue, R>(&mut self, id: StateId, f: impl FnOnce(&mut Option<T>) -> R) -> Result<R> {
         let (pos, timed) = self.locate::<T>(id, false)?;
         let heap = self.rocks.is_none();
+        // No snapshot has been taken since the store started (or restored):
+        // no change file holds any key yet, so a removal need not be kept.
+        let untracked = self.changelog.as_ref().is_some_and(Changelog::is_untracked);
         let table = self.table_mut::<T>(id)?;
         let slot = table.slot_mut(pos);
         let r = f(&mut slot.value);
@@ -336,6 +339,9 @@ impl KeyedStateStore {
         if heap && slot.value.is_none() {
             if let Some(p) = pos {
                 table.note_tombstone(p);
+                if untracked {
+                    table.free_tombstones();
+                }
             }
         }
         Ok(r)

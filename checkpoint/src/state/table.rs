@@ -163,13 +163,25 @@ impl<T: StateValue> Table<T> {
     }
 
     /// Heap backend: the entry at `pos` became `None`; it is freed once a
-    /// confirmed checkpoint holds the removal.
+    /// confirmed checkpoint holds the removal (or at once while no snapshot
+    /// was taken, see [`Table::free_tombstones`]).
     pub(crate) fn note_tombstone(&mut self, pos: u32) {
         self.tombstones.push(pos);
         // Without checkpoints nothing is reclaimed: keep the list bounded.
         if self.tombstones.len() > 2 * self.entries.len() + 1024 {
             self.tombstones.sort_unstable();
             self.tombstones.dedup();
+        }
+    }
+
+    /// Heap backend, before any snapshot: frees every noted tombstone that
+    /// is still empty (no change file holds their keys, so no removal needs
+    /// to be written).
+    pub(crate) fn free_tombstones(&mut self) {
+        for pos in std::mem::take(&mut self.tombstones) {
+            if self.entries.get(pos).is_some_and(|e| e.occupied && e.slot.value.is_none()) {
+                self.free_at(pos);
+            }
         }
     }
 
