@@ -177,13 +177,6 @@ impl ChangeWriter {
         put_entry(&mut self.buf, pos, key, value);
     }
 
-    /// Adds an entry with its value and timestamp, stored as
-    /// [`encode_value`](crate::state::table) writes them, encoded in place.
-    pub fn entry<V: Serialize>(&mut self, pos: u32, key: &[u8], stamp: i64, value: &V) -> Result<()> {
-        self.count();
-        put_value_entry(&mut self.buf, pos, key, stamp, value)
-    }
-
     /// Adds one entry that `encode` appends (with [`put_value_entry`] or
     /// [`put_removal`]).
     pub fn entry_with(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
@@ -667,9 +660,9 @@ mod tests {
     fn files_round_trip_and_long_values_are_encoded_in_place() {
         let mut w = ChangeWriter::default();
         w.section("s", SectionKind::Positioned);
-        w.entry(3, b"\0\x01a", 7, &("x".to_string(), 3u64)).unwrap();
+        w.entry_with(|b| put_value_entry(b, 3, b"\0\x01a", 7, &("x".to_string(), 3u64))).unwrap();
         let long = "y".repeat(300);
-        w.entry(9, b"\0\x01b", -1, &long).unwrap();
+        w.entry_with(|b| put_value_entry(b, 9, b"\0\x01b", -1, &long)).unwrap();
         w.entry_encoded(12, b"\0\x01c", None);
         w.section("raw", SectionKind::Complete);
         w.entry_encoded(0, b"\0\x02d", Some(b"v"));

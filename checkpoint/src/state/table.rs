@@ -289,12 +289,12 @@ impl<T: StateValue> AnyTable for Table<T> {
     }
     fn take_dirty(&mut self, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
         let mut cleaned = Vec::new();
-        for (p, e) in self.entries.iter().filter(|(_, e)| e.occupied && e.slot.dirty) {
-            let bytes = match &e.slot.value {
-                Some(v) => Some(encode_value(&self.name, e.slot.stamp, v)?),
+        for (p, key, slot) in self.occupied().filter(|(_, _, s)| s.dirty) {
+            let bytes = match &slot.value {
+                Some(v) => Some(encode_value(&self.name, slot.stamp, v)?),
                 None => None,
             };
-            out.push((e.key.to_vec(), bytes));
+            out.push((key.to_vec(), bytes));
             cleaned.push(p);
         }
         for p in cleaned {
