@@ -8,8 +8,12 @@
 
 use crate::images::kafka_image;
 use crate::{free_port, Error, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
@@ -32,6 +36,49 @@ pub fn require_listening(bootstrap: &str) -> Result<()> {
         message: format!("{e}; start it with `scripts/kafka-local.sh start`"),
     })?;
     Ok(())
+}
+
+/// Creates `topics` with `partitions` partitions each (replication 1),
+/// retrying for up to two minutes: on a loaded 2-core machine a broker
+/// container can miss an admin request's deadline while other tests' jobs
+/// keep it busy. A topic that already exists (left by an earlier attempt
+/// whose reply was lost) counts as created.
+pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Result<()> {
+    let service =
+        |message: String| Error::Service { what: format!("creating Kafka topics {topics:?} at {bootstrap}"), message };
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| service(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting a runtime for the Kafka admin client".into(), source })?;
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(30)))
+        .operation_timeout(Some(Duration::from_secs(30)));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let failure = match rt.block_on(admin.create_topics(&new, &options)) {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                    Err((topic, code)) => Some(format!("{topic}: {code}")),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => e.to_string(),
+        };
+        if failure.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(service(format!("{failure} (still failing after 2 minutes of retries)")));
+        }
+        eprintln!("creating Kafka topics {topics:?} failed ({failure}); retrying");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// A single-node Kafka broker (KRaft) in a container.

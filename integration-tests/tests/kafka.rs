@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -15,15 +13,7 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(30);
 
 fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let results = rt
-        .block_on(admin.create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new()))
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
+    sluice_integration_tests::kafka::create_topics(bootstrap, &[topic], 1).unwrap();
 }
 
 fn producer(bootstrap: &str, txn_id: &str) -> ThreadedProducer<DefaultProducerContext> {

@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -38,12 +36,7 @@ fn create_topic(bs: &str, topic: &str) {
 }
 
 fn create_topic_with(bs: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bs).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for r in rt.block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap() {
-        r.unwrap();
-    }
+    sluice_integration_tests::kafka::create_topics(bs, &[topic], partitions).unwrap();
 }
 
 fn produce(bs: &str, topic: &str, values: &[&str]) {
