@@ -7,8 +7,8 @@
 use sluice_checkpoint::metadata::{CheckpointMetadata, OperatorStateMeta};
 use sluice_checkpoint::state::format::{StateSnapshot, UploadTarget, UploadedState};
 use sluice_checkpoint::state::{
-    KeyedStateStore, ListState, MapState, SharedStore, StateBackendConfig, StateBackendKind, StateTtlConfig,
-    TimeDomain, ValueState,
+    CompactionStyle, KeyedStateStore, ListState, MapState, RocksDbTuning, SharedStore, StateBackendConfig,
+    StateBackendKind, StateTtlConfig, TimeDomain, ValueState,
 };
 use sluice_checkpoint::storage::{self, SHARED_DIR};
 use sluice_checkpoint::{CheckpointId, CheckpointKind, KeyGroupRange};
@@ -136,6 +136,31 @@ fn both_backends_agree_and_restore_into_each_other_by_key_group() {
             }
             assert_eq!(total, 300);
         }
+    }
+}
+
+#[test]
+fn rocksdb_tunings_keep_the_same_state() {
+    // Tiny memtables force many flushes and compactions of both styles.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    for (n, compaction) in [CompactionStyle::Level, CompactionStyle::Universal].into_iter().enumerate() {
+        let mut config = config(StateBackendKind::RocksDb, tmp.path());
+        config.rocksdb = RocksDbTuning {
+            write_buffer_bytes: 64 << 10,
+            write_buffer_count: 2,
+            compaction,
+            background_jobs: 1,
+            ..RocksDbTuning::default()
+        };
+        let shared = SharedStore::new(KeyedStateStore::new("op", &config, 128, ALL).unwrap());
+        fill(&shared, 3000);
+        let before = read_all(&shared, 3000, ALL);
+        assert_eq!(before.len(), 3000, "{compaction:?}");
+        let (dir, up) = take_snapshot(&mut shared.lock().unwrap(), &root, n as u64 + 1, CheckpointKind::Checkpoint);
+        let mut s = KeyedStateStore::new("op", &config, 128, ALL).unwrap();
+        s.restore(&up.bytes, &dir).unwrap();
+        assert_eq!(read_all(&SharedStore::new(s), 3000, ALL), before, "{compaction:?}");
     }
 }
 
@@ -518,17 +543,27 @@ fn check_restored(tmp: &Path, dir: &Path, up: &UploadedState, model: &Model, wha
 }
 
 #[test]
-fn heap_snapshots_are_encoded_on_the_upload_thread_while_the_state_changes() {
+fn snapshots_hold_the_state_at_their_barrier_while_the_task_goes_on() {
+    // Heap: entries are encoded on the upload thread while the task changes
+    // them. RocksDB (a 64-entry cache, so the task writes back all the
+    // time): the native checkpoint is made after the barrier, by the upload
+    // or before the task's next write.
+    for kind in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {
+        snapshots_hold_the_state_at_their_barrier(kind);
+    }
+}
+
+fn snapshots_hold_the_state_at_their_barrier(kind: StateBackendKind) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("chk");
-    let mut s = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    let mut s = store(kind, tmp.path(), ALL);
     let id = s.register::<(String, u64)>("count", None).unwrap();
     let mut model = Model::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let upload_of = |s: &mut KeyedStateStore, n: u64| {
         let dir = storage::checkpoint_dir(&root, "job", CheckpointId(n));
         std::fs::create_dir_all(&dir).unwrap();
-        let StateSnapshot::Upload(upload) = s.snapshot(n, vec![]).unwrap() else { panic!("heap snapshots upload") };
+        let StateSnapshot::Upload(upload) = s.snapshot(n, vec![]).unwrap() else { panic!("{kind} snapshots upload") };
         let target = UploadTarget {
             checkpoint_dir: dir.clone(),
             shared_dir: root.join("job").join(SHARED_DIR),
@@ -548,7 +583,7 @@ fn heap_snapshots_are_encoded_on_the_upload_thread_while_the_state_changes() {
         let up = thread.join().unwrap();
         complete(&dir, n, &up);
         s.notify_checkpoint_complete(n);
-        check_restored(tmp.path(), &dir, &up, &at_barrier, &format!("checkpoint {n}"));
+        check_restored(tmp.path(), &dir, &up, &at_barrier, &format!("{kind} checkpoint {n}"));
     }
     // Overlapping snapshots: the next barrier comes before the upload of the
     // previous one ran; the task thread then encodes what that upload needs.
@@ -563,6 +598,17 @@ fn heap_snapshots_are_encoded_on_the_upload_thread_while_the_state_changes() {
     let up8 = thread.join().unwrap();
     complete(&dir7, 7, &up7);
     complete(&dir8, 8, &up8);
-    check_restored(tmp.path(), &dir7, &up7, &at_7, "checkpoint 7");
-    check_restored(tmp.path(), &dir8, &up8, &at_8, "checkpoint 8");
+    check_restored(tmp.path(), &dir7, &up7, &at_7, &format!("{kind} checkpoint 7"));
+    check_restored(tmp.path(), &dir8, &up8, &at_8, &format!("{kind} checkpoint 8"));
+    // Two barriers with nothing written between them, then more changes
+    // before either upload runs: both hold the state at the first barrier.
+    let at_9 = model.clone();
+    let (dir9, upload9) = upload_of(&mut s, 9);
+    let (dir10, upload10) = upload_of(&mut s, 10);
+    churn(&mut s, id, &mut model, &mut rng, 5_000);
+    let (up9, up10) = (upload9(), upload10());
+    complete(&dir9, 9, &up9);
+    complete(&dir10, 10, &up10);
+    check_restored(tmp.path(), &dir9, &up9, &at_9, &format!("{kind} checkpoint 9"));
+    check_restored(tmp.path(), &dir10, &up10, &at_9, &format!("{kind} checkpoint 10"));
 }

@@ -206,6 +206,30 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "RocksDB block cache shared by all RocksDB instances of a process (data, index and filter blocks).",
     },
     ConfigOption {
+        key: "state.backend.rocksdb.writebuffer.size",
+        kind: ValueKind::MemorySize,
+        default: Some("64mb"),
+        description: "Size of one RocksDB memtable per state; larger ones mean fewer, bigger flushes.",
+    },
+    ConfigOption {
+        key: "state.backend.rocksdb.writebuffer.count",
+        kind: ValueKind::PositiveInt,
+        default: Some("3"),
+        description: "RocksDB memtables per state, the active one included (writes stall when all are full).",
+    },
+    ConfigOption {
+        key: "state.backend.rocksdb.compaction.style",
+        kind: ValueKind::Enum(&["level", "universal"]),
+        default: Some("level"),
+        description: "RocksDB compaction: level (fewest files per lookup) or universal (less rewriting of data).",
+    },
+    ConfigOption {
+        key: "state.backend.rocksdb.thread.num",
+        kind: ValueKind::PositiveInt,
+        default: Some("2"),
+        description: "RocksDB background flush and compaction jobs per instance.",
+    },
+    ConfigOption {
         key: "pipeline.auto-watermark-interval",
         kind: ValueKind::Duration,
         default: Some("200ms"),

@@ -100,10 +100,8 @@ pub struct StateBackendConfig {
     /// Entries per state held in the typed cache in front of RocksDB
     /// (`state.backend.rocksdb.cache-entries`).
     pub cache_entries: usize,
-    /// Size in bytes of the RocksDB block cache shared by all instances of
-    /// the process (`state.backend.rocksdb.block-cache-size`; the first
-    /// instance opened sets it).
-    pub block_cache_bytes: usize,
+    /// How the RocksDB instances are tuned.
+    pub rocksdb: RocksDbTuning,
 }
 
 impl Default for StateBackendConfig {
@@ -112,7 +110,61 @@ impl Default for StateBackendConfig {
             kind: StateBackendKind::HashMap,
             local_dir: None,
             cache_entries: 100_000,
+            rocksdb: RocksDbTuning::default(),
+        }
+    }
+}
+
+/// RocksDB's compaction style (`state.backend.rocksdb.compaction.style`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompactionStyle {
+    /// Leveled compaction: the fewest files per lookup (the default).
+    #[default]
+    Level,
+    /// Universal compaction: less rewriting of data, more files per lookup.
+    Universal,
+}
+
+impl FromStr for CompactionStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "level" => Ok(CompactionStyle::Level),
+            "universal" => Ok(CompactionStyle::Universal),
+            other => Err(format!("unknown RocksDB compaction style '{other}'; use 'level' or 'universal'")),
+        }
+    }
+}
+
+/// The RocksDB settings of a job, named after Flink's
+/// `state.backend.rocksdb.*` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RocksDbTuning {
+    /// Size in bytes of the block cache shared by all instances of the
+    /// process (`state.backend.rocksdb.block.cache-size`; the first instance
+    /// opened sets it).
+    pub block_cache_bytes: usize,
+    /// Size in bytes of one memtable per column family
+    /// (`state.backend.rocksdb.writebuffer.size`).
+    pub write_buffer_bytes: usize,
+    /// Memtables per column family, the active one included
+    /// (`state.backend.rocksdb.writebuffer.count`).
+    pub write_buffer_count: usize,
+    /// Compaction style (`state.backend.rocksdb.compaction.style`).
+    pub compaction: CompactionStyle,
+    /// Background flush and compaction jobs per instance
+    /// (`state.backend.rocksdb.thread.num`).
+    pub background_jobs: usize,
+}
+
+impl Default for RocksDbTuning {
+    fn default() -> Self {
+        RocksDbTuning {
             block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 64 << 20,
+            write_buffer_count: 3,
+            compaction: CompactionStyle::Level,
+            background_jobs: 2,
         }
     }
 }

@@ -6,9 +6,12 @@
 //! the write-ahead log: durability comes from checkpoints, not from the
 //! local files.
 //!
-//! Incremental checkpoints: at a barrier the memtables are flushed and a
-//! RocksDB checkpoint is made next to the working directory (hard links —
-//! the short synchronous part). The upload then copies each SST file that
+//! Incremental checkpoints: at a barrier the write-back cache is written
+//! into RocksDB and a flush of the memtables is *started* (the synchronous
+//! part). The RocksDB checkpoint (hard links next to the working directory)
+//! is made once that flush is done, by whichever comes first: the next
+//! write of the task (writes wait until it exists, so it holds exactly the
+//! state at the barrier) or the upload thread. The upload then copies each SST file that
 //! the last *confirmed* checkpoint did not already store into
 //! `<job>/shared/` under a name unique to this instance, and references the
 //! others; the small MANIFEST/CURRENT/OPTIONS files go to the checkpoint's
@@ -20,11 +23,12 @@
 use crate::barrier::CheckpointKind;
 use crate::error::{Error, Result};
 use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StoredFile, UploadTarget};
+use crate::state::{CompactionStyle, RocksDbTuning};
 use crate::storage::write_atomically;
 use crate::KeyGroupRange;
 use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, Direction, FlushOptions, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, DBWithThreadMode, Direction, FlushOptions,
+    IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions, DB,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,6 +47,71 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
 /// Local SST name → stored shared name, per checkpoint.
 type FileMap = HashMap<String, String>;
 
+/// The live instance: shared with the uploads of deferred checkpoints, so
+/// column families are created through `&self`.
+type LiveDb = DBWithThreadMode<MultiThreaded>;
+
+/// A RocksDB checkpoint whose memtable flush has started at a barrier and
+/// whose hard links are still to be made.
+struct Deferred {
+    /// Where the checkpoint goes.
+    dir: PathBuf,
+    /// The column families at the barrier.
+    cf_names: Vec<String>,
+    /// Set once it has been made (or has failed).
+    made: Arc<OnceLock<std::result::Result<(), String>>>,
+}
+
+/// The deferred checkpoints of one instance (at most one per checkpoint in
+/// flight; several only if no write came between their barriers, in which
+/// case they hold the same state).
+type DeferredList = Arc<Mutex<Vec<Deferred>>>;
+
+/// Makes every deferred checkpoint: waits for the flush started at its
+/// barrier (flushing an empty memtable is free, so the wait covers exactly
+/// the data written before the barrier), then hard-links the files.
+fn settle(db: &LiveDb, deferred: &Mutex<Vec<Deferred>>) -> Result<()> {
+    let mut list = deferred
+        .lock()
+        .map_err(|_| Error::State { state: String::new(), message: "a RocksDB checkpoint upload panicked".into() })?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    let names = list.last().map(|d| d.cf_names.as_slice()).unwrap_or_default();
+    let made = flush_cfs(db, names, true).and_then(|()| {
+        for d in list.iter() {
+            let _ = std::fs::remove_dir_all(&d.dir);
+            rocksdb::checkpoint::Checkpoint::new(db)
+                .and_then(|c| c.create_checkpoint(&d.dir))
+                .map_err(rocks_err(format!("create a RocksDB checkpoint in '{}'", d.dir.display())))?;
+        }
+        Ok(())
+    });
+    for d in list.drain(..) {
+        let _ = d.made.set(made.as_ref().map(|_| ()).map_err(ToString::to_string));
+    }
+    made
+}
+
+/// Flushes the memtables of every column family; with `wait`, returns once
+/// they (and any flushed before) are written. Without `wait` it only starts
+/// the flush, unless RocksDB has stopped writes (too many files waiting for
+/// compaction), where it refuses to start one: then it waits after all.
+fn flush_cfs(db: &LiveDb, names: &[String], wait: bool) -> Result<()> {
+    let mut started = FlushOptions::default();
+    started.set_wait(wait);
+    let mut waited = FlushOptions::default();
+    waited.set_wait(true);
+    for name in names {
+        if let Some(cf) = db.cf_handle(name) {
+            db.flush_cf_opt(&cf, &started)
+                .or_else(|_| db.flush_cf_opt(&cf, &waited))
+                .map_err(rocks_err(format!("flush state '{name}'")))?;
+        }
+    }
+    Ok(())
+}
+
 /// A unique name for a new instance (process id, time, counter).
 pub(crate) fn instance_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -52,7 +121,7 @@ pub(crate) fn instance_name() -> String {
 }
 
 /// The block cache shared by every RocksDB instance of this process (its
-/// size is set by the first instance opened: `state.backend.rocksdb.block-cache-size`).
+/// size is set by the first instance opened: `state.backend.rocksdb.block.cache-size`).
 fn block_cache(bytes: usize) -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Cache::new_hyper_clock_cache(bytes, 0))
@@ -69,21 +138,24 @@ pub type MultiGetSink<'a> = &'a mut dyn FnMut(usize, Option<&[u8]>) -> Result<()
 /// usually reads no data block at all. Index and filter blocks live in the
 /// shared block cache, a lock-free HyperClockCache; data blocks carry a hash
 /// index, so a point lookup inside a block needs no binary search.
-fn db_options(block_cache_bytes: usize) -> Options {
+fn db_options(tuning: &RocksDbTuning) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_whole_key_filtering(true);
     table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
     table.set_data_block_hash_ratio(0.75);
-    table.set_block_cache(block_cache(block_cache_bytes));
+    table.set_block_cache(block_cache(tuning.block_cache_bytes));
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    opts.set_max_background_jobs(2);
-    opts.set_write_buffer_size(64 << 20);
-    opts.set_max_write_buffer_number(3);
+    opts.set_max_background_jobs(i32::try_from(tuning.background_jobs).unwrap_or(i32::MAX));
+    opts.set_write_buffer_size(tuning.write_buffer_bytes);
+    opts.set_max_write_buffer_number(i32::try_from(tuning.write_buffer_count).unwrap_or(i32::MAX));
+    if tuning.compaction == CompactionStyle::Universal {
+        opts.set_compaction_style(DBCompactionStyle::Universal);
+    }
     opts.set_memtable_prefix_bloom_ratio(0.1);
     opts.set_memtable_whole_key_filtering(true);
     opts.set_level_compaction_dynamic_level_bytes(true);
@@ -103,7 +175,7 @@ fn db_options(block_cache_bytes: usize) -> Options {
 
 /// One subtask's RocksDB instance.
 pub struct RocksInstance {
-    db: DB,
+    db: Arc<LiveDb>,
     path: PathBuf,
     instance: String,
     write_opts: WriteOptions,
@@ -113,6 +185,10 @@ pub struct RocksInstance {
     pending: Arc<Mutex<BTreeMap<u64, FileMap>>>,
     /// Options for new column families.
     cf_options: Options,
+    /// Column families (flushed at each barrier).
+    cf_names: Vec<String>,
+    /// Checkpoints started at a barrier and not yet made.
+    deferred: DeferredList,
 }
 
 impl std::fmt::Debug for RocksInstance {
@@ -124,26 +200,28 @@ impl std::fmt::Debug for RocksInstance {
 impl RocksInstance {
     /// Opens a fresh instance in a new directory below `base` (or the
     /// system temp directory).
-    pub fn open(base: Option<&Path>, label: &str, block_cache_bytes: usize) -> Result<Self> {
+    pub fn open(base: Option<&Path>, label: &str, tuning: &RocksDbTuning) -> Result<Self> {
         let base = base.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("sluice-rocksdb"));
         let instance = instance_name();
         let path = base.join(format!("{label}-{instance}"));
         std::fs::create_dir_all(&path).map_err(io_err("create", &path))?;
-        let cf_options = db_options(block_cache_bytes);
-        let db = DB::open(&cf_options, &path).map_err(rocks_err(format!(
+        let cf_options = db_options(tuning);
+        let db = LiveDb::open(&cf_options, &path).map_err(rocks_err(format!(
             "open a RocksDB instance in '{}' (state.backend.rocksdb.localdir)",
             path.display()
         )))?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(true);
         Ok(RocksInstance {
-            db,
+            db: Arc::new(db),
             path,
             instance,
             write_opts,
             confirmed: FileMap::new(),
             pending: Arc::new(Mutex::new(BTreeMap::new())),
             cf_options,
+            cf_names: vec!["default".into()],
+            deferred: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -151,6 +229,7 @@ impl RocksInstance {
     pub fn ensure_cf(&mut self, name: &str) -> Result<()> {
         if self.db.cf_handle(name).is_none() {
             self.db.create_cf(name, &self.cf_options).map_err(rocks_err(format!("create column family '{name}'")))?;
+            self.cf_names.push(name.to_string());
         }
         Ok(())
     }
@@ -158,7 +237,7 @@ impl RocksInstance {
     /// Reads one entry.
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        self.db.get_pinned_cf(handle, key).map_err(|e| rocks_err(format!("read state '{cf}'"))(e))
+        self.db.get_pinned_cf(&handle, key).map_err(|e| rocks_err(format!("read state '{cf}'"))(e))
     }
 
     /// Reads `keys` (sorted) of one column family with one batched lookup
@@ -166,28 +245,30 @@ impl RocksInstance {
     /// level by level together); calls `found(i, value)` for each key.
     pub fn multi_get(&self, cf: &str, keys: &[Vec<u8>], found: MultiGetSink<'_>) -> Result<()> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        for (i, r) in self.db.batched_multi_get_cf(handle, keys, true).into_iter().enumerate() {
+        for (i, r) in self.db.batched_multi_get_cf(&handle, keys, true).into_iter().enumerate() {
             let value = r.map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
             found(i, value.as_deref())?;
         }
         Ok(())
     }
 
-    /// Writes a batch of (key, value or deletion) into one column family.
-    /// The batch is sorted first: inserting keys in order into the memtable's
+    /// Writes a batch of (key, value or deletion) into one column family,
+    /// after making the checkpoints deferred at earlier barriers (which must
+    /// not see it). The batch is sorted first: inserting keys in order into the memtable's
     /// skip list reuses the search path of the previous key, which makes a
     /// large batch of scattered keys several times cheaper to apply.
     pub fn write(&self, cf: &str, mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
+        settle(&self.db, &self.deferred)?;
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
         let mut batch = WriteBatch::default();
         for (k, v) in entries {
             match v {
-                Some(v) => batch.put_cf(handle, k, v),
-                None => batch.delete_cf(handle, k),
+                Some(v) => batch.put_cf(&handle, k, v),
+                None => batch.delete_cf(&handle, k),
             }
         }
         self.db.write_opt(batch, &self.write_opts).map_err(rocks_err(format!("write state '{cf}'")))
@@ -196,37 +277,50 @@ impl RocksInstance {
     /// Calls `f` for every entry of a column family, in key order.
     pub fn for_each(&self, cf: &str, f: EntryVisitor<'_>) -> Result<()> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        for item in self.db.iterator_cf(handle, IteratorMode::Start) {
+        for item in self.db.iterator_cf(&handle, IteratorMode::Start) {
             let (k, v) = item.map_err(|e| rocks_err(format!("iterate state '{cf}'"))(e))?;
             f(&k, &v)?;
         }
         Ok(())
     }
 
-    /// The synchronous part of a snapshot: flush and hard-link a RocksDB
-    /// checkpoint; returns the upload to run afterwards.
+    /// The synchronous part of a snapshot: starts a flush of the memtables
+    /// and defers the RocksDB checkpoint (see the module doc); returns the
+    /// upload to run afterwards, which makes the checkpoint itself if the
+    /// task has not written since.
     pub fn snapshot(
         &self,
         checkpoint: u64,
     ) -> Result<impl FnOnce(&UploadTarget) -> Result<(RocksHandle, Vec<String>)> + Send + 'static> {
-        let names = DB::list_cf(&Options::default(), &self.path).map_err(rocks_err("list column families"))?;
-        let mut flush = FlushOptions::default();
-        flush.set_wait(true);
-        for name in &names {
-            if let Some(cf) = self.db.cf_handle(name) {
-                self.db.flush_cf_opt(cf, &flush).map_err(rocks_err(format!("flush state '{name}'")))?;
-            }
-        }
+        // A checkpoint deferred at an earlier barrier is still unmade only
+        // if nothing was written since, so it holds the same state as this one.
+        flush_cfs(&self.db, &self.cf_names, false)?;
         let dir = self.path.with_extension(format!("chk-{checkpoint}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint(&dir))
-            .map_err(rocks_err(format!("create a RocksDB checkpoint in '{}'", dir.display())))?;
+        let made = Arc::new(OnceLock::new());
+        self.deferred
+            .lock()
+            .map_err(|_| Error::State { state: String::new(), message: "a RocksDB checkpoint upload panicked".into() })?
+            .push(Deferred { dir: dir.clone(), cf_names: self.cf_names.clone(), made: Arc::clone(&made) });
+        let db = Arc::clone(&self.db);
+        let deferred = Arc::clone(&self.deferred);
         let reusable = self.confirmed.clone();
         let pending = Arc::clone(&self.pending);
         let instance = self.instance.clone();
         Ok(move |target: &UploadTarget| {
-            let result = upload(&dir, &instance, &reusable, target);
+            let result = settle(&db, &deferred)
+                .and_then(|()| match made.get() {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(message)) => Err(Error::RocksDb {
+                        action: format!("make RocksDB checkpoint {checkpoint}"),
+                        message: message.clone(),
+                    }),
+                    None => Err(Error::State {
+                        state: String::new(),
+                        message: format!("RocksDB checkpoint {checkpoint} was never made"),
+                    }),
+                })
+                .and_then(|()| upload(&dir, &instance, &reusable, target));
+            drop(db);
             let _ = std::fs::remove_dir_all(&dir);
             let (handle, uploaded) = result?;
             if target.kind == CheckpointKind::Checkpoint {
@@ -298,6 +392,8 @@ impl RocksInstance {
 
 impl Drop for RocksInstance {
     fn drop(&mut self) {
+        // Uploads still to run find their checkpoints made.
+        let _ = settle(&self.db, &self.deferred);
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }

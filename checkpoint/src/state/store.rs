@@ -92,7 +92,7 @@ impl KeyedStateStore {
             StateBackendKind::RocksDb => {
                 let label: String =
                     operator.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
-                Some(RocksInstance::open(config.local_dir.as_deref(), &label, config.block_cache_bytes)?)
+                Some(RocksInstance::open(config.local_dir.as_deref(), &label, &config.rocksdb)?)
             }
         };
         Ok(KeyedStateStore {

@@ -18,13 +18,33 @@ use crate::runtime::erased::{TypedSourceFactory, TypedStream};
 use crate::runtime::restore::RestorePlan;
 use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, TextFileSource};
 use sluice_checkpoint::coordinator::CheckpointConfig;
-use sluice_checkpoint::state::StateBackendConfig;
+use sluice_checkpoint::state::{RocksDbTuning, StateBackendConfig};
 use sluice_checkpoint::{storage, CheckpointKind, CheckpointingMode};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The `state.backend.rocksdb.*` tuning keys (validated against their
+/// kinds and allowed words already; the defaults come from the options).
+fn rocksdb_tuning(conf: &Configuration) -> Result<RocksDbTuning> {
+    let d = RocksDbTuning::default();
+    let bytes = |key: &str, default: usize| -> Result<usize> {
+        Ok(conf.get_memory_size(key)?.map_or(default, |b| usize::try_from(b).unwrap_or(usize::MAX)))
+    };
+    let count = |key: &str, default: usize| -> Result<usize> { Ok(conf.get_u32(key)?.map_or(default, |n| n as usize)) };
+    Ok(RocksDbTuning {
+        block_cache_bytes: bytes("state.backend.rocksdb.block.cache-size", d.block_cache_bytes)?,
+        write_buffer_bytes: bytes("state.backend.rocksdb.writebuffer.size", d.write_buffer_bytes)?,
+        write_buffer_count: count("state.backend.rocksdb.writebuffer.count", d.write_buffer_count)?,
+        compaction: conf
+            .get_str("state.backend.rocksdb.compaction.style")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d.compaction),
+        background_jobs: count("state.backend.rocksdb.thread.num", d.background_jobs)?,
+    })
+}
 
 /// `execution.checkpointing.*`, if an interval is set.
 fn checkpoint_config(conf: &Configuration) -> Result<Option<CheckpointConfig>> {
@@ -340,8 +360,7 @@ impl StreamExecutionEnvironment {
                 kind: conf.get_str("state.backend")?.unwrap_or_default().parse().unwrap_or_default(),
                 local_dir: conf.get_str("state.backend.rocksdb.localdir")?.map(PathBuf::from),
                 cache_entries: conf.get_u32("state.backend.rocksdb.cache-entries")?.unwrap_or(100_000) as usize,
-                block_cache_bytes: conf.get_memory_size("state.backend.rocksdb.block.cache-size")?.unwrap_or(256 << 20)
-                    as usize,
+                rocksdb: rocksdb_tuning(conf)?,
             },
             watermark_interval: conf
                 .get_duration("pipeline.auto-watermark-interval")?
@@ -469,5 +488,32 @@ impl StreamExecutionEnvironment {
         let client = cluster.submit(graph)?.owning(cluster);
         tracing::info!("Job has been submitted with JobID {}", client.job_id());
         Ok(client.with_metrics(metrics))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use sluice_checkpoint::state::CompactionStyle;
+
+    #[test]
+    fn rocksdb_tuning_keys_reach_the_backend_config() {
+        let conf = Configuration::new();
+        assert_eq!(rocksdb_tuning(&conf).unwrap(), RocksDbTuning::default());
+        let mut conf = Configuration::new();
+        conf.set("state.backend.rocksdb.writebuffer.size", "128mb").unwrap();
+        conf.set("state.backend.rocksdb.writebuffer.count", "4").unwrap();
+        conf.set("state.backend.rocksdb.compaction.style", "universal").unwrap();
+        conf.set("state.backend.rocksdb.thread.num", "1").unwrap();
+        conf.set("state.backend.rocksdb.block.cache-size", "64mb").unwrap();
+        let t = rocksdb_tuning(&conf).unwrap();
+        assert_eq!(t.write_buffer_bytes, 128 << 20);
+        assert_eq!(t.write_buffer_count, 4);
+        assert_eq!(t.compaction, CompactionStyle::Universal);
+        assert_eq!(t.background_jobs, 1);
+        assert_eq!(t.block_cache_bytes, 64 << 20);
+        let e = conf.set("state.backend.rocksdb.compaction.style", "fifo").unwrap_err().to_string();
+        assert!(e.contains("state.backend.rocksdb.compaction.style") && e.contains("universal"), "{e}");
     }
 }

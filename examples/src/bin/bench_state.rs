@@ -9,6 +9,11 @@
 //!
 //! With `--repeat N` the configurations run in N interleaved rounds and
 //! the medians and their ratios (the targets) are printed.
+//!
+//! A configuration is `backend:interval`, optionally followed by
+//! `:key=value+key=value` settings of the job, e.g.
+//! `rocksdb:off:state.backend.rocksdb.compaction.style=universal` to compare
+//! RocksDB tunings side by side.
 
 use sluice::{ParameterTool, Sink, StreamExecutionEnvironment};
 use sluice_connectors::datagen::DataGeneratorSource;
@@ -29,7 +34,7 @@ impl Sink<(String, u64)> for Discard {
     }
 }
 
-fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>) -> anyhow::Result<()> {
+fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settings: &str) -> anyhow::Result<()> {
     let keys = params.get_u64_or("keys", 10_000_000)?;
     let records = params.get_u64_or("records", 2 * keys)?;
     let p = params.get_u64_or("p", 1)? as u32;
@@ -39,6 +44,11 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>) -> any
     env.set_config("state.backend", backend)?;
     env.set_config("state.backend.rocksdb.localdir", dir.path().join("db").to_str().unwrap_or("."))?;
     env.set_config("state.checkpoints.dir", dir.path().join("chk").to_str().unwrap_or("."))?;
+    for setting in settings.split('+').filter(|s| !s.is_empty()) {
+        let (key, value) =
+            setting.split_once('=').ok_or_else(|| anyhow::anyhow!("setting '{setting}' is not key=value"))?;
+        env.set_config(key, value)?;
+    }
     if let Some(i) = interval {
         env.enable_checkpointing(sluice::config::parse_duration(i).unwrap_or_default())?;
     }
@@ -78,7 +88,7 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>) -> any
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     println!(
-        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run)",
+        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run) {settings}",
         interval.unwrap_or("off"),
         records as f64 / secs,
         secs,
@@ -99,8 +109,11 @@ fn main() -> std::process::ExitCode {
     run_main(|| {
         let params = ParameterTool::from_env()?;
         if let Some(config) = params.get("run") {
-            let (backend, interval) = config.split_once(':').unwrap_or((config, "off"));
-            return run_one(&params, backend, (interval != "off").then_some(interval));
+            let mut parts = config.splitn(3, ':');
+            let backend = parts.next().unwrap_or("hashmap");
+            let interval = parts.next().unwrap_or("off");
+            let settings = parts.next().unwrap_or("");
+            return run_one(&params, backend, (interval != "off").then_some(interval), settings);
         }
         let exe = std::env::current_exe()?;
         let repeat = params.get_u64_or("repeat", 1)?.max(1);
