@@ -26,6 +26,8 @@ use crate::state::changelog::ReplaySink;
 use crate::storage::io_error;
 use crate::KeyGroupRange;
 use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -490,26 +492,36 @@ pub fn merge(files: &[Source<'_>], out: &mut dyn MergeOut) -> Result<()> {
             }
             continue;
         }
-        loop {
-            // The smallest position; the newest input holding it wins.
-            let mut best: Option<(u32, usize)> = None;
-            for (i, input) in inputs.iter().enumerate() {
-                if let Some(c) = &input.head {
-                    if best.is_none_or(|(p, _)| c.pos <= p) {
-                        best = Some((c.pos, i));
-                    }
-                }
-            }
-            let Some((pos, winner)) = best else { break };
+        // Heads by (smallest position, then newest input): the top is the
+        // entry that wins its position; the older inputs holding the same
+        // position follow it and are skipped. O(log k) per entry for a
+        // chain of k files.
+        let mut heads: BinaryHeap<(Reverse<u32>, usize)> = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, input)| input.head.as_ref().map(|c| (Reverse(c.pos), i)))
+            .collect();
+        while let Some((Reverse(pos), winner)) = heads.pop() {
             if let Some(c) = inputs.get(winner).and_then(|i| i.head.as_ref()) {
                 if c.present {
                     out.entry(pos, &c.key, &c.value)?;
                 }
             }
-            for input in &mut inputs {
-                if input.head.as_ref().is_some_and(|c| c.pos == pos) {
+            let mut advance = Some(winner);
+            while let Some(i) = advance {
+                if let Some(input) = inputs.get_mut(i) {
                     input.advance(true)?;
+                    if let Some(c) = &input.head {
+                        heads.push((Reverse(c.pos), i));
+                    }
                 }
+                advance = match heads.peek() {
+                    Some(&(Reverse(p), j)) if p == pos => {
+                        heads.pop();
+                        Some(j)
+                    }
+                    _ => None,
+                };
             }
         }
     }
