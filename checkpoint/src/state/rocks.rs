@@ -11,8 +11,8 @@
 //! part). The RocksDB checkpoint (hard links next to the working directory)
 //! is made once that flush is done, by whichever comes first: the next
 //! write of the task (writes wait until it exists, so it holds exactly the
-//! state at the barrier) or the upload thread. The upload then copies each SST file that
-//! the last *confirmed* checkpoint did not already store into
+//! state at the barrier) or the upload thread. The upload then copies each
+//! SST file that the last *confirmed* checkpoint did not already store into
 //! `<job>/shared/` under a name unique to this instance, and references the
 //! others; the small MANIFEST/CURRENT/OPTIONS files go to the checkpoint's
 //! own directory. Only files of a checkpoint that completed are reused
@@ -71,9 +71,7 @@ type DeferredList = Arc<Mutex<Vec<Deferred>>>;
 /// barrier (flushing an empty memtable is free, so the wait covers exactly
 /// the data written before the barrier), then hard-links the files.
 fn settle(db: &LiveDb, deferred: &Mutex<Vec<Deferred>>) -> Result<()> {
-    let mut list = deferred
-        .lock()
-        .map_err(|_| Error::State { state: String::new(), message: "a RocksDB checkpoint upload panicked".into() })?;
+    let mut list = lock_deferred(deferred)?;
     if list.is_empty() {
         return Ok(());
     }
@@ -93,6 +91,13 @@ fn settle(db: &LiveDb, deferred: &Mutex<Vec<Deferred>>) -> Result<()> {
     made
 }
 
+/// The deferred list, or an error if an upload panicked while holding it.
+fn lock_deferred(deferred: &Mutex<Vec<Deferred>>) -> Result<std::sync::MutexGuard<'_, Vec<Deferred>>> {
+    deferred
+        .lock()
+        .map_err(|_| Error::State { state: String::new(), message: "a RocksDB checkpoint upload panicked".into() })
+}
+
 /// Flushes the memtables of every column family; with `wait`, returns once
 /// they (and any flushed before) are written. Without `wait` it only starts
 /// the flush, unless RocksDB has stopped writes (too many files waiting for
@@ -105,7 +110,7 @@ fn flush_cfs(db: &LiveDb, names: &[String], wait: bool) -> Result<()> {
     for name in names {
         if let Some(cf) = db.cf_handle(name) {
             db.flush_cf_opt(&cf, &started)
-                .or_else(|_| db.flush_cf_opt(&cf, &waited))
+                .or_else(|e| if wait { Err(e) } else { db.flush_cf_opt(&cf, &waited) })
                 .map_err(rocks_err(format!("flush state '{name}'")))?;
         }
     }
@@ -254,9 +259,10 @@ impl RocksInstance {
 
     /// Writes a batch of (key, value or deletion) into one column family,
     /// after making the checkpoints deferred at earlier barriers (which must
-    /// not see it). The batch is sorted first: inserting keys in order into the memtable's
-    /// skip list reuses the search path of the previous key, which makes a
-    /// large batch of scattered keys several times cheaper to apply.
+    /// not see it). The batch is sorted first: inserting keys in order into
+    /// the memtable's skip list reuses the search path of the previous key,
+    /// which makes a large batch of scattered keys several times cheaper to
+    /// apply.
     pub fn write(&self, cf: &str, mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -297,10 +303,11 @@ impl RocksInstance {
         flush_cfs(&self.db, &self.cf_names, false)?;
         let dir = self.path.with_extension(format!("chk-{checkpoint}"));
         let made = Arc::new(OnceLock::new());
-        self.deferred
-            .lock()
-            .map_err(|_| Error::State { state: String::new(), message: "a RocksDB checkpoint upload panicked".into() })?
-            .push(Deferred { dir: dir.clone(), cf_names: self.cf_names.clone(), made: Arc::clone(&made) });
+        lock_deferred(&self.deferred)?.push(Deferred {
+            dir: dir.clone(),
+            cf_names: self.cf_names.clone(),
+            made: Arc::clone(&made),
+        });
         let db = Arc::clone(&self.db);
         let deferred = Arc::clone(&self.deferred);
         let reusable = self.confirmed.clone();
