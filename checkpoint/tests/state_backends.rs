@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sluice_checkpoint::metadata::{CheckpointMetadata, OperatorStateMeta};
-use sluice_checkpoint::state::format::{StateSnapshot, UploadTarget, UploadedState};
+use sluice_checkpoint::state::format::{KeyedStateSnapshot, StateData, StateSnapshot, UploadTarget, UploadedState};
 use sluice_checkpoint::state::{
     CompactionStyle, KeyedStateStore, ListState, MapState, RocksDbTuning, SharedStore, StateBackendConfig,
     StateBackendKind, StateTtlConfig, TimeDomain, ValueState,
@@ -533,13 +533,114 @@ fn churn(s: &mut KeyedStateStore, id: sluice_checkpoint::state::StateId, model: 
 
 /// Restores `up` into a fresh heap store and compares it with `model`.
 fn check_restored(tmp: &Path, dir: &Path, up: &UploadedState, model: &Model, what: &str) {
-    let mut r = store(StateBackendKind::HashMap, tmp, ALL);
+    check_restored_into(StateBackendKind::HashMap, ALL, tmp, dir, up, model, what);
+}
+
+/// Restores key groups `range` of `up` into a fresh store of `kind` and
+/// compares them with `model`.
+fn check_restored_into(
+    kind: StateBackendKind,
+    range: KeyGroupRange,
+    tmp: &Path,
+    dir: &Path,
+    up: &UploadedState,
+    model: &Model,
+    what: &str,
+) {
+    let mut r = store(kind, tmp, range);
     r.restore(&up.bytes, dir).unwrap();
     let id = r.register::<(String, u64)>("count", None).unwrap();
     for k in 0..30_000u64 {
+        if !range.contains(sluice_checkpoint::key_group::assign_to_key_group(&k, 128)) {
+            continue;
+        }
         r.set_current_key(&k).unwrap();
         assert_eq!(r.get::<(String, u64)>(id).unwrap().as_ref(), model.get(&k), "{what}: key {k}");
     }
+}
+
+fn decode(up: &UploadedState) -> StateData {
+    postcard::from_bytes::<KeyedStateSnapshot>(&up.bytes).unwrap().data
+}
+
+fn file_names(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn rocksdb_changelog_checkpoints_upload_the_log_and_restore_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("chk");
+    let shared_dir = root.join("job").join(SHARED_DIR);
+    let mut s = store(StateBackendKind::RocksDb, tmp.path(), ALL);
+    let id = s.register::<(String, u64)>("count", None).unwrap();
+    let (mut model, mut rng) = (Model::new(), Rng(0x2545_F491_4F6C_DD1D));
+    churn(&mut s, id, &mut model, &mut rng, 20_000);
+    let (dir1, up1) = take_snapshot(&mut s, &root, 1, CheckpointKind::Checkpoint);
+    assert!(matches!(decode(&up1), StateData::RocksDb(_)), "the first checkpoint materializes");
+    complete(&dir1, 1, &up1);
+    s.notify_checkpoint_complete(1);
+    let materialized = file_names(&shared_dir);
+
+    // The next checkpoint is the materialization plus one log file.
+    churn(&mut s, id, &mut model, &mut rng, 2_000);
+    let at_2 = model.clone();
+    let (dir2, up2) = take_snapshot(&mut s, &root, 2, CheckpointKind::Checkpoint);
+    let StateData::RocksDbChangelog { logs, .. } = decode(&up2) else { panic!("checkpoint 2 is a log checkpoint") };
+    assert_eq!(logs.len(), 1);
+    let added: Vec<String> = file_names(&shared_dir).difference(&materialized).cloned().collect();
+    assert!(added.len() == 1 && added[0].contains("-log2-"), "one log file and no SST file: {added:?}");
+    complete(&dir2, 2, &up2);
+    s.notify_checkpoint_complete(2);
+    check_restored(tmp.path(), &dir2, &up2, &at_2, "log checkpoint 2");
+
+    // Checkpoint 3 is never completed (aborted); checkpoint 4 uploads its
+    // segment again.
+    churn(&mut s, id, &mut model, &mut rng, 2_000);
+    let _aborted = take_snapshot(&mut s, &root, 3, CheckpointKind::Checkpoint);
+    churn(&mut s, id, &mut model, &mut rng, 2_000);
+    let at_4 = model.clone();
+    let (dir4, up4) = take_snapshot(&mut s, &root, 4, CheckpointKind::Checkpoint);
+    let StateData::RocksDbChangelog { logs, .. } = decode(&up4) else { panic!("checkpoint 4 is a log checkpoint") };
+    assert_eq!(logs.len(), 3, "segments 2 (stored), 3 and 4: {logs:?}");
+    complete(&dir4, 4, &up4);
+    s.notify_checkpoint_complete(4);
+
+    // Retention drops chk-1 and chk-2 but keeps the files chk-4 references.
+    storage::retain(&root, "job", 1, true).unwrap();
+    assert!(!dir1.exists() && !dir2.exists());
+    let (meta, d) = storage::read_metadata(&dir4).unwrap();
+    storage::verify_files(&meta, &d).unwrap();
+    check_restored(tmp.path(), &dir4, &up4, &at_4, "log checkpoint 4 after retention");
+    for range in [KeyGroupRange { start: 0, end: 63 }, KeyGroupRange { start: 64, end: 127 }] {
+        check_restored_into(StateBackendKind::RocksDb, range, tmp.path(), &dir4, &up4, &at_4, "checkpoint 4 by half");
+    }
+
+    // A savepoint taken from the log stands alone.
+    churn(&mut s, id, &mut model, &mut rng, 1_000);
+    let at_5 = model.clone();
+    let (dir5, up5) = take_snapshot(&mut s, &root, 5, CheckpointKind::Savepoint);
+    assert!(matches!(decode(&up5), StateData::RocksDbChangelog { .. }) && up5.shared.is_empty());
+    // The savepoint does not count as confirmed: checkpoint 6 still holds
+    // segment 5 (in a new log file).
+    churn(&mut s, id, &mut model, &mut rng, 1_000);
+    let at_6 = model.clone();
+    let (dir6, up6) = take_snapshot(&mut s, &root, 6, CheckpointKind::Checkpoint);
+    complete(&dir6, 6, &up6);
+    s.notify_checkpoint_complete(6);
+    check_restored(tmp.path(), &dir6, &up6, &at_6, "log checkpoint 6 after a savepoint");
+    let saved = tmp.path().join("moved");
+    std::fs::rename(&root, &saved).unwrap();
+    let dir5 = saved.join("job").join(dir5.file_name().unwrap());
+    check_restored(tmp.path(), &dir5, &up5, &at_5, "savepoint 5 without the shared files");
+
+    // A missing log file is a clear error.
+    let dir6 = saved.join("job").join(dir6.file_name().unwrap());
+    let log = up6.shared.iter().find(|f| f.contains("-log6-")).unwrap();
+    std::fs::remove_file(saved.join("job").join(SHARED_DIR).join(log)).unwrap();
+    let mut r = store(StateBackendKind::HashMap, tmp.path(), ALL);
+    let err = r.restore(&up6.bytes, &dir6).unwrap_err().to_string();
+    assert!(err.contains(log.as_str()) && err.contains("cannot be read"), "{err}");
 }
 
 #[test]
@@ -548,15 +649,26 @@ fn snapshots_hold_the_state_at_their_barrier_while_the_task_goes_on() {
     // them. RocksDB (a 64-entry cache, so the task writes back all the
     // time): the native checkpoint is made after the barrier, by the upload
     // or before the task's next write.
-    for kind in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {
-        snapshots_hold_the_state_at_their_barrier(kind);
+    // RocksDB runs with the changelog off (every checkpoint materializes),
+    // on, and on with a small size limit (materializations and log
+    // checkpoints alternate, logs outgrow the limit).
+    let tmp = tempfile::tempdir().unwrap();
+    let heap = config(StateBackendKind::HashMap, tmp.path());
+    let rocks = config(StateBackendKind::RocksDb, tmp.path());
+    let mut off = rocks.clone();
+    off.changelog.enabled = false;
+    let mut small = rocks.clone();
+    small.changelog.materialize_after_bytes = 300_000;
+    for (what, config) in [("heap", heap), ("rocksdb", off), ("rocksdb changelog", rocks), ("rocksdb small log", small)]
+    {
+        snapshots_hold_the_state_at_their_barrier(what, &config);
     }
 }
 
-fn snapshots_hold_the_state_at_their_barrier(kind: StateBackendKind) {
+fn snapshots_hold_the_state_at_their_barrier(kind: &str, config: &StateBackendConfig) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("chk");
-    let mut s = store(kind, tmp.path(), ALL);
+    let mut s = KeyedStateStore::new("op", config, 128, ALL).unwrap();
     let id = s.register::<(String, u64)>("count", None).unwrap();
     let mut model = Model::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

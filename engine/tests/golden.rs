@@ -292,9 +292,12 @@ fn golden(backend: &str) {
     failover.add(&sinks);
     assert_eq!(failover, expected, "{backend}: with a failure at {task} record {record}");
 
-    // 3. A savepoint part way at parallelism 2, restored at 1, 2 and 3.
+    // 3. A savepoint part way at parallelism 2 (with checkpoints running,
+    // so that RocksDB takes it from its changelog), restored at 1, 2 and 3.
     let savepoints = tmp.path().join("savepoints");
     let env = env_for(backend, &local, 2);
+    env.enable_checkpointing(Duration::from_millis(40)).unwrap();
+    env.set_config("state.checkpoints.dir", tmp.path().join("chk3").to_str().unwrap()).unwrap();
     let first = Sinks::default();
     build(&env, &first);
     let client = env.execute_async("golden-savepoint").unwrap();

@@ -198,6 +198,11 @@ impl ChangeWriter {
         self.entries
     }
 
+    /// Bytes encoded so far.
+    pub fn encoded_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The encoded file and its number of entries.
     pub fn finish(mut self) -> (Vec<u8>, u64) {
         self.close_section();
@@ -226,7 +231,7 @@ impl Source<'_> {
         Error::MissingState {
             checkpoint: 0,
             path: self.describe(),
-            reason: format!("change file of an incremental heap checkpoint is damaged or truncated: {e}"),
+            reason: format!("change file of an incremental checkpoint is damaged or truncated: {e}"),
         }
     }
 
@@ -237,7 +242,7 @@ impl Source<'_> {
                 let mut f = File::open(path).map_err(|e| Error::MissingState {
                     checkpoint: 0,
                     path: path.to_path_buf(),
-                    reason: format!("change file of an incremental heap checkpoint cannot be read: {e}"),
+                    reason: format!("change file of an incremental checkpoint cannot be read: {e}"),
                 })?;
                 f.seek(SeekFrom::Start(offset)).map_err(|e| self.damaged(e))?;
                 Ok(Box::new(BufReader::with_capacity(READ_BUFFER, f)))

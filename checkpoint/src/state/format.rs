@@ -100,6 +100,15 @@ pub enum StateData {
     /// format of [`change_file`](crate::state::change_file)) to apply in
     /// order.
     HeapChainV2(ChangeChain),
+    /// A RocksDB checkpoint of the changelog: a materialized RocksDB
+    /// checkpoint and the change files of the writes after it, to apply in
+    /// order (see [`rocks_changelog`](crate::state::rocks_changelog)).
+    RocksDbChangelog {
+        /// The materialization.
+        base: RocksHandle,
+        /// The logs since it, oldest first.
+        logs: Vec<StoredFile>,
+    },
 }
 
 /// One subtask's snapshot of a keyed operator.

@@ -28,9 +28,13 @@
 //!   state), so a hot key costs no RocksDB read or write per record; dirty
 //!   entries are written in batches when the cache is full and at every
 //!   snapshot. Keyed `reduce`/`sum` fetch the entries an input batch lacks
-//!   with one `MultiGet` ([`KeyedStateStore::prefetch`]). Snapshots are incremental: the synchronous part makes a
-//!   RocksDB checkpoint (hard links), the asynchronous part uploads only SST
-//!   files that no confirmed checkpoint already stored in `<job>/shared/`.
+//!   with one `MultiGet` ([`KeyedStateStore::prefetch`]). Snapshots are
+//!   incremental in two ways. A *materialization* makes a RocksDB checkpoint
+//!   (hard links) and uploads only the SST files that no confirmed
+//!   checkpoint already stored in `<job>/shared/`. Between materializations
+//!   (`state.backend.changelog.*`, on by default) a checkpoint is the last
+//!   materialization plus the log of every write since it
+//!   ([`rocks_changelog`]), so a barrier flushes no memtable.
 //!
 //! Both backends write the same value encoding and restore from either
 //! snapshot format, so a savepoint taken on one backend restores on the other.
@@ -44,6 +48,7 @@ pub mod entry_set;
 pub mod format;
 pub mod handles;
 pub mod rocks;
+pub mod rocks_changelog;
 pub mod store;
 pub mod table;
 pub mod timers;
@@ -57,6 +62,7 @@ pub use ttl::{StateTtlConfig, TtlUpdateType};
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Which keyed-state backend a job uses (`state.backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +108,36 @@ pub struct StateBackendConfig {
     pub cache_entries: usize,
     /// How the RocksDB instances are tuned.
     pub rocksdb: RocksDbTuning,
+    /// How RocksDB checkpoints log writes between materializations.
+    pub changelog: ChangelogConfig,
+}
+
+/// The changelog of RocksDB checkpoints, named after Flink's changelog
+/// state backend (`state.backend.changelog.*`, see [`rocks_changelog`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogConfig {
+    /// Log writes and make checkpoints of the log between materializations
+    /// (`state.backend.changelog.enabled`; default on). Off: every
+    /// checkpoint flushes the memtables and makes a RocksDB checkpoint.
+    pub enabled: bool,
+    /// Materialize at least this often
+    /// (`state.backend.changelog.periodic-materialize.interval`).
+    pub materialize_interval: Duration,
+    /// Materialize once the log since the last materialization holds this
+    /// many bytes (`state.backend.changelog.materialize-after-size`). It
+    /// bounds the replay at a restore, and the memory the log takes if
+    /// checkpoints keep failing.
+    pub materialize_after_bytes: u64,
+}
+
+impl Default for ChangelogConfig {
+    fn default() -> Self {
+        ChangelogConfig {
+            enabled: true,
+            materialize_interval: Duration::from_secs(600),
+            materialize_after_bytes: 256 << 20,
+        }
+    }
 }
 
 impl Default for StateBackendConfig {
@@ -111,6 +147,7 @@ impl Default for StateBackendConfig {
             local_dir: None,
             cache_entries: 100_000,
             rocksdb: RocksDbTuning::default(),
+            changelog: ChangelogConfig::default(),
         }
     }
 }

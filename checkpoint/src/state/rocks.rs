@@ -6,9 +6,13 @@
 //! the write-ahead log: durability comes from checkpoints, not from the
 //! local files.
 //!
-//! Incremental checkpoints: at a barrier the write-back cache is written
-//! into RocksDB and a flush of the memtables is *started* (the synchronous
-//! part). The RocksDB checkpoint (hard links next to the working directory)
+//! Incremental checkpoints come in two kinds. With the changelog on (the
+//! default), most checkpoints are the last materialization plus the log of
+//! the writes since it ([`rocks_changelog`](crate::state::rocks_changelog));
+//! what follows is a *materialization*, the native RocksDB checkpoint.
+//!
+//! At a materializing barrier the write-back cache is written into RocksDB
+//! and a flush of the memtables is *started* (the synchronous part). The RocksDB checkpoint (hard links next to the working directory)
 //! is made once that flush is done, by whichever comes first: the next
 //! write of the task (writes wait until it exists, so it holds exactly the
 //! state at the barrier) or the upload thread. The upload then copies each
@@ -17,13 +21,16 @@
 //! others; the small MANIFEST/CURRENT/OPTIONS files go to the checkpoint's
 //! own directory. Only files of a checkpoint that completed are reused
 //! (Flink does the same): files uploaded for a checkpoint that was later
-//! aborted may be deleted by the retention sweep at any time. Savepoints
+//! aborted may be deleted by the retention sweep at any time. With the
+//! changelog on, the small files go to `shared/` as well (under names of
+//! their checkpoint), because later log checkpoints reference them. Savepoints
 //! copy every file into their own directory, so they stand alone.
 
 use crate::barrier::CheckpointKind;
 use crate::error::{Error, Result};
-use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StoredFile, UploadTarget};
-use crate::state::{CompactionStyle, RocksDbTuning};
+use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StateData, StoredFile, UploadTarget};
+use crate::state::rocks_changelog::{self, Plan, RocksChangelog, Taken};
+use crate::state::{ChangelogConfig, CompactionStyle, RocksDbTuning};
 use crate::storage::write_atomically;
 use crate::KeyGroupRange;
 use rocksdb::{
@@ -46,6 +53,17 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
 
 /// Local SST name → stored shared name, per checkpoint.
 type FileMap = HashMap<String, String>;
+
+/// A checkpoint uploaded and not yet confirmed: the SST files reusable once
+/// it is, and how it was taken.
+struct Pending {
+    files: FileMap,
+    taken: Taken,
+}
+
+/// The upload of a snapshot: the state data and the shared files it
+/// references.
+pub type RocksUpload = Box<dyn FnOnce(&UploadTarget) -> Result<(StateData, Vec<String>)> + Send>;
 
 /// The live instance: shared with the uploads of deferred checkpoints, so
 /// column families are created through `&self`.
@@ -186,14 +204,16 @@ pub struct RocksInstance {
     write_opts: WriteOptions,
     /// Files of the last confirmed checkpoint (reusable).
     confirmed: FileMap,
-    /// Files referenced by checkpoints not yet confirmed (filled by uploads).
-    pending: Arc<Mutex<BTreeMap<u64, FileMap>>>,
+    /// Checkpoints uploaded and not yet confirmed (filled by uploads).
+    pending: Arc<Mutex<BTreeMap<u64, Pending>>>,
     /// Options for new column families.
     cf_options: Options,
     /// Column families (flushed at each barrier).
     cf_names: Vec<String>,
     /// Checkpoints started at a barrier and not yet made.
     deferred: DeferredList,
+    /// The log of writes between materializations.
+    log: RocksChangelog,
 }
 
 impl std::fmt::Debug for RocksInstance {
@@ -205,7 +225,7 @@ impl std::fmt::Debug for RocksInstance {
 impl RocksInstance {
     /// Opens a fresh instance in a new directory below `base` (or the
     /// system temp directory).
-    pub fn open(base: Option<&Path>, label: &str, tuning: &RocksDbTuning) -> Result<Self> {
+    pub fn open(base: Option<&Path>, label: &str, tuning: &RocksDbTuning, changelog: &ChangelogConfig) -> Result<Self> {
         let base = base.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("sluice-rocksdb"));
         let instance = instance_name();
         let path = base.join(format!("{label}-{instance}"));
@@ -227,6 +247,7 @@ impl RocksInstance {
             cf_options,
             cf_names: vec!["default".into()],
             deferred: Arc::new(Mutex::new(Vec::new())),
+            log: RocksChangelog::new(changelog),
         })
     }
 
@@ -259,16 +280,18 @@ impl RocksInstance {
 
     /// Writes a batch of (key, value or deletion) into one column family,
     /// after making the checkpoints deferred at earlier barriers (which must
-    /// not see it). The batch is sorted first: inserting keys in order into
+    /// not see it), and logs it. The batch is sorted first (stably: of two
+    /// entries of one key, the later one wins): inserting keys in order into
     /// the memtable's skip list reuses the search path of the previous key,
     /// which makes a large batch of scattered keys several times cheaper to
     /// apply.
-    pub fn write(&self, cf: &str, mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+    pub fn write(&mut self, cf: &str, mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         settle(&self.db, &self.deferred)?;
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.log.record(cf, &entries);
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
         let mut batch = WriteBatch::default();
         for (k, v) in entries {
@@ -290,14 +313,34 @@ impl RocksInstance {
         Ok(())
     }
 
-    /// The synchronous part of a snapshot: starts a flush of the memtables
-    /// and defers the RocksDB checkpoint (see the module doc); returns the
-    /// upload to run afterwards, which makes the checkpoint itself if the
-    /// task has not written since.
-    pub fn snapshot(
-        &self,
-        checkpoint: u64,
-    ) -> Result<impl FnOnce(&UploadTarget) -> Result<(RocksHandle, Vec<String>)> + Send + 'static> {
+    /// The synchronous part of a snapshot (after the cache was written
+    /// back): cuts the log, and either takes the checkpoint from it or
+    /// starts a materialization. Returns the upload to run afterwards.
+    pub fn snapshot(&mut self, checkpoint: u64) -> Result<RocksUpload> {
+        match self.log.barrier(checkpoint) {
+            Plan::Materialize => self.materialize(checkpoint),
+            Plan::Log(plan) => {
+                let pending = Arc::clone(&self.pending);
+                let reusable = self.confirmed.clone();
+                let instance = self.instance.clone();
+                Ok(Box::new(move |target: &UploadTarget| {
+                    let (base, logs, shared, taken) = rocks_changelog::upload(plan, &instance, checkpoint, target)?;
+                    if target.kind == CheckpointKind::Checkpoint {
+                        if let Ok(mut p) = pending.lock() {
+                            p.insert(checkpoint, Pending { files: reusable, taken });
+                        }
+                    }
+                    Ok((StateData::RocksDbChangelog { base, logs }, shared))
+                }))
+            }
+        }
+    }
+
+    /// A materialization: starts a flush of the memtables and defers the
+    /// RocksDB checkpoint (see the module doc); returns the upload to run
+    /// afterwards, which makes the checkpoint itself if the task has not
+    /// written since.
+    fn materialize(&self, checkpoint: u64) -> Result<RocksUpload> {
         // A checkpoint deferred at an earlier barrier is still unmade only
         // if nothing was written since, so it holds the same state as this one.
         flush_cfs(&self.db, &self.cf_names, false)?;
@@ -313,7 +356,8 @@ impl RocksInstance {
         let reusable = self.confirmed.clone();
         let pending = Arc::clone(&self.pending);
         let instance = self.instance.clone();
-        Ok(move |target: &UploadTarget| {
+        let all_shared = self.log.enabled();
+        Ok(Box::new(move |target: &UploadTarget| {
             let result = settle(&db, &deferred)
                 .and_then(|()| match made.get() {
                     Some(Ok(())) => Ok(()),
@@ -326,26 +370,36 @@ impl RocksInstance {
                         message: format!("RocksDB checkpoint {checkpoint} was never made"),
                     }),
                 })
-                .and_then(|()| upload(&dir, &instance, &reusable, target));
+                .and_then(|()| upload(&dir, &instance, &reusable, target, all_shared.then_some(checkpoint)));
             drop(db);
             let _ = std::fs::remove_dir_all(&dir);
             let (handle, uploaded) = result?;
+            let mut shared: Vec<String> = handle
+                .files
+                .iter()
+                .filter_map(|(_, f)| match f {
+                    StoredFile::Shared(name) => Some(name.clone()),
+                    StoredFile::Private(_) => None,
+                })
+                .collect();
+            shared.sort();
             if target.kind == CheckpointKind::Checkpoint {
                 if let Ok(mut p) = pending.lock() {
-                    p.insert(checkpoint, uploaded.clone());
+                    p.insert(checkpoint, Pending { files: uploaded, taken: Taken::Materialized(handle.files.clone()) });
                 }
             }
-            let mut shared: Vec<String> = uploaded.into_values().collect();
-            shared.sort();
-            Ok((handle, shared))
-        })
+            Ok((StateData::RocksDb(handle), shared))
+        }))
     }
 
     /// Checkpoint `id` is complete: its files become reusable.
     pub fn notify_complete(&mut self, id: u64) {
         let Ok(mut pending) = self.pending.lock() else { return };
-        if let Some(files) = pending.remove(&id) {
-            self.confirmed = files;
+        // Only checkpoints have an entry: a savepoint stores nothing that
+        // later checkpoints could reference.
+        if let Some(p) = pending.remove(&id) {
+            self.confirmed = p.files;
+            self.log.confirm(id, p.taken);
         }
         pending.retain(|n, _| *n > id);
     }
@@ -358,15 +412,11 @@ impl RocksInstance {
         range: KeyGroupRange,
         sink: RestoreSink<'_>,
     ) -> Result<()> {
-        let shared = checkpoint_dir.join("..").join("shared");
         let tmp = std::env::temp_dir().join("sluice-rocksdb").join(format!("restore-{}", instance_name()));
         std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let result = (|| {
             for (local, stored) in &handle.files {
-                let from = match stored {
-                    StoredFile::Private(name) => checkpoint_dir.join(name),
-                    StoredFile::Shared(name) => shared.join(name),
-                };
+                let from = rocks_changelog::stored_path(checkpoint_dir, stored);
                 let to = tmp.join(local);
                 if std::fs::hard_link(&from, &to).is_err() {
                     std::fs::copy(&from, &to).map_err(|e| Error::MissingState {
@@ -412,8 +462,17 @@ fn missing_cf(cf: &str) -> Error {
     }
 }
 
-/// Stores the files of a RocksDB checkpoint directory.
-fn upload(dir: &Path, instance: &str, reusable: &FileMap, target: &UploadTarget) -> Result<(RocksHandle, FileMap)> {
+/// Stores the files of a RocksDB checkpoint directory; returns the handle
+/// and the SST files stored in `shared/`. With `all_shared` (the changelog
+/// is on; the checkpoint's id), the small files go to `shared/` as well,
+/// under names of this checkpoint.
+fn upload(
+    dir: &Path,
+    instance: &str,
+    reusable: &FileMap,
+    target: &UploadTarget,
+    all_shared: Option<u64>,
+) -> Result<(RocksHandle, FileMap)> {
     let mut files = Vec::new();
     let mut shared = FileMap::new();
     let entries = std::fs::read_dir(dir).map_err(io_err("list", dir))?;
@@ -430,6 +489,10 @@ fn upload(dir: &Path, instance: &str, reusable: &FileMap, target: &UploadTarget)
                 }
             };
             shared.insert(local.clone(), stored.clone());
+            files.push((local, StoredFile::Shared(stored)));
+        } else if let (Some(n), CheckpointKind::Checkpoint) = (all_shared, target.kind) {
+            let stored = format!("{}-{instance}-c{n}-{local}", target.file_prefix);
+            copy_atomically(&entry.path(), &target.shared_dir.join(&stored))?;
             files.push((local, StoredFile::Shared(stored)));
         } else {
             let stored = format!("{}.rocks.{local}", target.file_prefix);

@@ -17,10 +17,11 @@
 
 use crate::error::{Error, Result};
 use crate::key_group::assign_to_key_group;
-use crate::state::change_file::SectionKind;
+use crate::state::change_file::{replay_file, SectionKind, Source};
 use crate::state::changelog::{self, ChainFormat, Changelog, HeapHandle, KeyList};
 use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
 use crate::state::rocks::{instance_name, RocksInstance};
+use crate::state::rocks_changelog::stored_path;
 use crate::state::table::{decode_value, AnyTable, Slot, SnapshotEncoder, StateValue, Table};
 use crate::state::timers::{TimeDomain, Timer, TimerService};
 use crate::state::ttl::{StateTtlConfig, TtlUpdateType};
@@ -92,7 +93,7 @@ impl KeyedStateStore {
             StateBackendKind::RocksDb => {
                 let label: String =
                     operator.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
-                Some(RocksInstance::open(config.local_dir.as_deref(), &label, &config.rocksdb)?)
+                Some(RocksInstance::open(config.local_dir.as_deref(), &label, &config.rocksdb, &config.changelog)?)
             }
         };
         Ok(KeyedStateStore {
@@ -165,7 +166,7 @@ impl KeyedStateStore {
     /// nothing on the heap backend.
     pub fn prefetch<T: StateValue, K: Serialize + Hash>(&mut self, id: StateId, keys: &[K]) -> Result<()> {
         let KeyedStateStore { tables, rocks, cache_entries, max_parallelism, .. } = self;
-        let Some(rocks) = rocks.as_ref() else { return Ok(()) };
+        let Some(rocks) = rocks.as_mut() else { return Ok(()) };
         let any = tables.get_mut(id.0).ok_or_else(|| wrong_type(&format!("#{}", id.0)))?;
         let mut wanted: Vec<Vec<u8>> = Vec::with_capacity(keys.len());
         {
@@ -249,7 +250,7 @@ impl KeyedStateStore {
             state: format!("#{}", id.0),
             message: "not registered in this operator".into(),
         })?;
-        if let Some(rocks) = rocks.as_ref() {
+        if let Some(rocks) = rocks.as_mut() {
             if any.len() >= *cache_entries {
                 write_back_and_evict(any.as_mut(), rocks, *cache_entries / 2)?;
             }
@@ -358,7 +359,7 @@ impl KeyedStateStore {
         let KeyedStateStore { tables, rocks, .. } = self;
         let Some(any) = tables.get_mut(id.0) else { return Ok(()) };
         let name = any.name().to_string();
-        match rocks.as_ref() {
+        match rocks.as_mut() {
             Some(rocks) => {
                 let mut dirty = Vec::new();
                 any.take_dirty(&mut dirty)?;
@@ -407,7 +408,7 @@ impl KeyedStateStore {
     /// non-keyed state, stored alongside.
     pub fn snapshot(&mut self, checkpoint: u64, extra: Vec<u8>) -> Result<StateSnapshot> {
         let timers = self.timers.snapshot();
-        match &self.rocks {
+        match &mut self.rocks {
             None => {
                 let now = now_ms();
                 let Some(log) = self.changelog.as_mut() else {
@@ -460,8 +461,8 @@ impl KeyedStateStore {
                 let upload = rocks.snapshot(checkpoint)?;
                 let operator = self.operator.clone();
                 Ok(StateSnapshot::Upload(Box::new(move |target| {
-                    let (handle, shared) = upload(target)?;
-                    let snap = KeyedStateSnapshot { data: StateData::RocksDb(handle), timers, extra };
+                    let (data, shared) = upload(target)?;
+                    let snap = KeyedStateSnapshot { data, timers, extra };
                     Ok(UploadedState { bytes: encode_snapshot(&operator, &snap)?, shared })
                 })))
             }
@@ -509,6 +510,17 @@ impl KeyedStateStore {
                 RocksInstance::restore_from(handle, checkpoint_dir, range, &mut |name, k, v| {
                     batch.push(self, name, k, Some(v))
                 })?;
+                batch.flush(self)?;
+            }
+            StateData::RocksDbChangelog { base, logs } => {
+                let mut batch = RestoreBatch::default();
+                RocksInstance::restore_from(base, checkpoint_dir, range, &mut |name, k, v| {
+                    batch.push(self, name, k, Some(v))
+                })?;
+                for log in logs {
+                    let path = stored_path(checkpoint_dir, log);
+                    replay_file(Source::File(&path), range, &mut |name, k, v| batch.push(self, name, k, v))?;
+                }
                 batch.flush(self)?;
             }
             StateData::HeapChain(chain) | StateData::HeapChainV2(chain) => {
@@ -619,7 +631,7 @@ fn stored_slot<T: StateValue>(state: &str, bytes: Option<&[u8]>) -> Result<Slot<
 /// The RocksDB cache is full: writes back every dirty entry in one batch,
 /// then keeps only the entries used more than once (hot keys stay cached),
 /// at most `keep`.
-fn write_back_and_evict(table: &mut dyn AnyTable, rocks: &RocksInstance, keep: usize) -> Result<()> {
+fn write_back_and_evict(table: &mut dyn AnyTable, rocks: &mut RocksInstance, keep: usize) -> Result<()> {
     let mut dirty = Vec::new();
     table.take_dirty(&mut dirty)?;
     rocks.write(table.name(), dirty)?;

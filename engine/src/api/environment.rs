@@ -18,7 +18,7 @@ use crate::runtime::erased::{TypedSourceFactory, TypedStream};
 use crate::runtime::restore::RestorePlan;
 use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, TextFileSource};
 use sluice_checkpoint::coordinator::CheckpointConfig;
-use sluice_checkpoint::state::{RocksDbTuning, StateBackendConfig};
+use sluice_checkpoint::state::{ChangelogConfig, RocksDbTuning, StateBackendConfig};
 use sluice_checkpoint::{storage, CheckpointKind, CheckpointingMode};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,20 @@ fn rocksdb_tuning(conf: &Configuration) -> Result<RocksDbTuning> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(d.compaction),
         background_jobs: count("state.backend.rocksdb.thread.num", d.background_jobs)?,
+    })
+}
+
+/// The `state.backend.changelog.*` keys (validated already).
+fn changelog_config(conf: &Configuration) -> Result<ChangelogConfig> {
+    let d = ChangelogConfig::default();
+    Ok(ChangelogConfig {
+        enabled: conf.get_str("state.backend.changelog.enabled")?.map_or(d.enabled, |s| s.eq_ignore_ascii_case("true")),
+        materialize_interval: conf
+            .get_duration("state.backend.changelog.periodic-materialize.interval")?
+            .unwrap_or(d.materialize_interval),
+        materialize_after_bytes: conf
+            .get_memory_size("state.backend.changelog.materialize-after-size")?
+            .unwrap_or(d.materialize_after_bytes),
     })
 }
 
@@ -361,6 +375,7 @@ impl StreamExecutionEnvironment {
                 local_dir: conf.get_str("state.backend.rocksdb.localdir")?.map(PathBuf::from),
                 cache_entries: conf.get_u32("state.backend.rocksdb.cache-entries")?.unwrap_or(100_000) as usize,
                 rocksdb: rocksdb_tuning(conf)?,
+                changelog: changelog_config(conf)?,
             },
             watermark_interval: conf
                 .get_duration("pipeline.auto-watermark-interval")?
@@ -515,5 +530,20 @@ mod tests {
         assert_eq!(t.block_cache_bytes, 64 << 20);
         let e = conf.set("state.backend.rocksdb.compaction.style", "fifo").unwrap_err().to_string();
         assert!(e.contains("state.backend.rocksdb.compaction.style") && e.contains("universal"), "{e}");
+    }
+
+    #[test]
+    fn changelog_keys_reach_the_backend_config() {
+        assert_eq!(changelog_config(&Configuration::new()).unwrap(), ChangelogConfig::default());
+        let mut conf = Configuration::new();
+        conf.set("state.backend.changelog.enabled", "false").unwrap();
+        conf.set("state.backend.changelog.periodic-materialize.interval", "30s").unwrap();
+        conf.set("state.backend.changelog.materialize-after-size", "16mb").unwrap();
+        let c = changelog_config(&conf).unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.materialize_interval, Duration::from_secs(30));
+        assert_eq!(c.materialize_after_bytes, 16 << 20);
+        let e = conf.set("state.backend.changelog.enabled", "yes").unwrap_err().to_string();
+        assert!(e.contains("state.backend.changelog.enabled") && e.contains("false"), "{e}");
     }
 }
