@@ -46,6 +46,23 @@ pub fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user and system) this process has used so far, in seconds.
+pub fn cpu_seconds() -> f64 {
+    // utime and stime are fields 14 and 15 of /proc/self/stat, in clock
+    // ticks of 1/100 s (USER_HZ); the command name before them may hold
+    // spaces, so fields are counted after its closing parenthesis.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Logs to stderr; the level comes from `SLUICE_LOG` (default `warn`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")

@@ -12,26 +12,28 @@
 //! what follows is a *materialization*, the native RocksDB checkpoint.
 //!
 //! At a materializing barrier the write-back cache is written into RocksDB
-//! and a flush of the memtables is *started* (the synchronous part). The RocksDB checkpoint (hard links next to the working directory)
-//! is made once that flush is done, by whichever comes first: the next
-//! write of the task (writes wait until it exists, so it holds exactly the
-//! state at the barrier) or the upload thread. The upload then copies each
-//! SST file that the last *confirmed* checkpoint did not already store into
-//! `<job>/shared/` under a name unique to this instance, and references the
-//! others; the small MANIFEST/CURRENT/OPTIONS files go to the checkpoint's
-//! own directory. Only files of a checkpoint that completed are reused
-//! (Flink does the same): files uploaded for a checkpoint that was later
-//! aborted may be deleted by the retention sweep at any time. With the
-//! changelog on, the small files go to `shared/` as well (under names of
-//! their checkpoint), because later log checkpoints reference them. Savepoints
-//! copy every file into their own directory, so they stand alone.
+//! and a flush of the memtables is *started* (the synchronous part). The
+//! RocksDB checkpoint (hard links next to the working directory) is made
+//! once that flush is done, by whichever comes first: the next write of the
+//! task (writes wait until it exists, so it holds exactly the state at the
+//! barrier) or the upload thread. The upload then stores each SST file that
+//! the last *confirmed* checkpoint did not already store in `<job>/shared/`
+//! under a name unique to this instance, and references the others; the
+//! small MANIFEST/CURRENT/OPTIONS files go to the checkpoint's own
+//! directory. Files are stored by hard link where the checkpoint directory
+//! is on the same file system (they never change), by copy otherwise. Only
+//! files of a checkpoint that completed are reused (Flink does the same):
+//! files uploaded for a checkpoint that was later aborted may be deleted by
+//! the retention sweep at any time. With the changelog on, the small files
+//! go to `shared/` as well (under names of their checkpoint), because later
+//! log checkpoints reference them. Savepoints store every file in their own
+//! directory, so they stand alone.
 
 use crate::barrier::CheckpointKind;
 use crate::error::{Error, Result};
 use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StateData, StoredFile, UploadTarget};
 use crate::state::rocks_changelog::{self, Plan, RocksChangelog, Taken};
 use crate::state::{ChangelogConfig, CompactionStyle, RocksDbTuning};
-use crate::storage::write_atomically;
 use crate::KeyGroupRange;
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, DBWithThreadMode, Direction, FlushOptions,
@@ -318,8 +320,12 @@ impl RocksInstance {
     /// starts a materialization. Returns the upload to run afterwards.
     pub fn snapshot(&mut self, checkpoint: u64) -> Result<RocksUpload> {
         match self.log.barrier(checkpoint) {
-            Plan::Materialize => self.materialize(checkpoint),
+            Plan::Materialize => {
+                tracing::debug!(checkpoint, instance = %self.instance, "RocksDB checkpoint: materialization");
+                self.materialize(checkpoint)
+            }
             Plan::Log(plan) => {
+                tracing::debug!(checkpoint, instance = %self.instance, "RocksDB checkpoint: from the changelog");
                 let pending = Arc::clone(&self.pending);
                 let reusable = self.confirmed.clone();
                 let instance = self.instance.clone();
@@ -484,7 +490,7 @@ fn upload(
                 Some(stored) => stored.clone(),
                 None => {
                     let stored = format!("{}-{instance}-{local}", target.file_prefix);
-                    copy_atomically(&entry.path(), &target.shared_dir.join(&stored))?;
+                    store_file(&entry.path(), &target.shared_dir.join(&stored))?;
                     stored
                 }
             };
@@ -492,19 +498,45 @@ fn upload(
             files.push((local, StoredFile::Shared(stored)));
         } else if let (Some(n), CheckpointKind::Checkpoint) = (all_shared, target.kind) {
             let stored = format!("{}-{instance}-c{n}-{local}", target.file_prefix);
-            copy_atomically(&entry.path(), &target.shared_dir.join(&stored))?;
+            store_file(&entry.path(), &target.shared_dir.join(&stored))?;
             files.push((local, StoredFile::Shared(stored)));
         } else {
             let stored = format!("{}.rocks.{local}", target.file_prefix);
-            copy_atomically(&entry.path(), &target.checkpoint_dir.join(&stored))?;
+            store_file(&entry.path(), &target.checkpoint_dir.join(&stored))?;
             files.push((local, StoredFile::Private(stored)));
         }
     }
     files.sort();
+    sync_dir(&target.shared_dir)?;
+    sync_dir(&target.checkpoint_dir)?;
     Ok((RocksHandle { instance: instance.to_string(), files }, shared))
 }
 
-fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).map_err(io_err("read", from))?;
-    write_atomically(to, &bytes)
+/// Stores a file of a RocksDB checkpoint. Such files never change (SST
+/// files are immutable; the others are the checkpoint's own copies), so on
+/// the same file system a hard link stores one without copying a byte, as
+/// RocksDB's own checkpoints do. Otherwise (another file system, or a
+/// re-upload under an existing name) it is copied: temporary file, sync,
+/// rename.
+pub(crate) fn store_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    }
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    let tmp = to.with_extension("inprogress");
+    std::fs::copy(from, &tmp).map_err(io_err("copy", from))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err("sync", &tmp))?;
+    std::fs::rename(&tmp, to).map_err(io_err("rename", to))
+}
+
+/// Makes the names of files stored in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all().map_err(io_err("sync", dir)),
+        // Nothing was stored there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("open", dir)(e)),
+    }
 }

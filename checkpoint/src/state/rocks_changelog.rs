@@ -102,6 +102,9 @@ pub(crate) struct RocksChangelog {
     since_materialize: u64,
     /// When the last materialization was planned.
     materialized_at: Option<Instant>,
+    /// Size of the last segment (the next one's buffer is sized after it,
+    /// so that it rarely grows by copying).
+    last_segment: usize,
 }
 
 impl RocksChangelog {
@@ -115,6 +118,7 @@ impl RocksChangelog {
             base: None,
             since_materialize: 0,
             materialized_at: None,
+            last_segment: 0,
         }
     }
 
@@ -150,6 +154,7 @@ impl RocksChangelog {
             (Some(writer), false) if writer.entries() == 0 => {}
             (Some(writer), false) => {
                 let (bytes, _) = writer.finish();
+                self.last_segment = bytes.len();
                 self.since_materialize += bytes.len() as u64;
                 self.unconfirmed.push(Segment { checkpoint, bytes: Some(Arc::new(bytes)) });
             }
@@ -157,7 +162,8 @@ impl RocksChangelog {
             (None, false) => {}
         }
         self.gap = false;
-        self.current = Some(ChangeWriter::default());
+        self.current =
+            Some(ChangeWriter::new(Vec::with_capacity((self.last_segment + self.last_segment / 8).min(64 << 20))));
         let due = self.materialized_at.is_none_or(|t| t.elapsed() >= self.config.materialize_interval)
             || self.since_materialize > self.config.materialize_after_bytes;
         let complete = self.unconfirmed.iter().all(|s| s.bytes.is_some());
@@ -266,12 +272,14 @@ fn savepoint(
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).map_err(|e| Error::MissingState {
-        checkpoint: 0,
-        path: from.to_path_buf(),
-        reason: format!("a file of the RocksDB materialization cannot be read for a savepoint: {e}"),
-    })?;
-    write_atomically(to, &bytes)
+    if !from.is_file() {
+        return Err(Error::MissingState {
+            checkpoint: 0,
+            path: from.to_path_buf(),
+            reason: "a file of the RocksDB materialization is missing; the savepoint cannot be taken".into(),
+        });
+    }
+    crate::state::rocks::store_file(from, to)
 }
 
 /// Where a stored file of a checkpoint in `checkpoint_dir` is.

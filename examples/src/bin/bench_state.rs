@@ -17,7 +17,7 @@
 
 use sluice::{ParameterTool, Sink, StreamExecutionEnvironment};
 use sluice_connectors::datagen::DataGeneratorSource;
-use sluice_examples::{peak_rss_kb, run_main};
+use sluice_examples::{cpu_seconds, peak_rss_kb, run_main};
 use std::time::Instant;
 
 #[global_allocator]
@@ -62,6 +62,7 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
         .sum(|t: &mut (String, u64)| &mut t.1)
         .add_sink(Discard::default());
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let client = env.execute_async("bench-state")?;
     let mut completed = 0;
     while let Ok(d) = client.details() {
@@ -73,6 +74,7 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
     }
     client.wait()?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let metrics = sluice::metrics::global().render();
     let last_ms = metrics
         .lines()
@@ -88,13 +90,15 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     println!(
-        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run) {settings}",
+        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run)  CPU {:.1} s = {:.2} us/record {settings}",
         interval.unwrap_or("off"),
         records as f64 / secs,
         secs,
         peak_rss_kb() as f64 / 1024.0,
         sync_us / 1000.0,
         sync_us / 1e4 / secs,
+        cpu,
+        cpu * 1e6 / records as f64,
     );
     Ok(())
 }
@@ -132,17 +136,23 @@ fn main() -> std::process::ExitCode {
         }
         println!("bench_state: datagen WordCount, {args:?}, {repeat} round(s) of {configs:?}");
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+        let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
         // Rounds interleave the configurations, so that drift of the machine
         // touches all of them alike.
         for round in 1..=repeat {
-            for (config, rates) in configs.iter().zip(&mut rates) {
+            for ((config, rates), cpus) in configs.iter().zip(&mut rates).zip(&mut cpus) {
                 let out = std::process::Command::new(&exe).args(&args).args(["--run", config]).output()?;
                 let text = String::from_utf8_lossy(&out.stdout);
                 match text.lines().find(|l| l.starts_with("RESULT")) {
                     Some(line) => {
                         println!("round {round}: {}", line.trim_start_matches("RESULT "));
-                        if let Some(rate) = line.split_whitespace().nth(3).and_then(|r| r.parse::<f64>().ok()) {
+                        let words: Vec<&str> = line.split_whitespace().collect();
+                        if let Some(rate) = words.get(3).and_then(|r| r.parse::<f64>().ok()) {
                             rates.push(rate);
+                        }
+                        let per_record = words.iter().position(|w| *w == "us/record");
+                        if let Some(cpu) = per_record.and_then(|i| words.get(i.checked_sub(1)?)?.parse::<f64>().ok()) {
+                            cpus.push(cpu);
                         }
                     }
                     None => println!("round {round}: {config}: failed: {}", String::from_utf8_lossy(&out.stderr)),
@@ -150,9 +160,14 @@ fn main() -> std::process::ExitCode {
             }
         }
         let medians: Vec<Option<f64>> = rates.iter_mut().map(|r| median(r)).collect();
-        println!("medians (records/s):");
-        for (config, m) in configs.iter().zip(&medians) {
-            println!("  {config:14} {}", m.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into()));
+        let cpu_medians: Vec<Option<f64>> = cpus.iter_mut().map(|c| median(c)).collect();
+        println!("medians (records/s, process CPU per record):");
+        for ((config, m), c) in configs.iter().zip(&medians).zip(&cpu_medians) {
+            println!(
+                "  {config:14} {}  {} us/record",
+                m.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into()),
+                c.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into())
+            );
         }
         let find = |c: &str| configs.iter().position(|x| *x == c).and_then(|i| medians[i]);
         let ratio = |name: &str, a: &str, b: &str| {
