@@ -76,6 +76,16 @@ pub struct RocksHandle {
     pub files: Vec<(String, StoredFile)>,
 }
 
+impl RocksHandle {
+    /// The names of its files in the job's `shared/` directory.
+    pub fn shared_files(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().filter_map(|(_, f)| match f {
+            StoredFile::Shared(name) => Some(name.as_str()),
+            StoredFile::Private(_) => None,
+        })
+    }
+}
+
 /// (composite key, stored value) pairs of one state.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 

@@ -380,14 +380,7 @@ impl RocksInstance {
             drop(db);
             let _ = std::fs::remove_dir_all(&dir);
             let (handle, uploaded) = result?;
-            let mut shared: Vec<String> = handle
-                .files
-                .iter()
-                .filter_map(|(_, f)| match f {
-                    StoredFile::Shared(name) => Some(name.clone()),
-                    StoredFile::Private(_) => None,
-                })
-                .collect();
+            let mut shared: Vec<String> = handle.shared_files().map(str::to_string).collect();
             shared.sort();
             if target.kind == CheckpointKind::Checkpoint {
                 if let Ok(mut p) = pending.lock() {

@@ -218,17 +218,10 @@ pub(crate) fn upload(
         write_atomically(&target.shared_dir.join(&name), &bytes)?;
         logs.push((closed_by, name));
     }
-    let mut shared: Vec<String> = base
-        .files
-        .iter()
-        .filter_map(|(_, f)| match f {
-            StoredFile::Shared(name) => Some(name.clone()),
-            StoredFile::Private(_) => None,
-        })
-        .chain(logs.iter().map(|(_, name)| name.clone()))
-        .collect();
-    shared.sort();
     let handle = RocksHandle { instance: instance.to_string(), files: base.files };
+    let mut shared: Vec<String> =
+        handle.shared_files().map(str::to_string).chain(logs.iter().map(|(_, name)| name.clone())).collect();
+    shared.sort();
     let stored = logs.iter().map(|(_, name)| StoredFile::Shared(name.clone())).collect();
     Ok((handle, stored, shared, Taken::Logged { base: base.checkpoint, logs }))
 }
