@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::state::changelog::ChangeChain;
 use crate::state::timers::{TimeDomain, Timer};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the asynchronous part of a snapshot writes its files.
 #[derive(Debug, Clone)]
@@ -74,6 +74,16 @@ pub struct RocksHandle {
     pub instance: String,
     /// (local file name, where it is stored).
     pub files: Vec<(String, StoredFile)>,
+}
+
+impl StoredFile {
+    /// Where it is, for a checkpoint stored in `checkpoint_dir`.
+    pub fn path(&self, checkpoint_dir: &Path) -> PathBuf {
+        match self {
+            StoredFile::Private(name) => checkpoint_dir.join(name),
+            StoredFile::Shared(name) => checkpoint_dir.join("..").join(crate::storage::SHARED_DIR).join(name),
+        }
+    }
 }
 
 impl RocksHandle {

@@ -56,10 +56,10 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
 /// Local SST name → stored shared name, per checkpoint.
 type FileMap = HashMap<String, String>;
 
-/// A checkpoint uploaded and not yet confirmed: the SST files reusable once
-/// it is, and how it was taken.
+/// A checkpoint uploaded and not yet confirmed: how it was taken, and (if
+/// it materialized) the SST files reusable once it is.
 struct Pending {
-    files: FileMap,
+    files: Option<FileMap>,
     taken: Taken,
 }
 
@@ -327,13 +327,12 @@ impl RocksInstance {
             Plan::Log(plan) => {
                 tracing::debug!(checkpoint, instance = %self.instance, "RocksDB checkpoint: from the changelog");
                 let pending = Arc::clone(&self.pending);
-                let reusable = self.confirmed.clone();
                 let instance = self.instance.clone();
                 Ok(Box::new(move |target: &UploadTarget| {
                     let (base, logs, shared, taken) = rocks_changelog::upload(plan, &instance, checkpoint, target)?;
                     if target.kind == CheckpointKind::Checkpoint {
                         if let Ok(mut p) = pending.lock() {
-                            p.insert(checkpoint, Pending { files: reusable, taken });
+                            p.insert(checkpoint, Pending { files: None, taken });
                         }
                     }
                     Ok((StateData::RocksDbChangelog { base, logs }, shared))
@@ -384,7 +383,10 @@ impl RocksInstance {
             shared.sort();
             if target.kind == CheckpointKind::Checkpoint {
                 if let Ok(mut p) = pending.lock() {
-                    p.insert(checkpoint, Pending { files: uploaded, taken: Taken::Materialized(handle.files.clone()) });
+                    p.insert(
+                        checkpoint,
+                        Pending { files: Some(uploaded), taken: Taken::Materialized(handle.files.clone()) },
+                    );
                 }
             }
             Ok((StateData::RocksDb(handle), shared))
@@ -397,7 +399,9 @@ impl RocksInstance {
         // Only checkpoints have an entry: a savepoint stores nothing that
         // later checkpoints could reference.
         if let Some(p) = pending.remove(&id) {
-            self.confirmed = p.files;
+            if let Some(files) = p.files {
+                self.confirmed = files;
+            }
             self.log.confirm(id, p.taken);
         }
         pending.retain(|n, _| *n > id);
@@ -415,7 +419,7 @@ impl RocksInstance {
         std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let result = (|| {
             for (local, stored) in &handle.files {
-                let from = rocks_changelog::stored_path(checkpoint_dir, stored);
+                let from = stored.path(checkpoint_dir);
                 let to = tmp.join(local);
                 if std::fs::hard_link(&from, &to).is_err() {
                     std::fs::copy(&from, &to).map_err(|e| Error::MissingState {

@@ -275,14 +275,6 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     crate::state::rocks::store_file(from, to)
 }
 
-/// Where a stored file of a checkpoint in `checkpoint_dir` is.
-pub(crate) fn stored_path(checkpoint_dir: &Path, file: &StoredFile) -> PathBuf {
-    match file {
-        StoredFile::Private(name) => checkpoint_dir.join(name),
-        StoredFile::Shared(name) => checkpoint_dir.join("..").join(crate::storage::SHARED_DIR).join(name),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -19,9 +19,10 @@ use crate::error::{Error, Result};
 use crate::key_group::assign_to_key_group;
 use crate::state::change_file::{replay_file, SectionKind, Source};
 use crate::state::changelog::{self, ChainFormat, Changelog, HeapHandle, KeyList};
-use crate::state::format::{key_group_of, Entries, KeyedStateSnapshot, StateData, StateSnapshot, UploadedState};
+use crate::state::format::{
+    key_group_of, Entries, KeyedStateSnapshot, RocksHandle, StateData, StateSnapshot, StoredFile, UploadedState,
+};
 use crate::state::rocks::{instance_name, RocksInstance};
-use crate::state::rocks_changelog::stored_path;
 use crate::state::table::{decode_value, AnyTable, Slot, SnapshotEncoder, StateValue, Table};
 use crate::state::timers::{TimeDomain, Timer, TimerService};
 use crate::state::ttl::{StateTtlConfig, TtlUpdateType};
@@ -505,24 +506,8 @@ impl KeyedStateStore {
                     }
                 }
             }
-            StateData::RocksDb(handle) => {
-                let mut batch = RestoreBatch::default();
-                RocksInstance::restore_from(handle, checkpoint_dir, range, &mut |name, k, v| {
-                    batch.push(self, name, k, Some(v))
-                })?;
-                batch.flush(self)?;
-            }
-            StateData::RocksDbChangelog { base, logs } => {
-                let mut batch = RestoreBatch::default();
-                RocksInstance::restore_from(base, checkpoint_dir, range, &mut |name, k, v| {
-                    batch.push(self, name, k, Some(v))
-                })?;
-                for log in logs {
-                    let path = stored_path(checkpoint_dir, log);
-                    replay_file(Source::File(&path), range, &mut |name, k, v| batch.push(self, name, k, v))?;
-                }
-                batch.flush(self)?;
-            }
+            StateData::RocksDb(handle) => self.restore_rocks(handle, &[], checkpoint_dir)?,
+            StateData::RocksDbChangelog { base, logs } => self.restore_rocks(base, logs, checkpoint_dir)?,
             StateData::HeapChain(chain) | StateData::HeapChainV2(chain) => {
                 let format = match &snap.data {
                     StateData::HeapChain(_) => ChainFormat::Legacy,
@@ -541,6 +526,18 @@ impl KeyedStateStore {
             }
         }
         Ok(snap.extra)
+    }
+
+    /// Restores a RocksDB materialization, then replays the logs after it.
+    fn restore_rocks(&mut self, base: &RocksHandle, logs: &[StoredFile], checkpoint_dir: &Path) -> Result<()> {
+        let range = self.range;
+        let mut batch = RestoreBatch::default();
+        RocksInstance::restore_from(base, checkpoint_dir, range, &mut |name, k, v| batch.push(self, name, k, Some(v)))?;
+        for log in logs {
+            let path = log.path(checkpoint_dir);
+            replay_file(Source::File(&path), range, &mut |name, k, v| batch.push(self, name, k, v))?;
+        }
+        batch.flush(self)
     }
 
     fn put_batch(&mut self, name: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
