@@ -8,8 +8,9 @@ mod common;
 use common::{CollectSink, Counter, SlowSink};
 use sluice::config::Configuration;
 use sluice::{
-    Collector, Error, FailureCause, JobStatus, KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction,
-    Result, RuntimeExecutionMode, StreamExecutionEnvironment,
+    Boundedness, CheckpointId, Collector, Error, FailureCause, JobStatus, KeyedContext, KeyedProcessFunction,
+    OutputTag, ProcessContext, ProcessFunction, Result, RuntimeContext, RuntimeExecutionMode, Source, SourceStatus,
+    StreamExecutionEnvironment, WatermarkStrategy,
 };
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
@@ -218,4 +219,139 @@ fn too_few_slots_fail_after_the_timeout() {
     env.add_source(Counter::new(Some(10))).add_sink(CollectSink::default());
     let e = env.execute("greedy").unwrap_err().to_string();
     assert!(e.contains("could not get 3 slots") && e.contains("has 1 slots"), "{e}");
+}
+
+/// Emits its records one per poll with a pause after each, so that the
+/// periodic watermark generator passes each record before the next one.
+#[derive(Clone)]
+struct Paced {
+    records: Vec<(String, i64)>,
+    next: usize,
+    pause: Duration,
+}
+
+impl Source<(String, i64)> for Paced {
+    type State = usize;
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Bounded
+    }
+    fn is_parallel(&self) -> bool {
+        false
+    }
+    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn poll_next(&mut self, out: &mut dyn Collector<(String, i64)>) -> Result<SourceStatus> {
+        let Some(r) = self.records.get(self.next) else { return Ok(SourceStatus::Finished) };
+        out.collect(r.clone())?;
+        self.next += 1;
+        Ok(SourceStatus::Idle(self.pause))
+    }
+    fn snapshot_state(&mut self, _: CheckpointId) -> Result<usize> {
+        Ok(self.next)
+    }
+    fn restore_state(&mut self, s: usize) -> Result<()> {
+        self.next = s;
+        Ok(())
+    }
+}
+
+/// Runs 5 s tumbling event-time windows (sums per key) with 2 s allowed
+/// lateness over `records`, at window parallelism 2; returns the sorted
+/// main results and late records.
+fn windows_with_late_side_output(records: &[(String, i64)]) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+    use sluice::api::windows::TumblingEventTimeWindows;
+    let env = StreamExecutionEnvironment::with_config(config(&[("pipeline.auto-watermark-interval", "5ms")]));
+    env.set_parallelism(1);
+    let late_tag = OutputTag::<(String, i64)>::new("late");
+    let sums = env
+        .add_source(Paced { records: records.to_vec(), next: 0, pause: Duration::from_millis(60) })
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(String, i64)| r.1),
+        )
+        .key_by(|r: &(String, i64)| r.0.clone())
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(5)))
+        .allowed_lateness(Duration::from_secs(2))
+        .side_output_late_data(&late_tag)
+        .reduce(|a, b| (a.0, a.1 + b.1))
+        .set_parallelism(2)
+        .uid("sums");
+    let late = sums.get_side_output(&late_tag);
+    // The side output keeps the records' timestamps: it can be windowed too.
+    let late_count = late
+        .key_by(|r: &(String, i64)| r.0.clone())
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(100)))
+        .aggregate(CountLate);
+    let (main_sink, late_sink, count_sink) = (CollectSink::default(), CollectSink::default(), CollectSink::default());
+    sums.add_sink(main_sink.clone());
+    late.add_sink(late_sink.clone());
+    late_count.add_sink(count_sink.clone());
+    let plan = env.job_graph("late-data").unwrap().to_string();
+    let window = plan.lines().find(|l| l.contains("Window(Reduce)")).unwrap_or_default();
+    assert!(
+        window.contains("Main Output") && window.contains("Side Output(late)") && window.ends_with("(parallelism 2)"),
+        "the projections chain to the window at its parallelism:\n{plan}"
+    );
+    env.execute("late-data").unwrap();
+    let (mut main, mut late) = (main_sink.take(), late_sink.take());
+    main.sort();
+    late.sort();
+    let late_total: u64 = count_sink.take().iter().sum();
+    assert_eq!(late_total, late.len() as u64, "the late stream carries timestamps into its own windows");
+    (main, late)
+}
+
+#[derive(Clone)]
+struct CountLate;
+
+impl sluice::state::AggregateFunction<(String, i64), u64, u64> for CountLate {
+    fn create_accumulator(&self) -> u64 {
+        0
+    }
+    fn add(&self, _: (String, i64), acc: &mut u64) {
+        *acc += 1;
+    }
+    fn get_result(&self, acc: &u64) -> u64 {
+        *acc
+    }
+    fn merge(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+#[test]
+fn late_window_records_go_to_the_side_output() {
+    let r = |k: &str, t: i64| (k.to_string(), t);
+    let (main, late) = windows_with_late_side_output(&[
+        r("a", 1_000),
+        r("b", 3_000),
+        r("a", 2_000),
+        // Watermark 11 999: [0, 5 s) fires (a 3 000, b 3 000). Both
+        // [0, 5 s) and [5, 10 s) are past their cleanup time (last
+        // millisecond + 2 s lateness: 6 999 and 11 999).
+        r("a", 12_000),
+        r("a", 1_500),  // late for [0, 5 s): side output
+        r("b", 6_000),  // late for [5, 10 s): side output
+        r("a", 10_500), // on time for [10, 15 s)
+        // Watermark 15 999: [10, 15 s) fires (22 500); it is kept until 16 999.
+        r("b", 16_000),
+        r("a", 14_000), // late but within the allowed lateness: fires again (36 500)
+        r("a", 18_000),
+    ]);
+    assert_eq!(
+        main,
+        vec![r("a", 3_000), r("a", 18_000), r("a", 22_500), r("a", 36_500), r("b", 3_000), r("b", 16_000)],
+        "main results"
+    );
+    assert_eq!(late, vec![r("a", 1_500), r("b", 6_000)], "late records");
+}
+
+#[test]
+fn an_unknown_side_output_is_a_clear_error() {
+    let env = StreamExecutionEnvironment::new();
+    let doubled = env.from_collection(vec![1u64, 2]).map(|x: u64| x * 2);
+    let missing = doubled.get_side_output(&OutputTag::<u64>::new("nothing-here"));
+    missing.add_sink(CollectSink::default());
+    let err = env.execute("no-side-output").unwrap_err().to_string();
+    assert!(err.contains("get_side_output('nothing-here')") && err.contains("no side output"), "{err}");
 }

@@ -8,6 +8,7 @@
 
 use super::environment::StreamExecutionEnvironment;
 use super::functions::{KeyedProcessFunction, ProcessFunction};
+use super::side_output::{OutputTag, Tagged};
 use super::watermarks::{TimestampFn, TimestampsAndWatermarksOp, WatermarkStrategy};
 use super::windows::{WindowAssigner, WindowedStream};
 use crate::graph::stream_graph::{NodeKind, StreamEdge, StreamNode};
@@ -26,6 +27,10 @@ use sluice_checkpoint::key_group::stable_hash;
 use std::ops::AddAssign;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+/// A registered side output: the operator's tagged stream and the side
+/// records' timestamps.
+type SideOutput<O, S> = (DataStream<Tagged<O, S>>, Option<TimestampFn<S>>);
 
 struct Upstream<T> {
     node: usize,
@@ -79,6 +84,55 @@ impl<T: Data> DataStream<T> {
         }
     }
 
+    /// Splits the tagged output of this stream's operator into the main
+    /// stream and side output `tag` (kept for [`get_side_output`](Self::get_side_output)).
+    /// Settings on the returned main stream apply to the operator.
+    pub(crate) fn split_side_output<O: Data, S: Data>(
+        tagged: DataStream<Tagged<O, S>>,
+        tag: &OutputTag<S>,
+        side_timestamps: Option<TimestampFn<S>>,
+    ) -> DataStream<O> {
+        let Some(operator) = tagged.node else {
+            tagged.record_error("a side output needs a single operator");
+            return DataStream { env: tagged.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
+        };
+        let main = tagged.flat_map(Tagged::main).name("Main Output").inherit_parallelism(operator);
+        let side: SideOutput<O, S> = (tagged.clone(), side_timestamps);
+        tagged.env.state.borrow_mut().side_outputs.insert((operator, tag.id().to_string()), Box::new(side));
+        DataStream { node: Some(operator), ..main }
+    }
+
+    /// The side output `tag` of this stream's operator (Flink's
+    /// `getSideOutput`): e.g. the late records of a window operator set up
+    /// with [`side_output_late_data`](super::windows::WindowedStream::side_output_late_data).
+    /// See [`super::side_output`].
+    pub fn get_side_output<S: Data>(&self, tag: &OutputTag<S>) -> DataStream<S> {
+        let found = self.node.and_then(|n| {
+            let st = self.env.state.borrow();
+            st.side_outputs.get(&(n, tag.id().to_string()))?.downcast_ref::<SideOutput<T, S>>().cloned()
+        });
+        let Some((tagged, timestamps)) = found else {
+            self.record_error(&format!(
+                "get_side_output('{}'): this operator has no side output with that tag and record type; \
+                 declare it first (e.g. side_output_late_data on the window)",
+                tag.id()
+            ));
+            return DataStream { env: self.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
+        };
+        let operator = tagged.node;
+        let mut side = tagged.flat_map(Tagged::side).name(&format!("Side Output({})", tag.id()));
+        if let Some(op) = operator {
+            side = side.inherit_parallelism(op);
+        }
+        side.timestamps = timestamps;
+        side
+    }
+
+    /// Without a parallelism of its own, this operator runs at `node`'s.
+    fn inherit_parallelism(self, node: usize) -> Self {
+        self.with_node("inherit_parallelism", |n| n.parallelism_of = Some(node))
+    }
+
     /// Records a mistake in the job's definition; `execute` reports it.
     pub(crate) fn record_error(&self, message: &str) {
         self.env.state.borrow_mut().errors.push(message.to_string());
@@ -95,6 +149,7 @@ impl<T: Data> DataStream<T> {
             chain_head: false,
             keyed,
             union_state: false,
+            parallelism_of: None,
         });
         let target = st.graph.nodes.len() - 1;
         for up in &self.inputs {
@@ -342,6 +397,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
             keyed: KeyedStream { stream: self.stream.clone(), selector: self.selector.clone() },
             assigner,
             allowed_lateness: std::time::Duration::ZERO,
+            late_data: None,
         }
     }
 

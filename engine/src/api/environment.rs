@@ -20,7 +20,9 @@ use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, Tex
 use sluice_checkpoint::coordinator::CheckpointConfig;
 use sluice_checkpoint::state::{ChangelogConfig, RocksDbTuning, StateBackendConfig};
 use sluice_checkpoint::{storage, CheckpointKind, CheckpointingMode};
+use std::any::Any;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -127,6 +129,9 @@ pub(crate) struct EnvState {
     mode: Option<RuntimeExecutionMode>,
     chaining: bool,
     faults: Option<Faults>,
+    /// Tagged streams of operators with side outputs, by (operator node,
+    /// tag id); each holds a `DataStream<Tagged<O, S>>`.
+    pub(crate) side_outputs: HashMap<(usize, String), Box<dyn Any>>,
 }
 
 /// The context a job is built in (Flink's `StreamExecutionEnvironment`).
@@ -161,6 +166,7 @@ impl StreamExecutionEnvironment {
             state: Rc::new(RefCell::new(EnvState {
                 graph: StreamGraph::default(),
                 errors: Vec::new(),
+                side_outputs: HashMap::new(),
                 parallelism: None,
                 command_line_parallelism: None,
                 config,
@@ -314,6 +320,7 @@ impl StreamExecutionEnvironment {
             chain_head: false,
             keyed: false,
             union_state: false,
+            parallelism_of: None,
         };
         let id = {
             let mut st = self.state.borrow_mut();

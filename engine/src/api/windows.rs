@@ -7,7 +7,9 @@
 //! timestamps (`assign_timestamps_and_watermarks`); processing-time windows
 //! fire on the wall clock. With allowed lateness, an event-time window keeps
 //! its state that much longer and fires again for each late record; records
-//! later than that are dropped and counted. Window contents live in the
+//! later than that are dropped and counted, or sent to a side output with
+//! [`WindowedStream::side_output_late_data`] (see [`super::side_output`]).
+//! Window contents live in the
 //! operator's keyed state (namespace = the window) and timers, so they are
 //! checkpointed, restored and redistributed like any keyed state.
 //!
@@ -33,7 +35,8 @@ use super::datastream::{DataStream, KeyedStream};
 use crate::error::Result;
 use crate::record::{Data, Key};
 use crate::runtime::collector::Collector;
-use crate::runtime::window::{AggregateAgg, ApplyAgg, ReduceAgg, WindowAgg, WindowOperator};
+use super::side_output::OutputTag;
+use crate::runtime::window::{AggregateAgg, ApplyAgg, LateDataOutput, ReduceAgg, WindowAgg, WindowOperator};
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::state::{AggregateFunction, StateValue, TimeDomain};
 use std::sync::Arc;
@@ -213,6 +216,7 @@ pub struct WindowedStream<T, K> {
     pub(crate) keyed: KeyedStream<T, K>,
     pub(crate) assigner: WindowAssigner,
     pub(crate) allowed_lateness: Duration,
+    pub(crate) late_data: Option<OutputTag<T>>,
 }
 
 impl<T: Data, K: Key> WindowedStream<T, K> {
@@ -220,6 +224,16 @@ impl<T: Data, K: Key> WindowedStream<T, K> {
     /// late records (default 0: later records are dropped).
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.allowed_lateness = lateness;
+        self
+    }
+
+    /// Sends late records — those whose every window was already cleaned
+    /// up (past the watermark plus the allowed lateness) — to the side
+    /// output `tag` instead of dropping them; read them with
+    /// [`DataStream::get_side_output`] on the window's result. See
+    /// [`super::side_output`].
+    pub fn side_output_late_data(mut self, tag: &OutputTag<T>) -> Self {
+        self.late_data = Some(tag.clone());
         self
     }
 
@@ -234,9 +248,22 @@ impl<T: Data, K: Key> WindowedStream<T, K> {
                 "event-time windows need timestamps: call assign_timestamps_and_watermarks(..) (or with_timestamps) before key_by",
             );
         }
-        self.keyed.keyed_node(name, move |_| {
-            Box::new(WindowOperator::new(assigner, agg.clone(), selector.clone(), timestamps.clone(), lateness))
-        })
+        let Some(tag) = &self.late_data else {
+            return self.keyed.keyed_node(name, move |_| {
+                Box::new(WindowOperator::new(assigner, agg.clone(), selector.clone(), timestamps.clone(), lateness))
+            });
+        };
+        let ts = timestamps.clone();
+        let tagged = self.keyed.keyed_node(name, move |_| {
+            Box::new(LateDataOutput::new(WindowOperator::new(
+                assigner,
+                agg.clone(),
+                selector.clone(),
+                ts.clone(),
+                lateness,
+            )))
+        });
+        DataStream::<O>::split_side_output(tagged, tag, timestamps)
     }
 
     /// Combines the records of each window with `f`; emits one per window.

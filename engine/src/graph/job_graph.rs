@@ -143,7 +143,7 @@ impl JobGraph {
                 }
                 (NodeKind::Source { parallel: false, .. }, _) => 1,
                 (_, Some(p)) => p,
-                (_, None) => fallback,
+                (_, None) => node.parallelism_of.and_then(|n| parallelism.get(n).copied()).unwrap_or(fallback),
             };
             if p == 0 {
                 return Err(Error::InvalidGraph(format!("parallelism of '{}' must be at least 1", node.name)));

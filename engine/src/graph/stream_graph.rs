@@ -26,6 +26,9 @@ pub(crate) struct StreamNode {
     /// On restore every subtask is given the state of all old subtasks
     /// (Flink's union list state), e.g. a sink's pending transactions.
     pub(crate) union_state: bool,
+    /// Without a parallelism of its own, the node runs at the parallelism
+    /// of this (earlier) node, e.g. the projections of a side output.
+    pub(crate) parallelism_of: Option<usize>,
 }
 
 /// A connection between two nodes.

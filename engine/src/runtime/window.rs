@@ -9,6 +9,7 @@
 //! merge the accumulators of sessions that a record bridges.
 
 use crate::api::watermarks::TimestampFn;
+use crate::api::side_output::{MainOutput, Tagged};
 use crate::api::windows::{TimeWindow, WindowAssigner};
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -124,6 +125,8 @@ pub(crate) struct WindowOperator<K, T, O, A> {
     sessions: Option<StateId>,
     watermark: i64,
     late_dropped: Option<prometheus::IntCounter>,
+    /// With a late side output: late records not yet handed to it.
+    late_records: Option<Vec<T>>,
     _out: PhantomData<fn() -> O>,
 }
 
@@ -146,6 +149,7 @@ impl<K, T, O, A> WindowOperator<K, T, O, A> {
             sessions: None,
             watermark: i64::MIN,
             late_dropped: None,
+            late_records: None,
             _out: PhantomData,
         }
     }
@@ -165,11 +169,21 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A>
         self.event_time() && w.max_timestamp().saturating_add(self.lateness) <= self.watermark
     }
 
+    /// Registers the window's timers. A window already past the watermark
+    /// (a late record within the allowed lateness) fires at once instead,
+    /// so it gets only its cleanup timer, as Flink's `EventTimeTrigger`.
     fn register_timers(&self, store: &mut KeyedStateStore, w: &TimeWindow) {
-        store.register_timer(self.assigner.domain(), w.max_timestamp());
+        if !self.fires_now(w) {
+            store.register_timer(self.assigner.domain(), w.max_timestamp());
+        }
         if self.lateness > 0 {
             store.register_timer(TimeDomain::EventTime, w.max_timestamp() + self.lateness);
         }
+    }
+
+    /// An event-time window whose end the watermark has passed.
+    fn fires_now(&self, w: &TimeWindow) -> bool {
+        self.event_time() && w.max_timestamp() <= self.watermark
     }
 
     fn delete_timers(&self, store: &mut KeyedStateStore, w: &TimeWindow) {
@@ -179,9 +193,16 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A>
         }
     }
 
-    fn count_late(&self) {
-        if let Some(c) = &self.late_dropped {
-            c.inc();
+    /// A record came too late for all its windows: it goes to the late
+    /// side output if there is one, else it is dropped and counted.
+    fn late(&mut self, record: T) {
+        match &mut self.late_records {
+            Some(side) => side.push(record),
+            None => {
+                if let Some(c) = &self.late_dropped {
+                    c.inc();
+                }
+            }
         }
     }
 
@@ -219,14 +240,16 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A>
         ts: i64,
         record: T,
         out: &mut dyn Collector<O>,
-    ) -> Result<()> {
+    ) -> Result<Option<T>> {
         let contents = ids(self.contents)?;
         let windows = self.assigner.assign(ts);
+        if windows.iter().all(|w| self.is_late(w)) {
+            return Ok(Some(record));
+        }
         let mut record = Some(record);
         let last = windows.len().saturating_sub(1);
         for (i, w) in windows.iter().enumerate() {
             if self.is_late(w) {
-                self.count_late();
                 continue;
             }
             let value = if i == last { record.take() } else { record.clone() };
@@ -234,11 +257,11 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A>
             store.set_namespace(w)?;
             store.update::<A::Acc, _>(contents, |acc| self.agg.add(acc, value))?;
             self.register_timers(store, w);
-            if self.event_time() && w.max_timestamp() <= self.watermark {
+            if self.fires_now(w) {
                 self.emit(store, key, w, out)?; // late, within the allowed lateness
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn add_to_session(
@@ -248,13 +271,12 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A>
         ts: i64,
         record: T,
         out: &mut dyn Collector<O>,
-    ) -> Result<()> {
+    ) -> Result<Option<T>> {
         let contents = ids(self.contents)?;
         let sessions = ids(self.sessions)?;
-        let Some(new) = self.assigner.assign(ts).into_iter().next() else { return Ok(()) };
+        let Some(new) = self.assigner.assign(ts).into_iter().next() else { return Ok(None) };
         if self.is_late(&new) {
-            self.count_late();
-            return Ok(());
+            return Ok(Some(record));
         }
         store.clear_namespace();
         let open = store.get::<Vec<TimeWindow>>(sessions)?.unwrap_or_default();
@@ -275,13 +297,13 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A>
         store.set_namespace(&merged)?;
         store.update::<A::Acc, _>(contents, |v| *v = acc)?;
         self.register_timers(store, &merged);
-        if self.event_time() && merged.max_timestamp() <= self.watermark {
+        if self.fires_now(&merged) {
             self.emit(store, key, &merged, out)?;
         }
         store.clear_namespace();
         rest.push(merged);
         store.update::<Vec<TimeWindow>, _>(sessions, |v| *v = Some(rest))?;
-        Ok(())
+        Ok(None)
     }
 
     /// Fires the timers of `domain` due at `time`.
@@ -339,11 +361,16 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> StreamOperator<T, O> for W
         let shared = self.state.store()?.clone();
         let mut store = shared.lock()?;
         store.set_current_key(&key)?;
-        if self.assigner.is_merging() {
-            self.add_to_session(&mut store, &key, ts, record, out)
+        let late = if self.assigner.is_merging() {
+            self.add_to_session(&mut store, &key, ts, record, out)?
         } else {
-            self.add_to_windows(&mut store, &key, ts, record, out)
+            self.add_to_windows(&mut store, &key, ts, record, out)?
+        };
+        drop(store);
+        if let Some(record) = late {
+            self.late(record);
         }
+        Ok(())
     }
     fn process_watermark(&mut self, wm: Watermark, out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
         self.watermark = wm.0;
@@ -365,5 +392,58 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> StreamOperator<T, O> for W
     }
     fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         self.state.complete(id)
+    }
+}
+
+/// A window operator whose late records go to a side output: it emits
+/// [`Tagged::Main`] results and [`Tagged::Side`] late records.
+pub(crate) struct LateDataOutput<K, T, O, A> {
+    window: WindowOperator<K, T, O, A>,
+}
+
+impl<K, T, O, A> LateDataOutput<K, T, O, A> {
+    pub(crate) fn new(mut window: WindowOperator<K, T, O, A>) -> Self {
+        window.late_records = Some(Vec::new());
+        LateDataOutput { window }
+    }
+
+    fn emit_late(&mut self, out: &mut dyn Collector<Tagged<O, T>>) -> Result<()> {
+        if let Some(late) = &mut self.window.late_records {
+            for record in late.drain(..) {
+                out.collect(Tagged::Side(record))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> StreamOperator<T, Tagged<O, T>> for LateDataOutput<K, T, O, A> {
+    fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
+        self.window.restore_state(ctx, bytes)
+    }
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.window.open(ctx)
+    }
+    fn process_element(&mut self, record: T, out: &mut dyn Collector<Tagged<O, T>>) -> Result<()> {
+        self.window.process_element(record, &mut MainOutput(out))?;
+        self.emit_late(out)
+    }
+    fn process_watermark(&mut self, wm: Watermark, out: &mut dyn Collector<Tagged<O, T>>) -> Result<Option<Watermark>> {
+        self.window.process_watermark(wm, &mut MainOutput(out))
+    }
+    fn on_processing_time(&mut self, now_ms: i64, out: &mut dyn Collector<Tagged<O, T>>) -> Result<Option<TimeEvent>> {
+        self.window.on_processing_time(now_ms, &mut MainOutput(out))
+    }
+    fn finish(&mut self, out: &mut dyn Collector<Tagged<O, T>>) -> Result<()> {
+        self.window.finish(&mut MainOutput(out))
+    }
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<Option<StateSnapshot>> {
+        self.window.snapshot_state(id)
+    }
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.window.notify_checkpoint_complete(id)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.window.close()
     }
 }
