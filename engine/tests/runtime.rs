@@ -259,7 +259,9 @@ impl Source<(String, i64)> for Paced {
 /// Runs 5 s tumbling event-time windows (sums per key) with 2 s allowed
 /// lateness over `records`, at window parallelism 2; returns the sorted
 /// main results and late records.
-fn windows_with_late_side_output(records: &[(String, i64)]) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+type Readings = Vec<(String, i64)>;
+
+fn windows_with_late_side_output(records: &[(String, i64)]) -> (Readings, Readings) {
     use sluice::api::windows::TumblingEventTimeWindows;
     let env = StreamExecutionEnvironment::with_config(config(&[("pipeline.auto-watermark-interval", "5ms")]));
     env.set_parallelism(1);
