@@ -34,7 +34,9 @@
 //!   checkpoint already stored in `<job>/shared/`. Between materializations
 //!   (`state.backend.changelog.*`, on by default) a checkpoint is the last
 //!   materialization plus the log of every write since it
-//!   ([`rocks_changelog`]), so a barrier flushes no memtable.
+//!   ([`rocks_changelog`]), so a barrier flushes no memtable. Batches the
+//!   cache evicts are written on a background thread (write-behind), and
+//!   read from the batch until they have landed.
 //!
 //! Both backends write the same value encoding and restore from either
 //! snapshot format, so a savepoint taken on one backend restores on the other.
@@ -49,6 +51,7 @@ pub mod format;
 pub mod handles;
 pub mod rocks;
 pub mod rocks_changelog;
+pub(crate) mod rocks_writer;
 pub mod store;
 pub mod table;
 pub mod timers;

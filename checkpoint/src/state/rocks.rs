@@ -33,6 +33,7 @@ use crate::barrier::CheckpointKind;
 use crate::error::{Error, Result};
 use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StateData, StoredFile, UploadTarget};
 use crate::state::rocks_changelog::{self, Plan, RocksChangelog, Taken};
+use crate::state::rocks_writer::{Entries, WriteBehind};
 use crate::state::{ChangelogConfig, CompactionStyle, RocksDbTuning};
 use crate::KeyGroupRange;
 use rocksdb::{
@@ -216,6 +217,8 @@ pub struct RocksInstance {
     deferred: DeferredList,
     /// The log of writes between materializations.
     log: RocksChangelog,
+    /// Applies evicted batches in the background.
+    writer: WriteBehind,
 }
 
 impl std::fmt::Debug for RocksInstance {
@@ -237,19 +240,25 @@ impl RocksInstance {
             "open a RocksDB instance in '{}' (state.backend.rocksdb.localdir)",
             path.display()
         )))?;
-        let mut write_opts = WriteOptions::default();
-        write_opts.disable_wal(true);
+        let db = Arc::new(db);
+        let deferred: DeferredList = Arc::new(Mutex::new(Vec::new()));
+        let (wdb, wdeferred) = (Arc::clone(&db), Arc::clone(&deferred));
+        let writer = WriteBehind::start(
+            label,
+            Box::new(move |cf: &str, entries: &Entries| apply_batch(&wdb, &wdeferred, &unlogged(), cf, entries)),
+        )?;
         Ok(RocksInstance {
-            db: Arc::new(db),
+            db,
             path,
             instance,
-            write_opts,
+            write_opts: unlogged(),
             confirmed: FileMap::new(),
             pending: Arc::new(Mutex::new(BTreeMap::new())),
             cf_options,
             cf_names: vec!["default".into()],
-            deferred: Arc::new(Mutex::new(Vec::new())),
+            deferred,
             log: RocksChangelog::new(changelog),
+            writer,
         })
     }
 
@@ -262,18 +271,31 @@ impl RocksInstance {
         Ok(())
     }
 
-    /// Reads one entry.
-    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+    /// Reads one entry (from the batch in flight if it holds the key).
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Stored<'_>>> {
+        if let Some(pending) = self.writer.lookup(cf, key) {
+            return Ok(pending.map(Stored::InFlight));
+        }
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        self.db.get_pinned_cf(&handle, key).map_err(|e| rocks_err(format!("read state '{cf}'"))(e))
+        let value = self.db.get_pinned_cf(&handle, key).map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
+        Ok(value.map(Stored::Db))
     }
 
     /// Reads `keys` (sorted) of one column family with one batched lookup
     /// (`MultiGet`: the bloom filter and index probes of all keys are done
-    /// level by level together); calls `found(i, value)` for each key.
+    /// level by level together); calls `found(i, value)` for each key. Keys
+    /// of the batch in flight are answered from it.
     pub fn multi_get(&self, cf: &str, keys: &[Vec<u8>], found: MultiGetSink<'_>) -> Result<()> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        for (i, r) in self.db.batched_multi_get_cf(&handle, keys, true).into_iter().enumerate() {
+        let mut rest = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            match self.writer.lookup(cf, key) {
+                Some(pending) => found(i, pending)?,
+                None => rest.push(i),
+            }
+        }
+        let wanted = rest.iter().filter_map(|&i| keys.get(i));
+        for (&i, r) in rest.iter().zip(self.db.batched_multi_get_cf(&handle, wanted, true)) {
             let value = r.map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
             found(i, value.as_deref())?;
         }
@@ -287,26 +309,31 @@ impl RocksInstance {
     /// the memtable's skip list reuses the search path of the previous key,
     /// which makes a large batch of scattered keys several times cheaper to
     /// apply.
-    pub fn write(&mut self, cf: &str, mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+    pub fn write(&mut self, cf: &str, mut entries: Entries) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        settle(&self.db, &self.deferred)?;
+        self.writer.wait()?;
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         self.log.record(cf, &entries);
-        let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        let mut batch = WriteBatch::default();
-        for (k, v) in entries {
-            match v {
-                Some(v) => batch.put_cf(&handle, k, v),
-                None => batch.delete_cf(&handle, k),
-            }
+        apply_batch(&self.db, &self.deferred, &self.write_opts, cf, &entries)
+    }
+
+    /// Like [`write`](Self::write), but the batch is applied on the writer
+    /// thread while the caller goes on ([`rocks_writer`](crate::state::rocks_writer)):
+    /// for batches the cache evicts.
+    pub fn write_behind(&mut self, cf: &str, mut entries: Entries) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
         }
-        self.db.write_opt(batch, &self.write_opts).map_err(rocks_err(format!("write state '{cf}'")))
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.log.record(cf, &entries);
+        self.writer.send(cf, entries)
     }
 
     /// Calls `f` for every entry of a column family, in key order.
-    pub fn for_each(&self, cf: &str, f: EntryVisitor<'_>) -> Result<()> {
+    pub fn for_each(&mut self, cf: &str, f: EntryVisitor<'_>) -> Result<()> {
+        self.writer.wait()?;
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
         for item in self.db.iterator_cf(&handle, IteratorMode::Start) {
             let (k, v) = item.map_err(|e| rocks_err(format!("iterate state '{cf}'"))(e))?;
@@ -319,6 +346,7 @@ impl RocksInstance {
     /// back): cuts the log, and either takes the checkpoint from it or
     /// starts a materialization. Returns the upload to run afterwards.
     pub fn snapshot(&mut self, checkpoint: u64) -> Result<RocksUpload> {
+        self.writer.wait()?;
         match self.log.barrier(checkpoint) {
             Plan::Materialize => {
                 tracing::debug!(checkpoint, instance = %self.instance, "RocksDB checkpoint: materialization");
@@ -452,10 +480,58 @@ impl RocksInstance {
 
 impl Drop for RocksInstance {
     fn drop(&mut self) {
+        self.writer.stop();
         // Uploads still to run find their checkpoints made.
         let _ = settle(&self.db, &self.deferred);
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// A stored value: read from RocksDB, or from the batch in flight.
+pub enum Stored<'a> {
+    /// Read from RocksDB.
+    Db(rocksdb::DBPinnableSlice<'a>),
+    /// Not yet written: from the batch in flight.
+    InFlight(&'a [u8]),
+}
+
+impl std::fmt::Debug for Stored<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stored({} bytes)", self.len())
+    }
+}
+
+impl std::ops::Deref for Stored<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Stored::Db(slice) => slice,
+            Stored::InFlight(bytes) => bytes,
+        }
+    }
+}
+
+/// Write options of the live instance: no write-ahead log (checkpoints
+/// make state durable).
+fn unlogged() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.disable_wal(true);
+    opts
+}
+
+/// Writes `entries` (sorted) into column family `cf`, after making the
+/// checkpoints deferred at earlier barriers (which must not see them).
+fn apply_batch(db: &LiveDb, deferred: &Mutex<Vec<Deferred>>, opts: &WriteOptions, cf: &str, entries: &Entries) -> Result<()> {
+    settle(db, deferred)?;
+    let handle = db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
+    let mut batch = WriteBatch::default();
+    for (k, v) in entries {
+        match v {
+            Some(v) => batch.put_cf(&handle, k, v),
+            None => batch.delete_cf(&handle, k),
+        }
+    }
+    db.write_opt(batch, opts).map_err(rocks_err(format!("write state '{cf}'")))
 }
 
 fn missing_cf(cf: &str) -> Error {
@@ -535,5 +611,50 @@ fn sync_dir(dir: &Path) -> Result<()> {
         // Nothing was stored there.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("open", dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn read(db: &RocksInstance, key: &[u8]) -> Option<Vec<u8>> {
+        db.get("s", key).unwrap().map(|v| v.to_vec())
+    }
+
+    fn read_all(db: &RocksInstance, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+        let mut got = vec![None; keys.len()];
+        db.multi_get("s", keys, &mut |i, v| {
+            got[i] = v.map(<[u8]>::to_vec);
+            Ok(())
+        })
+        .unwrap();
+        got
+    }
+
+    #[test]
+    fn reads_see_a_write_behind_batch_before_and_after_it_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db =
+            RocksInstance::open(Some(dir.path()), "t", &RocksDbTuning::default(), &ChangelogConfig::default()).unwrap();
+        db.ensure_cf("s").unwrap();
+        let v = |s: &str| Some(s.as_bytes().to_vec());
+        db.write("s", vec![(b"a".to_vec(), v("old")), (b"b".to_vec(), v("old"))]).unwrap();
+        let keys: Vec<Vec<u8>> = [&b"a"[..], b"b", b"c", b"d"].iter().map(|k| k.to_vec()).collect();
+        let expected = vec![v("new"), None, v("new"), None];
+        let gate = db.writer.gate();
+        let held = gate.lock().unwrap();
+        db.write_behind("s", vec![(b"c".to_vec(), v("new")), (b"a".to_vec(), v("new")), (b"b".to_vec(), None)])
+            .unwrap();
+        // Not in RocksDB yet: the reads are answered from the batch.
+        assert_eq!(read(&db, b"a"), v("new"));
+        assert_eq!(read(&db, b"b"), None, "a deletion in flight hides the old value");
+        assert_eq!(read_all(&db, &keys), expected);
+        drop(held);
+        db.writer.wait().unwrap();
+        assert_eq!(db.writer.lookup("s", b"a"), None);
+        assert_eq!(read_all(&db, &keys), expected, "landed in RocksDB");
+        assert_eq!(read(&db, b"c"), v("new"));
     }
 }

@@ -631,7 +631,7 @@ fn stored_slot<T: StateValue>(state: &str, bytes: Option<&[u8]>) -> Result<Slot<
 fn write_back_and_evict(table: &mut dyn AnyTable, rocks: &mut RocksInstance, keep: usize) -> Result<()> {
     let mut dirty = Vec::new();
     table.take_dirty(&mut dirty)?;
-    rocks.write(table.name(), dirty)?;
+    rocks.write_behind(table.name(), dirty)?;
     table.evict(keep);
     Ok(())
 }
