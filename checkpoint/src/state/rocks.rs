@@ -345,11 +345,13 @@ impl RocksInstance {
     /// The synchronous part of a snapshot (after the cache was written
     /// back): cuts the log, and either takes the checkpoint from it or
     /// starts a materialization. Returns the upload to run afterwards.
+    /// A checkpoint from the log does not read RocksDB, so it does not wait
+    /// for the batch in flight; a materialization does.
     pub fn snapshot(&mut self, checkpoint: u64) -> Result<RocksUpload> {
-        self.writer.wait()?;
         match self.log.barrier(checkpoint) {
             Plan::Materialize => {
                 tracing::debug!(checkpoint, instance = %self.instance, "RocksDB checkpoint: materialization");
+                self.writer.wait()?;
                 self.materialize(checkpoint)
             }
             Plan::Log(plan) => {

@@ -457,7 +457,7 @@ impl KeyedStateStore {
                 for t in &mut self.tables {
                     let mut dirty = Vec::new();
                     t.take_dirty(&mut dirty)?;
-                    rocks.write(t.name(), dirty)?;
+                    rocks.write_behind(t.name(), dirty)?;
                 }
                 let upload = rocks.snapshot(checkpoint)?;
                 let operator = self.operator.clone();
