@@ -65,6 +65,7 @@ impl CheckpointResponder {
     fn acknowledge(&self, barrier: CheckpointBarrier, states: ChainStates) {
         let this = self.clone();
         let spawned = std::thread::Builder::new().name("checkpoint-upload".into()).spawn(move || {
+            lower_upload_priority();
             let job_dir = this.root.join(this.subtask.job.to_string());
             let dir = storage::checkpoint_dir(&this.root, &this.subtask.job.to_string(), barrier.id);
             let mut handles = Vec::with_capacity(states.len());
@@ -104,6 +105,25 @@ impl CheckpointResponder {
 
     fn decline(&self, checkpoint: CheckpointId, reason: String) {
         let _ = self.job_manager.send(ToJobManager::DeclineCheckpoint { subtask: self.subtask, checkpoint, reason });
+    }
+}
+
+/// The nice value of upload threads (see [`lower_upload_priority`]).
+const UPLOAD_NICE: i32 = 10;
+
+/// Lowers the calling upload thread's scheduling priority, so that on a
+/// busy machine an upload yields the CPU to the task threads (measured on 2
+/// cores, heap WordCount with 1 s checkpoints: the keyed task waited for a
+/// CPU 3.7 % of the run at the same priority, 3.2–3.4 % at nice 10). Nice
+/// 10 still leaves an upload about a tenth of a CPU that task threads keep
+/// busy, so checkpoints go on completing. Linux only; elsewhere, or if the
+/// call fails, the thread keeps its priority.
+fn lower_upload_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), UPLOAD_NICE) {
+            tracing::debug!("cannot lower the upload thread's priority: {e}");
+        }
     }
 }
 

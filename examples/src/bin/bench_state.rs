@@ -10,6 +10,12 @@
 //! With `--repeat N` the configurations run in N interleaved rounds and
 //! the medians and their ratios (the targets) are printed.
 //!
+//! `--skew S` (default 0: uniform) makes the key frequencies Zipf-like, as
+//! words in text are: the first `--keys` records name every key once (so
+//! all of them exist), the rest draw key rank r with probability about
+//! proportional to 1/r^S (S = 1 is natural language). Hot keys are what the
+//! RocksDB backend's cache serves without a RocksDB read.
+//!
 //! A configuration is `backend:interval`, optionally followed by
 //! `:key=value+key=value` settings of the job, e.g.
 //! `rocksdb:off:state.backend.rocksdb.compaction.style=universal` to compare
@@ -17,7 +23,7 @@
 
 use sluice::{ParameterTool, Sink, StreamExecutionEnvironment};
 use sluice_connectors::datagen::DataGeneratorSource;
-use sluice_examples::{cpu_seconds, peak_rss_kb, run_main};
+use sluice_examples::{cpu_seconds, peak_rss_kb, run_main, thread_cpu_seconds, thread_wait_seconds};
 use std::time::Instant;
 
 #[global_allocator]
@@ -38,6 +44,7 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
     let keys = params.get_u64_or("keys", 10_000_000)?;
     let records = params.get_u64_or("records", 2 * keys)?;
     let p = params.get_u64_or("p", 1)? as u32;
+    let skew: f64 = params.get("skew").map(str::parse::<f64>).transpose()?.unwrap_or(0.0);
     let dir = tempfile::tempdir()?;
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(p);
@@ -53,8 +60,11 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
         env.enable_checkpointing(sluice::config::parse_duration(i).unwrap_or_default())?;
     }
     let words = env.add_source(
-        DataGeneratorSource::new(move |i, _| format!("key-{}", (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % keys))
-            .with_count(records),
+        DataGeneratorSource::new(move |i, rng| {
+            let rank = if skew > 0.0 && i >= keys { zipf_rank(rng.next_u64(), keys, skew) } else { i };
+            format!("key-{}", (rank.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % keys)
+        })
+        .with_count(records),
     );
     words
         .map(|w: String| (w, 1u64))
@@ -65,12 +75,19 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
     let cpu_before = cpu_seconds();
     let client = env.execute_async("bench-state")?;
     let mut completed = 0;
+    // The keyed task's own thread (its name is cut to 15 bytes by Linux),
+    // sampled while it lives: its CPU per record tells slower work apart
+    // from waiting.
+    let mut task_cpu: f64 = 0.0;
+    let mut task_wait: f64 = 0.0;
     while let Ok(d) = client.details() {
         completed = completed.max(d.completed_checkpoints);
+        task_cpu = task_cpu.max(thread_cpu_seconds("Keyed Aggregati"));
+        task_wait = task_wait.max(thread_wait_seconds("Keyed Aggregati"));
         if d.status.is_terminal() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     client.wait()?;
     let secs = started.elapsed().as_secs_f64();
@@ -90,7 +107,7 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     println!(
-        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run)  CPU {:.1} s = {:.2} us/record {settings}",
+        "RESULT {backend:8} checkpoints={:5} {:>12.0} rec/s  {:>7.1} s  peak RSS {:>8.1} MiB  completed checkpoints {completed}  last checkpoint {last_ms} ms  sync parts {:.0} ms ({:.1}% of the run)  CPU {:.1} s = {:.2} us/record  task thread {:.2} us/record, waited for a CPU {:.1}% of the run {settings}",
         interval.unwrap_or("off"),
         records as f64 / secs,
         secs,
@@ -99,8 +116,24 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
         sync_us / 1e4 / secs,
         cpu,
         cpu * 1e6 / records as f64,
+        task_cpu * 1e6 / records as f64,
+        100.0 * task_wait / secs,
     );
     Ok(())
+}
+
+/// A key rank in `0..n` drawn from a continuous Zipf (bounded Pareto)
+/// approximation with exponent `s`, from 64 random bits: the inverse of its
+/// distribution function at a uniform point.
+fn zipf_rank(bits: u64, n: u64, s: f64) -> u64 {
+    let u = (bits >> 11) as f64 / (1u64 << 53) as f64;
+    let n = n as f64;
+    let x = if (s - 1.0).abs() < 1e-9 {
+        n.powf(u)
+    } else {
+        ((n.powf(1.0 - s) - 1.0) * u + 1.0).powf(1.0 / (1.0 - s))
+    };
+    (x as u64).saturating_sub(1).min(n as u64 - 1)
 }
 
 /// The median of `v` (sorts it).
