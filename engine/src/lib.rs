@@ -43,8 +43,8 @@ pub mod source;
 
 pub use api::datastream::{DataStream, DataStreamSink, KeyedStream};
 pub use api::environment::{RuntimeExecutionMode, StreamExecutionEnvironment};
-pub use api::side_output::OutputTag;
 pub use api::functions::{KeyedContext, KeyedProcessFunction, ProcessContext, ProcessFunction};
+pub use api::side_output::OutputTag;
 pub use api::watermarks::WatermarkStrategy;
 pub use api::windows::{TimeWindow, WindowAssigner, WindowedStream};
 pub use cluster::{JobClient, JobExecutionResult, JobId, JobStatus};

@@ -184,6 +184,9 @@ pub struct RocksDbTuning {
     /// process (`state.backend.rocksdb.block.cache-size`; the first instance
     /// opened sets it).
     pub block_cache_bytes: usize,
+    /// Approximate size in bytes of a data block
+    /// (`state.backend.rocksdb.block.blocksize`).
+    pub block_bytes: usize,
     /// Size in bytes of one memtable per column family
     /// (`state.backend.rocksdb.writebuffer.size`).
     pub write_buffer_bytes: usize,
@@ -201,6 +204,7 @@ impl Default for RocksDbTuning {
     fn default() -> Self {
         RocksDbTuning {
             block_cache_bytes: 256 << 20,
+            block_bytes: 4 << 10,
             write_buffer_bytes: 64 << 20,
             write_buffer_count: 3,
             compaction: CompactionStyle::Level,

@@ -171,6 +171,7 @@ fn db_options(tuning: &RocksDbTuning) -> Options {
     table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
     table.set_data_block_hash_ratio(0.75);
     table.set_block_cache(block_cache(tuning.block_cache_bytes));
+    table.set_block_size(tuning.block_bytes.max(1));
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
@@ -523,7 +524,13 @@ fn unlogged() -> WriteOptions {
 
 /// Writes `entries` (sorted) into column family `cf`, after making the
 /// checkpoints deferred at earlier barriers (which must not see them).
-fn apply_batch(db: &LiveDb, deferred: &Mutex<Vec<Deferred>>, opts: &WriteOptions, cf: &str, entries: &Entries) -> Result<()> {
+fn apply_batch(
+    db: &LiveDb,
+    deferred: &Mutex<Vec<Deferred>>,
+    opts: &WriteOptions,
+    cf: &str,
+    entries: &Entries,
+) -> Result<()> {
     settle(db, deferred)?;
     let handle = db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
     let mut batch = WriteBatch::default();

@@ -38,6 +38,7 @@ fn rocksdb_tuning(conf: &Configuration) -> Result<RocksDbTuning> {
     let count = |key: &str, default: usize| -> Result<usize> { Ok(conf.get_u32(key)?.map_or(default, |n| n as usize)) };
     Ok(RocksDbTuning {
         block_cache_bytes: bytes("state.backend.rocksdb.block.cache-size", d.block_cache_bytes)?,
+        block_bytes: bytes("state.backend.rocksdb.block.blocksize", d.block_bytes)?,
         write_buffer_bytes: bytes("state.backend.rocksdb.writebuffer.size", d.write_buffer_bytes)?,
         write_buffer_count: count("state.backend.rocksdb.writebuffer.count", d.write_buffer_count)?,
         compaction: conf
@@ -529,7 +530,9 @@ mod tests {
         conf.set("state.backend.rocksdb.compaction.style", "universal").unwrap();
         conf.set("state.backend.rocksdb.thread.num", "1").unwrap();
         conf.set("state.backend.rocksdb.block.cache-size", "64mb").unwrap();
+        conf.set("state.backend.rocksdb.block.blocksize", "16kb").unwrap();
         let t = rocksdb_tuning(&conf).unwrap();
+        assert_eq!(t.block_bytes, 16 << 10);
         assert_eq!(t.write_buffer_bytes, 128 << 20);
         assert_eq!(t.write_buffer_count, 4);
         assert_eq!(t.compaction, CompactionStyle::Universal);

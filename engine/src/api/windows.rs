@@ -32,10 +32,10 @@
 //! ```
 
 use super::datastream::{DataStream, KeyedStream};
+use super::side_output::OutputTag;
 use crate::error::Result;
 use crate::record::{Data, Key};
 use crate::runtime::collector::Collector;
-use super::side_output::OutputTag;
 use crate::runtime::window::{AggregateAgg, ApplyAgg, LateDataOutput, ReduceAgg, WindowAgg, WindowOperator};
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::state::{AggregateFunction, StateValue, TimeDomain};

@@ -179,6 +179,12 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "RocksDB block cache shared by all RocksDB instances of a process (data, index and filter blocks).",
     },
     ConfigOption {
+        key: "state.backend.rocksdb.block.blocksize",
+        kind: ValueKind::MemorySize,
+        default: Some("4kb"),
+        description: "Approximate size of a RocksDB data block: larger blocks mean smaller indexes, smaller ones less data read per lookup.",
+    },
+    ConfigOption {
         key: "state.backend.rocksdb.writebuffer.size",
         kind: ValueKind::MemorySize,
         default: Some("64mb"),

@@ -8,8 +8,8 @@
 //! Session windows also keep, per key, the list of its open sessions, and
 //! merge the accumulators of sessions that a record bridges.
 
-use crate::api::watermarks::TimestampFn;
 use crate::api::side_output::{MainOutput, Tagged};
+use crate::api::watermarks::TimestampFn;
 use crate::api::windows::{TimeWindow, WindowAssigner};
 use crate::error::{Error, Result};
 use crate::metrics;

@@ -128,11 +128,7 @@ fn run_one(params: &ParameterTool, backend: &str, interval: Option<&str>, settin
 fn zipf_rank(bits: u64, n: u64, s: f64) -> u64 {
     let u = (bits >> 11) as f64 / (1u64 << 53) as f64;
     let n = n as f64;
-    let x = if (s - 1.0).abs() < 1e-9 {
-        n.powf(u)
-    } else {
-        ((n.powf(1.0 - s) - 1.0) * u + 1.0).powf(1.0 / (1.0 - s))
-    };
+    let x = if (s - 1.0).abs() < 1e-9 { n.powf(u) } else { ((n.powf(1.0 - s) - 1.0) * u + 1.0).powf(1.0 / (1.0 - s)) };
     (x as u64).saturating_sub(1).min(n as u64 - 1)
 }
 
