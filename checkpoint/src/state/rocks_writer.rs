@@ -35,7 +35,7 @@ struct Batch {
 }
 
 /// The batch in flight, with an index of its keys (later entries of a key
-/// win: the batch is sorted stably, so the index keeps the last position).
+/// win, so the index keeps the last position of each key).
 struct InFlight {
     batch: Arc<Batch>,
     index: HashTable<usize>,
@@ -88,8 +88,8 @@ impl WriteBehind {
         })
     }
 
-    /// Hands `entries` (sorted stably by key) of column family `cf` to the
-    /// writer, after the previous batch has landed.
+    /// Hands `entries` of column family `cf` to the writer (of two entries
+    /// of one key the later one wins), after the previous batch has landed.
     pub(crate) fn send(&mut self, cf: &str, entries: Entries) -> Result<()> {
         self.wait()?;
         if entries.is_empty() {
