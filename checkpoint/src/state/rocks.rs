@@ -161,9 +161,10 @@ pub type MultiGetSink<'a> = &'a mut dyn FnMut(usize, Option<&[u8]>) -> Result<()
 /// Keyed state is read by point lookups of single keys, and most lookups of
 /// a key seen for the first time find nothing, so every level and the
 /// memtable carry a whole-key bloom filter: a lookup of an absent key
-/// usually reads no data block at all. Index and filter blocks live in the
-/// shared block cache, a lock-free HyperClockCache; data blocks carry a hash
-/// index, so a point lookup inside a block needs no binary search.
+/// usually reads no data block at all. Index and filter blocks are held with
+/// their table files (or, if so configured, in the block cache); data blocks
+/// live in the shared block cache, a lock-free HyperClockCache, and carry a
+/// hash index, so a point lookup inside a block needs no binary search.
 fn db_options(tuning: &RocksDbTuning) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
@@ -172,8 +173,10 @@ fn db_options(tuning: &RocksDbTuning) -> Options {
     table.set_data_block_hash_ratio(0.75);
     table.set_block_cache(block_cache(tuning.block_cache_bytes));
     table.set_block_size(tuning.block_bytes.max(1));
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    if tuning.cache_index_and_filters {
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    }
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);

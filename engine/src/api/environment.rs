@@ -39,6 +39,9 @@ fn rocksdb_tuning(conf: &Configuration) -> Result<RocksDbTuning> {
     Ok(RocksDbTuning {
         block_cache_bytes: bytes("state.backend.rocksdb.block.cache-size", d.block_cache_bytes)?,
         block_bytes: bytes("state.backend.rocksdb.block.blocksize", d.block_bytes)?,
+        cache_index_and_filters: conf
+            .get_str("state.backend.rocksdb.block.cache-index-and-filter-blocks")?
+            .map_or(d.cache_index_and_filters, |s| s.eq_ignore_ascii_case("true")),
         write_buffer_bytes: bytes("state.backend.rocksdb.writebuffer.size", d.write_buffer_bytes)?,
         write_buffer_count: count("state.backend.rocksdb.writebuffer.count", d.write_buffer_count)?,
         compaction: conf
@@ -531,8 +534,11 @@ mod tests {
         conf.set("state.backend.rocksdb.thread.num", "1").unwrap();
         conf.set("state.backend.rocksdb.block.cache-size", "64mb").unwrap();
         conf.set("state.backend.rocksdb.block.blocksize", "16kb").unwrap();
+        assert!(!rocksdb_tuning(&conf).unwrap().cache_index_and_filters);
+        conf.set("state.backend.rocksdb.block.cache-index-and-filter-blocks", "true").unwrap();
         let t = rocksdb_tuning(&conf).unwrap();
         assert_eq!(t.block_bytes, 16 << 10);
+        assert!(t.cache_index_and_filters);
         assert_eq!(t.write_buffer_bytes, 128 << 20);
         assert_eq!(t.write_buffer_count, 4);
         assert_eq!(t.compaction, CompactionStyle::Universal);

@@ -185,6 +185,12 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Approximate size of a RocksDB data block: larger blocks mean smaller indexes, smaller ones less data read per lookup.",
     },
     ConfigOption {
+        key: "state.backend.rocksdb.block.cache-index-and-filter-blocks",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("false"),
+        description: "Keep RocksDB index and filter blocks in the block cache (memory bounded by its size) instead of pinned with their files (faster lookups; about 1.5 bytes per key more).",
+    },
+    ConfigOption {
         key: "state.backend.rocksdb.writebuffer.size",
         kind: ValueKind::MemorySize,
         default: Some("64mb"),
