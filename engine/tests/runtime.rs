@@ -357,3 +357,131 @@ fn an_unknown_side_output_is_a_clear_error() {
     let err = env.execute("no-side-output").unwrap_err().to_string();
     assert!(err.contains("get_side_output('nothing-here')") && err.contains("no side output"), "{err}");
 }
+
+/// Parses numbers; malformed lines go to one side output, large numbers
+/// (also on the main stream) to another of another type.
+#[derive(Clone)]
+struct ParseNumbers {
+    malformed: OutputTag<String>,
+    large: OutputTag<(u32, u64)>,
+}
+
+impl ProcessFunction<String, u64> for ParseNumbers {
+    fn process_element(&mut self, line: String, ctx: &mut ProcessContext, out: &mut dyn Collector<u64>) -> Result<()> {
+        match line.parse::<u64>() {
+            Ok(n) => {
+                if n >= 100 {
+                    ctx.output(&self.large, (ctx.subtask_index(), n))?;
+                }
+                out.collect(n)
+            }
+            Err(_) => ctx.output(&self.malformed, line),
+        }
+    }
+}
+
+/// Passes the first record of each key; repeats go to a side output, and a
+/// timer at the end of input sends each key's count to another.
+#[derive(Clone)]
+struct FirstOfKey {
+    repeats: OutputTag<(u64, u64)>,
+    counts: OutputTag<(u64, u64)>,
+}
+
+impl KeyedProcessFunction<u64, (u64, u64), u64> for FirstOfKey {
+    type State = u64;
+    fn process_element(
+        &mut self,
+        v: (u64, u64),
+        ctx: &mut KeyedContext<'_, u64, u64>,
+        out: &mut dyn Collector<u64>,
+    ) -> Result<()> {
+        *ctx.state() += 1;
+        if *ctx.state() == 1 {
+            ctx.register_event_time_timer(i64::MAX - 1)?;
+            out.collect(v.1)
+        } else {
+            ctx.output(&self.repeats, v)
+        }
+    }
+    fn on_timer(&mut self, _: i64, ctx: &mut KeyedContext<'_, u64, u64>, _: &mut dyn Collector<u64>) -> Result<()> {
+        let (key, count) = (*ctx.key(), *ctx.state());
+        ctx.output(&self.counts, (key, count))
+    }
+}
+
+#[test]
+fn process_functions_send_records_to_side_outputs() {
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(2);
+    let (malformed, large) = (OutputTag::<String>::new("malformed"), OutputTag::<(u32, u64)>::new("large"));
+    let lines: Vec<String> = (0..300u64).map(|i| if i % 7 == 3 { format!("bad-{i}") } else { i.to_string() }).collect();
+    let numbers = env
+        .from_collection(lines)
+        .rebalance()
+        .process(ParseNumbers { malformed: malformed.clone(), large: large.clone() })
+        .uid("parse");
+    let (main_sink, bad_sink, large_sink) = (CollectSink::default(), CollectSink::default(), CollectSink::default());
+    numbers.add_sink(main_sink.clone());
+    numbers.get_side_output(&malformed).add_sink(bad_sink.clone());
+    numbers.get_side_output(&large).add_sink(large_sink.clone());
+
+    let (repeats, counts) = (OutputTag::<(u64, u64)>::new("repeats"), OutputTag::<(u64, u64)>::new("counts"));
+    let firsts = env
+        .from_collection((0..100u64).map(|i| (i % 10, i)).collect())
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(FirstOfKey { repeats: repeats.clone(), counts: counts.clone() });
+    let (first_sink, repeat_sink, count_sink) =
+        (CollectSink::default(), CollectSink::default(), CollectSink::default());
+    firsts.add_sink(first_sink.clone());
+    firsts.get_side_output(&repeats).add_sink(repeat_sink.clone());
+    firsts.get_side_output(&counts).add_sink(count_sink.clone());
+
+    let plan = env.job_graph("side-outputs").unwrap().to_string();
+    let process = plan.lines().find(|l| l.contains("Process") && !l.contains("Keyed")).unwrap_or_default();
+    assert!(
+        process.contains("Main Output")
+            && process.contains("Side Output(malformed)")
+            && process.contains("Side Output(large)"),
+        "the projections chain to the process operator:\n{plan}"
+    );
+    env.execute("side-outputs").unwrap();
+
+    let mut main = main_sink.take();
+    main.sort();
+    assert_eq!(main, (0..300).filter(|i| i % 7 != 3).collect::<Vec<_>>(), "well-formed numbers");
+    let mut bad = bad_sink.take();
+    bad.sort();
+    let mut expected_bad: Vec<String> = (0..300u64).filter(|i| i % 7 == 3).map(|i| format!("bad-{i}")).collect();
+    expected_bad.sort();
+    assert_eq!(bad, expected_bad, "malformed lines, none lost");
+    let large_out = large_sink.take();
+    let mut large_values: Vec<u64> = large_out.iter().map(|r| r.1).collect();
+    large_values.sort();
+    assert_eq!(large_values, (100..300).filter(|i| i % 7 != 3).collect::<Vec<_>>(), "large numbers");
+    assert!(large_out.iter().any(|r| r.0 == 0) && large_out.iter().any(|r| r.0 == 1), "both subtasks sent some");
+
+    let mut firsts = first_sink.take();
+    firsts.sort();
+    assert_eq!(firsts, (0..10).collect::<Vec<_>>());
+    let mut rep = repeat_sink.take();
+    rep.sort();
+    let mut expected_rep: Vec<(u64, u64)> = (10..100u64).map(|i| (i % 10, i)).collect();
+    expected_rep.sort();
+    assert_eq!(rep, expected_rep, "repeats");
+    let mut cnt = count_sink.take();
+    cnt.sort();
+    assert_eq!(cnt, (0..10u64).map(|k| (k, 10)).collect::<Vec<_>>(), "timers send to side outputs too");
+}
+
+#[test]
+fn a_side_output_read_as_another_type_is_a_clear_error() {
+    let env = StreamExecutionEnvironment::new();
+    let (malformed, large) = (OutputTag::<String>::new("malformed"), OutputTag::<(u32, u64)>::new("large"));
+    let numbers =
+        env.from_collection(vec!["1".to_string(), "x".to_string()]).process(ParseNumbers { malformed, large });
+    numbers.get_side_output(&OutputTag::<u64>::new("malformed")).add_sink(CollectSink::default());
+    numbers.add_sink(CollectSink::default());
+    let err = env.execute("wrong-side-type").unwrap_err().to_string();
+    assert!(err.contains("side output 'malformed'") && err.contains("u64"), "{err}");
+}

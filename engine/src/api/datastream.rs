@@ -8,7 +8,7 @@
 
 use super::environment::StreamExecutionEnvironment;
 use super::functions::{KeyedProcessFunction, ProcessFunction};
-use super::side_output::{OutputTag, Tagged};
+use super::side_output::{DecodeSide, OutputTag, SideRecord, Tagged};
 use super::watermarks::{TimestampFn, TimestampsAndWatermarksOp, WatermarkStrategy};
 use super::windows::{WindowAssigner, WindowedStream};
 use crate::graph::stream_graph::{NodeKind, StreamEdge, StreamNode};
@@ -102,19 +102,45 @@ impl<T: Data> DataStream<T> {
         DataStream { node: Some(operator), ..main }
     }
 
+    /// The main stream of a process function's operator, whose side
+    /// outputs [`get_side_output`](Self::get_side_output) can then read.
+    fn with_process_side_outputs<O: Data>(tagged: DataStream<Tagged<O, SideRecord>>) -> DataStream<O> {
+        let Some(operator) = tagged.node else {
+            tagged.record_error("a process function needs a single operator");
+            return DataStream { env: tagged.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
+        };
+        let main = tagged.flat_map(Tagged::main).name("Main Output").inherit_parallelism(operator);
+        tagged.env.state.borrow_mut().process_side_outputs.insert(operator, Box::new(tagged.clone()));
+        DataStream { node: Some(operator), ..main }
+    }
+
     /// The side output `tag` of this stream's operator (Flink's
-    /// `getSideOutput`): e.g. the late records of a window operator set up
-    /// with [`side_output_late_data`](super::windows::WindowedStream::side_output_late_data).
+    /// `getSideOutput`): records a process function sent there with
+    /// `ctx.output(&tag, ..)`, or the late records of a window operator set
+    /// up with [`side_output_late_data`](super::windows::WindowedStream::side_output_late_data).
     /// See [`super::side_output`].
     pub fn get_side_output<S: Data>(&self, tag: &OutputTag<S>) -> DataStream<S> {
         let found = self.node.and_then(|n| {
             let st = self.env.state.borrow();
             st.side_outputs.get(&(n, tag.id().to_string()))?.downcast_ref::<SideOutput<T, S>>().cloned()
         });
+        if found.is_none() {
+            let process = self.node.and_then(|n| {
+                let st = self.env.state.borrow();
+                st.process_side_outputs.get(&n)?.downcast_ref::<DataStream<Tagged<T, SideRecord>>>().cloned()
+            });
+            if let (Some(tagged), Some(op)) = (process, self.node) {
+                let decode = tag.clone();
+                return tagged
+                    .transform(&format!("Side Output({})", tag.id()), move |_| Box::new(DecodeSide::new(&decode)))
+                    .inherit_parallelism(op);
+            }
+        }
         let Some((tagged, timestamps)) = found else {
             self.record_error(&format!(
-                "get_side_output('{}'): this operator has no side output with that tag and record type; \
-                 declare it first (e.g. side_output_late_data on the window)",
+                "get_side_output('{}'): this operator has no side output with that tag and record type \
+                 (side outputs come from process functions, with ctx.output, and from windows, with \
+                 side_output_late_data)",
                 tag.id()
             ));
             return DataStream { env: self.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
@@ -224,11 +250,14 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Runs a [`ProcessFunction`]; each subtask gets a clone of `function`.
+    /// Its side outputs (`ctx.output`) are read with
+    /// [`get_side_output`](Self::get_side_output) on the returned stream.
     pub fn process<O: Data, P: ProcessFunction<T, O> + Clone>(&self, function: P) -> DataStream<O> {
         let make = prototype(function);
-        self.transform("Process", move |_| {
+        let tagged = self.transform("Process", move |_| {
             Box::new(ProcessOp { function: make(), watermark: Watermark::MIN, subtask: 0 })
-        })
+        });
+        DataStream::<O>::with_process_side_outputs(tagged)
     }
 
     /// Partitions by key: records with equal keys go to the same subtask.
@@ -422,13 +451,16 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     }
 
     /// Runs a [`KeyedProcessFunction`] with per-key state and timers.
+    /// Its side outputs (`ctx.output`) are read with
+    /// [`get_side_output`](DataStream::get_side_output) on the returned stream.
     pub fn process<O: Data, P: KeyedProcessFunction<K, T, O> + Clone>(&self, function: P) -> DataStream<O> {
         let make = prototype(function);
         let selector = self.selector.clone();
         let timestamps = self.stream.timestamps.clone();
-        self.keyed_node("Keyed Process", move |_| {
+        let tagged = self.keyed_node("Keyed Process", move |_| {
             Box::new(KeyedProcessOp::new(make(), selector.clone(), timestamps.clone()))
-        })
+        });
+        DataStream::<O>::with_process_side_outputs(tagged)
     }
 }
 

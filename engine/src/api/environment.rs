@@ -136,6 +136,9 @@ pub(crate) struct EnvState {
     /// Tagged streams of operators with side outputs, by (operator node,
     /// tag id); each holds a `DataStream<Tagged<O, S>>`.
     pub(crate) side_outputs: HashMap<(usize, String), Box<dyn Any>>,
+    /// By operator node: the tagged stream of a process function, whose
+    /// side outputs are read by tag id.
+    pub(crate) process_side_outputs: HashMap<usize, Box<dyn Any>>,
 }
 
 /// The context a job is built in (Flink's `StreamExecutionEnvironment`).
@@ -171,6 +174,7 @@ impl StreamExecutionEnvironment {
                 graph: StreamGraph::default(),
                 errors: Vec::new(),
                 side_outputs: HashMap::new(),
+                process_side_outputs: HashMap::new(),
                 parallelism: None,
                 command_line_parallelism: None,
                 config,

@@ -5,11 +5,13 @@
 //! input, `close` always. Each parallel subtask works on its own clone of the
 //! function. An `Err` fails the subtask with that error.
 
+use crate::api::side_output::{OutputTag, SideRecord, SideRecords};
 use crate::error::Result;
 use crate::record::Data;
 use crate::runtime::collector::Collector;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
+use serde::Serialize;
 use sluice_checkpoint::state::{SharedStore, TimeDomain};
 
 /// What a [`ProcessFunction`] can see while it handles a record.
@@ -17,9 +19,18 @@ use sluice_checkpoint::state::{SharedStore, TimeDomain};
 pub struct ProcessContext {
     pub(crate) watermark: Watermark,
     pub(crate) subtask_index: u32,
+    pub(crate) side: SideRecords,
 }
 
 impl ProcessContext {
+    /// Sends `record` to the side output `tag` (Flink's `ctx.output`); read
+    /// it with [`DataStream::get_side_output`](crate::DataStream::get_side_output)
+    /// on the stream `process` returned. See [`side_output`](crate::api::side_output).
+    pub fn output<S: Serialize>(&mut self, tag: &OutputTag<S>, record: S) -> Result<()> {
+        self.side.push(SideRecord::new(tag, &record)?);
+        Ok(())
+    }
+
     /// The current event-time watermark of this subtask.
     pub fn current_watermark(&self) -> Watermark {
         self.watermark
@@ -78,9 +89,18 @@ pub struct KeyedContext<'a, K, S> {
     pub(crate) store: &'a SharedStore,
     pub(crate) timestamp: Option<i64>,
     pub(crate) domain: Option<TimeDomain>,
+    pub(crate) side: SideRecords,
 }
 
 impl<K, S> KeyedContext<'_, K, S> {
+    /// Sends `record` to the side output `tag` (Flink's `ctx.output`); read
+    /// it with [`DataStream::get_side_output`](crate::DataStream::get_side_output)
+    /// on the stream `process` returned. See [`side_output`](crate::api::side_output).
+    pub fn output<T: Serialize>(&mut self, tag: &OutputTag<T>, record: T) -> Result<()> {
+        self.side.push(SideRecord::new(tag, &record)?);
+        Ok(())
+    }
+
     /// The key of the record being processed.
     pub fn key(&self) -> &K {
         self.key

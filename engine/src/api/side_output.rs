@@ -28,12 +28,45 @@
 //! # let _ = late_readings;
 //! ```
 //!
+//! A [`ProcessFunction`](crate::api::functions::ProcessFunction) or
+//! [`KeyedProcessFunction`](crate::api::functions::KeyedProcessFunction)
+//! sends records to any number of side outputs, of any types, with
+//! `ctx.output(&tag, record)`; `get_side_output(&tag)` on the stream that
+//! `process` returned reads one of them. That is how a job sets malformed
+//! records aside (a dead-letter stream) instead of failing or dropping them:
+//!
+//! ```
+//! use sluice::{Collector, OutputTag, ProcessContext, ProcessFunction, StreamExecutionEnvironment};
+//!
+//! #[derive(Clone)]
+//! struct ParseNumbers(OutputTag<String>);
+//!
+//! impl ProcessFunction<String, i64> for ParseNumbers {
+//!     fn process_element(&mut self, line: String, ctx: &mut ProcessContext, out: &mut dyn Collector<i64>) -> sluice::Result<()> {
+//!         match line.trim().parse() {
+//!             Ok(n) => out.collect(n),
+//!             Err(_) => ctx.output(&self.0, line),
+//!         }
+//!     }
+//! }
+//!
+//! let env = StreamExecutionEnvironment::new();
+//! let malformed = OutputTag::<String>::new("malformed");
+//! let numbers = env.from_collection(vec!["1".to_string(), "two".to_string()]).process(ParseNumbers(malformed.clone()));
+//! let bad_lines = numbers.get_side_output(&malformed);
+//! # let _ = bad_lines;
+//! ```
+//!
 //! Inside, the operator emits one stream of [`Tagged`] records; the main
 //! stream and each side output are projections of it, chained to the
-//! operator at its parallelism.
+//! operator at its parallelism. A process function's side records travel
+//! encoded ([`SideRecord`]), since one function may feed side outputs of
+//! several types.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::record::Data;
 use crate::runtime::collector::Collector;
+use crate::runtime::operator::StreamOperator;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
@@ -102,5 +135,82 @@ pub(crate) struct MainOutput<'a, O, S>(pub(crate) &'a mut dyn Collector<Tagged<O
 impl<O, S> Collector<O> for MainOutput<'_, O, S> {
     fn collect(&mut self, record: O) -> Result<()> {
         self.0.collect(Tagged::Main(record))
+    }
+}
+
+/// A record that a process function sent to a side output
+/// ([`ProcessContext::output`](crate::api::functions::ProcessContext::output)):
+/// its tag's id and the record, encoded, so that one operator can feed side
+/// outputs of different types.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SideRecord {
+    tag: String,
+    /// Identifies the record's type (see [`type_id`]).
+    kind: u64,
+    bytes: Vec<u8>,
+}
+
+/// A hash of the name of type `S` (FNV-1a), so that a side output read as
+/// another type than was sent is an error, not garbage.
+fn type_id<S>() -> u64 {
+    std::any::type_name::<S>()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl SideRecord {
+    /// `value` for the side output `tag`.
+    pub(crate) fn new<S: Serialize>(tag: &OutputTag<S>, value: &S) -> Result<Self> {
+        let bytes = postcard::to_allocvec(value)
+            .map_err(|e| Error::user(format!("side output '{}': cannot encode a record: {e}", tag.id())))?;
+        Ok(SideRecord { tag: tag.id.clone(), kind: type_id::<S>(), bytes })
+    }
+}
+
+/// The side records of one call of a process function, in order.
+pub(crate) type SideRecords = Vec<SideRecord>;
+
+/// Emits a call's side records into the operator's tagged output.
+pub(crate) fn emit_side<O>(side: SideRecords, out: &mut dyn Collector<Tagged<O, SideRecord>>) -> Result<()> {
+    for record in side {
+        out.collect(Tagged::Side(record))?;
+    }
+    Ok(())
+}
+
+/// The operator of a process function's side output: passes on the side
+/// records of one tag, decoded.
+pub(crate) struct DecodeSide<S> {
+    tag: String,
+    _type: PhantomData<fn() -> S>,
+}
+
+impl<S> DecodeSide<S> {
+    /// The side output `tag`.
+    pub(crate) fn new(tag: &OutputTag<S>) -> Self {
+        DecodeSide { tag: tag.id.clone(), _type: PhantomData }
+    }
+}
+
+impl<O, S: Data> StreamOperator<Tagged<O, SideRecord>, S> for DecodeSide<S> {
+    fn process_element(&mut self, record: Tagged<O, SideRecord>, out: &mut dyn Collector<S>) -> Result<()> {
+        match record {
+            Tagged::Side(r) if r.tag == self.tag => {
+                let mismatch = |detail: String| {
+                    Error::user(format!(
+                        "side output '{}': a record was sent as another type than get_side_output reads \
+                         ({}){detail}; use one record type per OutputTag id",
+                        self.tag,
+                        std::any::type_name::<S>()
+                    ))
+                };
+                if r.kind != type_id::<S>() {
+                    return Err(mismatch(String::new()));
+                }
+                let value = postcard::from_bytes(&r.bytes).map_err(|e| mismatch(format!(": {e}")))?;
+                out.collect(value)
+            }
+            _ => Ok(()),
+        }
     }
 }

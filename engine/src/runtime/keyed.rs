@@ -8,6 +8,7 @@
 //! applies to that key.
 
 use crate::api::functions::{KeyedContext, KeyedProcessFunction};
+use crate::api::side_output::{emit_side, MainOutput, SideRecord, SideRecords, Tagged};
 use crate::api::watermarks::TimestampFn;
 use crate::error::{Error, Result};
 use crate::record::{Data, Key};
@@ -204,14 +205,15 @@ impl<K, T, P: KeyedProcessFunction<K, T, O>, O> KeyedProcessOp<K, T, P, O> {
 
 impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> KeyedProcessOp<K, T, P, O> {
     /// Runs `call` with the current key's `State` taken out of the store and
-    /// put back (or cleared) afterwards.
+    /// put back (or cleared) afterwards; returns the records it sent to side
+    /// outputs.
     fn with_state(
         &mut self,
         key: &K,
         timestamp: Option<i64>,
         domain: Option<TimeDomain>,
         call: impl FnOnce(&mut P, &mut KeyedContext<'_, K, P::State>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<SideRecords> {
         let id = registered(self.id)?;
         let store = self.state.store()?;
         let mut value = store.lock()?.update::<P::State, _>(id, |v| v.take())?.unwrap_or_default();
@@ -223,14 +225,20 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> KeyedProcessOp<K, T, P, O> 
             store,
             timestamp,
             domain,
+            side: Vec::new(),
         };
         call(&mut self.function, &mut ctx)?;
-        let cleared = ctx.cleared;
+        let (cleared, side) = (ctx.cleared, ctx.side);
         store.lock()?.update::<P::State, _>(id, |v| *v = if cleared { None } else { Some(value) })?;
-        Ok(())
+        Ok(side)
     }
 
-    fn fire_timers(&mut self, domain: TimeDomain, time: i64, out: &mut dyn Collector<O>) -> Result<()> {
+    fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut dyn Collector<Tagged<O, SideRecord>>,
+    ) -> Result<()> {
         loop {
             let (timer, key) = {
                 let mut store = self.state.store()?.lock()?;
@@ -240,12 +248,17 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> KeyedProcessOp<K, T, P, O> 
                 (timer, key)
             };
             let ts = timer.timestamp;
-            self.with_state(&key, Some(ts), Some(domain), |f, ctx| f.on_timer(ts, ctx, out))?;
+            let side =
+                self.with_state(&key, Some(ts), Some(domain), |f, ctx| f.on_timer(ts, ctx, &mut MainOutput(out)))?;
+            emit_side(side, out)?;
         }
     }
 }
 
-impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for KeyedProcessOp<K, T, P, O> {
+/// Emits main records and side records (`ctx.output`) together, tagged.
+impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, Tagged<O, SideRecord>>
+    for KeyedProcessOp<K, T, P, O>
+{
     fn restore_state(&mut self, ctx: &RuntimeContext, bytes: &[u8]) -> Result<()> {
         self.state.restore(ctx, bytes).map(|_| ())
     }
@@ -256,22 +269,32 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, O> for Ke
         ctx.keyed_state = Some(store);
         self.function.open(&ctx)
     }
-    fn process_element(&mut self, record: T, out: &mut dyn Collector<O>) -> Result<()> {
+    fn process_element(&mut self, record: T, out: &mut dyn Collector<Tagged<O, SideRecord>>) -> Result<()> {
         let key = (self.key_selector)(&record);
         let timestamp = self.timestamps.as_ref().map(|f| f(&record));
         self.state.store()?.set_current_key(&key)?;
-        self.with_state(&key, timestamp, None, |f, ctx| f.process_element(record, ctx, out))
+        let side =
+            self.with_state(&key, timestamp, None, |f, ctx| f.process_element(record, ctx, &mut MainOutput(out)))?;
+        emit_side(side, out)
     }
-    fn process_watermark(&mut self, wm: Watermark, out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+    fn process_watermark(
+        &mut self,
+        wm: Watermark,
+        out: &mut dyn Collector<Tagged<O, SideRecord>>,
+    ) -> Result<Option<Watermark>> {
         self.watermark = wm;
         self.fire_timers(TimeDomain::EventTime, wm.0, out)?;
         Ok(Some(wm))
     }
-    fn on_processing_time(&mut self, now_ms: i64, out: &mut dyn Collector<O>) -> Result<Option<TimeEvent>> {
+    fn on_processing_time(
+        &mut self,
+        now_ms: i64,
+        out: &mut dyn Collector<Tagged<O, SideRecord>>,
+    ) -> Result<Option<TimeEvent>> {
         self.fire_timers(TimeDomain::ProcessingTime, now_ms, out)?;
         Ok(None)
     }
-    fn finish(&mut self, out: &mut dyn Collector<O>) -> Result<()> {
+    fn finish(&mut self, out: &mut dyn Collector<Tagged<O, SideRecord>>) -> Result<()> {
         // End of input is the end of event time: every event-time timer fires.
         self.watermark = Watermark::MAX;
         self.fire_timers(TimeDomain::EventTime, i64::MAX, out)

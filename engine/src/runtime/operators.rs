@@ -2,6 +2,7 @@
 //! drives an operator inside a task.
 
 use crate::api::functions::{ProcessContext, ProcessFunction};
+use crate::api::side_output::{emit_side, MainOutput, SideRecord, Tagged};
 use crate::error::Result;
 use crate::metrics::OperatorMetrics;
 use crate::runtime::collector::{ChainInput, ChainStates, Collector};
@@ -60,21 +61,27 @@ pub(crate) struct ProcessOp<P> {
     pub(crate) subtask: u32,
 }
 
-impl<I, O, P: ProcessFunction<I, O>> StreamOperator<I, O> for ProcessOp<P> {
+/// Emits main records and side records (`ctx.output`) together, tagged.
+impl<I, O, P: ProcessFunction<I, O>> StreamOperator<I, Tagged<O, SideRecord>> for ProcessOp<P> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.subtask = ctx.subtask_index;
         self.function.open(ctx)
     }
-    fn process_element(&mut self, record: I, out: &mut dyn Collector<O>) -> Result<()> {
-        let mut ctx = ProcessContext { watermark: self.watermark, subtask_index: self.subtask };
-        self.function.process_element(record, &mut ctx, out)
+    fn process_element(&mut self, record: I, out: &mut dyn Collector<Tagged<O, SideRecord>>) -> Result<()> {
+        let mut ctx = ProcessContext { watermark: self.watermark, subtask_index: self.subtask, side: Vec::new() };
+        self.function.process_element(record, &mut ctx, &mut MainOutput(out))?;
+        emit_side(ctx.side, out)
     }
-    fn process_watermark(&mut self, wm: Watermark, _out: &mut dyn Collector<O>) -> Result<Option<Watermark>> {
+    fn process_watermark(
+        &mut self,
+        wm: Watermark,
+        _out: &mut dyn Collector<Tagged<O, SideRecord>>,
+    ) -> Result<Option<Watermark>> {
         self.watermark = wm;
         Ok(Some(wm))
     }
-    fn finish(&mut self, out: &mut dyn Collector<O>) -> Result<()> {
-        self.function.finish(out)
+    fn finish(&mut self, out: &mut dyn Collector<Tagged<O, SideRecord>>) -> Result<()> {
+        self.function.finish(&mut MainOutput(out))
     }
     fn close(&mut self) -> Result<()> {
         self.function.close()
