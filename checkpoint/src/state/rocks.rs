@@ -275,7 +275,7 @@ impl RocksInstance {
         Ok(())
     }
 
-    /// Reads one entry (from the batch in flight if it holds the key).
+    /// Reads one entry (from a batch in flight if it holds the key).
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Stored<'_>>> {
         if let Some(pending) = self.writer.lookup(cf, key) {
             return Ok(pending.map(Stored::InFlight));
@@ -288,7 +288,7 @@ impl RocksInstance {
     /// Reads `keys` (sorted) of one column family with one batched lookup
     /// (`MultiGet`: the bloom filter and index probes of all keys are done
     /// level by level together); calls `found(i, value)` for each key. Keys
-    /// of the batch in flight are answered from it.
+    /// of the batches in flight are answered from it.
     pub fn multi_get(&self, cf: &str, keys: &[Vec<u8>], found: MultiGetSink<'_>) -> Result<()> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
         let mut rest = Vec::with_capacity(keys.len());
@@ -488,11 +488,11 @@ impl Drop for RocksInstance {
     }
 }
 
-/// A stored value: read from RocksDB, or from the batch in flight.
+/// A stored value: read from RocksDB, or from a batch in flight.
 pub enum Stored<'a> {
     /// Read from RocksDB.
     Db(rocksdb::DBPinnableSlice<'a>),
-    /// Not yet written: from the batch in flight.
+    /// Not yet written: from a batch in flight.
     InFlight(&'a [u8]),
 }
 

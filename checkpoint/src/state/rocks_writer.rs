@@ -4,11 +4,14 @@
 //! fifth of a task's time when every record misses the cache — run on
 //! another core.
 //!
-//! At most one batch is in flight. Until it has landed, reads of its keys
-//! are answered from the batch itself (a hash index over it), so no read
-//! sees RocksDB without a write the task has already made. Everything that
-//! needs RocksDB whole — a synchronous write, a snapshot, an iteration —
-//! first waits for the batch ([`WriteBehind::wait`]). Before it writes a
+//! At most [`MAX_IN_FLIGHT`] batches are in flight (two: so that the batch a
+//! barrier writes behind need not wait for the one the cache evicted just
+//! before). Until a batch has landed, reads of its keys are answered from
+//! the batch itself (a hash index over it; the newest batch first), so no
+//! read sees RocksDB without a write the task has already made. The thread
+//! applies batches in the order they were sent. Everything that needs
+//! RocksDB whole — a synchronous write, a materialization, an iteration —
+//! first waits for every batch ([`WriteBehind::wait`]). Before it writes a
 //! batch, the thread makes the checkpoints deferred at earlier barriers, as
 //! a synchronous write does, so they never hold a later write.
 //!
@@ -17,10 +20,14 @@
 
 use crate::error::{Error, Result};
 use hashbrown::HashTable;
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+/// Batches sent and not yet landed, at most.
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
 
 /// (key, value or deletion) pairs of one column family.
 pub(crate) type Entries = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -34,7 +41,7 @@ struct Batch {
     entries: Entries,
 }
 
-/// The batch in flight, with an index of its keys (later entries of a key
+/// A batch in flight, with an index of its keys (later entries of a key
 /// win, so the index keeps the last position of each key).
 struct InFlight {
     batch: Arc<Batch>,
@@ -45,7 +52,8 @@ struct InFlight {
 pub(crate) struct WriteBehind {
     jobs: Option<SyncSender<Arc<Batch>>>,
     results: Receiver<Result<()>>,
-    in_flight: Option<InFlight>,
+    /// Oldest first; the thread reports each one's result in this order.
+    in_flight: VecDeque<InFlight>,
     hasher: foldhash::fast::RandomState,
     thread: Option<JoinHandle<()>>,
     /// Held by the thread while it writes (tests hold it to keep a batch
@@ -56,15 +64,15 @@ pub(crate) struct WriteBehind {
 
 impl std::fmt::Debug for WriteBehind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteBehind").field("in_flight", &self.in_flight.is_some()).finish_non_exhaustive()
+        f.debug_struct("WriteBehind").field("in_flight", &self.in_flight.len()).finish_non_exhaustive()
     }
 }
 
 impl WriteBehind {
     /// Starts the writer thread; `apply` writes one batch.
     pub(crate) fn start(name: &str, mut apply: ApplyFn) -> Result<Self> {
-        let (jobs, inbox) = sync_channel::<Arc<Batch>>(1);
-        let (done, results) = sync_channel::<Result<()>>(1);
+        let (jobs, inbox) = sync_channel::<Arc<Batch>>(MAX_IN_FLIGHT);
+        let (done, results) = sync_channel::<Result<()>>(MAX_IN_FLIGHT);
         let gate = Arc::new(Mutex::new(()));
         let held = Arc::clone(&gate);
         let thread = std::thread::Builder::new()
@@ -81,7 +89,7 @@ impl WriteBehind {
         Ok(WriteBehind {
             jobs: Some(jobs),
             results,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             hasher: foldhash::fast::RandomState::default(),
             thread: Some(thread),
             gate,
@@ -89,9 +97,13 @@ impl WriteBehind {
     }
 
     /// Hands `entries` of column family `cf` to the writer (of two entries
-    /// of one key the later one wins), after the previous batch has landed.
+    /// of one key the later one wins); first waits for the oldest batch if
+    /// [`MAX_IN_FLIGHT`] are in flight.
     pub(crate) fn send(&mut self, cf: &str, entries: Entries) -> Result<()> {
-        self.wait()?;
+        self.reap()?;
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.land_oldest()?;
+        }
         if entries.is_empty() {
             return Ok(());
         }
@@ -110,26 +122,51 @@ impl WriteBehind {
         let batch = Arc::new(Batch { cf: cf.to_string(), entries });
         let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
         jobs.send(Arc::clone(&batch)).map_err(|_| stopped())?;
-        self.in_flight = Some(InFlight { batch, index });
+        self.in_flight.push_back(InFlight { batch, index });
         Ok(())
     }
 
-    /// The entry of `key` in `cf` if the batch in flight holds it:
-    /// `Some(None)` for a deletion.
-    pub(crate) fn lookup(&self, cf: &str, key: &[u8]) -> Option<Option<&[u8]>> {
-        let f = self.in_flight.as_ref().filter(|f| f.batch.cf == cf)?;
-        let entries = &f.batch.entries;
-        let h = self.hasher.hash_one(key);
-        let &i = f.index.find(h, |&j| entries.get(j).is_some_and(|(k, _)| k.as_slice() == key))?;
-        entries.get(i).map(|(_, v)| v.as_deref())
+    /// Forgets the batches that have landed already (without waiting).
+    fn reap(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            match self.results.try_recv() {
+                Ok(result) => {
+                    self.in_flight.pop_front();
+                    result?;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(stopped()),
+            }
+        }
+        Ok(())
     }
 
-    /// Waits until the batch in flight (if any) has landed in RocksDB.
-    pub(crate) fn wait(&mut self) -> Result<()> {
-        if self.in_flight.take().is_none() {
+    /// Waits until the oldest batch in flight (if any) has landed.
+    fn land_oldest(&mut self) -> Result<()> {
+        if self.in_flight.pop_front().is_none() {
             return Ok(());
         }
         self.results.recv().map_err(|_| stopped())?
+    }
+
+    /// The entry of `key` in `cf` if a batch in flight holds it (the newest one):
+    /// `Some(None)` for a deletion.
+    pub(crate) fn lookup(&self, cf: &str, key: &[u8]) -> Option<Option<&[u8]>> {
+        let h = self.hasher.hash_one(key);
+        // The newest batch holds the latest entry of a key.
+        self.in_flight.iter().rev().filter(|f| f.batch.cf == cf).find_map(|f| {
+            let entries = &f.batch.entries;
+            let &i = f.index.find(h, |&j| entries.get(j).is_some_and(|(k, _)| k.as_slice() == key))?;
+            entries.get(i).map(|(_, v)| v.as_deref())
+        })
+    }
+
+    /// Waits until every batch in flight has landed in RocksDB.
+    pub(crate) fn wait(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.land_oldest()?;
+        }
+        Ok(())
     }
 
     /// The lock the thread holds while it writes: tests hold it to keep a
@@ -192,16 +229,23 @@ mod tests {
         assert_eq!(writer.lookup("s", b"b"), Some(Some(&b"2"[..])));
         assert_eq!(writer.lookup("s", b"c"), None);
         assert_eq!(writer.lookup("other", b"a"), None);
+        // A second batch goes out without waiting for the first; its
+        // entries win over the first's.
+        writer.send("s", vec![entry("b", None), entry("c", Some("3"))]).unwrap();
+        assert_eq!(writer.lookup("s", b"a"), Some(Some(&b"1"[..])));
+        assert_eq!(writer.lookup("s", b"b"), Some(None));
+        assert_eq!(writer.lookup("s", b"c"), Some(Some(&b"3"[..])));
         assert!(written.lock().unwrap().is_empty());
         drop(held);
         writer.wait().unwrap();
         assert_eq!(writer.lookup("s", b"a"), None, "landed: read RocksDB again");
-        assert_eq!(*written.lock().unwrap(), vec![("s".to_string(), 3)]);
+        assert_eq!(writer.lookup("s", b"c"), None);
+        assert_eq!(*written.lock().unwrap(), vec![("s".to_string(), 3), ("s".to_string(), 2)], "in order");
         writer.send("s", vec![entry("x", None)]).unwrap();
         assert_eq!(writer.lookup("s", b"x"), Some(None));
         writer.send("bad", vec![entry("y", Some("1"))]).unwrap();
         let err = writer.wait().unwrap_err().to_string();
         assert!(err.contains("disk full"), "{err}");
-        assert_eq!(written.lock().unwrap().len(), 2);
+        assert_eq!(written.lock().unwrap().len(), 3);
     }
 }
