@@ -288,7 +288,7 @@ impl RocksInstance {
     /// Reads `keys` (sorted) of one column family with one batched lookup
     /// (`MultiGet`: the bloom filter and index probes of all keys are done
     /// level by level together); calls `found(i, value)` for each key. Keys
-    /// of the batches in flight are answered from it.
+    /// of the batches in flight are answered from them.
     pub fn multi_get(&self, cf: &str, keys: &[Vec<u8>], found: MultiGetSink<'_>) -> Result<()> {
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
         let mut rest = Vec::with_capacity(keys.len());

@@ -6,7 +6,7 @@
 //! `set_parallelism`, `name` and `uid` apply to the operator the handle was
 //! returned by.
 
-use super::environment::StreamExecutionEnvironment;
+use super::environment::{EnvState, StreamExecutionEnvironment};
 use super::functions::{KeyedProcessFunction, ProcessFunction};
 use super::side_output::{DecodeSide, OutputTag, SideRecord, Tagged};
 use super::watermarks::{TimestampFn, TimestampsAndWatermarksOp, WatermarkStrategy};
@@ -92,26 +92,42 @@ impl<T: Data> DataStream<T> {
         tag: &OutputTag<S>,
         side_timestamps: Option<TimestampFn<S>>,
     ) -> DataStream<O> {
-        let Some(operator) = tagged.node else {
-            tagged.record_error("a side output needs a single operator");
-            return DataStream { env: tagged.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
-        };
-        let main = tagged.flat_map(Tagged::main).name("Main Output").inherit_parallelism(operator);
-        let side: SideOutput<O, S> = (tagged.clone(), side_timestamps);
-        tagged.env.state.borrow_mut().side_outputs.insert((operator, tag.id().to_string()), Box::new(side));
-        DataStream { node: Some(operator), ..main }
+        let key = tag.id().to_string();
+        DataStream::<O>::main_of(tagged, move |state, operator, tagged| {
+            let side: SideOutput<O, S> = (tagged, side_timestamps);
+            state.side_outputs.insert((operator, key), Box::new(side));
+        })
     }
 
     /// The main stream of a process function's operator, whose side
     /// outputs [`get_side_output`](Self::get_side_output) can then read.
     fn with_process_side_outputs<O: Data>(tagged: DataStream<Tagged<O, SideRecord>>) -> DataStream<O> {
+        DataStream::<O>::main_of(tagged, |state, operator, tagged| {
+            state.process_side_outputs.insert(operator, Box::new(tagged));
+        })
+    }
+
+    /// The main stream of an operator with side outputs: a projection of
+    /// its tagged output chained to it at its parallelism; settings on the
+    /// returned stream apply to the operator. `keep` stores the tagged
+    /// stream (by operator node) for [`get_side_output`](Self::get_side_output).
+    fn main_of<S: Data>(
+        tagged: DataStream<Tagged<T, S>>,
+        keep: impl FnOnce(&mut EnvState, usize, DataStream<Tagged<T, S>>),
+    ) -> DataStream<T> {
         let Some(operator) = tagged.node else {
-            tagged.record_error("a process function needs a single operator");
-            return DataStream { env: tagged.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
+            tagged.record_error("side outputs need a single operator");
+            return DataStream::defective(&tagged.env);
         };
         let main = tagged.flat_map(Tagged::main).name("Main Output").inherit_parallelism(operator);
-        tagged.env.state.borrow_mut().process_side_outputs.insert(operator, Box::new(tagged.clone()));
+        keep(&mut tagged.env.state.borrow_mut(), operator, tagged.clone());
         DataStream { node: Some(operator), ..main }
+    }
+
+    /// An empty stream standing in for one a mistake (already recorded with
+    /// [`record_error`](Self::record_error)) kept from being built.
+    fn defective(env: &StreamExecutionEnvironment) -> DataStream<T> {
+        DataStream { env: env.clone(), inputs: Vec::new(), node: None, timestamps: None }
     }
 
     /// The side output `tag` of this stream's operator (Flink's
@@ -127,13 +143,14 @@ impl<T: Data> DataStream<T> {
         if found.is_none() {
             let process = self.node.and_then(|n| {
                 let st = self.env.state.borrow();
-                st.process_side_outputs.get(&n)?.downcast_ref::<DataStream<Tagged<T, SideRecord>>>().cloned()
+                let tagged = st.process_side_outputs.get(&n)?.downcast_ref::<DataStream<Tagged<T, SideRecord>>>()?;
+                Some((n, tagged.clone()))
             });
-            if let (Some(tagged), Some(op)) = (process, self.node) {
+            if let Some((operator, tagged)) = process {
                 let decode = tag.clone();
                 return tagged
                     .transform(&format!("Side Output({})", tag.id()), move |_| Box::new(DecodeSide::new(&decode)))
-                    .inherit_parallelism(op);
+                    .inherit_parallelism(operator);
             }
         }
         let Some((tagged, timestamps)) = found else {
@@ -143,7 +160,7 @@ impl<T: Data> DataStream<T> {
                  side_output_late_data)",
                 tag.id()
             ));
-            return DataStream { env: self.env.clone(), inputs: Vec::new(), node: None, timestamps: None };
+            return DataStream::defective(&self.env);
         };
         let operator = tagged.node;
         let mut side = tagged.flat_map(Tagged::side).name(&format!("Side Output({})", tag.id()));
