@@ -7,8 +7,10 @@
 //! `cargo run --release -p sluice-examples --bin bench_state -- [--keys 10000000] [--records 20000000] [-p 1]
 //! [--repeat 3] [--configs hashmap:off,hashmap:1s]`
 //!
-//! With `--repeat N` the configurations run in N interleaved rounds and
-//! the medians and their ratios (the targets) are printed.
+//! With `--repeat N` the configurations run in N interleaved rounds (every
+//! other round in reverse order) and the medians and their ratios (the
+//! issue's targets) are printed, as well as the median and range of the
+//! ratios within each round, which slow drift of the machine does not bias.
 //!
 //! `--skew S` (default 0: uniform) makes the key frequencies Zipf-like, as
 //! words in text are: the first `--keys` records name every key once (so
@@ -164,31 +166,39 @@ fn main() -> std::process::ExitCode {
             }
         }
         println!("bench_state: datagen WordCount, {args:?}, {repeat} round(s) of {configs:?}");
-        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+        // Per configuration, its rate in each round (None: the run failed).
+        let mut rates: Vec<Vec<Option<f64>>> = vec![Vec::new(); configs.len()];
         let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
-        // Rounds interleave the configurations, so that drift of the machine
-        // touches all of them alike.
+        // Rounds interleave the configurations, and every other round runs
+        // them in reverse order, so that drift of the machine touches all of
+        // them alike.
         for round in 1..=repeat {
-            for ((config, rates), cpus) in configs.iter().zip(&mut rates).zip(&mut cpus) {
+            let mut order: Vec<usize> = (0..configs.len()).collect();
+            if round % 2 == 0 {
+                order.reverse();
+            }
+            for i in order {
+                let config = configs[i];
                 let out = std::process::Command::new(&exe).args(&args).args(["--run", config]).output()?;
                 let text = String::from_utf8_lossy(&out.stdout);
+                let mut rate = None;
                 match text.lines().find(|l| l.starts_with("RESULT")) {
                     Some(line) => {
                         println!("round {round}: {}", line.trim_start_matches("RESULT "));
                         let words: Vec<&str> = line.split_whitespace().collect();
-                        if let Some(rate) = words.get(3).and_then(|r| r.parse::<f64>().ok()) {
-                            rates.push(rate);
-                        }
+                        rate = words.get(3).and_then(|r| r.parse::<f64>().ok());
                         let per_record = words.iter().position(|w| *w == "us/record");
                         if let Some(cpu) = per_record.and_then(|i| words.get(i.checked_sub(1)?)?.parse::<f64>().ok()) {
-                            cpus.push(cpu);
+                            cpus[i].push(cpu);
                         }
                     }
                     None => println!("round {round}: {config}: failed: {}", String::from_utf8_lossy(&out.stderr)),
                 }
+                rates[i].push(rate);
             }
         }
-        let medians: Vec<Option<f64>> = rates.iter_mut().map(|r| median(r)).collect();
+        let medians: Vec<Option<f64>> =
+            rates.iter().map(|r| median(&mut r.iter().flatten().copied().collect::<Vec<f64>>())).collect();
         let cpu_medians: Vec<Option<f64>> = cpus.iter_mut().map(|c| median(c)).collect();
         println!("medians (records/s, process CPU per record):");
         for ((config, m), c) in configs.iter().zip(&medians).zip(&cpu_medians) {
@@ -198,11 +208,21 @@ fn main() -> std::process::ExitCode {
                 c.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into())
             );
         }
-        let find = |c: &str| configs.iter().position(|x| *x == c).and_then(|i| medians[i]);
+        let index = |c: &str| configs.iter().position(|x| *x == c);
+        // The ratio of the medians, and the median (and range) of the ratios
+        // of the two runs of one round: the latter cancels slow drift of
+        // the machine's speed, which on a shared VM can exceed the effect.
         let ratio = |name: &str, a: &str, b: &str| {
-            if let (Some(a), Some(b)) = (find(a), find(b)) {
-                println!("  {name}: {:.1} %", 100.0 * a / b);
-            }
+            let (Some(a), Some(b)) = (index(a), index(b)) else { return };
+            let (Some(ma), Some(mb)) = (medians[a], medians[b]) else { return };
+            let mut paired: Vec<f64> =
+                rates[a].iter().zip(&rates[b]).filter_map(|(x, y)| Some(100.0 * (*x)? / (*y)?)).collect();
+            let range = match (paired.iter().copied().reduce(f64::min), paired.iter().copied().reduce(f64::max)) {
+                (Some(lo), Some(hi)) if paired.len() > 1 => format!(" ({lo:.1}-{hi:.1} %)"),
+                _ => String::new(),
+            };
+            let per_round = median(&mut paired).map(|m| format!("{m:.1} %{range}")).unwrap_or_else(|| "-".into());
+            println!("  {name}: {:.1} % of medians; per round: median {per_round}", 100.0 * ma / mb);
         };
         ratio("RocksDB / heap, no checkpoints", "rocksdb:off", "hashmap:off");
         ratio("heap with 1 s checkpoints / without", "hashmap:1s", "hashmap:off");
