@@ -69,17 +69,21 @@ use crate::runtime::collector::Collector;
 use crate::runtime::operator::StreamOperator;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// Names a side output whose records are of type `T`.
 pub struct OutputTag<T> {
-    id: String,
+    /// Shared with every side record sent to it (cloned per record).
+    id: Arc<str>,
+    /// [`type_id`] of `T`, computed once.
+    kind: u64,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T> OutputTag<T> {
     /// A tag with id `id` (unique among the side outputs of one operator).
     pub fn new(id: &str) -> Self {
-        OutputTag { id: id.to_string(), _type: PhantomData }
+        OutputTag { id: Arc::from(id), kind: type_id::<T>(), _type: PhantomData }
     }
 
     /// The tag's id.
@@ -90,7 +94,7 @@ impl<T> OutputTag<T> {
 
 impl<T> Clone for OutputTag<T> {
     fn clone(&self) -> Self {
-        OutputTag::new(&self.id)
+        OutputTag { id: Arc::clone(&self.id), kind: self.kind, _type: PhantomData }
     }
 }
 
@@ -144,7 +148,7 @@ impl<O, S> Collector<O> for MainOutput<'_, O, S> {
 /// outputs of different types.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SideRecord {
-    tag: String,
+    tag: Arc<str>,
     /// Identifies the record's type (see [`type_id`]).
     kind: u64,
     bytes: Vec<u8>,
@@ -163,7 +167,7 @@ impl SideRecord {
     pub(crate) fn new<S: Serialize>(tag: &OutputTag<S>, value: &S) -> Result<Self> {
         let bytes = postcard::to_allocvec(value)
             .map_err(|e| Error::user(format!("side output '{}': cannot encode a record: {e}", tag.id())))?;
-        Ok(SideRecord { tag: tag.id.clone(), kind: type_id::<S>(), bytes })
+        Ok(SideRecord { tag: Arc::clone(&tag.id), kind: tag.kind, bytes })
     }
 }
 
@@ -181,21 +185,23 @@ pub(crate) fn emit_side<O>(side: SideRecords, out: &mut dyn Collector<Tagged<O, 
 /// The operator of a process function's side output: passes on the side
 /// records of one tag, decoded.
 pub(crate) struct DecodeSide<S> {
-    tag: String,
+    tag: Arc<str>,
+    /// [`type_id`] of `S`.
+    kind: u64,
     _type: PhantomData<fn() -> S>,
 }
 
 impl<S> DecodeSide<S> {
     /// The side output `tag`.
     pub(crate) fn new(tag: &OutputTag<S>) -> Self {
-        DecodeSide { tag: tag.id.clone(), _type: PhantomData }
+        DecodeSide { tag: Arc::clone(&tag.id), kind: tag.kind, _type: PhantomData }
     }
 }
 
 impl<O, S: Data> StreamOperator<Tagged<O, SideRecord>, S> for DecodeSide<S> {
     fn process_element(&mut self, record: Tagged<O, SideRecord>, out: &mut dyn Collector<S>) -> Result<()> {
         match record {
-            Tagged::Side(r) if r.tag == self.tag => {
+            Tagged::Side(r) if Arc::ptr_eq(&r.tag, &self.tag) || r.tag == self.tag => {
                 let mismatch = |detail: String| {
                     Error::user(format!(
                         "side output '{}': a record was sent as another type than get_side_output reads \
@@ -204,7 +210,7 @@ impl<O, S: Data> StreamOperator<Tagged<O, SideRecord>, S> for DecodeSide<S> {
                         std::any::type_name::<S>()
                     ))
                 };
-                if r.kind != type_id::<S>() {
+                if r.kind != self.kind {
                     return Err(mismatch(String::new()));
                 }
                 let value = postcard::from_bytes(&r.bytes).map_err(|e| mismatch(format!(": {e}")))?;
