@@ -488,7 +488,27 @@ impl Drop for RocksInstance {
     }
 }
 
-/// A stored value: read from RocksDB, or from a batch in flight.
+/// A stored value: read from RocksDB, or from a batch in flight. Either
+/// way it derefs to the value's bytes, and it borrows the instance (a value
+/// read from RocksDB stays pinned, uncopied, until it is dropped).
+///
+/// ```
+/// use sluice_checkpoint::state::rocks::{RocksInstance, Stored};
+/// use sluice_checkpoint::state::{ChangelogConfig, RocksDbTuning};
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut db = RocksInstance::open(Some(dir.path()), "doc", &RocksDbTuning::default(), &ChangelogConfig::default())?;
+/// db.ensure_cf("counts")?;
+/// // A write-behind batch is answered from memory until it lands...
+/// db.write_behind("counts", vec![(b"apple".to_vec(), Some(b"3".to_vec()))])?;
+/// let seen = db.get("counts", b"apple")?.map(|v| v.to_vec());
+/// assert_eq!(seen.as_deref(), Some(&b"3"[..]));
+/// // ...and a synchronous write lands before `write` returns: read from RocksDB.
+/// db.write("counts", vec![(b"pear".to_vec(), Some(b"5".to_vec()))])?;
+/// assert!(matches!(db.get("counts", b"pear")?, Some(Stored::Db(ref v)) if &v[..] == b"5"));
+/// assert!(db.get("counts", b"plum")?.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum Stored<'a> {
     /// Read from RocksDB.
     Db(rocksdb::DBPinnableSlice<'a>),
