@@ -38,7 +38,7 @@ use crate::state::{ChangelogConfig, CompactionStyle, RocksDbTuning};
 use crate::KeyGroupRange;
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, DBWithThreadMode, Direction, FlushOptions,
-    IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions, DB,
+    IteratorMode, MultiThreaded, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -209,6 +209,9 @@ pub struct RocksInstance {
     path: PathBuf,
     instance: String,
     write_opts: WriteOptions,
+    /// Options of every read, made once: the crate's plain `get` makes and
+    /// frees a set per call (an allocation per lookup).
+    read_opts: ReadOptions,
     /// Files of the last confirmed checkpoint (reusable).
     confirmed: FileMap,
     /// Checkpoints uploaded and not yet confirmed (filled by uploads).
@@ -256,6 +259,7 @@ impl RocksInstance {
             path,
             instance,
             write_opts: unlogged(),
+            read_opts: ReadOptions::default(),
             confirmed: FileMap::new(),
             pending: Arc::new(Mutex::new(BTreeMap::new())),
             cf_options,
@@ -281,7 +285,10 @@ impl RocksInstance {
             return Ok(pending.map(Stored::InFlight));
         }
         let handle = self.db.cf_handle(cf).ok_or_else(|| missing_cf(cf))?;
-        let value = self.db.get_pinned_cf(&handle, key).map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
+        let value = self
+            .db
+            .get_pinned_cf_opt(&handle, key, &self.read_opts)
+            .map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
         Ok(value.map(Stored::Db))
     }
 
@@ -299,7 +306,7 @@ impl RocksInstance {
             }
         }
         let wanted = rest.iter().filter_map(|&i| keys.get(i));
-        for (&i, r) in rest.iter().zip(self.db.batched_multi_get_cf(&handle, wanted, true)) {
+        for (&i, r) in rest.iter().zip(self.db.batched_multi_get_cf_opt(&handle, wanted, true, &self.read_opts)) {
             let value = r.map_err(|e| rocks_err(format!("read state '{cf}'"))(e))?;
             found(i, value.as_deref())?;
         }
