@@ -40,8 +40,8 @@ fn rocksdb_tuning(conf: &Configuration) -> Result<RocksDbTuning> {
         block_cache_bytes: bytes("state.backend.rocksdb.block.cache-size", d.block_cache_bytes)?,
         block_bytes: bytes("state.backend.rocksdb.block.blocksize", d.block_bytes)?,
         cache_index_and_filters: conf
-            .get_str("state.backend.rocksdb.block.cache-index-and-filter-blocks")?
-            .map_or(d.cache_index_and_filters, |s| s.eq_ignore_ascii_case("true")),
+            .get_bool("state.backend.rocksdb.block.cache-index-and-filter-blocks")?
+            .unwrap_or(d.cache_index_and_filters),
         write_buffer_bytes: bytes("state.backend.rocksdb.writebuffer.size", d.write_buffer_bytes)?,
         write_buffer_count: count("state.backend.rocksdb.writebuffer.count", d.write_buffer_count)?,
         compaction: conf
@@ -56,7 +56,7 @@ fn rocksdb_tuning(conf: &Configuration) -> Result<RocksDbTuning> {
 fn changelog_config(conf: &Configuration) -> Result<ChangelogConfig> {
     let d = ChangelogConfig::default();
     Ok(ChangelogConfig {
-        enabled: conf.get_str("state.backend.changelog.enabled")?.map_or(d.enabled, |s| s.eq_ignore_ascii_case("true")),
+        enabled: conf.get_bool("state.backend.changelog.enabled")?.unwrap_or(d.enabled),
         materialize_interval: conf
             .get_duration("state.backend.changelog.periodic-materialize.interval")?
             .unwrap_or(d.materialize_interval),

@@ -201,7 +201,7 @@ impl<S> DecodeSide<S> {
 impl<O, S: Data> StreamOperator<Tagged<O, SideRecord>, S> for DecodeSide<S> {
     fn process_element(&mut self, record: Tagged<O, SideRecord>, out: &mut dyn Collector<S>) -> Result<()> {
         match record {
-            Tagged::Side(r) if Arc::ptr_eq(&r.tag, &self.tag) || r.tag == self.tag => {
+            Tagged::Side(r) if r.tag == self.tag => {
                 let mismatch = |detail: String| {
                     Error::user(format!(
                         "side output '{}': a record was sent as another type than get_side_output reads \

@@ -206,6 +206,17 @@ impl Configuration {
         }
     }
 
+    /// A `true`/`false` value (any case, as the options' allowed words are
+    /// matched when a value is set).
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get_str(key)? {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(v) => Err(bad(key, &v, "true or false")),
+        }
+    }
+
     /// A port or port range value (see [`ValueKind::PortRange`]) as
     /// inclusive bounds.
     pub fn get_port_range(&self, key: &str) -> Result<Option<(u16, u16)>, ConfigError> {
@@ -425,5 +436,16 @@ mod tests {
         assert_eq!(c.get_u32("pipeline.max-parallelism").unwrap(), Some(128));
         assert_eq!(c.get_u32("parallelism.default").unwrap(), None);
         assert_eq!(c.get_duration("execution.buffer-timeout").unwrap(), Some(Duration::from_millis(100)));
+        assert_eq!(c.get_bool("state.backend.changelog.enabled").unwrap(), Some(true));
+    }
+
+    #[test]
+    fn booleans_read_in_any_case() {
+        let mut c = Configuration::new();
+        c.set("state.backend.changelog.enabled", "FALSE").unwrap();
+        assert_eq!(c.get_bool("state.backend.changelog.enabled").unwrap(), Some(false));
+        c.set("state.backend.rocksdb.block.cache-index-and-filter-blocks", "True").unwrap();
+        assert_eq!(c.get_bool("state.backend.rocksdb.block.cache-index-and-filter-blocks").unwrap(), Some(true));
+        assert!(c.set("state.backend.changelog.enabled", "yes").is_err(), "not an allowed word");
     }
 }
