@@ -217,11 +217,12 @@ fn main() -> std::process::ExitCode {
             let (Some(ma), Some(mb)) = (medians[a], medians[b]) else { return };
             let mut paired: Vec<f64> =
                 rates[a].iter().zip(&rates[b]).filter_map(|(x, y)| Some(100.0 * (*x)? / (*y)?)).collect();
-            let range = match (paired.iter().copied().reduce(f64::min), paired.iter().copied().reduce(f64::max)) {
-                (Some(lo), Some(hi)) if paired.len() > 1 => format!(" ({lo:.1}-{hi:.1} %)"),
-                _ => String::new(),
+            // `median` sorts `paired`: its ends are the range.
+            let per_round = match (median(&mut paired), paired.first(), paired.last()) {
+                (Some(m), Some(lo), Some(hi)) if paired.len() > 1 => format!("{m:.1} % ({lo:.1}-{hi:.1} %)"),
+                (Some(m), ..) => format!("{m:.1} %"),
+                _ => "-".into(),
             };
-            let per_round = median(&mut paired).map(|m| format!("{m:.1} %{range}")).unwrap_or_else(|| "-".into());
             println!("  {name}: {:.1} % of medians; per round: median {per_round}", 100.0 * ma / mb);
         };
         ratio("RocksDB / heap, no checkpoints", "rocksdb:off", "hashmap:off");
