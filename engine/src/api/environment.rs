@@ -404,7 +404,7 @@ impl StreamExecutionEnvironment {
         };
         let mut graph = JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)?;
         if let Some(plan) = restore_plan(conf)? {
-            let allow = conf.get_str("execution.savepoint.ignore-unclaimed-state")?.as_deref() == Some("true");
+            let allow = conf.get_bool("execution.savepoint.ignore-unclaimed-state")?.unwrap_or(false);
             plan.check_compatible(&graph, allow)?;
             graph.settings.restore = Some(Arc::new(plan));
         }

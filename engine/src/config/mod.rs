@@ -446,6 +446,8 @@ mod tests {
         assert_eq!(c.get_bool("state.backend.changelog.enabled").unwrap(), Some(false));
         c.set("state.backend.rocksdb.block.cache-index-and-filter-blocks", "True").unwrap();
         assert_eq!(c.get_bool("state.backend.rocksdb.block.cache-index-and-filter-blocks").unwrap(), Some(true));
+        c.set("execution.savepoint.ignore-unclaimed-state", "TRUE").unwrap();
+        assert_eq!(c.get_bool("execution.savepoint.ignore-unclaimed-state").unwrap(), Some(true));
         assert!(c.set("state.backend.changelog.enabled", "yes").is_err(), "not an allowed word");
     }
 }
