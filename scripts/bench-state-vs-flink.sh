@@ -58,9 +58,14 @@ FLINK_SETTINGS=${FLINK_SETTINGS:-state.backend.rocksdb.memory.managed=false stat
 
 for c in ${configs//,/ }; do
     case "$c" in
-        hashmap:*|rocksdb:*) ;;
+        hashmap:*:*|rocksdb:*:*) die "configuration '$c': job settings are bench_state's alone; give Flink's in FLINK_SETTINGS" ;;
+        hashmap:?*|rocksdb:?*) ;;
         *) die "configuration '$c' is not backend:interval with backend hashmap or rocksdb" ;;
     esac
+done
+
+for e in ${engines//,/ }; do
+    [ "$e" = sluice ] || [ "$e" = flink ] || die "engine '$e' is neither sluice nor flink"
 done
 
 if [[ ",$engines," == *,sluice,* ]]; then
