@@ -7,14 +7,17 @@
 # Usage:
 #   scripts/bench-state-vs-flink.sh [--keys 10000000] [--records 20000000]
 #                                   [--repeat 1] [--configs LIST] [--engines sluice,flink]
+#                                   [--skew S]
 #
 #   --configs   backend:interval pairs, default
 #               hashmap:off,rocksdb:off,hashmap:1s,rocksdb:1s
 #   --repeat N  N interleaved rounds (every other one in reverse order); the
 #               summary gives medians.
+#   --skew S    Zipf-like key frequencies after every key has appeared once,
+#               as bench_state --skew S (default 0: uniform).
 #
 # Both engines run the job at parallelism 1, every configuration in its own
-# process, with the same key sequence (uniform keys). Flink (version in
+# process, with the same key sequence. Flink (version in
 # bench/flink/pom.xml) runs in a local MiniCluster with its defaults except a
 # JVM heap of FLINK_HEAP (default 8g: its heap backend keeps 10 M keys as Java
 # objects) and the settings in FLINK_SETTINGS (space-separated key=value). By
@@ -39,6 +42,7 @@ export SLUICE_LOG_TAG=bench-vs-flink
 keys=10000000
 records=
 repeat=1
+skew=0
 configs=hashmap:off,rocksdb:off,hashmap:1s,rocksdb:1s
 engines=sluice,flink
 while [ $# -gt 0 ]; do
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
         --repeat) repeat=$2; shift 2 ;;
         --configs) configs=$2; shift 2 ;;
         --engines) engines=$2; shift 2 ;;
+        --skew) skew=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -88,26 +93,26 @@ fi
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
-# run ENGINE CONFIG: one run; appends "engine config rec/s" to $results.
+# run ROUND ENGINE CONFIG: one run; appends "round engine config rec/s" to $results.
 run() {
-    local engine=$1 config=$2 line rate
+    local round=$1 engine=$2 config=$3 line rate
     if [ "$engine" = sluice ]; then
-        line=$("$SLUICE_BENCH" --keys "$keys" --records "$records" --configs "$config" 2>&1 | grep '^round 1:') \
+        line=$("$SLUICE_BENCH" --keys "$keys" --records "$records" --skew "$skew" --configs "$config" 2>&1 | grep '^round 1:') \
             || die "bench_state $config failed"
         line=${line#round 1: }
     else
         # shellcheck disable=SC2086 # FLINK_SETTINGS is a list of words
         line=$(java "-Xmx$FLINK_HEAP" -cp "$FLINK_CP" sluice.bench.FlinkStateBench \
-            "${config%%:*}" "${config#*:}" "$keys" "$records" $FLINK_SETTINGS 2>&1 | grep '^RESULT') \
+            "${config%%:*}" "${config#*:}" "$keys" "$records" "$skew" $FLINK_SETTINGS 2>&1 | grep '^RESULT') \
             || die "the Flink job $config failed"
         line=${line#RESULT }
     fi
     rate=$(grep -o '[0-9]* rec/s' <<<"$line" | cut -d' ' -f1)
     printf '%-7s %s\n' "$engine" "$line"
-    printf '%s %s %s\n' "$engine" "$config" "$rate" >>"$results"
+    printf '%s %s %s %s\n' "$round" "$engine" "$config" "$rate" >>"$results"
 }
 
-echo "datagen WordCount, $keys keys, $records records, parallelism 1, $repeat round(s)"
+echo "datagen WordCount, $keys keys, $records records, skew $skew, parallelism 1, $repeat round(s)"
 for round in $(seq 1 "$repeat"); do
     list=()
     for c in ${configs//,/ }; do
@@ -121,18 +126,37 @@ for round in $(seq 1 "$repeat"); do
     echo "round $round:"
     for item in "${list[@]}"; do
         # shellcheck disable=SC2086 # two words: engine and config
-        run $item
+        run "$round" $item
     done
 done
 
-# The medians, then the ratios the issue asks for, per engine.
+# The medians, then the ratios the issue asks for, per engine: of the
+# medians, and within each round (median and range over the rounds), which
+# slow drift of the machine does not bias.
 awk -v configs="$configs" -v engines="$engines" '
-function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
+function sort(a, n,   i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+}
+function median(list,   n, a) {
+    n = split(list, a, " "); sort(a, n)
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-{ runs[$1 " " $2] = runs[$1 " " $2] " " $3 }
+# summary(ENGINE, NUM, DEN, COST): NUM / DEN for ENGINE, of the medians and per round, as a
+# percentage (COST: 100 - it).
+function summary(e, num, den, cost,   r, list, n, a, v, out) {
+    if (!m[e " " num] || !m[e " " den]) return ""
+    v = 100 * m[e " " num] / m[e " " den]
+    out = sprintf("%.1f %%", cost ? 100 - v : v)
+    list = ""
+    for (r = 1; r <= rounds; r++) if (val[r, e " " num] && val[r, e " " den]) {
+        v = 100 * val[r, e " " num] / val[r, e " " den]
+        list = list " " (cost ? 100 - v : v)
+    }
+    n = split(list, a, " ")
+    if (n > 1) { sort(a, n); out = out sprintf("; per round %.1f %% (%.1f to %.1f %%)", median(list), a[1], a[n]) }
+    return out
+}
+{ runs[$2 " " $3] = runs[$2 " " $3] " " $4; val[$1, $2 " " $3] = $4; if ($1 > rounds) rounds = $1 }
 END {
     nc = split(configs, cs, ","); ne = split(engines, es, ",")
     print "medians (records/s):"
@@ -141,10 +165,10 @@ END {
         if (k in runs) { m[k] = median(runs[k]); printf "  %-22s %10.0f\n", k, m[k] }
     }
     for (j = 1; j <= ne; j++) {
-        e = es[j]; h = m[e " hashmap:off"]; r = m[e " rocksdb:off"]
-        if (h && r) printf "%s: RocksDB / heap, no checkpoints: %.1f %%\n", e, 100 * r / h
-        if (h && m[e " hashmap:1s"]) printf "%s: cost of 1 s checkpoints, heap: %.1f %%\n", e, 100 * (1 - m[e " hashmap:1s"] / h)
-        if (r && m[e " rocksdb:1s"]) printf "%s: cost of 1 s checkpoints, RocksDB: %.1f %%\n", e, 100 * (1 - m[e " rocksdb:1s"] / r)
+        e = es[j]
+        if ((s = summary(e, "rocksdb:off", "hashmap:off", 0)) != "") print e ": RocksDB / heap, no checkpoints: " s
+        if ((s = summary(e, "hashmap:1s", "hashmap:off", 1)) != "") print e ": cost of 1 s checkpoints, heap: " s
+        if ((s = summary(e, "rocksdb:1s", "rocksdb:off", 1)) != "") print e ": cost of 1 s checkpoints, RocksDB: " s
     }
     for (i = 1; i <= nc; i++) {
         s = m["sluice " cs[i]]; f = m["flink " cs[i]]

@@ -20,14 +20,17 @@ import org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink;
  * WordCount over many distinct keys, {@code keyBy(word).sum(1)} into a
  * discarding sink, at parallelism 1 in a local MiniCluster, with one state
  * backend and with or without a checkpoint interval. Record {@code i} carries
- * the word {@code key-<(i * 0x9E3779B97F4A7C15) mod keys>}, exactly as
- * {@code bench_state} (uniform keys) makes it, so both engines see the same
- * key sequence.
+ * the word {@code key-<(r * 0x9E3779B97F4A7C15) mod keys>} where the rank
+ * {@code r} is {@code i}, or with a skew S > 0 and {@code i >= keys} a Zipf
+ * rank drawn from the bits Sluice's datagen generator gives record {@code i}:
+ * exactly as {@code bench_state --skew S} makes it, so both engines see the
+ * same key sequence.
  *
- * <p>Usage: {@code FlinkStateBench BACKEND INTERVAL KEYS RECORDS [key=value ...]}
- * where BACKEND is {@code hashmap} or {@code rocksdb} and INTERVAL is
- * {@code off} or a Flink duration such as {@code 1s}; further arguments are
- * Flink configuration settings. Prints one {@code RESULT} line.
+ * <p>Usage: {@code FlinkStateBench BACKEND INTERVAL KEYS RECORDS SKEW [key=value ...]}
+ * where BACKEND is {@code hashmap} or {@code rocksdb}, INTERVAL is
+ * {@code off} or a Flink duration such as {@code 1s}, and SKEW is 0 for
+ * uniform keys; further arguments are Flink configuration settings. Prints
+ * one {@code RESULT} line.
  */
 public final class FlinkStateBench {
     /** Checkpoints completed in this JVM (the MiniCluster runs in it). */
@@ -52,27 +55,53 @@ public final class FlinkStateBench {
     /** The word of record {@code i}, as bench_state makes it. */
     static final class Word implements MapFunction<Long, Tuple2<String, Long>> {
         private final long keys;
+        private final double skew;
 
-        Word(long keys) {
+        Word(long keys, double skew) {
             this.keys = keys;
+            this.skew = skew;
         }
 
         @Override
         public Tuple2<String, Long> map(Long i) {
-            long rank = Long.remainderUnsigned(i * 0x9E3779B97F4A7C15L, keys);
-            return Tuple2.of("key-" + rank, 1L);
+            long rank = skew > 0 && i >= keys ? zipfRank(firstBits(i), keys, skew) : i;
+            return Tuple2.of("key-" + Long.remainderUnsigned(rank * 0x9E3779B97F4A7C15L, keys), 1L);
         }
     }
 
+    /**
+     * The first output of Sluice's datagen generator for record {@code i}
+     * (SplitMix64 for stream {@code i} of seed 0, which skips one output).
+     */
+    static long firstBits(long i) {
+        long state = i * 0xD1B54A32D192ED03L;
+        state += 0x9E3779B97F4A7C15L;
+        state += 0x9E3779B97F4A7C15L;
+        long z = state;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    /** bench_state's Zipf rank in {@code 0..n} with exponent {@code s} from 64 random bits. */
+    static long zipfRank(long bits, long n, double s) {
+        double u = (bits >>> 11) / (double) (1L << 53);
+        double x = Math.abs(s - 1.0) < 1e-9
+                ? Math.pow(n, u)
+                : Math.pow((Math.pow(n, 1.0 - s) - 1.0) * u + 1.0, 1.0 / (1.0 - s));
+        return Math.min(Math.max((long) x - 1, 0), n - 1);
+    }
+
     public static void main(String[] args) throws Exception {
-        if (args.length < 4) {
-            System.err.println("usage: FlinkStateBench hashmap|rocksdb off|INTERVAL KEYS RECORDS [key=value ...]");
+        if (args.length < 5) {
+            System.err.println("usage: FlinkStateBench hashmap|rocksdb off|INTERVAL KEYS RECORDS SKEW [key=value ...]");
             System.exit(2);
         }
         String backend = args[0];
         String interval = args[1];
         long keys = Long.parseLong(args[2]);
         long records = Long.parseLong(args[3]);
+        double skew = Double.parseDouble(args[4]);
         Path dir = Files.createTempDirectory("flink-state-bench");
         Map<String, String> settings = new HashMap<>();
         settings.put("state.backend.type", backend);
@@ -82,7 +111,7 @@ public final class FlinkStateBench {
         if (!interval.equals("off")) {
             settings.put("execution.checkpointing.interval", interval);
         }
-        for (int a = 4; a < args.length; a++) {
+        for (int a = 5; a < args.length; a++) {
             int eq = args[a].indexOf('=');
             if (eq < 0) {
                 System.err.println("setting '" + args[a] + "' is not key=value");
@@ -93,7 +122,7 @@ public final class FlinkStateBench {
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(Configuration.fromMap(settings));
         env.setParallelism(1);
         env.fromSequence(0, records - 1)
-                .map(new Word(keys))
+                .map(new Word(keys, skew))
                 .keyBy(t -> t.f0)
                 .sum(1)
                 .map(new CountCheckpoints())
