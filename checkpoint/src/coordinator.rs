@@ -8,11 +8,13 @@
 //! have arrived; it asks for [`expired`](CheckpointCoordinator::expired)
 //! checkpoints and aborts them with an [`AbortReason`]. The coordinator
 //! counts consecutive failures and says when they exceed the tolerable
-//! number, which fails the job.
+//! number, which fails the job. Each checkpoint in flight is a
+//! [`PendingCheckpoint`], which finalizes itself once complete.
 
 use crate::barrier::{CheckpointBarrier, CheckpointId, CheckpointKind, CheckpointingMode};
 use crate::metadata::SubtaskStateHandle;
-use std::collections::BTreeMap;
+pub use crate::pending::{Acknowledged, CompletedCheckpoint, PendingCheckpoint, TaskKey};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,9 +48,6 @@ impl Default for CheckpointConfig {
     }
 }
 
-/// Identifies a subtask to the coordinator: (vertex, subtask index).
-pub type TaskKey = (u32, u32);
-
 /// Why a checkpoint was aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AbortReason {
@@ -81,19 +80,6 @@ impl fmt::Display for AbortReason {
     }
 }
 
-/// A checkpoint waiting for acknowledgements.
-#[derive(Debug)]
-pub struct PendingCheckpoint {
-    /// The barrier that was injected.
-    pub barrier: CheckpointBarrier,
-    /// When it was triggered.
-    pub started: Instant,
-    /// Subtasks that must acknowledge.
-    pub expected: usize,
-    /// Acknowledgements so far: per subtask, (operator id, state handle).
-    pub acks: BTreeMap<TaskKey, Vec<(String, SubtaskStateHandle)>>,
-}
-
 /// What an acknowledgement led to.
 #[derive(Debug)]
 pub enum AckOutcome {
@@ -101,6 +87,9 @@ pub enum AckOutcome {
     Unknown,
     /// More acknowledgements are needed.
     Pending,
+    /// The acknowledgement came from a subtask the checkpoint does not
+    /// expect, or a second time: ignored.
+    Ignored(Acknowledged),
     /// Every subtask acknowledged: write the metadata, then notify.
     AllAcknowledged(PendingCheckpoint),
 }
@@ -164,8 +153,13 @@ impl CheckpointCoordinator {
         self.last_trigger = Some(now);
     }
 
-    /// A periodic checkpoint, if one is due at `now` for `tasks` subtasks.
-    pub fn maybe_trigger(&mut self, now: Instant, tasks: usize) -> Option<CheckpointBarrier> {
+    /// A periodic checkpoint, if one is due at `now`; `expected` names the
+    /// subtasks that must acknowledge it (called only when one is due).
+    pub fn maybe_trigger(
+        &mut self,
+        now: Instant,
+        expected: impl FnOnce() -> BTreeSet<TaskKey>,
+    ) -> Option<CheckpointBarrier> {
         if self.pending.len() >= self.config.max_concurrent.max(1) {
             return None;
         }
@@ -175,16 +169,17 @@ impl CheckpointCoordinator {
         if self.last_end.is_some_and(|t| now.duration_since(t) < self.config.min_pause) {
             return None;
         }
-        Some(self.trigger(now, tasks, CheckpointKind::Checkpoint))
+        Some(self.trigger(now, expected(), CheckpointKind::Checkpoint))
     }
 
-    /// Triggers a checkpoint or savepoint now, whatever the interval.
-    pub fn trigger(&mut self, now: Instant, tasks: usize, kind: CheckpointKind) -> CheckpointBarrier {
+    /// Triggers a checkpoint or savepoint now, whatever the interval, which
+    /// the subtasks in `expected` must acknowledge.
+    pub fn trigger(&mut self, now: Instant, expected: BTreeSet<TaskKey>, kind: CheckpointKind) -> CheckpointBarrier {
         let id = CheckpointId(self.next_id);
         self.next_id += 1;
         self.last_trigger = Some(now);
         let barrier = CheckpointBarrier { id, timestamp_ms: now_ms(), kind };
-        self.pending.insert(id, PendingCheckpoint { barrier, started: now, expected: tasks, acks: BTreeMap::new() });
+        self.pending.insert(id, PendingCheckpoint::new(barrier, now, expected));
         barrier
     }
 
@@ -198,23 +193,23 @@ impl CheckpointCoordinator {
         let Some(p) = self.pending.get_mut(&id) else {
             return AckOutcome::Unknown;
         };
-        p.acks.insert(task, handles);
-        if p.acks.len() < p.expected {
-            return AckOutcome::Pending;
-        }
-        match self.pending.remove(&id) {
-            Some(p) => AckOutcome::AllAcknowledged(p),
-            None => AckOutcome::Unknown,
+        match p.acknowledge(task, handles) {
+            Acknowledged::Pending => AckOutcome::Pending,
+            ignored @ (Acknowledged::NotExpected | Acknowledged::Duplicate) => AckOutcome::Ignored(ignored),
+            Acknowledged::Complete => match self.pending.remove(&id) {
+                Some(p) => AckOutcome::AllAcknowledged(p),
+                None => AckOutcome::Unknown,
+            },
         }
     }
 
-    /// Records that checkpoint `pending` was written completely at `now`.
-    pub fn completed(&mut self, pending: &PendingCheckpoint, now: Instant) {
+    /// Records that `checkpoint` was finalized (its metadata written) at `now`.
+    pub fn completed(&mut self, checkpoint: &CompletedCheckpoint, now: Instant) {
         self.last_end = Some(now);
         self.consecutive_failures = 0;
         self.stats.completed += 1;
-        self.stats.last_duration = now.duration_since(pending.started);
-        self.stats.last_size = pending.acks.values().flatten().map(|(_, h)| h.size).sum();
+        self.stats.last_duration = now.duration_since(checkpoint.started);
+        self.stats.last_size = checkpoint.size;
     }
 
     /// Aborts checkpoint `id`; returns `true` when consecutive failures now
@@ -226,7 +221,7 @@ impl CheckpointCoordinator {
         self.last_end = Some(now);
         self.stats.failed += 1;
         tracing::warn!("checkpoint {id} aborted: {reason}");
-        if p.barrier.kind == CheckpointKind::Savepoint || *reason == AbortReason::JobEnding {
+        if p.barrier().kind == CheckpointKind::Savepoint || *reason == AbortReason::JobEnding {
             return false;
         }
         self.consecutive_failures += 1;
@@ -246,7 +241,7 @@ impl CheckpointCoordinator {
     pub fn expired(&self, now: Instant) -> Vec<CheckpointId> {
         self.pending
             .iter()
-            .filter(|(_, p)| now.duration_since(p.started) >= self.config.timeout)
+            .filter(|(_, p)| now.duration_since(p.started()) >= self.config.timeout)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -261,26 +256,45 @@ mod tests {
         vec![("op".into(), SubtaskStateHandle { subtask: 0, file: "f".into(), size: 10, shared: vec![] })]
     }
 
+    fn tasks(n: u32) -> BTreeSet<TaskKey> {
+        (0..n).map(|v| (v, 0)).collect()
+    }
+
+    fn completed(p: PendingCheckpoint) -> CompletedCheckpoint {
+        let metadata = crate::metadata::CheckpointMetadata {
+            job_id: "j".into(),
+            job_name: "j".into(),
+            checkpoint_id: p.barrier().id,
+            kind: p.barrier().kind,
+            timestamp_ms: 0,
+            max_parallelism: 128,
+            operators: vec![],
+        };
+        CompletedCheckpoint { metadata, dir: Default::default(), started: p.started(), size: p.state_size() }
+    }
+
     #[test]
     fn triggers_on_interval_one_at_a_time_and_completes_on_all_acks() {
         let cfg = CheckpointConfig { interval: Duration::from_millis(100), ..Default::default() };
         let mut c = CheckpointCoordinator::new(cfg, 1);
         let t0 = Instant::now();
         c.start(t0);
-        assert!(c.maybe_trigger(t0, 2).is_none(), "interval not yet passed");
-        let b = c.maybe_trigger(t0 + Duration::from_millis(100), 2).unwrap();
+        assert!(c.maybe_trigger(t0, || tasks(2)).is_none(), "interval not yet passed");
+        let b = c.maybe_trigger(t0 + Duration::from_millis(100), || tasks(2)).unwrap();
         assert_eq!(b.id, CheckpointId(1));
-        assert!(c.maybe_trigger(t0 + Duration::from_millis(300), 2).is_none(), "one at a time");
+        assert!(c.maybe_trigger(t0 + Duration::from_millis(300), || tasks(2)).is_none(), "one at a time");
         assert!(matches!(c.acknowledge(b.id, (0, 0), handle()), AckOutcome::Pending));
+        assert!(matches!(c.acknowledge(b.id, (0, 0), handle()), AckOutcome::Ignored(Acknowledged::Duplicate)));
+        assert!(matches!(c.acknowledge(b.id, (9, 0), handle()), AckOutcome::Ignored(Acknowledged::NotExpected)));
         let p = match c.acknowledge(b.id, (1, 0), handle()) {
             AckOutcome::AllAcknowledged(p) => p,
             other => panic!("{other:?}"),
         };
-        c.completed(&p, t0 + Duration::from_millis(350));
+        c.completed(&completed(p), t0 + Duration::from_millis(350));
         assert_eq!(c.stats.completed, 1);
         assert_eq!(c.stats.last_size, 20);
         assert!(matches!(c.acknowledge(b.id, (1, 0), handle()), AckOutcome::Unknown));
-        assert_eq!(c.maybe_trigger(t0 + Duration::from_millis(400), 2).unwrap().id, CheckpointId(2));
+        assert_eq!(c.maybe_trigger(t0 + Duration::from_millis(400), || tasks(2)).unwrap().id, CheckpointId(2));
     }
 
     #[test]
@@ -288,12 +302,12 @@ mod tests {
         let cfg = CheckpointConfig { interval: Duration::ZERO, tolerable_failures: 1, ..Default::default() };
         let mut c = CheckpointCoordinator::new(cfg, 5);
         let t = Instant::now();
-        let b = c.maybe_trigger(t, 1).unwrap();
+        let b = c.maybe_trigger(t, || tasks(1)).unwrap();
         assert_eq!(b.id, CheckpointId(5));
         assert!(!c.abort(b.id, &AbortReason::Timeout(Duration::from_secs(1)), t), "first failure tolerated");
-        let b = c.maybe_trigger(t, 1).unwrap();
+        let b = c.maybe_trigger(t, || tasks(1)).unwrap();
         assert!(c.abort(b.id, &AbortReason::TaskNotRunning, t), "second one is too many");
-        let s = c.trigger(t, 1, CheckpointKind::Savepoint);
+        let s = c.trigger(t, tasks(1), CheckpointKind::Savepoint);
         assert!(!c.abort(s.id, &AbortReason::TaskNotRunning, t), "savepoints do not count");
     }
 
@@ -303,7 +317,7 @@ mod tests {
             CheckpointConfig { interval: Duration::ZERO, timeout: Duration::from_millis(50), ..Default::default() };
         let mut c = CheckpointCoordinator::new(cfg, 1);
         let t = Instant::now();
-        let b = c.maybe_trigger(t, 3).unwrap();
+        let b = c.maybe_trigger(t, || tasks(3)).unwrap();
         assert!(c.expired(t + Duration::from_millis(10)).is_empty());
         assert_eq!(c.expired(t + Duration::from_millis(60)), vec![b.id]);
     }

@@ -13,6 +13,9 @@
 //! * [`coordinator`]: the checkpoint coordinator's decisions (when to
 //!   trigger, when a checkpoint is complete, when to abort, when failures
 //!   fail the job), free of I/O.
+//! * [`pending`]: a checkpoint in flight, which accepts acknowledgements
+//!   from its expected subtasks only and finalizes itself (writes its
+//!   `_metadata`) once all are in.
 //! * [`state`]: keyed state (value, list, map, reducing, aggregating, with
 //!   TTL), timers, and the heap and RocksDB backends with incremental
 //!   snapshots.
@@ -32,6 +35,7 @@ pub mod coordinator;
 pub mod error;
 pub mod key_group;
 pub mod metadata;
+pub mod pending;
 pub mod snapshot;
 pub mod state;
 pub mod storage;

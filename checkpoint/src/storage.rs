@@ -25,7 +25,9 @@ pub(crate) fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(
     move |source| Error::Storage { action, path: path.to_path_buf(), source }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, sync, rename).
+/// Writes `bytes` to `path` atomically and durably: a temporary file,
+/// synced, renamed into place, then the directory synced so that the
+/// rename itself survives a power loss.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io_error("create", parent))?;
@@ -34,7 +36,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
     f.write_all(bytes).map_err(io_error("write", &tmp))?;
     f.sync_all().map_err(io_error("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_error("rename", path))
+    fs::rename(&tmp, path).map_err(io_error("rename", path))?;
+    match path.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Syncs a directory, so that the names created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = fs::File::open(dir).map_err(io_error("open", dir))?;
+    d.sync_all().map_err(io_error("sync", dir))
+}
+
+/// Copies the files of a checkpoint directory into a new directory `to`,
+/// durably (each file synced, then the directory). Subdirectories are not
+/// copied: a checkpoint directory holds files only.
+pub fn copy_checkpoint_files(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).map_err(io_error("create", to))?;
+    for entry in fs::read_dir(from).map_err(io_error("list", from))? {
+        let entry = entry.map_err(io_error("list", from))?;
+        if !entry.file_type().map_err(io_error("inspect", &entry.path()))?.is_file() {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        fs::copy(entry.path(), &target).map_err(io_error("copy to", &target))?;
+        fs::File::open(&target).and_then(|f| f.sync_all()).map_err(io_error("sync", &target))?;
+    }
+    sync_dir(to)?;
+    match to.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// The directory of checkpoint `id` of job `job_id` under `root`.

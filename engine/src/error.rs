@@ -5,7 +5,7 @@
 //! an enum rather than a string, so callers can tell a failed task from a
 //! slot shortage or a cancellation.
 
-use crate::cluster::protocol::JobId;
+use crate::ids::JobId;
 use std::fmt;
 
 /// Errors of the Sluice engine.
@@ -68,7 +68,79 @@ pub enum Error {
     ClusterUnavailable(String),
     /// A control-plane connection failed or carried something unexpected.
     #[error("RPC: {0}")]
-    Rpc(String),
+    Rpc(#[from] RpcError),
+}
+
+/// Why a control-plane (RPC) operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The connection broke while reading or writing.
+    #[error("connection broken: {0}")]
+    ConnectionBroken(#[source] std::io::Error),
+    /// A peer announced a frame larger than the limit.
+    #[error("a frame of {len} bytes is larger than the limit ({limit}); not a Sluice peer?")]
+    FrameTooLarge {
+        /// The announced length.
+        len: usize,
+        /// The largest accepted.
+        limit: usize,
+    },
+    /// A message could not be encoded.
+    #[error("cannot encode a message: {0}")]
+    Encode(String),
+    /// A frame did not decode as the message the protocol expects here.
+    #[error("cannot decode a message ({0}); are both sides the same Sluice version?")]
+    Decode(String),
+    /// An address does not resolve.
+    #[error("bad address '{addr}' of the {what}: {reason}")]
+    BadAddress {
+        /// The address.
+        addr: String,
+        /// Whose address it is.
+        what: String,
+        /// Why it does not resolve.
+        reason: String,
+    },
+    /// A peer did not answer within the deadline.
+    #[error(
+        "cannot reach the {what} at {addr} within {timeout:?}: {reason}; is it running, and is the address right?"
+    )]
+    Unreachable {
+        /// Whom we tried to reach.
+        what: String,
+        /// Its address.
+        addr: String,
+        /// How long we tried.
+        timeout: std::time::Duration,
+        /// The last connection error.
+        reason: String,
+    },
+    /// The peer sent a message the protocol does not allow at this point
+    /// (the wrong first message, an unexpected answer).
+    #[error("protocol violation by {peer}: {what}")]
+    Protocol {
+        /// The peer's address or name.
+        peer: String,
+        /// What it did.
+        what: String,
+    },
+    /// The peer refused us, with its reason.
+    #[error("refused by the {peer}: {reason}")]
+    Refused {
+        /// Who refused.
+        peer: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// A job process was started without a setting the cluster passes in
+    /// its environment, or with a malformed one.
+    #[error("{name}: {problem}; the cluster sets it when it starts a job process")]
+    ProcessEnvironment {
+        /// The environment variable.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl Error {

@@ -463,11 +463,12 @@ impl StreamExecutionEnvironment {
         use crate::cluster::remote::job_process::{cluster_overrides, run_driver, run_task_process, Role};
         for (key, value) in cluster_overrides() {
             if key == "parallelism.client" {
-                let p = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|p| *p >= 1)
-                    .ok_or_else(|| Error::Rpc(format!("the cluster passed a bad parallelism '{value}'")))?;
+                let p = value.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                    crate::error::RpcError::ProcessEnvironment {
+                        name: crate::cluster::remote::job_process::CONF_VAR.into(),
+                        problem: format!("parallelism.client={value} is not a parallelism of at least 1"),
+                    }
+                })?;
                 self.state.borrow_mut().command_line_parallelism = Some(p);
             } else {
                 self.state.borrow_mut().config.set(&key, &value)?;

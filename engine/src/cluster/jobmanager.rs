@@ -8,24 +8,27 @@
 //! every 20 ms for checkpoint triggers, timeouts, restarts and metrics), so
 //! its state needs no locks.
 
+use super::inbox::{JobResult, ToJobManager};
+use super::job_graphs::JobGraphs;
 use super::protocol::{
-    ExecutionState, JobArtifact, JobDetails, JobId, JobResult, JobStatus, SlotId, TaskDeploymentDescriptor,
-    ToJobManager, ToTaskManager,
+    ExecutionState, FromTaskManager, JobDetails, JobStatus, TaskDeploymentDescriptor, ToTaskManager,
 };
 use super::resource_manager::ResourceManager;
 use super::restart::RestartTracker;
 use crate::error::FailureCause;
 use crate::faults;
-use crate::graph::execution::{subtasks, SubtaskId};
+use crate::graph::execution::subtasks;
 use crate::graph::JobGraph;
+use crate::ids::{JobId, SlotId, SubtaskId, TaskManagerId};
 use crate::metrics;
 use crate::runtime::restore::RestorePlan;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use sluice_checkpoint::coordinator::{AbortReason, AckOutcome, CheckpointCoordinator, PendingCheckpoint};
-use sluice_checkpoint::metadata::{CheckpointMetadata, OperatorStateMeta, SubtaskStateHandle};
+use sluice_checkpoint::coordinator::{AbortReason, AckOutcome, CheckpointCoordinator, PendingCheckpoint, TaskKey};
+use sluice_checkpoint::metadata::SubtaskStateHandle;
+use sluice_checkpoint::pending::{JobDescription, OperatorInfo};
 use sluice_checkpoint::{storage, CheckpointBarrier, CheckpointId, CheckpointKind};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,18 +78,32 @@ impl JobMaster {
     }
 }
 
+/// The subtasks of an attempt as the checkpoint coordinator names them:
+/// every one must acknowledge a checkpoint.
+fn checkpoint_tasks(executions: &HashMap<SubtaskId, ExecutionState>) -> BTreeSet<TaskKey> {
+    executions.keys().map(|s| (s.vertex as u32, s.subtask)).collect()
+}
+
 pub(crate) struct JobManager {
     rm: ResourceManager,
     jobs: BTreeMap<JobId, JobMaster>,
     inbox: Receiver<ToJobManager>,
+    /// Where this process's TaskManagers find the graphs of the jobs.
+    graphs: JobGraphs,
     /// In cluster mode the cluster's resource manager owns
     /// `slot.request.timeout` (it knows every slot) and sends `FailJob`.
     external_slot_timeout: bool,
 }
 
 impl JobManager {
-    pub(crate) fn new(inbox: Receiver<ToJobManager>) -> Self {
-        JobManager { rm: ResourceManager::default(), jobs: BTreeMap::new(), inbox, external_slot_timeout: false }
+    pub(crate) fn new(inbox: Receiver<ToJobManager>, graphs: JobGraphs) -> Self {
+        JobManager {
+            rm: ResourceManager::default(),
+            jobs: BTreeMap::new(),
+            inbox,
+            graphs,
+            external_slot_timeout: false,
+        }
     }
 
     /// Leaves the slot request timeout to the cluster (see the field).
@@ -116,16 +133,16 @@ impl JobManager {
 
     fn handle(&mut self, msg: ToJobManager) {
         match msg {
-            ToJobManager::RegisterTaskManager { id, slots, gateway, data_address } => {
-                tracing::info!("TaskManager {id} registered with {slots} slots");
+            ToJobManager::TaskManagerConnected { registration, gateway } => {
+                tracing::info!("TaskManager {} registered with {} slots", registration.id, registration.slots);
                 let _ = gateway.send(ToTaskManager::Registered);
-                self.rm.register(id, slots, gateway, data_address);
+                self.rm.register(registration, gateway);
                 self.schedule_waiting();
             }
             ToJobManager::TaskManagerLost { id } => self.task_manager_lost(id),
             ToJobManager::FailJob { job_id, cause } => self.fail_job(job_id, cause),
             ToJobManager::SubmitJob { graph, job_id, result } => self.submit(graph, job_id, result),
-            ToJobManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
+            ToJobManager::FromTaskManager(msg) => self.from_task_manager(msg),
             ToJobManager::CancelJob { job_id } => self.cancel(job_id),
             ToJobManager::RequestJobStatus { job_id, reply } => {
                 let _ = reply.send(self.jobs.get(&job_id).map(|j| JobDetails {
@@ -136,15 +153,21 @@ impl JobManager {
                     latest_checkpoint: j.latest_checkpoint,
                 }));
             }
-            ToJobManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
+            ToJobManager::TriggerSavepoint { job_id, dir, reply } => self.trigger_savepoint(job_id, dir, reply),
+            ToJobManager::Shutdown => {}
+        }
+    }
+
+    fn from_task_manager(&mut self, msg: FromTaskManager) {
+        match msg {
+            FromTaskManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
+            FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
                 self.acknowledge(subtask, checkpoint, handles)
             }
-            ToJobManager::DeclineCheckpoint { subtask, checkpoint, reason } => {
+            FromTaskManager::DeclineCheckpoint { subtask, checkpoint, reason } => {
                 let task = self.task_name(&subtask);
                 self.abort_checkpoint(subtask.job, checkpoint, AbortReason::Declined { task, message: reason });
             }
-            ToJobManager::TriggerSavepoint { job_id, dir, reply } => self.trigger_savepoint(job_id, dir, reply),
-            ToJobManager::Shutdown => {}
         }
     }
 
@@ -157,6 +180,7 @@ impl JobManager {
 
     fn submit(&mut self, graph: Arc<JobGraph>, job_id: JobId, result: Sender<JobResult>) {
         tracing::info!("Submitting job '{}' ({job_id}).", graph.name());
+        self.graphs.insert(job_id, graph.clone());
         let settings = &graph.settings;
         let restore = settings.restore.clone();
         let first_id = restore.as_ref().map(|r| r.metadata.checkpoint_id.0 + 1).unwrap_or(1);
@@ -221,7 +245,6 @@ impl JobManager {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.transition(JobStatus::Running);
         job.coordinator.start(Instant::now());
-        let artifact = JobArtifact::InProcess(job.graph.clone());
         let all = subtasks(&job.graph, id, job.attempt);
         job.executions = all.iter().map(|s| (*s, ExecutionState::Deploying)).collect();
         if let Some(plan) = &job.restore {
@@ -240,7 +263,6 @@ impl JobManager {
             let tdd = TaskDeploymentDescriptor {
                 subtask: s,
                 slot: slot.clone(),
-                artifact: artifact.clone(),
                 restore: job.restore.clone(),
                 placement: placement.clone(),
             };
@@ -374,6 +396,7 @@ impl JobManager {
             m.set(0);
         }
         self.rm.release(id);
+        self.graphs.remove(id);
         self.schedule_waiting();
     }
 
@@ -410,8 +433,8 @@ impl JobManager {
             let _ = reply.send(Err(format!("job {id} is {}, not running with all subtasks", job.status)));
             return;
         }
-        let n = job.executions.len();
-        let barrier = job.coordinator.trigger(Instant::now(), n, CheckpointKind::Savepoint);
+        let expected = checkpoint_tasks(&job.executions);
+        let barrier = job.coordinator.trigger(Instant::now(), expected, CheckpointKind::Savepoint);
         job.savepoints.insert(barrier.id, (dir, reply));
         let Some(job) = self.jobs.get(&id) else { return };
         self.send_trigger(job, barrier);
@@ -422,68 +445,58 @@ impl JobManager {
         if s.attempt != job.attempt {
             return;
         }
-        if let AckOutcome::AllAcknowledged(pending) =
-            job.coordinator.acknowledge(id, (s.vertex as u32, s.subtask), handles)
-        {
-            self.complete_checkpoint(s.job, pending);
+        match job.coordinator.acknowledge(id, (s.vertex as u32, s.subtask), handles) {
+            AckOutcome::AllAcknowledged(pending) => self.complete_checkpoint(s.job, pending),
+            AckOutcome::Ignored(why) => tracing::warn!("acknowledgement of checkpoint {id} by {s:?} ignored: {why:?}"),
+            AckOutcome::Pending | AckOutcome::Unknown => {}
         }
     }
 
-    fn metadata(job: &JobMaster, pending: &PendingCheckpoint) -> CheckpointMetadata {
-        let mut operators: BTreeMap<String, OperatorStateMeta> = BTreeMap::new();
-        for (operator, handle) in pending.acks.values().flatten() {
-            let (name, parallelism, keyed) = job.graph.operator(operator).unwrap_or(("?", 0, false));
-            operators
-                .entry(operator.clone())
-                .or_insert_with(|| OperatorStateMeta {
-                    operator_id: operator.clone(),
-                    name: name.to_string(),
-                    parallelism,
-                    keyed,
-                    subtasks: Vec::new(),
-                })
-                .subtasks
-                .push(handle.clone());
-        }
-        CheckpointMetadata {
-            job_id: job.id.to_string(),
-            job_name: job.graph.name().to_string(),
-            checkpoint_id: pending.barrier.id,
-            kind: pending.barrier.kind,
-            timestamp_ms: pending.barrier.timestamp_ms,
-            max_parallelism: job.graph.settings.max_parallelism,
-            operators: operators.into_values().collect(),
-        }
-    }
-
+    /// Finalizes a fully acknowledged checkpoint or savepoint (it writes its
+    /// own metadata), then announces a checkpoint's completion and prunes
+    /// old ones.
     fn complete_checkpoint(&mut self, id: JobId, pending: PendingCheckpoint) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let root = job.graph.settings.checkpoint_root.clone();
-        let cp = pending.barrier.id;
+        let barrier = pending.barrier();
+        let cp = barrier.id;
         let dir = storage::checkpoint_dir(&root, &id.to_string(), cp);
-        let mut metadata = Self::metadata(job, &pending);
-        if pending.barrier.kind == CheckpointKind::Savepoint {
+        let (job_id, graph) = (id.to_string(), job.graph.clone());
+        let operator = |op: &str| {
+            graph.operator(op).map(|(name, parallelism, keyed)| OperatorInfo { name: name.into(), parallelism, keyed })
+        };
+        let description = JobDescription {
+            job_id: &job_id,
+            job_name: graph.name(),
+            max_parallelism: graph.settings.max_parallelism,
+            operator: &operator,
+        };
+        if barrier.kind == CheckpointKind::Savepoint {
             let Some((target, reply)) = job.savepoints.remove(&cp) else { return };
-            let short = id.to_string();
-            let path = target.join(format!("savepoint-{}-{}", &short[..6], cp.0));
-            let written = copy_dir(&dir, &path).and_then(|_| {
-                metadata.kind = CheckpointKind::Savepoint;
-                storage::write_metadata(&path, &metadata).map_err(|e| e.to_string())
-            });
+            let written = pending.finalize_savepoint(&description, &dir, &target);
             let _ = std::fs::remove_dir_all(&dir);
-            job.coordinator.completed(&pending, Instant::now());
-            tracing::info!("savepoint {cp} of job {id} written to {}", path.display());
-            let _ = reply.send(written.map(|_| path));
+            let answer = match written {
+                Ok(done) => {
+                    job.coordinator.completed(&done, Instant::now());
+                    tracing::info!("savepoint {cp} of job {id} written to {}", done.dir.display());
+                    Ok(done.dir)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = reply.send(answer);
             return;
         }
-        if let Err(e) = storage::write_metadata(&dir, &metadata) {
-            self.abort_checkpoint(id, cp, AbortReason::Storage(e.to_string()));
-            return;
-        }
+        let done = match pending.finalize(&description, &dir) {
+            Ok(done) => done,
+            Err(e) => {
+                self.abort_checkpoint(id, cp, AbortReason::Storage(e.to_string()));
+                return;
+            }
+        };
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        job.coordinator.completed(&pending, Instant::now());
+        job.coordinator.completed(&done, Instant::now());
         job.latest_checkpoint = Some(cp);
-        job.restore = Some(Arc::new(RestorePlan { metadata, dir: dir.clone() }));
+        job.restore = Some(Arc::new(RestorePlan { metadata: done.metadata, dir: done.dir }));
         tracing::info!(
             "Completed checkpoint {cp} for job {} ({} bytes in {:?}).",
             job.graph.name(),
@@ -555,7 +568,8 @@ impl JobManager {
                         expired.push((job.id, cp, job.coordinator.config().timeout));
                     }
                     if job.graph.settings.checkpointing.is_some() && job.all_running() {
-                        if let Some(b) = job.coordinator.maybe_trigger(now, job.executions.len()) {
+                        let expected = || checkpoint_tasks(&job.executions);
+                        if let Some(b) = job.coordinator.maybe_trigger(now, expected) {
                             triggers.push((job.id, b));
                         }
                     }
@@ -609,7 +623,7 @@ impl JobManager {
         self.try_schedule(id);
     }
 
-    fn task_manager_lost(&mut self, tm: super::protocol::TaskManagerId) {
+    fn task_manager_lost(&mut self, tm: TaskManagerId) {
         if !self.rm.unregister(&tm) {
             return;
         }
@@ -644,15 +658,4 @@ impl JobManager {
             self.maybe_finish(id);
         }
     }
-}
-
-/// Copies the files of a checkpoint directory into a new directory.
-fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot create '{}': {e}", to.display()))?;
-    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot list '{}': {e}", from.display()))?;
-    for e in entries.flatten() {
-        let target = to.join(e.file_name());
-        std::fs::copy(e.path(), &target).map_err(|err| format!("cannot copy to '{}': {err}", target.display()))?;
-    }
-    Ok(())
 }

@@ -1,11 +1,15 @@
 //! The mini cluster: a JobManager and TaskManagers as threads of one
 //! process, for local runs (`cargo run` of a job) and tests.
 
+use super::gateway::Gateway;
+use super::inbox::{JobResult, ToJobManager};
+use super::job_graphs::JobGraphs;
 use super::jobmanager::JobManager;
-use super::protocol::{JobDetails, JobId, JobResult, JobStatus, TaskManagerId, ToJobManager};
+use super::protocol::{JobDetails, JobStatus, TaskManagerRegistration};
 use super::taskmanager::TaskManager;
 use crate::error::{Error, FailureCause, Result};
 use crate::graph::JobGraph;
+use crate::ids::{JobId, TaskManagerId};
 use crate::metrics::MetricsServer;
 use crate::runtime::shuffle::Shuffle;
 use crossbeam_channel::{Receiver, Sender};
@@ -33,26 +37,25 @@ impl MiniCluster {
     pub fn start(config: MiniClusterConfig) -> Result<Self> {
         let (jm_tx, jm_rx) = crossbeam_channel::unbounded();
         let shuffle = Arc::new(Shuffle::local());
+        let graphs = JobGraphs::default();
         let mut threads = Vec::new();
         let spawn_err = |e: std::io::Error| Error::io("cannot start a mini cluster thread", e);
+        let jm_graphs = graphs.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("jobmanager".into())
-                .spawn(move || JobManager::new(jm_rx).run())
+                .spawn(move || JobManager::new(jm_rx, jm_graphs).run())
                 .map_err(spawn_err)?,
         );
         for i in 0..config.task_managers {
             let (tm_tx, tm_rx) = crossbeam_channel::unbounded();
             let id = TaskManagerId(format!("localhost:tm-{i}"));
+            let registration =
+                TaskManagerRegistration { id: id.clone(), slots: config.slots_per_task_manager, data_address: None };
             jm_tx
-                .send(ToJobManager::RegisterTaskManager {
-                    id: id.clone(),
-                    slots: config.slots_per_task_manager,
-                    gateway: tm_tx,
-                    data_address: None,
-                })
+                .send(ToJobManager::TaskManagerConnected { registration, gateway: Gateway::channel(tm_tx) })
                 .map_err(|_| Error::ClusterUnavailable("the JobManager stopped".into()))?;
-            let tm = TaskManager::new(id, tm_rx, jm_tx.clone(), shuffle.clone());
+            let tm = TaskManager::new(id, tm_rx, Gateway::channel(jm_tx.clone()), graphs.clone(), shuffle.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("taskmanager-{i}"))
@@ -63,14 +66,15 @@ impl MiniCluster {
         Ok(MiniCluster { job_manager: jm_tx, threads })
     }
 
-    /// A JobManager without TaskManagers: a job's driver in a cluster,
-    /// whose TaskManagers (the job's processes) register over RPC, and whose
-    /// slot request timeout the cluster enforces.
-    pub(crate) fn start_for_cluster() -> Result<Self> {
+    /// The job master of a job's driver process in a cluster: a JobManager
+    /// without TaskManagers of its own, whose TaskManagers (the job's task
+    /// processes) register over RPC, and whose slot request timeout the
+    /// cluster enforces.
+    pub(crate) fn start_driver_job_master() -> Result<Self> {
         let (jm_tx, jm_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("jobmaster".into())
-            .spawn(move || JobManager::new(jm_rx).with_external_slot_timeout().run())
+            .spawn(move || JobManager::new(jm_rx, JobGraphs::default()).with_external_slot_timeout().run())
             .map_err(|e| Error::io("cannot start the job master thread", e))?;
         Ok(MiniCluster { job_manager: jm_tx, threads: vec![thread] })
     }

@@ -1,68 +1,33 @@
-//! The control-plane protocol between the JobManager and TaskManagers.
+//! The control-plane protocol between a job master and the TaskManagers
+//! that host its subtasks.
 //!
-//! Every interaction is one of these messages; no component reaches into
-//! another's memory. The job itself travels as a [`JobArtifact`]: in the mini
-//! cluster the already-built graph; in a multi-process cluster the job's
-//! binary, which rebuilds the same graph in task mode.
+//! Each message is defined once and is serializable, whatever carries it:
+//! in the mini cluster a [`Gateway`](super::gateway::Gateway) is an
+//! in-process channel; between a job's driver and its task processes it is
+//! a TCP link ([`super::remote`]). The job master and the TaskManager do not
+//! know which.
+//!
+//! ```text
+//!   TaskManager ──TaskManagerRegistration──▶ job master   (once, on connect)
+//!   TaskManager ◀────────ToTaskManager────── job master   (deploy, cancel, checkpoints)
+//!   TaskManager ───────FromTaskManager─────▶ job master   (task states, acks, declines)
+//! ```
+//!
+//! The job itself does not travel in these messages: a TaskManager finds
+//! the graph of a job it deploys in its [`JobGraphs`](super::job_graphs::JobGraphs)
+//! (the submitted graph in the mini cluster; the graph the job binary built
+//! in a task process). What exists only inside one process (reply channels,
+//! the job graph handle, gateways) lives in the job master's inbox type,
+//! [`ToJobManager`](super::inbox::ToJobManager), never in a wire message.
 
 use crate::error::FailureCause;
-use crate::graph::execution::SubtaskId;
-use crate::graph::JobGraph;
+use crate::ids::{JobId, Placement, SlotId, SubtaskId, TaskManagerId};
 use crate::runtime::restore::RestorePlan;
-use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::metadata::SubtaskStateHandle;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// A job's id: 32 hex digits, like Flink's.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct JobId(u128);
-
-impl JobId {
-    /// A fresh id, unique within this process and very likely across processes.
-    pub fn generate() -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mix = sluice_checkpoint::key_group::stable_hash(&(nanos, n, std::process::id()));
-        JobId((u128::from(mix) << 64) | u128::from(sluice_checkpoint::key_group::stable_hash(&(mix, n))))
-    }
-
-    /// An id from its numeric value.
-    pub const fn from_u128(v: u128) -> Self {
-        JobId(v)
-    }
-}
-
-impl std::str::FromStr for JobId {
-    type Err = String;
-
-    /// Parses the 32 hex digits `Display` prints.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.len() != 32 {
-            return Err(format!("'{s}' is not a job id (32 hex digits)"));
-        }
-        u128::from_str_radix(s, 16).map(JobId).map_err(|_| format!("'{s}' is not a job id (32 hex digits)"))
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl fmt::Debug for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JobId({self})")
-    }
-}
 
 /// The lifecycle of a job: CREATED → RUNNING → FINISHED, or → FAILING →
 /// FAILED, or → CANCELLING → CANCELED.
@@ -130,79 +95,21 @@ impl ExecutionState {
     }
 }
 
-/// A TaskManager's id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TaskManagerId(pub String);
-
-impl fmt::Display for TaskManagerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// One slot of one TaskManager.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct SlotId {
-    /// The TaskManager.
-    pub task_manager: TaskManagerId,
-    /// The slot's index there.
-    pub index: u32,
-}
-
-/// What a TaskManager needs to run a job's subtasks.
-#[derive(Clone)]
-pub enum JobArtifact {
-    /// The job graph itself (mini cluster: same process).
-    InProcess(Arc<JobGraph>),
-}
-
-impl fmt::Debug for JobArtifact {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JobArtifact::InProcess(g) => write!(f, "InProcess({})", g.name()),
-        }
-    }
-}
-
-/// Everything a TaskManager needs to start one subtask.
-#[derive(Debug, Clone)]
+/// Everything a TaskManager needs to start one subtask (Flink's
+/// `TaskDeploymentDescriptor`): the same value in the mini cluster and on
+/// the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskDeploymentDescriptor {
     /// Which subtask.
     pub subtask: SubtaskId,
     /// The slot it runs in.
     pub slot: SlotId,
-    /// The job.
-    pub artifact: JobArtifact,
-    /// The checkpoint or savepoint to restore state from, if any.
+    /// The checkpoint or savepoint to restore state from, if any (shared by
+    /// every subtask of the attempt in the mini cluster).
     pub restore: Option<Arc<RestorePlan>>,
     /// Where every slot of the job attempt lives, so that channels to
     /// subtasks in other processes go over the network.
     pub placement: Arc<Placement>,
-}
-
-/// Where one slot of a job attempt lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlotLocation {
-    /// The TaskManager (in a cluster: the job's process on it).
-    pub task_manager: TaskManagerId,
-    /// The address its data server listens on; `None` in the mini cluster,
-    /// where every channel is in-process.
-    pub data_address: Option<String>,
-}
-
-/// Where the slots of a job attempt live. With slot sharing, slot *i* hosts
-/// subtask *i* of every vertex.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    /// Slot *i*'s location.
-    pub slots: Vec<SlotLocation>,
-}
-
-impl Placement {
-    /// The location of the slot that hosts subtask `index` of any vertex.
-    pub fn of_subtask(&self, index: u32) -> Option<&SlotLocation> {
-        self.slots.get(index as usize)
-    }
 }
 
 /// What the JobManager reports about a job.
@@ -220,57 +127,22 @@ pub struct JobDetails {
     pub latest_checkpoint: Option<CheckpointId>,
 }
 
-/// How a job ended.
-#[derive(Debug, Clone)]
-pub struct JobResult {
-    /// The job.
-    pub job_id: JobId,
-    /// FINISHED, FAILED or CANCELED.
-    pub status: JobStatus,
-    /// Why it failed, if it did.
-    pub failure: Option<FailureCause>,
-    /// Time from submission to the end.
-    pub duration: Duration,
-    /// How often the job restarted from a checkpoint.
-    pub restarts: u32,
+/// A TaskManager offers its slots to a job master: the first message of
+/// every TaskManager connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskManagerRegistration {
+    /// The TaskManager.
+    pub id: TaskManagerId,
+    /// How many slots it has.
+    pub slots: u32,
+    /// Where its data server listens (cluster mode); `None` in the mini
+    /// cluster, where every channel is in-process.
+    pub data_address: Option<String>,
 }
 
-/// Messages to the JobManager.
-#[derive(Debug)]
-pub enum ToJobManager {
-    /// A TaskManager offers its slots.
-    RegisterTaskManager {
-        /// The TaskManager.
-        id: TaskManagerId,
-        /// How many slots it has.
-        slots: u32,
-        /// Where to send it messages.
-        gateway: Sender<ToTaskManager>,
-        /// Where its data server listens (cluster mode), if it has one.
-        data_address: Option<String>,
-    },
-    /// A TaskManager went away (its connection broke or its heartbeats
-    /// stopped): its slots are gone and the subtasks in them failed.
-    TaskManagerLost {
-        /// The TaskManager.
-        id: TaskManagerId,
-    },
-    /// Fail a job from outside (the cluster could not give it slots).
-    FailJob {
-        /// The job.
-        job_id: JobId,
-        /// Why.
-        cause: FailureCause,
-    },
-    /// A client submits a job; the id comes back on `accepted`, the end on `result`.
-    SubmitJob {
-        /// The job.
-        graph: Arc<JobGraph>,
-        /// The id under which it runs.
-        job_id: JobId,
-        /// Receives the job's end.
-        result: Sender<JobResult>,
-    },
+/// Messages from a TaskManager to the job master, after its registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromTaskManager {
     /// A subtask changed state.
     TaskStateChanged {
         /// Which subtask.
@@ -279,18 +151,6 @@ pub enum ToJobManager {
         state: ExecutionState,
         /// Why, if it failed.
         failure: Option<FailureCause>,
-    },
-    /// Cancel a job.
-    CancelJob {
-        /// The job.
-        job_id: JobId,
-    },
-    /// Ask for a job's status.
-    RequestJobStatus {
-        /// The job.
-        job_id: JobId,
-        /// Receives the details, `None` for an unknown job.
-        reply: Sender<Option<JobDetails>>,
     },
     /// A subtask took its snapshot of a checkpoint and stored it.
     AcknowledgeCheckpoint {
@@ -310,23 +170,12 @@ pub enum ToJobManager {
         /// Why.
         reason: String,
     },
-    /// Take a savepoint of a running job into `dir`.
-    TriggerSavepoint {
-        /// The job.
-        job_id: JobId,
-        /// The directory to create the savepoint in.
-        dir: PathBuf,
-        /// Receives the savepoint's path or the reason it failed.
-        reply: Sender<Result<PathBuf, String>>,
-    },
-    /// Stop the JobManager (and tell TaskManagers to stop).
-    Shutdown,
 }
 
-/// Messages to a TaskManager.
-#[derive(Debug)]
+/// Messages from the job master to a TaskManager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToTaskManager {
-    /// The JobManager accepted the registration.
+    /// The job master accepted the registration.
     Registered,
     /// Start a subtask.
     Deploy(Box<TaskDeploymentDescriptor>),
@@ -356,7 +205,7 @@ pub enum ToTaskManager {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
-    /// The job ended: free its slots and channels.
+    /// The job attempt ended: free its slots and channels.
     ReleaseJob {
         /// The job.
         job_id: JobId,

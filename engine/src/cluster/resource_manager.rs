@@ -5,31 +5,34 @@
 //! vertex of a job, so a job needs as many slots as its largest parallelism;
 //! subtask *i* of every vertex goes to the job's *i*-th slot.
 
-use super::protocol::{JobId, Placement, SlotId, SlotLocation, TaskManagerId, ToTaskManager};
+use super::gateway::Gateway;
+use super::protocol::{TaskManagerRegistration, ToTaskManager};
+use super::slot_allocator::{SlotAllocator, SpreadOut};
+use crate::ids::{JobId, Placement, SlotId, SlotLocation, TaskManagerId};
 use crate::metrics;
-use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 
 struct TaskManagerEntry {
-    gateway: Sender<ToTaskManager>,
+    gateway: Gateway<ToTaskManager>,
     data_address: Option<String>,
     slots: Vec<Option<JobId>>,
 }
 
 /// Slot bookkeeping of the cluster.
-#[derive(Default)]
 pub(crate) struct ResourceManager {
     task_managers: BTreeMap<TaskManagerId, TaskManagerEntry>,
+    allocator: Box<dyn SlotAllocator>,
+}
+
+impl Default for ResourceManager {
+    fn default() -> Self {
+        ResourceManager { task_managers: BTreeMap::new(), allocator: Box::new(SpreadOut) }
+    }
 }
 
 impl ResourceManager {
-    pub(crate) fn register(
-        &mut self,
-        id: TaskManagerId,
-        slots: u32,
-        gateway: Sender<ToTaskManager>,
-        data_address: Option<String>,
-    ) {
+    pub(crate) fn register(&mut self, registration: TaskManagerRegistration, gateway: Gateway<ToTaskManager>) {
+        let TaskManagerRegistration { id, slots, data_address } = registration;
         self.task_managers.insert(id, TaskManagerEntry { gateway, data_address, slots: vec![None; slots as usize] });
         self.publish();
     }
@@ -69,28 +72,40 @@ impl ResourceManager {
         self.task_managers.values().map(|t| t.slots.iter().filter(|s| s.is_none()).count() as u32).sum()
     }
 
-    /// Allocates `n` slots to `job`, spreading over TaskManagers in turn;
+    /// Allocates `n` slots to `job`, where the [`SlotAllocator`] says;
     /// `None` if fewer are free.
     pub(crate) fn allocate(&mut self, job: JobId, n: u32) -> Option<Vec<SlotId>> {
-        if self.free_slots() < n {
-            return None;
+        let free: Vec<(TaskManagerId, u32)> = self
+            .task_managers
+            .iter()
+            .map(|(id, tm)| (id.clone(), tm.slots.iter().filter(|s| s.is_none()).count() as u32))
+            .collect();
+        let plan = self.allocator.allocate(&free, n)?;
+        // The plan takes counts per TaskManager; slot i of the job is taken
+        // in turn across them, as the allocator spread them.
+        let mut per_tm: Vec<(TaskManagerId, Vec<u32>)> = Vec::with_capacity(plan.len());
+        for (id, count) in plan {
+            let Some(tm) = self.task_managers.get_mut(&id) else { continue };
+            let mut indices = Vec::with_capacity(count as usize);
+            for (i, slot) in tm.slots.iter_mut().enumerate().filter(|(_, s)| s.is_none()).take(count as usize) {
+                *slot = Some(job);
+                indices.push(i as u32);
+            }
+            per_tm.push((id, indices));
         }
         let mut out = Vec::with_capacity(n as usize);
-        'outer: loop {
-            let mut progressed = false;
-            for (id, tm) in self.task_managers.iter_mut() {
-                if out.len() == n as usize {
-                    break 'outer;
-                }
-                if let Some(i) = tm.slots.iter().position(Option::is_none) {
-                    tm.slots[i] = Some(job);
-                    out.push(SlotId { task_manager: id.clone(), index: i as u32 });
-                    progressed = true;
+        let mut round = 0;
+        while out.len() < n as usize {
+            let before = out.len();
+            for (id, indices) in &per_tm {
+                if let Some(i) = indices.get(round) {
+                    out.push(SlotId { task_manager: id.clone(), index: *i });
                 }
             }
-            if out.len() == n as usize || !progressed {
+            if out.len() == before {
                 break;
             }
+            round += 1;
         }
         self.publish();
         Some(out)
@@ -105,11 +120,11 @@ impl ResourceManager {
         self.publish();
     }
 
-    pub(crate) fn gateway(&self, tm: &TaskManagerId) -> Option<&Sender<ToTaskManager>> {
+    pub(crate) fn gateway(&self, tm: &TaskManagerId) -> Option<&Gateway<ToTaskManager>> {
         self.task_managers.get(tm).map(|t| &t.gateway)
     }
 
-    pub(crate) fn gateways(&self) -> impl Iterator<Item = &Sender<ToTaskManager>> {
+    pub(crate) fn gateways(&self) -> impl Iterator<Item = &Gateway<ToTaskManager>> {
         self.task_managers.values().map(|t| &t.gateway)
     }
 

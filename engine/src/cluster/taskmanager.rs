@@ -1,14 +1,23 @@
-//! The TaskManager: offers its slots to the JobManager and runs the subtasks
+//! The TaskManager: offers its slots to a job master and runs the subtasks
 //! deployed into them, one thread per subtask, reporting every state change.
+//!
+//! It takes [`ToTaskManager`] messages from its inbox and reports
+//! [`FromTaskManager`] messages through a [`Gateway`]; whether the job
+//! master is a thread of the same process or a driver process across a TCP
+//! link is the gateway's business.
 
-use super::protocol::{
-    ExecutionState, JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager, ToTaskManager,
-};
+use super::gateway::Gateway;
+use super::job_graphs::JobGraphs;
+use super::protocol::{ExecutionState, FromTaskManager, TaskDeploymentDescriptor, ToTaskManager};
 use crate::error::{Error, FailureCause};
-use crate::graph::execution::{build_subtask, SubtaskId};
+use crate::graph::execution::build_subtask;
+use crate::ids::{JobId, SubtaskId, TaskManagerId};
 use crate::runtime::shuffle::Shuffle;
-use crate::runtime::task::{CheckpointResponder, TaskCommand, TaskControl, TaskOutcome};
+use crate::runtime::snapshot_uploader::{CheckpointResponder, SnapshotUploader};
+use crate::runtime::task::{TaskCommand, TaskControl, TaskOutcome};
 use crossbeam_channel::{Receiver, Sender};
+use sluice_checkpoint::metadata::SubtaskStateHandle;
+use sluice_checkpoint::CheckpointId;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,19 +33,32 @@ struct RunningTask {
 pub(crate) struct TaskManager {
     id: TaskManagerId,
     inbox: Receiver<ToTaskManager>,
-    job_manager: Sender<ToJobManager>,
+    job_manager: Gateway<FromTaskManager>,
+    graphs: JobGraphs,
     shuffle: Arc<Shuffle>,
     tasks: HashMap<SubtaskId, RunningTask>,
+}
+
+/// A TaskManager's subtasks report their checkpoints through its gateway.
+impl CheckpointResponder for Gateway<FromTaskManager> {
+    fn acknowledge(&self, subtask: SubtaskId, checkpoint: CheckpointId, handles: Vec<(String, SubtaskStateHandle)>) {
+        let _ = self.send(FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles });
+    }
+
+    fn decline(&self, subtask: SubtaskId, checkpoint: CheckpointId, reason: String) {
+        let _ = self.send(FromTaskManager::DeclineCheckpoint { subtask, checkpoint, reason });
+    }
 }
 
 impl TaskManager {
     pub(crate) fn new(
         id: TaskManagerId,
         inbox: Receiver<ToTaskManager>,
-        job_manager: Sender<ToJobManager>,
+        job_manager: Gateway<FromTaskManager>,
+        graphs: JobGraphs,
         shuffle: Arc<Shuffle>,
     ) -> Self {
-        TaskManager { id, inbox, job_manager, shuffle, tasks: HashMap::new() }
+        TaskManager { id, inbox, job_manager, graphs, shuffle, tasks: HashMap::new() }
     }
 
     pub(crate) fn run(mut self) {
@@ -91,10 +113,21 @@ impl TaskManager {
     }
 
     fn deploy(&mut self, tdd: TaskDeploymentDescriptor) {
-        let JobArtifact::InProcess(graph) = tdd.artifact;
         let restore = tdd.restore;
         let placement = tdd.placement;
         let id = tdd.subtask;
+        let Some(graph) = self.graphs.get(id.job).filter(|g| g.vertices().len() > id.vertex) else {
+            let _ = self.job_manager.send(FromTaskManager::TaskStateChanged {
+                subtask: id,
+                state: ExecutionState::Failed,
+                failure: Some(FailureCause::TaskFailed {
+                    task: format!("vertex {}", id.vertex),
+                    subtask: id.subtask,
+                    message: format!("TaskManager {} has no graph of job {} with that vertex", self.id, id.job),
+                }),
+            });
+            return;
+        };
         self.shuffle.begin_attempt(id.job, id.attempt);
         let vertex = graph.vertices()[id.vertex].clone();
         let thread_name = format!("{} ({}/{})", vertex.name, id.subtask + 1, vertex.parallelism);
@@ -108,10 +141,10 @@ impl TaskManager {
             commands: rx,
             canceled: canceled.clone(),
             buffer_timeout: settings.buffer_timeout,
-            checkpoints: CheckpointResponder {
+            checkpoints: SnapshotUploader {
                 subtask: id,
                 root: settings.checkpoint_root.clone(),
-                job_manager: self.job_manager.clone(),
+                responder: Arc::new(self.job_manager.clone()),
                 abort_after_snapshot: settings.faults.abort_after_snapshot,
             },
             mode: settings.checkpointing.as_ref().map(|c| c.mode).unwrap_or_default(),
@@ -123,7 +156,7 @@ impl TaskManager {
         let shuffle = self.shuffle.clone();
         let spawned = std::thread::Builder::new().name(thread_name.clone()).spawn(move || {
             let report = |state, failure| {
-                let _ = jm.send(ToJobManager::TaskStateChanged { subtask: id, state, failure });
+                let _ = jm.send(FromTaskManager::TaskStateChanged { subtask: id, state, failure });
             };
             report(ExecutionState::Running, None);
             tracing::debug!("{thread_name} switched to RUNNING");
@@ -161,7 +194,7 @@ impl TaskManager {
                 self.tasks.insert(id, RunningTask { canceled, commands: tx, thread });
             }
             Err(e) => {
-                let _ = self.job_manager.send(ToJobManager::TaskStateChanged {
+                let _ = self.job_manager.send(FromTaskManager::TaskStateChanged {
                     subtask: id,
                     state: ExecutionState::Failed,
                     failure: Some(FailureCause::TaskFailed {

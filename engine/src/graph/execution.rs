@@ -5,28 +5,14 @@
 use super::job_graph::JobGraph;
 use super::stream_graph::NodeKind;
 use super::Partitioning;
-use crate::cluster::protocol::JobId;
-use crate::cluster::protocol::Placement;
 use crate::error::Result;
+use crate::ids::{JobId, Placement, SubtaskId};
 use crate::metrics;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::erased::{AnyBox, WriterSpec};
 use crate::runtime::restore::RestorePlan;
 use crate::runtime::shuffle::{ChannelKey, Shuffle};
 use crate::runtime::task::Invokable;
-
-/// Which subtask of which job attempt to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct SubtaskId {
-    /// The job.
-    pub job: JobId,
-    /// The job's execution attempt (0, then +1 per restart).
-    pub attempt: u32,
-    /// The vertex.
-    pub vertex: usize,
-    /// The subtask index within the vertex.
-    pub subtask: u32,
-}
 
 /// The subtasks of a job, vertex by vertex.
 pub fn subtasks(job: &JobGraph, id: JobId, attempt: u32) -> Vec<SubtaskId> {

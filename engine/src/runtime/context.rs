@@ -1,6 +1,6 @@
 //! What a running operator, source or sink knows about itself.
 
-use crate::cluster::protocol::JobId;
+use crate::ids::JobId;
 use sluice_checkpoint::state::table::StateValue;
 use sluice_checkpoint::state::{
     AggregateFunction, AggregatingState, ListState, MapState, ReducingState, SharedStore, StateBackendConfig,

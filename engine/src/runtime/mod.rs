@@ -13,6 +13,8 @@
 //! * `writer` / `shuffle`: partitioning and the bounded channels.
 //! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
+//! * [`snapshot_uploader`]: the asynchronous part of a checkpoint, and the
+//!   [`CheckpointResponder`] contract a subtask reports it through.
 
 pub mod collector;
 pub mod context;
@@ -24,6 +26,7 @@ pub mod operator;
 pub(crate) mod operators;
 pub mod restore;
 pub(crate) mod shuffle;
+pub mod snapshot_uploader;
 pub(crate) mod task;
 pub(crate) mod window;
 pub(crate) mod writer;
@@ -32,3 +35,4 @@ pub use collector::Collector;
 pub use context::{RuntimeContext, RuntimeMode, StateDescriptor};
 pub use element::{StreamElement, Watermark};
 pub use operator::{StreamOperator, TimeEvent};
+pub use snapshot_uploader::CheckpointResponder;

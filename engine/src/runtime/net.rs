@@ -40,8 +40,8 @@
 
 // Wired into the TaskManager by cluster mode; until then only tests use it.
 
-use crate::cluster::protocol::JobId;
 use crate::error::{Error, Result};
+use crate::ids::JobId;
 use crate::record::Data;
 use crate::runtime::element::StreamElement;
 use crate::runtime::erased::{AnyBox, StreamType};

@@ -8,8 +8,8 @@
 //! the consumer the receiver. Across processes the same pairs will be TCP
 //! connections with credit-based flow control (see `net`).
 
-use crate::cluster::protocol::{JobId, Placement, TaskManagerId};
 use crate::error::{Error, Result};
+use crate::ids::{JobId, Placement, TaskManagerId};
 use crate::runtime::erased::{AnyBox, StreamType};
 use crate::runtime::net::{remote_sender, DataServer};
 use serde::{Deserialize, Serialize};

@@ -17,22 +17,19 @@
 //! delivered it (its records wait in the bounded channel, which backpressures
 //! that producer); in at-least-once mode channels are not held. When all
 //! barriers are in, the chain snapshots and forwards the barrier, and the
-//! [`CheckpointResponder`] stores the state and acknowledges asynchronously.
+//! [`SnapshotUploader`] stores the state and acknowledges asynchronously.
 
-use crate::cluster::protocol::ToJobManager;
 use crate::error::{Error, Result};
-use crate::faults::{self, FailPoint};
-use crate::graph::execution::SubtaskId;
+use crate::faults::FailPoint;
 use crate::metrics::OperatorMetrics;
-use crate::runtime::collector::{ChainInput, ChainStates, Collector};
+use crate::runtime::collector::{ChainInput, Collector};
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::{StreamElement, Watermark};
+use crate::runtime::snapshot_uploader::SnapshotUploader;
 use crate::source::{Source, SourceStatus};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
-use sluice_checkpoint::state::format::{StateSnapshot, UploadTarget, UploadedState};
-use sluice_checkpoint::storage;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, TryRecvError};
+use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId, CheckpointingMode};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,83 +47,6 @@ pub(crate) enum TaskCommand {
     AbortCheckpoint(CheckpointId),
 }
 
-/// Stores a subtask's snapshot and acknowledges it to the JobManager.
-#[derive(Clone)]
-pub(crate) struct CheckpointResponder {
-    pub(crate) subtask: SubtaskId,
-    pub(crate) root: PathBuf,
-    pub(crate) job_manager: Sender<ToJobManager>,
-    pub(crate) abort_after_snapshot: Option<u64>,
-}
-
-impl CheckpointResponder {
-    /// Writes `states` under the checkpoint's directory on a background
-    /// thread (the asynchronous part), then acknowledges or declines.
-    fn acknowledge(&self, barrier: CheckpointBarrier, states: ChainStates) {
-        let this = self.clone();
-        let spawned = std::thread::Builder::new().name("checkpoint-upload".into()).spawn(move || {
-            lower_upload_priority();
-            let job_dir = this.root.join(this.subtask.job.to_string());
-            let dir = storage::checkpoint_dir(&this.root, &this.subtask.job.to_string(), barrier.id);
-            let mut handles = Vec::with_capacity(states.len());
-            for (operator, snapshot) in states {
-                let file = format!("{operator}-{}", this.subtask.subtask);
-                let uploaded = match snapshot {
-                    StateSnapshot::Ready(bytes) => Ok(UploadedState { bytes, shared: Vec::new() }),
-                    StateSnapshot::Upload(upload) => upload(&UploadTarget {
-                        checkpoint_dir: dir.clone(),
-                        shared_dir: job_dir.join(storage::SHARED_DIR),
-                        file_prefix: file.clone(),
-                        kind: barrier.kind,
-                    }),
-                };
-                match uploaded.and_then(|u| {
-                    let mut h = storage::write_state(&dir, &file, this.subtask.subtask, &u.bytes)?;
-                    h.shared = u.shared;
-                    Ok(h)
-                }) {
-                    Ok(h) => handles.push((operator, h)),
-                    Err(e) => return this.decline(barrier.id, e.to_string()),
-                }
-            }
-            if this.abort_after_snapshot == Some(barrier.id.0) {
-                faults::abort_process(&format!("after the snapshot of checkpoint {}", barrier.id));
-            }
-            let _ = this.job_manager.send(ToJobManager::AcknowledgeCheckpoint {
-                subtask: this.subtask,
-                checkpoint: barrier.id,
-                handles,
-            });
-        });
-        if let Err(e) = spawned {
-            self.decline(barrier.id, format!("cannot start the upload thread: {e}"));
-        }
-    }
-
-    fn decline(&self, checkpoint: CheckpointId, reason: String) {
-        let _ = self.job_manager.send(ToJobManager::DeclineCheckpoint { subtask: self.subtask, checkpoint, reason });
-    }
-}
-
-/// The nice value of upload threads (see [`lower_upload_priority`]).
-const UPLOAD_NICE: i32 = 10;
-
-/// Lowers the calling upload thread's scheduling priority, so that on a
-/// busy machine an upload yields the CPU to the task threads (measured on 2
-/// cores, heap WordCount with 1 s checkpoints: the keyed task waited for a
-/// CPU 3.7 % of the run at the same priority, 3.2–3.4 % at nice 10). Nice
-/// 10 still leaves an upload about a tenth of a CPU that task threads keep
-/// busy, so checkpoints go on completing. Linux only; elsewhere, or if the
-/// call fails, the thread keeps its priority.
-fn lower_upload_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), UPLOAD_NICE) {
-            tracing::debug!("cannot lower the upload thread's priority: {e}");
-        }
-    }
-}
-
 /// A subtask's view of its controls.
 pub(crate) struct TaskControl {
     /// The duration of the last barrier alignment, ms.
@@ -136,7 +56,7 @@ pub(crate) struct TaskControl {
     pub(crate) commands: Receiver<TaskCommand>,
     pub(crate) canceled: Arc<AtomicBool>,
     pub(crate) buffer_timeout: Duration,
-    pub(crate) checkpoints: CheckpointResponder,
+    pub(crate) checkpoints: SnapshotUploader,
     pub(crate) mode: CheckpointingMode,
     pub(crate) faults: Vec<FailPoint>,
 }

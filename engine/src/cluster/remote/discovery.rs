@@ -14,7 +14,7 @@
 //! scraped one to `exported_job_id`).
 
 use super::jobmanager_process::Cluster;
-use crate::cluster::protocol::JobId;
+use crate::ids::JobId;
 use serde_json::{json, Value};
 
 /// A process Prometheus can scrape, with the labels that say what it is.

@@ -15,19 +15,21 @@
 //! passes it on. The JobManager lists them all for Prometheus at
 //! `/metrics/targets`.
 
-use super::messages::{ToDriver, ToJobManagerProcess, ToTaskManagerProcess, ToTaskProcess, VertexSummary};
-use super::wire::{self, Link};
+use super::messages::{DriverHello, FromDriver, Hello, JobProcessStarted, ToDriver, VertexSummary};
+use super::wire::{self, Link, LinkTransport};
+use crate::cluster::gateway::Gateway;
+use crate::cluster::inbox::ToJobManager;
+use crate::cluster::job_graphs::JobGraphs;
 use crate::cluster::minicluster::{JobExecutionResult, MiniCluster};
-use crate::cluster::protocol::{
-    JobArtifact, JobId, TaskDeploymentDescriptor, TaskManagerId, ToJobManager, ToTaskManager,
-};
+use crate::cluster::protocol::{FromTaskManager, TaskManagerRegistration, ToTaskManager};
 use crate::cluster::taskmanager::TaskManager;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RpcError};
 use crate::graph::JobGraph;
+use crate::ids::{JobId, TaskManagerId};
 use crate::metrics::MetricsServer;
 use crate::runtime::net::DataServer;
 use crate::runtime::shuffle::Shuffle;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +78,11 @@ pub fn role() -> Result<Option<Role>> {
         None | Some("") => Ok(None),
         Some("driver") => Ok(Some(Role::Driver)),
         Some("task") => Ok(Some(Role::Task)),
-        Some(other) => Err(Error::Rpc(format!("{ROLE_VAR}={other}: expected 'driver' or 'task' (or unset it)"))),
+        Some(other) => Err(RpcError::ProcessEnvironment {
+            name: ROLE_VAR.into(),
+            problem: format!("'{other}' is neither 'driver' nor 'task' (unset it for a local run)"),
+        }
+        .into()),
     }
 }
 
@@ -109,11 +115,19 @@ pub(crate) fn metrics_env(conf: &crate::config::Configuration) -> Result<Vec<(St
 
 fn var(name: &str) -> Result<String> {
     std::env::var(name)
-        .map_err(|_| Error::Rpc(format!("{name} is not set; the cluster sets it when it starts a job process")))
+        .map_err(|_| RpcError::ProcessEnvironment { name: name.into(), problem: "not set".into() }.into())
+}
+
+/// A variable of the job process's environment, parsed.
+fn parsed<T: std::str::FromStr>(name: &str) -> Result<T> {
+    let text = var(name)?;
+    text.parse().map_err(|_| {
+        RpcError::ProcessEnvironment { name: name.into(), problem: format!("'{text}' is malformed") }.into()
+    })
 }
 
 fn job_id() -> Result<JobId> {
-    var(JOB_ID_VAR)?.parse().map_err(Error::Rpc)
+    parsed(JOB_ID_VAR)
 }
 
 fn bind_host() -> String {
@@ -148,16 +162,11 @@ fn serve_metrics() -> Option<MetricsServer> {
 /// `/metrics` is (the TaskManager tells the JobManager).
 fn report_to_taskmanager(job: JobId, metrics: Option<&MetricsServer>) -> Result<()> {
     let endpoint = var(TASKMANAGER_ENDPOINT_VAR)?;
-    let seq: u32 =
-        var(PROCESS_SEQ_VAR)?.parse().map_err(|_| Error::Rpc(format!("{PROCESS_SEQ_VAR} is not a number")))?;
+    let seq: u32 = parsed(PROCESS_SEQ_VAR)?;
     let mut stream = wire::connect(&endpoint, "TaskManager", Duration::from_secs(10))?;
     wire::write_frame(
         &mut stream,
-        &ToJobManagerProcess::JobProcessStarted {
-            job,
-            seq,
-            metrics_address: metrics.map(|m| m.local_addr().to_string()),
-        },
+        &JobProcessStarted { job, seq, metrics_address: metrics.map(|m| m.local_addr().to_string()) },
     )
 }
 
@@ -178,33 +187,29 @@ pub(crate) fn run_task_process(graph: JobGraph) -> ! {
 
 fn task_process(graph: JobGraph) -> Result<()> {
     let id = TaskManagerId(var(TASKMANAGER_ID_VAR)?);
-    let slots: u32 = var(SLOTS_VAR)?.parse().map_err(|_| Error::Rpc(format!("{SLOTS_VAR} is not a number")))?;
+    let slots: u32 = parsed(SLOTS_VAR)?;
     let driver = var(DRIVER_VAR)?;
+    let job = job_id()?;
     watch_parent("the TaskManager", "the task process", || {});
     let metrics = serve_metrics();
-    if let Err(e) = report_to_taskmanager(job_id()?, metrics.as_ref()) {
+    if let Err(e) = report_to_taskmanager(job, metrics.as_ref()) {
         tracing::warn!("cannot tell the TaskManager where this process's metrics are: {e}");
     }
     let server = DataServer::start(&format!("{}:0", bind_host()))?;
     let stream = wire::connect(&driver, "job driver", Duration::from_secs(30))?;
     let (link, mut reader) = Link::new(stream)?;
-    link.send(&ToDriver::Register { id: id.clone(), slots, data_address: server.address().to_string() })?;
+    link.send(&TaskManagerRegistration { id: id.clone(), slots, data_address: Some(server.address().to_string()) })?;
     tracing::info!("task process {id} with {slots} slots registered at driver {driver}");
-    let graph = Arc::new(graph);
     let (tm_tx, tm_rx) = crossbeam_channel::unbounded::<ToTaskManager>();
-    let (jm_tx, jm_rx) = crossbeam_channel::unbounded::<ToJobManager>();
-    let to_driver = link.clone();
-    std::thread::Builder::new()
-        .name("to-driver".into())
-        .spawn(move || forward_to_driver(jm_rx, to_driver))
-        .map_err(|e| Error::io("cannot start a thread", e))?;
-    let tm = TaskManager::new(id.clone(), tm_rx, jm_tx, Arc::new(Shuffle::networked(id.clone(), server)));
+    let to_driver: Gateway<FromTaskManager> = Gateway::new(LinkTransport::start(link.clone(), "to-driver")?);
+    let graphs = JobGraphs::single(job, Arc::new(graph));
+    let tm = TaskManager::new(id.clone(), tm_rx, to_driver, graphs, Arc::new(Shuffle::networked(id.clone(), server)));
     let tm_thread = std::thread::Builder::new()
         .name("taskmanager".into())
         .spawn(move || tm.run())
         .map_err(|e| Error::io("cannot start a thread", e))?;
     loop {
-        let msg = match wire::read_frame::<ToTaskProcess>(&mut reader) {
+        let msg = match wire::read_frame::<ToTaskManager>(&mut reader) {
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(e) => {
@@ -212,32 +217,8 @@ fn task_process(graph: JobGraph) -> Result<()> {
                 break;
             }
         };
-        let shutdown = matches!(msg, ToTaskProcess::Shutdown);
-        let cmd = match msg {
-            ToTaskProcess::Registered => ToTaskManager::Registered,
-            ToTaskProcess::Deploy { subtask, slot, restore, placement } => {
-                ToTaskManager::Deploy(Box::new(TaskDeploymentDescriptor {
-                    subtask,
-                    slot,
-                    artifact: JobArtifact::InProcess(graph.clone()),
-                    restore: restore.map(Arc::new),
-                    placement: Arc::new(placement),
-                }))
-            }
-            ToTaskProcess::Cancel { subtask } => ToTaskManager::Cancel { subtask },
-            ToTaskProcess::TriggerCheckpoint { subtask, barrier } => {
-                ToTaskManager::TriggerCheckpoint { subtask, barrier }
-            }
-            ToTaskProcess::NotifyCheckpointComplete { job_id, checkpoint } => {
-                ToTaskManager::NotifyCheckpointComplete { job_id, checkpoint }
-            }
-            ToTaskProcess::AbortCheckpoint { job_id, checkpoint } => {
-                ToTaskManager::AbortCheckpoint { job_id, checkpoint }
-            }
-            ToTaskProcess::ReleaseJob { job_id } => ToTaskManager::ReleaseJob { job_id },
-            ToTaskProcess::Shutdown => ToTaskManager::Shutdown,
-        };
-        if tm_tx.send(cmd).is_err() || shutdown {
+        let shutdown = matches!(msg, ToTaskManager::Shutdown);
+        if tm_tx.send(msg).is_err() || shutdown {
             break;
         }
     }
@@ -252,30 +233,6 @@ fn task_process(graph: JobGraph) -> Result<()> {
     link.close();
     drop(metrics);
     Ok(())
-}
-
-fn forward_to_driver(inbox: Receiver<ToJobManager>, link: Link) {
-    while let Ok(msg) = inbox.recv() {
-        let wire = match msg {
-            ToJobManager::TaskStateChanged { subtask, state, failure } => {
-                ToDriver::TaskStateChanged { subtask, state, failure }
-            }
-            ToJobManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
-                ToDriver::AcknowledgeCheckpoint { subtask, checkpoint, handles }
-            }
-            ToJobManager::DeclineCheckpoint { subtask, checkpoint, reason } => {
-                ToDriver::DeclineCheckpoint { subtask, checkpoint, reason }
-            }
-            other => {
-                tracing::debug!("not forwarded to the driver: {other:?}");
-                continue;
-            }
-        };
-        if let Err(e) = link.send(&wire) {
-            tracing::warn!("cannot reach the driver: {e}");
-            return;
-        }
-    }
 }
 
 /// Exits this process (after `before_exit`) when its parent goes away: a
@@ -302,7 +259,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let job_id = job_id()?;
     let jm_addr = var(JOBMANAGER_VAR)?;
     let metrics = serve_metrics();
-    let cluster = MiniCluster::start_for_cluster()?;
+    let cluster = MiniCluster::start_driver_job_master()?;
     let jm = cluster.job_manager();
     let listener = TcpListener::bind(format!("{}:0", bind_host()))
         .map_err(|e| Error::io("cannot bind the driver's endpoint", e))?;
@@ -316,7 +273,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     }
     let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30))?;
     let (link, reader) = Link::new(stream)?;
-    link.send(&ToJobManagerProcess::DriverHello {
+    link.send(&Hello::Driver(DriverHello {
         job: job_id,
         name: graph.name().to_string(),
         required_slots: graph.required_slots(),
@@ -327,7 +284,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             .map(|v| VertexSummary { name: v.name.clone(), parallelism: v.parallelism })
             .collect(),
         metrics_address: metrics.as_ref().map(|m| m.local_addr().to_string()),
-    })?;
+    }))?;
     let client = cluster.submit_as(graph, job_id)?.owning(cluster).with_metrics(metrics);
     {
         let (jm, link) = (jm.clone(), link.clone());
@@ -339,7 +296,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let mut last = None;
     loop {
         if let Some(result) = client.poll_result(Duration::from_millis(100))? {
-            let _ = link.send(&ToJobManagerProcess::JobEnded {
+            let _ = link.send(&FromDriver::JobEnded {
                 status: result.status,
                 failure: result.failure.clone(),
                 restarts: result.restarts,
@@ -348,7 +305,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
         }
         if let Ok(details) = client.details() {
             if last.as_ref() != Some(&details) {
-                let _ = link.send(&ToJobManagerProcess::JobStatus(details.clone()));
+                let _ = link.send(&FromDriver::JobStatus(details.clone()));
                 last = Some(details);
             }
         }
@@ -357,14 +314,14 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
 
 fn driver_commands(mut reader: std::net::TcpStream, link: Link, jm: Sender<ToJobManager>, job_id: JobId) {
     loop {
-        match wire::read_frame::<ToTaskManagerProcess>(&mut reader) {
-            Ok(Some(ToTaskManagerProcess::CancelJob)) => {
+        match wire::read_frame::<ToDriver>(&mut reader) {
+            Ok(Some(ToDriver::CancelJob)) => {
                 let _ = jm.send(ToJobManager::CancelJob { job_id });
             }
-            Ok(Some(ToTaskManagerProcess::FailJob(cause))) => {
+            Ok(Some(ToDriver::FailJob(cause))) => {
                 let _ = jm.send(ToJobManager::FailJob { job_id, cause });
             }
-            Ok(Some(ToTaskManagerProcess::TriggerSavepoint { request, dir })) => {
+            Ok(Some(ToDriver::TriggerSavepoint { request, dir })) => {
                 let (jm, link) = (jm.clone(), link.clone());
                 std::thread::spawn(move || {
                     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -373,10 +330,9 @@ fn driver_commands(mut reader: std::net::TcpStream, link: Link, jm: Sender<ToJob
                         Ok(r) => r.map(|p| p.display().to_string()),
                         Err(_) => Err("the job master stopped".into()),
                     };
-                    let _ = link.send(&ToJobManagerProcess::SavepointDone { request, result });
+                    let _ = link.send(&FromDriver::SavepointDone { request, result });
                 });
             }
-            Ok(Some(other)) => tracing::debug!("driver ignores {other:?}"),
             Ok(None) | Err(_) => {
                 // Without its JobManager nobody can follow or stop the job.
                 tracing::error!("lost the JobManager; canceling job {job_id}");
@@ -399,81 +355,32 @@ fn accept_task_processes(listener: TcpListener, jm: Sender<ToJobManager>) {
     }
 }
 
+/// Serves one task process: its registration becomes a TaskManager of the
+/// job master with a gateway over the link; its reports go to the job
+/// master unchanged; its end is the TaskManager's loss.
 fn serve_task_process(stream: std::net::TcpStream, jm: Sender<ToJobManager>) -> Result<()> {
     let (link, mut reader) = Link::new(stream)?;
-    let Some(ToDriver::Register { id, slots, data_address }) = wire::read_frame::<ToDriver>(&mut reader)? else {
-        return Err(Error::Rpc(format!("{} did not register first", link.peer())));
+    let Some(registration) = wire::read_frame::<TaskManagerRegistration>(&mut reader)? else {
+        return Ok(());
     };
-    let (gw_tx, gw_rx) = crossbeam_channel::unbounded::<ToTaskManager>();
-    {
-        let link = link.clone();
-        std::thread::Builder::new()
-            .name("to-task-process".into())
-            .spawn(move || forward_to_task_process(gw_rx, link))
-            .map_err(|e| Error::io("cannot start a thread", e))?;
-    }
-    let _ = jm.send(ToJobManager::RegisterTaskManager {
-        id: id.clone(),
-        slots,
-        gateway: gw_tx,
-        data_address: Some(data_address),
-    });
+    let id = registration.id.clone();
+    let gateway = Gateway::new(LinkTransport::<ToTaskManager>::start(link.clone(), "to-task-process")?);
+    let _ = jm.send(ToJobManager::TaskManagerConnected { registration, gateway });
     loop {
-        let msg = match wire::read_frame::<ToDriver>(&mut reader) {
-            Ok(Some(m)) => m,
+        match wire::read_frame::<FromTaskManager>(&mut reader) {
+            Ok(Some(msg)) => {
+                if jm.send(ToJobManager::FromTaskManager(msg)).is_err() {
+                    break;
+                }
+            }
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!("task process {id}: {e}");
                 break;
             }
-        };
-        let msg = match msg {
-            ToDriver::Register { .. } => continue,
-            ToDriver::TaskStateChanged { subtask, state, failure } => {
-                ToJobManager::TaskStateChanged { subtask, state, failure }
-            }
-            ToDriver::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
-                ToJobManager::AcknowledgeCheckpoint { subtask, checkpoint, handles }
-            }
-            ToDriver::DeclineCheckpoint { subtask, checkpoint, reason } => {
-                ToJobManager::DeclineCheckpoint { subtask, checkpoint, reason }
-            }
-        };
-        if jm.send(msg).is_err() {
-            break;
         }
     }
     link.close();
     let _ = jm.send(ToJobManager::TaskManagerLost { id });
     Ok(())
-}
-
-fn forward_to_task_process(inbox: Receiver<ToTaskManager>, link: Link) {
-    while let Ok(msg) = inbox.recv() {
-        let shutdown = matches!(msg, ToTaskManager::Shutdown);
-        let wire = match msg {
-            ToTaskManager::Registered => ToTaskProcess::Registered,
-            ToTaskManager::Deploy(tdd) => ToTaskProcess::Deploy {
-                subtask: tdd.subtask,
-                slot: tdd.slot,
-                restore: tdd.restore.map(|r| (*r).clone()),
-                placement: (*tdd.placement).clone(),
-            },
-            ToTaskManager::Cancel { subtask } => ToTaskProcess::Cancel { subtask },
-            ToTaskManager::TriggerCheckpoint { subtask, barrier } => {
-                ToTaskProcess::TriggerCheckpoint { subtask, barrier }
-            }
-            ToTaskManager::NotifyCheckpointComplete { job_id, checkpoint } => {
-                ToTaskProcess::NotifyCheckpointComplete { job_id, checkpoint }
-            }
-            ToTaskManager::AbortCheckpoint { job_id, checkpoint } => {
-                ToTaskProcess::AbortCheckpoint { job_id, checkpoint }
-            }
-            ToTaskManager::ReleaseJob { job_id } => ToTaskProcess::ReleaseJob { job_id },
-            ToTaskManager::Shutdown => ToTaskProcess::Shutdown,
-        };
-        if link.send(&wire).is_err() || shutdown {
-            return;
-        }
-    }
 }

@@ -17,11 +17,16 @@
 //! - The REST API and web UI live in [`super::rest`].
 
 use super::job_process::{CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, ROLE_VAR};
-use super::messages::{JobProcessSpec, ToJobManagerProcess, ToTaskManagerProcess, VertexSummary};
+use super::messages::{
+    DriverHello, FromDriver, FromTaskManagerProcess, Hello, JobProcessSpec, TaskManagerHello, ToDriver,
+    ToTaskManagerProcess, VertexSummary,
+};
 use super::wire::{self, Link};
-use crate::cluster::protocol::{JobDetails, JobId, JobStatus};
+use crate::cluster::protocol::{JobDetails, JobStatus};
+use crate::cluster::slot_allocator::{SlotAllocator, SpreadOut};
 use crate::config::Configuration;
-use crate::error::{Error, FailureCause, Result};
+use crate::error::{Error, FailureCause, Result, RpcError};
+use crate::ids::{JobId, TaskManagerId};
 use crate::metrics;
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap};
@@ -386,7 +391,7 @@ impl Cluster {
             return Err(Error::user(format!("job {id} has already ended ({})", job.status)));
         }
         match &job.driver {
-            Some(link) => link.send(&ToTaskManagerProcess::CancelJob),
+            Some(link) => link.send(&ToDriver::CancelJob),
             None => {
                 // Not started yet: stop its binary.
                 if let Some(child) = self.drivers.get_mut(&id) {
@@ -414,7 +419,7 @@ impl Cluster {
         self.next_id += 1;
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.savepoints.insert(request, tx);
-        link.send(&ToTaskManagerProcess::TriggerSavepoint { request, dir })?;
+        link.send(&ToDriver::TriggerSavepoint { request, dir })?;
         Ok(rx)
     }
 
@@ -545,30 +550,19 @@ impl Cluster {
                         waited_ms: waited.as_millis() as u64,
                     };
                     if let Some(link) = &job.driver {
-                        let _ = link.send(&ToTaskManagerProcess::FailJob(cause));
+                        let _ = link.send(&ToDriver::FailJob(cause));
                     }
                 }
                 continue;
             }
-            // Spread over TaskManagers in turn, like the mini cluster.
-            let mut grant: BTreeMap<String, u32> = BTreeMap::new();
-            let mut left = lacking;
-            while left > 0 {
-                let mut progressed = false;
-                for (tm_id, tm) in &self.task_managers {
-                    let taken = grant.get(tm_id).copied().unwrap_or(0);
-                    if left > 0 && tm.used() + taken < tm.slots {
-                        *grant.entry(tm_id.clone()).or_default() += 1;
-                        left -= 1;
-                        progressed = true;
-                    }
-                }
-                if !progressed {
-                    break;
-                }
-            }
+            let free: Vec<(TaskManagerId, u32)> = self
+                .task_managers
+                .iter()
+                .map(|(id, tm)| (TaskManagerId(id.clone()), tm.slots.saturating_sub(tm.used())))
+                .collect();
+            let Some(grant) = SpreadOut.allocate(&free, lacking) else { continue };
             for (tm_id, slots) in grant {
-                self.start_job_process(id, &tm_id, slots);
+                self.start_job_process(id, &tm_id.0, slots);
             }
         }
     }
@@ -608,24 +602,19 @@ pub(crate) fn log_tail(path: &std::path::Path, n: usize) -> String {
 
 fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
     let (link, mut reader) = Link::new(stream)?;
-    match wire::read_frame::<ToJobManagerProcess>(&mut reader)? {
-        Some(ToJobManagerProcess::RegisterTaskManager { id, slots, metrics_address }) => {
+    match wire::read_frame::<Hello>(&mut reader)? {
+        Some(Hello::TaskManager(TaskManagerHello { id, slots, metrics_address })) => {
             serve_task_manager(link, reader, cluster, id.0, slots, metrics_address)
         }
-        Some(ToJobManagerProcess::DriverHello {
-            job,
-            name,
-            required_slots,
-            driver_address,
-            vertices,
-            metrics_address,
-        }) => {
+        Some(Hello::Driver(DriverHello { job, name, required_slots, driver_address, vertices, metrics_address })) => {
             {
                 let mut c = lock(cluster);
                 let Some(entry) = c.jobs.get_mut(&job) else {
-                    return Err(Error::Rpc(format!(
-                        "a driver announced job {job}, which this JobManager did not start"
-                    )));
+                    return Err(RpcError::Protocol {
+                        peer: link.peer().to_string(),
+                        what: format!("announced job {job}, which this JobManager did not start"),
+                    }
+                    .into());
                 };
                 entry.name = name;
                 entry.required_slots = required_slots;
@@ -637,7 +626,6 @@ fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
             }
             serve_driver(reader, cluster, job)
         }
-        Some(other) => Err(Error::Rpc(format!("{} opened with {other:?}", link.peer()))),
         None => Ok(()),
     }
 }
@@ -673,22 +661,22 @@ fn serve_task_manager(
         eprintln!("TaskManager {id} registered with {slots} slots");
         generation
     };
-    while let Ok(Some(msg)) = wire::read_frame::<ToJobManagerProcess>(&mut reader) {
+    while let Ok(Some(msg)) = wire::read_frame::<FromTaskManagerProcess>(&mut reader) {
         let mut c = lock(cluster);
         let Some(tm) = c.task_managers.get_mut(&id).filter(|t| t.generation == generation) else { break };
         tm.last_heartbeat = Instant::now();
         match msg {
-            ToJobManagerProcess::JobProcessExited { job, seq, status }
-                if tm.processes.remove(&(job, seq)).is_some() =>
-            {
-                eprintln!("process {seq} of job {job} on TaskManager {id} ended: {status}");
-            }
-            ToJobManagerProcess::JobProcessStarted { job, seq, metrics_address } => {
-                if let Some(p) = tm.processes.get_mut(&(job, seq)) {
-                    p.metrics_address = metrics_address;
+            FromTaskManagerProcess::JobProcessExited { job, seq, status } => {
+                if tm.processes.remove(&(job, seq)).is_some() {
+                    eprintln!("process {seq} of job {job} on TaskManager {id} ended: {status}");
                 }
             }
-            _ => {}
+            FromTaskManagerProcess::JobProcessStarted(report) => {
+                if let Some(p) = tm.processes.get_mut(&(report.job, report.seq)) {
+                    p.metrics_address = report.metrics_address;
+                }
+            }
+            FromTaskManagerProcess::Heartbeat => {}
         }
     }
     let mut c = lock(cluster);
@@ -701,19 +689,19 @@ fn serve_task_manager(
 
 fn serve_driver(mut reader: TcpStream, cluster: &SharedCluster, job: JobId) -> Result<()> {
     loop {
-        let msg = match wire::read_frame::<ToJobManagerProcess>(&mut reader) {
+        let msg = match wire::read_frame::<FromDriver>(&mut reader) {
             Ok(Some(m)) => m,
             Ok(None) | Err(_) => return Ok(()),
         };
         let mut c = lock(cluster);
         match msg {
-            ToJobManagerProcess::JobStatus(details) => {
+            FromDriver::JobStatus(details) => {
                 if let Some(j) = c.jobs.get_mut(&job).filter(|j| !j.status.is_terminal()) {
                     j.status = details.status;
                     j.details = Some(details);
                 }
             }
-            ToJobManagerProcess::JobEnded { status, failure, restarts } => {
+            FromDriver::JobEnded { status, failure, restarts } => {
                 if let Some(j) = c.jobs.get_mut(&job) {
                     if let Some(d) = j.details.as_mut() {
                         d.restarts = restarts;
@@ -722,12 +710,11 @@ fn serve_driver(mut reader: TcpStream, cluster: &SharedCluster, job: JobId) -> R
                 }
                 c.end_job(job, status, failure.map(|f| f.to_string()));
             }
-            ToJobManagerProcess::SavepointDone { request, result } => {
+            FromDriver::SavepointDone { request, result } => {
                 if let Some(tx) = c.savepoints.remove(&request) {
                     let _ = tx.send(result);
                 }
             }
-            other => tracing::debug!("driver of {job} sent {other:?}"),
         }
     }
 }

@@ -1,28 +1,25 @@
-//! The messages of a multi-process cluster.
+//! The messages between the processes of a multi-process cluster, one
+//! enum per direction of each kind of connection.
 //!
-//! Three kinds of connections:
-//! - TaskManager process → JobManager process ([`ToJobManagerProcess`] /
-//!   [`ToTaskManagerProcess`]): slots, heartbeats, starting and stopping the
-//!   job processes that use them;
-//! - job driver → JobManager process (same enums): a job's master, running
-//!   in the job's binary started by the dispatcher, reports the job and takes
-//!   commands (cancel, savepoint, fail);
-//! - job task process → its TaskManager process: one
-//!   [`ToJobManagerProcess::JobProcessStarted`] on the TaskManager's local
-//!   endpoint, which the TaskManager forwards to the JobManager (where the
-//!   process's `/metrics` is served);
-//! - job task process → job driver ([`ToDriver`] / [`ToTaskProcess`]): the
-//!   mini cluster's TaskManager protocol ([`crate::cluster::protocol`]) on
-//!   the wire, with the job graph replaced by the placement of the attempt
-//!   (the task process built the same graph from the same binary).
+//! Four kinds of connections:
+//! - TaskManager process ↔ JobManager process: opens with
+//!   [`Hello::TaskManager`]; then [`FromTaskManagerProcess`] (heartbeats,
+//!   job processes started and ended) one way and [`ToTaskManagerProcess`]
+//!   (start and stop job processes, shut down) the other;
+//! - job driver ↔ JobManager process: opens with [`Hello::Driver`]; then
+//!   [`FromDriver`] (the job's status, its end, savepoint answers) and
+//!   [`ToDriver`] (cancel, savepoint, fail);
+//! - job task process → its TaskManager process: one [`JobProcessStarted`]
+//!   on the TaskManager's local endpoint, which the TaskManager forwards to
+//!   the JobManager (where the process's `/metrics` is listed);
+//! - job task process ↔ job driver: the job master protocol itself
+//!   ([`crate::cluster::protocol`]), the same messages the mini cluster
+//!   sends over channels.
 
-use crate::cluster::protocol::{ExecutionState, JobDetails, JobId, JobStatus, Placement, SlotId, TaskManagerId};
+use crate::cluster::protocol::{JobDetails, JobStatus};
 use crate::error::FailureCause;
-use crate::graph::execution::SubtaskId;
-use crate::runtime::restore::RestorePlan;
+use crate::ids::{JobId, TaskManagerId};
 use serde::{Deserialize, Serialize};
-use sluice_checkpoint::metadata::SubtaskStateHandle;
-use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 
 /// What a job process is started with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,18 +53,59 @@ pub struct VertexSummary {
     pub parallelism: u32,
 }
 
-/// Messages to the JobManager process.
+/// The first frame of every connection to the JobManager process's RPC
+/// port: who is connecting.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ToJobManagerProcess {
-    /// A TaskManager offers its slots (first message of its connection).
-    RegisterTaskManager {
-        /// Its id (host:port-like, unique in the cluster).
-        id: TaskManagerId,
-        /// `taskmanager.numberOfTaskSlots`.
-        slots: u32,
-        /// Where its `/metrics` is served, if anywhere.
-        metrics_address: Option<String>,
-    },
+pub enum Hello {
+    /// A TaskManager offers its slots.
+    TaskManager(TaskManagerHello),
+    /// A job's driver announces itself.
+    Driver(DriverHello),
+}
+
+/// A TaskManager process registering with the JobManager process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskManagerHello {
+    /// Its id (host:port-like, unique in the cluster).
+    pub id: TaskManagerId,
+    /// `taskmanager.numberOfTaskSlots`.
+    pub slots: u32,
+    /// Where its `/metrics` is served, if anywhere.
+    pub metrics_address: Option<String>,
+}
+
+/// A job's driver announcing its job to the JobManager process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriverHello {
+    /// The job.
+    pub job: JobId,
+    /// The job's name.
+    pub name: String,
+    /// Slots it needs (its largest parallelism).
+    pub required_slots: u32,
+    /// Where its task processes connect.
+    pub driver_address: String,
+    /// Its vertices.
+    pub vertices: Vec<VertexSummary>,
+    /// Where the driver serves its `/metrics`.
+    pub metrics_address: Option<String>,
+}
+
+/// A job's task process is up: sent once by the task process to its
+/// TaskManager's local endpoint, and forwarded by the TaskManager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobProcessStarted {
+    /// The job.
+    pub job: JobId,
+    /// The process's sequence number.
+    pub seq: u32,
+    /// Where the process serves its `/metrics`.
+    pub metrics_address: Option<String>,
+}
+
+/// Messages from a registered TaskManager process to the JobManager process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromTaskManagerProcess {
     /// The TaskManager is alive.
     Heartbeat,
     /// A job process on this TaskManager ended.
@@ -79,31 +117,31 @@ pub enum ToJobManagerProcess {
         /// How it ended (exit status, rendered).
         status: String,
     },
-    /// A job's driver announces itself (first message of its connection).
-    DriverHello {
+    /// A job process on this TaskManager reported where its metrics are.
+    JobProcessStarted(JobProcessStarted),
+}
+
+/// Messages from the JobManager process to a TaskManager process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToTaskManagerProcess {
+    /// Registration accepted.
+    Registered,
+    /// Registration refused (for example a duplicate id).
+    Refused(String),
+    /// Start a job process hosting `spec.slots` slots.
+    StartJobProcess(Box<JobProcessSpec>),
+    /// Stop (kill) every process of a job.
+    StopJob {
         /// The job.
         job: JobId,
-        /// The job's name.
-        name: String,
-        /// Slots it needs (its largest parallelism).
-        required_slots: u32,
-        /// Where its task processes connect.
-        driver_address: String,
-        /// Its vertices.
-        vertices: Vec<VertexSummary>,
-        /// Where the driver serves its `/metrics`.
-        metrics_address: Option<String>,
     },
-    /// A job's task process is up (task process → its TaskManager, which
-    /// forwards it to the JobManager).
-    JobProcessStarted {
-        /// The job.
-        job: JobId,
-        /// The process's sequence number.
-        seq: u32,
-        /// Where the process serves its `/metrics`.
-        metrics_address: Option<String>,
-    },
+    /// Stop the process.
+    Shutdown,
+}
+
+/// Messages from a job's driver to the JobManager process, after its hello.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromDriver {
     /// The job's current details.
     JobStatus(JobDetails),
     /// The job ended.
@@ -124,124 +162,18 @@ pub enum ToJobManagerProcess {
     },
 }
 
-/// Messages from the JobManager process.
+/// Messages from the JobManager process to a job's driver.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ToTaskManagerProcess {
-    /// Registration accepted.
-    Registered,
-    /// Registration refused (for example a duplicate id).
-    Refused(String),
-    /// Start a job process hosting `spec.slots` slots.
-    StartJobProcess(Box<JobProcessSpec>),
-    /// Stop (kill) every process of a job.
-    StopJob {
-        /// The job.
-        job: JobId,
-    },
-    /// Driver: cancel the job.
+pub enum ToDriver {
+    /// Cancel the job.
     CancelJob,
-    /// Driver: take a savepoint.
+    /// Take a savepoint.
     TriggerSavepoint {
         /// Request id for the answer.
         request: u64,
         /// Target directory.
         dir: String,
     },
-    /// Driver: the cluster cannot run the job.
+    /// The cluster cannot run the job.
     FailJob(FailureCause),
-    /// Stop the process.
-    Shutdown,
-}
-
-/// Messages from a job task process to its driver.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum ToDriver {
-    /// First message: the process acts as a TaskManager with these slots.
-    Register {
-        /// Its id.
-        id: TaskManagerId,
-        /// Slots it hosts.
-        slots: u32,
-        /// Where its data server listens.
-        data_address: String,
-    },
-    /// A subtask changed state.
-    TaskStateChanged {
-        /// Which.
-        subtask: SubtaskId,
-        /// Its new state.
-        state: ExecutionState,
-        /// Why, if it failed.
-        failure: Option<FailureCause>,
-    },
-    /// A snapshot is stored.
-    AcknowledgeCheckpoint {
-        /// Which subtask.
-        subtask: SubtaskId,
-        /// Which checkpoint.
-        checkpoint: CheckpointId,
-        /// Per operator id, the stored state.
-        handles: Vec<(String, SubtaskStateHandle)>,
-    },
-    /// A snapshot failed.
-    DeclineCheckpoint {
-        /// Which subtask.
-        subtask: SubtaskId,
-        /// Which checkpoint.
-        checkpoint: CheckpointId,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Messages from a job driver to a task process: the mini cluster's
-/// [`ToTaskManager`](crate::cluster::protocol::ToTaskManager) on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum ToTaskProcess {
-    /// Registration accepted.
-    Registered,
-    /// Start a subtask.
-    Deploy {
-        /// Which.
-        subtask: SubtaskId,
-        /// Its slot.
-        slot: SlotId,
-        /// What to restore.
-        restore: Option<RestorePlan>,
-        /// Where the attempt's slots are.
-        placement: Placement,
-    },
-    /// Cancel a subtask.
-    Cancel {
-        /// Which.
-        subtask: SubtaskId,
-    },
-    /// Inject a barrier.
-    TriggerCheckpoint {
-        /// Which source subtask.
-        subtask: SubtaskId,
-        /// The barrier.
-        barrier: CheckpointBarrier,
-    },
-    /// A checkpoint is complete.
-    NotifyCheckpointComplete {
-        /// The job.
-        job_id: JobId,
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
-    /// A checkpoint was aborted.
-    AbortCheckpoint {
-        /// The job.
-        job_id: JobId,
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-    },
-    /// The attempt ended: free channels.
-    ReleaseJob {
-        /// The job.
-        job_id: JobId,
-    },
-    /// Stop the process.
-    Shutdown,
 }

@@ -12,8 +12,12 @@
 //! ```
 //!
 //! The driver runs the same job master as the mini cluster; task processes
-//! run the same TaskManager. Only the transport differs: [`wire`] frames
-//! carry the [`messages`], and [`crate::runtime::net`] carries records.
+//! run the same TaskManager, and the two speak the same
+//! [`protocol`](crate::cluster::protocol) as in the mini cluster, through
+//! [`Gateway`](crate::cluster::gateway::Gateway)s that are TCP links here.
+//! Only the processes of the cluster itself (JobManager, TaskManagers,
+//! drivers) add their own [`messages`]. `wire` frames both;
+//! [`crate::runtime::net`] carries records.
 
 pub mod discovery;
 pub mod job_process;

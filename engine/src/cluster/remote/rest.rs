@@ -31,8 +31,9 @@
 //! every request needs `Authorization: Bearer <token>`.
 
 use super::jobmanager_process::{lock, now_ms, SharedCluster};
-use crate::cluster::protocol::{JobId, JobStatus};
+use crate::cluster::protocol::JobStatus;
 use crate::error::{Error, Result};
+use crate::ids::JobId;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};

@@ -11,11 +11,13 @@ use super::job_process::{
     DRIVER_VAR, HOST_VAR, JOB_ID_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ENDPOINT_VAR,
     TASKMANAGER_ID_VAR,
 };
-use super::messages::{JobProcessSpec, ToJobManagerProcess, ToTaskManagerProcess};
+use super::messages::{
+    FromTaskManagerProcess, Hello, JobProcessSpec, JobProcessStarted, TaskManagerHello, ToTaskManagerProcess,
+};
 use super::wire::{self, Link};
-use crate::cluster::protocol::JobId;
 use crate::config::Configuration;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RpcError};
+use crate::ids::{JobId, TaskManagerId};
 use crate::metrics::MetricsServer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,11 +103,11 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     loop {
         let stream = wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout)?;
         let (link, mut reader) = Link::new(stream)?;
-        link.send(&ToJobManagerProcess::RegisterTaskManager {
-            id: crate::cluster::protocol::TaskManagerId(settings.id.clone()),
+        link.send(&Hello::TaskManager(TaskManagerHello {
+            id: TaskManagerId(settings.id.clone()),
             slots: settings.slots,
             metrics_address: metrics.map(|m| m.local_addr().to_string()),
-        })?;
+        }))?;
         match wire::read_frame::<ToTaskManagerProcess>(&mut reader)? {
             Some(ToTaskManagerProcess::Registered) => {
                 eprintln!(
@@ -117,13 +119,19 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
                 // Usually our previous incarnation, killed a moment ago, whose
                 // connection the JobManager has not seen close yet.
                 if refused_since.get_or_insert_with(Instant::now).elapsed() > settings.registration_timeout {
-                    return Err(Error::Rpc(format!("the JobManager refused us: {why}")));
+                    return Err(RpcError::Refused { peer: "JobManager".into(), reason: why }.into());
                 }
                 eprintln!("the JobManager refused the registration ({why}); retrying");
                 std::thread::sleep(Duration::from_millis(300));
                 continue;
             }
-            other => return Err(Error::Rpc(format!("unexpected answer to the registration: {other:?}"))),
+            other => {
+                return Err(RpcError::Protocol {
+                    peer: format!("the JobManager at {}", settings.jobmanager),
+                    what: format!("answered the registration with {other:?}"),
+                }
+                .into())
+            }
         }
         if let Ok(mut c) = current.lock() {
             *c = Some(link.clone());
@@ -161,7 +169,7 @@ fn serve(
             Ok(Some(ToTaskManagerProcess::StartJobProcess(spec))) => {
                 if let Err(e) = start_job_process(settings, endpoint, &spec, children) {
                     eprintln!("cannot start a process of job {}: {e}", spec.job);
-                    let _ = link.send(&ToJobManagerProcess::JobProcessExited {
+                    let _ = link.send(&FromTaskManagerProcess::JobProcessExited {
                         job: spec.job,
                         seq: spec.seq,
                         status: format!("could not start: {e}"),
@@ -213,11 +221,17 @@ fn start_job_process(
         .stdout(log("taskmanager.out")?)
         .stderr(log("taskmanager.log")?);
     if !spec.env.iter().any(|(k, _)| k == DRIVER_VAR) {
-        return Err(Error::Rpc("the JobManager sent no driver address".into()));
+        return Err(RpcError::Protocol {
+            peer: "the JobManager".into(),
+            what: format!("sent no driver address for job {}", spec.job),
+        }
+        .into());
     }
     // Spawned under the lock: the process's report (see
     // `start_local_endpoint`) must find it registered.
-    let mut c = children.lock().map_err(|_| Error::Rpc("the job process table is poisoned".into()))?;
+    // A thread that panicked holding the table left it consistent (inserts
+    // and removals are single calls).
+    let mut c = children.lock().unwrap_or_else(|p| p.into_inner());
     let child = cmd.spawn().map_err(|e| Error::io(format!("cannot run '{}'", binary.display()), e))?;
     tracing::info!(
         "started process {} of job {} with {} slots (logs in {})",
@@ -242,11 +256,8 @@ fn start_local_endpoint(host: &str, children: Children, current: CurrentLink) ->
             for conn in listener.incoming() {
                 let Ok(mut stream) = conn else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                match wire::read_frame::<ToJobManagerProcess>(&mut stream) {
-                    Ok(Some(msg @ ToJobManagerProcess::JobProcessStarted { .. })) => {
-                        forward_report(msg, &children, &current)
-                    }
-                    Ok(Some(other)) => tracing::warn!("a job process sent {other:?} to the local endpoint; ignored"),
+                match wire::read_frame::<JobProcessStarted>(&mut stream) {
+                    Ok(Some(report)) => forward_report(report, &children, &current),
                     Ok(None) => {}
                     Err(e) => tracing::warn!("a job process's report: {e}"),
                 }
@@ -258,16 +269,16 @@ fn start_local_endpoint(host: &str, children: Children, current: CurrentLink) ->
 
 /// Passes a job process's report on to the JobManager, if the process is
 /// one of ours (a stray or stale report is dropped).
-fn forward_report(msg: ToJobManagerProcess, children: &Children, current: &CurrentLink) {
-    let ToJobManagerProcess::JobProcessStarted { job, seq, .. } = &msg else { return };
-    let ours = children.lock().map(|c| c.contains_key(&(*job, *seq))).unwrap_or(false);
+fn forward_report(report: JobProcessStarted, children: &Children, current: &CurrentLink) {
+    let (job, seq) = (report.job, report.seq);
+    let ours = children.lock().map(|c| c.contains_key(&(job, seq))).unwrap_or(false);
     if !ours {
         tracing::debug!("report of process {seq} of job {job}, which is not running here; dropped");
         return;
     }
     let link = current.lock().ok().and_then(|c| c.clone());
     if let Some(link) = link {
-        if let Err(e) = link.send(&msg) {
+        if let Err(e) = link.send(&FromTaskManagerProcess::JobProcessStarted(report)) {
             tracing::warn!("cannot forward a job process's report to the JobManager: {e}");
         }
     }
@@ -297,7 +308,7 @@ pub(crate) fn short(job: JobId) -> String {
 fn spawn_heartbeats(link: Link, every: Duration) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || loop {
         std::thread::sleep(every);
-        if link.send(&ToJobManagerProcess::Heartbeat).is_err() {
+        if link.send(&FromTaskManagerProcess::Heartbeat).is_err() {
             return;
         }
     })
@@ -319,7 +330,7 @@ fn spawn_reaper(children: Children, link: Link, stop: Arc<AtomicBool>) -> std::t
         }
         for (job, seq, status) in ended {
             tracing::info!("process {seq} of job {job} ended: {status}");
-            if link.send(&ToJobManagerProcess::JobProcessExited { job, seq, status }).is_err() {
+            if link.send(&FromTaskManagerProcess::JobProcessExited { job, seq, status }).is_err() {
                 return;
             }
         }

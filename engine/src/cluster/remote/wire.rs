@@ -3,9 +3,12 @@
 //!
 //! Connections are plain blocking TCP streams, one reader thread per
 //! connection turning frames into messages of the crossbeam channels the
-//! cluster components already use; writes go through a shared [`Link`].
+//! cluster components already use; writes go through a shared [`Link`], or
+//! through a [`LinkTransport`] that makes a link a
+//! [`Gateway`](crate::cluster::gateway::Gateway).
 
-use crate::error::{Error, Result};
+use crate::cluster::gateway::{GatewayClosed, Transport};
+use crate::error::{Error, Result, RpcError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -16,13 +19,17 @@ use std::time::{Duration, Instant};
 /// The largest frame accepted (job binaries travel in one frame).
 const MAX_FRAME: usize = 512 << 20;
 
+fn broken(e: std::io::Error) -> Error {
+    Error::Rpc(RpcError::ConnectionBroken(e))
+}
+
 /// Writes one message as a frame.
 pub(crate) fn write_frame<M: Serialize>(stream: &mut impl Write, msg: &M) -> Result<()> {
-    let bytes = postcard::to_stdvec(msg).map_err(|e| Error::Rpc(format!("cannot encode a message: {e}")))?;
-    let len = u32::try_from(bytes.len()).map_err(|_| Error::Rpc("message too large".into()))?;
-    stream.write_all(&len.to_be_bytes()).map_err(|e| Error::Rpc(format!("connection broken: {e}")))?;
-    stream.write_all(&bytes).map_err(|e| Error::Rpc(format!("connection broken: {e}")))?;
-    stream.flush().map_err(|e| Error::Rpc(format!("connection broken: {e}")))
+    let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
+    let len = u32::try_from(bytes.len()).map_err(|_| RpcError::FrameTooLarge { len: bytes.len(), limit: MAX_FRAME })?;
+    stream.write_all(&len.to_be_bytes()).map_err(broken)?;
+    stream.write_all(&bytes).map_err(broken)?;
+    stream.flush().map_err(broken)
 }
 
 /// Reads one frame; `Ok(None)` when the peer closed the connection cleanly.
@@ -31,19 +38,15 @@ pub(crate) fn read_frame<M: DeserializeOwned>(stream: &mut impl Read) -> Result<
     match stream.read_exact(&mut len) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(Error::Rpc(format!("connection broken: {e}"))),
+        Err(e) => return Err(broken(e)),
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(Error::Rpc(format!(
-            "a frame of {len} bytes is larger than the limit ({MAX_FRAME}); not a Sluice peer?"
-        )));
+        return Err(RpcError::FrameTooLarge { len, limit: MAX_FRAME }.into());
     }
     let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).map_err(|e| Error::Rpc(format!("connection broken: {e}")))?;
-    postcard::from_bytes(&buf)
-        .map(Some)
-        .map_err(|e| Error::Rpc(format!("cannot decode a message ({e}); are both sides the same Sluice version?")))
+    stream.read_exact(&mut buf).map_err(broken)?;
+    postcard::from_bytes(&buf).map(Some).map_err(|e| RpcError::Decode(e.to_string()).into())
 }
 
 /// The sending half of a connection, shareable between threads.
@@ -58,13 +61,18 @@ impl Link {
     pub(crate) fn new(stream: TcpStream) -> Result<(Link, TcpStream)> {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        let reader = stream.try_clone().map_err(|e| Error::Rpc(format!("cannot clone a socket: {e}")))?;
+        let reader = stream.try_clone().map_err(|e| Error::io("cannot clone a socket", e))?;
         Ok((Link { stream: Arc::new(Mutex::new(stream)), peer }, reader))
     }
 
     /// Sends one message.
     pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
-        let mut s = self.stream.lock().map_err(|_| Error::Rpc("link lock poisoned".into()))?;
+        // A writer that panicked mid-frame leaves a stream we cannot trust:
+        // treat it as broken.
+        let mut s = self
+            .stream
+            .lock()
+            .map_err(|_| broken(std::io::Error::other("a writer panicked while sending on this link")))?;
         write_frame(&mut *s, msg)
     }
 
@@ -81,25 +89,70 @@ impl Link {
     }
 }
 
+/// A [`Transport`] over a [`Link`]: messages queue to a writer thread that
+/// frames them onto the connection, so a sender never blocks on the peer.
+/// Once a write fails the link is closed (the reader on either side sees
+/// the end) and every later send fails with [`GatewayClosed`].
+pub(crate) struct LinkTransport<M> {
+    queue: crossbeam_channel::Sender<M>,
+    link: Link,
+}
+
+impl<M: Serialize + Send + 'static> LinkTransport<M> {
+    /// Starts the writer thread of `link`.
+    pub(crate) fn start(link: Link, thread_name: &str) -> Result<Self> {
+        let (queue, inbox) = crossbeam_channel::unbounded::<M>();
+        let writer = link.clone();
+        std::thread::Builder::new()
+            .name(thread_name.into())
+            .spawn(move || {
+                while let Ok(msg) = inbox.recv() {
+                    if let Err(e) = writer.send(&msg) {
+                        tracing::warn!("cannot write to {}: {e}", writer.peer());
+                        writer.close();
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+        Ok(LinkTransport { queue, link })
+    }
+}
+
+impl<M: Send> Transport<M> for LinkTransport<M> {
+    fn send(&self, msg: M) -> std::result::Result<(), GatewayClosed> {
+        self.queue.send(msg).map_err(|_| GatewayClosed)
+    }
+
+    fn close(&self) {
+        self.link.close()
+    }
+
+    fn peer(&self) -> String {
+        self.link.peer().to_string()
+    }
+}
+
 /// Connects to `addr`, retrying until `timeout`: the peer may be starting.
 pub(crate) fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpStream> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let attempt = addr
+        let resolved = addr
             .to_socket_addrs()
-            .map_err(|e| Error::Rpc(format!("bad address '{addr}' of the {what}: {e}")))?
-            .next()
-            .ok_or_else(|| Error::Rpc(format!("address '{addr}' of the {what} resolves to nothing")))
-            .and_then(|a| {
-                TcpStream::connect_timeout(&a, Duration::from_secs(2)).map_err(|e| Error::Rpc(e.to_string()))
-            });
-        match attempt {
+            .map_err(|e| e.to_string())
+            .and_then(|mut a| a.next().ok_or_else(|| "it resolves to nothing".to_string()))
+            .map_err(|reason| RpcError::BadAddress { addr: addr.into(), what: what.into(), reason })?;
+        match TcpStream::connect_timeout(&resolved, Duration::from_secs(2)) {
             Ok(s) => return Ok(s),
             Err(e) if Instant::now() >= deadline => {
-                return Err(Error::Rpc(format!(
-                "cannot reach the {what} at {addr} within {timeout:?}: {e}; is it running, and is the address right?"
-            )))
+                return Err(RpcError::Unreachable {
+                    what: what.into(),
+                    addr: addr.into(),
+                    timeout,
+                    reason: e.to_string(),
+                }
+                .into())
             }
             Err(_) => {
                 std::thread::sleep(backoff);
@@ -110,7 +163,7 @@ pub(crate) fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpSt
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -131,9 +184,35 @@ mod tests {
     #[test]
     fn oversized_or_garbage_frames_are_errors() {
         let mut r = std::io::Cursor::new(vec![0xff, 0xff, 0xff, 0xff, 0]);
-        let e = read_frame::<String>(&mut r).unwrap_err().to_string();
-        assert!(e.contains("larger than the limit"), "{e}");
+        let e = read_frame::<String>(&mut r).unwrap_err();
+        assert!(matches!(e, Error::Rpc(RpcError::FrameTooLarge { len: 0xffff_ffff, .. })), "{e}");
         let mut r = std::io::Cursor::new(vec![0, 0, 0, 2, 0xff, 0xff]);
-        assert!(read_frame::<String>(&mut r).is_err());
+        assert!(matches!(read_frame::<String>(&mut r), Err(Error::Rpc(RpcError::Decode(_)))));
+    }
+
+    #[test]
+    fn a_link_gateway_carries_protocol_messages_and_closes() {
+        use crate::cluster::gateway::Gateway;
+        use crate::cluster::protocol::ToTaskManager;
+        use crate::ids::JobId;
+        use sluice_checkpoint::CheckpointId;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let client = connect(&addr, "test peer", Duration::from_secs(5)).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let (link, _reader) = Link::new(client).unwrap();
+        let gateway: Gateway<ToTaskManager> = Gateway::new(LinkTransport::start(link, "test-writer").unwrap());
+        let job_id = JobId::from_u128(7);
+        gateway.send(ToTaskManager::NotifyCheckpointComplete { job_id, checkpoint: CheckpointId(3) }).unwrap();
+        gateway.send(ToTaskManager::Shutdown).unwrap();
+        match read_frame::<ToTaskManager>(&mut server).unwrap() {
+            Some(ToTaskManager::NotifyCheckpointComplete { job_id: j, checkpoint }) => {
+                assert_eq!((j, checkpoint), (job_id, CheckpointId(3)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(read_frame::<ToTaskManager>(&mut server).unwrap(), Some(ToTaskManager::Shutdown)));
+        gateway.close();
+        assert!(read_frame::<ToTaskManager>(&mut server).unwrap().is_none(), "the peer sees the end");
     }
 }
