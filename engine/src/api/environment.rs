@@ -2,9 +2,9 @@
 //! settings made, and where `execute` turns the recorded dataflow into a job.
 
 use super::datastream::DataStream;
-use crate::cluster::RestartStrategy;
 use crate::cluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
 use crate::config::Configuration;
+use crate::config::RestartStrategy;
 use crate::error::{Error, Result};
 use crate::faults::Faults;
 use crate::graph::job_graph::JobSettings;
@@ -405,7 +405,7 @@ impl StreamExecutionEnvironment {
         let mut graph = JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)?;
         if let Some(plan) = restore_plan(conf)? {
             let allow = conf.get_bool("execution.savepoint.ignore-unclaimed-state")?.unwrap_or(false);
-            plan.check_compatible(&graph, allow)?;
+            plan.check_compatible(|id| graph.operator(id).is_some(), graph.settings.max_parallelism, allow)?;
             graph.settings.restore = Some(Arc::new(plan));
         }
         Ok(graph)

@@ -18,7 +18,7 @@ pub mod restart;
 pub mod slot_allocator;
 mod taskmanager;
 
+pub use crate::config::RestartStrategy;
 pub use crate::ids::JobId;
 pub use minicluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
 pub use protocol::{ExecutionState, JobDetails, JobStatus};
-pub use restart::RestartStrategy;

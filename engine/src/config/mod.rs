@@ -24,12 +24,14 @@
 //! ```
 
 mod options;
+mod restart_strategy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use options::{ConfigOption, ValueKind, OPTIONS};
+pub use restart_strategy::RestartStrategy;
 
 /// A configuration problem, naming the key or file.
 #[derive(Debug, thiserror::Error)]

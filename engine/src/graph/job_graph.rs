@@ -13,7 +13,7 @@
 
 use super::stream_graph::{NodeKind, StreamGraph};
 use super::Partitioning;
-use crate::cluster::restart::RestartStrategy;
+use crate::config::RestartStrategy;
 use crate::error::{Error, Result};
 use crate::faults::Faults;
 use crate::runtime::context::RuntimeMode;

@@ -8,7 +8,6 @@
 //! task is built, never per record.
 
 use crate::error::{Error, Result};
-use crate::graph::Partitioning;
 use crate::metrics::OperatorMetrics;
 use crate::record::Data;
 use crate::runtime::collector::{ChainInput, Discard, FanOut};
@@ -17,6 +16,7 @@ use crate::runtime::element::StreamElement;
 use crate::runtime::net::{self, InboundBridge, OutboundLink};
 use crate::runtime::operator::StreamOperator;
 use crate::runtime::operators::OperatorLink;
+use crate::runtime::partitioning::Partitioning;
 use crate::runtime::task::{InputTask, Invokable, SourceTask};
 use crate::runtime::writer::{KeyHash, Partitioner, RecordWriter};
 use crate::source::Source;

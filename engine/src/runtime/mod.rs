@@ -24,6 +24,7 @@ pub(crate) mod keyed;
 pub(crate) mod net;
 pub mod operator;
 pub(crate) mod operators;
+pub mod partitioning;
 pub mod restore;
 pub(crate) mod shuffle;
 pub mod snapshot_uploader;

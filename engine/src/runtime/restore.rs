@@ -7,7 +7,6 @@
 //! the file of the subtask with the same index.
 
 use crate::error::{Error, Result};
-use crate::graph::JobGraph;
 use sluice_checkpoint::metadata::CheckpointMetadata;
 use sluice_checkpoint::storage;
 use std::path::PathBuf;
@@ -55,12 +54,19 @@ impl RestorePlan {
             .collect()
     }
 
-    /// Checks that the plan fits `job`: every operator state maps to an
-    /// operator of the job (unless `allow_non_restored`), and keyed state
-    /// was cut into the same number of key groups.
-    pub(crate) fn check_compatible(&self, job: &JobGraph, allow_non_restored: bool) -> Result<()> {
+    /// Checks that the plan fits a job whose operators `has_operator`
+    /// recognises by id and whose max parallelism is `max_parallelism`:
+    /// every operator state maps to an operator of the job (unless
+    /// `allow_non_restored`), and keyed state was cut into the same number
+    /// of key groups.
+    pub(crate) fn check_compatible(
+        &self,
+        has_operator: impl Fn(&str) -> bool,
+        max_parallelism: u32,
+        allow_non_restored: bool,
+    ) -> Result<()> {
         for op in &self.metadata.operators {
-            match job.operator(&op.operator_id) {
+            match has_operator(&op.operator_id).then_some(()) {
                 None if allow_non_restored => {
                     tracing::warn!(
                         "state of operator '{}' ({}) in {} maps to no operator of this job; skipped (--allow-non-restored-state)",
@@ -78,15 +84,15 @@ impl RestorePlan {
                         op.operator_id
                     )))
                 }
-                Some(_) if op.keyed && self.metadata.max_parallelism != job.settings.max_parallelism => {
+                Some(()) if op.keyed && self.metadata.max_parallelism != max_parallelism => {
                     return Err(Error::InvalidGraph(format!(
                         "the savepoint/checkpoint at '{}' was taken with pipeline.max-parallelism {}, this job uses {}; keyed state cannot be mapped — use the same max parallelism",
                         self.dir.display(),
                         self.metadata.max_parallelism,
-                        job.settings.max_parallelism
+                        max_parallelism
                     )))
                 }
-                Some(_) => {}
+                Some(()) => {}
             }
         }
         Ok(())

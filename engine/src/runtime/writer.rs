@@ -8,9 +8,9 @@
 //! spent blocked is counted as back-pressured time.
 
 use crate::error::{Error, Result};
-use crate::graph::Partitioning;
 use crate::runtime::collector::{ChainInput, ChainStates, Collector};
 use crate::runtime::element::{StreamElement, Watermark};
+use crate::runtime::partitioning::Partitioning;
 use crossbeam_channel::{Sender, TrySendError};
 use prometheus::IntCounter;
 use sluice_checkpoint::key_group::{key_group_for_hash, operator_index_for_key_group};

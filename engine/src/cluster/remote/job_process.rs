@@ -98,7 +98,7 @@ pub fn cluster_overrides() -> Vec<(String, String)> {
 
 /// The environment that passes a cluster process's metrics settings on to
 /// the job processes it starts (see [`METRICS_PORTS_VAR`]).
-pub(crate) fn metrics_env(conf: &crate::config::Configuration) -> Result<Vec<(String, String)>> {
+pub fn metrics_env(conf: &crate::config::Configuration) -> Result<Vec<(String, String)>> {
     let mut env = Vec::new();
     if let Some(ports) =
         conf.get_str("metrics.reporter.prom.port")?.filter(|_| conf.is_set("metrics.reporter.prom.port"))
@@ -239,7 +239,7 @@ fn task_process(graph: JobGraph) -> Result<()> {
 /// task process must not outlive its TaskManager, nor an application
 /// cluster's TaskManager its client (killed with SIGKILL, a parent cannot
 /// stop its children).
-pub(crate) fn watch_parent(parent_name: &'static str, me: &'static str, before_exit: impl FnOnce() + Send + 'static) {
+pub fn watch_parent(parent_name: &'static str, me: &'static str, before_exit: impl FnOnce() + Send + 'static) {
     let parent = std::os::unix::process::parent_id();
     let _ = std::thread::Builder::new().name("parent-watch".into()).spawn(move || loop {
         std::thread::sleep(Duration::from_millis(100));

@@ -1,7 +1,10 @@
-//! The multi-process cluster: a JobManager process, TaskManager processes,
-//! and per job a driver process (the job's master) and task processes (its
-//! slots on each TaskManager), all started from one `sluice` binary and the
-//! job's own binary.
+//! The job binary's side of the multi-process cluster. A cluster is a
+//! JobManager process, TaskManager processes, and per job a driver process
+//! (the job's master) and task processes (its slots on each TaskManager),
+//! started from one `sluice` binary (the `sluice-cluster` crate: JobManager
+//! and TaskManager processes, REST API and web UI, the CLI) and the job's
+//! own binary. Only what a job binary needs in a cluster lives here, so a
+//! job links neither the REST server nor the CLI.
 //!
 //! ```text
 //!  sluice run ──REST──▶ JobManager ◀──RPC── TaskManager ──spawns──▶ task process ─┐
@@ -16,13 +19,9 @@
 //! [`protocol`](crate::cluster::protocol) as in the mini cluster, through
 //! [`Gateway`](crate::cluster::gateway::Gateway)s that are TCP links here.
 //! Only the processes of the cluster itself (JobManager, TaskManagers,
-//! drivers) add their own [`messages`]. `wire` frames both;
+//! drivers) add their own [`messages`]. [`wire`] frames both;
 //! [`crate::runtime::net`] carries records.
 
-pub mod discovery;
 pub mod job_process;
-pub mod jobmanager_process;
 pub mod messages;
-pub mod rest;
-pub mod taskmanager_process;
-pub(crate) mod wire;
+pub mod wire;

@@ -24,7 +24,7 @@ fn broken(e: std::io::Error) -> Error {
 }
 
 /// Writes one message as a frame.
-pub(crate) fn write_frame<M: Serialize>(stream: &mut impl Write, msg: &M) -> Result<()> {
+pub fn write_frame<M: Serialize>(stream: &mut impl Write, msg: &M) -> Result<()> {
     let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
     let len = u32::try_from(bytes.len()).map_err(|_| RpcError::FrameTooLarge { len: bytes.len(), limit: MAX_FRAME })?;
     stream.write_all(&len.to_be_bytes()).map_err(broken)?;
@@ -33,7 +33,7 @@ pub(crate) fn write_frame<M: Serialize>(stream: &mut impl Write, msg: &M) -> Res
 }
 
 /// Reads one frame; `Ok(None)` when the peer closed the connection cleanly.
-pub(crate) fn read_frame<M: DeserializeOwned>(stream: &mut impl Read) -> Result<Option<M>> {
+pub fn read_frame<M: DeserializeOwned>(stream: &mut impl Read) -> Result<Option<M>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len) {
         Ok(()) => {}
@@ -51,14 +51,14 @@ pub(crate) fn read_frame<M: DeserializeOwned>(stream: &mut impl Read) -> Result<
 
 /// The sending half of a connection, shareable between threads.
 #[derive(Clone)]
-pub(crate) struct Link {
+pub struct Link {
     stream: Arc<Mutex<TcpStream>>,
     peer: String,
 }
 
 impl Link {
     /// Wraps a connected stream.
-    pub(crate) fn new(stream: TcpStream) -> Result<(Link, TcpStream)> {
+    pub fn new(stream: TcpStream) -> Result<(Link, TcpStream)> {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         let reader = stream.try_clone().map_err(|e| Error::io("cannot clone a socket", e))?;
@@ -66,7 +66,7 @@ impl Link {
     }
 
     /// Sends one message.
-    pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
+    pub fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
         // A writer that panicked mid-frame leaves a stream we cannot trust:
         // treat it as broken.
         let mut s = self
@@ -77,12 +77,12 @@ impl Link {
     }
 
     /// The peer's address.
-    pub(crate) fn peer(&self) -> &str {
+    pub fn peer(&self) -> &str {
         &self.peer
     }
 
     /// Closes both directions (the peer's reader sees the end).
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         if let Ok(s) = self.stream.lock() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
@@ -93,14 +93,14 @@ impl Link {
 /// frames them onto the connection, so a sender never blocks on the peer.
 /// Once a write fails the link is closed (the reader on either side sees
 /// the end) and every later send fails with [`GatewayClosed`].
-pub(crate) struct LinkTransport<M> {
+pub struct LinkTransport<M> {
     queue: crossbeam_channel::Sender<M>,
     link: Link,
 }
 
 impl<M: Serialize + Send + 'static> LinkTransport<M> {
     /// Starts the writer thread of `link`.
-    pub(crate) fn start(link: Link, thread_name: &str) -> Result<Self> {
+    pub fn start(link: Link, thread_name: &str) -> Result<Self> {
         let (queue, inbox) = crossbeam_channel::unbounded::<M>();
         let writer = link.clone();
         std::thread::Builder::new()
@@ -134,7 +134,7 @@ impl<M: Send> Transport<M> for LinkTransport<M> {
 }
 
 /// Connects to `addr`, retrying until `timeout`: the peer may be starting.
-pub(crate) fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpStream> {
+pub fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpStream> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(50);
     loop {

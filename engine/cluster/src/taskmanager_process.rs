@@ -7,18 +7,18 @@
 //! `taskmanager.host`) where its job processes report, once, where they
 //! serve their `/metrics`; it forwards that to the JobManager.
 
-use super::job_process::{
+use sluice::cluster::remote::job_process::{
     DRIVER_VAR, HOST_VAR, JOB_ID_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ENDPOINT_VAR,
     TASKMANAGER_ID_VAR,
 };
-use super::messages::{
+use sluice::cluster::remote::messages::{
     FromTaskManagerProcess, Hello, JobProcessSpec, JobProcessStarted, TaskManagerHello, ToTaskManagerProcess,
 };
-use super::wire::{self, Link};
-use crate::config::Configuration;
-use crate::error::{Error, Result, RpcError};
-use crate::ids::{JobId, TaskManagerId};
-use crate::metrics::MetricsServer;
+use sluice::cluster::remote::wire::{self, Link};
+use sluice::config::Configuration;
+use sluice::error::{Error, Result, RpcError};
+use sluice::ids::{JobId, TaskManagerId};
+use sluice::metrics::MetricsServer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,7 +74,7 @@ impl TaskManagerSettings {
             registration_timeout: conf
                 .get_duration("taskmanager.registration.timeout")?
                 .unwrap_or(Duration::from_secs(300)),
-            metrics_env: super::job_process::metrics_env(conf)?,
+            metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
         })
     }
 }
@@ -95,7 +95,9 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     let children: Children = Arc::default();
     if std::env::var_os(EXIT_WITH_PARENT_VAR).is_some() {
         let children = children.clone();
-        super::job_process::watch_parent("the application client", "the TaskManager", move || kill_all(&children));
+        sluice::cluster::remote::job_process::watch_parent("the application client", "the TaskManager", move || {
+            kill_all(&children)
+        });
     }
     let current: CurrentLink = Arc::default();
     let endpoint = start_local_endpoint(&settings.host, children.clone(), current.clone())?;

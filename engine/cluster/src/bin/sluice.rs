@@ -17,8 +17,8 @@
 use anyhow_free::*;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
-use sluice::cluster::remote::{jobmanager_process, rest, taskmanager_process};
 use sluice::config::Configuration;
+use sluice_cluster::{jobmanager_process, rest, taskmanager_process};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

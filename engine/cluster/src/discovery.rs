@@ -7,15 +7,15 @@
 //! on `metrics.reporter.prom.port` or an ephemeral port; each job's driver
 //! its job and checkpoint metrics, and each task process its operator and
 //! connector metrics, on ephemeral ports they report when they start (see
-//! [`super::job_process`]). A job process leaves the list when it ends.
+//! [`sluice::cluster::remote::job_process`]). A job process leaves the list when it ends.
 //!
 //! Labels carry a `sluice_` prefix so that they do not collide with the
 //! `job_id` label of the job metrics themselves (Prometheus would rename the
 //! scraped one to `exported_job_id`).
 
-use super::jobmanager_process::Cluster;
-use crate::ids::JobId;
+use crate::jobmanager_process::Cluster;
 use serde_json::{json, Value};
+use sluice::ids::JobId;
 
 /// A process Prometheus can scrape, with the labels that say what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,27 +8,27 @@
 //!   fails after `slot.request.timeout`, naming what it needs and what exists.
 //! - **Dispatcher**: keeps uploaded job binaries, starts each submitted job's
 //!   binary as its driver (the job master: scheduling, checkpoints,
-//!   failover; see [`super::job_process`]), follows what the driver reports,
+//!   failover; see [`sluice::cluster::remote::job_process`]), follows what the driver reports,
 //!   and relays cancel and savepoint requests to it.
 //! - **Metrics discovery**: the JobManager knows where every process of the
 //!   cluster serves `/metrics` (its own REST endpoint, each TaskManager's,
 //!   each job driver's and task process's, reported when they start) and
-//!   lists them for Prometheus (see [`super::discovery`]).
-//! - The REST API and web UI live in [`super::rest`].
+//!   lists them for Prometheus (see [`crate::discovery`]).
+//! - The REST API and web UI live in [`crate::rest`].
 
-use super::job_process::{CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, ROLE_VAR};
-use super::messages::{
+use crossbeam_channel::Sender;
+use sluice::cluster::protocol::{JobDetails, JobStatus};
+use sluice::cluster::remote::job_process::{CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, ROLE_VAR};
+use sluice::cluster::remote::messages::{
     DriverHello, FromDriver, FromTaskManagerProcess, Hello, JobProcessSpec, TaskManagerHello, ToDriver,
     ToTaskManagerProcess, VertexSummary,
 };
-use super::wire::{self, Link};
-use crate::cluster::protocol::{JobDetails, JobStatus};
-use crate::cluster::slot_allocator::{SlotAllocator, SpreadOut};
-use crate::config::Configuration;
-use crate::error::{Error, FailureCause, Result, RpcError};
-use crate::ids::{JobId, TaskManagerId};
-use crate::metrics;
-use crossbeam_channel::Sender;
+use sluice::cluster::remote::wire::{self, Link};
+use sluice::cluster::slot_allocator::{SlotAllocator, SpreadOut};
+use sluice::config::Configuration;
+use sluice::error::{Error, FailureCause, Result, RpcError};
+use sluice::ids::{JobId, TaskManagerId};
+use sluice::metrics;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ impl JobManagerSettings {
             rpc_bind: format!("{rpc_host}:{}", conf.get_u32("jobmanager.rpc.port")?.unwrap_or(6123)),
             rest_bind: format!("{rest_host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081)),
             token: conf.get_str("rest.token")?.filter(|t| !t.is_empty()),
-            work_dir: super::taskmanager_process::work_dir(conf)?.join("jobmanager"),
+            work_dir: crate::taskmanager_process::work_dir(conf)?.join("jobmanager"),
             heartbeat_timeout: conf.get_duration("heartbeat.timeout")?.unwrap_or(Duration::from_secs(10)),
             slot_timeout: conf.get_duration("slot.request.timeout")?.unwrap_or(Duration::from_secs(300)),
             job_defaults: conf
@@ -81,7 +81,7 @@ impl JobManagerSettings {
                 .filter(|(k, _)| JOB_KEY_PREFIXES.iter().any(|p| k.starts_with(p)))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            metrics_env: super::job_process::metrics_env(conf)?,
+            metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
         })
     }
 }
@@ -183,7 +183,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Starts the RPC endpoint and the ticker; returns the shared state. The
-/// REST API is started separately ([`super::rest::serve`]).
+/// REST API is started separately ([`crate::rest::serve`]).
 pub fn start(settings: JobManagerSettings) -> Result<SharedCluster> {
     std::fs::create_dir_all(settings.work_dir.join("artifacts"))
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;

@@ -30,10 +30,7 @@
 //! loopback unless `rest.address` says otherwise; with `rest.token` set,
 //! every request needs `Authorization: Bearer <token>`.
 
-use super::jobmanager_process::{lock, now_ms, SharedCluster};
-use crate::cluster::protocol::JobStatus;
-use crate::error::{Error, Result};
-use crate::ids::JobId;
+use crate::jobmanager_process::{lock, now_ms, SharedCluster};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -43,6 +40,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sluice::cluster::protocol::JobStatus;
+use sluice::error::{Error, Result};
+use sluice::ids::JobId;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -150,12 +150,12 @@ async fn ui() -> Html<&'static str> {
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::global().render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], sluice::metrics::global().render())
 }
 
 async fn metrics_targets(State(c): State<SharedCluster>) -> Json<Value> {
     let targets = lock(&c).metrics_targets();
-    Json(super::discovery::http_sd(&targets))
+    Json(crate::discovery::http_sd(&targets))
 }
 
 async fn overview(State(c): State<SharedCluster>) -> Json<Value> {
@@ -192,7 +192,7 @@ async fn task_managers(State(c): State<SharedCluster>) -> Json<Value> {
     Json(json!({ "taskmanagers": tms }))
 }
 
-fn job_json(j: &super::jobmanager_process::JobEntry) -> Value {
+fn job_json(j: &crate::jobmanager_process::JobEntry) -> Value {
     let end = j.end_time.map(|t| t as i64).unwrap_or(-1);
     let duration = j.end_time.unwrap_or_else(now_ms).saturating_sub(j.start_time);
     json!({
@@ -210,7 +210,7 @@ fn job_json(j: &super::jobmanager_process::JobEntry) -> Value {
 
 async fn jobs(State(c): State<SharedCluster>) -> Json<Value> {
     let c = lock(&c);
-    let mut list: Vec<&super::jobmanager_process::JobEntry> = c.jobs.values().collect();
+    let mut list: Vec<&crate::jobmanager_process::JobEntry> = c.jobs.values().collect();
     list.sort_by_key(|j| std::cmp::Reverse(j.start_time));
     Json(json!({ "jobs": list.into_iter().map(job_json).collect::<Vec<_>>() }))
 }

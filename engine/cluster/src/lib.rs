@@ -1,0 +1,22 @@
+//! # sluice-cluster
+//!
+//! The processes of a standalone Sluice cluster and the `sluice` CLI that
+//! starts and drives them, kept out of the `sluice` library that every job
+//! binary links (a job links neither the REST server nor the CLI):
+//!
+//! - [`jobmanager_process`]: `sluice jobmanager` — the resource manager
+//!   (TaskManagers register and heartbeat), the dispatcher (job binaries
+//!   uploaded, each job's driver started), metrics discovery;
+//! - [`taskmanager_process`]: `sluice taskmanager` — offers slots, starts
+//!   the job processes the JobManager asks for;
+//! - [`rest`]: the REST API and web UI at Flink's paths;
+//! - [`discovery`]: the `/metrics` targets of every process, for Prometheus.
+//!
+//! The job binary's side of the cluster (its driver and task processes, and
+//! the messages between the processes) is in [`sluice::cluster::remote`].
+#![deny(missing_docs)]
+
+pub mod discovery;
+pub mod jobmanager_process;
+pub mod rest;
+pub mod taskmanager_process;
