@@ -142,7 +142,7 @@ impl JobManager {
             ToJobManager::TaskManagerLost { id } => self.task_manager_lost(id),
             ToJobManager::FailJob { job_id, cause } => self.fail_job(job_id, cause),
             ToJobManager::SubmitJob { graph, job_id, result } => self.submit(graph, job_id, result),
-            ToJobManager::FromTaskManager(msg) => self.from_task_manager(msg),
+            ToJobManager::FromTaskManager(msg) => self.on_task_manager_report(msg),
             ToJobManager::CancelJob { job_id } => self.cancel(job_id),
             ToJobManager::RequestJobStatus { job_id, reply } => {
                 let _ = reply.send(self.jobs.get(&job_id).map(|j| JobDetails {
@@ -158,7 +158,7 @@ impl JobManager {
         }
     }
 
-    fn from_task_manager(&mut self, msg: FromTaskManager) {
+    fn on_task_manager_report(&mut self, msg: FromTaskManager) {
         match msg {
             FromTaskManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
             FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
