@@ -75,7 +75,7 @@ done
 
 if [[ ",$engines," == *,sluice,* ]]; then
     log "building bench_state (release)"
-    (cd "$ROOT" && cargo build --release -q -p sluice-examples --bin bench_state)
+    (cd "$ROOT" && cargo build --release -q -p sluice-bench --bin bench_state)
     target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
     SLUICE_BENCH="$target_dir/release/bench_state"
 fi

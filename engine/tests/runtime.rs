@@ -12,7 +12,7 @@ use sluice::{
     OutputTag, ProcessContext, ProcessFunction, Result, RuntimeContext, RuntimeExecutionMode, Source, SourceStatus,
     StreamExecutionEnvironment, WatermarkStrategy,
 };
-use std::io::{Read, Write};
+use sluice_test_support::http;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -138,14 +138,6 @@ fn slow_sink_bounds_records_in_flight() {
     }
 }
 
-fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
 fn metric_value(body: &str, name: &str, operator: &str) -> Option<u64> {
     body.lines()
         .filter(|l| l.starts_with(name) && l.contains(&format!("operator_name=\"{operator}\"")))
@@ -164,15 +156,16 @@ fn metrics_endpoint_counts_records() {
     let client = env.execute_async("metrics").unwrap();
     let addr = client.metrics_address().unwrap();
     let started = Instant::now();
-    let body = loop {
-        let body = scrape(addr);
-        if metric_value(&body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap_or(0) > 1000 {
-            break body;
+    let page = loop {
+        let page = http::get(addr, "/metrics").unwrap();
+        if metric_value(&page.body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap_or(0) > 1000 {
+            break page;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "metrics never grew:\n{body}");
+        assert!(started.elapsed() < Duration::from_secs(20), "metrics never grew:\n{}", page.body);
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(body.contains("HTTP/1.1 200"), "{body}");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = page.body;
     let filter_in = metric_value(&body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap();
     let filter_out = metric_value(&body, "sluice_taskmanager_job_task_operator_numRecordsOut", "Filter").unwrap();
     assert!(filter_out <= filter_in && filter_out >= filter_in / 2 - 200, "in {filter_in} out {filter_out}");

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cluster::{free_port, http, job_id_of, sluice_bin, url_encode, ClusterUnderTest, TOKEN};
+use common::cluster::{http, job_id_of, sluice_bin, url_encode, ClusterUnderTest, TOKEN};
 use common::kafka::{check_output, create_topics, expected, feed};
 use sluice_integration_tests::kafka::KafkaContainer;
+use sluice_test_support::free_port;
 
 const WORDCOUNT: &str = env!("CARGO_BIN_EXE_wordcount");
 const KAFKA_WORDCOUNT: &str = env!("CARGO_BIN_EXE_kafka_wordcount");
@@ -171,7 +172,10 @@ fn bad_input_gets_clear_errors_and_the_cluster_keeps_serving() {
     let (status, _) = http(cluster.rest, "PATCH", "/jobs/xyz?mode=cancel", Some(TOKEN), "");
     assert_eq!(status, 400);
     // Unreachable JobManager.
-    let out = Command::new(sluice_bin()).args(["-m", &format!("127.0.0.1:{}", free_port()), "list"]).output().unwrap();
+    let out = Command::new(sluice_bin())
+        .args(["-m", &format!("127.0.0.1:{}", free_port().unwrap()), "list"])
+        .output()
+        .unwrap();
     assert!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot reach the JobManager"),
         "{out:?}"
@@ -384,7 +388,7 @@ fn prom_query(port: u16, query: &str) -> Vec<(serde_json::Value, f64)> {
 /// Ten consecutive ports that are free now.
 fn free_port_range() -> (u16, u16) {
     loop {
-        let lo = free_port();
+        let lo = free_port().unwrap();
         let Some(hi) = lo.checked_add(9) else { continue };
         if (lo..=hi).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return (lo, hi);
@@ -436,7 +440,7 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
     }
     // Each of those endpoints answers with Prometheus text.
     let driver_metrics = details["metrics"]["driver"].as_str().unwrap();
-    let text = sluice_integration_tests::http_get(driver_metrics.parse().unwrap(), "/metrics").unwrap();
+    let text = sluice_test_support::http::get(driver_metrics, "/metrics").unwrap().body;
     assert!(text.contains("sluice_jobmanager_job_uptime"), "{text}");
     // The discovery document: the JobManager, two TaskManagers, the driver
     // and one task process per TaskManager.
@@ -464,7 +468,7 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
         ),
     )
     .unwrap();
-    let port = sluice_integration_tests::free_port().unwrap();
+    let port = free_port().unwrap();
     let args = vec![
         format!("--config.file={}", config.display()),
         format!("--storage.tsdb.path={}", dir.path().join("data").display()),

@@ -186,8 +186,8 @@ fn bad_input_gives_clear_errors() {
     ]));
     assert_clean_failure(&out, &["'taskmanager.numberOfTaskSlots'"]);
 
-    // A port nobody listens on: bind, note the port, close.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port nobody listens on.
+    let port = sluice_test_support::free_port().unwrap();
     let out = run(Command::new(SOCKET).args(["--host", "127.0.0.1", "--port", &port.to_string()]));
     assert_clean_failure(&out, &["cannot connect to the socket text stream", "Connection refused", "nc -lk"]);
     let out = run(Command::new(SOCKET).args(["--port", "seventy"]));

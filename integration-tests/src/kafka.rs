@@ -7,11 +7,12 @@
 //! removed when the [`KafkaContainer`] drops.
 
 use crate::images::kafka_image;
-use crate::{free_port, Error, Result};
+use crate::{io, Error, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
+use sluice_test_support::free_port;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use testcontainers::core::{IntoContainerPort, WaitFor};
@@ -91,7 +92,7 @@ impl KafkaContainer {
     /// Starts the broker and waits until it reports itself started.
     pub fn start() -> Result<Self> {
         let (name, tag) = kafka_image();
-        let port = free_port()?;
+        let port = free_port().map_err(io("choosing a port for the Kafka container"))?;
         let container = GenericImage::new(name.clone(), tag.clone())
             .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
             .with_mapped_port(port, 9092.tcp())

@@ -1,20 +1,18 @@
 //! # sluice-integration-tests
 //!
 //! End-to-end tests of Sluice against real services. The tests live in
-//! `tests/`; this library holds what they share: a minimal HTTP client for
-//! loopback services, a guard that runs a real server process and stops it
-//! when dropped, and the container harness ([`images`], [`kafka`],
-//! [`mariadb`]) on the `testcontainers` crate.
+//! `tests/`; this library holds what they share: a guard that runs a real
+//! server process and stops it when dropped, and the container harness
+//! ([`images`], [`kafka`], [`mariadb`]) on the `testcontainers` crate. The
+//! free port, HTTP client and unique names every test suite uses are in
+//! `sluice-test-support` (`support/`).
 #![deny(missing_docs)]
 
 pub mod images;
 pub mod kafka;
 pub mod mariadb;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// Errors of the test harness.
 #[derive(Debug, thiserror::Error)]
@@ -47,27 +45,9 @@ pub enum Error {
 /// Result alias of the harness.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
     move |source| Error::Io { context, source }
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io("binding a probe port"))?;
-    Ok(l.local_addr().map_err(io("reading a probe port"))?.port())
-}
-
-/// `GET path` on a loopback HTTP server; returns the whole response
-/// (status line, headers, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io(format!("connecting to {addr}")))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io("setting a timeout"))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(io(format!("GET {path}")))?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).map_err(io(format!("reading {path}")))?;
-    Ok(body)
 }
 
 /// A child process killed (and reaped) when dropped.

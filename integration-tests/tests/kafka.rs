@@ -8,6 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_integration_tests::kafka::{local_bootstrap, require_listening, KafkaContainer};
+use sluice_test_support::unique_name;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
@@ -81,20 +82,15 @@ fn check_transactions(bootstrap: &str, topic: &str) {
     assert_eq!(all, ["c1", "c2", "c3", "a1", "a2", "c4", "c5"]);
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{nanos}")
-}
-
 #[test]
 fn local_broker_runs_transactions() {
     let bootstrap = local_bootstrap();
     require_listening(&bootstrap).unwrap();
-    check_transactions(&bootstrap, &unique("local-txn"));
+    check_transactions(&bootstrap, &unique_name("local-txn"));
 }
 
 #[test]
 fn container_broker_runs_transactions() {
     let kafka = KafkaContainer::start().unwrap();
-    check_transactions(kafka.bootstrap(), &unique("container-txn"));
+    check_transactions(kafka.bootstrap(), &unique_name("container-txn"));
 }

@@ -15,15 +15,10 @@ use sluice::config::Configuration;
 use sluice::faults::Faults;
 use sluice::{Result, Sink, StreamExecutionEnvironment};
 use sluice_connectors::kafka::{BadRecordPolicy, KafkaSource, KafkaTransactionalSink, StartingOffsets};
-use sluice_integration_tests::http_get;
 use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
+use sluice_test_support::{free_port, http, unique_name};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{nanos}")
-}
 
 fn broker() -> String {
     let bs = local_bootstrap();
@@ -52,7 +47,7 @@ fn produce(bs: &str, topic: &str, values: &[&str]) {
 fn read_all(bs: &str, topic: &str) -> Vec<(Option<String>, String)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bs)
-        .set("group.id", unique("reader"))
+        .set("group.id", unique_name("reader"))
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
@@ -119,7 +114,7 @@ fn sorted(sink: &Collect) -> Vec<u64> {
 #[test]
 fn bad_records_follow_the_policy() {
     let bs = broker();
-    let topic = unique("numbers");
+    let topic = unique_name("numbers");
     create_topic(&bs, &topic);
     produce(&bs, &topic, &["1", "2", "x", "4"]);
 
@@ -137,7 +132,7 @@ fn bad_records_follow_the_policy() {
     assert_eq!(*sink.0.lock().unwrap(), [1, 2, 4]);
 
     // Dead letter: the bad record lands in the dead-letter topic, keyed by where it came from.
-    let dlq = unique("dlq");
+    let dlq = unique_name("dlq");
     create_topic(&bs, &dlq);
     let env = StreamExecutionEnvironment::new();
     let sink = Collect::default();
@@ -157,7 +152,7 @@ fn bad_settings_and_unreachable_brokers_are_clear_errors() {
     };
     assert!(e.contains("'no-such-topic-anywhere' does not exist"), "{e}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port().unwrap();
     let nowhere = format!("127.0.0.1:{port}");
     let e = {
         let env = StreamExecutionEnvironment::new();
@@ -166,7 +161,7 @@ fn bad_settings_and_unreachable_brokers_are_clear_errors() {
     };
     assert!(e.contains(&format!("cannot reach Kafka at {nowhere} after 3 attempts")), "{e}");
 
-    let topic = unique("timeouts");
+    let topic = unique_name("timeouts");
     create_topic(&bs, &topic);
     produce(&bs, &topic, &["1"]);
     let run = |timeout_ms: &str| {
@@ -175,7 +170,7 @@ fn bad_settings_and_unreachable_brokers_are_clear_errors() {
         // A setting error does not heal by restarting.
         env.set_config("restart-strategy.type", "none").unwrap();
         env.add_source(numbers(&bs, &topic)).sink_to(
-            KafkaTransactionalSink::new(&bs, &unique("out"), &unique("txn"), |v: &u64| {
+            KafkaTransactionalSink::new(&bs, &unique_name("out"), &unique_name("txn"), |v: &u64| {
                 (None, v.to_string().into_bytes())
             })
             .with_property("transaction.timeout.ms", timeout_ms),
@@ -194,8 +189,8 @@ fn bad_settings_and_unreachable_brokers_are_clear_errors() {
 #[test]
 fn exactly_once_sink_survives_an_in_process_restart() {
     let bs = broker();
-    let input = unique("eos-in");
-    let output = unique("eos-out");
+    let input = unique_name("eos-in");
+    let output = unique_name("eos-out");
     create_topic(&bs, &input);
     create_topic(&bs, &output);
     let values: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
@@ -215,7 +210,7 @@ fn exactly_once_sink_survives_an_in_process_restart() {
             std::thread::sleep(Duration::from_micros(100));
             v * 10
         })
-        .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique("eos"), |v: &u64| {
+        .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique_name("eos"), |v: &u64| {
             (None, v.to_string().into_bytes())
         }));
     let client = env.execute_async("eos restart").unwrap();
@@ -243,8 +238,8 @@ fn series(page: &str, metric: &str, labels: &[&str]) -> Option<f64> {
 #[test]
 fn kafka_metrics_are_scraped_from_a_running_job() {
     let bs = broker();
-    let input = unique("metrics-in");
-    let output = unique("metrics-out");
+    let input = unique_name("metrics-in");
+    let output = unique_name("metrics-out");
     create_topic(&bs, &input);
     create_topic(&bs, &output);
     let values: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
@@ -264,10 +259,10 @@ fn kafka_metrics_are_scraped_from_a_running_job() {
     env.add_source(source).map(|v: u64| v + 1).sink_to(KafkaTransactionalSink::new(
         &bs,
         &output,
-        &unique("metrics"),
+        &unique_name("metrics"),
         |v: &u64| (Some(b"k".to_vec()), v.to_string().into_bytes()),
     ));
-    let job_name = unique("kafka metrics job");
+    let job_name = unique_name("kafka metrics job");
     let client = env.execute_async(&job_name).unwrap();
     let target = client.metrics_address().unwrap();
 
@@ -292,7 +287,7 @@ fn kafka_metrics_are_scraped_from_a_running_job() {
     };
     while !settled(&page) && started.elapsed() < Duration::from_secs(90) {
         std::thread::sleep(Duration::from_millis(200));
-        page = http_get(target, "/metrics").unwrap();
+        page = http::get(target, "/metrics").unwrap().body;
     }
     client.cancel().unwrap();
     let _ = client.wait();
@@ -318,7 +313,7 @@ fn kafka_metrics_are_scraped_from_a_running_job() {
 #[test]
 fn topic_pattern_reads_every_matching_topic_exactly() {
     let bs = broker();
-    let tag = unique("pattern");
+    let tag = unique_name("pattern");
     let (a, b, other) = (format!("{tag}-a"), format!("{tag}-b"), format!("{tag}-other"));
     create_topic_with(&bs, &a, 3);
     create_topic_with(&bs, &b, 2);
@@ -363,7 +358,7 @@ fn topic_pattern_reads_every_matching_topic_exactly() {
 #[test]
 fn topic_pattern_discovers_topics_created_while_running() {
     let bs = broker();
-    let tag = unique("discover");
+    let tag = unique_name("discover");
     let topic = format!("{tag}-a");
     let dir = tempfile::tempdir().unwrap();
     let env = StreamExecutionEnvironment::new();
@@ -406,9 +401,9 @@ fn topic_pattern_discovers_topics_created_while_running() {
 #[test]
 fn discovered_partitions_are_restored_from_the_checkpoint() {
     let bs = broker();
-    let tag = unique("restore");
+    let tag = unique_name("restore");
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
-    let output = unique("restore-out");
+    let output = unique_name("restore-out");
     create_topic(&bs, &a);
     create_topic(&bs, &output);
     produce_numbers(&bs, &a, 0..2000);
@@ -432,7 +427,7 @@ fn discovered_partitions_are_restored_from_the_checkpoint() {
             std::thread::sleep(Duration::from_micros(100));
             v * 10
         })
-        .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique("restore"), |v: &u64| {
+        .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique_name("restore"), |v: &u64| {
             (None, v.to_string().into_bytes())
         }));
     let client = env.execute_async("discovered restore").unwrap();

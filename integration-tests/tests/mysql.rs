@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use sluice::{CheckpointId, Data, JobStatus, RuntimeContext, Sink, Source, SourceStatus, StreamExecutionEnvironment};
 use sluice_connectors::mysql::{MySqlSource, MySqlSourceBuilder, TrackingValue};
-use sluice_integration_tests::free_port;
 use sluice_integration_tests::mariadb::{MariaDb, SqlClient};
+use sluice_test_support::free_port;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

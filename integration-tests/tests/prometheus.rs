@@ -7,7 +7,8 @@ use sluice::{
     Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus,
     StreamExecutionEnvironment,
 };
-use sluice_integration_tests::{free_port, http_get, ServerProcess};
+use sluice_integration_tests::ServerProcess;
+use sluice_test_support::{free_port, http};
 use std::time::{Duration, Instant};
 
 /// An endless, gently paced source.
@@ -78,7 +79,7 @@ fn prometheus_scrapes_a_running_job() {
     let query = "/api/v1/query?query=sluice_taskmanager_job_task_operator_numRecordsIn%7Boperator_name%3D%22Map%22%7D";
     let started = Instant::now();
     let answer = loop {
-        if let Ok(resp) = http_get(api, query) {
+        if let Ok(resp) = http::get(api, query).map(|r| r.body) {
             if resp.contains("\"operator_name\":\"Map\"") && resp.contains("\"job_name\":\"scraped job\"") {
                 break resp;
             }
@@ -92,7 +93,7 @@ fn prometheus_scrapes_a_running_job() {
     assert!(answer.contains("\"status\":\"success\""), "{answer}");
     // Both subtasks of the Map reported.
     assert!(answer.contains("\"subtask_index\":\"0\"") && answer.contains("\"subtask_index\":\"1\""), "{answer}");
-    let up = http_get(api, "/api/v1/query?query=up%7Bjob%3D%22sluice%22%7D").unwrap();
+    let up = http::get(api, "/api/v1/query?query=up%7Bjob%3D%22sluice%22%7D").unwrap().body;
     assert!(up.contains("\"value\":[") && up.contains(",\"1\"]"), "target is up: {up}");
 
     client.cancel().unwrap();

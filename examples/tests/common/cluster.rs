@@ -1,13 +1,13 @@
 //! A cluster of real processes on loopback for the cluster tests: one
 //! `sluice jobmanager` (with a REST token) and TaskManagers `tm-a`, `tm-b`
-//! with two slots each, all in one temporary work directory; plus a
-//! minimal HTTP client and the job-id parser of `sluice run`'s output.
+//! with two slots each, all in one temporary work directory; plus JSON
+//! requests to its REST API and the job-id parser of `sluice run`'s output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+use sluice_test_support::{free_port, http as client};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// The REST token of the test clusters.
 pub const TOKEN: &str = "s3cret";
 
-/// The `sluice` binary of the engine crate. `cargo test --test cluster`
+/// The `sluice` binary of the `sluice-cluster` crate. `cargo test --test cluster`
 /// builds only this crate's binaries, not that one: it must have been built
 /// (`cargo build --workspace --all-targets`) after the engine's last change,
 /// which is checked here (a stale binary would test old code).
@@ -24,8 +24,9 @@ pub fn sluice_bin() -> PathBuf {
     let bin = exe.parent().unwrap().parent().unwrap().join("sluice");
     assert!(bin.is_file(), "{} missing: build the workspace (cargo build --workspace) first", bin.display());
     let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/src");
-    if let Some(newer) = newest_file(&sources).filter(|(t, _)| *t > built) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest = ["../engine/src", "../engine/cluster/src"].iter().filter_map(|d| newest_file(&root.join(d))).max();
+    if let Some(newer) = newest.filter(|(t, _)| *t > built) {
         panic!(
             "{} is older than {}: run cargo build --workspace --all-targets first",
             bin.display(),
@@ -54,10 +55,6 @@ fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
     newest
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 pub struct ClusterUnderTest {
     pub work: tempfile::TempDir,
     pub rest: u16,
@@ -76,7 +73,7 @@ impl ClusterUnderTest {
     /// Like [`start`](Self::start), with `-D` settings for every process.
     pub fn start_with(slot_timeout: &str, settings: &[String]) -> Self {
         let work = tempfile::tempdir().unwrap();
-        let (rest, rpc) = (free_port(), free_port());
+        let (rest, rpc) = (free_port().unwrap(), free_port().unwrap());
         let mut c = ClusterUnderTest {
             work,
             rest,
@@ -179,18 +176,15 @@ pub fn log(dir: &Path, name: &str) -> std::fs::File {
     std::fs::File::create(dir.join(name)).unwrap()
 }
 
-/// A minimal HTTP/1.0 request (the test should not share the CLI's client).
+/// `method path` on 127.0.0.1:`port` (with the shared test client, not the
+/// CLI's): the status and the body as JSON (`Null` if it is not JSON);
+/// status 0 if nothing listens there (yet).
 pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, serde_json::Value::Null); // not listening (yet)
-    };
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    match client::request(("127.0.0.1", port), method, path, token, body) {
+        Ok(r) => (r.status, serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => (0, serde_json::Value::Null),
+        Err(e) => panic!("{method} {path} on port {port}: {e}"),
+    }
 }
 
 pub fn job_id_of(out: &Output) -> String {

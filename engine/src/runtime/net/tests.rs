@@ -243,7 +243,7 @@ fn a_stray_connection_is_rejected() {
 
 #[test]
 fn connecting_to_nobody_fails_after_the_timeout() {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], sluice_test_support::free_port().unwrap()));
     let k = key(JobId::generate(), 3, 2);
     let timeout = Duration::from_millis(300);
     let started = Instant::now();

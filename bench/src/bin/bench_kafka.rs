@@ -1,7 +1,7 @@
 //! Benchmark: the Kafka drain rate of WordCount with exactly-once output,
 //! next to the same job with at-least-once output and a raw rdkafka loop.
 //!
-//! `cargo run --release -p sluice-examples --bin bench_kafka -- [--bootstrap-servers 127.0.0.1:9092] [--words 5000000] [-p 2]`
+//! `cargo run --release -p sluice-bench --bin bench_kafka -- [--bootstrap-servers 127.0.0.1:9092] [--words 5000000] [-p 2]`
 //!
 //! One run pre-loads a new input topic (`bench-<unix time>-lines`,
 //! `--partitions 2`) with lines of `--words-per-line 10` words drawn from a
@@ -58,9 +58,10 @@ use rdkafka::message::{DeliveryResult, Message, ToBytes};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice::{ParameterTool, StreamExecutionEnvironment};
+use sluice_bench::cluster::LocalCluster;
+use sluice_bench::peak_rss_kb;
 use sluice_connectors::kafka::{KafkaSink, KafkaSource, KafkaTransactionalSink, StartingOffsets};
-use sluice_examples::bench_cluster::LocalCluster;
-use sluice_examples::{peak_rss_kb, run_main, running_word_counts, tokenize};
+use sluice_examples::{run_main, running_word_counts, tokenize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};

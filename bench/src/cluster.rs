@@ -3,8 +3,7 @@
 //! executable, on free loopback ports, with their logs in a temporary work
 //! directory. Dropping it stops the processes.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use sluice_test_support::{free_port, http};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,20 +17,6 @@ pub struct LocalCluster {
     processes: Vec<Child>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `GET path` on the REST API; the body.
-fn get(port: u16, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
-}
-
 impl LocalCluster {
     /// Starts a JobManager and `task_managers` TaskManagers with `slots`
     /// slots each, and waits until all are registered.
@@ -39,7 +24,7 @@ impl LocalCluster {
         let sluice = exe.with_file_name("sluice");
         if !sluice.is_file() {
             anyhow::bail!(
-                "'{}' not found: build it with the benchmark, e.g. `cargo build --release -p sluice-examples -p sluice \
+                "'{}' not found: build it with the benchmark, e.g. `cargo build --release -p sluice-bench -p sluice-cluster \
                  --bin bench_kafka --bin sluice`",
                 sluice.display()
             );
@@ -57,7 +42,9 @@ impl LocalCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         let wanted = format!("\"taskmanagers\":{task_managers}");
         loop {
-            if get(cluster.rest, "/overview").is_ok_and(|b| b.replace(' ', "").contains(&wanted)) {
+            if http::get(("127.0.0.1", cluster.rest), "/overview")
+                .is_ok_and(|r| r.body.replace(' ', "").contains(&wanted))
+            {
                 return Ok(cluster);
             }
             if Instant::now() > deadline {

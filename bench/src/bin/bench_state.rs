@@ -4,7 +4,7 @@
 //! in its own process (so peak RSS is its own) and prints records/s, peak
 //! RSS and, with checkpoints, their count and last duration.
 //!
-//! `cargo run --release -p sluice-examples --bin bench_state -- [--keys 10000000] [--records 20000000] [-p 1]
+//! `cargo run --release -p sluice-bench --bin bench_state -- [--keys 10000000] [--records 20000000] [-p 1]
 //! [--repeat 3] [--configs hashmap:off,hashmap:1s]`
 //!
 //! With `--repeat N` the configurations run in N interleaved rounds (every
@@ -24,8 +24,9 @@
 //! RocksDB tunings side by side.
 
 use sluice::{ParameterTool, Sink, StreamExecutionEnvironment};
+use sluice_bench::{cpu_seconds, peak_rss_kb, thread_cpu_seconds, thread_wait_seconds};
 use sluice_connectors::datagen::DataGeneratorSource;
-use sluice_examples::{cpu_seconds, peak_rss_kb, run_main, thread_cpu_seconds, thread_wait_seconds};
+use sluice_examples::run_main;
 use std::time::Instant;
 
 #[global_allocator]

@@ -3,11 +3,12 @@
 //! over the same generated words, in one run. Each measurement runs in its
 //! own child process so that its peak RSS is its own.
 //!
-//! `cargo run --release -p sluice-examples --bin bench_wordcount -- [--count 5000000] [--seed 42]`
+//! `cargo run --release -p sluice-bench --bin bench_wordcount -- [--count 5000000] [--seed 42]`
 
 use sluice::{ParameterTool, Result as SluiceResult, Sink, StreamExecutionEnvironment};
+use sluice_bench::peak_rss_kb;
 use sluice_examples::generator::{next_token, subtask_seed};
-use sluice_examples::{peak_rss_kb, run_main, running_word_counts, tokenize, WordGenerator};
+use sluice_examples::{run_main, running_word_counts, tokenize, WordGenerator};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
