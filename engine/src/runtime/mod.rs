@@ -13,10 +13,12 @@
 //! * `writer` / `shuffle`: partitioning and the bounded channels.
 //! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
+//! * `checkpointing`: an input task's barrier alignment (`BarrierAligner`).
 
 pub mod collector;
 pub mod context;
 pub mod element;
+pub(crate) mod checkpointing;
 pub(crate) mod erased;
 pub(crate) mod keyed;
 pub(crate) mod net;
