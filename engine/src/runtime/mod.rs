@@ -14,11 +14,13 @@
 //! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
 //! * `checkpointing`: an input task's barrier alignment (`BarrierAligner`).
+//! * `watermark_combiner`: an input task's watermark, combined from its
+//!   channels (`WatermarkCombiner`).
 
+pub(crate) mod checkpointing;
 pub mod collector;
 pub mod context;
 pub mod element;
-pub(crate) mod checkpointing;
 pub(crate) mod erased;
 pub(crate) mod keyed;
 pub(crate) mod net;
@@ -27,6 +29,7 @@ pub(crate) mod operators;
 pub mod restore;
 pub(crate) mod shuffle;
 pub(crate) mod task;
+pub(crate) mod watermark_combiner;
 pub(crate) mod window;
 pub(crate) mod writer;
 
