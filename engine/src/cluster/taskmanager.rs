@@ -12,8 +12,8 @@ use super::protocol::{ExecutionState, FromTaskManager, TaskDeploymentDescriptor,
 use crate::error::{Error, FailureCause};
 use crate::graph::execution::build_subtask;
 use crate::ids::{JobId, SubtaskId, TaskManagerId};
+use crate::runtime::checkpointing::snapshot_uploader::{CheckpointResponder, SnapshotUploader};
 use crate::runtime::shuffle::Shuffle;
-use crate::runtime::snapshot_uploader::{CheckpointResponder, SnapshotUploader};
 use crate::runtime::task::{TaskCommand, TaskControl, TaskOutcome};
 use crossbeam_channel::{Receiver, Sender};
 use sluice_checkpoint::metadata::SubtaskStateHandle;

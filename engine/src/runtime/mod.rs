@@ -13,9 +13,13 @@
 //! * `writer` / `shuffle`: partitioning and the bounded channels.
 //! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
-//! * [`snapshot_uploader`]: the asynchronous part of a checkpoint, and the
+//! * `checkpointing`: an input task's barrier alignment (`BarrierAligner`);
+//!   the asynchronous part of a checkpoint (`SnapshotUploader`) and the
 //!   [`CheckpointResponder`] contract a subtask reports it through.
+//! * `watermark_combiner`: an input task's watermark, combined from its
+//!   channels (`WatermarkCombiner`).
 
+pub(crate) mod checkpointing;
 pub mod collector;
 pub mod context;
 pub mod element;
@@ -27,13 +31,13 @@ pub(crate) mod operators;
 pub mod partitioning;
 pub mod restore;
 pub(crate) mod shuffle;
-pub mod snapshot_uploader;
 pub(crate) mod task;
+pub(crate) mod watermark_combiner;
 pub(crate) mod window;
 pub(crate) mod writer;
 
+pub use checkpointing::snapshot_uploader::CheckpointResponder;
 pub use collector::Collector;
 pub use context::{RuntimeContext, RuntimeMode, StateDescriptor};
 pub use element::{StreamElement, Watermark};
 pub use operator::{StreamOperator, TimeEvent};
-pub use snapshot_uploader::CheckpointResponder;

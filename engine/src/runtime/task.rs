@@ -5,27 +5,31 @@
 //! commands (cancel, checkpoint trigger, checkpoint complete or aborted)
 //! between batches, flush partial batches when idle or when the buffer
 //! timeout passes, and propagate end of input down the chain when all input
-//! is consumed. Watermarks are combined as the minimum over the input
-//! channels that have not ended.
+//! is consumed. An input task's watermark is combined from its channels by a
+//! [`WatermarkCombiner`]: the minimum over the channels that are neither
+//! ended nor idle.
 //!
 //! # Checkpoints
 //!
 //! A source task, told to trigger checkpoint *n*, snapshots the source's
 //! position and its chain, which forwards barrier *n* on every output
-//! channel. An input task aligns: in exactly-once mode a channel that
-//! delivered barrier *n* is not read again until every open channel has
-//! delivered it (its records wait in the bounded channel, which backpressures
-//! that producer); in at-least-once mode channels are not held. When all
-//! barriers are in, the chain snapshots and forwards the barrier, and the
-//! [`SnapshotUploader`] stores the state and acknowledges asynchronously.
+//! channel. An input task aligns, as its [`BarrierAligner`] decides: in
+//! exactly-once mode a channel that delivered barrier *n* is not read again
+//! until every open channel has delivered it (its records wait in the
+//! bounded channel, which backpressures that producer); in at-least-once
+//! mode channels are not held. When all barriers are in, the chain snapshots
+//! and forwards the barrier, and the [`SnapshotUploader`] stores the state
+//! and acknowledges asynchronously.
 
 use crate::error::{Error, Result};
 use crate::faults::FailPoint;
 use crate::metrics::OperatorMetrics;
+use crate::runtime::checkpointing::snapshot_uploader::SnapshotUploader;
+use crate::runtime::checkpointing::{Aligned, BarrierAligner};
 use crate::runtime::collector::{ChainInput, Collector};
 use crate::runtime::context::RuntimeContext;
-use crate::runtime::element::{StreamElement, Watermark};
-use crate::runtime::snapshot_uploader::SnapshotUploader;
+use crate::runtime::element::StreamElement;
+use crate::runtime::watermark_combiner::{IdleOutcome, WatermarkCombiner};
 use crate::source::{Source, SourceStatus};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, TryRecvError};
 use sluice_checkpoint::state::format::StateSnapshot;
@@ -244,27 +248,27 @@ impl<T: Send, S: Source<T>> Invokable for SourceTask<T, S> {
     }
 }
 
-/// Barrier alignment of one checkpoint in an input task.
-struct Alignment {
-    barrier: CheckpointBarrier,
-    /// Per channel: its barrier arrived.
-    arrived: Vec<bool>,
-    started: Instant,
-}
-
 /// The loop of a subtask fed by upstream subtasks.
 pub(crate) struct InputTask<T> {
     receivers: Vec<Receiver<StreamElement<T>>>,
     head: Box<dyn ChainInput<T>>,
-    finished: Vec<bool>,
-    alignment: Option<Alignment>,
+    /// Which channels may be read, and when a checkpoint is aligned. Made
+    /// anew by [`InputTask::run`], which knows the checkpointing mode.
+    aligner: BarrierAligner,
+    watermarks: WatermarkCombiner,
     records: u64,
 }
 
 impl<T: Send> InputTask<T> {
     pub(crate) fn new(receivers: Vec<Receiver<StreamElement<T>>>, head: Box<dyn ChainInput<T>>) -> Self {
         let n = receivers.len();
-        InputTask { receivers, head, finished: vec![false; n], alignment: None, records: 0 }
+        InputTask {
+            receivers,
+            head,
+            aligner: BarrierAligner::new(n, CheckpointingMode::default()),
+            watermarks: WatermarkCombiner::new(n),
+            records: 0,
+        }
     }
 
     fn upstream_gone(i: usize) -> Error {
@@ -272,12 +276,6 @@ impl<T: Send> InputTask<T> {
             "input channel {} closed without end of stream (its producer failed or was canceled, or the connection to it broke)",
             i + 1
         ))
-    }
-
-    /// Whether channel `i` may be read now.
-    fn readable(&self, i: usize, mode: CheckpointingMode) -> bool {
-        let held = mode == CheckpointingMode::ExactlyOnce && self.alignment.as_ref().is_some_and(|a| a.arrived[i]);
-        !(self.finished[i] || held)
     }
 
     /// Handles one command; `Ok(false)` means stop (canceled).
@@ -289,9 +287,7 @@ impl<T: Send> InputTask<T> {
                 self.head.checkpoint_complete(id)?
             }
             TaskCommand::AbortCheckpoint(id) => {
-                if self.alignment.as_ref().is_some_and(|a| a.barrier.id == id) {
-                    self.alignment = None;
-                }
+                self.aligner.abort(id);
             }
             TaskCommand::TriggerCheckpoint(_) => {}
         }
@@ -304,7 +300,7 @@ impl<T: Send> InputTask<T> {
             let mut select = Select::new();
             let mut indices = Vec::with_capacity(self.receivers.len());
             for (i, rx) in self.receivers.iter().enumerate() {
-                if self.readable(i, control.mode) {
+                if self.aligner.is_readable(i) {
                     indices.push(i);
                     select.recv(rx);
                 }
@@ -329,31 +325,12 @@ impl<T: Send> InputTask<T> {
         Ok(None)
     }
 
-    /// A barrier arrived on channel `i`.
-    fn on_barrier(&mut self, i: usize, barrier: CheckpointBarrier, control: &TaskControl) -> Result<()> {
-        match &mut self.alignment {
-            Some(a) if a.barrier.id == barrier.id => a.arrived[i] = true,
-            Some(a) if a.barrier.id > barrier.id => return Ok(()), // stale
-            _ => {
-                // A first barrier, or a newer one that supersedes an unfinished alignment.
-                let mut arrived = vec![false; self.receivers.len()];
-                arrived[i] = true;
-                self.alignment = Some(Alignment { barrier, arrived, started: Instant::now() });
-            }
-        }
-        self.maybe_complete_alignment(control)
-    }
-
-    fn maybe_complete_alignment(&mut self, control: &TaskControl) -> Result<()> {
-        let Some(a) = &self.alignment else { return Ok(()) };
-        let done = a.arrived.iter().zip(&self.finished).all(|(arrived, finished)| *arrived || *finished);
-        if !done {
-            return Ok(());
-        }
-        let barrier = a.barrier;
-        tracing::debug!("checkpoint {} aligned in {:?}", barrier.id, a.started.elapsed());
-        control.alignment_time.set(a.started.elapsed().as_millis() as i64);
-        self.alignment = None;
+    /// Snapshots the chain for an aligned checkpoint and hands the state to
+    /// the [`SnapshotUploader`].
+    fn snapshot(&mut self, aligned: Aligned, control: &TaskControl) -> Result<()> {
+        let barrier = aligned.barrier;
+        tracing::debug!("checkpoint {} aligned in {:?}", barrier.id, aligned.duration);
+        control.alignment_time.set(aligned.duration.as_millis() as i64);
         control.check_checkpoint_fault(barrier.id)?;
         let mut states = Vec::new();
         let started = Instant::now();
@@ -365,10 +342,8 @@ impl<T: Send> InputTask<T> {
 
     fn run(&mut self, control: &TaskControl) -> Result<TaskOutcome> {
         let n = self.receivers.len();
-        let mut remaining = n;
-        let mut watermarks = vec![Watermark::MIN; n];
-        let mut idle = vec![false; n];
-        let mut current = Watermark::MIN;
+        self.aligner = BarrierAligner::new(n, control.mode);
+        self.watermarks = WatermarkCombiner::new(n);
         let mut next = 0usize;
         let mut last_flush = Instant::now();
         let mut clock = Clock::new();
@@ -392,7 +367,7 @@ impl<T: Send> InputTask<T> {
             let mut got = None;
             for k in 0..n {
                 let i = (next + k) % n;
-                if !self.readable(i, control.mode) {
+                if !self.aligner.is_readable(i) {
                     continue;
                 }
                 match self.receivers[i].try_recv() {
@@ -416,11 +391,9 @@ impl<T: Send> InputTask<T> {
                     }
                 }
             };
-            if idle[i] && matches!(element, StreamElement::Records(_) | StreamElement::Watermark(_)) {
-                idle[i] = false;
-            }
             match element {
                 StreamElement::Records(batch) => {
+                    self.watermarks.mark_active(i);
                     if let Some(limit) = fail_at {
                         if self.records + batch.len() as u64 >= limit {
                             let take = limit.saturating_sub(self.records) as usize;
@@ -438,53 +411,36 @@ impl<T: Send> InputTask<T> {
                     }
                 }
                 StreamElement::Watermark(wm) => {
-                    watermarks[i] = watermarks[i].max(wm);
-                    let min = combined(&watermarks, &self.finished, &idle);
-                    if min > current {
-                        current = min;
-                        self.head.watermark(min)?;
+                    if let Some(wm) = self.watermarks.on_watermark(i, wm) {
+                        self.head.watermark(wm)?;
                     }
                 }
-                StreamElement::Idle => {
-                    idle[i] = true;
-                    if idle.iter().zip(&self.finished).all(|(idle, finished)| *idle || *finished) {
-                        self.head.idle()?;
-                    } else {
-                        let min = combined(&watermarks, &self.finished, &idle);
-                        if min > current {
-                            current = min;
-                            self.head.watermark(min)?;
-                        }
+                StreamElement::Idle => match self.watermarks.on_idle(i) {
+                    IdleOutcome::AllIdle => self.head.idle()?,
+                    IdleOutcome::Advanced(wm) => self.head.watermark(wm)?,
+                    IdleOutcome::Unchanged => {}
+                },
+                StreamElement::Barrier(barrier) => {
+                    if let Some(aligned) = self.aligner.on_barrier(i, barrier, Instant::now()) {
+                        self.snapshot(aligned, control)?;
                     }
                 }
-                StreamElement::Barrier(barrier) => self.on_barrier(i, barrier, control)?,
                 StreamElement::EndOfStream => {
-                    self.finished[i] = true;
-                    remaining -= 1;
-                    if remaining == 0 {
+                    let aligned = self.aligner.on_end_of_partition(i, Instant::now());
+                    let advanced = self.watermarks.on_end_of_partition(i);
+                    if self.aligner.all_finished() {
                         self.head.end_of_input()?;
                         return Ok(TaskOutcome::Finished);
                     }
-                    self.maybe_complete_alignment(control)?;
-                    let min = combined(&watermarks, &self.finished, &idle);
-                    if min > current {
-                        current = min;
-                        self.head.watermark(min)?;
+                    if let Some(aligned) = aligned {
+                        self.snapshot(aligned, control)?;
+                    }
+                    if let Some(wm) = advanced {
+                        self.head.watermark(wm)?;
                     }
                 }
             }
         }
-    }
-}
-
-/// The minimum watermark over the channels that are neither finished nor
-/// idle; if all are idle, nothing advances.
-fn combined(watermarks: &[Watermark], finished: &[bool], idle: &[bool]) -> Watermark {
-    let live = watermarks.iter().zip(finished.iter().zip(idle)).filter(|(_, (f, i))| !**f && !**i);
-    match live.map(|(w, _)| *w).min() {
-        Some(w) => w,
-        None if idle.iter().zip(finished).any(|(i, f)| *i && !*f) => Watermark::MIN,
-        None => Watermark::MAX,
     }
 }
 
