@@ -38,8 +38,6 @@
 //! dropped, so the producer's next `send` fails. After end of stream both
 //! bridges close the connection cleanly.
 
-// Wired into the TaskManager by cluster mode; until then only tests use it.
-
 use crate::cluster::protocol::JobId;
 use crate::error::{Error, Result};
 use crate::record::Data;
