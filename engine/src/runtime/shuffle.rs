@@ -51,7 +51,8 @@ pub(crate) struct LocalShuffle {
 
 impl LocalShuffle {
     fn take(&self, key: ChannelKey, ty: &dyn StreamType, capacity: usize, sender: bool) -> Result<AnyBox> {
-        let mut map = self.channels.lock().map_err(|_| Error::ClusterUnavailable("shuffle lock poisoned".into()))?;
+        let mut map =
+            self.channels.lock().map_err(|_| Error::internal("the shuffle's channel table was poisoned by a panic"))?;
         let ends = map.entry(key).or_default();
         if !ends.created {
             let (tx, rx) = ty.new_channel(capacity);
