@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: Kafka WordCount, exactly-once, end to end.
+#   0. installs the system packages the build needs if missing (g++, make,
+#      libclang-dev: scripts/install-deps.sh build); Java and Maven are
+#      installed by scripts/kafka-local.sh on first use;
 #   1. starts the local Kafka broker (scripts/kafka-local.sh installs it on first use);
 #   2. creates an input and an output topic (2 partitions each);
 #   3. feeds FILE (default: README.md) into the input topic, one record per line;
@@ -17,6 +20,14 @@ input=${1:-README.md}
 bootstrap=127.0.0.1:9092
 run="demo-$(date +%s)"
 target=${CARGO_TARGET_DIR:-target}
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
+  exit 1
+fi
+
+echo "== system packages the build needs"
+scripts/install-deps.sh build
 
 scripts/kafka-local.sh start
 scripts/kafka-local.sh topics --create --topic "$run-lines" --partitions 2 >/dev/null

@@ -19,7 +19,11 @@
 #
 # Environment:
 #   SLUICE_REBUILD=1     rebuild all images (and the base rootfs tarball) even if present
-#   DEBIAN_MIRROR        Debian mirror for debootstrap (default: the one in /etc/apt/sources*)
+#   DEBIAN_MIRROR        Debian mirror for debootstrap (default: the one this machine's apt
+#                        uses for bookworm, from /etc/apt/sources.list, sources.list.d/*.list
+#                        and *.sources; none there and none set: the base image build fails)
+#   DEBIAN_SECURITY_MIRROR  security mirror written into the image's apt sources (default:
+#                        the one apt uses for bookworm-security; none: no security source)
 #   KAFKA_VERSION        Kafka version (default 3.9.2, see scripts/lib/kafka-install.sh)
 #   SLUICE_CACHE_DIR     cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/sluice); holds the
 #                        rootfs tarball, build contexts, build logs and dockerd.log
@@ -160,12 +164,28 @@ apt_sources_uri() {
     done
 }
 
+# debian_mirror: the Debian mirror debootstrap fetches $DEBIAN_SUITE from:
+# $DEBIAN_MIRROR, else the one this machine's apt uses for that suite. No
+# mirror is built in: without either, it fails and says what to set.
+debian_mirror() {
+    local m=${DEBIAN_MIRROR:-}
+    [ -n "$m" ] || m=$(apt_sources_uri "$DEBIAN_SUITE" | head -n1)
+    [ -n "$m" ] || die "no Debian mirror for $DEBIAN_SUITE: this machine's apt sources" \
+        "(/etc/apt/sources.list, /etc/apt/sources.list.d/*.list and *.sources) name none;" \
+        "set DEBIAN_MIRROR to a Debian mirror's URL (the one your apt would use) and retry"
+    echo "$m"
+}
+
+# The base image's recipe hash leaves out comment lines: a comment edit does
+# not ask for a new base image.
+base_recipe_hash() { sed '/^[[:space:]]*#/d' "$REPO_DIR/docker/base/build-rootfs.sh" | recipe_hash; }
+
 BASE_DONE=0
 ensure_base_image() {
     local hash t0 mirror security
     [ "$BASE_DONE" = 1 ] && return 0
     BASE_DONE=1
-    hash=$(recipe_hash "$REPO_DIR/docker/base/build-rootfs.sh")
+    hash=$(base_recipe_hash)
     if reuse_image "$BASE_IMAGE" "$hash"; then
         summary "$BASE_IMAGE" "reused"
         return 0
@@ -173,8 +193,7 @@ ensure_base_image() {
     t0=$(now_s)
     if [ "$REBUILD" = 1 ] || [ ! -f "$BASE_TARBALL" ]; then
         ensure_apt_packages debootstrap
-        mirror=${DEBIAN_MIRROR:-$(apt_sources_uri "$DEBIAN_SUITE" | head -n1)}
-        mirror=${mirror:-http://deb.debian.org/debian}
+        mirror=$(debian_mirror)
         security=${DEBIAN_SECURITY_MIRROR:-$(apt_sources_uri "$DEBIAN_SUITE-security" | head -n1)}
         log "building base rootfs: debootstrap $DEBIAN_SUITE from $mirror (security: ${security:-none}) (about a minute)"
         "$REPO_DIR/docker/base/build-rootfs.sh" "$BASE_TARBALL" "$DEBIAN_SUITE" "$mirror" "$security"

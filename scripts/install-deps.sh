@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
-# Installs the system packages the build and the tests use, only those missing:
-#   prometheus   — a real Prometheus server scrapes a running job in the tests;
-#   chromium     — a headless browser renders the JobManager's web UI in the tests;
-#   libclang-dev — bindgen generates the RocksDB bindings (rocksdb crate);
-#   g++          — compiles RocksDB itself.
+# Installs the system packages the build and the tests use, only those missing.
+#   build (what `cargo build` needs):
+#     g++          — compiles RocksDB (rocksdb crate) and librdkafka (rdkafka crate);
+#     make         — runs librdkafka's build;
+#     libclang-dev — bindgen generates the RocksDB bindings.
+#   test (what the tests need besides the build):
+#     prometheus   — a real Prometheus server scrapes a running job in the tests;
+#     chromium     — a headless browser renders the JobManager's web UI in the tests.
+# Java and the Kafka jars are not installed here: scripts/kafka-local.sh installs
+# them on first use (scripts/lib/common.sh), and scripts/docker-images.sh the
+# Docker engine.
 # Debian/Ubuntu (apt). Runs apt as root, or through sudo.
 #
-# Usage: scripts/install-deps.sh
+# Usage: scripts/install-deps.sh [build|all]
+#   build   only the build dependencies (scripts/demo.sh)
+#   all     build and test dependencies (the default; scripts/test.sh)
 set -euo pipefail
 
+group=${1:-all}
+case "$group" in
+  build | all) ;;
+  *) echo "usage: $0 [build|all]" >&2; exit 2 ;;
+esac
+
 missing=()
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
 if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
   missing+=(libclang-dev)
 fi
+if [ "$group" = all ]; then
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: everything present"
+  echo "install-deps: everything present ($group)"
   exit 0
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run). On a fresh machine it sets up
 # everything the tests use, then builds, lints and runs every test:
-#   1. system packages (scripts/install-deps.sh: a Prometheus server);
+#   1. system packages (scripts/install-deps.sh: the build's C/C++ toolchain and
+#      libclang, a Prometheus server, a headless Chromium);
 #   2. a Docker engine and the test images, built locally when missing
 #      (scripts/docker-images.sh; no registry is needed);
 #   3. the local Kafka broker on 127.0.0.1:9092 (scripts/kafka-local.sh),

@@ -8,8 +8,6 @@
 //! * [`key_group`]: how keys hash into key groups and how key groups map to
 //!   subtasks, which is what lets keyed state be redistributed when a job is
 //!   restored at another parallelism.
-//! * [`snapshot`]: the state a subtask hands back when it acknowledges a
-//!   checkpoint.
 //! * [`coordinator`]: the checkpoint coordinator's decisions (when to
 //!   trigger, when a checkpoint is complete, when to abort, when failures
 //!   fail the job), free of I/O.
@@ -36,11 +34,9 @@ pub mod error;
 pub mod key_group;
 pub mod metadata;
 pub mod pending;
-pub mod snapshot;
 pub mod state;
 pub mod storage;
 
 pub use barrier::{CheckpointBarrier, CheckpointId, CheckpointKind, CheckpointingMode};
 pub use error::{Error, Result};
 pub use key_group::{KeyGroupRange, DEFAULT_MAX_PARALLELISM};
-pub use snapshot::OperatorSnapshot;

@@ -1,8 +1,8 @@
 //! Checkpoint metadata: what a completed checkpoint or savepoint consists of.
 //!
-//! The coordinator writes `_metadata` into the checkpoint's directory only
-//! after every subtask has acknowledged, so its presence marks a checkpoint
-//! as complete. On disk it is a small envelope — magic bytes, a format
+//! The job master writes `_metadata` into the checkpoint's directory when a
+//! checkpoint is complete (every expected subtask has acknowledged and its
+//! state is stored), so its presence marks a checkpoint as complete. On disk it is a small envelope — magic bytes, a format
 //! version, the body's length and an XXH64 checksum — around a `postcard`
 //! encoding of [`CheckpointMetadata`]; a truncated or damaged file is
 //! detected and named, never half-read.

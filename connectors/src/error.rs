@@ -25,7 +25,11 @@ pub enum Error {
 
 impl From<Error> for sluice::Error {
     fn from(e: Error) -> Self {
-        sluice::Error::user(e.to_string())
+        match e {
+            // A broken invariant of the connector, not a fault of the job.
+            Error::MySql(e @ crate::mysql::MySqlError::NotOpen(_)) => sluice::Error::internal(e.to_string()),
+            e => sluice::Error::user(e.to_string()),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 # bootstrapped from the Debian mirror instead of pulled from Docker Hub).
 #
 # Usage: docker/base/build-rootfs.sh OUT_TARBALL SUITE MIRROR [SECURITY_MIRROR]
-#   e.g. docker/base/build-rootfs.sh /tmp/base.tar.gz bookworm http://deb.debian.org/debian \
-#            http://deb.debian.org/debian-security
+#   MIRROR (and SECURITY_MIRROR) as in this machine's apt sources; scripts/docker-images.sh
+#   takes them from there (or from DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR).
 # Needs root and debootstrap. Writes a gzip'ed rootfs tarball for `docker import`.
 set -euo pipefail
 

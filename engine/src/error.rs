@@ -3,8 +3,12 @@
 //! One enum for the whole crate; every variant names the problem and, where
 //! there is one, what to do about it. Job failures carry a [`FailureCause`],
 //! an enum rather than a string, so callers can tell a failed task from a
-//! slot shortage or a cancellation.
+//! slot shortage or a cancellation. Decisions are made on the variants, never
+//! on the rendered text: a subtask that failed only because a neighbour's
+//! channel closed ([`Error::ChannelClosed`]) becomes
+//! [`FailureCause::ChannelClosed`], which gives way to the root cause.
 
+use crate::faults::FailPoint;
 use crate::ids::JobId;
 use std::fmt;
 
@@ -32,12 +36,27 @@ pub enum Error {
     /// A record could not be read as the type the job expects.
     #[error("malformed input: {0}")]
     MalformedInput(String),
-    /// An error raised by user code or a connector, with its message.
+    /// An error raised by user code or a connector, or caused by the job's
+    /// input (records, restored state), with its message.
     #[error("{0}")]
     User(String),
-    /// A channel to another task closed unexpectedly (its task failed or was canceled).
+    /// A data channel to another subtask closed unexpectedly: that subtask
+    /// failed or was canceled, the connection to it broke, or its job attempt
+    /// was released. The subtask that sees it fails only in consequence of a
+    /// failure elsewhere (see [`Error::is_consequence`]).
     #[error("data channel closed: {0}")]
     ChannelClosed(String),
+    /// An invariant of the engine or of a connector does not hold (e.g. an
+    /// operator used before it was opened): a bug, not a fault of the job.
+    #[error("internal error (a bug in Sluice or the connector): {0}")]
+    Internal(String),
+    /// A failure injected on purpose through `SLUICE_FAULTS` or
+    /// [`set_faults`](crate::StreamExecutionEnvironment::set_faults) (see [`crate::faults`]).
+    #[error("injected failure {at} (SLUICE_FAULTS)")]
+    InjectedFault {
+        /// Where the subtask was told to fail.
+        at: FailPoint,
+    },
     /// The job ended in the FAILED state.
     #[error("job {job_id} failed: {cause}")]
     JobFailed {
@@ -149,9 +168,37 @@ impl Error {
         Error::User(message.into())
     }
 
+    /// A broken invariant of the engine or a connector (a bug).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
     /// An I/O error with the context it happened in.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
+    }
+
+    /// Whether a subtask failing with this error only echoes a failure
+    /// elsewhere (a neighbouring subtask's channel closed), so that it is not
+    /// the job's root cause.
+    pub fn is_consequence(&self) -> bool {
+        matches!(self, Error::ChannelClosed(_))
+    }
+
+    /// The error and its sources on one line (a source's text is left out if
+    /// the error's own text already includes it).
+    pub fn render_with_sources(&self) -> String {
+        let mut s = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(inner) = source {
+            let text = inner.to_string();
+            if !s.contains(&text) {
+                s.push_str(": ");
+                s.push_str(&text);
+            }
+            source = inner.source();
+        }
+        s
     }
 }
 
@@ -164,6 +211,17 @@ pub enum FailureCause {
     /// A subtask returned an error.
     TaskFailed {
         /// The task (vertex) name, e.g. `Source: Socket Stream -> Flat Map`.
+        task: String,
+        /// Which subtask (0-based).
+        subtask: u32,
+        /// The error, rendered.
+        message: String,
+    },
+    /// A subtask failed because a data channel to another subtask closed
+    /// ([`Error::ChannelClosed`]): the consequence of a failure elsewhere,
+    /// which gives way to the root cause (see [`FailureCause::is_secondary`]).
+    ChannelClosed {
+        /// The task (vertex) name.
         task: String,
         /// Which subtask (0-based).
         subtask: u32,
@@ -200,17 +258,31 @@ pub enum FailureCause {
 }
 
 impl FailureCause {
+    /// The failure of subtask `subtask` of task `task` with `error`:
+    /// [`FailureCause::ChannelClosed`] if the error is the consequence of a
+    /// failure elsewhere ([`Error::is_consequence`]), else
+    /// [`FailureCause::TaskFailed`]; the message is the error with its sources.
+    pub fn task_failed(task: impl Into<String>, subtask: u32, error: &Error) -> Self {
+        let (task, message) = (task.into(), error.render_with_sources());
+        if error.is_consequence() {
+            FailureCause::ChannelClosed { task, subtask, message }
+        } else {
+            FailureCause::TaskFailed { task, subtask, message }
+        }
+    }
+
     /// Whether this failure is only the echo of another one (a subtask saw
     /// its neighbour's channel close); such a cause gives way to the root one.
     pub fn is_secondary(&self) -> bool {
-        matches!(self, FailureCause::TaskFailed { message, .. } if message.starts_with("data channel closed"))
+        matches!(self, FailureCause::ChannelClosed { .. })
     }
 }
 
 impl fmt::Display for FailureCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FailureCause::TaskFailed { task, subtask, message } => {
+            FailureCause::TaskFailed { task, subtask, message }
+            | FailureCause::ChannelClosed { task, subtask, message } => {
                 write!(f, "task '{task}' (subtask {}) failed: {message}", subtask + 1)
             }
             FailureCause::TaskPanicked { task, subtask, message } => {
@@ -229,5 +301,52 @@ impl fmt::Display for FailureCause {
                  execution.checkpointing.tolerable-failed-checkpoints"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_channel_is_a_secondary_cause_whatever_its_text() {
+        let echo = FailureCause::task_failed("Sink", 1, &Error::ChannelClosed("input channel 2 closed".into()));
+        assert!(matches!(echo, FailureCause::ChannelClosed { subtask: 1, .. }), "{echo:?}");
+        assert!(echo.is_secondary());
+        assert_eq!(echo.to_string(), "task 'Sink' (subtask 2) failed: data channel closed: input channel 2 closed");
+        // The text alone decides nothing: a user error quoting it is a root cause.
+        let root = FailureCause::task_failed("Map", 0, &Error::user("data channel closed: said the user"));
+        assert!(matches!(root, FailureCause::TaskFailed { .. }) && !root.is_secondary(), "{root:?}");
+        for other in [
+            Error::internal("x"),
+            Error::InjectedFault { at: FailPoint::Record(3) },
+            Error::Network("connection of channel c broke".into()),
+        ] {
+            assert!(!other.is_consequence() && !FailureCause::task_failed("t", 0, &other).is_secondary(), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_carries_the_sources() {
+        let e = Error::io("cannot open input file 'x'", std::io::Error::other("disk on fire"));
+        assert_eq!(e.render_with_sources(), "cannot open input file 'x': disk on fire");
+        let wrapped = Error::Checkpoint(sluice_checkpoint::Error::InvalidKeyGroups("zero".into()));
+        assert_eq!(wrapped.render_with_sources(), "invalid key-group configuration: zero");
+        let cause = FailureCause::task_failed("Source", 0, &e);
+        assert!(
+            matches!(&cause, FailureCause::TaskFailed { message, .. } if message == "cannot open input file 'x': disk on fire"),
+            "{cause:?}"
+        );
+    }
+
+    #[test]
+    fn injected_faults_say_where() {
+        let text = |at| Error::InjectedFault { at }.to_string();
+        assert_eq!(text(FailPoint::Record(500)), "injected failure after 500 records (SLUICE_FAULTS)");
+        assert_eq!(text(FailPoint::Checkpoint(3)), "injected failure at checkpoint 3 (SLUICE_FAULTS)");
+        assert_eq!(
+            text(FailPoint::Complete(4)),
+            "injected failure after checkpoint 4 completed, before committing (SLUICE_FAULTS)"
+        );
     }
 }

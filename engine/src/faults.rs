@@ -25,6 +25,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use std::fmt;
 
 /// Where a subtask fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,17 @@ pub enum FailPoint {
     Checkpoint(u64),
     /// When told this checkpoint is complete, before notifying operators.
     Complete(u64),
+}
+
+impl fmt::Display for FailPoint {
+    /// Where, as in "injected failure <where>".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailPoint::Record(n) => write!(f, "after {n} records"),
+            FailPoint::Checkpoint(n) => write!(f, "at checkpoint {n}"),
+            FailPoint::Complete(n) => write!(f, "after checkpoint {n} completed, before committing"),
+        }
+    }
 }
 
 /// One injected subtask failure.

@@ -319,7 +319,7 @@ impl<T> KafkaTransactionalSink<T> {
     }
 
     fn coordinator(&self) -> Result<&TxnCoordinatorClient> {
-        self.coordinator.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))
+        self.coordinator.as_ref().ok_or_else(|| Error::internal("Kafka sink used before open"))
     }
 
     /// Aborts the open transactions under `<prefix>-<s>-<n>` for `n` from
@@ -353,7 +353,7 @@ impl<T> KafkaTransactionalSink<T> {
 
     /// The live producer of transaction `id`.
     fn producer(&self, id: &str) -> Result<&TxnProducer> {
-        self.producers.get(id).ok_or_else(|| Error::user(format!("no producer for transaction '{id}'")))
+        self.producers.get(id).ok_or_else(|| Error::internal(format!("no producer for transaction '{id}'")))
     }
 
     /// Starts preparing the producer of `<prefix>-<subtask>-<checkpoint>`
@@ -479,7 +479,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
         let producer = self
             .producers
             .get(&txn.transactional_id)
-            .ok_or_else(|| Error::user(format!("no producer for transaction '{}'", txn.transactional_id)))?;
+            .ok_or_else(|| Error::internal(format!("no producer for transaction '{}'", txn.transactional_id)))?;
         let size = send(producer, &self.config.topic, &self.serialize, &record)?;
         if let Some(m) = &mut self.metrics {
             m.sent(size);
@@ -633,7 +633,7 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
     }
 
     fn write(&mut self, record: T) -> Result<()> {
-        let p = self.producer.as_ref().ok_or_else(|| Error::user("Kafka sink used before open"))?;
+        let p = self.producer.as_ref().ok_or_else(|| Error::internal("Kafka sink used before open"))?;
         let size = send(p, &self.config.topic, &self.serialize, &record)?;
         if let Some(m) = &mut self.metrics {
             m.sent(size);

@@ -286,7 +286,7 @@ impl<T> KafkaSource<T> {
     }
 
     fn consumer(&self) -> Result<&KafkaConsumer> {
-        self.consumer.as_ref().ok_or_else(|| Error::user("Kafka source used before open"))
+        self.consumer.as_ref().ok_or_else(|| Error::internal("Kafka source used before open"))
     }
 
     /// The partitions the subscription selects from the cluster's metadata,
@@ -421,7 +421,8 @@ impl<T> KafkaSource<T> {
                 Ok(())
             }
             BadRecordPolicy::DeadLetter(dlq) => {
-                let producer = self.dead_letters.as_ref().ok_or_else(|| Error::user("dead-letter producer missing"))?;
+                let producer =
+                    self.dead_letters.as_ref().ok_or_else(|| Error::internal("dead-letter producer missing"))?;
                 let key = format!("{topic}/{partition}@{offset}");
                 producer
                     .send(BaseRecord::<str, [u8]>::to(dlq).key(&key).payload(value))

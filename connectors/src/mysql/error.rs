@@ -4,7 +4,7 @@
 //! column, MySQL type) and what to do. Passwords never appear in messages.
 
 /// Errors of the MySQL source. They reach the job as `sluice::Error::User`
-/// with this message.
+/// with this message (`NotOpen`, a bug, as `sluice::Error::Internal`).
 #[derive(Debug, thiserror::Error)]
 pub enum MySqlError {
     /// No connection could be made to the server (refused, timed out, DNS).

@@ -1,4 +1,4 @@
-//! Windows on a keyed stream (seed 004: `keyBy` → `window` → `apply`).
+//! Windows on a keyed stream (Flink's `keyBy` → `window` → `apply`).
 //!
 //! An assigner puts each record into time windows of its key: tumbling
 //! (fixed, non-overlapping), sliding (fixed size, a new one every slide) or

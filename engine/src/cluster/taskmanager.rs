@@ -9,7 +9,7 @@
 use super::gateway::Gateway;
 use super::job_graphs::JobGraphs;
 use super::protocol::{ExecutionState, FromTaskManager, TaskDeploymentDescriptor, ToTaskManager};
-use crate::error::{Error, FailureCause};
+use crate::error::FailureCause;
 use crate::graph::execution::build_subtask;
 use crate::ids::{JobId, SubtaskId, TaskManagerId};
 use crate::runtime::checkpointing::snapshot_uploader::{CheckpointResponder, SnapshotUploader};
@@ -172,7 +172,7 @@ impl TaskManager {
                 Ok(Ok(TaskOutcome::Canceled)) => report(ExecutionState::Canceled, None),
                 Ok(Err(_)) if canceled => report(ExecutionState::Canceled, None),
                 Ok(Err(e)) => {
-                    let cause = FailureCause::TaskFailed { task: task_name, subtask: id.subtask, message: render(&e) };
+                    let cause = FailureCause::task_failed(task_name, id.subtask, &e);
                     report(ExecutionState::Failed, Some(cause));
                 }
                 Err(panic) => {
@@ -206,19 +206,4 @@ impl TaskManager {
             }
         }
     }
-}
-
-/// An error with its sources, one line.
-fn render(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = inner.source();
-    }
-    s
 }

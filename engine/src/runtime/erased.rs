@@ -242,7 +242,7 @@ impl<T: Data, S: Source<T> + Clone> SourceFactory for TypedSourceFactory<T, S> {
         let mut source = self
             .prototype
             .lock()
-            .map_err(|_| Error::user("a source prototype was poisoned by an earlier panic"))?
+            .map_err(|_| Error::internal("a source prototype was poisoned by an earlier panic"))?
             .clone();
         let restored = !restore.is_empty();
         for bytes in restore {

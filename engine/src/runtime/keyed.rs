@@ -47,7 +47,7 @@ impl KeyedState {
 
     /// The store, once opened.
     pub(crate) fn store(&self) -> Result<&SharedStore> {
-        self.store.as_ref().ok_or_else(|| Error::user("keyed state used before the operator was opened"))
+        self.store.as_ref().ok_or_else(|| Error::internal("keyed state used before the operator was opened"))
     }
 
     /// Restores one old subtask's snapshot; returns the operator's own bytes.
@@ -129,7 +129,7 @@ impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> ReduceOp<K, T, F> {
 }
 
 fn registered(id: Option<StateId>) -> Result<StateId> {
-    id.ok_or_else(|| Error::user("keyed operator used before open"))
+    id.ok_or_else(|| Error::internal("keyed operator used before open"))
 }
 
 impl<K: Key, T: Data, F: Fn(&mut T, T) + Send + Sync> StreamOperator<T, T> for ReduceOp<K, T, F> {

@@ -38,8 +38,6 @@
 //! dropped, so the producer's next `send` fails. After end of stream both
 //! bridges close the connection cleanly.
 
-// Wired into the TaskManager by cluster mode; until then only tests use it.
-
 use crate::error::{Error, Result};
 use crate::ids::JobId;
 use crate::record::Data;
@@ -200,10 +198,10 @@ impl DataServer {
         let (receiver, bridge) = ty.inbound_bridge(capacity);
         let mut state = self.shared.lock();
         if self.shared.closed.load(Ordering::SeqCst) {
-            return Err(Error::Network(format!("the data server is shut down; cannot receive channel {key}")));
+            return Err(Error::ChannelClosed(format!("the data server is shut down; cannot receive channel {key}")));
         }
         if !state.admit(&key) {
-            return Err(Error::Network(format!("channel {key} belongs to a released job attempt")));
+            return Err(Error::ChannelClosed(format!("channel {key} belongs to a released job attempt")));
         }
         if state.active.contains_key(&key) || matches!(state.pending.get(&key), Some(Pending::Receiver(_))) {
             return Err(Error::InvalidGraph(format!("channel {key} was claimed twice")));

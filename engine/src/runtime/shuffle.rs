@@ -3,10 +3,11 @@
 //!
 //! Every (edge, producing subtask, consuming subtask) pair of a job attempt
 //! gets its own bounded channel, so that a consumer can tell its inputs apart
-//! (watermarks and, later, barrier alignment are per channel). The channel is
-//! created by whichever side asks first; the producer takes the sender and
-//! the consumer the receiver. Across processes the same pairs will be TCP
-//! connections with credit-based flow control (see `net`).
+//! (watermarks and barrier alignment are per channel). In-process, the
+//! channel is created by whichever side asks first; the producer takes the
+//! sender and the consumer the receiver. When the two subtasks run in
+//! different processes (cluster mode), the pair is bridged over a TCP
+//! connection with credit-based flow control (see `net`).
 
 use crate::error::{Error, Result};
 use crate::ids::{JobId, Placement, TaskManagerId};
@@ -50,7 +51,8 @@ pub(crate) struct LocalShuffle {
 
 impl LocalShuffle {
     fn take(&self, key: ChannelKey, ty: &dyn StreamType, capacity: usize, sender: bool) -> Result<AnyBox> {
-        let mut map = self.channels.lock().map_err(|_| Error::ClusterUnavailable("shuffle lock poisoned".into()))?;
+        let mut map =
+            self.channels.lock().map_err(|_| Error::internal("the shuffle's channel table was poisoned by a panic"))?;
         let ends = map.entry(key).or_default();
         if !ends.created {
             let (tx, rx) = ty.new_channel(capacity);

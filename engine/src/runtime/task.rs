@@ -80,23 +80,21 @@ impl TaskControl {
 
     fn check_checkpoint_fault(&self, id: CheckpointId) -> Result<()> {
         if self.faults.contains(&FailPoint::Checkpoint(id.0)) {
-            return Err(Error::user(format!("injected failure at checkpoint {id} (SLUICE_FAULTS)")));
+            return Err(Error::InjectedFault { at: FailPoint::Checkpoint(id.0) });
         }
         Ok(())
     }
 
     fn check_complete_fault(&self, id: CheckpointId) -> Result<()> {
         if self.faults.contains(&FailPoint::Complete(id.0)) {
-            return Err(Error::user(format!(
-                "injected failure after checkpoint {id} completed, before committing (SLUICE_FAULTS)"
-            )));
+            return Err(Error::InjectedFault { at: FailPoint::Complete(id.0) });
         }
         Ok(())
     }
 }
 
 fn injected_record_failure(n: u64) -> Error {
-    Error::user(format!("injected failure after {n} records (SLUICE_FAULTS)"))
+    Error::InjectedFault { at: FailPoint::Record(n) }
 }
 
 /// How a subtask ended when it did not fail.

@@ -156,7 +156,7 @@ impl<K, T, O, A> WindowOperator<K, T, O, A> {
 }
 
 fn ids(contents: Option<StateId>) -> Result<StateId> {
-    contents.ok_or_else(|| Error::user("window operator used before open"))
+    contents.ok_or_else(|| Error::internal("window operator used before open"))
 }
 
 impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> WindowOperator<K, T, O, A> {

@@ -69,7 +69,7 @@ impl FileSink {
         }
         match self.open_file.as_mut() {
             Some((_, f)) => Ok(f),
-            None => Err(Error::user("file sink lost its part file")),
+            None => Err(Error::internal("file sink lost its part file")),
         }
     }
 }

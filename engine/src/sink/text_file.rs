@@ -58,7 +58,7 @@ impl<T: RecordDisplay> Sink<T> for TextFileSink {
 
     fn write(&mut self, record: T) -> Result<()> {
         let Some((path, w)) = self.file.as_mut() else {
-            return Err(Error::user("text file sink written before open"));
+            return Err(Error::internal("text file sink written before open"));
         };
         self.line.clear();
         record.fmt_record(&mut self.line);

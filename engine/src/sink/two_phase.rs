@@ -177,7 +177,7 @@ impl<T: Send, S: TwoPhaseCommitSink<T>> StreamOperator<T, ()> for TwoPhaseCommit
         }
         match self.current.as_mut() {
             Some(txn) => self.sink.write(txn, record),
-            None => Err(Error::user("the sink has no open transaction")),
+            None => Err(Error::internal("the sink has no open transaction")),
         }
     }
 

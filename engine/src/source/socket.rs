@@ -77,7 +77,7 @@ impl Source<String> for SocketTextSource {
         let Some(reader) = self.reader.clone() else {
             return Ok(SourceStatus::Finished);
         };
-        let mut reader = reader.lock().map_err(|_| Error::user("socket reader poisoned"))?;
+        let mut reader = reader.lock().map_err(|_| Error::internal("socket reader poisoned"))?;
         for _ in 0..256 {
             match reader.read_until(b'\n', &mut self.partial) {
                 Ok(0) => {

@@ -81,7 +81,7 @@ impl Source<String> for TextFileSource {
         let Some(reader) = self.reader.clone() else {
             return Ok(SourceStatus::Finished);
         };
-        let mut reader = reader.lock().map_err(|_| Error::user("text file reader poisoned"))?;
+        let mut reader = reader.lock().map_err(|_| Error::internal("text file reader poisoned"))?;
         for _ in 0..256 {
             if self.pos >= self.end {
                 return Ok(SourceStatus::Finished);
