@@ -4,9 +4,11 @@
 
 mod common;
 
-use common::{final_counts, CollectSink, Words};
+use common::{final_counts, wait_for, CollectSink, Gate, Words};
 use sluice::faults::Faults;
 use sluice::{Error, JobStatus, StreamExecutionEnvironment};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// source → keyed running count → collecting sink.
@@ -68,22 +70,27 @@ fn failures_restore_exactly_once_state() {
 fn savepoint_restores_at_other_parallelism() {
     let words = Words::new(8000, 31, 40, Duration::from_millis(2));
     let expected = words.expected_counts();
+    // The source stops after 3 000 words until the job is canceled: the
+    // savepoint holds exactly their counts.
+    let hold = 3_000;
+    let saved = Words::new(hold, 31, 40, Duration::ZERO).expected_counts();
     let dir = tempfile::tempdir().unwrap();
     let savepoints = tempfile::tempdir().unwrap();
 
-    // First run at parallelism 2: stop with a savepoint part way.
+    // First run at parallelism 2: a savepoint at the hold, then cancel.
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2);
     let first = CollectSink::default();
-    word_count_job(&env, words.clone(), &first);
+    word_count_job(&env, words.clone().hold_at(hold, &Gate::default()), &first);
     let client = env.execute_async("savepoint").unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    wait_for("the words before the hold", Duration::from_secs(60), || {
+        (first.0.lock().unwrap().len() as u64 >= hold).then_some(())
+    });
     let path = client.trigger_savepoint(savepoints.path()).unwrap();
     client.cancel().unwrap();
     assert!(matches!(client.wait(), Err(Error::JobCanceled(_))));
     assert!(path.join("_metadata").is_file());
-    let before = final_counts(&first.take());
-    assert!(before.values().sum::<u64>() < words.total, "the savepoint was taken part way");
+    assert_eq!(final_counts(&first.take()), saved, "the first run counted the words before the hold");
 
     for p in [1u32, 2, 3] {
         let env = StreamExecutionEnvironment::new();
@@ -91,13 +98,22 @@ fn savepoint_restores_at_other_parallelism() {
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
         let sink = CollectSink::default();
-        word_count_job(&env, words.clone(), &sink);
+        let words = Words::new(8000, 31, 40, Duration::from_millis(2));
+        let log = words.log.clone();
+        word_count_job(&env, words, &sink);
         env.execute("restored").unwrap();
-        let mut counts = before.clone();
-        for (k, v) in final_counts(&sink.take()) {
-            counts.insert(k, v);
+        assert_eq!(log.restored(), vec![hold], "p={p}: the source continued from the savepoint");
+        // Every word counts on from its count in the savepoint: n+1, n+2, ...
+        let mut counted: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (w, n) in sink.take() {
+            counted.entry(w).or_default().push(n);
         }
-        assert_eq!(counts, expected, "restored at parallelism {p}");
+        for (w, total) in &expected {
+            let from = saved.get(w).copied().unwrap_or(0);
+            let got = counted.remove(w).unwrap_or_default();
+            assert_eq!(got, (from + 1..=*total).collect::<Vec<_>>(), "p={p}: counts of {w} after the restore");
+        }
+        assert!(counted.is_empty(), "p={p}: unknown words {counted:?}");
     }
 }
 
@@ -109,7 +125,7 @@ fn incompatible_savepoint_is_a_clear_error() {
     let sink = CollectSink::default();
     word_count_job(&env, Words::new(1_000_000, 5, 10, Duration::from_millis(1)), &sink);
     let client = env.execute_async("a").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for("some counts", Duration::from_secs(60), || (!sink.0.lock().unwrap().is_empty()).then_some(()));
     let path = client.trigger_savepoint(savepoints.path()).unwrap();
     client.cancel().unwrap();
     let _ = client.wait();
@@ -157,40 +173,73 @@ fn incompatible_savepoint_is_a_clear_error() {
 
 #[test]
 fn aligned_barriers_give_exactly_once_state_with_a_slow_input() {
-    let (counts, expected) = two_inputs_with_a_failure("EXACTLY_ONCE");
+    let (counts, expected, overtaken) = two_inputs_with_a_failure("EXACTLY_ONCE");
+    assert!(!overtaken, "no record after a barrier was counted before the checkpoint");
     assert_eq!(counts, expected);
 }
 
 #[test]
 fn unaligned_at_least_once_counts_everything_at_least_once() {
-    let (counts, expected) = two_inputs_with_a_failure("AT_LEAST_ONCE");
+    let (counts, expected, overtaken) = two_inputs_with_a_failure("AT_LEAST_ONCE");
+    assert!(overtaken, "fast records after the barrier were counted while the slow barrier was held");
     assert_eq!(counts.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
     for (k, v) in &expected {
         assert!(counts[k] >= *v, "{k}: {} < {v}", counts[k]);
     }
     let extra: u64 = counts.values().sum::<u64>() - expected.values().sum::<u64>();
+    assert!(extra > 0, "the records counted in checkpoint 2 and replayed after the restore were counted twice");
     eprintln!("at-least-once counted {extra} records twice");
 }
 
-type Counts = std::collections::BTreeMap<String, u64>;
+type Counts = BTreeMap<String, u64>;
 
-fn two_inputs_with_a_failure(mode: &str) -> (Counts, Counts) {
-    // Two inputs into one keyed count. The slow one runs through a slow map
-    // in its own task, so its barriers wait behind a backlog while the fast
-    // input's barriers arrive at once. Exactly-once alignment holds the fast
-    // input until both barriers are in; without it, records after the fast
-    // barrier would be counted in the snapshot and again after the restore.
+/// Two inputs into one keyed count; the keyed task fails when checkpoint
+/// 3's barrier reaches it, so the job restores checkpoint 2. The slow input
+/// runs through a slow map in its own task, and its source holds checkpoint
+/// 2's barrier back (in its snapshot) for up to 500 ms, while the fast
+/// input's barrier is in. Exactly-once alignment holds the fast input until
+/// both barriers are in; without it, fast records after the barrier are
+/// counted in checkpoint 2's state and again after the restore (which
+/// rewinds the fast source to its barrier). Returns the final counts, the
+/// expected ones, and whether a fast record after the barrier was counted
+/// before the slow barrier arrived.
+fn two_inputs_with_a_failure(mode: &str) -> (Counts, Counts, bool) {
     let fast = Words::new(20_000, 11, 20, Duration::from_millis(1));
-    let slow = Words::new(5_000, 11, 200, Duration::from_millis(1));
+    let slow = Words::new(5_000, 11, 10, Duration::from_millis(2));
     let mut expected = fast.expected_counts();
     for (k, v) in slow.expected_counts() {
         *expected.entry(k).or_insert(0) += v;
     }
+    let sink = CollectSink::default();
+    let overtaken = Gate::default();
+    let hold = {
+        let (fast_log, slow_emitted, sink, overtaken) =
+            (fast.log.clone(), slow.emitted.clone(), sink.clone(), overtaken.clone());
+        move |checkpoint: u64, attempt: u32, _: u64| {
+            if checkpoint != 2 || attempt != 0 {
+                return;
+            }
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(500) {
+                // More counted than the fast records before the barrier
+                // plus every slow record: a fast record after the barrier.
+                if let Some(fast_at_barrier) = fast_log.snapshot_at(2) {
+                    let counted = sink.0.lock().unwrap().len() as u64;
+                    if counted > fast_at_barrier + slow_emitted.load(Ordering::SeqCst) {
+                        overtaken.open();
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    let slow = slow.on_snapshot(hold);
     let dir = tempfile::tempdir().unwrap();
     let env = checkpointed_env(dir.path(), 1);
     env.set_config("execution.checkpointing.mode", mode).unwrap();
-    env.set_faults(Faults::parse("fail:Keyed Aggregation:0@record=15000").unwrap());
-    let sink = CollectSink::default();
+    env.set_faults(Faults::parse("fail:Keyed Aggregation:0@checkpoint=3").unwrap());
+    let fast_log = fast.log.clone();
     let a = env.add_source(fast).set_parallelism(1);
     let b = env
         .add_source(slow)
@@ -206,16 +255,12 @@ fn two_inputs_with_a_failure(mode: &str) -> (Counts, Counts) {
         .key_by(|t: &(String, u64)| t.0.clone())
         .sum(|t: &mut (String, u64)| &mut t.1)
         .add_sink(sink.clone());
-    let client = env.execute_async("aligned").unwrap();
-    let started = Instant::now();
-    while client.details().unwrap().restarts == 0 && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let details = client.details().unwrap();
-    client.wait().unwrap();
-    assert_eq!(details.restarts, 1);
-    assert!(details.completed_checkpoints >= 1, "{details:?}");
-    (final_counts(&sink.take()), expected)
+    let result = env.execute("aligned").unwrap();
+    assert_eq!(result.restarts, 1);
+    let restored = fast_log.restored();
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(Some(restored[0]), fast_log.snapshot_at(2), "the job restored checkpoint 2");
+    (final_counts(&sink.take()), expected, overtaken.is_open())
 }
 
 fn committed_lines(dir: &std::path::Path) -> Vec<String> {

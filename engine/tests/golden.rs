@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::CollectSink;
+use common::{wait_for, CollectSink, Gate, SourceLog};
 use sluice::api::windows::{EventTimeSessionWindows, TumblingEventTimeWindows};
 use sluice::faults::Faults;
 use sluice::state::{AggregateFunction, MapState};
@@ -40,12 +40,29 @@ fn event(i: u64) -> Event {
 }
 
 /// Emits events `i = subtask, subtask + p, ...` with pauses; its state is
-/// the next index (so it restores at the same parallelism only).
-#[derive(Clone)]
+/// the next index (so it restores at the same parallelism only). It can
+/// stop at `hold` until `gate` opens, or (`for_checkpoint`) until a
+/// checkpoint it took at or after `hold` is complete; restored, it does not
+/// stop. `log` records what it saved and was restored to.
+#[derive(Clone, Default)]
 struct Events {
     next: u64,
     step: u64,
     restored: bool,
+    hold: Option<u64>,
+    gate: Gate,
+    for_checkpoint: bool,
+    saved_past_hold: Option<u64>,
+    log: SourceLog,
+}
+
+impl Events {
+    fn hold_until_checkpointed(at: u64) -> Self {
+        Events { hold: Some(at), for_checkpoint: true, ..Events::default() }
+    }
+    fn hold(at: u64, gate: &Gate) -> Self {
+        Events { hold: Some(at), gate: gate.clone(), ..Events::default() }
+    }
 }
 
 impl Source<Event> for Events {
@@ -65,15 +82,29 @@ impl Source<Event> for Events {
             if self.next >= TOTAL {
                 return Ok(SourceStatus::Finished);
             }
+            if self.hold.is_some_and(|h| self.next >= h) && !self.restored && !self.gate.is_open() {
+                return Ok(SourceStatus::Idle(Duration::from_millis(2)));
+            }
             out.collect(event(self.next))?;
             self.next += self.step;
         }
         Ok(SourceStatus::Idle(Duration::from_millis(2)))
     }
-    fn snapshot_state(&mut self, _: CheckpointId) -> Result<u64> {
+    fn snapshot_state(&mut self, id: CheckpointId) -> Result<u64> {
+        self.log.snapshots.lock().unwrap().push((id.0, self.next));
+        if self.hold.is_some_and(|h| self.next >= h) && self.saved_past_hold.is_none() {
+            self.saved_past_hold = Some(id.0);
+        }
         Ok(self.next)
     }
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        if self.for_checkpoint && self.saved_past_hold.is_some_and(|c| id.0 >= c) {
+            self.gate.open();
+        }
+        Ok(())
+    }
     fn restore_state(&mut self, s: u64) -> Result<()> {
+        self.log.restored.lock().unwrap().push(s);
         self.next = s;
         self.restored = true;
         Ok(())
@@ -151,9 +182,9 @@ struct Sinks {
     buckets: CollectSink<(String, i64, u64)>,
 }
 
-fn build(env: &StreamExecutionEnvironment, sinks: &Sinks) {
+fn build(env: &StreamExecutionEnvironment, source: Events, sinks: &Sinks) {
     let events = env
-        .add_source(Events { next: 0, step: 1, restored: false })
+        .add_source(source)
         .uid("events")
         // Rescaling restores keyed state; this source's position is per subtask.
         .set_parallelism(1)
@@ -267,13 +298,16 @@ fn golden(backend: &str) {
     // 1. Straight through.
     let env = env_for(backend, &local, 2);
     let sinks = Sinks::default();
-    build(&env, &sinks);
+    build(&env, Events::default(), &sinks);
     env.execute("golden").unwrap();
     let mut straight = Results::default();
     straight.add(&sinks);
     assert_eq!(straight, expected, "{backend}: straight run");
 
-    // 2. Checkpoints, and a failure at a random record of the windows.
+    // 2. Checkpoints, and a failure at a random record of the windows. The
+    // source stops after 100 events until a checkpoint taken there is
+    // complete; no subtask has taken in 200 records by then, so the failure
+    // comes after that checkpoint and the job must restore from it.
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     let record = 200 + seed % 1_500;
     let task = ["Window(Aggregate)", "Window(Reduce)", "Keyed Process", "Keyed Aggregation"][(seed % 4) as usize];
@@ -285,35 +319,61 @@ fn golden(backend: &str) {
     env.set_config("restart-strategy.fixed-delay.delay", "10ms").unwrap();
     env.set_faults(Faults::parse(&format!("fail:{task}:0@record={record}")).unwrap());
     let sinks = Sinks::default();
-    build(&env, &sinks);
+    let source = Events::hold_until_checkpointed(100);
+    let log = source.log.clone();
+    build(&env, source, &sinks);
     let result = env.execute("golden-failover").unwrap();
     assert_eq!(result.restarts, 1, "{backend}: the injected failure restarted the job once");
+    let restored = log.restored();
+    assert!(
+        restored.len() == 1 && restored[0] >= 100,
+        "{backend}: restored from a checkpoint taken after event 100: {restored:?}"
+    );
     let mut failover = Results::default();
     failover.add(&sinks);
     assert_eq!(failover, expected, "{backend}: with a failure at {task} record {record}");
 
-    // 3. A savepoint part way at parallelism 2 (with checkpoints running,
-    // so that RocksDB takes it from its changelog), restored at 1, 2 and 3.
+    // 3. A savepoint at parallelism 2 with the source stopped after half the
+    // events, once checkpoints have completed there (so that RocksDB takes
+    // it from its changelog); restored at 1, 2 and 3.
+    let half = TOTAL / 2;
     let savepoints = tmp.path().join("savepoints");
     let env = env_for(backend, &local, 2);
     env.enable_checkpointing(Duration::from_millis(40)).unwrap();
     env.set_config("state.checkpoints.dir", tmp.path().join("chk3").to_str().unwrap()).unwrap();
     let first = Sinks::default();
-    build(&env, &first);
+    let source = Events::hold(half, &Gate::default());
+    let log = source.log.clone();
+    build(&env, source, &first);
     let client = env.execute_async("golden-savepoint").unwrap();
-    std::thread::sleep(Duration::from_millis(120));
+    wait_for("the sums of the first half", Duration::from_secs(60), || {
+        (first.sums.0.lock().unwrap().len() as u64 >= half).then_some(())
+    });
+    let checkpointed = client.details().unwrap().completed_checkpoints;
+    wait_for("a checkpoint at the hold", Duration::from_secs(60), || {
+        (client.details().unwrap().completed_checkpoints >= checkpointed + 2).then_some(())
+    });
     let path = client.trigger_savepoint(&savepoints).unwrap();
     client.cancel().unwrap();
     assert!(matches!(client.wait(), Err(Error::JobCanceled(_))));
+    assert_eq!(log.snapshots.lock().unwrap().last().map(|s| s.1), Some(half), "{backend}: held at the half");
     let mut before = Results::default();
     before.add(&first);
-    assert!(before.sums.values().sum::<u64>() < expected.sums.values().sum::<u64>(), "savepoint part way");
+    assert_eq!(first.sums.take().len() as u64, half, "{backend}: one running sum per event before the hold");
     for p in [1u32, 2, 3] {
         let env = env_for(backend, &local, p);
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         let sinks = Sinks::default();
-        build(&env, &sinks);
+        let source = Events::default();
+        let log = source.log.clone();
+        build(&env, source, &sinks);
         env.execute("golden-restored").unwrap();
+        assert_eq!(log.restored(), vec![half], "{backend} p={p}: the source continued from the savepoint");
+        // The restored run alone: one sum per remaining event, and the
+        // final sums include the first half (the keyed state was restored).
+        let sums = sinks.sums.take();
+        assert_eq!(sums.len() as u64, TOTAL - half, "{backend} p={p}: sums emitted after the restore");
+        assert_eq!(common::final_counts(&sums), expected.sums, "{backend} p={p}: sums from the restored state");
         let mut after = Results {
             sums: before.sums.clone(),
             tumbling: before.tumbling.clone(),

@@ -3,9 +3,57 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sluice::{Boundedness, CheckpointId, Collector, Result, RuntimeContext, Sink, Source, SourceStatus};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every few milliseconds until it returns `Some`, and panics
+/// naming `what` if that takes longer than `timeout`. Tests wait for events
+/// (a record, a checkpoint, a metric value) with this, not with sleeps.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A flag shared by a test and the copies of a source it gave a job.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<AtomicBool>);
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_open(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a source saw of checkpoints: the positions it saved (checkpoint id,
+/// position) and the positions it was restored to, across all attempts.
+#[derive(Clone, Default)]
+pub struct SourceLog {
+    pub snapshots: Arc<Mutex<Vec<(u64, u64)>>>,
+    pub restored: Arc<Mutex<Vec<u64>>>,
+}
+
+impl SourceLog {
+    pub fn snapshot_at(&self, checkpoint: u64) -> Option<u64> {
+        self.snapshots.lock().unwrap().iter().rev().find(|(c, _)| *c == checkpoint).map(|(_, p)| *p)
+    }
+    pub fn restored(&self) -> Vec<u64> {
+        self.restored.lock().unwrap().clone()
+    }
+}
+
+/// Called by [`Words`] in `snapshot_state` with (checkpoint, attempt,
+/// position), before it returns: a test can hold a checkpoint there.
+pub type SnapshotHook = Arc<dyn Fn(u64, u32, u64) + Send + Sync>;
 
 /// Collects every record into a shared vector.
 #[derive(Clone, Default)]
@@ -98,6 +146,13 @@ pub struct Words {
     pub keys: u64,
     pub per_poll: u64,
     pub pause: Duration,
+    /// Records emitted so far, over all subtasks and attempts.
+    pub emitted: Arc<AtomicU64>,
+    /// Checkpoints and restores this source took part in.
+    pub log: SourceLog,
+    hold: Option<(u64, Gate)>,
+    hook: Option<SnapshotHook>,
+    attempt: u32,
     next: u64,
     step: u64,
     restored: bool,
@@ -105,7 +160,33 @@ pub struct Words {
 
 impl Words {
     pub fn new(total: u64, keys: u64, per_poll: u64, pause: Duration) -> Self {
-        Words { total, keys, per_poll, pause, next: 0, step: 1, restored: false }
+        Words {
+            total,
+            keys,
+            per_poll,
+            pause,
+            emitted: Arc::default(),
+            log: SourceLog::default(),
+            hold: None,
+            hook: None,
+            attempt: 0,
+            next: 0,
+            step: 1,
+            restored: false,
+        }
+    }
+
+    /// A source that stops before index `at` (idle, not finished) until
+    /// `gate` opens; a restored source does not stop.
+    pub fn hold_at(mut self, at: u64, gate: &Gate) -> Self {
+        self.hold = Some((at, gate.clone()));
+        self
+    }
+
+    /// Calls `hook` in every `snapshot_state`.
+    pub fn on_snapshot(mut self, hook: impl Fn(u64, u32, u64) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
     }
 
     /// The word of index `i`.
@@ -133,6 +214,7 @@ impl Source<String> for Words {
             self.next = u64::from(ctx.subtask_index);
         }
         self.step = u64::from(ctx.parallelism);
+        self.attempt = ctx.attempt;
         Ok(())
     }
     fn poll_next(&mut self, out: &mut dyn Collector<String>) -> Result<SourceStatus> {
@@ -140,15 +222,26 @@ impl Source<String> for Words {
             if self.next >= self.total {
                 return Ok(SourceStatus::Finished);
             }
+            if let Some((at, gate)) = &self.hold {
+                if self.next >= *at && !self.restored && !gate.is_open() {
+                    return Ok(SourceStatus::Idle(Duration::from_millis(2)));
+                }
+            }
             out.collect(self.word(self.next))?;
+            self.emitted.fetch_add(1, Ordering::SeqCst);
             self.next += self.step;
         }
         Ok(SourceStatus::Idle(self.pause))
     }
-    fn snapshot_state(&mut self, _: CheckpointId) -> Result<u64> {
+    fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Result<u64> {
+        self.log.snapshots.lock().unwrap().push((checkpoint.0, self.next));
+        if let Some(hook) = &self.hook {
+            hook(checkpoint.0, self.attempt, self.next);
+        }
         Ok(self.next)
     }
     fn restore_state(&mut self, s: u64) -> Result<()> {
+        self.log.restored.lock().unwrap().push(s);
         self.next = s;
         self.restored = true;
         Ok(())
