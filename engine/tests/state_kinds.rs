@@ -5,7 +5,7 @@
 //! restored at other parallelisms. Every output is compared with what the
 //! input implies, computed here independently.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::type_complexity)]
 
 mod common;
 

@@ -300,6 +300,8 @@ fn reading(phase: u32, j: u64) -> Reading {
     (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100)
 }
 
+// The window function's key type is the stream's key, `String`.
+#[allow(clippy::ptr_arg)]
 fn fired_window(
     key: &String,
     w: &sluice::TimeWindow,

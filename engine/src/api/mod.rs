@@ -7,7 +7,9 @@
 
 pub mod datastream;
 pub mod environment;
-pub mod functions;
-pub mod side_output;
-pub mod watermarks;
 pub mod windows;
+
+// The function contracts, side outputs and watermark strategies are written
+// against by users but called by the runtime, so they live below it there
+// (the runtime imports nothing from `api`); their API paths stay.
+pub use crate::runtime::{functions, side_output, watermarks};

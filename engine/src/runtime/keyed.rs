@@ -7,15 +7,15 @@
 //! makes the record's key current, so every state handle and timer call
 //! applies to that key.
 
-use crate::api::functions::{KeyedContext, KeyedProcessFunction};
-use crate::api::side_output::{emit_side, MainOutput, SideRecord, SideRecords, Tagged};
-use crate::api::watermarks::TimestampFn;
 use crate::error::{Error, Result};
 use crate::record::{Data, Key};
 use crate::runtime::collector::Collector;
 use crate::runtime::context::{RuntimeContext, RuntimeMode};
 use crate::runtime::element::Watermark;
+use crate::runtime::functions::{KeyedContext, KeyedProcessFunction};
 use crate::runtime::operator::{StreamOperator, TimeEvent};
+use crate::runtime::side_output::{emit_side, MainOutput, SideRecord, SideRecords, Tagged};
+use crate::runtime::watermarks::TimestampFn;
 use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::state::{KeyedStateStore, SharedStore, StateId, TimeDomain};
 use sluice_checkpoint::CheckpointId;

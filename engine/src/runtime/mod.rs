@@ -10,6 +10,9 @@
 //! * [`context`]: what a running operator knows about itself.
 //! * [`operator`]: the operator contract and its lifecycle.
 //! * [`operators`]: the built-in operators behind `map`, `reduce`, ...
+//! * [`functions`], [`side_output`], [`watermarks`]: the process-function
+//!   contracts, side outputs and watermark strategies users write against
+//!   (re-exported under `api`).
 //! * `writer` / `shuffle`: partitioning and the bounded channels.
 //! * `net`: the same channels across processes, over TCP.
 //! * `task`: the run loops of source tasks and input tasks.
@@ -24,6 +27,7 @@ pub mod collector;
 pub mod context;
 pub mod element;
 pub(crate) mod erased;
+pub mod functions;
 pub(crate) mod keyed;
 pub(crate) mod net;
 pub mod operator;
@@ -31,8 +35,10 @@ pub(crate) mod operators;
 pub mod partitioning;
 pub mod restore;
 pub(crate) mod shuffle;
+pub mod side_output;
 pub(crate) mod task;
 pub(crate) mod watermark_combiner;
+pub mod watermarks;
 pub(crate) mod window;
 pub(crate) mod writer;
 

@@ -1,14 +1,14 @@
 //! The built-in operators behind the DataStream API, and the chain link that
 //! drives an operator inside a task.
 
-use crate::api::functions::{ProcessContext, ProcessFunction};
-use crate::api::side_output::{emit_side, MainOutput, SideRecord, Tagged};
 use crate::error::Result;
 use crate::metrics::OperatorMetrics;
 use crate::runtime::collector::{ChainInput, ChainStates, Collector};
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
+use crate::runtime::functions::{ProcessContext, ProcessFunction};
 use crate::runtime::operator::{StreamOperator, TimeEvent};
+use crate::runtime::side_output::{emit_side, MainOutput, SideRecord, Tagged};
 use crate::sink::Sink;
 use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};

@@ -8,8 +8,6 @@
 //! Session windows also keep, per key, the list of its open sessions, and
 //! merge the accumulators of sessions that a record bridges.
 
-use crate::api::side_output::{MainOutput, Tagged};
-use crate::api::watermarks::TimestampFn;
 use crate::api::windows::{TimeWindow, WindowAssigner};
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -19,6 +17,8 @@ use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
 use crate::runtime::keyed::{timer_key, KeyedState};
 use crate::runtime::operator::{StreamOperator, TimeEvent};
+use crate::runtime::side_output::{MainOutput, Tagged};
+use crate::runtime::watermarks::TimestampFn;
 use sluice_checkpoint::state::format::StateSnapshot;
 use sluice_checkpoint::state::{AggregateFunction, KeyedStateStore, StateId, StateValue, TimeDomain};
 use sluice_checkpoint::CheckpointId;

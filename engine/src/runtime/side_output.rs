@@ -28,8 +28,8 @@
 //! # let _ = late_readings;
 //! ```
 //!
-//! A [`ProcessFunction`](crate::api::functions::ProcessFunction) or
-//! [`KeyedProcessFunction`](crate::api::functions::KeyedProcessFunction)
+//! A [`ProcessFunction`](crate::runtime::functions::ProcessFunction) or
+//! [`KeyedProcessFunction`](crate::runtime::functions::KeyedProcessFunction)
 //! sends records to any number of side outputs, of any types, with
 //! `ctx.output(&tag, record)`; `get_side_output(&tag)` on the stream that
 //! `process` returned reads one of them. That is how a job sets malformed
@@ -143,7 +143,7 @@ impl<O, S> Collector<O> for MainOutput<'_, O, S> {
 }
 
 /// A record that a process function sent to a side output
-/// ([`ProcessContext::output`](crate::api::functions::ProcessContext::output)):
+/// ([`ProcessContext::output`](crate::runtime::functions::ProcessContext::output)):
 /// its tag's id and the record, encoded, so that one operator can feed side
 /// outputs of different types.
 #[derive(Debug, Clone, Serialize, Deserialize)]

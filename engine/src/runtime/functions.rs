@@ -5,12 +5,12 @@
 //! input, `close` always. Each parallel subtask works on its own clone of the
 //! function. An `Err` fails the subtask with that error.
 
-use crate::api::side_output::{OutputTag, SideRecord, SideRecords};
 use crate::error::Result;
 use crate::record::Data;
 use crate::runtime::collector::Collector;
 use crate::runtime::context::RuntimeContext;
 use crate::runtime::element::Watermark;
+use crate::runtime::side_output::{OutputTag, SideRecord, SideRecords};
 use serde::Serialize;
 use sluice_checkpoint::state::{SharedStore, TimeDomain};
 
@@ -25,7 +25,7 @@ pub struct ProcessContext {
 impl ProcessContext {
     /// Sends `record` to the side output `tag` (Flink's `ctx.output`); read
     /// it with [`DataStream::get_side_output`](crate::DataStream::get_side_output)
-    /// on the stream `process` returned. See [`side_output`](crate::api::side_output).
+    /// on the stream `process` returned. See [`side_output`](crate::runtime::side_output).
     pub fn output<S: Serialize>(&mut self, tag: &OutputTag<S>, record: S) -> Result<()> {
         self.side.push(SideRecord::new(tag, &record)?);
         Ok(())
@@ -95,7 +95,7 @@ pub struct KeyedContext<'a, K, S> {
 impl<K, S> KeyedContext<'_, K, S> {
     /// Sends `record` to the side output `tag` (Flink's `ctx.output`); read
     /// it with [`DataStream::get_side_output`](crate::DataStream::get_side_output)
-    /// on the stream `process` returned. See [`side_output`](crate::api::side_output).
+    /// on the stream `process` returned. See [`side_output`](crate::runtime::side_output).
     pub fn output<T: Serialize>(&mut self, tag: &OutputTag<T>, record: T) -> Result<()> {
         self.side.push(SideRecord::new(tag, &record)?);
         Ok(())
