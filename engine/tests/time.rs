@@ -191,6 +191,9 @@ struct ArmOnce {
     sink: CollectSink<Event>,
     armed: bool,
     restored_at: Option<Instant>,
+    /// Fail unless restored (the job restores a savepoint).
+    restoring: bool,
+    opened: Option<Instant>,
 }
 
 const TIMER_KEYS: usize = 10;
@@ -204,6 +207,10 @@ impl Source<(String, u8)> for ArmOnce {
         false
     }
     fn open(&mut self, _: &RuntimeContext) -> Result<()> {
+        if self.restoring && self.restored_at.is_none() {
+            return Err(Error::user("the savepoint did not restore the source"));
+        }
+        self.opened = Some(Instant::now());
         Ok(())
     }
     fn poll_next(&mut self, out: &mut dyn Collector<(String, u8)>) -> Result<SourceStatus> {
@@ -211,7 +218,13 @@ impl Source<(String, u8)> for ArmOnce {
             (0..TIMER_KEYS).try_for_each(|k| out.collect((format!("k{k}"), ARM)))?;
             self.armed = true;
         }
-        let Some(since) = self.restored_at else { return Ok(SourceStatus::Idle(Duration::from_millis(5))) };
+        let Some(since) = self.restored_at else {
+            // The first run: held until the test cancels it.
+            if self.opened.is_some_and(|t| t.elapsed() > DEADLINE) {
+                return Err(Error::user("ArmOnce was not canceled"));
+            }
+            return Ok(SourceStatus::Idle(Duration::from_millis(5)));
+        };
         let done = self.sink.0.lock().unwrap().iter().filter(|e| e.1 == FIRED).count() >= TIMER_KEYS;
         if done {
             return Ok(SourceStatus::Finished);
@@ -235,8 +248,8 @@ fn timers_in_a_savepoint(backend: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let local = tmp.path().join("rocksdb");
     let delay = 2_000;
-    let job = |env: &StreamExecutionEnvironment, sink: &CollectSink<Event>| {
-        env.add_source(ArmOnce { sink: sink.clone(), armed: false, restored_at: None })
+    let job = |env: &StreamExecutionEnvironment, sink: &CollectSink<Event>, restoring: bool| {
+        env.add_source(ArmOnce { sink: sink.clone(), armed: false, restored_at: None, restoring, opened: None })
             .uid("arm")
             .key_by(|r: &(String, u8)| r.0.clone())
             .process(Alarm { delay })
@@ -245,7 +258,7 @@ fn timers_in_a_savepoint(backend: &str) {
     };
     let env = env_for(backend, &local, 2);
     let first = CollectSink::default();
-    job(&env, &first);
+    job(&env, &first, false);
     let client = env.execute_async("timers-savepoint").unwrap();
     wait_for("the timers to be armed", DEADLINE, || (first.0.lock().unwrap().len() >= TIMER_KEYS).then_some(()));
     let path = client.trigger_savepoint(tmp.path().join("savepoints")).unwrap();
@@ -263,7 +276,7 @@ fn timers_in_a_savepoint(backend: &str) {
         let env = env_for(backend, &local, p);
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         let sink = CollectSink::default();
-        job(&env, &sink);
+        job(&env, &sink, true);
         env.execute("timers-restored").unwrap();
         let events = sink.take();
         let fired: BTreeMap<String, i64> = events.iter().filter(|e| e.1 == FIRED).map(|e| (e.0.clone(), e.2)).collect();
