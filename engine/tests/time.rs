@@ -299,18 +299,18 @@ fn processing_time_timers_survive_a_savepoint_on_rocksdb() {
 // ---------------------------------------------------------------------------
 // Processing-time windows.
 
-/// (key, phase, value).
-type Reading = (String, u32, u64);
+/// (key, phase, value, wall clock when the source emitted it).
+type Reading = (String, u32, u64, i64);
 /// (key, window start, end, the phases of its records, count, sum, wall
-/// clock when it fired).
-type Fired = (String, i64, i64, Vec<u32>, u64, u64, i64);
+/// clock when it fired, the earliest and latest emission time of its records).
+type Fired = (String, i64, i64, Vec<u32>, u64, u64, i64, (i64, i64));
 
 const PHASES: u32 = 3;
 const PER_PHASE: u64 = 40;
 const WINDOW_KEYS: u64 = 4;
 
-fn reading(phase: u32, j: u64) -> Reading {
-    (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100)
+fn reading(phase: u32, j: u64, now: i64) -> Reading {
+    (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100, now)
 }
 
 fn fired_window(
@@ -323,7 +323,8 @@ fn fired_window(
     phases.sort();
     phases.dedup();
     let sum = records.iter().map(|r| r.2).sum();
-    out.collect((key.clone(), w.start, w.end, phases, records.len() as u64, sum, now_ms()))
+    let emitted = records.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.3), hi.max(r.3)));
+    out.collect((key.clone(), w.start, w.end, phases, records.len() as u64, sum, now_ms(), emitted))
 }
 
 /// Records of phase p: how many each window kind must have counted.
@@ -369,7 +370,8 @@ impl Source<Reading> for Phases {
         if self.next == PHASES {
             return Ok(SourceStatus::Finished);
         }
-        (0..PER_PHASE).try_for_each(|j| out.collect(reading(self.next, j)))?;
+        let now = now_ms();
+        (0..PER_PHASE).try_for_each(|j| out.collect(reading(self.next, j, now)))?;
         self.next += 1;
         self.since = Some(Instant::now());
         Ok(SourceStatus::Idle(Duration::from_millis(2)))
@@ -412,7 +414,7 @@ fn processing_time_windows(backend: &str) {
     let mut expected: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
     for p in 0..PHASES {
         for j in 0..PER_PHASE {
-            let (k, _, v) = reading(p, j);
+            let (k, _, v, _) = reading(p, j, 0);
             let e = expected.entry((k, p)).or_default();
             e.0 += 1;
             e.1 += v;
@@ -425,10 +427,16 @@ fn processing_time_windows(backend: &str) {
     ] {
         let results = sink.take();
         let mut totals: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
-        for (key, start, end, phases, count, sum, fired_at) in &results {
+        for (key, start, end, phases, count, sum, fired_at, (first, last)) in &results {
             assert_eq!(phases.len(), 1, "{backend} {name}: a window fired before the next phase began: {results:?}");
             assert!(shape(*start, *end), "{backend} {name}: window [{start}, {end})");
             assert!(*fired_at >= end - 1, "{backend} {name}: [{start}, {end}) fired early, at {fired_at}");
+            // A record is assigned by the wall clock when it is processed,
+            // which is after it was emitted and before the window fired.
+            assert!(
+                last < end && first <= fired_at,
+                "{backend} {name}: [{start}, {end}) fired at {fired_at} holds records emitted at {first}..{last}"
+            );
             let t = totals.entry((key.clone(), phases[0])).or_default();
             t.0 += count;
             t.1 += sum;
