@@ -34,8 +34,7 @@ fn checkpointed_env(dir: &std::path::Path, parallelism: u32) -> StreamExecutionE
 
 #[test]
 fn failures_restore_exactly_once_state() {
-    let words = Words::new(6000, 23, 20, Duration::from_millis(2));
-    let expected = words.expected_counts();
+    let expected = Words::new(6000, 23, 20, Duration::from_millis(2)).expected_counts();
     for p in [1u32, 2, 3] {
         let dir = tempfile::tempdir().unwrap();
         let env = checkpointed_env(dir.path(), p);
@@ -44,7 +43,9 @@ fn failures_restore_exactly_once_state() {
         // then whatever the machine's load (a record count would race them).
         env.set_faults(Faults::parse("fail:Keyed Aggregation:0@checkpoint=3").unwrap());
         let sink = CollectSink::default();
-        word_count_job(&env, words.clone(), &sink);
+        let words = Words::new(6000, 23, 20, Duration::from_millis(2));
+        let log = words.log.clone();
+        word_count_job(&env, words, &sink);
         let client = env.execute_async("failover").unwrap();
         let started = Instant::now();
         let details = loop {
@@ -60,8 +61,15 @@ fn failures_restore_exactly_once_state() {
         assert_eq!(details.restarts, 1, "p={p}: one restart");
         assert!(details.completed_checkpoints >= 2, "p={p}: {details:?}");
         client.wait().unwrap();
+        // Checkpoint 3 never completed: the job restored checkpoint 2, with
+        // the source's position in it (a restart from scratch would also
+        // count every word exactly once).
+        let restored = log.restored();
+        assert_eq!(restored.len(), 1, "p={p}: {restored:?}");
+        assert_eq!(Some(restored[0]), log.snapshot_at(2), "p={p}: restored checkpoint 2");
+        assert!(restored[0] > 0, "p={p}: checkpoint 2 was taken after the first words");
         let out = sink.take();
-        assert!(out.len() as u64 > words.total, "p={p}: records after the last checkpoint were replayed");
+        assert!(out.len() > 6000, "p={p}: records after the last checkpoint were replayed");
         assert_eq!(final_counts(&out), expected, "p={p}: state counted every word exactly once");
     }
 }

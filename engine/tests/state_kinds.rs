@@ -596,12 +596,16 @@ impl KeyedProcessFunction<u32, (u32, u32), AgedOut> for Aged {
 /// Emits the "old" keys 0..TTL_KEYS, waits until the sink has their
 /// outputs and then the short TTL + 50 ms more, emits the "fresh" keys
 /// 100.. and stops there. Restored, it emits a probe (seq 1) for every key.
+/// It fails the job if it waits a minute, or if it is to be `restoring`
+/// but has not been restored.
 #[derive(Clone)]
 struct TwoAges {
     sink: CollectSink<AgedOut>,
     phase: u32,
     resume_at: Option<i64>,
     restored: bool,
+    restoring: bool,
+    opened: Option<std::time::Instant>,
 }
 
 impl Source<(u32, u32)> for TwoAges {
@@ -613,9 +617,16 @@ impl Source<(u32, u32)> for TwoAges {
         false
     }
     fn open(&mut self, _: &RuntimeContext) -> Result<()> {
+        if self.restoring && !self.restored {
+            return Err(Error::user("the savepoint did not restore the source"));
+        }
+        self.opened = Some(std::time::Instant::now());
         Ok(())
     }
     fn poll_next(&mut self, out: &mut dyn Collector<(u32, u32)>) -> Result<SourceStatus> {
+        if self.opened.is_some_and(|t| t.elapsed() > Duration::from_secs(60)) {
+            return Err(Error::user(format!("TwoAges waited a minute in phase {}", self.phase)));
+        }
         let idle = Ok(SourceStatus::Idle(Duration::from_millis(2)));
         match self.phase {
             0 => (0..TTL_KEYS).try_for_each(|k| out.collect((k, 0)))?,
@@ -673,7 +684,8 @@ fn ttl_savepoint(backend: &str, checkpoints: bool) {
             .add_sink(sink.clone());
     };
     let sink = CollectSink::default();
-    let source = TwoAges { sink: sink.clone(), phase: 0, resume_at: None, restored: false };
+    let source =
+        TwoAges { sink: sink.clone(), phase: 0, resume_at: None, restored: false, restoring: false, opened: None };
     job(&env, source.clone(), &sink);
     let client = env.execute_async("ttl-savepoint").unwrap();
     wait_for("the fresh keys' outputs", Duration::from_secs(60), || {
@@ -688,7 +700,7 @@ fn ttl_savepoint(backend: &str, checkpoints: bool) {
     let env = env_for(backend, &local, 3);
     env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
     let probes = CollectSink::default();
-    job(&env, source, &probes);
+    job(&env, TwoAges { restoring: true, ..source }, &probes);
     env.execute("ttl-restored").unwrap();
     let mut probes = probes.take();
     probes.sort();

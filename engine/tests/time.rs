@@ -191,6 +191,9 @@ struct ArmOnce {
     sink: CollectSink<Event>,
     armed: bool,
     restored_at: Option<Instant>,
+    /// Fail unless restored (the job restores a savepoint).
+    restoring: bool,
+    opened: Option<Instant>,
 }
 
 const TIMER_KEYS: usize = 10;
@@ -204,6 +207,10 @@ impl Source<(String, u8)> for ArmOnce {
         false
     }
     fn open(&mut self, _: &RuntimeContext) -> Result<()> {
+        if self.restoring && self.restored_at.is_none() {
+            return Err(Error::user("the savepoint did not restore the source"));
+        }
+        self.opened = Some(Instant::now());
         Ok(())
     }
     fn poll_next(&mut self, out: &mut dyn Collector<(String, u8)>) -> Result<SourceStatus> {
@@ -211,7 +218,13 @@ impl Source<(String, u8)> for ArmOnce {
             (0..TIMER_KEYS).try_for_each(|k| out.collect((format!("k{k}"), ARM)))?;
             self.armed = true;
         }
-        let Some(since) = self.restored_at else { return Ok(SourceStatus::Idle(Duration::from_millis(5))) };
+        let Some(since) = self.restored_at else {
+            // The first run: held until the test cancels it.
+            if self.opened.is_some_and(|t| t.elapsed() > DEADLINE) {
+                return Err(Error::user("ArmOnce was not canceled"));
+            }
+            return Ok(SourceStatus::Idle(Duration::from_millis(5)));
+        };
         let done = self.sink.0.lock().unwrap().iter().filter(|e| e.1 == FIRED).count() >= TIMER_KEYS;
         if done {
             return Ok(SourceStatus::Finished);
@@ -235,8 +248,8 @@ fn timers_in_a_savepoint(backend: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let local = tmp.path().join("rocksdb");
     let delay = 2_000;
-    let job = |env: &StreamExecutionEnvironment, sink: &CollectSink<Event>| {
-        env.add_source(ArmOnce { sink: sink.clone(), armed: false, restored_at: None })
+    let job = |env: &StreamExecutionEnvironment, sink: &CollectSink<Event>, restoring: bool| {
+        env.add_source(ArmOnce { sink: sink.clone(), armed: false, restored_at: None, restoring, opened: None })
             .uid("arm")
             .key_by(|r: &(String, u8)| r.0.clone())
             .process(Alarm { delay })
@@ -245,7 +258,7 @@ fn timers_in_a_savepoint(backend: &str) {
     };
     let env = env_for(backend, &local, 2);
     let first = CollectSink::default();
-    job(&env, &first);
+    job(&env, &first, false);
     let client = env.execute_async("timers-savepoint").unwrap();
     wait_for("the timers to be armed", DEADLINE, || (first.0.lock().unwrap().len() >= TIMER_KEYS).then_some(()));
     let path = client.trigger_savepoint(tmp.path().join("savepoints")).unwrap();
@@ -263,7 +276,7 @@ fn timers_in_a_savepoint(backend: &str) {
         let env = env_for(backend, &local, p);
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         let sink = CollectSink::default();
-        job(&env, &sink);
+        job(&env, &sink, true);
         env.execute("timers-restored").unwrap();
         let events = sink.take();
         let fired: BTreeMap<String, i64> = events.iter().filter(|e| e.1 == FIRED).map(|e| (e.0.clone(), e.2)).collect();
@@ -286,18 +299,18 @@ fn processing_time_timers_survive_a_savepoint_on_rocksdb() {
 // ---------------------------------------------------------------------------
 // Processing-time windows.
 
-/// (key, phase, value).
-type Reading = (String, u32, u64);
+/// (key, phase, value, wall clock when the source emitted it).
+type Reading = (String, u32, u64, i64);
 /// (key, window start, end, the phases of its records, count, sum, wall
-/// clock when it fired).
-type Fired = (String, i64, i64, Vec<u32>, u64, u64, i64);
+/// clock when it fired, the earliest and latest emission time of its records).
+type Fired = (String, i64, i64, Vec<u32>, u64, u64, i64, (i64, i64));
 
 const PHASES: u32 = 3;
 const PER_PHASE: u64 = 40;
 const WINDOW_KEYS: u64 = 4;
 
-fn reading(phase: u32, j: u64) -> Reading {
-    (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100)
+fn reading(phase: u32, j: u64, now: i64) -> Reading {
+    (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100, now)
 }
 
 // The window function's key type is the stream's key, `String`.
@@ -312,7 +325,8 @@ fn fired_window(
     phases.sort();
     phases.dedup();
     let sum = records.iter().map(|r| r.2).sum();
-    out.collect((key.clone(), w.start, w.end, phases, records.len() as u64, sum, now_ms()))
+    let emitted = records.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.3), hi.max(r.3)));
+    out.collect((key.clone(), w.start, w.end, phases, records.len() as u64, sum, now_ms(), emitted))
 }
 
 /// Records of phase p: how many each window kind must have counted.
@@ -358,7 +372,8 @@ impl Source<Reading> for Phases {
         if self.next == PHASES {
             return Ok(SourceStatus::Finished);
         }
-        (0..PER_PHASE).try_for_each(|j| out.collect(reading(self.next, j)))?;
+        let now = now_ms();
+        (0..PER_PHASE).try_for_each(|j| out.collect(reading(self.next, j, now)))?;
         self.next += 1;
         self.since = Some(Instant::now());
         Ok(SourceStatus::Idle(Duration::from_millis(2)))
@@ -401,7 +416,7 @@ fn processing_time_windows(backend: &str) {
     let mut expected: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
     for p in 0..PHASES {
         for j in 0..PER_PHASE {
-            let (k, _, v) = reading(p, j);
+            let (k, _, v, _) = reading(p, j, 0);
             let e = expected.entry((k, p)).or_default();
             e.0 += 1;
             e.1 += v;
@@ -414,10 +429,16 @@ fn processing_time_windows(backend: &str) {
     ] {
         let results = sink.take();
         let mut totals: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
-        for (key, start, end, phases, count, sum, fired_at) in &results {
+        for (key, start, end, phases, count, sum, fired_at, (first, last)) in &results {
             assert_eq!(phases.len(), 1, "{backend} {name}: a window fired before the next phase began: {results:?}");
             assert!(shape(*start, *end), "{backend} {name}: window [{start}, {end})");
             assert!(*fired_at >= end - 1, "{backend} {name}: [{start}, {end}) fired early, at {fired_at}");
+            // A record is assigned by the wall clock when it is processed,
+            // which is after it was emitted and before the window fired.
+            assert!(
+                last < end && first <= fired_at,
+                "{backend} {name}: [{start}, {end}) fired at {fired_at} holds records emitted at {first}..{last}"
+            );
             let t = totals.entry((key.clone(), phases[0])).or_default();
             t.0 += count;
             t.1 += sum;

@@ -3,7 +3,9 @@
 //! unreachable broker, a missing topic, an in-process restart under the
 //! exactly-once sink, the connectors' metrics scraped from `/metrics`, and
 //! topic patterns: matching topics read exactly, topics created while the
-//! job runs discovered, and discovered partitions restored from a checkpoint.
+//! job runs discovered, and discovered partitions restored from a checkpoint;
+//! the at-least-once and no-guarantee sinks, starting offsets by timestamp
+//! and by committed group offsets, and JSON records with skipped ones counted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,7 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice::config::Configuration;
 use sluice::faults::Faults;
 use sluice::{Result, Sink, StreamExecutionEnvironment};
-use sluice_connectors::kafka::{BadRecordPolicy, KafkaSource, KafkaTransactionalSink, StartingOffsets};
+use sluice_connectors::kafka::{BadRecordPolicy, KafkaSink, KafkaSource, KafkaTransactionalSink, StartingOffsets};
 use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
 use sluice_test_support::{free_port, http, unique_name};
 use std::sync::{Arc, Mutex};
@@ -458,4 +460,288 @@ fn discovered_partitions_are_restored_from_the_checkpoint() {
     client.cancel().unwrap();
     let _ = client.wait();
     assert_eq!(read(), want, "after the restore, every record of both topics committed exactly once");
+}
+
+/// Every (key, value) of a one-partition topic, without waiting for
+/// transactions (the at-least-once and no-guarantee sinks use none).
+fn read_uncommitted(bs: &str, topic: &str) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bs)
+        .set("group.id", unique_name("reader"))
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let (_, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while (out.len() as i64) < high {
+        assert!(started.elapsed() < Duration::from_secs(30), "read {} of {high} records of {topic}", out.len());
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            out.push(String::from_utf8_lossy(m.unwrap().payload().unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
+
+/// Emits 0..n, then stops (idle) until `release` opens and finishes. It
+/// records (checkpoint, position) of its snapshots and the checkpoints it
+/// is told are complete.
+#[derive(Clone)]
+struct HeldNumbers {
+    n: u64,
+    next: u64,
+    release: Arc<std::sync::atomic::AtomicBool>,
+    snapshots: Arc<Mutex<Vec<(u64, u64)>>>,
+    completed: Arc<Mutex<Vec<u64>>>,
+}
+
+impl HeldNumbers {
+    fn new(n: u64) -> Self {
+        HeldNumbers { n, next: 0, release: Arc::default(), snapshots: Arc::default(), completed: Arc::default() }
+    }
+    /// Whether a checkpoint taken after all n numbers is complete.
+    fn checkpointed_all(&self) -> bool {
+        let completed = self.completed.lock().unwrap();
+        self.snapshots.lock().unwrap().iter().any(|(c, pos)| *pos == self.n && completed.contains(c))
+    }
+}
+
+impl sluice::Source<u64> for HeldNumbers {
+    type State = u64;
+    fn boundedness(&self) -> sluice::Boundedness {
+        sluice::Boundedness::Bounded
+    }
+    fn is_parallel(&self) -> bool {
+        false
+    }
+    fn open(&mut self, _: &sluice::RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+    fn poll_next(&mut self, out: &mut dyn sluice::Collector<u64>) -> Result<sluice::SourceStatus> {
+        while self.next < self.n {
+            out.collect(self.next)?;
+            self.next += 1;
+        }
+        if self.release.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(sluice::SourceStatus::Finished);
+        }
+        Ok(sluice::SourceStatus::Idle(Duration::from_millis(5)))
+    }
+    fn snapshot_state(&mut self, id: sluice::CheckpointId) -> Result<u64> {
+        self.snapshots.lock().unwrap().push((id.0, self.next));
+        Ok(self.next)
+    }
+    fn notify_checkpoint_complete(&mut self, id: sluice::CheckpointId) -> Result<()> {
+        self.completed.lock().unwrap().push(id.0);
+        Ok(())
+    }
+    fn restore_state(&mut self, next: u64) -> Result<()> {
+        self.next = next;
+        Ok(())
+    }
+}
+
+/// With a producer that would hold records for a minute, the at-least-once
+/// sink has every record before a barrier in Kafka once that checkpoint is
+/// complete; the no-guarantee sink has sent none of them by then. Both
+/// flush at the end of input.
+#[test]
+fn at_least_once_sink_flushes_on_barriers_and_none_does_not() {
+    let bs = broker();
+    let n = 500;
+    for at_least_once in [true, false] {
+        let what = if at_least_once { "at-least-once" } else { "none" };
+        let topic = unique_name(&format!("delivery-{what}"));
+        create_topic(&bs, &topic);
+        let serialize = |v: &u64| (None, v.to_string().into_bytes());
+        let sink = if at_least_once {
+            KafkaSink::at_least_once(&bs, &topic, serialize)
+        } else {
+            KafkaSink::none(&bs, &topic, serialize)
+        }
+        .with_property("linger.ms", "60000");
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(1);
+        env.enable_checkpointing(Duration::from_millis(50)).unwrap();
+        let source = HeldNumbers::new(n);
+        env.add_source(source.clone()).add_sink(sink);
+        let client = env.execute_async(&format!("delivery {what}")).unwrap();
+        let started = Instant::now();
+        while !source.checkpointed_all() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}: no checkpoint after the last number");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let at_checkpoint = read_uncommitted(&bs, &topic);
+        let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        if at_least_once {
+            assert_eq!(at_checkpoint, want, "{what}: everything before the barrier is in Kafka");
+        } else {
+            assert!(at_checkpoint.is_empty(), "{what}: {} records sent before the end", at_checkpoint.len());
+        }
+        source.release.store(true, std::sync::atomic::Ordering::SeqCst);
+        client.wait().unwrap();
+        assert_eq!(read_uncommitted(&bs, &topic), want, "{what}: flushed at the end of input");
+    }
+}
+
+/// A failure after some checkpoints: the at-least-once sink has every
+/// record, those after the restored checkpoint twice.
+#[test]
+fn at_least_once_sink_writes_every_record_through_a_failure() {
+    let bs = broker();
+    let input = unique_name("alo-in");
+    let output = unique_name("alo-out");
+    create_topic(&bs, &input);
+    create_topic(&bs, &output);
+    produce_numbers(&bs, &input, 0..5000);
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
+    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
+    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
+    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
+    // The whole chain is one task; it fails at checkpoint 3's barrier, with
+    // records since checkpoint 2 already sent.
+    env.set_faults(Faults::parse("fail:Map:0@checkpoint=3").unwrap());
+    env.add_source(numbers(&bs, &input))
+        .map(|v: u64| {
+            std::thread::sleep(Duration::from_micros(200));
+            v
+        })
+        .add_sink(KafkaSink::at_least_once(&bs, &output, |v: &u64| (None, v.to_string().into_bytes())));
+    let result = env.execute("at-least-once restart").unwrap();
+    assert_eq!(result.restarts, 1);
+    let got: Vec<u64> = read_uncommitted(&bs, &output).iter().map(|v| v.parse().unwrap()).collect();
+    let mut distinct = got.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct, (0..5000).collect::<Vec<_>>(), "every record at least once");
+    assert!(got.len() > 5000, "records after checkpoint 2 were written again after the restore");
+}
+
+/// The first run starts from a timestamp, from the group's committed
+/// offsets (written here by a consumer, or by an earlier job after its
+/// checkpoints), or from earliest when the group has none.
+#[test]
+fn starting_offsets_by_timestamp_and_committed_group_offsets() {
+    let bs = broker();
+    let topic = unique_name("starts");
+    create_topic(&bs, &topic);
+    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 60_000;
+    let p: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &bs).create().unwrap();
+    for i in 0..10i64 {
+        let v = i.to_string();
+        p.send(BaseRecord::<str, str>::to(&topic).payload(&v).timestamp(base + i * 1000)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let run = |source: KafkaSource<u64>| {
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(1);
+        let sink = Collect::default();
+        env.add_source(source).add_sink(sink.clone());
+        env.execute(&unique_name("starts")).unwrap();
+        sorted(&sink)
+    };
+    let from = |starting| numbers(&bs, &topic).starting_offsets(starting);
+    assert_eq!(run(from(StartingOffsets::Timestamp(base + 5_000))), [5, 6, 7, 8, 9], "at a record's timestamp");
+    assert_eq!(run(from(StartingOffsets::Timestamp(base + 4_500))), [5, 6, 7, 8, 9], "the first one after");
+
+    // Offsets a consumer of the group committed.
+    let group = unique_name("group");
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bs).set("group.id", &group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(7)).unwrap();
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+    assert_eq!(run(from(StartingOffsets::Committed).group_id(&group)), [7, 8, 9], "the group's committed offset");
+    let fresh = unique_name("group");
+    assert_eq!(run(from(StartingOffsets::Committed).group_id(&fresh)), (0..10).collect::<Vec<_>>(), "none: earliest");
+
+    // Offsets a job committed after its checkpoints completed.
+    let group = unique_name("job-group");
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(50)).unwrap();
+    let sink = Collect::default();
+    let unbounded = KafkaSource::new(&bs, &[topic.as_str()], |_, v| parse_number(v)).group_id(&group);
+    env.add_source(unbounded).add_sink(sink.clone());
+    let client = env.execute_async("commits offsets").unwrap();
+    let committed = || -> Option<i64> {
+        let c: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &bs).set("group.id", &group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, 0);
+        let offsets = c.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+        match offsets.find_partition(&topic, 0)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    };
+    let started = Instant::now();
+    while committed() != Some(10) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the job never committed offset 10: {:?}", committed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client.cancel().unwrap();
+    let _ = client.wait();
+    assert_eq!(sorted(&sink), (0..10).collect::<Vec<_>>());
+    produce_numbers(&bs, &topic, 10..15);
+    assert_eq!(run(from(StartingOffsets::Committed).group_id(&group)), [10, 11, 12, 13, 14], "after the job's offsets");
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+struct Reading {
+    sensor: String,
+    value: i64,
+}
+
+#[derive(Clone, Default)]
+struct CollectReadings(Arc<Mutex<Vec<Reading>>>);
+
+impl Sink<Reading> for CollectReadings {
+    fn write(&mut self, r: Reading) -> Result<()> {
+        self.0.lock().unwrap().push(r);
+        Ok(())
+    }
+}
+
+/// JSON values become the record type through serde; with the skip policy
+/// the ones that do not (bad JSON, a missing field, a wrong type) are left
+/// out and counted in `numRecordsInErrors`.
+#[test]
+fn json_records_and_the_count_of_skipped_ones() {
+    let bs = broker();
+    let topic = unique_name("json");
+    create_topic(&bs, &topic);
+    produce(
+        &bs,
+        &topic,
+        &[
+            r#"{"sensor":"a","value":1}"#,
+            r#"{"sensor":"b","value":-7}"#,
+            r#"{"sensor":"a""#,
+            r#"{"sensor":"c"}"#,
+            r#"{"value":3,"sensor":"c"}"#,
+            r#"{"sensor":"d","value":"x"}"#,
+        ],
+    );
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    let sink = CollectReadings::default();
+    let source =
+        KafkaSource::<Reading>::json(&bs, &[topic.as_str()]).bounded_at_latest().bad_records(BadRecordPolicy::Skip);
+    let job = unique_name("json job");
+    env.add_source(source).add_sink(sink.clone());
+    env.execute(&job).unwrap();
+    let r = |sensor: &str, value| Reading { sensor: sensor.into(), value };
+    assert_eq!(*sink.0.lock().unwrap(), [r("a", 1), r("b", -7), r("c", 3)]);
+    let page = sluice::metrics::global().render();
+    let job = format!("job_name=\"{job}\"");
+    let m = "sluice_taskmanager_job_task_operator_KafkaSourceReader_";
+    assert_eq!(series(&page, &format!("{m}numRecordsInErrors"), &[&job]), Some(3.0), "{page}");
+    assert_eq!(series(&page, &format!("{m}numRecordsIn"), &[&job]), Some(6.0), "{page}");
 }

@@ -2,9 +2,17 @@
 //!
 //! Every stored value carries the processing time of its last write (or
 //! read, see [`TtlUpdateType`]). With a TTL configured, an entry older than
-//! the TTL reads as absent and is removed when it is next touched, and is
-//! left out of snapshots (Flink's "cleanup in full snapshot"), so expired
-//! state does not survive a restore either.
+//! the TTL reads as absent and is removed when it is next touched.
+//! Snapshots keep each entry's timestamp, so an entry that had expired
+//! before a checkpoint or savepoint reads as absent after a restore too
+//! (`engine/tests/state_kinds.rs`).
+//!
+//! Expired entries are not always left out of snapshots: the heap backend
+//! drops the ones it encodes into a snapshot, but an entry already stored
+//! in an earlier change file of the chain, and any entry in RocksDB's
+//! files (checkpoints and savepoints alike), stays stored with its old
+//! timestamp until it is written or removed. A job restored with a longer
+//! TTL for the state can therefore read such an entry again.
 
 use std::time::Duration;
 

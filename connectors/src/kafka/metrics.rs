@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | `sluice_taskmanager_job_task_operator_KafkaSourceReader_numRecordsIn` | counter | records read (including skipped or dead-lettered ones) |
 //! | `sluice_taskmanager_job_task_operator_KafkaSourceReader_numBytesIn` | counter | key + value bytes read |
+//! | `sluice_taskmanager_job_task_operator_KafkaSourceReader_numRecordsInErrors` | counter | records that did not deserialize and were skipped or sent to the dead-letter topic |
 //! | `sluice_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_currentOffset` | gauge | the partition's position: offset of the last record read + 1 |
 //! | `sluice_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_recordsLag` | gauge | end of the partition (last stable offset under `read_committed`, else the high watermark) minus the position |
 //! | `sluice_taskmanager_job_task_operator_KafkaSink_numRecordsOut` | counter | records handed to the producer |
@@ -36,6 +37,7 @@ pub(crate) const PUBLISH_EVERY: u64 = 1024;
 struct Families {
     records_in: IntCounterVec,
     bytes_in: IntCounterVec,
+    records_in_errors: IntCounterVec,
     current_offset: IntGaugeVec,
     lag: IntGaugeVec,
     records_out: IntCounterVec,
@@ -52,6 +54,10 @@ fn build() -> Result<Families, prometheus::Error> {
     let f = Families {
         records_in: counter("KafkaSourceReader_numRecordsIn", "Records read from Kafka")?,
         bytes_in: counter("KafkaSourceReader_numBytesIn", "Key and value bytes read from Kafka")?,
+        records_in_errors: counter(
+            "KafkaSourceReader_numRecordsInErrors",
+            "Records that did not deserialize and were skipped or sent to the dead-letter topic",
+        )?,
         current_offset: gauge(
             "KafkaSourceReader_topic_partition_currentOffset",
             "Position in the partition: offset of the last record read + 1",
@@ -76,6 +82,7 @@ fn build() -> Result<Families, prometheus::Error> {
     let registry = sluice::metrics::global().registry();
     registry.register(Box::new(f.records_in.clone()))?;
     registry.register(Box::new(f.bytes_in.clone()))?;
+    registry.register(Box::new(f.records_in_errors.clone()))?;
     registry.register(Box::new(f.current_offset.clone()))?;
     registry.register(Box::new(f.lag.clone()))?;
     registry.register(Box::new(f.records_out.clone()))?;
@@ -117,6 +124,7 @@ pub(crate) struct SourceMetrics {
     labels: [String; 5],
     records_in: IntCounter,
     bytes_in: IntCounter,
+    records_in_errors: IntCounter,
 }
 
 impl SourceMetrics {
@@ -128,6 +136,7 @@ impl SourceMetrics {
         Some(SourceMetrics {
             records_in: f.records_in.with_label_values(&refs),
             bytes_in: f.bytes_in.with_label_values(&refs),
+            records_in_errors: f.records_in_errors.with_label_values(&refs),
             labels,
         })
     }
@@ -136,6 +145,11 @@ impl SourceMetrics {
     pub(crate) fn read(&self, records: u64, bytes: u64) {
         self.records_in.inc_by(records);
         self.bytes_in.inc_by(bytes);
+    }
+
+    /// Counts a record that did not deserialize (skipped or dead-lettered).
+    pub(crate) fn error(&self) {
+        self.records_in_errors.inc();
     }
 
     /// Sets a partition's position and lag.

@@ -617,6 +617,13 @@ impl<T> KafkaSink<T> {
     ) -> Self {
         KafkaSink { flush_on_checkpoint: false, ..Self::at_least_once(bootstrap, topic, serialize) }
     }
+
+    /// Sets a producer property (e.g. `linger.ms`, `compression.type`).
+    pub fn with_property(mut self, key: &str, value: &str) -> Self {
+        self.config.extra.retain(|(k, _)| k != key);
+        self.config.extra.push((key.into(), value.into()));
+        self
+    }
 }
 
 impl<T: Send + 'static> Sink<T> for KafkaSink<T> {

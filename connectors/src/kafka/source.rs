@@ -64,7 +64,8 @@ pub enum StartingOffsets {
 pub enum BadRecordPolicy {
     /// Fail the job, naming topic, partition and offset (default).
     Fail,
-    /// Skip it and count it (logged, `skipped_records`).
+    /// Skip it and count it (logged; the
+    /// `KafkaSourceReader_numRecordsInErrors` metric).
     Skip,
     /// Send its raw bytes to this topic and go on.
     DeadLetter(String),
@@ -411,6 +412,9 @@ impl<T> KafkaSource<T> {
     }
 
     fn bad_record(&mut self, topic: &str, partition: i32, offset: i64, value: &[u8], message: String) -> Result<()> {
+        if let (Some(m), false) = (&self.metrics, self.policy == BadRecordPolicy::Fail) {
+            m.error();
+        }
         match &self.policy {
             BadRecordPolicy::Fail => {
                 Err(KafkaError::Malformed { topic: topic.into(), partition, offset, message }.into())
