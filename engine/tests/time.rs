@@ -313,6 +313,8 @@ fn reading(phase: u32, j: u64, now: i64) -> Reading {
     (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100, now)
 }
 
+// `apply` hands the key as `&K`, here `&String`.
+#[allow(clippy::ptr_arg)]
 fn fired_window(
     key: &String,
     w: &sluice::TimeWindow,
