@@ -54,9 +54,9 @@ const TASK: &str = "sluice_taskmanager_job_task_";
 
 /// Two sources into one keyed count under exactly-once checkpoints. The
 /// second source holds checkpoint 3 in its snapshot for a while (the
-/// checkpoint is in progress, the keyed task aligns on its barrier); the
-/// keyed task fails when checkpoint 5's barrier reaches it, and restores
-/// 100 000 keys.
+/// checkpoint is in progress, the task after the union aligns on its
+/// barrier); the keyed task fails when checkpoint 4's barrier reaches it,
+/// and restores 100 000 keys.
 #[test]
 fn checkpoint_restart_and_restore_metrics() {
     let job = "metrics-checkpoints";
@@ -66,11 +66,11 @@ fn checkpoint_restart_and_restore_metrics() {
     env.set_config("metrics.reporter.prom.port", "0").unwrap();
     env.enable_checkpointing(Duration::from_millis(50)).unwrap();
     // Time to read the last checkpoint's figures before the next one.
-    env.set_config("execution.checkpointing.min-pause", "400ms").unwrap();
+    env.set_config("execution.checkpointing.min-pause", "1s").unwrap();
     env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
     env.set_config("restart-strategy.type", "fixed-delay").unwrap();
     env.set_config("restart-strategy.fixed-delay.delay", "10ms").unwrap();
-    env.set_faults(Faults::parse("fail:Keyed Aggregation:0@checkpoint=5").unwrap());
+    env.set_faults(Faults::parse("fail:Keyed Aggregation:0@checkpoint=4").unwrap());
     let (holding, release) = (Gate::default(), Gate::default());
     let hold = {
         let (holding, release) = (holding.clone(), release.clone());
@@ -107,26 +107,31 @@ fn checkpoint_restart_and_restore_metrics() {
     release.open();
     let held_ms = held_since.elapsed().as_millis() as i64;
 
-    wait_metric(addr, &format!("{JM}numberOfCompletedCheckpoints"), job, &[], |v| v >= 3);
-    let duration = wait_metric(addr, &format!("{JM}lastCheckpointDuration"), job, &[], |v| v > 0);
+    // One page, with checkpoint 3 the last one completed.
+    let page = wait_for("checkpoint 3 to complete", WAIT, || {
+        let page = scrape(addr);
+        let completed = values(&page, &format!("{JM}numberOfCompletedCheckpoints"), job, &[]);
+        (completed.first().copied().unwrap_or(0) >= 3).then_some(page)
+    });
+    let one = |name: &str, with: &[(&str, &str)]| values(&page, name, job, with).into_iter().max().unwrap();
+    assert_eq!(one(&format!("{JM}numberOfCompletedCheckpoints"), &[]), 3, "read before checkpoint 4 completed");
+    let duration = one(&format!("{JM}lastCheckpointDuration"), &[]);
     assert!(duration >= held_ms, "checkpoint 3 took as long as it was held ({held_ms} ms): {duration}");
-    let size = max(addr, &format!("{JM}lastCheckpointSize"), job, &[]).unwrap();
+    let size = one(&format!("{JM}lastCheckpointSize"), &[]);
     // Only the subtasks' own state files count: the change files and RocksDB
     // files a checkpoint uploads to `shared/` are not in this figure.
     assert!(size > 0, "the checkpoint holds state: {size} bytes");
     // The map after the union (two inputs) waited for the held barrier with
     // the other input's in.
-    let union = [("task_name", "Map")];
-    let aligned = wait_metric(addr, &format!("{TASK}checkpointAlignmentTime"), job, &union, |v| v > 0);
+    let aligned = one(&format!("{TASK}checkpointAlignmentTime"), &[("task_name", "Map")]);
     assert!(aligned >= held_ms / 2, "alignment waited for the held barrier ({held_ms} ms): {aligned} ms");
-    let keyed = [("task_name", "Keyed Aggregation")];
-    let sync_us = max(addr, &format!("{TASK}checkpointSyncTimeUsTotal"), job, &keyed).unwrap();
+    let sync_us = one(&format!("{TASK}checkpointSyncTimeUsTotal"), &[("task_name", "Keyed Aggregation")]);
     assert!(sync_us > 0, "snapshots take time on the task thread: {sync_us} µs");
 
-    // Checkpoint 5 fails with the keyed task; the job restarts and restores.
+    // Checkpoint 4 fails with the keyed task; the job restarts and restores.
     wait_metric(addr, &format!("{JM}numRestarts"), job, &[], |v| v == 1);
     let failed = wait_metric(addr, &format!("{JM}numberOfFailedCheckpoints"), job, &[], |v| v >= 1);
-    assert_eq!(failed, 1, "checkpoint 5 was aborted by the failure");
+    assert_eq!(failed, 1, "checkpoint 4 was aborted by the failure");
     let restore_ms = wait_metric(
         addr,
         &format!("{TASK}operator_restoreDuration"),
@@ -220,12 +225,12 @@ fn back_pressure_time_is_counted() {
     env.set_config("taskmanager.network.channel-capacity", "1").unwrap();
     let sink = SlowSink { delay: Duration::from_millis(2), received: Default::default() };
     env.add_source(Counter::new(None)).name("Fast Source").rebalance().add_sink(sink).name("Slow Sink");
+    let started = Instant::now();
     let client = env.execute_async(job).unwrap();
     let addr = client.metrics_address().unwrap();
     let metric = format!("{TASK}backPressuredTimeMsTotal");
     let source = [("task_name", "Fast Source")];
     // The source spends nearly all its time blocked on the full channel.
-    let started = Instant::now();
     let blocked = wait_metric(addr, &metric, job, &source, |v| v >= 200);
     assert!(blocked <= started.elapsed().as_millis() as i64 + 100, "{blocked} ms blocked");
     let sink_side = max(addr, &metric, job, &[("task_name", "Slow Sink")]).unwrap_or(0);

@@ -113,6 +113,9 @@ impl Source<(u32, u64)> for Input {
 }
 
 /// (count, sum, max) of the values of a key.
+type Triple = (u64, u64, u64);
+
+/// Aggregates values into their [`Triple`].
 #[derive(Clone)]
 struct Stats;
 
@@ -150,7 +153,7 @@ type Out = (u32, u64, Vec<u64>, Option<u64>, u64, u64);
 struct Kinds {
     last: Option<ListState<u64>>,
     folded: Option<ReducingState<u64>>,
-    stats: Option<AggregatingState<u64, (u64, u64, u64), (u64, u64, u64)>>,
+    stats: Option<AggregatingState<u64, Triple, Triple>>,
 }
 
 impl KeyedProcessFunction<u32, (u32, u64), Out> for Kinds {
@@ -189,7 +192,9 @@ impl KeyedProcessFunction<u32, (u32, u64), Out> for Kinds {
 
 /// What `Kinds` must emit for records `range` (given all before).
 fn expected(range: std::ops::Range<u64>) -> Vec<Out> {
-    let mut per_key: BTreeMap<u32, (Vec<u64>, Option<u64>, u64, u64, u64)> = BTreeMap::new();
+    // Per key: last values, fold, count, sum, max.
+    type Running = (Vec<u64>, Option<u64>, u64, u64, u64);
+    let mut per_key: BTreeMap<u32, Running> = BTreeMap::new();
     let mut out = Vec::new();
     for i in 0..TOTAL {
         let (k, v) = record(i);

@@ -313,7 +313,7 @@ fn reading(phase: u32, j: u64, now: i64) -> Reading {
     (format!("k{}", j % WINDOW_KEYS), phase, j * 3 + u64::from(phase) * 100, now)
 }
 
-// The window function's key type is the stream's key, `String`.
+// `apply` hands the key as `&K`, here `&String`.
 #[allow(clippy::ptr_arg)]
 fn fired_window(
     key: &String,

@@ -215,7 +215,8 @@ fn exactly_once_sink_survives_an_in_process_restart() {
         .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique_name("eos"), |v: &u64| {
             (None, v.to_string().into_bytes())
         }));
-    let client = env.execute_async("eos restart").unwrap();
+    let job = unique("eos restart");
+    let client = env.execute_async(&job).unwrap();
     let started = Instant::now();
     while client.details().unwrap().restarts == 0 && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(10));
@@ -225,6 +226,11 @@ fn exactly_once_sink_survives_an_in_process_restart() {
     let got: Vec<u64> = read_all(&bs, &output).into_iter().map(|(_, v)| v.parse().unwrap()).collect();
     let want: Vec<u64> = (0..5000).map(|i| i * 10).collect();
     assert_eq!(got, want, "every record committed exactly once, in order");
+    // The failed attempt left its transaction open; the restore aborted it.
+    let page = sluice::metrics::global().render();
+    let job = format!("job_name=\"{job}\"");
+    let aborted = series(&page, "sluice_taskmanager_job_task_operator_KafkaSink_numTransactionsAborted", &[&job]);
+    assert_eq!(aborted, Some(1.0), "{page}");
 }
 
 /// The value of the series of `metric` whose labels include every one of

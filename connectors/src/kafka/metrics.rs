@@ -14,7 +14,7 @@
 //! | `sluice_taskmanager_job_task_operator_KafkaSink_numRecordsOut` | counter | records handed to the producer |
 //! | `sluice_taskmanager_job_task_operator_KafkaSink_numBytesOut` | counter | key + value bytes handed to the producer |
 //! | `sluice_taskmanager_job_task_operator_KafkaSink_numTransactionsCommitted` | counter | transactions committed (live, or from a restored checkpoint) |
-//! | `sluice_taskmanager_job_task_operator_KafkaSink_numTransactionsAborted` | counter | transactions aborted (empty ones, and lingering ones at recovery) |
+//! | `sluice_taskmanager_job_task_operator_KafkaSink_numTransactionsAborted` | counter | transactions aborted: those a failed or killed run left open, at recovery (a transaction begins with its first record, so none is empty) |
 //! | `sluice_taskmanager_job_task_operator_KafkaSink_commitDurationSeconds` | histogram | time to commit one transaction |
 //!
 //! The offsets and the lag come from librdkafka's statistics, emitted every
