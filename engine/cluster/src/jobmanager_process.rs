@@ -18,7 +18,9 @@
 
 use crossbeam_channel::Sender;
 use sluice::cluster::protocol::{JobDetails, JobStatus};
-use sluice::cluster::remote::job_process::{CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, ROLE_VAR};
+use sluice::cluster::remote::job_process::{
+    CONF_VAR, DRIVER_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, JOB_SECRET_VAR, ROLE_VAR,
+};
 use sluice::cluster::remote::messages::{
     DriverHello, FromDriver, FromTaskManagerProcess, Hello, JobProcessSpec, TaskManagerHello, ToDriver,
     ToTaskManagerProcess, VertexSummary,
@@ -29,12 +31,16 @@ use sluice::config::Configuration;
 use sluice::error::{Error, FailureCause, Result, RpcError};
 use sluice::ids::{JobId, TaskManagerId};
 use sluice::metrics;
+use sluice::transport::{Admission, JobSecret, SecureStream, Security, HELLO_TIMEOUT, MAX_CONNECTIONS};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The most slots one TaskManager may offer (a larger offer is refused).
+pub const MAX_SLOTS_PER_TASKMANAGER: u32 = 4096;
 
 /// How long a started job binary has to announce its job.
 const DRIVER_HELLO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,6 +68,8 @@ pub struct JobManagerSettings {
     pub job_defaults: Vec<(String, String)>,
     /// Metrics settings passed on to job drivers.
     pub metrics_env: Vec<(String, String)>,
+    /// How RPC connections are secured (`security.ssl.internal.*`).
+    pub security: Security,
 }
 
 impl JobManagerSettings {
@@ -82,6 +90,7 @@ impl JobManagerSettings {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
+            security: Security::from_config(conf)?,
         })
     }
 }
@@ -139,6 +148,8 @@ pub(crate) struct JobEntry {
     pub(crate) artifact: Artifact,
     args: Vec<String>,
     conf_lines: String,
+    /// Proves a process belongs to this job; only its processes get it.
+    secret: JobSecret,
     driver: Option<Link>,
     driver_address: Option<String>,
     /// Where the driver serves `/metrics`.
@@ -187,6 +198,7 @@ pub(crate) fn now_ms() -> u64 {
 pub fn start(settings: JobManagerSettings) -> Result<SharedCluster> {
     std::fs::create_dir_all(settings.work_dir.join("artifacts"))
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
+    settings.security.check_bind("JobManager's RPC endpoint", &settings.rpc_bind)?;
     let listener = TcpListener::bind(&settings.rpc_bind).map_err(|e| {
         Error::io(format!("cannot bind the RPC endpoint {} (jobmanager.rpc.port in use?)", settings.rpc_bind), e)
     })?;
@@ -203,14 +215,25 @@ pub fn start(settings: JobManagerSettings) -> Result<SharedCluster> {
         next_id: 1,
     }));
     let c = cluster.clone();
+    let security = lock(&cluster).settings.security.clone();
     std::thread::Builder::new()
         .name("rpc-accept".into())
         .spawn(move || {
+            let admission = Admission::new(MAX_CONNECTIONS);
             for conn in listener.incoming() {
-                let Ok(stream) = conn else { continue };
-                let c = c.clone();
+                let Ok(socket) = conn else { continue };
+                let Some(admitted) = admission.try_admit() else {
+                    tracing::warn!("refused an RPC connection: {MAX_CONNECTIONS} are open");
+                    continue;
+                };
+                let (c, security) = (c.clone(), security.clone());
                 let _ = std::thread::Builder::new().name("rpc".into()).spawn(move || {
-                    if let Err(e) = serve_connection(stream, &c) {
+                    let _admitted = admitted;
+                    let served = security
+                        .accept(socket)
+                        .map_err(|e| Error::io("the secure handshake of an RPC connection failed", e))
+                        .and_then(|stream| serve_connection(stream, &c));
+                    if let Err(e) = served {
                         tracing::warn!("RPC connection: {e}");
                     }
                 });
@@ -313,6 +336,7 @@ impl Cluster {
             .cloned()
             .ok_or_else(|| Error::user(format!("no uploaded binary with id '{artifact_id}'; upload it first")))?;
         let id = JobId::generate();
+        let secret = JobSecret::generate()?;
         let dir = self.settings.work_dir.join("jobs").join(id.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
         let mut conf: Vec<(String, String)> = self.settings.job_defaults.clone();
@@ -325,6 +349,9 @@ impl Cluster {
         if allow_non_restored {
             conf.push(("execution.savepoint.ignore-unclaimed-state".into(), "true".into()));
         }
+        // The driver connects as this process does (a TaskManager gives its
+        // task processes its own security settings instead).
+        conf.extend(self.settings.security.config_lines());
         let conf_lines: String = conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         let log = dir.join("driver.log");
         let out =
@@ -337,6 +364,7 @@ impl Cluster {
             .envs(self.settings.metrics_env.iter().map(|(k, v)| (k, v)))
             .env(ROLE_VAR, "driver")
             .env(JOB_ID_VAR, id.to_string())
+            .env(JOB_SECRET_VAR, secret.to_hex())
             .env(JOBMANAGER_VAR, &self.rpc_address)
             .env(CONF_VAR, &conf_lines)
             .env(HOST_VAR, self.rpc_address.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"))
@@ -353,6 +381,7 @@ impl Cluster {
             artifact,
             args,
             conf_lines,
+            secret,
             driver: None,
             driver_address: None,
             driver_metrics: None,
@@ -580,7 +609,11 @@ impl Cluster {
             artifact_name: job.artifact.name.clone(),
             binary: job.artifact.bytes.as_ref().clone(),
             args: job.args.clone(),
-            env: vec![(DRIVER_VAR.into(), driver), (CONF_VAR.into(), job.conf_lines.clone())],
+            env: vec![
+                (DRIVER_VAR.into(), driver),
+                (CONF_VAR.into(), job.conf_lines.clone()),
+                (JOB_SECRET_VAR.into(), job.secret.to_hex()),
+            ],
             slots,
         };
         let Some(tm) = self.task_managers.get_mut(tm_id) else { return };
@@ -600,13 +633,32 @@ pub(crate) fn log_tail(path: &std::path::Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
+fn serve_connection(stream: SecureStream, cluster: &SharedCluster) -> Result<()> {
+    stream.set_read_timeout(Some(HELLO_TIMEOUT)).map_err(|e| Error::io("RPC connection", e))?;
     let (link, mut reader) = Link::new(stream)?;
-    match wire::read_frame::<Hello>(&mut reader)? {
+    let hello = wire::read_frame::<Hello>(&mut reader)?;
+    reader.set_read_timeout(None).map_err(|e| Error::io("RPC connection", e))?;
+    match hello {
         Some(Hello::TaskManager(TaskManagerHello { id, slots, metrics_address })) => {
+            if slots > MAX_SLOTS_PER_TASKMANAGER {
+                let reason = format!(
+                    "{slots} slots is more than one TaskManager may offer ({MAX_SLOTS_PER_TASKMANAGER}); lower \
+                     taskmanager.numberOfTaskSlots"
+                );
+                let _ = link.send(&ToTaskManagerProcess::Refused(reason.clone()));
+                return Err(RpcError::Protocol { peer: link.peer().to_string(), what: reason }.into());
+            }
             serve_task_manager(link, reader, cluster, id.0, slots, metrics_address)
         }
-        Some(Hello::Driver(DriverHello { job, name, required_slots, driver_address, vertices, metrics_address })) => {
+        Some(Hello::Driver(DriverHello {
+            job,
+            name,
+            required_slots,
+            driver_address,
+            vertices,
+            metrics_address,
+            secret,
+        })) => {
             {
                 let mut c = lock(cluster);
                 let Some(entry) = c.jobs.get_mut(&job) else {
@@ -616,6 +668,20 @@ fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
                     }
                     .into());
                 };
+                if !entry.secret.matches(&secret) {
+                    return Err(sluice::transport::SecurityError::WrongJobSecret {
+                        peer: link.peer().to_string(),
+                        job: job.to_string(),
+                    }
+                    .into());
+                }
+                if entry.driver.is_some() || entry.status.is_terminal() {
+                    return Err(RpcError::Protocol {
+                        peer: link.peer().to_string(),
+                        what: format!("announced job {job}, whose driver is already connected or which ended"),
+                    }
+                    .into());
+                }
                 entry.name = name;
                 entry.required_slots = required_slots;
                 entry.driver_address = Some(driver_address);
@@ -632,7 +698,7 @@ fn serve_connection(stream: TcpStream, cluster: &SharedCluster) -> Result<()> {
 
 fn serve_task_manager(
     link: Link,
-    mut reader: TcpStream,
+    mut reader: SecureStream,
     cluster: &SharedCluster,
     id: String,
     slots: u32,
@@ -687,7 +753,7 @@ fn serve_task_manager(
     Ok(())
 }
 
-fn serve_driver(mut reader: TcpStream, cluster: &SharedCluster, job: JobId) -> Result<()> {
+fn serve_driver(mut reader: SecureStream, cluster: &SharedCluster, job: JobId) -> Result<()> {
     loop {
         let msg = match wire::read_frame::<FromDriver>(&mut reader) {
             Ok(Some(m)) => m,

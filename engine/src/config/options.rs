@@ -353,6 +353,36 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Cluster: if set, every REST request must carry `Authorization: Bearer <token>` (the CLI: --token or SLUICE_REST_TOKEN).",
     },
     ConfigOption {
+        key: "security.ssl.internal.enabled",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("false"),
+        description: "Cluster: mutual TLS on every RPC and data connection between Sluice processes (needs the three PEM files below; see docs/security.md).",
+    },
+    ConfigOption {
+        key: "security.ssl.internal.cert",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: this process's certificate chain, a PEM file signed by the cluster CA (scripts/cluster-certs.sh makes one).",
+    },
+    ConfigOption {
+        key: "security.ssl.internal.key",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the private key of security.ssl.internal.cert (PEM, PKCS#8 or SEC1 or PKCS#1).",
+    },
+    ConfigOption {
+        key: "security.ssl.internal.trust-cert",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the cluster CA's certificate (PEM); peers must present a certificate it signed.",
+    },
+    ConfigOption {
+        key: "security.internal.allow-plaintext-network",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("false"),
+        description: "Cluster: without TLS, servers refuse non-loopback bind addresses unless this is true (a network you trust).",
+    },
+    ConfigOption {
         key: "heartbeat.interval",
         kind: ValueKind::Duration,
         default: Some("1s"),
