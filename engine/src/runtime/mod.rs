@@ -21,6 +21,8 @@
 //!   [`CheckpointResponder`] contract a subtask reports it through.
 //! * `watermark_combiner`: an input task's watermark, combined from its
 //!   channels (`WatermarkCombiner`).
+//! * `window`: the window operator, and in `window::assigners` the window
+//!   vocabulary (`TimeWindow`, the assigners; re-exported as `api::windows`).
 
 pub(crate) mod checkpointing;
 pub mod collector;

@@ -7,8 +7,13 @@
 //! emits the window's result; the window's state is dropped at cleanup time.
 //! Session windows also keep, per key, the list of its open sessions, and
 //! merge the accumulators of sessions that a record bridges.
+//!
+//! [`assigners`] holds the window vocabulary (windows and assigners).
 
-use crate::api::windows::{TimeWindow, WindowAssigner};
+pub mod assigners;
+
+use assigners::{TimeWindow, WindowAssigner};
+
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::record::{Data, Key};
@@ -356,7 +361,7 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> StreamOperator<T, O> for W
             (TimeDomain::EventTime, None) => {
                 return Err(Error::user("event-time window without timestamps; use assign_timestamps_and_watermarks"))
             }
-            (TimeDomain::ProcessingTime, _) => sluice_checkpoint::state::now_ms(),
+            (TimeDomain::ProcessingTime, _) => sluice_checkpoint::clock::now_ms(),
         };
         let shared = self.state.store()?.clone();
         let mut store = shared.lock()?;
