@@ -136,7 +136,7 @@ impl<K, S> KeyedContext<'_, K, S> {
 
     /// The wall clock in milliseconds since the Unix epoch.
     pub fn current_processing_time(&self) -> i64 {
-        sluice_checkpoint::state::now_ms()
+        sluice_checkpoint::clock::now_ms()
     }
 
     /// Calls `on_timer` for the current key once the watermark passes `time`.
