@@ -39,6 +39,8 @@ pub mod restore;
 pub(crate) mod shuffle;
 pub mod side_output;
 pub(crate) mod task;
+#[cfg(test)]
+pub(crate) mod test_harness;
 pub(crate) mod watermark_combiner;
 pub mod watermarks;
 pub(crate) mod window;
