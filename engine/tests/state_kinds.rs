@@ -459,7 +459,7 @@ impl Source<(u32, u32)> for Rounds {
         Ok(())
     }
     fn poll_next(&mut self, out: &mut dyn Collector<(u32, u32)>) -> Result<SourceStatus> {
-        let now = sluice::state::now_ms();
+        let now = sluice_checkpoint::clock::now_ms();
         if now < self.resume_at {
             return Ok(SourceStatus::Idle(Duration::from_millis((self.resume_at - now).clamp(1, 20) as u64)));
         }
@@ -639,7 +639,7 @@ impl Source<(u32, u32)> for TwoAges {
                 if (self.sink.0.lock().unwrap().len() as u32) < TTL_KEYS {
                     return idle;
                 }
-                let now = sluice::state::now_ms();
+                let now = sluice_checkpoint::clock::now_ms();
                 let resume_at = *self.resume_at.get_or_insert(now + SHORT_TTL.as_millis() as i64 + 50);
                 if now < resume_at {
                     return idle;

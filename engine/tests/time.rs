@@ -13,11 +13,12 @@ mod common;
 
 use common::{wait_for, CollectSink};
 use sluice::api::windows::{ProcessingTimeSessionWindows, SlidingProcessingTimeWindows, TumblingProcessingTimeWindows};
-use sluice::state::{now_ms, TimeDomain};
+use sluice::state::TimeDomain;
 use sluice::{
     Boundedness, CheckpointId, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source,
     SourceStatus, StreamExecutionEnvironment,
 };
+use sluice_checkpoint::clock::now_ms;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -161,9 +161,9 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Jobmanager => {
             let settings = jobmanager_process::JobManagerSettings::from_config(&conf)?;
             let (bind, token) = (settings.rest_bind.clone(), settings.token.clone());
-            let cluster = jobmanager_process::start(settings)?;
-            let rpc = jobmanager_process::lock(&cluster).rpc_address().to_string();
-            let rest_addr = rest::serve(cluster, &bind, token)?;
+            let jm = jobmanager_process::start(settings)?;
+            let rpc = jm.rpc_address().to_string();
+            let rest_addr = rest::serve(jm, &bind, token)?;
             eprintln!("JobManager running: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
             loop {
                 std::thread::park();
@@ -440,9 +440,9 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
     settings.rpc_bind = "127.0.0.1:0".into();
     settings.rest_bind = "127.0.0.1:0".into();
     let token = settings.token.clone();
-    let cluster = jobmanager_process::start(settings)?;
-    let rpc = jobmanager_process::lock(&cluster).rpc_address().to_string();
-    let rest_addr = rest::serve(cluster.clone(), "127.0.0.1:0", token)?;
+    let jm = jobmanager_process::start(settings)?;
+    let rpc = jm.rpc_address().to_string();
+    let rest_addr = rest::serve(jm.clone(), "127.0.0.1:0", token)?;
     eprintln!("Application cluster: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
     let (rpc_host, rpc_port) = rpc.rsplit_once(':').ok_or_else(|| CliError(format!("bad RPC address {rpc}")))?;
     let exe = std::env::current_exe()?;
@@ -475,7 +475,8 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
         println!("Job has been submitted with JobID {job}");
         follow(&client, &job)
     });
-    jobmanager_process::lock(&cluster).shut_down_task_managers();
+    // The event loop runs as long as this process: these calls answer.
+    let _ = jm.call(|c| c.shut_down_task_managers());
     let deadline = Instant::now() + APPLICATION_SHUTDOWN;
     for mut c in children {
         while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
@@ -487,10 +488,10 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
         }
         let _ = c.wait();
     }
-    while Instant::now() < deadline && jobmanager_process::lock(&cluster).live_drivers() > 0 {
+    while Instant::now() < deadline && jm.call(|c| c.live_drivers()).unwrap_or(0) > 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    jobmanager_process::lock(&cluster).kill_drivers();
+    let _ = jm.call(|c| c.kill_drivers());
     result
 }
 
