@@ -311,10 +311,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         match connection {
             Ok(socket) => {
-                let Some(admitted) = shared.admission.try_admit() else {
-                    tracing::warn!("refused a data connection: {MAX_CONNECTIONS} are open");
-                    continue;
-                };
+                let Some(admitted) = shared.admission.try_admit() else { continue };
                 let shared = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name("sluice-net-in".into())

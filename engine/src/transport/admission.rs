@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub struct Admission {
     open: Arc<AtomicUsize>,
     limit: usize,
+    refused: Arc<AtomicUsize>,
 }
 
 /// One admitted connection; dropping it frees the place.
@@ -21,14 +22,20 @@ pub struct Admitted {
 impl Admission {
     /// At most `limit` connections at once.
     pub fn new(limit: usize) -> Self {
-        Admission { open: Arc::new(AtomicUsize::new(0)), limit }
+        Admission { open: Arc::new(AtomicUsize::new(0)), limit, refused: Arc::new(AtomicUsize::new(0)) }
     }
 
-    /// A place for one more connection, or `None` at the limit (close it).
+    /// A place for one more connection, or `None` at the limit (close it;
+    /// refusals are logged, sparsely).
     pub fn try_admit(&self) -> Option<Admitted> {
         let mut open = self.open.load(Ordering::Relaxed);
         loop {
             if open >= self.limit {
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                // A flood must not flood the log: the 1st, 2nd, 4th, 8th, ... refusal.
+                if refused.is_power_of_two() {
+                    tracing::warn!("refused {refused} connection(s) so far: {} are open, the limit", self.limit);
+                }
                 return None;
             }
             match self.open.compare_exchange_weak(open, open + 1, Ordering::AcqRel, Ordering::Relaxed) {

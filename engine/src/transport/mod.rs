@@ -28,6 +28,9 @@ use std::time::Duration;
 
 /// How many connections one server of a cluster process serves at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// The stack of a thread serving one control connection: its frames are
+/// shallow, and a thousand of them must stay cheap.
+pub const CONNECTION_THREAD_STACK: usize = 256 * 1024;
 /// How long an accepted connection may take for its first message.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -13,7 +13,9 @@ use sluice::cluster::remote::messages::{
 use sluice::cluster::remote::wire::{self, Link};
 use sluice::error::{Error, Result, RpcError};
 use sluice::ids::JobId;
-use sluice::transport::{Admission, SecureStream, Security, SecurityError, HELLO_TIMEOUT, MAX_CONNECTIONS};
+use sluice::transport::{
+    Admission, SecureStream, Security, SecurityError, CONNECTION_THREAD_STACK, HELLO_TIMEOUT, MAX_CONNECTIONS,
+};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Instant;
@@ -27,12 +29,9 @@ pub(super) fn accept(listener: TcpListener, events: Sender<Event>, security: Sec
     let admission = Admission::new(MAX_CONNECTIONS);
     for conn in listener.incoming() {
         let Ok(socket) = conn else { continue };
-        let Some(admitted) = admission.try_admit() else {
-            tracing::warn!("refused an RPC connection: {MAX_CONNECTIONS} are open");
-            continue;
-        };
+        let Some(admitted) = admission.try_admit() else { continue };
         let (events, security) = (events.clone(), security.clone());
-        let _ = std::thread::Builder::new().name("rpc".into()).spawn(move || {
+        let _ = std::thread::Builder::new().name("rpc".into()).stack_size(CONNECTION_THREAD_STACK).spawn(move || {
             let _admitted = admitted;
             let served = security
                 .accept(socket)

@@ -29,7 +29,10 @@ use crate::ids::{JobId, TaskManagerId};
 use crate::metrics::MetricsServer;
 use crate::runtime::net::DataServer;
 use crate::runtime::shuffle::Shuffle;
-use crate::transport::{Admission, JobSecret, SecureStream, Security, SecurityError, HELLO_TIMEOUT, MAX_CONNECTIONS};
+use crate::transport::{
+    Admission, JobSecret, SecureStream, Security, SecurityError, CONNECTION_THREAD_STACK, HELLO_TIMEOUT,
+    MAX_CONNECTIONS,
+};
 use crossbeam_channel::Sender;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -396,21 +399,20 @@ fn accept_task_processes(
     let admission = Admission::new(MAX_CONNECTIONS);
     for conn in listener.incoming() {
         let Ok(socket) = conn else { continue };
-        let Some(admitted) = admission.try_admit() else {
-            tracing::warn!("refused a connection to the driver: {MAX_CONNECTIONS} are open");
-            continue;
-        };
+        let Some(admitted) = admission.try_admit() else { continue };
         let (jm, security, secret) = (jm.clone(), security.clone(), secret.clone());
-        let _ = std::thread::Builder::new().name("task-process".into()).spawn(move || {
-            let _admitted = admitted;
-            let served = security
-                .accept(socket)
-                .map_err(|e| Error::io("the secure handshake of a task process failed", e))
-                .and_then(|stream| serve_task_process(stream, jm, job, &secret));
-            if let Err(e) = served {
-                tracing::warn!("task process connection: {e}");
-            }
-        });
+        let _ = std::thread::Builder::new().name("task-process".into()).stack_size(CONNECTION_THREAD_STACK).spawn(
+            move || {
+                let _admitted = admitted;
+                let served = security
+                    .accept(socket)
+                    .map_err(|e| Error::io("the secure handshake of a task process failed", e))
+                    .and_then(|stream| serve_task_process(stream, jm, job, &secret));
+                if let Err(e) = served {
+                    tracing::warn!("task process connection: {e}");
+                }
+            },
+        );
     }
 }
 
