@@ -20,4 +20,5 @@
 pub mod discovery;
 pub mod jobmanager_process;
 pub mod rest;
+pub mod rest_guard;
 pub mod taskmanager_process;

@@ -27,16 +27,19 @@
 //! the scrape; job processes ignore it.
 //!
 //! Errors are JSON `{"errors": ["..."]}` with a 4xx status. Bound to
-//! loopback unless `rest.address` says otherwise; with `rest.token` set,
-//! every request needs `Authorization: Bearer <token>`.
+//! loopback unless `rest.address` says otherwise (another address needs a
+//! token). What may pass — Host and Origin, the header and content type of
+//! state-changing requests, tokens, `web.submit.enable` and
+//! `web.cancel.enable` — is [`crate::rest_guard`]'s to decide.
 
 use crate::jobmanager_process::{Cluster, JobEntry, JobManager};
+use crate::rest_guard::RestPolicy;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -45,6 +48,7 @@ use sluice::error::{Error, Result};
 use sluice::ids::JobId;
 use sluice_checkpoint::clock::now_ms;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a savepoint request waits for the savepoint.
@@ -87,10 +91,11 @@ fn job_id(text: &str) -> std::result::Result<JobId, ApiError> {
 }
 
 /// Serves the API on `bind` from a background thread until the process ends.
-pub fn serve(jm: JobManager, bind: &str, token: Option<String>) -> Result<std::net::SocketAddr> {
+pub fn serve(jm: JobManager, bind: &str, policy: RestPolicy) -> Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(bind)
         .map_err(|e| Error::io(format!("cannot bind the REST endpoint {bind} (rest.port in use?)"), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("REST endpoint", e))?;
+    policy.check_bind(&addr)?;
     listener.set_nonblocking(true).map_err(|e| Error::io("REST endpoint", e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -99,7 +104,7 @@ pub fn serve(jm: JobManager, bind: &str, token: Option<String>) -> Result<std::n
         .map_err(|e| Error::io("cannot start the REST runtime", e))?;
     let rest_address = addr.to_string();
     jm.call(move |c| c.set_rest_address(rest_address))?;
-    let app = router(jm, token);
+    let app = router(jm, policy);
     std::thread::Builder::new()
         .name("rest".into())
         .spawn(move || {
@@ -118,24 +123,9 @@ pub fn serve(jm: JobManager, bind: &str, token: Option<String>) -> Result<std::n
     Ok(addr)
 }
 
-fn router(jm: JobManager, token: Option<String>) -> Router {
-    let auth = move |req: Request, next: Next| {
-        let token = token.clone();
-        async move {
-            if let Some(t) = token {
-                let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-                if given != Some(format!("Bearer {t}").as_str()) {
-                    return ApiError(
-                        StatusCode::UNAUTHORIZED,
-                        "missing or wrong bearer token (set --token or SLUICE_REST_TOKEN to the cluster's rest.token)"
-                            .into(),
-                    )
-                    .into_response();
-                }
-            }
-            next.run(req).await
-        }
-    };
+fn router(jm: JobManager, policy: RestPolicy) -> Router {
+    let policy = Arc::new(policy);
+    let guard = move |req: Request, next: Next| crate::rest_guard::guard(policy.clone(), req, next);
     let api = Router::new()
         .route("/overview", get(overview))
         .route("/taskmanagers", get(task_managers))
@@ -146,17 +136,18 @@ fn router(jm: JobManager, token: Option<String>) -> Router {
         .route("/jobs/{id}/savepoints", post(savepoint))
         .route("/jobs/{id}/stop", post(stop))
         .route("/jars", get(jars))
+        .route("/jars/{id}", delete(delete_jar))
         .route("/jars/upload", post(upload).layer(DefaultBodyLimit::max(512 << 20)))
         .route("/jars/{id}/run", post(run))
         .route("/metrics", get(metrics))
-        .route("/metrics/targets", get(metrics_targets))
-        .route_layer(axum::middleware::from_fn(auth));
+        .route("/metrics/targets", get(metrics_targets));
     // The page itself holds no data: it loads without the token and sends
     // the token with every API request it makes.
     Router::new()
         .route("/", get(ui))
         .merge(api)
         .fallback(|| async { not_found("no such endpoint; see GET / for the web UI and the module docs for the API") })
+        .layer(axum::middleware::from_fn(guard))
         .with_state(jm)
 }
 
@@ -356,12 +347,17 @@ async fn upload(State(jm): State<JobManager>, Query(q): Query<HashMap<String, St
     if body.is_empty() {
         return Err(bad("the body is empty; send the job binary as the request body"));
     }
-    if !body.starts_with(b"\x7fELF") && !body.starts_with(b"#!") {
-        return Err(bad(format!("'{name}' is not an executable (neither an ELF binary nor a script)")));
+    if !body.starts_with(b"\x7fELF") {
+        return Err(bad(format!("'{name}' is not an ELF executable (job binaries are built with cargo build)")));
     }
     let (name, bytes) = (name.clone(), body.to_vec());
     let a = ask(&jm, move |c| c.add_artifact(&name, bytes)).await?.map_err(|e| bad(e.to_string()))?;
     Ok(Json(json!({ "status": "success", "id": a.id, "filename": a.name })))
+}
+
+async fn delete_jar(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
+    ask(&jm, move |c| c.remove_artifact(&id)).await?.map_err(|e| not_found(e.to_string()))?;
+    Ok(Json(json!({})))
 }
 
 #[derive(Deserialize, Default)]
@@ -377,11 +373,8 @@ struct RunBody {
 }
 
 async fn run(State(jm): State<JobManager>, Path(id): Path<String>, body: Bytes) -> Reply {
-    let b: RunBody = if body.is_empty() {
-        RunBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?
-    };
+    let b: RunBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e} (send at least {{}})")))?;
     if b.parallelism == Some(0) {
         return Err(bad("parallelism must be at least 1"));
     }

@@ -345,19 +345,43 @@ fn forward_report(report: JobProcessStarted, children: &Children, secrets: &Secr
     }
 }
 
-/// Writes the job binary once per content hash; returns its path.
+/// Writes the job binary once per content hash; returns its path. The
+/// binary must match its SHA-256, and so must a cached copy (else it is
+/// written again): a file planted in the work directory never runs.
 fn install_artifact(work_dir: &Path, spec: &JobProcessSpec) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = work_dir.join("artifacts").join(&spec.artifact_id);
-    let path = dir.join(&spec.artifact_name);
-    if path.is_file() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let protocol = |what: String| -> Error { RpcError::Protocol { peer: "the JobManager".into(), what }.into() };
+    let hash = &spec.artifact_id;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(protocol(format!("sent '{hash}' as a binary's SHA-256")));
+    }
+    let name = &spec.artifact_name;
+    if Path::new(name).file_name().and_then(|n| n.to_str()) != Some(name.as_str()) || name.starts_with('.') {
+        return Err(protocol(format!("sent '{name}' as a binary's file name")));
+    }
+    if sluice::transport::sha256_hex(&spec.binary) != *hash {
+        return Err(protocol(format!("sent a binary '{name}' that does not match its SHA-256")));
+    }
+    let dir = work_dir.join("artifacts").join(hash);
+    let path = dir.join(name);
+    if std::fs::read(&path).is_ok_and(|cached| sluice::transport::sha256_hex(&cached) == *hash) {
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
-    let tmp = dir.join(format!(".{}.tmp", spec.artifact_name));
-    std::fs::write(&tmp, &spec.binary).map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| Error::io(format!("cannot make '{}' executable", tmp.display()), e))?;
+    let tmp = dir.join(format!(".{}.{}", name, sluice::transport::random_hex(8)?));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("cannot create '{}'", tmp.display()), e))?;
+    file.write_all(&spec.binary)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+    drop(file);
+    // A rename replaces a running binary's directory entry, not its content (no ETXTBSY).
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot move '{}' into place", path.display()), e))?;
     Ok(path)
 }

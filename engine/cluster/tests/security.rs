@@ -300,3 +300,49 @@ fn plaintext_clusters_refuse_network_addresses_unless_allowed() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("without TLS") && err.contains("security.internal.allow-plaintext-network"), "{err}");
 }
+
+/// One raw HTTP/1.0 request as a browser page on another site could send it.
+fn raw_http(port: u16, head: &str, body: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("{head}Content-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+    // A refusal may come (and the connection close) before the body is sent.
+    let _ = s.write_all(body);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn cross_site_requests_and_foreign_hosts_start_nothing() {
+    let cluster = ClusterUnderTest::start("60s");
+    let binary = std::fs::read(WORDCOUNT.as_str()).unwrap();
+    let host = format!("127.0.0.1:{}", cluster.rest);
+    // A `fetch(..., {mode: 'no-cors', method: 'POST'})` from evil.example:
+    // simple content types only, no custom header (and here even the token).
+    let upload = format!(
+        "POST /jars/upload?filename=wordcount HTTP/1.0\r\nHost: {host}\r\nOrigin: http://evil.example\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: text/plain\r\n"
+    );
+    assert_eq!(raw_http(cluster.rest, &upload, &binary), 403);
+    let run = format!(
+        "POST /jars/anything/run HTTP/1.0\r\nHost: {host}\r\nOrigin: http://evil.example\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: text/plain\r\n"
+    );
+    assert_eq!(raw_http(cluster.rest, &run, b"{}"), 403);
+    // The same without an Origin (a form post): still no client header.
+    let form = format!(
+        "POST /jars/upload?filename=wordcount HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n"
+    );
+    assert_eq!(raw_http(cluster.rest, &form, &binary), 403);
+    // DNS rebinding: the page's own name, pointed at 127.0.0.1.
+    let rebound =
+        format!("GET /jobs HTTP/1.0\r\nHost: evil.example:{}\r\nAuthorization: Bearer {TOKEN}\r\n", cluster.rest);
+    assert_eq!(raw_http(cluster.rest, &rebound, b""), 403);
+
+    assert_eq!(cluster.get("/jars", Some(TOKEN)).1["files"].as_array().unwrap().len(), 0, "an upload was stored");
+    assert_eq!(cluster.get("/jobs", Some(TOKEN)).1["jobs"].as_array().unwrap().len(), 0, "a job was started");
+    assert!(common::job_processes_under(cluster.work.path()).is_empty(), "a job process runs");
+    // The CLI, which sends what the API asks, still works.
+    run_wordcount(&cluster);
+}

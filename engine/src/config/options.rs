@@ -350,7 +350,7 @@ pub const OPTIONS: &[ConfigOption] = &[
         key: "rest.token",
         kind: ValueKind::Text,
         default: None,
-        description: "Cluster: if set, every REST request must carry `Authorization: Bearer <token>` (the CLI: --token or SLUICE_REST_TOKEN).",
+        description: "Cluster: if set, every REST request must carry `Authorization: Bearer <token>` (the CLI: --token-file or SLUICE_REST_TOKEN); required for a non-loopback rest.address. Prefer rest.token-file.",
     },
     ConfigOption {
         key: "security.ssl.internal.enabled",
@@ -381,6 +381,42 @@ pub const OPTIONS: &[ConfigOption] = &[
         kind: ValueKind::Enum(&["true", "false"]),
         default: Some("false"),
         description: "Cluster: without TLS, servers refuse non-loopback bind addresses unless this is true (a network you trust).",
+    },
+    ConfigOption {
+        key: "rest.token-file",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: a file holding the REST token (preferred to rest.token; SLUICE_REST_TOKEN in the environment works too).",
+    },
+    ConfigOption {
+        key: "rest.metrics-token",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: a read-only token that /metrics and /metrics/targets accept besides rest.token (give it to Prometheus).",
+    },
+    ConfigOption {
+        key: "rest.metrics-token-file",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: a file holding rest.metrics-token (or SLUICE_METRICS_TOKEN in the environment).",
+    },
+    ConfigOption {
+        key: "rest.allowed-hosts",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: host names (comma-separated) the REST API answers to besides IP addresses and localhost; other Host headers are refused (DNS rebinding).",
+    },
+    ConfigOption {
+        key: "web.submit.enable",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("true"),
+        description: "Cluster: whether the REST API accepts uploads and job submissions.",
+    },
+    ConfigOption {
+        key: "web.cancel.enable",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("true"),
+        description: "Cluster: whether the REST API accepts cancel and stop requests.",
     },
     ConfigOption {
         key: "heartbeat.interval",

@@ -18,7 +18,7 @@ mod tls;
 pub(crate) mod tests;
 
 pub use admission::{Admission, Admitted};
-pub use secret::JobSecret;
+pub use secret::{random_hex, sha256_hex, JobSecret};
 pub use security::{Security, ALLOW_PLAINTEXT_KEY, TLS_CERT_KEY, TLS_ENABLED_KEY, TLS_KEY_KEY, TLS_TRUST_KEY};
 pub use stream::SecureStream;
 pub use tls::InternalTls;

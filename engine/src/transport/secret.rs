@@ -60,6 +60,20 @@ impl JobSecret {
     }
 }
 
+/// `bytes` random bytes from the system's secure source, as hex (for ids
+/// no one may guess).
+pub fn random_hex(bytes: usize) -> Result<String, SecurityError> {
+    let mut buf = vec![0u8; bytes];
+    random_bytes(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The SHA-256 of `data`, as hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -1,6 +1,7 @@
-//! Uploaded job binaries (Flink's jars): stored under the work directory by
-//! content hash, made executable, and kept in memory to be sent to the
-//! TaskManagers that start the job's processes.
+//! Uploaded job binaries (Flink's jars): stored under the work directory
+//! under a random id, made executable, and kept in memory to be sent to the
+//! TaskManagers that start the job's processes, which check them against
+//! their SHA-256. `DELETE /jars/{id}` removes one.
 
 use super::Cluster;
 use sluice::error::{Error, Result};
@@ -10,8 +11,10 @@ use std::sync::Arc;
 /// An uploaded job binary.
 #[derive(Debug, Clone)]
 pub struct Artifact {
-    /// Content hash (hex).
+    /// A random id (hex): no one can guess the id of another's upload.
     pub id: String,
+    /// SHA-256 of the content (hex): TaskManagers verify what they run.
+    pub sha256: String,
     /// File name.
     pub name: String,
     /// Where it is stored.
@@ -31,20 +34,40 @@ impl Cluster {
             .filter(|n| !n.is_empty() && !n.starts_with('.'))
             .ok_or_else(|| Error::user(format!("'{name}' is not a usable file name")))?
             .to_string();
-        let id = format!("{:016x}", sluice_checkpoint::key_group::stable_hash(&(bytes.as_slice(), name.as_str())));
+        let id = sluice::transport::random_hex(16)?;
+        let sha256 = sluice::transport::sha256_hex(&bytes);
         let dir = self.settings.work_dir.join("artifacts").join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
         let path = dir.join(&name);
-        std::fs::write(&path, &bytes).map_err(|e| Error::io(format!("cannot write '{}'", path.display()), e))?;
         {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| Error::io(format!("cannot make '{}' executable", path.display()), e))?;
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // A fresh file in a fresh directory: never through a planted link.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o700)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| Error::io(format!("cannot create '{}'", path.display()), e))?;
+            f.write_all(&bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io(format!("cannot write '{}'", path.display()), e))?;
         }
         let uploaded = sluice_checkpoint::clock::now_ms();
-        let a = Artifact { id: id.clone(), name, path, bytes: Arc::new(bytes), uploaded };
+        let a = Artifact { id: id.clone(), sha256, name, path, bytes: Arc::new(bytes), uploaded };
         self.artifacts.insert(id, a.clone());
         Ok(a)
+    }
+
+    /// Forgets the uploaded binary `id` and deletes its file (jobs started
+    /// from it keep running).
+    pub fn remove_artifact(&mut self, id: &str) -> Result<()> {
+        let a = self.artifacts.remove(id).ok_or_else(|| Error::user(format!("no uploaded binary with id '{id}'")))?;
+        if let Some(dir) = a.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
     }
 
     /// The uploaded binary `id`.

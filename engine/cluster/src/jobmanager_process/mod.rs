@@ -64,8 +64,8 @@ pub struct JobManagerSettings {
     pub rpc_bind: String,
     /// `host:port` of the REST API.
     pub rest_bind: String,
-    /// Bearer token the REST API requires, if any.
-    pub token: Option<String>,
+    /// What the REST API lets in (tokens, switches, allowed hosts).
+    pub rest: crate::rest_guard::RestPolicy,
     /// Where binaries and logs go.
     pub work_dir: PathBuf,
     /// Silence after which a TaskManager is lost.
@@ -88,7 +88,7 @@ impl JobManagerSettings {
         Ok(JobManagerSettings {
             rpc_bind: format!("{rpc_host}:{}", conf.get_u32("jobmanager.rpc.port")?.unwrap_or(6123)),
             rest_bind: format!("{rest_host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081)),
-            token: conf.get_str("rest.token")?.filter(|t| !t.is_empty()),
+            rest: crate::rest_guard::RestPolicy::from_config(conf)?,
             work_dir: crate::taskmanager_process::work_dir(conf)?.join("jobmanager"),
             heartbeat_timeout: conf.get_duration("heartbeat.timeout")?.unwrap_or(Duration::from_secs(10)),
             slot_timeout: conf.get_duration("slot.request.timeout")?.unwrap_or(Duration::from_secs(300)),

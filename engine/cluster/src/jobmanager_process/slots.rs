@@ -88,7 +88,7 @@ impl Cluster {
         let spec = JobProcessSpec {
             job: id,
             seq,
-            artifact_id: job.artifact.id.clone(),
+            artifact_id: job.artifact.sha256.clone(),
             artifact_name: job.artifact.name.clone(),
             binary: job.artifact.bytes.as_ref().clone(),
             args: job.args.clone(),

@@ -37,7 +37,8 @@ pub struct JobProcessSpec {
     /// Which process of the job on that TaskManager (a job that gets more
     /// slots there after a failure gets another process).
     pub seq: u32,
-    /// The job binary's content hash (cache key on the TaskManager).
+    /// The job binary's SHA-256 (hex): the TaskManager checks the binary,
+    /// and any copy it cached, against it before running it.
     pub artifact_id: String,
     /// The binary's file name.
     pub artifact_name: String,
