@@ -157,7 +157,7 @@ impl RestPolicy {
             Some(v6) => return v6.split(']').next().is_some_and(|ip| ip.parse::<IpAddr>().is_ok()),
             None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase(),
         };
-        name.parse::<IpAddr>().is_ok() || name == "localhost" || self.allowed_hosts.iter().any(|h| *h == name)
+        name.parse::<IpAddr>().is_ok() || name == "localhost" || self.allowed_hosts.contains(&name)
     }
 }
 
