@@ -62,12 +62,12 @@ pub fn expected(lines: u64) -> BTreeMap<String, u64> {
     m
 }
 
-/// Waits until `topic` holds at least `at_least` committed records (read
-/// with `isolation.level=read_committed`); panics after `deadline`.
-pub fn wait_for_committed(bootstrap: &str, topic: &str, partitions: i32, at_least: u64, deadline: Duration) {
+/// A consumer of the committed records of `topic`'s `partitions`, from
+/// their start.
+fn committed_reader(bootstrap: &str, topic: &str, partitions: i32, group: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "committed-waiter")
+        .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
@@ -77,6 +77,13 @@ pub fn wait_for_committed(bootstrap: &str, topic: &str, partitions: i32, at_leas
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Waits until `topic` holds at least `at_least` committed records (read
+/// with `isolation.level=read_committed`); panics after `deadline`.
+pub fn wait_for_committed(bootstrap: &str, topic: &str, partitions: i32, at_least: u64, deadline: Duration) {
+    let consumer = committed_reader(bootstrap, topic, partitions, "committed-waiter");
     let started = Instant::now();
     let mut n = 0u64;
     while n < at_least {
@@ -92,18 +99,7 @@ pub fn wait_for_committed(bootstrap: &str, topic: &str, partitions: i32, at_leas
 /// deadline), then checks the 1..n rule and the final counts.
 pub fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeMap<String, u64>, deadline: Duration) {
     let total: u64 = want.values().sum();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "checker")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = committed_reader(bootstrap, topic, partitions, "checker");
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut n = 0u64;
     let started = Instant::now();

@@ -124,8 +124,11 @@ fn session_mode_lists_cancels_and_restores_a_savepoint_at_another_parallelism() 
     create_topics(&bs, &[&input, &output], 3);
     feed(&bs, &input, 0..3000, None);
     let cluster = ClusterUnderTest::start("60s");
-    let ckpt = cluster.work.path().join("checkpoints");
+    // Each run its own checkpoint directory: a run started with the
+    // directory of an earlier one would resume from its checkpoints, and
+    // the restore from the savepoint would go untested.
     let kafka_args = |p: &str, savepoint: Option<&str>| {
+        let ckpt = cluster.work.path().join(format!("checkpoints-{}", savepoint.map_or("first", |_| "restored")));
         let mut v: Vec<String> = ["run", "-d", "-p", p].iter().map(|s| s.to_string()).collect();
         if let Some(s) = savepoint {
             v.extend(["-s".to_string(), s.to_string()]);

@@ -18,16 +18,17 @@
 //!
 //! One model of concurrency, as in the job master of
 //! [`sluice::cluster::jobmanager`]: a single thread, the event loop, owns
-//! the [`Cluster`] state. The RPC connection threads ([`serve`]) send it
-//! what they read as [`Event`]s; the REST handlers and the CLI send it
+//! the [`Cluster`] state. The RPC connection threads (`serve`) send it
+//! what they read as events; the REST handlers and the CLI send it
 //! closures through a [`JobManager`] handle and get their result back on
 //! a reply channel; the periodic work (heartbeat timeouts, exited drivers,
 //! slot grants, gauges) runs when the loop's receive times out every
 //! [`TICK`]. No lock guards the state.
 //!
-//! By concept: [`artifacts`] (uploaded binaries), [`slots`] (slot grants
-//! and the job processes they become), [`spawn`] (driver processes),
-//! [`serve`] (TaskManager and driver connections), [`cluster`] (the state).
+//! By concept, one module each: `artifacts` (uploaded binaries), `slots`
+//! (slot grants and the job processes they become), `spawn` (driver
+//! processes), `serve` (TaskManager and driver connections), `cluster`
+//! (the state).
 
 mod artifacts;
 mod cluster;
