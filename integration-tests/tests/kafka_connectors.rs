@@ -745,3 +745,49 @@ fn json_records_and_the_count_of_skipped_ones() {
     assert_eq!(series(&page, &format!("{m}numRecordsInErrors"), &[&job]), Some(3.0), "{page}");
     assert_eq!(series(&page, &format!("{m}numRecordsIn"), &[&job]), Some(6.0), "{page}");
 }
+
+/// Client properties reach the source's consumer and the sinks' producers
+/// (a bad one fails the job naming it), and the
+/// exactly-once sink says plainly that it cannot recover transactions on a
+/// secured listener yet.
+#[test]
+fn client_properties_reach_every_kafka_client() {
+    let bs = broker();
+    let topic = unique_name("props");
+    create_topic(&bs, &topic);
+    produce(&bs, &topic, &["1"]);
+    let fails = |source: KafkaSource<u64>, sink: Option<KafkaSink<u64>>| {
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(1);
+        env.set_config("restart-strategy.type", "none").unwrap();
+        let stream = env.add_source(source.bounded_at_latest());
+        match sink {
+            Some(s) => {
+                stream.add_sink(s);
+            }
+            None => {
+                stream.add_sink(Collect::default());
+            }
+        }
+        env.execute(&unique_name("props job")).unwrap_err().to_string()
+    };
+    let e = fails(numbers(&bs, &topic).set_property("fetch.wait.max.ms", "not-a-number"), None);
+    assert!(e.contains("fetch.wait.max.ms"), "{e}");
+    let sink = KafkaSink::at_least_once(&bs, &unique_name("o"), |v: &u64| (None, v.to_string().into_bytes()))
+        .set_property("compression.type", "no-such-codec");
+    let e = fails(numbers(&bs, &topic), Some(sink));
+    assert!(e.contains("compression.type"), "{e}");
+
+    let env = StreamExecutionEnvironment::new();
+    env.enable_checkpointing(Duration::from_millis(500)).unwrap();
+    env.set_config("restart-strategy.type", "none").unwrap();
+    env.add_source(numbers(&bs, &topic)).sink_to(
+        KafkaTransactionalSink::new(&bs, &unique_name("o"), &unique_name("txn"), |v: &u64| {
+            (None, v.to_string().into_bytes())
+        })
+        .set_properties([("security.protocol", "SASL_SSL"), ("sasl.password", "hunter2")]),
+    );
+    let e = env.execute("secured").unwrap_err().to_string();
+    assert!(e.contains("plain TCP only") && e.contains("SASL_SSL"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}
