@@ -86,12 +86,45 @@ impl TaskManagerSettings {
     }
 }
 
-/// `cluster.work-dir` or its default.
+/// `cluster.work-dir`, or by default `sluice-cluster-<uid>` in the temporary
+/// directory; created private (0700). Job binaries run from here, so it
+/// must belong to this user and be closed to others (else an error says how
+/// to fix it): another local user must not plant a binary in it.
 pub(crate) fn work_dir(conf: &Configuration) -> Result<PathBuf> {
-    Ok(conf
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = own_uid()?;
+    let dir = conf
         .get_str("cluster.work-dir")?
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sluice-cluster")))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("sluice-cluster-{uid}")));
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) => return Err(Error::io(format!("cannot create the work directory '{}'", dir.display()), e)),
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::io(format!("cannot inspect the work directory '{}'", dir.display()), e))?;
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(Error::user(format!(
+            "the work directory '{}' is not a directory of this user (uid {uid}); another user may have planted it. \
+             Remove it or set cluster.work-dir to a directory of your own",
+            dir.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(Error::user(format!(
+            "the work directory '{}' is writable by other users (mode {:o}); run chmod 700 on it or set \
+             cluster.work-dir to a private directory",
+            dir.display(),
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    Ok(dir)
+}
+
+/// This process's (effective) user id: the owner of `/proc/self`.
+fn own_uid() -> Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| Error::io("cannot read /proc/self", e))
 }
 
 /// Runs a TaskManager until the JobManager tells it to shut down; it
@@ -432,5 +465,28 @@ fn kill_all(children: &Children) {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod work_dir_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn work_directories_are_private_and_a_shared_one_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let mut conf = Configuration::new();
+        let fresh = base.path().join("fresh");
+        conf.set("cluster.work-dir", fresh.to_str().unwrap()).unwrap();
+        let dir = work_dir(&conf).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let shared = base.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        conf.set("cluster.work-dir", shared.to_str().unwrap()).unwrap();
+        let e = work_dir(&conf).unwrap_err().to_string();
+        assert!(e.contains("writable by other users") && e.contains("chmod 700"), "{e}");
     }
 }

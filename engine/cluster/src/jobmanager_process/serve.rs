@@ -17,7 +17,7 @@ use sluice::transport::{
     Admission, SecureStream, Security, SecurityError, CONNECTION_THREAD_STACK, HELLO_TIMEOUT, MAX_CONNECTIONS,
 };
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
 
 /// The most slots one TaskManager may offer (a larger offer is refused).
@@ -100,12 +100,32 @@ fn serve_driver(mut reader: SecureStream, events: &Sender<Event>, job: JobId) ->
     Ok(())
 }
 
+/// A reported `/metrics` address, kept only if it is on the host the report
+/// came from (`peer`): Prometheus discovery, which sends its token along,
+/// must list no other host. An unspecified IP (`0.0.0.0`) becomes the peer's.
+fn metrics_on_peer(reported: Option<String>, peer: &str) -> Option<String> {
+    let reported = reported?;
+    let (Ok(mut addr), Ok(peer_addr)) = (reported.parse::<SocketAddr>(), peer.parse::<SocketAddr>()) else {
+        tracing::warn!("dropped the metrics address '{reported}' reported from {peer}: not an IP address and port");
+        return None;
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(peer_addr.ip());
+    }
+    if addr.ip() != peer_addr.ip() {
+        tracing::warn!("dropped the metrics address {reported} reported from {peer}: another host");
+        return None;
+    }
+    Some(addr.to_string())
+}
+
 impl Cluster {
     /// A TaskManager registers: its generation, or `None` if its id is taken
     /// (it is told so).
     pub(super) fn on_task_manager_hello(&mut self, hello: TaskManagerHello, link: Link) -> Option<u64> {
         let TaskManagerHello { id, slots, metrics_address } = hello;
         let id = id.0;
+        let metrics_address = metrics_on_peer(metrics_address, link.peer());
         if self.task_managers.contains_key(&id) {
             let _ = link.send(&ToTaskManagerProcess::Refused(format!("a TaskManager with id '{id}' is registered")));
             return None;
@@ -141,8 +161,9 @@ impl Cluster {
                 }
             }
             FromTaskManagerProcess::JobProcessStarted(report) => {
+                let address = metrics_on_peer(report.metrics_address, tm.link.peer());
                 if let Some(p) = tm.processes.get_mut(&(report.job, report.seq)) {
-                    p.metrics_address = report.metrics_address;
+                    p.metrics_address = address;
                 }
             }
             FromTaskManagerProcess::Heartbeat => {}
@@ -183,7 +204,7 @@ impl Cluster {
         entry.name = name;
         entry.required_slots = required_slots;
         entry.driver_address = Some(driver_address);
-        entry.driver_metrics = metrics_address;
+        entry.driver_metrics = metrics_on_peer(metrics_address, &peer);
         entry.vertices = vertices;
         entry.driver = Some(link);
         entry.waiting_since = Some(Instant::now());
@@ -214,5 +235,20 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_on_peer;
+
+    #[test]
+    fn metrics_addresses_stay_on_the_reporting_host() {
+        let peer = "10.0.0.7:40000";
+        assert_eq!(metrics_on_peer(Some("10.0.0.7:9250".into()), peer).as_deref(), Some("10.0.0.7:9250"));
+        assert_eq!(metrics_on_peer(Some("0.0.0.0:9250".into()), peer).as_deref(), Some("10.0.0.7:9250"));
+        assert_eq!(metrics_on_peer(Some("169.254.169.254:80".into()), peer), None);
+        assert_eq!(metrics_on_peer(Some("evil.example:80".into()), peer), None);
+        assert_eq!(metrics_on_peer(None, peer), None);
     }
 }

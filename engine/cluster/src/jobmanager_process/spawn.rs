@@ -50,6 +50,10 @@ impl Cluster {
         // The driver connects as this process does (a TaskManager gives its
         // task processes its own security settings instead).
         conf.extend(self.settings.security.config_lines());
+        // One `key=value` per line: a value with a line break would inject settings.
+        if let Some((key, _)) = conf.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+            return Err(Error::user(format!("the value of '{key}' contains a control character (a line break?)")));
+        }
         let conf_lines: String = conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         let log = dir.join("driver.log");
         let out =
@@ -74,7 +78,9 @@ impl Cluster {
         match spawned {
             Ok(child) => {
                 self.drivers.insert(id, child);
-                tracing::info!("job {id} submitted: {} {:?}", entry.artifact.name, entry.args);
+                // Arguments may hold passwords: only at debug level.
+                tracing::info!("job {id} submitted: {} with {} argument(s)", entry.artifact.name, entry.args.len());
+                tracing::debug!("job {id} arguments: {:?}", entry.args);
             }
             Err(e) => {
                 entry.status = JobStatus::Failed;

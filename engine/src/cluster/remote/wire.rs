@@ -208,6 +208,66 @@ mod tests {
         assert!(matches!(read_frame::<String>(&mut r), Err(Error::Rpc(RpcError::Decode(_)))));
     }
 
+    /// Hostile input: random bytes and mutated valid frames, decoded as each
+    /// message a peer may send first or later. Nothing panics, and a length
+    /// prefix larger than the input allocates nothing (the loop stays fast).
+    #[test]
+    fn random_and_mutated_frames_never_panic() {
+        use crate::cluster::protocol::{FromTaskManager, TaskManagerRegistration, ToTaskManager};
+        use crate::cluster::remote::messages::{
+            FromDriver, FromTaskManagerProcess, Hello, TaskManagerHello, TaskProcessHello, ToDriver,
+            ToTaskManagerProcess,
+        };
+        use crate::ids::TaskManagerId;
+        let mut seed = 0x5eed_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut valid = Vec::new();
+        let hello = Hello::TaskManager(TaskManagerHello {
+            id: TaskManagerId("tm".into()),
+            slots: 2,
+            metrics_address: Some("127.0.0.1:9".into()),
+        });
+        write_frame(&mut valid, &hello).unwrap();
+        let registration = TaskManagerRegistration { id: TaskManagerId("t".into()), slots: 1, data_address: None };
+        write_frame(
+            &mut valid,
+            &TaskProcessHello { secret: crate::transport::JobSecret::generate().unwrap(), registration },
+        )
+        .unwrap();
+        fn decode_all(bytes: &[u8]) {
+            let _ = read_frame::<Hello>(&mut &bytes[..]);
+            let _ = read_frame::<TaskProcessHello>(&mut &bytes[..]);
+            let _ = read_frame::<FromDriver>(&mut &bytes[..]);
+            let _ = read_frame::<ToDriver>(&mut &bytes[..]);
+            let _ = read_frame::<FromTaskManagerProcess>(&mut &bytes[..]);
+            let _ = read_frame::<ToTaskManagerProcess>(&mut &bytes[..]);
+            let _ = read_frame::<FromTaskManager>(&mut &bytes[..]);
+            let _ = read_frame::<ToTaskManager>(&mut &bytes[..]);
+        }
+        for round in 0..20_000u32 {
+            let mut bytes = if round % 2 == 0 {
+                let n = (next() % 64) as usize;
+                (0..n).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                let mut m = valid.clone();
+                for _ in 0..1 + next() % 4 {
+                    let i = (next() as usize) % m.len();
+                    m[i] = next() as u8;
+                }
+                m
+            };
+            if round % 7 == 0 && bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(&0x1FFF_FFFFu32.to_be_bytes());
+            }
+            decode_all(&bytes);
+        }
+    }
+
     #[test]
     fn a_link_gateway_carries_protocol_messages_and_closes() {
         use crate::cluster::gateway::Gateway;

@@ -356,3 +356,43 @@ fn channels_run_over_mutual_tls_and_refuse_peers_without_a_cluster_certificate()
     producer.join().unwrap();
     bridge.join().unwrap().unwrap();
 }
+
+/// Hostile input on the data plane: random bytes as hellos, frames and
+/// elements never panic, and a frame announcing more than it carries
+/// allocates no more than what arrives.
+#[test]
+fn random_hellos_and_frames_never_panic() {
+    let secret = JobSecret::generate().unwrap();
+    let mut seed = 0xda7a_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let valid = hello(&key(JobId::generate(), 0, 0), &secret).unwrap();
+    let mut frame = Vec::new();
+    for round in 0..20_000u32 {
+        let mut bytes: Vec<u8> = if round % 2 == 0 {
+            (0..next() % 96).map(|_| next() as u8).collect()
+        } else {
+            let mut m = valid.clone();
+            let i = (next() as usize) % m.len();
+            m[i] = next() as u8;
+            m
+        };
+        // As a frame (u32 LE length) with a lying length now and then.
+        if round % 5 == 0 && bytes.len() >= 4 {
+            bytes[..4].copy_from_slice(&0x1FFF_FFFFu32.to_le_bytes());
+        }
+        let _ = read_frame(&mut &bytes[..], &mut frame);
+        assert!(
+            frame.capacity() <= 1 << 16,
+            "a frame buffer of {} bytes from {} input bytes",
+            frame.capacity(),
+            bytes.len()
+        );
+        let _ = postcard::take_from_bytes::<StreamElement<(String, i64)>>(&bytes);
+        let _ = postcard::from_bytes::<ChannelKey>(&bytes);
+    }
+}
