@@ -32,7 +32,7 @@
 //! state-changing requests, tokens, `web.submit.enable` and
 //! `web.cancel.enable` — is [`crate::rest_guard`]'s to decide.
 
-use crate::jobmanager_process::{Cluster, JobEntry, JobManager};
+use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager};
 use crate::rest_guard::RestPolicy;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -351,7 +351,15 @@ async fn upload(State(jm): State<JobManager>, Query(q): Query<HashMap<String, St
         return Err(bad(format!("'{name}' is not an ELF executable (job binaries are built with cargo build)")));
     }
     let (name, bytes) = (name.clone(), body.to_vec());
-    let a = ask(&jm, move |c| c.add_artifact(&name, bytes)).await?.map_err(|e| bad(e.to_string()))?;
+    // Hashing and writing a large binary happen here, not on the event loop
+    // (which would stop hearing heartbeats meanwhile).
+    let work_dir = ask(&jm, |c| c.work_dir()).await?;
+    let a = tokio::task::spawn_blocking(move || Artifact::store(&work_dir, &name, bytes))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| bad(e.to_string()))?;
+    let listed = a.clone();
+    ask(&jm, move |c| c.insert_artifact(listed)).await?;
     Ok(Json(json!({ "status": "success", "id": a.id, "filename": a.name })))
 }
 

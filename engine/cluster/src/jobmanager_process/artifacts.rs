@@ -25,9 +25,11 @@ pub struct Artifact {
     pub uploaded: i64,
 }
 
-impl Cluster {
-    /// Stores an uploaded binary; returns it.
-    pub fn add_artifact(&mut self, name: &str, bytes: Vec<u8>) -> Result<Artifact> {
+impl Artifact {
+    /// Stores an uploaded binary below `work_dir` (hashing and writing it:
+    /// slow for a large binary, so not on the JobManager's event loop; see
+    /// [`Cluster::insert_artifact`]).
+    pub fn store(work_dir: &std::path::Path, name: &str, bytes: Vec<u8>) -> Result<Artifact> {
         let name = std::path::Path::new(name)
             .file_name()
             .and_then(|n| n.to_str())
@@ -36,7 +38,7 @@ impl Cluster {
             .to_string();
         let id = sluice::transport::random_hex(16)?;
         let sha256 = sluice::transport::sha256_hex(&bytes);
-        let dir = self.settings.work_dir.join("artifacts").join(&id);
+        let dir = work_dir.join("artifacts").join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
         let path = dir.join(&name);
         {
@@ -55,9 +57,19 @@ impl Cluster {
                 .map_err(|e| Error::io(format!("cannot write '{}'", path.display()), e))?;
         }
         let uploaded = sluice_checkpoint::clock::now_ms();
-        let a = Artifact { id: id.clone(), sha256, name, path, bytes: Arc::new(bytes), uploaded };
-        self.artifacts.insert(id, a.clone());
-        Ok(a)
+        Ok(Artifact { id, sha256, name, path, bytes: Arc::new(bytes), uploaded })
+    }
+}
+
+impl Cluster {
+    /// Where uploaded binaries are stored (see [`Artifact::store`]).
+    pub fn work_dir(&self) -> std::path::PathBuf {
+        self.settings.work_dir.clone()
+    }
+
+    /// Lists a stored binary.
+    pub fn insert_artifact(&mut self, a: Artifact) {
+        self.artifacts.insert(a.id.clone(), a);
     }
 
     /// Forgets the uploaded binary `id` and deletes its file (jobs started

@@ -199,7 +199,15 @@ fn run(mut cluster: Cluster, inbox: Receiver<Event>) {
     let mut next_tick = Instant::now() + TICK;
     loop {
         match inbox.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-            Ok(event) => cluster.apply(event),
+            Ok(event) => {
+                cluster.apply(event);
+                // Everything already queued first: after a slow event, the
+                // heartbeats that waited meanwhile must count before a tick
+                // judges the TaskManagers.
+                while let Ok(event) = inbox.try_recv() {
+                    cluster.apply(event);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
