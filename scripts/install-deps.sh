@@ -3,10 +3,12 @@
 #   build (what `cargo build` needs):
 #     g++          — compiles RocksDB (rocksdb crate) and librdkafka (rdkafka crate);
 #     make         — runs librdkafka's build;
-#     libclang-dev — bindgen generates the RocksDB bindings.
+#     libclang-dev — bindgen generates the RocksDB bindings;
+#     libssl-dev, pkg-config — librdkafka speaks TLS and SASL/SCRAM with OpenSSL.
 #   test (what the tests need besides the build):
 #     prometheus   — a real Prometheus server scrapes a running job in the tests;
-#     chromium     — a headless browser renders the JobManager's web UI in the tests.
+#     chromium     — a headless browser renders the JobManager's web UI in the tests;
+#     openssl      — test certificates (scripts/cluster-certs.sh, the SASL_SSL Kafka listener).
 # Java and the Kafka jars are not installed here: scripts/kafka-local.sh installs
 # them on first use (scripts/lib/common.sh), and scripts/docker-images.sh the
 # Docker engine.
@@ -29,9 +31,13 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
   missing+=(libclang-dev)
 fi
+# librdkafka is built with OpenSSL (TLS and SASL/SCRAM to Kafka).
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 if [ "$group" = all ]; then
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

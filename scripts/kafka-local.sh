@@ -35,6 +35,9 @@
 #   KAFKA_HEAP_OPTS        JVM heap flags (default -Xms256m -Xmx512m)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 60)
 #   KAFKA_EXTRA_CONFIG     extra server.properties lines
+#   KAFKA_SASL_SSL_PORT    also a SASL_SSL listener on 127.0.0.1:PORT, with a CA, a broker
+#                          certificate and a SASL user (PLAIN, SCRAM-SHA-256/512) made in
+#                          <dir>/tls on first start: ca.pem, sasl-user, sasl-password
 # Bootstrap servers for clients: 127.0.0.1:$KAFKA_PORT (single-node,
 # transactions enabled: replication factor / min ISR of internal topics = 1).
 set -euo pipefail
@@ -93,6 +96,11 @@ cmd_start() {
     fi
     kafka_install
     mkdir -p "$DATA_DIR" "$LOG_DIR"
+    if [ -n "${KAFKA_SASL_SSL_PORT:-}" ]; then
+        export KAFKA_TLS_DIR="$KAFKA_DIR/tls"
+        kafka_secure_material "$KAFKA_TLS_DIR"
+        log "SASL_SSL listener on 127.0.0.1:$KAFKA_SASL_SSL_PORT: CA $KAFKA_TLS_DIR/ca.pem, user and password in $KAFKA_TLS_DIR/sasl-{user,password}"
+    fi
     kafka_write_server_config "$CONFIG" "$DATA_DIR"
     kafka_format_storage "$CONFIG" "$DATA_DIR"
     kafka_server_cmd "$CONFIG" "$KAFKA_HOME/config/log4j.properties" "$LOG_DIR"

@@ -177,6 +177,11 @@ kafka_write_server_config() {
     advertised="PLAINTEXT://$adv_host:$adv_port"
     protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     inter=PLAINTEXT
+    if [ -n "${KAFKA_SASL_SSL_PORT:-}" ]; then
+        listeners="$listeners,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+        advertised="$advertised,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+        protomap="$protomap,SASL_SSL:SASL_SSL"
+    fi
     if [ "$adv_host:$adv_port" != "$listen_host:$port" ] && [ "$adv_host:$adv_port" != "127.0.0.1:$port" ]; then
         # The advertised address is not reachable from inside (e.g. docker -p
         # HOSTPORT:9092). The broker sends transaction markers etc. to itself
@@ -219,9 +224,56 @@ num.recovery.threads.per.data.dir=1
 log.retention.hours=168
 delete.topic.enable=true
 EOF
+    if [ -n "${KAFKA_SASL_SSL_PORT:-}" ]; then
+        kafka_secure_listener_config >>"$file"
+    fi
     if [ -n "${KAFKA_EXTRA_CONFIG:-}" ]; then
         printf '# KAFKA_EXTRA_CONFIG\n%s\n' "$KAFKA_EXTRA_CONFIG" >>"$file"
     fi
+}
+
+# kafka_secure_material DIR: makes (once) a CA, a broker certificate for
+# 127.0.0.1 and localhost, and a SASL password, in DIR (0700):
+#   DIR/ca.pem                 the CA clients trust (ssl.ca.location)
+#   DIR/broker-keystore.pem    the broker's key and certificate (PEM keystore)
+#   DIR/sasl-user, DIR/sasl-password   the SASL user (PLAIN and SCRAM-SHA-256/512)
+kafka_secure_material() {
+    local dir=$1
+    [ -f "$dir/broker-keystore.pem" ] && [ -f "$dir/sasl-password" ] && return 0
+    command -v openssl >/dev/null || die "openssl is needed for the SASL_SSL listener (apt-get install openssl)"
+    ( umask 077
+      mkdir -p "$dir"
+      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/ca-key.pem" 2>/dev/null
+      openssl req -x509 -new -key "$dir/ca-key.pem" -sha256 -days 825 -subj "/CN=Sluice test Kafka CA" \
+          -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" -out "$dir/ca.pem"
+      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/broker-key.pem" 2>/dev/null
+      openssl req -new -key "$dir/broker-key.pem" -subj "/CN=localhost" -out "$dir/broker.csr"
+      printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+          "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >"$dir/broker.ext"
+      openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
+          -days 825 -sha256 -extfile "$dir/broker.ext" -out "$dir/broker.pem" 2>/dev/null
+      cat "$dir/broker-key.pem" "$dir/broker.pem" >"$dir/broker-keystore.pem"
+      rm -f "$dir/broker.csr" "$dir/broker.ext"
+      printf '%s\n' "${KAFKA_SASL_USER:-sluice}" >"$dir/sasl-user"
+      printf '%s\n' "${KAFKA_SASL_PASSWORD:-$(head -c 18 /dev/urandom | base64 | tr -d '/+=\n')}" >"$dir/sasl-password"
+      chmod 644 "$dir/ca.pem" )
+}
+
+# kafka_secure_listener_config: server.properties lines of the SASL_SSL
+# listener (KAFKA_SASL_SSL_PORT), with the material of kafka_secure_material.
+kafka_secure_listener_config() {
+    local dir=${KAFKA_TLS_DIR:?} user password
+    user=$(cat "$dir/sasl-user")
+    password=$(cat "$dir/sasl-password")
+    cat <<EOF
+# SASL_SSL listener (KAFKA_SASL_SSL_PORT): TLS with $dir/ca.pem, SASL PLAIN and SCRAM for user '$user'
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user="$password";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/broker-keystore.pem
+EOF
 }
 
 # kafka_random_cluster_id: 16 random bytes, URL-safe base64 without padding
@@ -246,7 +298,15 @@ kafka_format_storage() {
     local cid
     cid=${KAFKA_CLUSTER_ID:-$(kafka_random_cluster_id)}
     log "formatting KRaft storage in $data_dir (cluster id $cid)"
-    kafka_java kafka.tools.StorageTool format -t "$cid" -c "$config" --ignore-formatted >&2 \
+    local scram=()
+    if [ -n "${KAFKA_SASL_SSL_PORT:-}" ]; then
+        local user password
+        user=$(cat "${KAFKA_TLS_DIR:?}/sasl-user")
+        password=$(cat "$KAFKA_TLS_DIR/sasl-password")
+        scram=(--add-scram "SCRAM-SHA-256=[name=$user,password=$password]"
+               --add-scram "SCRAM-SHA-512=[name=$user,password=$password]")
+    fi
+    kafka_java kafka.tools.StorageTool format -t "$cid" -c "$config" --ignore-formatted "${scram[@]}" >&2 \
         || die "kafka storage format failed"
 }
 

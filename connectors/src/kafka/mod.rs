@@ -22,10 +22,12 @@
 //!
 //! See [`source`] and [`sink`] for the guarantees and their limits.
 
+pub mod broker_connection;
 mod discovery;
 pub mod metrics;
 pub mod properties;
 pub mod protocol;
+mod scram;
 pub mod sink;
 pub mod source;
 

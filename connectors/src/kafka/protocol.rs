@@ -9,16 +9,13 @@
 //! transaction's producer id and epoch at pre-commit, and tells a transaction
 //! committed before a crash from one that was lost.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use super::broker_connection::{exchange, BrokerSecurity};
 use kafka_protocol::messages::{
     describe_configs_request::DescribeConfigsResource, ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
     DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, ProducerId, RequestHeader, ResponseHeader, TransactionalId,
+    FindCoordinatorResponse, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 /// A transaction as the coordinator describes it.
@@ -55,13 +52,12 @@ pub enum EndTxnOutcome {
     AlreadyCommitted,
 }
 
-static CORRELATION: AtomicI32 = AtomicI32::new(1);
-
 /// Talks to the brokers of `bootstrap` (comma-separated host:port).
 #[derive(Debug, Clone)]
 pub struct TxnCoordinatorClient {
     bootstrap: Vec<String>,
     timeout: Duration,
+    security: BrokerSecurity,
 }
 
 impl TxnCoordinatorClient {
@@ -70,7 +66,14 @@ impl TxnCoordinatorClient {
         TxnCoordinatorClient {
             bootstrap: bootstrap.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
             timeout,
+            security: BrokerSecurity::plaintext(),
         }
+    }
+
+    /// Connects with TLS and SASL as `security` says.
+    pub fn with_security(mut self, security: BrokerSecurity) -> Self {
+        self.security = security;
+        self
     }
 
     fn call<Req: Encodable, Resp: Decodable>(
@@ -80,42 +83,8 @@ impl TxnCoordinatorClient {
         version: i16,
         request: &Req,
     ) -> Result<Resp, String> {
-        let sock = addr
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {addr}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{addr} resolves to no address"))?;
-        let mut stream =
-            TcpStream::connect_timeout(&sock, self.timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        stream.set_read_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
-        let correlation = CORRELATION.fetch_add(1, Ordering::Relaxed);
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation)
-            .with_client_id(Some(StrBytes::from_static_str("sluice")));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, key.request_header_version(version)).map_err(|e| e.to_string())?;
-        request.encode(&mut body, version).map_err(|e| e.to_string())?;
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        stream.write_all(&frame).map_err(|e| format!("cannot send to {addr}: {e}"))?;
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).map_err(|e| format!("no answer from {addr}: {e}"))?;
-        let len = i32::from_be_bytes(len).max(0) as usize;
-        let mut response = vec![0u8; len];
-        stream.read_exact(&mut response).map_err(|e| format!("truncated answer from {addr}: {e}"))?;
-        let mut bytes = Bytes::from(response);
-        let header =
-            ResponseHeader::decode(&mut bytes, key.response_header_version(version)).map_err(|e| e.to_string())?;
-        if header.correlation_id != correlation {
-            return Err(format!("{addr} answered another request ({} != {correlation})", header.correlation_id));
-        }
-        let decoded = Resp::decode(&mut bytes, version).map_err(|e| e.to_string())?;
-        let _ = bytes.remaining();
-        Ok(decoded)
+        let mut stream = self.security.connect(addr, self.timeout)?;
+        exchange(&mut *stream, key, version, request).map_err(|e| format!("{addr}: {e}"))
     }
 
     /// A broker configuration value (from the first bootstrap broker that

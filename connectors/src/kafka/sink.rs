@@ -40,6 +40,7 @@
 //! (the restore fails with a message saying records were lost). It may not
 //! exceed the broker's `transaction.max.timeout.ms`.
 
+use super::broker_connection::BrokerSecurity;
 use super::metrics::SinkMetrics;
 use super::properties::ClientProperties;
 use super::protocol::{EndTxnOutcome, TxnCoordinatorClient};
@@ -420,17 +421,11 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.subtask = ctx.subtask_index;
         self.parallelism = ctx.parallelism;
-        if !self.config.extra.is_plaintext() {
-            // The coordinator client resumes transactions after a restart
-            // with raw protocol requests, over plain TCP only (yet).
-            return Err(KafkaError::Client(format!(
-                "the exactly-once Kafka sink recovers transactions over plain TCP only, and security.protocol is \
-                 '{}'; use KafkaSink::at_least_once on this cluster, or a PLAINTEXT listener",
-                self.config.extra.get("security.protocol").unwrap_or_default()
-            ))
-            .into());
-        }
-        self.coordinator = Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)));
+        // The coordinator client resumes transactions after a restart with
+        // raw protocol requests: secured as the producers are.
+        let security = BrokerSecurity::from_properties(&self.config.extra).map_err(KafkaError::Client)?;
+        self.coordinator =
+            Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)).with_security(security));
         self.metrics = SinkMetrics::new(ctx);
         self.check_timeout(ctx)
     }

@@ -11,6 +11,10 @@
 //! Started again with the same `--checkpoint-dir`, it resumes from the latest
 //! completed checkpoint. `--delivery at-least-once|none` trades the
 //! guarantee for latency; `--bounded` stops at the end offsets seen at start.
+//! `--kafka-properties FILE` sets client properties (`key=value` lines, `#`
+//! comments) on the source and the sink, e.g. `security.protocol=SASL_SSL`,
+//! `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`:
+//! secrets stay out of the command line and out of the logs.
 
 use sluice::{ParameterTool, StreamExecutionEnvironment};
 use sluice_connectors::kafka::{KafkaSink, KafkaSource, KafkaTransactionalSink, StartingOffsets};
@@ -28,9 +32,15 @@ fn main() -> std::process::ExitCode {
         let output = params.get_required("output-topic")?.to_string();
         let prefix = params.get_or("transactional-id-prefix", &format!("sluice-wc-{output}")).to_string();
         let env = StreamExecutionEnvironment::from_params(&params)?;
+        let properties = match params.get("kafka-properties") {
+            Some(path) => read_properties(path)?,
+            None => Vec::new(),
+        };
+        let props = || properties.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let mut source = KafkaSource::strings(&bootstrap, &[input.as_str()])
             .starting_offsets(StartingOffsets::Earliest)
-            .group_id(params.get_or("group-id", "sluice-kafka-wordcount"));
+            .group_id(params.get_or("group-id", "sluice-kafka-wordcount"))
+            .set_properties(props());
         if params.has("bounded") {
             source = source.bounded_at_latest();
         }
@@ -40,13 +50,18 @@ fn main() -> std::process::ExitCode {
             |(word, count): &(String, u64)| (Some(word.clone().into_bytes()), count.to_string().into_bytes());
         match params.get_or("delivery", "exactly-once") {
             "exactly-once" => {
-                counts.sink_to(KafkaTransactionalSink::new(&bootstrap, &output, &prefix, serialize)).uid("kafka-sink");
+                let sink = KafkaTransactionalSink::new(&bootstrap, &output, &prefix, serialize).set_properties(props());
+                counts.sink_to(sink).uid("kafka-sink");
             }
             "at-least-once" => {
-                counts.add_sink(KafkaSink::at_least_once(&bootstrap, &output, serialize)).uid("kafka-sink");
+                counts
+                    .add_sink(KafkaSink::at_least_once(&bootstrap, &output, serialize).set_properties(props()))
+                    .uid("kafka-sink");
             }
             "none" => {
-                counts.add_sink(KafkaSink::none(&bootstrap, &output, serialize)).uid("kafka-sink");
+                counts
+                    .add_sink(KafkaSink::none(&bootstrap, &output, serialize).set_properties(props()))
+                    .uid("kafka-sink");
             }
             other => anyhow::bail!(
                 "bad value '{other}' for parameter --delivery: expected exactly-once, at-least-once or none"
@@ -55,4 +70,22 @@ fn main() -> std::process::ExitCode {
         env.execute("Kafka WordCount")?;
         Ok(())
     })
+}
+
+/// `key=value` lines of a client properties file (`#` starts a comment).
+fn read_properties(path: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read --kafka-properties '{path}': {e}"))?;
+    let mut properties = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{path}:{}: expected key=value, not '{line}'", n + 1))?;
+        properties.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(properties)
 }
