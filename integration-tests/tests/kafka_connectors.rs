@@ -215,7 +215,7 @@ fn exactly_once_sink_survives_an_in_process_restart() {
         .sink_to(KafkaTransactionalSink::new(&bs, &output, &unique_name("eos"), |v: &u64| {
             (None, v.to_string().into_bytes())
         }));
-    let job = unique("eos restart");
+    let job = unique_name("eos restart");
     let client = env.execute_async(&job).unwrap();
     let started = Instant::now();
     while client.details().unwrap().restarts == 0 && started.elapsed() < Duration::from_secs(60) {
