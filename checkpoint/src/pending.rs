@@ -42,6 +42,9 @@ pub struct JobDescription<'a> {
     pub job_name: &'a str,
     /// The job's max parallelism (number of key groups).
     pub max_parallelism: u32,
+    /// The ids of all the job's operators (its identity, with its name,
+    /// see [`JobIdentity`](crate::metadata::JobIdentity)).
+    pub operators: &'a [String],
     /// Looks an operator up by its id.
     pub operator: &'a dyn Fn(&str) -> Option<OperatorInfo>,
 }
@@ -57,6 +60,9 @@ pub enum Acknowledged {
     NotExpected,
     /// This subtask had acknowledged already: ignored.
     Duplicate,
+    /// A handle names another subtask or a file that is not a plain file
+    /// name: ignored (the checkpoint then times out).
+    Invalid,
 }
 
 /// A checkpoint waiting for acknowledgements. See the module docs.
@@ -92,6 +98,10 @@ impl PendingCheckpoint {
         }
         if self.acks.contains_key(&task) {
             return Acknowledged::Duplicate;
+        }
+        let plain = |n: &str| crate::names::check_file_name(n, std::path::Path::new("(acknowledgement)")).is_ok();
+        if handles.iter().any(|(_, h)| h.subtask != task.1 || !plain(&h.file) || !h.shared.iter().all(|s| plain(s))) {
+            return Acknowledged::Invalid;
         }
         self.acks.insert(task, handles);
         if self.is_fully_acknowledged() {
@@ -136,6 +146,7 @@ impl PendingCheckpoint {
             timestamp_ms: self.barrier.timestamp_ms,
             max_parallelism: job.max_parallelism,
             operators: operators.into_values().collect(),
+            job_operators: crate::metadata::JobIdentity::new(job.job_name, job.operators.iter().cloned()).operators,
         }
     }
 
@@ -204,8 +215,16 @@ mod tests {
         (op == "src").then(|| OperatorInfo { name: "Source".into(), parallelism: 2, keyed: false })
     }
 
+    static OPERATORS: [String; 0] = [];
+
     fn job() -> JobDescription<'static> {
-        JobDescription { job_id: "abcdef0123", job_name: "J", max_parallelism: 128, operator: &info }
+        JobDescription {
+            job_id: "abcdef0123",
+            job_name: "J",
+            max_parallelism: 128,
+            operator: &info,
+            operators: &OPERATORS,
+        }
     }
 
     #[test]
@@ -215,6 +234,12 @@ mod tests {
         assert_eq!(p.acknowledge((0, 0), handle("src", 0, 99)), Acknowledged::Duplicate);
         assert_eq!(p.acknowledge((5, 0), handle("src", 0, 99)), Acknowledged::NotExpected);
         assert_eq!(p.acknowledge((0, 2), handle("src", 2, 99)), Acknowledged::NotExpected);
+        // An expected subtask whose handle claims another subtask's state,
+        // or names a file outside the checkpoint: ignored.
+        assert_eq!(p.acknowledge((0, 1), handle("src", 0, 99)), Acknowledged::Invalid);
+        let mut escaping = handle("src", 1, 99);
+        escaping[0].1.file = "../../x".into();
+        assert_eq!(p.acknowledge((0, 1), escaping), Acknowledged::Invalid);
         assert!(!p.is_fully_acknowledged());
         assert_eq!(p.acknowledge((0, 1), handle("src", 1, 20)), Acknowledged::Pending);
         assert_eq!(p.acknowledge((1, 0), vec![]), Acknowledged::Complete);

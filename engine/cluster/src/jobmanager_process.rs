@@ -312,6 +312,10 @@ impl Cluster {
             .get(artifact_id)
             .cloned()
             .ok_or_else(|| Error::user(format!("no uploaded binary with id '{artifact_id}'; upload it first")))?;
+        // It becomes a `key=value` line of the job's settings: no newline.
+        if let Some(s) = &savepoint {
+            sluice_checkpoint::names::check_path_text(s).map_err(|e| Error::user(e.to_string()))?;
+        }
         let id = JobId::generate();
         let dir = self.settings.work_dir.join("jobs").join(id.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
