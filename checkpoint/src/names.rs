@@ -50,10 +50,11 @@ pub fn join_checked(dir: &Path, name: &str, from: &Path) -> Result<PathBuf> {
     Ok(dir.join(check_file_name(name, from)?))
 }
 
-/// Creates `path` for writing; fails if anything (a file, a symbolic link,
+/// Creates `path` for writing (and reading back); fails if anything (a file, a symbolic link,
 /// even a dangling one) is already there (`O_CREAT|O_EXCL|O_NOFOLLOW`).
 pub fn create_new(path: &Path) -> Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)

@@ -114,6 +114,14 @@ pub fn copy_checkpoint_files(from: &Path, to: &Path) -> Result<()> {
     }
 }
 
+/// The `shared/` directory next to the checkpoint directory `checkpoint_dir`.
+pub fn shared_dir_of(checkpoint_dir: &Path) -> PathBuf {
+    match checkpoint_dir.parent().filter(|p| !p.as_os_str().is_empty() && checkpoint_dir.file_name().is_some()) {
+        Some(job_dir) => job_dir.join(SHARED_DIR),
+        None => checkpoint_dir.join("..").join(SHARED_DIR),
+    }
+}
+
 /// The directory of checkpoint `id` of job `job_id` under `root`.
 pub fn checkpoint_dir(root: &Path, job_id: &str, id: CheckpointId) -> PathBuf {
     root.join(job_id).join(format!("chk-{}", id.0))
@@ -213,7 +221,7 @@ pub fn verify_files(metadata: &CheckpointMetadata, dir: &Path) -> Result<()> {
                 });
             }
             for name in &h.shared {
-                let path = dir.join("..").join(SHARED_DIR).join(name);
+                let path = shared_dir_of(dir).join(name);
                 if !path.is_file() {
                     return Err(Error::MissingState {
                         checkpoint: metadata.checkpoint_id.0,

@@ -331,3 +331,31 @@ fn file_sink_output_is_exactly_once_through_failures() {
         assert!(leftovers.is_empty(), "p={p}: no uncommitted part files remain: {leftovers:?}");
     }
 }
+
+#[test]
+fn a_job_never_resumes_another_jobs_checkpoint_in_a_shared_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let env = checkpointed_env(dir.path(), 2);
+        let sink = CollectSink::default();
+        let words = Words::new(1500, 17, 20, Duration::from_millis(2));
+        let log = words.log.clone();
+        word_count_job(&env, words, &sink);
+        env.execute(name).unwrap();
+        (log.restored(), final_counts(&sink.take()))
+    };
+    let expected = Words::new(1500, 17, 20, Duration::ZERO).expected_counts();
+    let (restored, counts) = run("first job");
+    assert!(restored.is_empty());
+    assert_eq!(counts, expected);
+    let completed = std::fs::read_dir(dir.path()).unwrap().flatten().count();
+    assert_eq!(completed, 1, "the first job left its checkpoints in the directory");
+    // Another job with the same operators in the same directory starts from
+    // scratch: it must not take the first job's source positions and counts.
+    let (restored, counts) = run("second job");
+    assert!(restored.is_empty(), "the second job restored the first job's checkpoint at {restored:?}");
+    assert_eq!(counts, expected, "the second job counted from the first job's state");
+    // The first job run again resumes its own latest checkpoint.
+    let (restored, _) = run("first job");
+    assert_eq!(restored.len(), 1, "the first job resumes its own checkpoint");
+}

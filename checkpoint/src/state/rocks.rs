@@ -31,6 +31,7 @@
 
 use crate::barrier::CheckpointKind;
 use crate::error::{Error, Result};
+use crate::names::{check_file_name, create_new, create_temporary};
 use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StateData, StoredFile, UploadTarget};
 use crate::state::rocks_changelog::{self, Plan, RocksChangelog, Taken};
 use crate::state::rocks_writer::{Entries, WriteBehind};
@@ -444,25 +445,45 @@ impl RocksInstance {
     }
 
     /// Copies the entries of the key groups in `range` from a stored
-    /// RocksDB checkpoint into `sink(state, key, value)`.
+    /// RocksDB checkpoint into `sink(state, key, value)`. Its files are
+    /// linked or copied into a new private directory below `local`
+    /// (`state.backend.rocksdb.localdir`, else the system temp directory);
+    /// every name must be a plain file name, and every file is created new
+    /// there, never through a link.
     pub fn restore_from(
         handle: &RocksHandle,
         checkpoint_dir: &Path,
+        local: Option<&Path>,
         range: KeyGroupRange,
         sink: RestoreSink<'_>,
     ) -> Result<()> {
-        let tmp = std::env::temp_dir().join("sluice-rocksdb").join(format!("restore-{}", instance_name()));
-        std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+        let from_handle = checkpoint_dir.join(format!("(RocksDB instance {})", handle.instance));
+        for (local, stored) in &handle.files {
+            check_file_name(local, &from_handle)?;
+            let (StoredFile::Private(name) | StoredFile::Shared(name)) = stored;
+            check_file_name(name, &from_handle)?;
+        }
+        let base = local.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("sluice-rocksdb"));
+        std::fs::create_dir_all(&base).map_err(io_err("create", &base))?;
+        let tmp = base.join(format!("restore-{}", instance_name()));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(io_err("create", &tmp))?;
+        }
         let result = (|| {
             for (local, stored) in &handle.files {
                 let from = stored.path(checkpoint_dir);
                 let to = tmp.join(local);
+                // A hard link never replaces or follows what is at `to`.
                 if std::fs::hard_link(&from, &to).is_err() {
-                    std::fs::copy(&from, &to).map_err(|e| Error::MissingState {
+                    let unreadable = |e: String| Error::MissingState {
                         checkpoint: 0,
                         path: from.clone(),
                         reason: format!("RocksDB file of instance {} cannot be read: {e}", handle.instance),
-                    })?;
+                    };
+                    let mut source = std::fs::File::open(&from).map_err(|e| unreadable(e.to_string()))?;
+                    let mut target = create_new(&to)?;
+                    std::io::copy(&mut source, &mut target).map_err(|e| unreadable(e.to_string()))?;
                 }
             }
             let names = DB::list_cf(&Options::default(), &tmp).map_err(rocks_err("list restored column families"))?;
@@ -634,14 +655,15 @@ fn upload(
 /// rename.
 pub(crate) fn store_file(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+        crate::storage::create_dir_durable(parent)?;
     }
     if std::fs::hard_link(from, to).is_ok() {
         return Ok(());
     }
-    let tmp = to.with_extension("inprogress");
-    std::fs::copy(from, &tmp).map_err(io_err("copy", from))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err("sync", &tmp))?;
+    let mut source = std::fs::File::open(from).map_err(io_err("open", from))?;
+    let (mut target, tmp) = create_temporary(to)?;
+    std::io::copy(&mut source, &mut target).map_err(io_err("copy", from))?;
+    target.sync_all().map_err(io_err("sync", &tmp))?;
     std::fs::rename(&tmp, to).map_err(io_err("rename", to))
 }
 
