@@ -98,14 +98,19 @@ struct MetadataV2 {
 }
 
 /// What makes a checkpoint a given job's: the job's name and the ids of
-/// all its operators. A job resumes automatically only from checkpoints
-/// with the same identity ([`CheckpointMetadata::belongs_to`]).
+/// all its operators (and, for a job in a cluster, its job id). A job
+/// resumes automatically only from checkpoints with the same identity
+/// ([`CheckpointMetadata::belongs_to`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobIdentity {
     /// The job's name (`execute(name)`).
     pub name: String,
     /// The ids of all its operators, sorted.
     pub operators: Vec<String>,
+    /// If set, only checkpoints this job id took are its own (a job
+    /// submitted to a cluster gets a new id, and does not take over the
+    /// checkpoints of another submission, even of the same program).
+    pub job_id: Option<String>,
 }
 
 impl JobIdentity {
@@ -114,7 +119,7 @@ impl JobIdentity {
         let mut operators: Vec<String> = operators.into_iter().collect();
         operators.sort();
         operators.dedup();
-        JobIdentity { name: name.into(), operators }
+        JobIdentity { name: name.into(), operators, job_id: None }
     }
 }
 
@@ -197,6 +202,13 @@ impl CheckpointMetadata {
         let whose = || format!("it belongs to job '{}' (id {})", self.job_name, self.job_id);
         if self.job_name != job.name {
             return Err(whose());
+        }
+        if job.job_id.as_ref().is_some_and(|id| *id != self.job_id) {
+            return Err(format!(
+                "{}, and a job submitted to a cluster resumes only its own checkpoints \
+                 (start it from a savepoint or a retained checkpoint with -s PATH)",
+                whose()
+            ));
         }
         let same_operators = if self.job_operators.is_empty() {
             self.operators.iter().all(|o| job.operators.binary_search(&o.operator_id).is_ok())
@@ -281,6 +293,9 @@ mod tests {
         assert!(m.belongs_to(&more).unwrap_err().contains("operators differ"));
         assert!(old.belongs_to(&more).is_ok());
         assert!(old.belongs_to(&JobIdentity::new("job", ["sink".to_string()])).is_err());
+        let submitted = JobIdentity { job_id: Some("other id".into()), ..job.clone() };
+        assert!(m.belongs_to(&submitted).unwrap_err().contains("-s PATH"));
+        assert!(m.belongs_to(&JobIdentity { job_id: Some("j".into()), ..job }).is_ok());
     }
 
     #[test]

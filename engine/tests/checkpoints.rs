@@ -359,3 +359,29 @@ fn a_job_never_resumes_another_jobs_checkpoint_in_a_shared_directory() {
     let (restored, _) = run("first job");
     assert_eq!(restored.len(), 1, "the first job resumes its own checkpoint");
 }
+
+#[test]
+fn savepoints_go_only_below_state_savepoints_dir_and_paths_hold_no_newline() {
+    let allowed = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.set_config("state.savepoints.dir", allowed.path().to_str().unwrap()).unwrap();
+    let sink = CollectSink::default();
+    word_count_job(&env, Words::new(1000, 7, 10, Duration::ZERO).hold_at(500, &Gate::default()), &sink);
+    let client = env.execute_async("savepoint directories").unwrap();
+    wait_for("the words before the hold", Duration::from_secs(60), || {
+        (sink.0.lock().unwrap().len() >= 500).then_some(())
+    });
+    let e = client.trigger_savepoint(elsewhere.path()).unwrap_err().to_string();
+    assert!(e.contains("state.savepoints.dir"), "{e}");
+    let e = client.trigger_savepoint(allowed.path().join("..").join("x")).unwrap_err().to_string();
+    assert!(e.contains("'..'"), "{e}");
+    let e = client.trigger_savepoint(allowed.path().join("a\nexecution.savepoint.path=/x")).unwrap_err().to_string();
+    assert!(e.contains("control characters"), "{e}");
+    let path = client.trigger_savepoint(allowed.path().join("nightly")).unwrap();
+    assert!(path.starts_with(allowed.path().join("nightly")) && path.join("_metadata").is_file(), "{path:?}");
+    assert!(std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(), "nothing was written elsewhere");
+    client.cancel().unwrap();
+    assert!(matches!(client.wait(), Err(Error::JobCanceled(_))));
+}

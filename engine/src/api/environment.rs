@@ -88,8 +88,9 @@ fn checkpoint_config(conf: &Configuration) -> Result<Option<CheckpointConfig>> {
 
 /// What the job restores: the savepoint of `execution.savepoint.path`, or
 /// else the latest completed checkpoint of this job (`job`: the same name
-/// and operators) in `state.checkpoints.dir`. Checkpoints of other jobs in
-/// that directory are named in the log and never restored.
+/// and operators; in a cluster also the same job id) in
+/// `state.checkpoints.dir`. Checkpoints of other jobs in that directory are
+/// named on stderr and never restored.
 fn restore_plan(conf: &Configuration, job: &JobIdentity) -> Result<Option<RestorePlan>> {
     if let Some(path) = conf.get_str("execution.savepoint.path")? {
         sluice_checkpoint::names::check_path_text(&path)?;
@@ -101,6 +102,13 @@ fn restore_plan(conf: &Configuration, job: &JobIdentity) -> Result<Option<Restor
     if !conf.is_set("execution.checkpointing.interval") {
         return Ok(None);
     }
+    // A job submitted to a cluster inherits the cluster's directory, which
+    // holds every job's checkpoints: it resumes only its own job id's.
+    let mut job = job.clone();
+    if crate::cluster::remote::job_process::role()?.is_some() {
+        job.job_id = std::env::var(crate::cluster::remote::job_process::JOB_ID_VAR).ok();
+    }
+    let job = &job;
     match storage::find_latest(Path::new(&root), job) {
         Ok(latest) => {
             for (dir, whose) in &latest.foreign {
