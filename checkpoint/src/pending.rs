@@ -3,7 +3,8 @@
 //! Lifecycle (Flink's `PendingCheckpoint`): the coordinator creates one
 //! when it triggers checkpoint *n*, naming the subtasks that must
 //! acknowledge it. Each acknowledgement is accepted only from an expected
-//! subtask, once ([`PendingCheckpoint::acknowledge`]). When all have
+//! subtask, once, and only if its state handles name that subtask and plain
+//! file names ([`PendingCheckpoint::acknowledge`]). When all have
 //! acknowledged, the job master hands the pending checkpoint the job's
 //! description and it finalizes itself: it builds the checkpoint's
 //! [`CheckpointMetadata`] and writes `_metadata` (for a savepoint: copies the
@@ -91,7 +92,9 @@ impl PendingCheckpoint {
         self.started
     }
 
-    /// Records `task`'s acknowledgement with its state handles.
+    /// Records `task`'s acknowledgement with its state handles; ignores it
+    /// if `task` is not expected, has acknowledged already, or a handle
+    /// names another subtask or a file that is not a plain file name.
     pub fn acknowledge(&mut self, task: TaskKey, handles: Vec<(String, SubtaskStateHandle)>) -> Acknowledged {
         if !self.expected.contains(&task) {
             return Acknowledged::NotExpected;

@@ -3,9 +3,13 @@
 //! Layout: `<dir>/<job-id>/chk-<n>/` holds one file per operator and subtask
 //! with state, and `_metadata`, written last. Savepoints use the same layout
 //! in a directory the user names, and are never deleted automatically.
-//! Every file is written to a temporary name, synced and renamed, so a crash
-//! leaves either the whole file or none. State files carry a small header
-//! (length and XXH64 checksum) so that a damaged file is detected on restore.
+//! Every file is written to a temporary name (created new, never through a
+//! link), synced and renamed, and the directory is synced after every rename
+//! and every directory made, so a crash or a power loss leaves either the
+//! whole file or none. State files carry a small header (length and XXH64
+//! checksum) so that a damaged file is detected on restore, and every name
+//! read from `_metadata` must be a plain file name
+//! ([`check_file_name`]).
 
 use crate::barrier::CheckpointId;
 use crate::error::{Error, Result};

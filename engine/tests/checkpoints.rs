@@ -385,3 +385,40 @@ fn savepoints_go_only_below_state_savepoints_dir_and_paths_hold_no_newline() {
     client.cancel().unwrap();
     assert!(matches!(client.wait(), Err(Error::JobCanceled(_))));
 }
+
+#[test]
+fn a_savepoint_whose_metadata_names_files_outside_it_is_refused() {
+    use sluice_checkpoint::storage;
+    for backend in ["hashmap", "rocksdb"] {
+        let savepoints = tempfile::tempdir().unwrap();
+        let job = |path: Option<&std::path::Path>| {
+            let env = StreamExecutionEnvironment::new();
+            env.set_parallelism(1);
+            env.set_config("state.backend", backend).unwrap();
+            if let Some(p) = path {
+                env.set_config("execution.savepoint.path", p.to_str().unwrap()).unwrap();
+            }
+            let sink = CollectSink::default();
+            word_count_job(&env, Words::new(1_000_000, 5, 10, Duration::from_millis(1)), &sink);
+            (env, sink)
+        };
+        let (env, sink) = job(None);
+        let client = env.execute_async("crafted").unwrap();
+        wait_for("some counts", Duration::from_secs(60), || (!sink.0.lock().unwrap().is_empty()).then_some(()));
+        let path = client.trigger_savepoint(savepoints.path()).unwrap();
+        client.cancel().unwrap();
+        let _ = client.wait();
+        let (metadata, dir) = storage::read_metadata(&path).unwrap();
+        for bad in ["/tmp/x", "../x"] {
+            let mut crafted = metadata.clone();
+            crafted.operators[0].subtasks[0].file = bad.to_string();
+            storage::write_metadata(&dir, &crafted).unwrap();
+            let e = job(Some(&path)).0.execute("crafted").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("'{bad}'")) && e.contains("_metadata") && e.contains("not a plain file name"),
+                "{backend}: {e}"
+            );
+        }
+        assert!(!savepoints.path().join("x").exists() && !path.join("x").exists());
+    }
+}
