@@ -16,7 +16,7 @@ use crate::metadata::SubtaskStateHandle;
 pub use crate::pending::{Acknowledged, CompletedCheckpoint, PendingCheckpoint, TaskKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Checkpointing settings of a job (`execution.checkpointing.*`).
 #[derive(Debug, Clone)]
@@ -120,10 +120,6 @@ pub struct CheckpointCoordinator {
     pub stats: CheckpointStats,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 impl CheckpointCoordinator {
     /// A coordinator whose first checkpoint will have id `first_id`.
     pub fn new(config: CheckpointConfig, first_id: u64) -> Self {
@@ -178,7 +174,7 @@ impl CheckpointCoordinator {
         let id = CheckpointId(self.next_id);
         self.next_id += 1;
         self.last_trigger = Some(now);
-        let barrier = CheckpointBarrier { id, timestamp_ms: now_ms(), kind };
+        let barrier = CheckpointBarrier { id, timestamp_ms: u64::try_from(crate::clock::now_ms()).unwrap_or(0), kind };
         self.pending.insert(id, PendingCheckpoint::new(barrier, now, expected));
         barrier
     }

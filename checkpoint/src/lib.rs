@@ -5,6 +5,8 @@
 //!
 //! * [`barrier`]: checkpoint ids, the barrier that flows through the data
 //!   channels, and the checkpoint options it carries.
+//! * [`clock`]: the wall clock (milliseconds since the epoch) all of Sluice
+//!   reads.
 //! * [`key_group`]: how keys hash into key groups and how key groups map to
 //!   subtasks, which is what lets keyed state be redistributed when a job is
 //!   restored at another parallelism.
@@ -31,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod barrier;
+pub mod clock;
 pub mod coordinator;
 pub mod error;
 pub mod key_group;

@@ -88,6 +88,9 @@ pub enum Error {
     /// A control-plane connection failed or carried something unexpected.
     #[error("RPC: {0}")]
     Rpc(#[from] RpcError),
+    /// Security settings are wrong, or a peer failed to prove who it is.
+    #[error(transparent)]
+    Security(#[from] crate::transport::SecurityError),
 }
 
 /// Why a control-plane (RPC) operation failed.

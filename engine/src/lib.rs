@@ -41,6 +41,7 @@ pub mod record;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod transport;
 
 pub use api::datastream::{DataStream, DataStreamSink, KeyedStream};
 pub use api::environment::{RuntimeExecutionMode, StreamExecutionEnvironment};

@@ -12,15 +12,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
-use common::{wait_for, CollectSink, Gate, SourceLog};
+use common::{wait_for, CollectSink, Gate, Hold};
 use sluice::api::windows::{EventTimeSessionWindows, TumblingEventTimeWindows};
 use sluice::faults::Faults;
 use sluice::state::{AggregateFunction, MapState};
 use sluice::{
-    Boundedness, CheckpointId, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source,
-    SourceStatus, StreamExecutionEnvironment, WatermarkStrategy,
+    Boundedness, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source, SourceStatus,
+    StreamExecutionEnvironment, WatermarkStrategy,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -48,30 +49,24 @@ fn event(i: u64) -> Event {
 struct Events {
     next: u64,
     step: u64,
-    restored: bool,
-    hold: Option<u64>,
-    gate: Gate,
-    for_checkpoint: bool,
-    saved_past_hold: Option<u64>,
-    log: SourceLog,
+    hold: Hold,
 }
 
 impl Events {
     fn hold_until_checkpointed(at: u64) -> Self {
-        Events { hold: Some(at), for_checkpoint: true, ..Events::default() }
+        Events { hold: Hold::until_checkpointed(at), ..Events::default() }
     }
     fn hold(at: u64, gate: &Gate) -> Self {
-        Events { hold: Some(at), gate: gate.clone(), ..Events::default() }
+        Events { hold: Hold::at(at, gate), ..Events::default() }
     }
 }
 
 impl Source<Event> for Events {
-    type State = u64;
     fn boundedness(&self) -> Boundedness {
         Boundedness::Bounded
     }
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        if !self.restored {
+        if !self.hold.is_restored() {
             self.next = u64::from(ctx.subtask_index);
         }
         self.step = u64::from(ctx.parallelism);
@@ -82,7 +77,7 @@ impl Source<Event> for Events {
             if self.next >= TOTAL {
                 return Ok(SourceStatus::Finished);
             }
-            if self.hold.is_some_and(|h| self.next >= h) && !self.restored && !self.gate.is_open() {
+            if self.hold.holds(self.next) {
                 return Ok(SourceStatus::Idle(Duration::from_millis(2)));
             }
             out.collect(event(self.next))?;
@@ -90,25 +85,7 @@ impl Source<Event> for Events {
         }
         Ok(SourceStatus::Idle(Duration::from_millis(2)))
     }
-    fn snapshot_state(&mut self, id: CheckpointId) -> Result<u64> {
-        self.log.snapshots.lock().unwrap().push((id.0, self.next));
-        if self.hold.is_some_and(|h| self.next >= h) && self.saved_past_hold.is_none() {
-            self.saved_past_hold = Some(id.0);
-        }
-        Ok(self.next)
-    }
-    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
-        if self.for_checkpoint && self.saved_past_hold.is_some_and(|c| id.0 >= c) {
-            self.gate.open();
-        }
-        Ok(())
-    }
-    fn restore_state(&mut self, s: u64) -> Result<()> {
-        self.log.restored.lock().unwrap().push(s);
-        self.next = s;
-        self.restored = true;
-        Ok(())
-    }
+    held_position!();
 }
 
 /// Sum and count of a window, with its earliest timestamp and key.
@@ -320,7 +297,7 @@ fn golden(backend: &str) {
     env.set_faults(Faults::parse(&format!("fail:{task}:0@record={record}")).unwrap());
     let sinks = Sinks::default();
     let source = Events::hold_until_checkpointed(100);
-    let log = source.log.clone();
+    let log = source.hold.log.clone();
     build(&env, source, &sinks);
     let result = env.execute("golden-failover").unwrap();
     assert_eq!(result.restarts, 1, "{backend}: the injected failure restarted the job once");
@@ -343,7 +320,7 @@ fn golden(backend: &str) {
     env.set_config("state.checkpoints.dir", tmp.path().join("chk3").to_str().unwrap()).unwrap();
     let first = Sinks::default();
     let source = Events::hold(half, &Gate::default());
-    let log = source.log.clone();
+    let log = source.hold.log.clone();
     build(&env, source, &first);
     let client = env.execute_async("golden-savepoint").unwrap();
     wait_for("the sums of the first half", Duration::from_secs(60), || {
@@ -365,7 +342,7 @@ fn golden(backend: &str) {
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         let sinks = Sinks::default();
         let source = Events::default();
-        let log = source.log.clone();
+        let log = source.hold.log.clone();
         build(&env, source, &sinks);
         env.execute("golden-restored").unwrap();
         assert_eq!(log.restored(), vec![half], "{backend} p={p}: the source continued from the savepoint");

@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
-use common::{wait_for, CollectSink, Counter, Gate, SlowSink, Words};
+use common::{wait_for, CollectSink, Counter, Gate, Paced, SlowSink, Words};
 use sluice::api::windows::TumblingEventTimeWindows;
 use sluice::faults::Faults;
-use sluice::{
-    Boundedness, CheckpointId, Collector, Result, RuntimeContext, Source, SourceStatus, StreamExecutionEnvironment,
-    WatermarkStrategy,
-};
+use sluice::{StreamExecutionEnvironment, WatermarkStrategy};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -146,40 +144,6 @@ fn checkpoint_restart_and_restore_metrics() {
     let _ = client.wait();
 }
 
-/// Emits its records one poll at a time, pausing between them so that the
-/// watermark passes each record before the next one.
-#[derive(Clone)]
-struct Paced {
-    records: Vec<(String, i64)>,
-    next: usize,
-}
-
-impl Source<(String, i64)> for Paced {
-    type State = usize;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
-    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
-        Ok(())
-    }
-    fn poll_next(&mut self, out: &mut dyn Collector<(String, i64)>) -> Result<SourceStatus> {
-        let Some(r) = self.records.get(self.next) else { return Ok(SourceStatus::Finished) };
-        out.collect(r.clone())?;
-        self.next += 1;
-        Ok(SourceStatus::Idle(Duration::from_millis(40)))
-    }
-    fn snapshot_state(&mut self, _: CheckpointId) -> Result<usize> {
-        Ok(self.next)
-    }
-    fn restore_state(&mut self, s: usize) -> Result<()> {
-        self.next = s;
-        Ok(())
-    }
-}
-
 #[test]
 fn late_records_dropped_are_counted() {
     let job = "metrics-late";
@@ -194,7 +158,7 @@ fn late_records_dropped_are_counted() {
     let records =
         vec![r("a", 100), r("b", 1_200), r("a", 5_000), r("a", 300), r("b", 2_000), r("c", 3_999), r("a", 5_500)];
     let sink = CollectSink::default();
-    env.add_source(Paced { records, next: 0 })
+    env.add_source(Paced { records, next: 0, pause: Duration::from_millis(40) })
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(String, i64)| r.1),
         )

@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
-use common::{CollectSink, Counter, SlowSink};
+use common::{CollectSink, Counter, Paced, SlowSink};
 use sluice::config::Configuration;
 use sluice::{
-    Boundedness, CheckpointId, Collector, Error, FailureCause, JobStatus, KeyedContext, KeyedProcessFunction,
-    OutputTag, ProcessContext, ProcessFunction, Result, RuntimeContext, RuntimeExecutionMode, Source, SourceStatus,
-    StreamExecutionEnvironment, WatermarkStrategy,
+    Collector, Error, FailureCause, JobStatus, KeyedContext, KeyedProcessFunction, OutputTag, ProcessContext,
+    ProcessFunction, Result, RuntimeExecutionMode, StreamExecutionEnvironment, WatermarkStrategy,
 };
 use sluice_test_support::http;
 use std::sync::atomic::Ordering;
@@ -212,41 +212,6 @@ fn too_few_slots_fail_after_the_timeout() {
     env.add_source(Counter::new(Some(10))).add_sink(CollectSink::default());
     let e = env.execute("greedy").unwrap_err().to_string();
     assert!(e.contains("could not get 3 slots") && e.contains("has 1 slots"), "{e}");
-}
-
-/// Emits its records one per poll with a pause after each, so that the
-/// periodic watermark generator passes each record before the next one.
-#[derive(Clone)]
-struct Paced {
-    records: Vec<(String, i64)>,
-    next: usize,
-    pause: Duration,
-}
-
-impl Source<(String, i64)> for Paced {
-    type State = usize;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
-    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
-        Ok(())
-    }
-    fn poll_next(&mut self, out: &mut dyn Collector<(String, i64)>) -> Result<SourceStatus> {
-        let Some(r) = self.records.get(self.next) else { return Ok(SourceStatus::Finished) };
-        out.collect(r.clone())?;
-        self.next += 1;
-        Ok(SourceStatus::Idle(self.pause))
-    }
-    fn snapshot_state(&mut self, _: CheckpointId) -> Result<usize> {
-        Ok(self.next)
-    }
-    fn restore_state(&mut self, s: usize) -> Result<()> {
-        self.next = s;
-        Ok(())
-    }
 }
 
 /// Runs 5 s tumbling event-time windows (sums per key) with 2 s allowed

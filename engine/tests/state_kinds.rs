@@ -7,14 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::type_complexity)]
 
+#[macro_use]
 mod common;
 
-use common::{wait_for, CollectSink, Gate, SourceLog};
+use common::{wait_for, CollectSink, Gate, Hold, SourceLog};
 use sluice::faults::Faults;
 use sluice::state::{AggregateFunction, AggregatingState, ListState, ReducingState, StateTtlConfig, ValueState};
 use sluice::{
-    Boundedness, CheckpointId, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source,
-    SourceStatus, StateDescriptor, StreamExecutionEnvironment,
+    CheckpointId, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source, SourceStatus,
+    StateDescriptor, StreamExecutionEnvironment,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,55 +36,29 @@ fn record(i: u64) -> (u32, u64) {
 #[derive(Clone)]
 struct Input {
     next: u64,
-    hold: Option<u64>,
-    gate: Gate,
-    hold_for_checkpoint: bool,
-    saved_past_hold: Option<u64>,
-    restored: bool,
-    log: SourceLog,
+    hold: Hold,
 }
 
 impl Input {
     fn new() -> Self {
-        Input {
-            next: 0,
-            hold: None,
-            gate: Gate::default(),
-            hold_for_checkpoint: false,
-            saved_past_hold: None,
-            restored: false,
-            log: SourceLog::default(),
-        }
+        Input { next: 0, hold: Hold::default() }
     }
-    fn hold_at(mut self, at: u64, gate: &Gate) -> Self {
-        self.hold = Some(at);
-        self.gate = gate.clone();
-        self
+    fn hold_at(self, at: u64, gate: &Gate) -> Self {
+        Input { hold: Hold::at(at, gate), ..self }
     }
-    fn hold_for_checkpoint_at(mut self, at: u64) -> Self {
-        self.hold = Some(at);
-        self.hold_for_checkpoint = true;
-        self
+    fn hold_for_checkpoint_at(self, at: u64) -> Self {
+        Input { hold: Hold::until_checkpointed(at), ..self }
     }
 }
 
 impl Source<(u32, u64)> for Input {
-    type State = u64;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
-    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
-        Ok(())
-    }
+    bounded_single_subtask!(open);
     fn poll_next(&mut self, out: &mut dyn Collector<(u32, u64)>) -> Result<SourceStatus> {
         for _ in 0..25 {
             if self.next >= TOTAL {
                 return Ok(SourceStatus::Finished);
             }
-            if self.hold.is_some_and(|h| self.next >= h) && !self.restored && !self.gate.is_open() {
+            if self.hold.holds(self.next) {
                 return Ok(SourceStatus::Idle(Duration::from_millis(2)));
             }
             out.collect(record(self.next))?;
@@ -91,25 +66,7 @@ impl Source<(u32, u64)> for Input {
         }
         Ok(SourceStatus::Idle(Duration::from_millis(1)))
     }
-    fn snapshot_state(&mut self, id: CheckpointId) -> Result<u64> {
-        self.log.snapshots.lock().unwrap().push((id.0, self.next));
-        if self.hold.is_some_and(|h| self.next >= h) && self.saved_past_hold.is_none() {
-            self.saved_past_hold = Some(id.0);
-        }
-        Ok(self.next)
-    }
-    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
-        if self.hold_for_checkpoint && self.saved_past_hold.is_some_and(|c| id.0 >= c) {
-            self.gate.open();
-        }
-        Ok(())
-    }
-    fn restore_state(&mut self, s: u64) -> Result<()> {
-        self.log.restored.lock().unwrap().push(s);
-        self.next = s;
-        self.restored = true;
-        Ok(())
-    }
+    held_position!();
 }
 
 /// (count, sum, max) of the values of a key.
@@ -271,7 +228,7 @@ fn state_kinds(backend: &str) {
     env.set_config("restart-strategy.fixed-delay.delay", "10ms").unwrap();
     env.set_faults(Faults::parse("fail:Keyed Process:0@record=900").unwrap());
     let input = Input::new().hold_for_checkpoint_at(300);
-    let log = input.log.clone();
+    let log = input.hold.log.clone();
     let sink = CollectSink::default();
     build(&env, input, &sink);
     let result = env.execute("state-kinds-failover").unwrap();
@@ -307,7 +264,7 @@ fn state_kinds(backend: &str) {
         let env = env_for(backend, &local, p);
         env.set_config("execution.savepoint.path", path.to_str().unwrap()).unwrap();
         let input = Input::new();
-        let log = input.log.clone();
+        let log = input.hold.log.clone();
         let sink = CollectSink::default();
         build(&env, input, &sink);
         env.execute("state-kinds-restored").unwrap();
@@ -449,17 +406,9 @@ const SLOW: [u32; 3] = [1, 3, 5];
 
 impl Source<(u32, u32)> for Rounds {
     type State = u32;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
-    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
-        Ok(())
-    }
+    bounded_single_subtask!(open);
     fn poll_next(&mut self, out: &mut dyn Collector<(u32, u32)>) -> Result<SourceStatus> {
-        let now = sluice::state::now_ms();
+        let now = sluice_checkpoint::clock::now_ms();
         if now < self.resume_at {
             return Ok(SourceStatus::Idle(Duration::from_millis((self.resume_at - now).clamp(1, 20) as u64)));
         }
@@ -615,12 +564,7 @@ struct TwoAges {
 
 impl Source<(u32, u32)> for TwoAges {
     type State = u32;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
+    bounded_single_subtask!();
     fn open(&mut self, _: &RuntimeContext) -> Result<()> {
         if self.restoring && !self.restored {
             return Err(Error::user("the savepoint did not restore the source"));
@@ -639,7 +583,7 @@ impl Source<(u32, u32)> for TwoAges {
                 if (self.sink.0.lock().unwrap().len() as u32) < TTL_KEYS {
                     return idle;
                 }
-                let now = sluice::state::now_ms();
+                let now = sluice_checkpoint::clock::now_ms();
                 let resume_at = *self.resume_at.get_or_insert(now + SHORT_TTL.as_millis() as i64 + 50);
                 if now < resume_at {
                     return idle;

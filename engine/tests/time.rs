@@ -9,15 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use common::{wait_for, CollectSink};
 use sluice::api::windows::{ProcessingTimeSessionWindows, SlidingProcessingTimeWindows, TumblingProcessingTimeWindows};
-use sluice::state::{now_ms, TimeDomain};
+use sluice::state::TimeDomain;
 use sluice::{
-    Boundedness, CheckpointId, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source,
-    SourceStatus, StreamExecutionEnvironment,
+    CheckpointId, Collector, Error, KeyedContext, KeyedProcessFunction, Result, RuntimeContext, Source, SourceStatus,
+    StreamExecutionEnvironment,
 };
+use sluice_checkpoint::clock::now_ms;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -103,16 +105,8 @@ struct AlarmRounds {
 }
 
 impl Source<(String, u8)> for AlarmRounds {
-    type State = ();
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
-    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
-        Ok(())
-    }
+    no_position!();
+    bounded_single_subtask!(open);
     fn poll_next(&mut self, out: &mut dyn Collector<(String, u8)>) -> Result<SourceStatus> {
         if let Some(since) = self.since {
             if !fired(&self.sink, &format!("b{}", self.next - 1)) {
@@ -132,12 +126,6 @@ impl Source<(String, u8)> for AlarmRounds {
         self.next += 1;
         self.since = Some(Instant::now());
         Ok(SourceStatus::Idle(Duration::from_millis(2)))
-    }
-    fn snapshot_state(&mut self, _: CheckpointId) -> Result<()> {
-        Ok(())
-    }
-    fn restore_state(&mut self, _: ()) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -200,12 +188,7 @@ const TIMER_KEYS: usize = 10;
 
 impl Source<(String, u8)> for ArmOnce {
     type State = bool;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
+    bounded_single_subtask!();
     fn open(&mut self, _: &RuntimeContext) -> Result<()> {
         if self.restoring && self.restored_at.is_none() {
             return Err(Error::user("the savepoint did not restore the source"));
@@ -346,16 +329,8 @@ struct Phases {
 }
 
 impl Source<Reading> for Phases {
-    type State = ();
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn is_parallel(&self) -> bool {
-        false
-    }
-    fn open(&mut self, _: &RuntimeContext) -> Result<()> {
-        Ok(())
-    }
+    no_position!();
+    bounded_single_subtask!(open);
     fn poll_next(&mut self, out: &mut dyn Collector<Reading>) -> Result<SourceStatus> {
         if let Some(since) = self.since {
             let p = self.next - 1;
@@ -377,12 +352,6 @@ impl Source<Reading> for Phases {
         self.next += 1;
         self.since = Some(Instant::now());
         Ok(SourceStatus::Idle(Duration::from_millis(2)))
-    }
-    fn snapshot_state(&mut self, _: CheckpointId) -> Result<()> {
-        Ok(())
-    }
-    fn restore_state(&mut self, _: ()) -> Result<()> {
-        Ok(())
     }
 }
 

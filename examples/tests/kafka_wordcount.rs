@@ -5,10 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::kafka::{check_output, create_topics, expected, feed};
 use sluice_integration_tests::kafka::KafkaContainer;
+use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

@@ -3,7 +3,9 @@
 //! End-to-end tests of Sluice against real services. The tests live in
 //! `tests/`; this library holds what they share: a guard that runs a real
 //! server process and stops it when dropped, and the container harness
-//! ([`images`], [`kafka`], [`mariadb`]) on the `testcontainers` crate. The
+//! ([`images`], [`kafka`], [`mariadb`]) on the `testcontainers` crate, and
+//! the input and output checks of the Kafka WordCount example
+//! ([`wordcount`]). The
 //! free port, HTTP client and unique names every test suite uses are in
 //! `sluice-test-support` (`support/`).
 #![deny(missing_docs)]
@@ -11,6 +13,7 @@
 pub mod images;
 pub mod kafka;
 pub mod mariadb;
+pub mod wordcount;
 
 use std::process::{Child, Command, Stdio};
 

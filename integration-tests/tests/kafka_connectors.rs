@@ -45,18 +45,39 @@ fn produce(bs: &str, topic: &str, values: &[&str]) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// Every committed (key, value) of a one-partition topic.
-fn read_all(bs: &str, topic: &str) -> Vec<(Option<String>, String)> {
+/// A consumer of a one-partition topic from its start, reading with
+/// `isolation` (`read_committed` or `read_uncommitted`), and the topic's
+/// end offset now.
+fn reader(bs: &str, topic: &str, isolation: &str) -> (BaseConsumer, i64) {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bs)
         .set("group.id", unique_name("reader"))
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .unwrap();
     let (_, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
     c.assign(&tpl).unwrap();
+    (c, high)
+}
+
+/// A job at parallelism 1 that checkpoints every 100 ms into `dir`,
+/// restarts 50 ms after a failure, and fails as `faults` says.
+fn restarting_env(dir: &std::path::Path, faults: &str) -> StreamExecutionEnvironment {
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
+    env.set_config("state.checkpoints.dir", dir.to_str().unwrap()).unwrap();
+    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
+    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
+    env.set_faults(Faults::parse(faults).unwrap());
+    env
+}
+
+/// Every committed (key, value) of a one-partition topic.
+fn read_all(bs: &str, topic: &str) -> Vec<(Option<String>, String)> {
+    let (c, high) = reader(bs, topic, "read_committed");
     let mut out = Vec::new();
     let started = Instant::now();
     loop {
@@ -199,13 +220,7 @@ fn exactly_once_sink_survives_an_in_process_restart() {
     produce(&bs, &input, &values.iter().map(String::as_str).collect::<Vec<_>>());
 
     let dir = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::new();
-    env.set_parallelism(1);
-    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
-    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
-    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
-    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
-    env.set_faults(Faults::parse("fail:Map:0@record=3000").unwrap());
+    let env = restarting_env(dir.path(), "fail:Map:0@record=3000");
     env.add_source(numbers(&bs, &input))
         .map(|v: u64| {
             // Slow enough that checkpoints complete before the failure.
@@ -417,14 +432,8 @@ fn discovered_partitions_are_restored_from_the_checkpoint() {
     produce_numbers(&bs, &a, 0..2000);
 
     let dir = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::new();
-    env.set_parallelism(1);
-    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
-    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
-    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
-    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
     // `a` holds 2000 records: the failure comes while reading `b`.
-    env.set_faults(Faults::parse("fail:Map:0@record=3000").unwrap());
+    let env = restarting_env(dir.path(), "fail:Map:0@record=3000");
     let source = KafkaSource::new(&bs, &[], |_, v| parse_number(v))
         .topic_pattern(&format!("{tag}-[ab]"))
         .unwrap()
@@ -471,16 +480,7 @@ fn discovered_partitions_are_restored_from_the_checkpoint() {
 /// Every (key, value) of a one-partition topic, without waiting for
 /// transactions (the at-least-once and no-guarantee sinks use none).
 fn read_uncommitted(bs: &str, topic: &str) -> Vec<String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bs)
-        .set("group.id", unique_name("reader"))
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .unwrap();
-    let (_, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    c.assign(&tpl).unwrap();
+    let (c, high) = reader(bs, topic, "read_uncommitted");
     let mut out = Vec::new();
     let started = Instant::now();
     while (out.len() as i64) < high {
@@ -604,15 +604,9 @@ fn at_least_once_sink_writes_every_record_through_a_failure() {
     create_topic(&bs, &output);
     produce_numbers(&bs, &input, 0..5000);
     let dir = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::new();
-    env.set_parallelism(1);
-    env.enable_checkpointing(Duration::from_millis(100)).unwrap();
-    env.set_config("state.checkpoints.dir", dir.path().to_str().unwrap()).unwrap();
-    env.set_config("restart-strategy.type", "fixed-delay").unwrap();
-    env.set_config("restart-strategy.fixed-delay.delay", "50ms").unwrap();
     // The whole chain is one task; it fails at checkpoint 3's barrier, with
     // records since checkpoint 2 already sent.
-    env.set_faults(Faults::parse("fail:Map:0@checkpoint=3").unwrap());
+    let env = restarting_env(dir.path(), "fail:Map:0@checkpoint=3");
     env.add_source(numbers(&bs, &input))
         .map(|v: u64| {
             std::thread::sleep(Duration::from_micros(200));
@@ -750,4 +744,50 @@ fn json_records_and_the_count_of_skipped_ones() {
     let m = "sluice_taskmanager_job_task_operator_KafkaSourceReader_";
     assert_eq!(series(&page, &format!("{m}numRecordsInErrors"), &[&job]), Some(3.0), "{page}");
     assert_eq!(series(&page, &format!("{m}numRecordsIn"), &[&job]), Some(6.0), "{page}");
+}
+
+/// Client properties reach the source's consumer and the sinks' producers
+/// (a bad one fails the job naming it), and the
+/// exactly-once sink says plainly that it cannot recover transactions on a
+/// secured listener yet.
+#[test]
+fn client_properties_reach_every_kafka_client() {
+    let bs = broker();
+    let topic = unique_name("props");
+    create_topic(&bs, &topic);
+    produce(&bs, &topic, &["1"]);
+    let fails = |source: KafkaSource<u64>, sink: Option<KafkaSink<u64>>| {
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(1);
+        env.set_config("restart-strategy.type", "none").unwrap();
+        let stream = env.add_source(source.bounded_at_latest());
+        match sink {
+            Some(s) => {
+                stream.add_sink(s);
+            }
+            None => {
+                stream.add_sink(Collect::default());
+            }
+        }
+        env.execute(&unique_name("props job")).unwrap_err().to_string()
+    };
+    let e = fails(numbers(&bs, &topic).set_property("fetch.wait.max.ms", "not-a-number"), None);
+    assert!(e.contains("fetch.wait.max.ms"), "{e}");
+    let sink = KafkaSink::at_least_once(&bs, &unique_name("o"), |v: &u64| (None, v.to_string().into_bytes()))
+        .set_property("compression.type", "no-such-codec");
+    let e = fails(numbers(&bs, &topic), Some(sink));
+    assert!(e.contains("compression.type"), "{e}");
+
+    let env = StreamExecutionEnvironment::new();
+    env.enable_checkpointing(Duration::from_millis(500)).unwrap();
+    env.set_config("restart-strategy.type", "none").unwrap();
+    env.add_source(numbers(&bs, &topic)).sink_to(
+        KafkaTransactionalSink::new(&bs, &unique_name("o"), &unique_name("txn"), |v: &u64| {
+            (None, v.to_string().into_bytes())
+        })
+        .set_properties([("security.protocol", "SASL_SSL"), ("sasl.password", "hunter2")]),
+    );
+    let e = env.execute("secured").unwrap_err().to_string();
+    assert!(e.contains("plain TCP only") && e.contains("SASL_SSL"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
 }

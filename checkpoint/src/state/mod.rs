@@ -219,8 +219,3 @@ impl Default for RocksDbTuning {
         }
     }
 }
-
-/// Milliseconds since the Unix epoch (processing time).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}

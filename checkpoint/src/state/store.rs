@@ -15,6 +15,7 @@
 //! assert_eq!(store.get::<u64>(count).unwrap(), Some(1));
 //! ```
 
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::key_group::assign_to_key_group;
 use crate::state::change_file::{replay_file, SectionKind, Source};
@@ -26,7 +27,7 @@ use crate::state::rocks::{instance_name, RocksInstance};
 use crate::state::table::{decode_value, AnyTable, Slot, SnapshotEncoder, StateValue, Table};
 use crate::state::timers::{TimeDomain, Timer, TimerService};
 use crate::state::ttl::{StateTtlConfig, TtlUpdateType};
-use crate::state::{now_ms, StateBackendConfig, StateBackendKind};
+use crate::state::{StateBackendConfig, StateBackendKind};
 use crate::KeyGroupRange;
 use serde::Serialize;
 use std::collections::HashMap;

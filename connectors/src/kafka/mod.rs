@@ -24,10 +24,12 @@
 
 mod discovery;
 pub mod metrics;
+pub mod properties;
 pub mod protocol;
 pub mod sink;
 pub mod source;
 
+pub use properties::ClientProperties;
 pub use sink::{KafkaSink, KafkaTransaction, KafkaTransactionalSink};
 pub use source::{BadRecordPolicy, KafkaSource, StartingOffsets};
 

@@ -41,6 +41,7 @@
 //! exceed the broker's `transaction.max.timeout.ms`.
 
 use super::metrics::SinkMetrics;
+use super::properties::ClientProperties;
 use super::protocol::{EndTxnOutcome, TxnCoordinatorClient};
 use super::KafkaError;
 use rdkafka::config::ClientConfig;
@@ -79,20 +80,19 @@ pub struct KafkaTransaction {
 }
 
 /// Settings shared by the Kafka sinks.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct SinkConfig {
     bootstrap: String,
     topic: String,
-    extra: Vec<(String, String)>,
+    extra: ClientProperties,
 }
 
 impl SinkConfig {
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap).set("linger.ms", "5");
-        for (k, v) in &self.extra {
-            c.set(k, v);
-        }
+        c.set("linger.ms", "5");
+        self.extra.apply(&mut c);
+        c.set("bootstrap.servers", &self.bootstrap);
         c
     }
 }
@@ -255,7 +255,11 @@ impl<T> KafkaTransactionalSink<T> {
             config: SinkConfig {
                 bootstrap: bootstrap.into(),
                 topic: topic.into(),
-                extra: vec![("transaction.timeout.ms".into(), "900000".into())],
+                extra: {
+                    let mut p = ClientProperties::default();
+                    p.set("transaction.timeout.ms", "900000");
+                    p
+                },
             },
             prefix: transactional_id_prefix.into(),
             serialize: Arc::new(serialize),
@@ -269,11 +273,25 @@ impl<T> KafkaTransactionalSink<T> {
         }
     }
 
-    /// Sets a producer property (e.g. `transaction.timeout.ms`).
-    pub fn with_property(mut self, key: &str, value: &str) -> Self {
-        self.config.extra.retain(|(k, _)| k != key);
-        self.config.extra.push((key.into(), value.into()));
+    /// Sets a producer property (e.g. `transaction.timeout.ms`, or
+    /// `security.protocol` and `sasl.*` / `ssl.*` for a secured cluster), as
+    /// Flink's `setProperty`. Secret values never show in logs.
+    pub fn set_property(mut self, key: &str, value: &str) -> Self {
+        self.config.extra.set(key, value);
         self
+    }
+
+    /// [`set_property`](Self::set_property) for each pair.
+    pub fn set_properties<'a>(mut self, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (k, v) in properties {
+            self.config.extra.set(k, v);
+        }
+        self
+    }
+
+    /// The same as [`set_property`](Self::set_property).
+    pub fn with_property(self, key: &str, value: &str) -> Self {
+        self.set_property(key, value)
     }
 
     fn id(&self, subtask: u32, n: u64) -> String {
@@ -283,13 +301,8 @@ impl<T> KafkaTransactionalSink<T> {
     /// `transaction.timeout.ms` must outlast a checkpoint interval plus a
     /// restart, and may not exceed the broker's `transaction.max.timeout.ms`.
     fn check_timeout(&self, ctx: &RuntimeContext) -> Result<()> {
-        let configured = self
-            .config
-            .extra
-            .iter()
-            .find(|(k, _)| k == "transaction.timeout.ms")
-            .and_then(|(_, v)| v.parse::<u64>().ok())
-            .unwrap_or(60_000);
+        let configured =
+            self.config.extra.get("transaction.timeout.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(60_000);
         if let Some(interval) = ctx.checkpoint_interval {
             let needed = interval.as_millis() as u64 + RESTART_ALLOWANCE_MS;
             if configured < needed {
@@ -407,6 +420,16 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.subtask = ctx.subtask_index;
         self.parallelism = ctx.parallelism;
+        if !self.config.extra.is_plaintext() {
+            // The coordinator client resumes transactions after a restart
+            // with raw protocol requests, over plain TCP only (yet).
+            return Err(KafkaError::Client(format!(
+                "the exactly-once Kafka sink recovers transactions over plain TCP only, and security.protocol is \
+                 '{}'; use KafkaSink::at_least_once on this cluster, or a PLAINTEXT listener",
+                self.config.extra.get("security.protocol").unwrap_or_default()
+            ))
+            .into());
+        }
         self.coordinator = Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)));
         self.metrics = SinkMetrics::new(ctx);
         self.check_timeout(ctx)
@@ -601,7 +624,7 @@ impl<T> KafkaSink<T> {
         serialize: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
     ) -> Self {
         KafkaSink {
-            config: SinkConfig { bootstrap: bootstrap.into(), topic: topic.into(), extra: Vec::new() },
+            config: SinkConfig { bootstrap: bootstrap.into(), topic: topic.into(), extra: ClientProperties::default() },
             serialize: Arc::new(serialize),
             flush_on_checkpoint: true,
             producer: None,
@@ -618,11 +641,25 @@ impl<T> KafkaSink<T> {
         KafkaSink { flush_on_checkpoint: false, ..Self::at_least_once(bootstrap, topic, serialize) }
     }
 
-    /// Sets a producer property (e.g. `linger.ms`, `compression.type`).
-    pub fn with_property(mut self, key: &str, value: &str) -> Self {
-        self.config.extra.retain(|(k, _)| k != key);
-        self.config.extra.push((key.into(), value.into()));
+    /// Sets a producer property (e.g. `linger.ms`, `compression.type`, or
+    /// `security.protocol` and `sasl.*` / `ssl.*` for a secured cluster), as
+    /// Flink's `setProperty`. Secret values never show in logs.
+    pub fn set_property(mut self, key: &str, value: &str) -> Self {
+        self.config.extra.set(key, value);
         self
+    }
+
+    /// [`set_property`](Self::set_property) for each pair.
+    pub fn set_properties<'a>(mut self, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (k, v) in properties {
+            self.config.extra.set(k, v);
+        }
+        self
+    }
+
+    /// The same as [`set_property`](Self::set_property).
+    pub fn with_property(self, key: &str, value: &str) -> Self {
+        self.set_property(key, value)
     }
 }
 

@@ -33,6 +33,7 @@
 
 use super::discovery::{owner, start_of, Selection, Start, Subscription, TopicInfo, Tp, EARLIEST};
 use super::metrics::SourceMetrics;
+use super::properties::ClientProperties;
 use super::KafkaError;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -118,6 +119,8 @@ type KafkaConsumer = BaseConsumer<SourceContext>;
 /// Reads Kafka topics. See the module docs.
 pub struct KafkaSource<T> {
     bootstrap: String,
+    /// Client properties (`set_property`) for the consumer and the dead-letter producer.
+    properties: ClientProperties,
     subscription: Subscription,
     discovery_interval: Duration,
     group_id: Option<String>,
@@ -148,6 +151,7 @@ impl<T> Clone for KafkaSource<T> {
     fn clone(&self) -> Self {
         KafkaSource {
             bootstrap: self.bootstrap.clone(),
+            properties: self.properties.clone(),
             subscription: self.subscription.clone(),
             discovery_interval: self.discovery_interval,
             group_id: self.group_id.clone(),
@@ -207,6 +211,7 @@ impl<T> KafkaSource<T> {
     ) -> Self {
         KafkaSource {
             bootstrap: bootstrap.into(),
+            properties: ClientProperties::default(),
             subscription: Subscription::new(topics),
             discovery_interval: DEFAULT_PARTITION_DISCOVERY_INTERVAL,
             group_id: None,
@@ -276,6 +281,24 @@ impl<T> KafkaSource<T> {
     /// What to do with records that do not deserialize.
     pub fn bad_records(mut self, policy: BadRecordPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Sets a consumer property (e.g. `security.protocol`, `sasl.*`,
+    /// `ssl.*`, `fetch.max.bytes`), as Flink's `setProperty`; the
+    /// dead-letter producer gets the same ones. The source's own settings
+    /// (offset commits, isolation level, group) are not overridden: use
+    /// the builder's methods. Secret values never show in logs.
+    pub fn set_property(mut self, key: &str, value: &str) -> Self {
+        self.properties.set(key, value);
+        self
+    }
+
+    /// [`set_property`](Self::set_property) for each pair.
+    pub fn set_properties<'a>(mut self, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (k, v) in properties {
+            self.properties.set(k, v);
+        }
         self
     }
 
@@ -457,6 +480,7 @@ impl<T: Data> Source<T> for KafkaSource<T> {
         let group = self.group_id.clone().unwrap_or_else(|| format!("sluice-{}", ctx.job_name));
         self.metrics = SourceMetrics::new(ctx);
         let mut config = ClientConfig::new();
+        self.properties.apply(&mut config);
         config
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", &group)
@@ -490,7 +514,9 @@ impl<T: Data> Source<T> for KafkaSource<T> {
         }
         self.consumer = Some(consumer);
         if let BadRecordPolicy::DeadLetter(_) = self.policy {
-            let p = ClientConfig::new()
+            let mut config = ClientConfig::new();
+            self.properties.apply(&mut config);
+            let p = config
                 .set("bootstrap.servers", &self.bootstrap)
                 .create()
                 .map_err(|e| KafkaError::Client(format!("cannot create the dead-letter producer: {e}")))?;

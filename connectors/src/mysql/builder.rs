@@ -15,8 +15,9 @@ pub(crate) enum ReadMode {
     SnapshotOnly,
 }
 
-/// The checked options, shared by all subtasks' clones.
-#[derive(Debug, Clone)]
+/// The checked options, shared by all subtasks' clones. `Debug` leaves the
+/// connection options (and the password in them) out.
+#[derive(Clone)]
 pub(crate) struct Config {
     pub opts: Opts,
     pub addr: String,
@@ -37,6 +38,19 @@ pub(crate) struct Config {
     pub backoff_max: Duration,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("tracking_column", &self.tracking_column)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Config {
     /// The wait before retry number `failures` (1-based): doubling from the
     /// initial backoff, capped.
@@ -48,8 +62,8 @@ impl Config {
 
 /// Builds a [`MySqlSource`]; see the [module docs](super) for an example.
 /// Required: a server (`url`, or `host` and `user`), `table` and
-/// `tracking_column`.
-#[derive(Debug, Clone)]
+/// `tracking_column`. `Debug` shows neither the password nor the one in a URL.
+#[derive(Clone)]
 pub struct MySqlSourceBuilder<T> {
     url: Option<String>,
     host: Option<String>,
@@ -70,6 +84,32 @@ pub struct MySqlSourceBuilder<T> {
     max_retries: u32,
     backoff: (Duration, Duration),
     _record: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for MySqlSourceBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlSourceBuilder")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("tracking_column", &self.tracking_column)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `mysql://user:password@host/db` with the password replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
 }
 
 impl<T> Default for MySqlSourceBuilder<T> {
@@ -330,6 +370,17 @@ mod tests {
         assert!(err(ok().url("mysql://u@h/db").poll_interval(Duration::ZERO)).contains("poll_interval"));
         let bad_backoff = ok().url("mysql://u@h/db").retry_backoff(Duration::from_secs(2), Duration::from_secs(1));
         assert!(err(bad_backoff).contains("retry_backoff"));
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let b = B::default().url("mysql://app:s3cr3t@db.local:3307/shop").table("t").tracking_column("id");
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("app:***@db.local"), "{shown}");
+        let h = B::default().host("h").user("u").password("s3cr3t").table("t").tracking_column("id");
+        let shown = format!("{h:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]

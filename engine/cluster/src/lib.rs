@@ -4,7 +4,8 @@
 //! starts and drives them, kept out of the `sluice` library that every job
 //! binary links (a job links neither the REST server nor the CLI):
 //!
-//! - [`jobmanager_process`]: `sluice jobmanager` — the resource manager
+//! - [`jobmanager_process`]: `sluice jobmanager` — an event loop owning the
+//!   cluster state: the resource manager
 //!   (TaskManagers register and heartbeat), the dispatcher (job binaries
 //!   uploaded, each job's driver started), metrics discovery;
 //! - [`taskmanager_process`]: `sluice taskmanager` — offers slots, starts
@@ -19,4 +20,5 @@
 pub mod discovery;
 pub mod jobmanager_process;
 pub mod rest;
+pub mod rest_guard;
 pub mod taskmanager_process;

@@ -27,23 +27,28 @@
 //! the scrape; job processes ignore it.
 //!
 //! Errors are JSON `{"errors": ["..."]}` with a 4xx status. Bound to
-//! loopback unless `rest.address` says otherwise; with `rest.token` set,
-//! every request needs `Authorization: Bearer <token>`.
+//! loopback unless `rest.address` says otherwise (another address needs a
+//! token). What may pass — Host and Origin, the header and content type of
+//! state-changing requests, tokens, `web.submit.enable` and
+//! `web.cancel.enable` — is [`crate::rest_guard`]'s to decide.
 
-use crate::jobmanager_process::{lock, now_ms, SharedCluster};
+use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager};
+use crate::rest_guard::RestPolicy;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice::cluster::protocol::JobStatus;
 use sluice::error::{Error, Result};
 use sluice::ids::JobId;
+use sluice_checkpoint::clock::now_ms;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a savepoint request waits for the savepoint.
@@ -68,23 +73,38 @@ fn not_found(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, msg.into())
 }
 
+/// The JobManager's event loop did not answer.
+fn unavailable(e: Error) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// Runs `f` on the JobManager's event loop.
+async fn ask<R: Send + 'static>(
+    jm: &JobManager,
+    f: impl FnOnce(&mut Cluster) -> R + Send + 'static,
+) -> std::result::Result<R, ApiError> {
+    jm.ask(f).await.map_err(unavailable)
+}
+
 fn job_id(text: &str) -> std::result::Result<JobId, ApiError> {
     text.parse().map_err(bad)
 }
 
 /// Serves the API on `bind` from a background thread until the process ends.
-pub fn serve(cluster: SharedCluster, bind: &str, token: Option<String>) -> Result<std::net::SocketAddr> {
+pub fn serve(jm: JobManager, bind: &str, policy: RestPolicy) -> Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(bind)
         .map_err(|e| Error::io(format!("cannot bind the REST endpoint {bind} (rest.port in use?)"), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("REST endpoint", e))?;
+    policy.check_bind(&addr)?;
     listener.set_nonblocking(true).map_err(|e| Error::io("REST endpoint", e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the REST runtime", e))?;
-    lock(&cluster).set_rest_address(addr.to_string());
-    let app = router(cluster, token);
+    let rest_address = addr.to_string();
+    jm.call(move |c| c.set_rest_address(rest_address))?;
+    let app = router(jm, policy);
     std::thread::Builder::new()
         .name("rest".into())
         .spawn(move || {
@@ -103,24 +123,9 @@ pub fn serve(cluster: SharedCluster, bind: &str, token: Option<String>) -> Resul
     Ok(addr)
 }
 
-fn router(cluster: SharedCluster, token: Option<String>) -> Router {
-    let auth = move |req: Request, next: Next| {
-        let token = token.clone();
-        async move {
-            if let Some(t) = token {
-                let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-                if given != Some(format!("Bearer {t}").as_str()) {
-                    return ApiError(
-                        StatusCode::UNAUTHORIZED,
-                        "missing or wrong bearer token (set --token or SLUICE_REST_TOKEN to the cluster's rest.token)"
-                            .into(),
-                    )
-                    .into_response();
-                }
-            }
-            next.run(req).await
-        }
-    };
+fn router(jm: JobManager, policy: RestPolicy) -> Router {
+    let policy = Arc::new(policy);
+    let guard = move |req: Request, next: Next| crate::rest_guard::guard(policy.clone(), req, next);
     let api = Router::new()
         .route("/overview", get(overview))
         .route("/taskmanagers", get(task_managers))
@@ -131,18 +136,19 @@ fn router(cluster: SharedCluster, token: Option<String>) -> Router {
         .route("/jobs/{id}/savepoints", post(savepoint))
         .route("/jobs/{id}/stop", post(stop))
         .route("/jars", get(jars))
+        .route("/jars/{id}", delete(delete_jar))
         .route("/jars/upload", post(upload).layer(DefaultBodyLimit::max(512 << 20)))
         .route("/jars/{id}/run", post(run))
         .route("/metrics", get(metrics))
-        .route("/metrics/targets", get(metrics_targets))
-        .route_layer(axum::middleware::from_fn(auth));
+        .route("/metrics/targets", get(metrics_targets));
     // The page itself holds no data: it loads without the token and sends
     // the token with every API request it makes.
     Router::new()
         .route("/", get(ui))
         .merge(api)
         .fallback(|| async { not_found("no such endpoint; see GET / for the web UI and the module docs for the API") })
-        .with_state(cluster)
+        .layer(axum::middleware::from_fn(guard))
+        .with_state(jm)
 }
 
 async fn ui() -> Html<&'static str> {
@@ -153,15 +159,18 @@ async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], sluice::metrics::global().render())
 }
 
-async fn metrics_targets(State(c): State<SharedCluster>) -> Json<Value> {
-    let targets = lock(&c).metrics_targets();
-    Json(crate::discovery::http_sd(&targets))
+async fn metrics_targets(State(jm): State<JobManager>) -> Reply {
+    let targets = ask(&jm, |c| c.metrics_targets()).await?;
+    Ok(Json(crate::discovery::http_sd(&targets)))
 }
 
-async fn overview(State(c): State<SharedCluster>) -> Json<Value> {
-    let c = lock(&c);
+async fn overview(State(jm): State<JobManager>) -> Reply {
+    ask(&jm, |c| Json(overview_json(c))).await
+}
+
+fn overview_json(c: &Cluster) -> Value {
     let count = |s: JobStatus| c.jobs.values().filter(|j| j.status == s).count();
-    Json(json!({
+    json!({
         "taskmanagers": c.task_managers.len(),
         "slots-total": c.total_slots(),
         "slots-available": c.free_slots(),
@@ -170,11 +179,14 @@ async fn overview(State(c): State<SharedCluster>) -> Json<Value> {
         "jobs-cancelled": count(JobStatus::Canceled),
         "jobs-failed": count(JobStatus::Failed),
         "sluice-version": env!("CARGO_PKG_VERSION"),
-    }))
+    })
 }
 
-async fn task_managers(State(c): State<SharedCluster>) -> Json<Value> {
-    let c = lock(&c);
+async fn task_managers(State(jm): State<JobManager>) -> Reply {
+    ask(&jm, |c| Json(task_managers_json(c))).await
+}
+
+fn task_managers_json(c: &Cluster) -> Value {
     let tms: Vec<Value> = c
         .task_managers
         .iter()
@@ -189,12 +201,12 @@ async fn task_managers(State(c): State<SharedCluster>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "taskmanagers": tms }))
+    json!({ "taskmanagers": tms })
 }
 
-fn job_json(j: &crate::jobmanager_process::JobEntry) -> Value {
-    let end = j.end_time.map(|t| t as i64).unwrap_or(-1);
-    let duration = j.end_time.unwrap_or_else(now_ms).saturating_sub(j.start_time);
+fn job_json(j: &JobEntry) -> Value {
+    let end = j.end_time.unwrap_or(-1);
+    let duration = j.end_time.unwrap_or_else(now_ms).saturating_sub(j.start_time).max(0);
     json!({
         "jid": j.id.to_string(),
         "name": j.name,
@@ -208,16 +220,21 @@ fn job_json(j: &crate::jobmanager_process::JobEntry) -> Value {
     })
 }
 
-async fn jobs(State(c): State<SharedCluster>) -> Json<Value> {
-    let c = lock(&c);
-    let mut list: Vec<&crate::jobmanager_process::JobEntry> = c.jobs.values().collect();
-    list.sort_by_key(|j| std::cmp::Reverse(j.start_time));
-    Json(json!({ "jobs": list.into_iter().map(job_json).collect::<Vec<_>>() }))
+async fn jobs(State(jm): State<JobManager>) -> Reply {
+    ask(&jm, |c| {
+        let mut list: Vec<&JobEntry> = c.jobs.values().collect();
+        list.sort_by_key(|j| std::cmp::Reverse(j.start_time));
+        Json(json!({ "jobs": list.into_iter().map(job_json).collect::<Vec<_>>() }))
+    })
+    .await
 }
 
-async fn job(State(c): State<SharedCluster>, Path(id): Path<String>) -> Reply {
+async fn job(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
     let id = job_id(&id)?;
-    let c = lock(&c);
+    ask(&jm, move |c| job_details_json(c, id)).await?
+}
+
+fn job_details_json(c: &Cluster, id: JobId) -> Reply {
     let j = c.jobs.get(&id).ok_or_else(|| not_found(format!("no job {id}")))?;
     let mut v = job_json(j);
     v["vertices"] =
@@ -237,11 +254,11 @@ async fn job(State(c): State<SharedCluster>, Path(id): Path<String>) -> Reply {
     Ok(Json(v))
 }
 
-async fn checkpoints(State(c): State<SharedCluster>, Path(id): Path<String>) -> Reply {
+async fn checkpoints(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
     let id = job_id(&id)?;
-    let c = lock(&c);
-    let j = c.jobs.get(&id).ok_or_else(|| not_found(format!("no job {id}")))?;
-    let d = j.details.as_ref();
+    let details = ask(&jm, move |c| c.jobs.get(&id).map(|j| j.details.clone())).await?;
+    let details = details.ok_or_else(|| not_found(format!("no job {id}")))?;
+    let d = details.as_ref();
     Ok(Json(json!({
         "counts": {
             "completed": d.map(|d| d.completed_checkpoints).unwrap_or(0),
@@ -252,7 +269,7 @@ async fn checkpoints(State(c): State<SharedCluster>, Path(id): Path<String>) -> 
 }
 
 async fn cancel(
-    State(c): State<SharedCluster>,
+    State(jm): State<JobManager>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -264,22 +281,25 @@ async fn cancel(
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    match lock(&c).cancel(id) {
-        Ok(()) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
-        Err(e) => ApiError(StatusCode::CONFLICT, e.to_string()).into_response(),
+    match jm.ask(move |c| c.cancel(id)).await {
+        Ok(Ok(())) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
+        Ok(Err(e)) => ApiError(StatusCode::CONFLICT, e.to_string()).into_response(),
+        Err(e) => unavailable(e).into_response(),
     }
 }
 
-async fn take_savepoint(c: SharedCluster, id: JobId, dir: Option<String>, cancel: bool) -> Reply {
+async fn take_savepoint(jm: JobManager, id: JobId, dir: Option<String>, cancel: bool) -> Reply {
     let dir = dir.filter(|d| !d.is_empty()).ok_or_else(|| bad("a target directory is required"))?;
-    let rx = lock(&c).request_savepoint(id, dir).map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    let rx = ask(&jm, move |c| c.request_savepoint(id, dir))
+        .await?
+        .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
     let answer = tokio::task::spawn_blocking(move || rx.recv_timeout(SAVEPOINT_TIMEOUT))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|_| ApiError(StatusCode::GATEWAY_TIMEOUT, "no answer from the job's driver".into()))?;
     let location = answer.map_err(|e| ApiError(StatusCode::CONFLICT, format!("savepoint failed: {e}")))?;
     if cancel {
-        lock(&c).cancel(id).map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+        ask(&jm, move |c| c.cancel(id)).await?.map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
     }
     Ok(Json(json!({ "status": { "id": "COMPLETED" }, "location": location })))
 }
@@ -292,10 +312,10 @@ struct SavepointBody {
     cancel_job: bool,
 }
 
-async fn savepoint(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes) -> Reply {
+async fn savepoint(State(jm): State<JobManager>, Path(id): Path<String>, body: Bytes) -> Reply {
     let id = job_id(&id)?;
     let b: SavepointBody = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
-    take_savepoint(c, id, b.target_directory, b.cancel_job).await
+    take_savepoint(jm, id, b.target_directory, b.cancel_job).await
 }
 
 #[derive(Deserialize)]
@@ -304,32 +324,48 @@ struct StopBody {
     target_directory: Option<String>,
 }
 
-async fn stop(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes) -> Reply {
+async fn stop(State(jm): State<JobManager>, Path(id): Path<String>, body: Bytes) -> Reply {
     let id = job_id(&id)?;
     let b: StopBody = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
-    take_savepoint(c, id, b.target_directory, true).await
+    take_savepoint(jm, id, b.target_directory, true).await
 }
 
-async fn jars(State(c): State<SharedCluster>) -> Json<Value> {
-    let c = lock(&c);
-    let files: Vec<Value> = c
-        .artifacts
-        .values()
-        .map(|a| json!({"id": a.id, "name": a.name, "uploaded": a.uploaded, "size": a.bytes.len()}))
-        .collect();
-    Json(json!({ "files": files }))
+async fn jars(State(jm): State<JobManager>) -> Reply {
+    ask(&jm, |c| {
+        let files: Vec<Value> = c
+            .artifacts
+            .values()
+            .map(|a| json!({"id": a.id, "name": a.name, "uploaded": a.uploaded, "size": a.bytes.len()}))
+            .collect();
+        Json(json!({ "files": files }))
+    })
+    .await
 }
 
-async fn upload(State(c): State<SharedCluster>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Reply {
+async fn upload(State(jm): State<JobManager>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Reply {
     let name = q.get("filename").ok_or_else(|| bad("the query parameter 'filename' is required"))?;
     if body.is_empty() {
         return Err(bad("the body is empty; send the job binary as the request body"));
     }
-    if !body.starts_with(b"\x7fELF") && !body.starts_with(b"#!") {
-        return Err(bad(format!("'{name}' is not an executable (neither an ELF binary nor a script)")));
+    if !body.starts_with(b"\x7fELF") {
+        return Err(bad(format!("'{name}' is not an ELF executable (job binaries are built with cargo build)")));
     }
-    let a = lock(&c).add_artifact(name, body.to_vec()).map_err(|e| bad(e.to_string()))?;
+    let (name, bytes) = (name.clone(), body.to_vec());
+    // Hashing and writing a large binary happen here, not on the event loop
+    // (which would stop hearing heartbeats meanwhile).
+    let work_dir = ask(&jm, |c| c.work_dir()).await?;
+    let a = tokio::task::spawn_blocking(move || Artifact::store(&work_dir, &name, bytes))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| bad(e.to_string()))?;
+    let listed = a.clone();
+    ask(&jm, move |c| c.insert_artifact(listed)).await?;
     Ok(Json(json!({ "status": "success", "id": a.id, "filename": a.name })))
+}
+
+async fn delete_jar(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
+    ask(&jm, move |c| c.remove_artifact(&id)).await?.map_err(|e| not_found(e.to_string()))?;
+    Ok(Json(json!({})))
 }
 
 #[derive(Deserialize, Default)]
@@ -344,17 +380,18 @@ struct RunBody {
     allow_non_restored_state: bool,
 }
 
-async fn run(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes) -> Reply {
-    let b: RunBody = if body.is_empty() {
-        RunBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?
-    };
+async fn run(State(jm): State<JobManager>, Path(id): Path<String>, body: Bytes) -> Reply {
+    let b: RunBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e} (send at least {{}})")))?;
     if b.parallelism == Some(0) {
         return Err(bad("parallelism must be at least 1"));
     }
-    let mut c = lock(&c);
-    let artifact = c.artifacts.get(&id).ok_or_else(|| not_found(format!("no uploaded binary with id '{id}'")))?;
+    ask(&jm, move |c| run_job(c, &id, b)).await?
+}
+
+/// Checks the entry and starts the job (on the event loop).
+fn run_job(c: &mut Cluster, id: &str, b: RunBody) -> Reply {
+    let artifact = c.artifact(id).ok_or_else(|| not_found(format!("no uploaded binary with id '{id}'")))?;
     if let Some(entry) = b.entry_class.as_deref().filter(|e| *e != artifact.name) {
         return Err(bad(format!(
             "entry '{entry}' is not in the uploaded binary '{}' (one binary is one entry; -c picks a binary from a directory)",
@@ -362,7 +399,7 @@ async fn run(State(c): State<SharedCluster>, Path(id): Path<String>, body: Bytes
         )));
     }
     let job = c
-        .submit(&id, b.program_args_list, b.parallelism, b.savepoint_path, b.allow_non_restored_state)
+        .submit(id, b.program_args_list, b.parallelism, b.savepoint_path, b.allow_non_restored_state)
         .map_err(|e| bad(e.to_string()))?;
     Ok(Json(json!({ "jobid": job.to_string() })))
 }

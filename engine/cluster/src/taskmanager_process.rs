@@ -8,8 +8,8 @@
 //! serve their `/metrics`; it forwards that to the JobManager.
 
 use sluice::cluster::remote::job_process::{
-    DRIVER_VAR, HOST_VAR, JOB_ID_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR, TASKMANAGER_ENDPOINT_VAR,
-    TASKMANAGER_ID_VAR,
+    CONF_VAR, DRIVER_VAR, HOST_VAR, JOB_ID_VAR, JOB_SECRET_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR,
+    TASKMANAGER_ENDPOINT_VAR, TASKMANAGER_ID_VAR,
 };
 use sluice::cluster::remote::messages::{
     FromTaskManagerProcess, Hello, JobProcessSpec, JobProcessStarted, TaskManagerHello, ToTaskManagerProcess,
@@ -19,6 +19,7 @@ use sluice::config::Configuration;
 use sluice::error::{Error, Result, RpcError};
 use sluice::ids::{JobId, TaskManagerId};
 use sluice::metrics::MetricsServer;
+use sluice::transport::{Admission, JobSecret, SecureStream, Security, HELLO_TIMEOUT};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Children = Arc<Mutex<HashMap<(JobId, u32), Child>>>;
+/// The secrets of the jobs that have processes here (their reports must prove them).
+type Secrets = Arc<Mutex<HashMap<JobId, JobSecret>>>;
 
 /// Set (to any value) by `sluice run-application` for its TaskManagers:
 /// the TaskManager stops its job processes and exits when its parent (the
@@ -55,6 +58,9 @@ pub struct TaskManagerSettings {
     pub registration_timeout: Duration,
     /// Metrics settings passed on to job processes.
     pub metrics_env: Vec<(String, String)>,
+    /// How connections are secured (`security.ssl.internal.*`); job
+    /// processes started here get the same settings.
+    pub security: Security,
 }
 
 impl TaskManagerSettings {
@@ -75,16 +81,50 @@ impl TaskManagerSettings {
                 .get_duration("taskmanager.registration.timeout")?
                 .unwrap_or(Duration::from_secs(300)),
             metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
+            security: Security::from_config(conf)?,
         })
     }
 }
 
-/// `cluster.work-dir` or its default.
+/// `cluster.work-dir`, or by default `sluice-cluster-<uid>` in the temporary
+/// directory; created private (0700). Job binaries run from here, so it
+/// must belong to this user and be closed to others (else an error says how
+/// to fix it): another local user must not plant a binary in it.
 pub(crate) fn work_dir(conf: &Configuration) -> Result<PathBuf> {
-    Ok(conf
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = own_uid()?;
+    let dir = conf
         .get_str("cluster.work-dir")?
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sluice-cluster")))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("sluice-cluster-{uid}")));
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) => return Err(Error::io(format!("cannot create the work directory '{}'", dir.display()), e)),
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::io(format!("cannot inspect the work directory '{}'", dir.display()), e))?;
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(Error::user(format!(
+            "the work directory '{}' is not a directory of this user (uid {uid}); another user may have planted it. \
+             Remove it or set cluster.work-dir to a directory of your own",
+            dir.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(Error::user(format!(
+            "the work directory '{}' is writable by other users (mode {:o}); run chmod 700 on it or set \
+             cluster.work-dir to a private directory",
+            dir.display(),
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    Ok(dir)
+}
+
+/// This process's (effective) user id: the owner of `/proc/self`.
+fn own_uid() -> Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| Error::io("cannot read /proc/self", e))
 }
 
 /// Runs a TaskManager until the JobManager tells it to shut down; it
@@ -100,10 +140,12 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
         });
     }
     let current: CurrentLink = Arc::default();
-    let endpoint = start_local_endpoint(&settings.host, children.clone(), current.clone())?;
+    let secrets: Secrets = Arc::default();
+    let endpoint = start_local_endpoint(&settings, children.clone(), secrets.clone(), current.clone())?;
     let mut refused_since: Option<Instant> = None;
     loop {
-        let stream = wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout)?;
+        let stream =
+            wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout, &settings.security)?;
         let (link, mut reader) = Link::new(stream)?;
         link.send(&Hello::TaskManager(TaskManagerHello {
             id: TaskManagerId(settings.id.clone()),
@@ -141,7 +183,7 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
         let beat = spawn_heartbeats(link.clone(), settings.heartbeat);
         let stop = Arc::new(AtomicBool::new(false));
         let reaper = spawn_reaper(children.clone(), link.clone(), stop.clone());
-        let shutdown = serve(&settings, &endpoint, &mut reader, &children, &link);
+        let shutdown = serve(&settings, &endpoint, &mut reader, &children, &secrets, &link);
         if let Ok(mut c) = current.lock() {
             *c = None;
         }
@@ -162,14 +204,15 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
 fn serve(
     settings: &TaskManagerSettings,
     endpoint: &str,
-    reader: &mut std::net::TcpStream,
+    reader: &mut SecureStream,
     children: &Children,
+    secrets: &Secrets,
     link: &Link,
 ) -> bool {
     loop {
         match wire::read_frame::<ToTaskManagerProcess>(reader) {
             Ok(Some(ToTaskManagerProcess::StartJobProcess(spec))) => {
-                if let Err(e) = start_job_process(settings, endpoint, &spec, children) {
+                if let Err(e) = start_job_process(settings, endpoint, &spec, children, secrets) {
                     eprintln!("cannot start a process of job {}: {e}", spec.job);
                     let _ = link.send(&FromTaskManagerProcess::JobProcessExited {
                         job: spec.job,
@@ -198,7 +241,15 @@ fn start_job_process(
     endpoint: &str,
     spec: &JobProcessSpec,
     children: &Children,
+    secrets: &Secrets,
 ) -> Result<()> {
+    let secret =
+        spec.env.iter().find(|(k, _)| k == JOB_SECRET_VAR).and_then(|(_, v)| JobSecret::from_hex(v)).ok_or_else(
+            || RpcError::Protocol {
+                peer: "the JobManager".into(),
+                what: format!("sent no job secret for job {}", spec.job),
+            },
+        )?;
     let binary = install_artifact(&settings.work_dir, spec)?;
     let dir = settings.work_dir.join("jobs").join(format!("{}-{}", spec.job, spec.seq));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
@@ -212,6 +263,7 @@ fn start_job_process(
         .env_remove("SLUICE_CONF_DIR")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(settings.metrics_env.iter().map(|(k, v)| (k, v)))
+        .env(CONF_VAR, own_security(spec, &settings.security))
         .env(ROLE_VAR, "task")
         .env(JOB_ID_VAR, spec.job.to_string())
         .env(TASKMANAGER_ID_VAR, format!("{}/{}-{}", settings.id, short(spec.job), spec.seq))
@@ -243,26 +295,61 @@ fn start_job_process(
         dir.display()
     );
     c.insert((spec.job, spec.seq), child);
+    if let Ok(mut s) = secrets.lock() {
+        s.insert(spec.job, secret);
+    }
     Ok(())
+}
+
+/// The job's configuration lines with this TaskManager's `security.*`
+/// settings instead of the JobManager's (certificate paths are per host).
+fn own_security(spec: &JobProcessSpec, security: &Security) -> String {
+    let from_jm = spec.env.iter().find(|(k, _)| k == CONF_VAR).map(|(_, v)| v.as_str()).unwrap_or("");
+    let mut lines: String =
+        from_jm.lines().filter(|l| !l.trim_start().starts_with("security.")).map(|l| format!("{l}\n")).collect();
+    for (k, v) in security.config_lines() {
+        lines.push_str(&format!("{k}={v}\n"));
+    }
+    lines
 }
 
 /// Listens where this TaskManager's job processes report their metrics
 /// address; returns the endpoint's address.
-fn start_local_endpoint(host: &str, children: Children, current: CurrentLink) -> Result<String> {
-    let listener = std::net::TcpListener::bind(format!("{host}:0"))
-        .map_err(|e| Error::io(format!("cannot bind the TaskManager's local endpoint on {host}"), e))?;
+fn start_local_endpoint(
+    settings: &TaskManagerSettings,
+    children: Children,
+    secrets: Secrets,
+    current: CurrentLink,
+) -> Result<String> {
+    let bind = format!("{}:0", settings.host);
+    settings.security.check_bind("TaskManager's local endpoint", &bind)?;
+    let listener = std::net::TcpListener::bind(&bind)
+        .map_err(|e| Error::io(format!("cannot bind the TaskManager's local endpoint on {bind}"), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("local endpoint", e))?.to_string();
+    let security = settings.security.clone();
     std::thread::Builder::new()
         .name("job-process-reports".into())
         .spawn(move || {
+            // Reports are one frame each: a few at a time is plenty.
+            let admission = Admission::new(64);
             for conn in listener.incoming() {
-                let Ok(mut stream) = conn else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                match wire::read_frame::<JobProcessStarted>(&mut stream) {
-                    Ok(Some(report)) => forward_report(report, &children, &current),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("a job process's report: {e}"),
-                }
+                let Ok(socket) = conn else { continue };
+                let Some(admitted) = admission.try_admit() else { continue };
+                let (children, secrets, current, security) =
+                    (children.clone(), secrets.clone(), current.clone(), security.clone());
+                let _ = std::thread::Builder::new().name("job-process-report".into()).spawn(move || {
+                    let _admitted = admitted;
+                    let mut stream = match security.accept(socket) {
+                        Ok(s) => s,
+                        Err(e) => return tracing::warn!("a job process's report: the secure handshake failed: {e}"),
+                    };
+                    let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+                    match wire::read_frame::<JobProcessStarted>(&mut stream) {
+                        Ok(Some(report)) => forward_report(report, &children, &secrets, &current),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("a job process's report: {e}"),
+                    }
+                });
             }
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
@@ -270,9 +357,14 @@ fn start_local_endpoint(host: &str, children: Children, current: CurrentLink) ->
 }
 
 /// Passes a job process's report on to the JobManager, if the process is
-/// one of ours (a stray or stale report is dropped).
-fn forward_report(report: JobProcessStarted, children: &Children, current: &CurrentLink) {
+/// one of ours and proves its job (a stray or stale report is dropped).
+fn forward_report(report: JobProcessStarted, children: &Children, secrets: &Secrets, current: &CurrentLink) {
     let (job, seq) = (report.job, report.seq);
+    let proven = secrets.lock().map(|s| s.get(&job).is_some_and(|k| k.matches(&report.secret))).unwrap_or(false);
+    if !proven {
+        tracing::warn!("a report for process {seq} of job {job} without the job's secret; dropped");
+        return;
+    }
     let ours = children.lock().map(|c| c.contains_key(&(job, seq))).unwrap_or(false);
     if !ours {
         tracing::debug!("report of process {seq} of job {job}, which is not running here; dropped");
@@ -286,19 +378,43 @@ fn forward_report(report: JobProcessStarted, children: &Children, current: &Curr
     }
 }
 
-/// Writes the job binary once per content hash; returns its path.
+/// Writes the job binary once per content hash; returns its path. The
+/// binary must match its SHA-256, and so must a cached copy (else it is
+/// written again): a file planted in the work directory never runs.
 fn install_artifact(work_dir: &Path, spec: &JobProcessSpec) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = work_dir.join("artifacts").join(&spec.artifact_id);
-    let path = dir.join(&spec.artifact_name);
-    if path.is_file() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let protocol = |what: String| -> Error { RpcError::Protocol { peer: "the JobManager".into(), what }.into() };
+    let hash = &spec.artifact_id;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(protocol(format!("sent '{hash}' as a binary's SHA-256")));
+    }
+    let name = &spec.artifact_name;
+    if Path::new(name).file_name().and_then(|n| n.to_str()) != Some(name.as_str()) || name.starts_with('.') {
+        return Err(protocol(format!("sent '{name}' as a binary's file name")));
+    }
+    if sluice::transport::sha256_hex(&spec.binary) != *hash {
+        return Err(protocol(format!("sent a binary '{name}' that does not match its SHA-256")));
+    }
+    let dir = work_dir.join("artifacts").join(hash);
+    let path = dir.join(name);
+    if std::fs::read(&path).is_ok_and(|cached| sluice::transport::sha256_hex(&cached) == *hash) {
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
-    let tmp = dir.join(format!(".{}.tmp", spec.artifact_name));
-    std::fs::write(&tmp, &spec.binary).map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| Error::io(format!("cannot make '{}' executable", tmp.display()), e))?;
+    let tmp = dir.join(format!(".{}.{}", name, sluice::transport::random_hex(8)?));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("cannot create '{}'", tmp.display()), e))?;
+    file.write_all(&spec.binary)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+    drop(file);
+    // A rename replaces a running binary's directory entry, not its content (no ETXTBSY).
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot move '{}' into place", path.display()), e))?;
     Ok(path)
 }
@@ -349,5 +465,28 @@ fn kill_all(children: &Children) {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod work_dir_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn work_directories_are_private_and_a_shared_one_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let mut conf = Configuration::new();
+        let fresh = base.path().join("fresh");
+        conf.set("cluster.work-dir", fresh.to_str().unwrap()).unwrap();
+        let dir = work_dir(&conf).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let shared = base.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        conf.set("cluster.work-dir", shared.to_str().unwrap()).unwrap();
+        let e = work_dir(&conf).unwrap_err().to_string();
+        assert!(e.contains("writable by other users") && e.contains("chmod 700"), "{e}");
     }
 }

@@ -51,6 +51,7 @@ impl Builder<'_> {
             watermark_interval: self.job.settings.watermark_interval,
             restore_dir: self.restore.map(|r| r.dir.clone()),
             keyed_state: None,
+            clock: Default::default(),
         }
     }
 

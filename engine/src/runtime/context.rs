@@ -8,7 +8,39 @@ use sluice_checkpoint::state::{
 };
 use sluice_checkpoint::KeyGroupRange;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The processing-time clock operators read (Flink's processing-time
+/// service): the wall clock ([`sluice_checkpoint::clock::now_ms`]), or in
+/// unit tests a manual clock that only moves when it is set.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProcessingClock(Option<Arc<AtomicI64>>);
+
+impl ProcessingClock {
+    /// A clock that stands at `now_ms` until [`set`](Self::set).
+    #[cfg(test)]
+    pub(crate) fn manual(now_ms: i64) -> Self {
+        ProcessingClock(Some(Arc::new(AtomicI64::new(now_ms))))
+    }
+
+    /// Moves a manual clock to `now_ms` (no effect on the wall clock).
+    #[cfg(test)]
+    pub(crate) fn set(&self, now_ms: i64) {
+        if let Some(t) = &self.0 {
+            t.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, by this clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(t) => t.load(Ordering::Relaxed),
+            None => sluice_checkpoint::clock::now_ms(),
+        }
+    }
+}
 
 /// Whether keyed aggregations emit running results or final ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +87,8 @@ pub struct RuntimeContext {
     /// The keyed state of the operator, on a keyed stream (see the
     /// `*_state` methods).
     pub(crate) keyed_state: Option<SharedStore>,
+    /// The processing-time clock (the wall clock outside unit tests).
+    pub(crate) clock: ProcessingClock,
 }
 
 impl RuntimeContext {
@@ -81,6 +115,7 @@ impl RuntimeContext {
             watermark_interval: Duration::from_millis(200),
             restore_dir: None,
             keyed_state: None,
+            clock: ProcessingClock::default(),
         }
     }
 }

@@ -8,7 +8,7 @@
 use crate::error::Result;
 use crate::record::Data;
 use crate::runtime::collector::Collector;
-use crate::runtime::context::RuntimeContext;
+use crate::runtime::context::{ProcessingClock, RuntimeContext};
 use crate::runtime::element::Watermark;
 use crate::runtime::side_output::{OutputTag, SideRecord, SideRecords};
 use serde::Serialize;
@@ -90,6 +90,7 @@ pub struct KeyedContext<'a, K, S> {
     pub(crate) timestamp: Option<i64>,
     pub(crate) domain: Option<TimeDomain>,
     pub(crate) side: SideRecords,
+    pub(crate) clock: &'a ProcessingClock,
 }
 
 impl<K, S> KeyedContext<'_, K, S> {
@@ -136,7 +137,7 @@ impl<K, S> KeyedContext<'_, K, S> {
 
     /// The wall clock in milliseconds since the Unix epoch.
     pub fn current_processing_time(&self) -> i64 {
-        sluice_checkpoint::state::now_ms()
+        self.clock.now_ms()
     }
 
     /// Calls `on_timer` for the current key once the watermark passes `time`.

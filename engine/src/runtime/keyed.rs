@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::record::{Data, Key};
 use crate::runtime::collector::Collector;
-use crate::runtime::context::{RuntimeContext, RuntimeMode};
+use crate::runtime::context::{ProcessingClock, RuntimeContext, RuntimeMode};
 use crate::runtime::element::Watermark;
 use crate::runtime::functions::{KeyedContext, KeyedProcessFunction};
 use crate::runtime::operator::{StreamOperator, TimeEvent};
@@ -181,6 +181,7 @@ pub(crate) struct KeyedProcessOp<K, T, P: KeyedProcessFunction<K, T, O>, O> {
     state: KeyedState,
     id: Option<StateId>,
     watermark: Watermark,
+    clock: ProcessingClock,
     _out: std::marker::PhantomData<fn() -> O>,
 }
 
@@ -198,6 +199,7 @@ impl<K, T, P: KeyedProcessFunction<K, T, O>, O> KeyedProcessOp<K, T, P, O> {
             state: KeyedState::default(),
             id: None,
             watermark: Watermark::MIN,
+            clock: ProcessingClock::default(),
             _out: std::marker::PhantomData,
         }
     }
@@ -226,6 +228,7 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> KeyedProcessOp<K, T, P, O> 
             timestamp,
             domain,
             side: Vec::new(),
+            clock: &self.clock,
         };
         call(&mut self.function, &mut ctx)?;
         let (cleared, side) = (ctx.cleared, ctx.side);
@@ -265,6 +268,7 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, Tagged<O,
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let store = self.state.open(ctx)?;
         self.id = Some(store.lock()?.register::<P::State>("process-state", None)?);
+        self.clock = ctx.clock.clone();
         let mut ctx = ctx.clone();
         ctx.keyed_state = Some(store);
         self.function.open(&ctx)
@@ -307,5 +311,118 @@ impl<K: Key, T, O, P: KeyedProcessFunction<K, T, O>> StreamOperator<T, Tagged<O,
     }
     fn close(&mut self) -> Result<()> {
         self.function.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Keyed timers through the one-operator test harness, on an injected
+    //! processing-time clock and on watermarks.
+
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::runtime::test_harness::OneInputHarness;
+
+    /// Per key: on each record a processing-time timer 100 ms later (by the
+    /// operator's clock) and an event-time timer at the record's time + 10;
+    /// the record "cancel" deletes the key's pending processing-time timer.
+    /// A firing timer emits (key, domain, time, records seen).
+    #[derive(Clone)]
+    struct Reminders;
+
+    type Fired = (String, TimeDomain, i64, u32);
+
+    impl KeyedProcessFunction<String, (String, String, i64), Fired> for Reminders {
+        type State = (u32, Option<i64>);
+        fn process_element(
+            &mut self,
+            (_, what, ts): (String, String, i64),
+            ctx: &mut KeyedContext<'_, String, Self::State>,
+            _out: &mut dyn Collector<Fired>,
+        ) -> Result<()> {
+            if what == "cancel" {
+                if let Some(t) = ctx.state().1.take() {
+                    ctx.delete_processing_time_timer(t)?;
+                }
+                return Ok(());
+            }
+            let at = ctx.current_processing_time() + 100;
+            ctx.state().0 += 1;
+            ctx.state().1 = Some(at);
+            ctx.register_processing_time_timer(at)?;
+            ctx.register_event_time_timer(ts + 10)
+        }
+        fn on_timer(
+            &mut self,
+            timestamp: i64,
+            ctx: &mut KeyedContext<'_, String, Self::State>,
+            out: &mut dyn Collector<Fired>,
+        ) -> Result<()> {
+            let domain = ctx.time_domain().ok_or_else(|| Error::internal("a timer without a domain"))?;
+            let seen = ctx.state().0;
+            out.collect((ctx.key().clone(), domain, timestamp, seen))
+        }
+    }
+
+    type Input = (String, String, i64);
+
+    fn harness() -> OneInputHarness<Input, Tagged<Fired, SideRecord>, KeyedProcessOp<String, Input, Reminders, Fired>> {
+        let op = KeyedProcessOp::new(
+            Reminders,
+            Arc::new(|r: &Input| r.0.clone()),
+            Some(Arc::new(|r: &Input| r.2) as TimestampFn<Input>),
+        );
+        OneInputHarness::new(op)
+    }
+
+    fn fired(
+        h: &mut OneInputHarness<
+            Input,
+            Tagged<Fired, SideRecord>,
+            impl StreamOperator<Input, Tagged<Fired, SideRecord>>,
+        >,
+    ) -> Vec<Fired> {
+        h.take_records().into_iter().filter_map(Tagged::main).collect()
+    }
+
+    fn input(key: &str, what: &str, ts: i64) -> Input {
+        (key.to_string(), what.to_string(), ts)
+    }
+
+    #[test]
+    fn processing_time_timers_fire_on_the_injected_clock() {
+        let mut h = harness();
+        h.open().unwrap();
+        h.set_processing_time(1_000).unwrap();
+        h.process(input("a", "x", 0)).unwrap(); // timer at 1100
+        h.set_processing_time(1_050).unwrap();
+        h.process(input("b", "x", 0)).unwrap(); // timer at 1150
+        h.process(input("a", "x", 0)).unwrap(); // timer at 1150 (1100 stays)
+        h.set_processing_time(1_099).unwrap();
+        assert_eq!(fired(&mut h), vec![]);
+        h.set_processing_time(1_100).unwrap();
+        assert_eq!(fired(&mut h), vec![("a".to_string(), TimeDomain::ProcessingTime, 1_100, 2)]);
+        h.process(input("b", "cancel", 0)).unwrap();
+        h.set_processing_time(5_000).unwrap();
+        assert_eq!(
+            fired(&mut h),
+            vec![("a".to_string(), TimeDomain::ProcessingTime, 1_150, 2)],
+            "b's deleted timer does not fire"
+        );
+    }
+
+    #[test]
+    fn event_time_timers_fire_on_watermarks_not_on_the_clock() {
+        let mut h = harness();
+        h.open().unwrap();
+        h.process(input("a", "x", 1_000)).unwrap(); // event-time timer at 1010
+        h.process(input("a", "cancel", 0)).unwrap(); // only the processing-time one goes
+        h.set_processing_time(i64::MAX - 1).unwrap();
+        assert_eq!(fired(&mut h), vec![]);
+        h.watermark(1_009).unwrap();
+        assert_eq!(fired(&mut h), vec![]);
+        h.watermark(1_010).unwrap();
+        assert_eq!(fired(&mut h), vec![("a".to_string(), TimeDomain::EventTime, 1_010, 1)]);
     }
 }

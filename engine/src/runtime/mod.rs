@@ -21,6 +21,8 @@
 //!   [`CheckpointResponder`] contract a subtask reports it through.
 //! * `watermark_combiner`: an input task's watermark, combined from its
 //!   channels (`WatermarkCombiner`).
+//! * `window`: the window operator, and in `window::assigners` the window
+//!   vocabulary (`TimeWindow`, the assigners; re-exported as `api::windows`).
 
 pub(crate) mod checkpointing;
 pub mod collector;
@@ -37,6 +39,8 @@ pub mod restore;
 pub(crate) mod shuffle;
 pub mod side_output;
 pub(crate) mod task;
+#[cfg(test)]
+pub(crate) mod test_harness;
 pub(crate) mod watermark_combiner;
 pub mod watermarks;
 pub(crate) mod window;

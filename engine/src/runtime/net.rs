@@ -12,9 +12,14 @@
 //!
 //! # Wire format
 //!
-//! The hello is `MAGIC` (8 bytes), the protocol version (u16 LE) and a
-//! length-prefixed (u32 LE) postcard-encoded [`ChannelKey`]; a connection
-//! whose hello does not match is closed with a log line. Then the producer
+//! Connections are [`SecureStream`]s: mutual TLS when the process's
+//! [`Security`] says so. The hello is `MAGIC` (8 bytes), the protocol
+//! version (u16 LE), a length-prefixed (u32 LE) postcard-encoded
+//! [`ChannelKey`] and the job's [`JobSecret`] (32 bytes), which proves that
+//! the producer belongs to the job; a connection whose hello does not match
+//! is closed with a log line. A server serves at most [`MAX_CONNECTIONS`]
+//! connections at once, and a producer's connection waiting for its
+//! receiver is dropped after [`PENDING_TTL`]. Then the producer
 //! sends frames, each a u32 LE length and a postcard-encoded
 //! `StreamElement<T>` (a batch as its `Vec<T>`; watermarks, barriers,
 //! idleness and end of stream in-band, in order), and the consumer sends
@@ -44,6 +49,7 @@ use crate::record::Data;
 use crate::runtime::element::StreamElement;
 use crate::runtime::erased::{AnyBox, StreamType};
 use crate::runtime::shuffle::ChannelKey;
+use crate::transport::{Admission, Admitted, JobSecret, SecureStream, Security, MAX_CONNECTIONS};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -56,22 +62,32 @@ use std::time::{Duration, Instant};
 /// The first bytes of every data connection.
 const MAGIC: [u8; 8] = *b"SLUICEDP";
 /// The version of the wire format; both sides must speak the same.
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 /// The largest frame accepted (a garbled length must not allocate gigabytes).
 const MAX_FRAME: usize = 1 << 30;
 /// The largest encoded channel key in a hello.
 const MAX_HELLO: usize = 1024;
 /// How long an accepted connection may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a producer's connection may wait for its receiver to be claimed.
+const PENDING_TTL: Duration = Duration::from_secs(300);
 /// How long a producer's bridge waits, after end of stream, for the consumer to close.
 const LINGER: Duration = Duration::from_secs(30);
 
 /// Runs the consumer's bridge of one channel on its accepted connection,
 /// until end of stream or a failure (built by [`StreamType::inbound_bridge`]).
-pub(crate) type InboundBridge = Box<dyn FnOnce(&TcpStream, &ChannelKey) -> Result<()> + Send>;
+pub(crate) type InboundBridge = Box<dyn FnOnce(&SecureStream, &ChannelKey) -> Result<()> + Send>;
+
+/// How a process's data connections prove themselves: its security (plain
+/// or mutual TLS) and the job's secret.
+#[derive(Debug, Clone)]
+pub(crate) struct DataAuth {
+    pub(crate) security: Security,
+    pub(crate) secret: JobSecret,
+}
 
 /// Where the producer's bridge of a channel connects to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct OutboundLink {
     /// The channel.
     pub(crate) key: ChannelKey,
@@ -79,6 +95,8 @@ pub(crate) struct OutboundLink {
     pub(crate) addr: SocketAddr,
     /// How long to keep retrying the connect.
     pub(crate) connect_timeout: Duration,
+    /// How the connection proves itself.
+    pub(crate) auth: Arc<DataAuth>,
 }
 
 /// The producer's end of channel `key` whose consumer lives behind `addr`: an
@@ -93,8 +111,9 @@ pub(crate) fn remote_sender(
     ty: &dyn StreamType,
     capacity: usize,
     connect_timeout: Duration,
+    auth: Arc<DataAuth>,
 ) -> Result<AnyBox> {
-    let (sender, _bridge) = ty.outbound_bridge(capacity, OutboundLink { key, addr, connect_timeout })?;
+    let (sender, _bridge) = ty.outbound_bridge(capacity, OutboundLink { key, addr, connect_timeout, auth })?;
     Ok(sender)
 }
 
@@ -105,11 +124,12 @@ pub(crate) struct DataServer {
 }
 
 /// The state shared by the server handle, its acceptor and its bridges.
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
     closed: AtomicBool,
     next_connection: AtomicU64,
+    auth: Arc<DataAuth>,
+    admission: Admission,
 }
 
 /// Channels waiting for their other half, live connections, released attempts.
@@ -117,15 +137,16 @@ struct Shared {
 struct State {
     pending: HashMap<ChannelKey, Pending>,
     /// Running bridges: connection id and a handle to shut the socket down.
-    active: HashMap<ChannelKey, (u64, TcpStream)>,
+    active: HashMap<ChannelKey, (u64, SecureStream)>,
     /// Per job: the highest attempt seen and the lowest attempt not released.
     jobs: HashMap<JobId, Attempts>,
 }
 
 /// The half of a channel that arrived first.
 enum Pending {
-    /// The producer connected; no receiver claimed the channel yet.
-    Connection(TcpStream),
+    /// The producer connected (when, and its place among the server's
+    /// connections); no receiver claimed the channel yet.
+    Connection(SecureStream, Instant, Admitted),
     /// The receiver was claimed; the producer has not connected yet.
     Receiver(InboundBridge),
 }
@@ -168,12 +189,19 @@ impl State {
 
 impl DataServer {
     /// Binds `bind` (e.g. "127.0.0.1:0") and spawns the acceptor thread.
-    pub(crate) fn start(bind: &str) -> Result<Arc<DataServer>> {
+    /// Connections are secured by `security` and must prove `secret`.
+    pub(crate) fn start(bind: &str, security: Security, secret: JobSecret) -> Result<Arc<DataServer>> {
         let listener = TcpListener::bind(bind).map_err(|e| {
             Error::io(format!("cannot bind the data port at {bind} (is it in use? pick another address or port)"), e)
         })?;
         let address = listener.local_addr().map_err(|e| Error::io("cannot read the data port's address", e))?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            closed: AtomicBool::new(false),
+            next_connection: AtomicU64::new(0),
+            auth: Arc::new(DataAuth { security, secret }),
+            admission: Admission::new(MAX_CONNECTIONS),
+        });
         let acceptor = shared.clone();
         std::thread::Builder::new()
             .name("sluice-net-accept".into())
@@ -187,6 +215,11 @@ impl DataServer {
     /// like 0.0.0.0, advertise a reachable host with this port instead).
     pub(crate) fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// How this process's producers connect to other processes' servers.
+    pub(crate) fn auth(&self) -> Arc<DataAuth> {
+        self.shared.auth.clone()
     }
 
     /// The consumer's end of channel `key` whose producer is remote: an
@@ -210,13 +243,16 @@ impl DataServer {
             None | Some(Pending::Receiver(_)) => {
                 state.pending.insert(key, Pending::Receiver(bridge));
             }
-            Some(Pending::Connection(stream)) => {
+            Some(Pending::Connection(stream, _, admitted)) => {
                 let id = activate(&self.shared, &mut state, key, &stream)?;
                 drop(state);
                 let shared = self.shared.clone();
                 std::thread::Builder::new()
                     .name("sluice-net-in".into())
-                    .spawn(move || run_inbound(&shared, key, id, stream, bridge))
+                    .spawn(move || {
+                        let _admitted = admitted;
+                        run_inbound(&shared, key, id, stream, bridge)
+                    })
                     .map_err(|e| Error::io(format!("cannot start the bridge thread of channel {key}"), e))?;
             }
         }
@@ -261,7 +297,7 @@ impl Drop for DataServer {
 }
 
 /// Registers `stream` as the running connection of `key`; returns its id.
-fn activate(shared: &Shared, state: &mut State, key: ChannelKey, stream: &TcpStream) -> Result<u64> {
+fn activate(shared: &Shared, state: &mut State, key: ChannelKey, stream: &SecureStream) -> Result<u64> {
     let handle = stream.try_clone().map_err(|e| Error::io(format!("cannot use the connection of channel {key}"), e))?;
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     state.active.insert(key, (id, handle));
@@ -274,10 +310,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             break;
         }
         match connection {
-            Ok(stream) => {
+            Ok(socket) => {
+                let Some(admitted) = shared.admission.try_admit() else { continue };
                 let shared = shared.clone();
-                let spawned =
-                    std::thread::Builder::new().name("sluice-net-in".into()).spawn(move || handshake(&shared, stream));
+                let spawned = std::thread::Builder::new()
+                    .name("sluice-net-in".into())
+                    .spawn(move || handshake(&shared, socket, admitted));
                 if let Err(e) = spawned {
                     tracing::error!("cannot start a thread for a data connection: {e}");
                 }
@@ -291,10 +329,19 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     tracing::debug!("data server acceptor stopped");
 }
 
-/// Reads the hello of an accepted connection and pairs it with its receiver.
-fn handshake(shared: &Arc<Shared>, stream: TcpStream) {
-    let peer = stream.peer_addr().map_or_else(|_| "an unknown peer".to_string(), |a| a.to_string());
-    let key = match read_hello(&stream) {
+/// Secures an accepted connection, reads its hello and pairs it with its receiver.
+fn handshake(shared: &Arc<Shared>, socket: TcpStream, admitted: Admitted) {
+    let peer = socket.peer_addr().map_or_else(|_| "an unknown peer".to_string(), |a| a.to_string());
+    let stream = match shared.auth.security.accept(socket) {
+        Ok(stream) => stream,
+        Err(e) => {
+            if !shared.closed.load(Ordering::SeqCst) {
+                tracing::warn!("rejected a data connection from {peer}: the secure handshake failed ({e})");
+            }
+            return;
+        }
+    };
+    let key = match read_hello(&stream, &shared.auth.secret) {
         Ok(key) => key,
         Err(reason) => {
             if !shared.closed.load(Ordering::SeqCst) {
@@ -315,26 +362,35 @@ fn handshake(shared: &Arc<Shared>, stream: TcpStream) {
         tracing::info!("refused the data connection of channel {key} from {peer}: its job attempt was released");
         return;
     }
-    if state.active.contains_key(&key) || matches!(state.pending.get(&key), Some(Pending::Connection(_))) {
+    let now = Instant::now();
+    state.pending.retain(|k, p| match p {
+        Pending::Connection(_, since, _) if now.duration_since(*since) > PENDING_TTL => {
+            tracing::warn!("channel {k}: no receiver claimed it within {PENDING_TTL:?}; dropped its connection");
+            false
+        }
+        _ => true,
+    });
+    if state.active.contains_key(&key) || matches!(state.pending.get(&key), Some(Pending::Connection(..))) {
         tracing::warn!("rejected a second data connection for channel {key} from {peer}");
         return;
     }
     match state.pending.remove(&key) {
-        None | Some(Pending::Connection(_)) => {
+        None | Some(Pending::Connection(..)) => {
             tracing::debug!("channel {key}: producer {peer} connected before the receiver was claimed");
-            state.pending.insert(key, Pending::Connection(stream));
+            state.pending.insert(key, Pending::Connection(stream, now, admitted));
         }
         Some(Pending::Receiver(bridge)) => match activate(shared, &mut state, key, &stream) {
             Ok(id) => {
                 drop(state);
                 run_inbound(shared, key, id, stream, bridge);
+                drop(admitted);
             }
             Err(e) => tracing::error!("{e}"),
         },
     }
 }
 
-fn read_hello(mut stream: &TcpStream) -> std::result::Result<ChannelKey, String> {
+fn read_hello(mut stream: &SecureStream, secret: &JobSecret) -> std::result::Result<ChannelKey, String> {
     stream.set_read_timeout(Some(HELLO_TIMEOUT)).map_err(|e| e.to_string())?;
     let mut magic = [0u8; 8];
     stream.read_exact(&mut magic).map_err(|e| format!("no hello ({e})"))?;
@@ -355,21 +411,28 @@ fn read_hello(mut stream: &TcpStream) -> std::result::Result<ChannelKey, String>
     }
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).map_err(|e| format!("truncated hello ({e})"))?;
-    postcard::from_bytes(&payload).map_err(|e| format!("undecodable channel in hello ({e})"))
+    let key: ChannelKey = postcard::from_bytes(&payload).map_err(|e| format!("undecodable channel in hello ({e})"))?;
+    let mut proof = [0u8; 32];
+    stream.read_exact(&mut proof).map_err(|e| format!("truncated hello ({e})"))?;
+    if !JobSecret::from_bytes(proof).matches(secret) {
+        return Err(format!("channel {key}: wrong job secret; the peer does not belong to the job"));
+    }
+    Ok(key)
 }
 
-fn hello(key: &ChannelKey) -> Result<Vec<u8>> {
+fn hello(key: &ChannelKey, secret: &JobSecret) -> Result<Vec<u8>> {
     let encoded = postcard::to_stdvec(key).map_err(|e| Error::Network(format!("cannot encode channel {key}: {e}")))?;
     let mut bytes = Vec::with_capacity(14 + encoded.len());
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&encoded);
+    bytes.extend_from_slice(secret.as_bytes());
     Ok(bytes)
 }
 
 /// Runs `bridge` on the connection of `key`, then closes it and logs how it ended.
-fn run_inbound(shared: &Shared, key: ChannelKey, id: u64, stream: TcpStream, bridge: InboundBridge) {
+fn run_inbound(shared: &Shared, key: ChannelKey, id: u64, stream: SecureStream, bridge: InboundBridge) {
     let result = bridge(&stream, &key);
     let _ = stream.shutdown(Shutdown::Both);
     let released = {
@@ -396,7 +459,7 @@ pub(crate) fn inbound<T: Data>(capacity: usize) -> (AnyBox, InboundBridge) {
 }
 
 fn decode_into<T: Data>(
-    stream: &TcpStream,
+    stream: &SecureStream,
     key: &ChannelKey,
     tx: &Sender<StreamElement<T>>,
     credits: u32,
@@ -485,15 +548,24 @@ pub(crate) fn outbound<T: Data>(capacity: usize, link: OutboundLink) -> Result<(
     Ok((Box::new(tx), bridge))
 }
 
-/// Connects to the consumer of `link.key`, retrying until the timeout.
-fn connect(link: &OutboundLink) -> Result<TcpStream> {
+/// Connects to the consumer of `link.key`, retrying until the timeout, and
+/// secures the connection.
+fn connect(link: &OutboundLink) -> Result<SecureStream> {
     let deadline = Instant::now() + link.connect_timeout;
     let mut backoff = Duration::from_millis(10);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let attempt = left.clamp(Duration::from_millis(10), Duration::from_secs(1));
         match TcpStream::connect_timeout(&link.addr, attempt) {
-            Ok(stream) => return Ok(stream),
+            Ok(socket) => {
+                return link.auth.security.connect(socket).map_err(|e| {
+                    Error::Network(format!(
+                        "channel {}: the secure handshake with its consumer at {} failed: {e}; do both \
+                         TaskManagers use certificates of the same cluster CA (security.ssl.internal.*)?",
+                        link.key, link.addr
+                    ))
+                })
+            }
             Err(e) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -518,7 +590,7 @@ fn forward<T: Data>(link: &OutboundLink, rx: Receiver<StreamElement<T>>) -> Resu
     result
 }
 
-fn forward_on<T: Data>(stream: &TcpStream, link: &OutboundLink, rx: &Receiver<StreamElement<T>>) -> Result<()> {
+fn forward_on<T: Data>(stream: &SecureStream, link: &OutboundLink, rx: &Receiver<StreamElement<T>>) -> Result<()> {
     let key = link.key;
     let broken = |e: io::Error| Error::Network(format!("connection of channel {key} to {} broke: {e}", link.addr));
     let gone = || {
@@ -529,7 +601,7 @@ fn forward_on<T: Data>(stream: &TcpStream, link: &OutboundLink, rx: &Receiver<St
     };
     stream.set_nodelay(true).map_err(broken)?;
     let mut out = BufWriter::with_capacity(64 * 1024, stream);
-    out.write_all(&hello(&key)?).map_err(broken)?;
+    out.write_all(&hello(&key, &link.auth.secret)?).map_err(broken)?;
     let credits_rx = spawn_credit_reader(stream, key)?;
     let mut credits = 0u64;
     let mut frame = Vec::new();
@@ -593,7 +665,7 @@ fn producer_gone(key: &ChannelKey) -> Result<()> {
 }
 
 /// Reads credits from the connection into a channel, until it closes.
-fn spawn_credit_reader(stream: &TcpStream, key: ChannelKey) -> Result<Receiver<u32>> {
+fn spawn_credit_reader(stream: &SecureStream, key: ChannelKey) -> Result<Receiver<u32>> {
     let mut reader =
         stream.try_clone().map_err(|e| Error::io(format!("cannot use the connection of channel {key}"), e))?;
     let (tx, rx) = crossbeam_channel::unbounded();

@@ -131,7 +131,14 @@ impl Shuffle {
         placement: &Placement,
     ) -> Result<AnyBox> {
         match self.remote(placement, key.consumer)? {
-            Some(addr) => remote_sender(key, addr, ty, capacity, CONNECT_TIMEOUT),
+            Some(addr) => {
+                let auth = self
+                    .net
+                    .as_ref()
+                    .map(|(_, server)| server.auth())
+                    .ok_or_else(|| Error::internal("a remote channel in a process without a data server"))?;
+                remote_sender(key, addr, ty, capacity, CONNECT_TIMEOUT, auth)
+            }
             None => self.local.sender(key, ty, capacity),
         }
     }

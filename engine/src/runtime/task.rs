@@ -471,7 +471,7 @@ impl Clock {
             return None;
         }
         self.last = Instant::now();
-        Some(sluice_checkpoint::state::now_ms())
+        Some(sluice_checkpoint::clock::now_ms())
     }
 }
 

@@ -51,6 +51,149 @@ impl SourceLog {
     }
 }
 
+/// Where a test source stops: at position `at` it waits (idle) until a
+/// gate opens or, with `until_checkpointed`, until a checkpoint it took at
+/// or past `at` is complete; a restored source does not stop. It logs the
+/// positions the source saved and was restored to.
+#[derive(Clone, Default)]
+pub struct Hold {
+    pub log: SourceLog,
+    at: Option<u64>,
+    gate: Gate,
+    until_checkpointed: bool,
+    saved_past: Option<u64>,
+    restored: bool,
+}
+
+impl Hold {
+    /// Stops at `at` until `gate` opens.
+    pub fn at(at: u64, gate: &Gate) -> Self {
+        Hold { at: Some(at), gate: gate.clone(), ..Hold::default() }
+    }
+
+    /// Stops at `at` until a checkpoint taken there is complete.
+    pub fn until_checkpointed(at: u64) -> Self {
+        Hold { at: Some(at), until_checkpointed: true, ..Hold::default() }
+    }
+
+    /// Whether a source at position `next` waits.
+    pub fn holds(&self, next: u64) -> bool {
+        self.at.is_some_and(|h| next >= h) && !self.restored && !self.gate.is_open()
+    }
+
+    /// The source saved position `next` in checkpoint `id`.
+    pub fn saved(&mut self, id: CheckpointId, next: u64) {
+        self.log.snapshots.lock().unwrap().push((id.0, next));
+        if self.at.is_some_and(|h| next >= h) && self.saved_past.is_none() {
+            self.saved_past = Some(id.0);
+        }
+    }
+
+    /// Checkpoint `id` is complete.
+    pub fn completed(&mut self, id: CheckpointId) {
+        if self.until_checkpointed && self.saved_past.is_some_and(|c| id.0 >= c) {
+            self.gate.open();
+        }
+    }
+
+    /// The source was restored to `position`.
+    pub fn restored(&mut self, position: u64) {
+        self.log.restored.lock().unwrap().push(position);
+        self.restored = true;
+    }
+
+    /// Whether the source was restored.
+    pub fn is_restored(&self) -> bool {
+        self.restored
+    }
+}
+
+/// The `boundedness` and `is_parallel` of a test source that is bounded and
+/// runs as one subtask, and with `open` a no-op `open` too.
+#[allow(unused_macros)]
+macro_rules! bounded_single_subtask {
+    () => {
+        fn boundedness(&self) -> sluice::Boundedness {
+            sluice::Boundedness::Bounded
+        }
+        fn is_parallel(&self) -> bool {
+            false
+        }
+    };
+    (open) => {
+        bounded_single_subtask!();
+        fn open(&mut self, _: &sluice::RuntimeContext) -> sluice::Result<()> {
+            Ok(())
+        }
+    };
+}
+
+/// The state of a test source that is its position `next: u64`, with a
+/// [`Hold`] in `hold`: `State = u64`, `snapshot_state`,
+/// `notify_checkpoint_complete` and `restore_state`.
+#[allow(unused_macros)]
+macro_rules! held_position {
+    () => {
+        type State = u64;
+        fn snapshot_state(&mut self, id: sluice::CheckpointId) -> sluice::Result<u64> {
+            self.hold.saved(id, self.next);
+            Ok(self.next)
+        }
+        fn notify_checkpoint_complete(&mut self, id: sluice::CheckpointId) -> sluice::Result<()> {
+            self.hold.completed(id);
+            Ok(())
+        }
+        fn restore_state(&mut self, s: u64) -> sluice::Result<()> {
+            self.hold.restored(s);
+            self.next = s;
+            Ok(())
+        }
+    };
+}
+
+/// `State = ()` with its snapshot and restore, for a test source that
+/// keeps no position.
+#[allow(unused_macros)]
+macro_rules! no_position {
+    () => {
+        type State = ();
+        fn snapshot_state(&mut self, _: sluice::CheckpointId) -> sluice::Result<()> {
+            Ok(())
+        }
+        fn restore_state(&mut self, _: ()) -> sluice::Result<()> {
+            Ok(())
+        }
+    };
+}
+
+/// Emits `records` one per poll, pausing `pause` after each (so that the
+/// watermark passes each record before the next); its state is the index
+/// of the next record.
+#[derive(Clone)]
+pub struct Paced {
+    pub records: Vec<(String, i64)>,
+    pub next: usize,
+    pub pause: Duration,
+}
+
+impl Source<(String, i64)> for Paced {
+    type State = usize;
+    bounded_single_subtask!(open);
+    fn poll_next(&mut self, out: &mut dyn Collector<(String, i64)>) -> Result<SourceStatus> {
+        let Some(r) = self.records.get(self.next) else { return Ok(SourceStatus::Finished) };
+        out.collect(r.clone())?;
+        self.next += 1;
+        Ok(SourceStatus::Idle(self.pause))
+    }
+    fn snapshot_state(&mut self, _: CheckpointId) -> Result<usize> {
+        Ok(self.next)
+    }
+    fn restore_state(&mut self, s: usize) -> Result<()> {
+        self.next = s;
+        Ok(())
+    }
+}
+
 /// Called by [`Words`] in `snapshot_state` with (checkpoint, attempt,
 /// position), before it returns: a test can hold a checkpoint there.
 pub type SnapshotHook = Arc<dyn Fn(u64, u32, u64) + Send + Sync>;

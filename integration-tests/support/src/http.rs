@@ -43,7 +43,9 @@ pub fn get(addr: impl ToSocketAddrs, path: &str) -> Result<Response> {
 }
 
 /// `method path` on the server at `addr`, with `Authorization: Bearer token`
-/// if a token is given and `body` as a JSON body if it is not empty.
+/// if a token is given and `body` as a JSON body if it is not empty. Other
+/// methods than `GET` carry what Sluice's REST API asks of state-changing
+/// requests (`X-Sluice-Client`, a JSON `Content-Type`), as its CLI does.
 pub fn request(
     addr: impl ToSocketAddrs,
     method: &str,
@@ -59,8 +61,11 @@ pub fn request(
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    if !body.is_empty() {
+    if !body.is_empty() || method != "GET" {
         head.push_str("Content-Type: application/json\r\n");
+    }
+    if method != "GET" {
+        head.push_str("X-Sluice-Client: sluice-test\r\n");
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(head.as_bytes())?;

@@ -50,9 +50,11 @@ struct Cli {
     /// The JobManager's REST address (default: rest.address:rest.port).
     #[arg(short = 'm', long = "jobmanager", global = true)]
     jobmanager: Option<String>,
-    /// Bearer token for the REST API (default: $SLUICE_REST_TOKEN, then rest.token).
-    #[arg(long, global = true)]
-    token: Option<String>,
+    /// A file holding the REST API's bearer token (default: $SLUICE_REST_TOKEN,
+    /// then rest.token-file, then rest.token). Never give a token on the
+    /// command line: every user of the machine can read it.
+    #[arg(long = "token-file", global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Configuration file (default: $SLUICE_CONF_DIR/sluice.yaml, then ./sluice.yaml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -160,10 +162,10 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
     match &cli.command {
         Command::Jobmanager => {
             let settings = jobmanager_process::JobManagerSettings::from_config(&conf)?;
-            let (bind, token) = (settings.rest_bind.clone(), settings.token.clone());
-            let cluster = jobmanager_process::start(settings)?;
-            let rpc = jobmanager_process::lock(&cluster).rpc_address().to_string();
-            let rest_addr = rest::serve(cluster, &bind, token)?;
+            let (bind, token) = (settings.rest_bind.clone(), settings.rest.clone());
+            let jm = jobmanager_process::start(settings)?;
+            let rpc = jm.rpc_address().to_string();
+            let rest_addr = rest::serve(jm, &bind, token)?;
             eprintln!("JobManager running: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
             loop {
                 std::thread::park();
@@ -245,8 +247,7 @@ impl Client {
             }
         };
         let base = if base.starts_with("http") { base } else { format!("http://{base}") };
-        let token =
-            cli.token.clone().or_else(|| std::env::var("SLUICE_REST_TOKEN").ok()).or(conf.get_str("rest.token")?);
+        let token = client_token(cli, conf)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(620)))
@@ -274,9 +275,9 @@ impl Client {
                 if let Some(a) = &auth {
                     r = r.header("Authorization", a);
                 }
-                if json_body {
-                    r = r.header("Content-Type", "application/json");
-                }
+                // What the REST API asks of state-changing requests (no web page can send it).
+                r = r.header(sluice_cluster::rest_guard::CLIENT_HEADER, "sluice-cli");
+                r = r.header("Content-Type", if json_body { "application/json" } else { "application/octet-stream" });
                 match body {
                     Some(b) => r.send(&b[..]),
                     None => r.send_empty(),
@@ -328,6 +329,17 @@ fn submit_and_follow(client: &Client, args: &RunArgs) -> CliResult<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     follow(client, &job)
+}
+
+/// The client's REST token: `--token-file`, else $SLUICE_REST_TOKEN, else
+/// the configuration's `rest.token-file` or `rest.token`.
+fn client_token(cli: &Cli, conf: &Configuration) -> CliResult<Option<String>> {
+    if let Some(path) = &cli.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError(format!("cannot read the token file {}: {e}", path.display())))?;
+        return Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()));
+    }
+    Ok(sluice_cluster::rest_guard::RestPolicy::from_config(conf)?.token)
 }
 
 fn submit(client: &Client, args: &RunArgs) -> CliResult<String> {
@@ -439,10 +451,10 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
     let mut settings = jobmanager_process::JobManagerSettings::from_config(conf)?;
     settings.rpc_bind = "127.0.0.1:0".into();
     settings.rest_bind = "127.0.0.1:0".into();
-    let token = settings.token.clone();
-    let cluster = jobmanager_process::start(settings)?;
-    let rpc = jobmanager_process::lock(&cluster).rpc_address().to_string();
-    let rest_addr = rest::serve(cluster.clone(), "127.0.0.1:0", token)?;
+    let token = settings.rest.clone();
+    let jm = jobmanager_process::start(settings)?;
+    let rpc = jm.rpc_address().to_string();
+    let rest_addr = rest::serve(jm.clone(), "127.0.0.1:0", token)?;
     eprintln!("Application cluster: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
     let (rpc_host, rpc_port) = rpc.rsplit_once(':').ok_or_else(|| CliError(format!("bad RPC address {rpc}")))?;
     let exe = std::env::current_exe()?;
@@ -468,14 +480,15 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
     }
     let client = Client {
         base: format!("http://{rest_addr}"),
-        token: cli.token.clone().or_else(|| std::env::var("SLUICE_REST_TOKEN").ok()).or(conf.get_str("rest.token")?),
+        token: client_token(cli, conf)?,
         agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
     };
     let result = submit(&client, args).and_then(|job| {
         println!("Job has been submitted with JobID {job}");
         follow(&client, &job)
     });
-    jobmanager_process::lock(&cluster).shut_down_task_managers();
+    // The event loop runs as long as this process: these calls answer.
+    let _ = jm.call(|c| c.shut_down_task_managers());
     let deadline = Instant::now() + APPLICATION_SHUTDOWN;
     for mut c in children {
         while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
@@ -487,10 +500,10 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
         }
         let _ = c.wait();
     }
-    while Instant::now() < deadline && jobmanager_process::lock(&cluster).live_drivers() > 0 {
+    while Instant::now() < deadline && jm.call(|c| c.live_drivers()).unwrap_or(0) > 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    jobmanager_process::lock(&cluster).kill_drivers();
+    let _ = jm.call(|c| c.kill_drivers());
     result
 }
 

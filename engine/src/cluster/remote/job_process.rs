@@ -15,7 +15,7 @@
 //! passes it on. The JobManager lists them all for Prometheus at
 //! `/metrics/targets`.
 
-use super::messages::{DriverHello, FromDriver, Hello, JobProcessStarted, ToDriver, VertexSummary};
+use super::messages::{DriverHello, FromDriver, Hello, JobProcessStarted, TaskProcessHello, ToDriver, VertexSummary};
 use super::wire::{self, Link, LinkTransport};
 use crate::cluster::gateway::Gateway;
 use crate::cluster::inbox::ToJobManager;
@@ -29,6 +29,10 @@ use crate::ids::{JobId, TaskManagerId};
 use crate::metrics::MetricsServer;
 use crate::runtime::net::DataServer;
 use crate::runtime::shuffle::Shuffle;
+use crate::transport::{
+    Admission, JobSecret, SecureStream, Security, SecurityError, CONNECTION_THREAD_STACK, HELLO_TIMEOUT,
+    MAX_CONNECTIONS,
+};
 use crossbeam_channel::Sender;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -60,8 +64,13 @@ pub const METRICS_PORTS_VAR: &str = "SLUICE_METRICS_PORTS";
 /// set (else the bind host).
 pub const METRICS_HOST_VAR: &str = "SLUICE_METRICS_HOST";
 /// `key=value` lines the cluster adds to the job's configuration
-/// (`-p`, `-s`, `--allow-non-restored-state`, cluster defaults).
+/// (`-p`, `-s`, `--allow-non-restored-state`, cluster defaults, and the
+/// starting process's `security.*` settings, which the job process uses for
+/// its own connections).
 pub const CONF_VAR: &str = "SLUICE_CLUSTER_CONF";
+/// The job's secret (hex; see [`JobSecret`]): only the JobManager and the
+/// job's processes know it.
+pub const JOB_SECRET_VAR: &str = "SLUICE_JOB_SECRET";
 
 /// What the job binary is in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +139,30 @@ fn job_id() -> Result<JobId> {
     parsed(JOB_ID_VAR)
 }
 
+fn job_secret() -> Result<JobSecret> {
+    let text = var(JOB_SECRET_VAR)?;
+    JobSecret::from_hex(&text).ok_or_else(|| {
+        RpcError::ProcessEnvironment { name: JOB_SECRET_VAR.into(), problem: "is not 64 hex digits".into() }.into()
+    })
+}
+
+/// How this job process connects: the `security.*` lines of [`CONF_VAR`].
+fn security() -> Result<Security> {
+    let mut conf = crate::config::Configuration::new();
+    for (key, value) in cluster_overrides() {
+        if key.starts_with("security.") {
+            conf.set(&key, &value)?;
+        }
+    }
+    Ok(Security::from_config(&conf)?)
+}
+
+/// Binds a server of this job process, if `security` allows the address.
+fn bind(what: &str, addr: &str, security: &Security) -> Result<TcpListener> {
+    security.check_bind(what, addr)?;
+    TcpListener::bind(addr).map_err(|e| Error::io(format!("cannot bind the {what} at {addr}"), e))
+}
+
 fn bind_host() -> String {
     std::env::var(HOST_VAR).unwrap_or_else(|_| "127.0.0.1".into())
 }
@@ -160,13 +193,18 @@ fn serve_metrics() -> Option<MetricsServer> {
 
 /// Tells the TaskManager that started this task process where its
 /// `/metrics` is (the TaskManager tells the JobManager).
-fn report_to_taskmanager(job: JobId, metrics: Option<&MetricsServer>) -> Result<()> {
+fn report_to_taskmanager(
+    job: JobId,
+    secret: JobSecret,
+    metrics: Option<&MetricsServer>,
+    security: &Security,
+) -> Result<()> {
     let endpoint = var(TASKMANAGER_ENDPOINT_VAR)?;
     let seq: u32 = parsed(PROCESS_SEQ_VAR)?;
-    let mut stream = wire::connect(&endpoint, "TaskManager", Duration::from_secs(10))?;
+    let mut stream = wire::connect(&endpoint, "TaskManager", Duration::from_secs(10), security)?;
     wire::write_frame(
         &mut stream,
-        &JobProcessStarted { job, seq, metrics_address: metrics.map(|m| m.local_addr().to_string()) },
+        &JobProcessStarted { job, seq, metrics_address: metrics.map(|m| m.local_addr().to_string()), secret },
     )
 }
 
@@ -190,15 +228,21 @@ fn task_process(graph: JobGraph) -> Result<()> {
     let slots: u32 = parsed(SLOTS_VAR)?;
     let driver = var(DRIVER_VAR)?;
     let job = job_id()?;
+    let secret = job_secret()?;
+    let security = security()?;
     watch_parent("the TaskManager", "the task process", || {});
     let metrics = serve_metrics();
-    if let Err(e) = report_to_taskmanager(job, metrics.as_ref()) {
+    if let Err(e) = report_to_taskmanager(job, secret.clone(), metrics.as_ref(), &security) {
         tracing::warn!("cannot tell the TaskManager where this process's metrics are: {e}");
     }
-    let server = DataServer::start(&format!("{}:0", bind_host()))?;
-    let stream = wire::connect(&driver, "job driver", Duration::from_secs(30))?;
+    let data_bind = format!("{}:0", bind_host());
+    security.check_bind("data server", &data_bind)?;
+    let server = DataServer::start(&data_bind, security.clone(), secret.clone())?;
+    let stream = wire::connect(&driver, "job driver", Duration::from_secs(30), &security)?;
     let (link, mut reader) = Link::new(stream)?;
-    link.send(&TaskManagerRegistration { id: id.clone(), slots, data_address: Some(server.address().to_string()) })?;
+    let registration =
+        TaskManagerRegistration { id: id.clone(), slots, data_address: Some(server.address().to_string()) };
+    link.send(&TaskProcessHello { secret, registration })?;
     tracing::info!("task process {id} with {slots} slots registered at driver {driver}");
     let (tm_tx, tm_rx) = crossbeam_channel::unbounded::<ToTaskManager>();
     let to_driver: Gateway<FromTaskManager> = Gateway::new(LinkTransport::start(link.clone(), "to-driver")?);
@@ -257,21 +301,22 @@ pub fn watch_parent(parent_name: &'static str, me: &'static str, before_exit: im
 /// JobManager process, with task processes registering as TaskManagers.
 pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let job_id = job_id()?;
+    let secret = job_secret()?;
+    let security = security()?;
     let jm_addr = var(JOBMANAGER_VAR)?;
     let metrics = serve_metrics();
     let cluster = MiniCluster::start_driver_job_master()?;
     let jm = cluster.job_manager();
-    let listener = TcpListener::bind(format!("{}:0", bind_host()))
-        .map_err(|e| Error::io("cannot bind the driver's endpoint", e))?;
+    let listener = bind("driver's endpoint", &format!("{}:0", bind_host()), &security)?;
     let driver_address = listener.local_addr().map_err(|e| Error::io("driver endpoint", e))?.to_string();
     {
-        let jm = jm.clone();
+        let (jm, security, secret) = (jm.clone(), security.clone(), secret.clone());
         std::thread::Builder::new()
             .name("driver-accept".into())
-            .spawn(move || accept_task_processes(listener, jm))
+            .spawn(move || accept_task_processes(listener, jm, job_id, security, secret))
             .map_err(|e| Error::io("cannot start a thread", e))?;
     }
-    let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30))?;
+    let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30), &security)?;
     let (link, reader) = Link::new(stream)?;
     link.send(&Hello::Driver(DriverHello {
         job: job_id,
@@ -284,6 +329,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             .map(|v| VertexSummary { name: v.name.clone(), parallelism: v.parallelism })
             .collect(),
         metrics_address: metrics.as_ref().map(|m| m.local_addr().to_string()),
+        secret,
     }))?;
     let client = cluster.submit_as(graph, job_id)?.owning(cluster).with_metrics(metrics);
     {
@@ -312,7 +358,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     }
 }
 
-fn driver_commands(mut reader: std::net::TcpStream, link: Link, jm: Sender<ToJobManager>, job_id: JobId) {
+fn driver_commands(mut reader: SecureStream, link: Link, jm: Sender<ToJobManager>, job_id: JobId) {
     loop {
         match wire::read_frame::<ToDriver>(&mut reader) {
             Ok(Some(ToDriver::CancelJob)) => {
@@ -343,26 +389,50 @@ fn driver_commands(mut reader: std::net::TcpStream, link: Link, jm: Sender<ToJob
     }
 }
 
-fn accept_task_processes(listener: TcpListener, jm: Sender<ToJobManager>) {
+fn accept_task_processes(
+    listener: TcpListener,
+    jm: Sender<ToJobManager>,
+    job: JobId,
+    security: Security,
+    secret: JobSecret,
+) {
+    let admission = Admission::new(MAX_CONNECTIONS);
     for conn in listener.incoming() {
-        let Ok(stream) = conn else { continue };
-        let jm = jm.clone();
-        let _ = std::thread::Builder::new().name("task-process".into()).spawn(move || {
-            if let Err(e) = serve_task_process(stream, jm) {
-                tracing::warn!("task process connection: {e}");
-            }
-        });
+        let Ok(socket) = conn else { continue };
+        let Some(admitted) = admission.try_admit() else { continue };
+        let (jm, security, secret) = (jm.clone(), security.clone(), secret.clone());
+        let _ = std::thread::Builder::new().name("task-process".into()).stack_size(CONNECTION_THREAD_STACK).spawn(
+            move || {
+                let _admitted = admitted;
+                let served = security
+                    .accept(socket)
+                    .map_err(|e| Error::io("the secure handshake of a task process failed", e))
+                    .and_then(|stream| serve_task_process(stream, jm, job, &secret));
+                if let Err(e) = served {
+                    tracing::warn!("task process connection: {e}");
+                }
+            },
+        );
     }
 }
 
-/// Serves one task process: its registration becomes a TaskManager of the
-/// job master with a gateway over the link; its reports go to the job
-/// master unchanged; its end is the TaskManager's loss.
-fn serve_task_process(stream: std::net::TcpStream, jm: Sender<ToJobManager>) -> Result<()> {
+/// Serves one task process: once it proves it belongs to the job, its
+/// registration becomes a TaskManager of the job master with a gateway over
+/// the link; its reports go to the job master unchanged; its end is the
+/// TaskManager's loss.
+fn serve_task_process(stream: SecureStream, jm: Sender<ToJobManager>, job: JobId, secret: &JobSecret) -> Result<()> {
+    let peer = stream.peer_addr().map_or_else(|_| "a peer".to_string(), |a| a.to_string());
+    stream.set_read_timeout(Some(HELLO_TIMEOUT)).map_err(|e| Error::io("driver endpoint", e))?;
     let (link, mut reader) = Link::new(stream)?;
-    let Some(registration) = wire::read_frame::<TaskManagerRegistration>(&mut reader)? else {
+    let Some(hello) = wire::read_frame::<TaskProcessHello>(&mut reader)? else {
         return Ok(());
     };
+    if !hello.secret.matches(secret) {
+        link.close();
+        return Err(SecurityError::WrongJobSecret { peer, job: job.to_string() }.into());
+    }
+    reader.set_read_timeout(None).map_err(|e| Error::io("driver endpoint", e))?;
+    let registration = hello.registration;
     let id = registration.id.clone();
     let gateway = Gateway::new(LinkTransport::<ToTaskManager>::start(link.clone(), "to-task-process")?);
     let _ = jm.send(ToJobManager::TaskManagerConnected { registration, gateway });

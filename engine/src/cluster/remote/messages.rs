@@ -12,13 +12,21 @@
 //! - job task process → its TaskManager process: one [`JobProcessStarted`]
 //!   on the TaskManager's local endpoint, which the TaskManager forwards to
 //!   the JobManager (where the process's `/metrics` is listed);
-//! - job task process ↔ job driver: the job master protocol itself
-//!   ([`crate::cluster::protocol`]), the same messages the mini cluster
-//!   sends over channels.
+//! - job task process ↔ job driver: opens with [`TaskProcessHello`], then
+//!   the job master protocol itself ([`crate::cluster::protocol`]), the same
+//!   messages the mini cluster sends over channels.
+//!
+//! Every connection is a [`SecureStream`](crate::transport::SecureStream)
+//! (mutual TLS when configured). A job's processes prove they belong to it
+//! with its [`JobSecret`], which only the JobManager and the job's own
+//! processes know: in the driver's hello, the task process's hello and its
+//! report to its TaskManager.
 
+use crate::cluster::protocol::TaskManagerRegistration;
 use crate::cluster::protocol::{JobDetails, JobStatus};
 use crate::error::FailureCause;
 use crate::ids::{JobId, TaskManagerId};
+use crate::transport::JobSecret;
 use serde::{Deserialize, Serialize};
 
 /// What a job process is started with.
@@ -29,7 +37,8 @@ pub struct JobProcessSpec {
     /// Which process of the job on that TaskManager (a job that gets more
     /// slots there after a failure gets another process).
     pub seq: u32,
-    /// The job binary's content hash (cache key on the TaskManager).
+    /// The job binary's SHA-256 (hex): the TaskManager checks the binary,
+    /// and any copy it cached, against it before running it.
     pub artifact_id: String,
     /// The binary's file name.
     pub artifact_name: String,
@@ -89,6 +98,17 @@ pub struct DriverHello {
     pub vertices: Vec<VertexSummary>,
     /// Where the driver serves its `/metrics`.
     pub metrics_address: Option<String>,
+    /// The job's secret, proving this is the job's driver.
+    pub secret: JobSecret,
+}
+
+/// The first frame of a task process's connection to its job's driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskProcessHello {
+    /// The job's secret, proving the process belongs to the job.
+    pub secret: JobSecret,
+    /// The slots it offers, as a TaskManager of the job master.
+    pub registration: TaskManagerRegistration,
 }
 
 /// A job's task process is up: sent once by the task process to its
@@ -101,6 +121,8 @@ pub struct JobProcessStarted {
     pub seq: u32,
     /// Where the process serves its `/metrics`.
     pub metrics_address: Option<String>,
+    /// The job's secret, proving the process belongs to the job.
+    pub secret: JobSecret,
 }
 
 /// Messages from a registered TaskManager process to the JobManager process.

@@ -1,14 +1,16 @@
 //! Framing of the control-plane RPC: every message is one frame, a 4-byte
 //! big-endian length followed by the message encoded with `postcard`.
 //!
-//! Connections are plain blocking TCP streams, one reader thread per
-//! connection turning frames into messages of the crossbeam channels the
-//! cluster components already use; writes go through a shared [`Link`], or
-//! through a [`LinkTransport`] that makes a link a
+//! Connections are blocking [`SecureStream`]s (plain TCP or mutual TLS, as
+//! the process's [`Security`] says), one reader thread per connection
+//! turning frames into messages of the crossbeam channels the cluster
+//! components already use; writes go through a shared [`Link`], or through
+//! a [`LinkTransport`] that makes a link a
 //! [`Gateway`](crate::cluster::gateway::Gateway).
 
 use crate::cluster::gateway::{GatewayClosed, Transport};
 use crate::error::{Error, Result, RpcError};
+use crate::transport::{SecureStream, Security};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -44,21 +46,25 @@ pub fn read_frame<M: DeserializeOwned>(stream: &mut impl Read) -> Result<Option<
     if len > MAX_FRAME {
         return Err(RpcError::FrameTooLarge { len, limit: MAX_FRAME }.into());
     }
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).map_err(broken)?;
+    // Grows with the bytes that arrive: a lying length prefix allocates nothing up front.
+    let mut buf = Vec::new();
+    stream.take(len as u64).read_to_end(&mut buf).map_err(broken)?;
+    if buf.len() < len {
+        return Err(broken(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     postcard::from_bytes(&buf).map(Some).map_err(|e| RpcError::Decode(e.to_string()).into())
 }
 
 /// The sending half of a connection, shareable between threads.
 #[derive(Clone)]
 pub struct Link {
-    stream: Arc<Mutex<TcpStream>>,
+    stream: Arc<Mutex<SecureStream>>,
     peer: String,
 }
 
 impl Link {
-    /// Wraps a connected stream.
-    pub fn new(stream: TcpStream) -> Result<(Link, TcpStream)> {
+    /// Wraps a connected stream; returns the link and the reading half.
+    pub fn new(stream: SecureStream) -> Result<(Link, SecureStream)> {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         let reader = stream.try_clone().map_err(|e| Error::io("cannot clone a socket", e))?;
@@ -133,8 +139,9 @@ impl<M: Send> Transport<M> for LinkTransport<M> {
     }
 }
 
-/// Connects to `addr`, retrying until `timeout`: the peer may be starting.
-pub fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpStream> {
+/// Connects to `addr`, retrying until `timeout` (the peer may be starting),
+/// and secures the connection as `security` says.
+pub fn connect(addr: &str, what: &str, timeout: Duration, security: &Security) -> Result<SecureStream> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -144,7 +151,18 @@ pub fn connect(addr: &str, what: &str, timeout: Duration) -> Result<TcpStream> {
             .and_then(|mut a| a.next().ok_or_else(|| "it resolves to nothing".to_string()))
             .map_err(|reason| RpcError::BadAddress { addr: addr.into(), what: what.into(), reason })?;
         match TcpStream::connect_timeout(&resolved, Duration::from_secs(2)) {
-            Ok(s) => return Ok(s),
+            Ok(s) => {
+                return security.connect(s).map_err(|e| {
+                    RpcError::Refused {
+                        peer: format!("{what} at {addr}"),
+                        reason: format!(
+                            "the secure handshake failed ({e}); do both sides use TLS with certificates of the \
+                             same cluster CA (security.ssl.internal.*)?"
+                        ),
+                    }
+                    .into()
+                })
+            }
             Err(e) if Instant::now() >= deadline => {
                 return Err(RpcError::Unreachable {
                     what: what.into(),
@@ -190,6 +208,66 @@ mod tests {
         assert!(matches!(read_frame::<String>(&mut r), Err(Error::Rpc(RpcError::Decode(_)))));
     }
 
+    /// Hostile input: random bytes and mutated valid frames, decoded as each
+    /// message a peer may send first or later. Nothing panics, and a length
+    /// prefix larger than the input allocates nothing (the loop stays fast).
+    #[test]
+    fn random_and_mutated_frames_never_panic() {
+        use crate::cluster::protocol::{FromTaskManager, TaskManagerRegistration, ToTaskManager};
+        use crate::cluster::remote::messages::{
+            FromDriver, FromTaskManagerProcess, Hello, TaskManagerHello, TaskProcessHello, ToDriver,
+            ToTaskManagerProcess,
+        };
+        use crate::ids::TaskManagerId;
+        let mut seed = 0x5eed_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut valid = Vec::new();
+        let hello = Hello::TaskManager(TaskManagerHello {
+            id: TaskManagerId("tm".into()),
+            slots: 2,
+            metrics_address: Some("127.0.0.1:9".into()),
+        });
+        write_frame(&mut valid, &hello).unwrap();
+        let registration = TaskManagerRegistration { id: TaskManagerId("t".into()), slots: 1, data_address: None };
+        write_frame(
+            &mut valid,
+            &TaskProcessHello { secret: crate::transport::JobSecret::generate().unwrap(), registration },
+        )
+        .unwrap();
+        fn decode_all(bytes: &[u8]) {
+            let _ = read_frame::<Hello>(&mut &bytes[..]);
+            let _ = read_frame::<TaskProcessHello>(&mut &bytes[..]);
+            let _ = read_frame::<FromDriver>(&mut &bytes[..]);
+            let _ = read_frame::<ToDriver>(&mut &bytes[..]);
+            let _ = read_frame::<FromTaskManagerProcess>(&mut &bytes[..]);
+            let _ = read_frame::<ToTaskManagerProcess>(&mut &bytes[..]);
+            let _ = read_frame::<FromTaskManager>(&mut &bytes[..]);
+            let _ = read_frame::<ToTaskManager>(&mut &bytes[..]);
+        }
+        for round in 0..20_000u32 {
+            let mut bytes = if round % 2 == 0 {
+                let n = (next() % 64) as usize;
+                (0..n).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                let mut m = valid.clone();
+                for _ in 0..1 + next() % 4 {
+                    let i = (next() as usize) % m.len();
+                    m[i] = next() as u8;
+                }
+                m
+            };
+            if round % 7 == 0 && bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(&0x1FFF_FFFFu32.to_be_bytes());
+            }
+            decode_all(&bytes);
+        }
+    }
+
     #[test]
     fn a_link_gateway_carries_protocol_messages_and_closes() {
         use crate::cluster::gateway::Gateway;
@@ -198,7 +276,7 @@ mod tests {
         use sluice_checkpoint::CheckpointId;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let client = connect(&addr, "test peer", Duration::from_secs(5)).unwrap();
+        let client = connect(&addr, "test peer", Duration::from_secs(5), &Security::plaintext()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         let (link, _reader) = Link::new(client).unwrap();
         let gateway: Gateway<ToTaskManager> = Gateway::new(LinkTransport::start(link, "test-writer").unwrap());

@@ -7,13 +7,20 @@
 //! emits the window's result; the window's state is dropped at cleanup time.
 //! Session windows also keep, per key, the list of its open sessions, and
 //! merge the accumulators of sessions that a record bridges.
+//!
+//! [`assigners`] holds the window vocabulary (windows and assigners).
 
-use crate::api::windows::{TimeWindow, WindowAssigner};
+pub mod assigners;
+#[cfg(test)]
+mod tests;
+
+use assigners::{TimeWindow, WindowAssigner};
+
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::record::{Data, Key};
 use crate::runtime::collector::Collector;
-use crate::runtime::context::RuntimeContext;
+use crate::runtime::context::{ProcessingClock, RuntimeContext};
 use crate::runtime::element::Watermark;
 use crate::runtime::keyed::{timer_key, KeyedState};
 use crate::runtime::operator::{StreamOperator, TimeEvent};
@@ -127,6 +134,8 @@ pub(crate) struct WindowOperator<K, T, O, A> {
     late_dropped: Option<prometheus::IntCounter>,
     /// With a late side output: late records not yet handed to it.
     late_records: Option<Vec<T>>,
+    /// Processing time, for processing-time windows.
+    clock: ProcessingClock,
     _out: PhantomData<fn() -> O>,
 }
 
@@ -150,6 +159,7 @@ impl<K, T, O, A> WindowOperator<K, T, O, A> {
             watermark: i64::MIN,
             late_dropped: None,
             late_records: None,
+            clock: ProcessingClock::default(),
             _out: PhantomData,
         }
     }
@@ -338,6 +348,7 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> StreamOperator<T, O> for W
         if self.assigner.is_merging() {
             self.sessions = Some(s.register::<Vec<TimeWindow>>("window-sessions", None)?);
         }
+        self.clock = ctx.clock.clone();
         let job_id = ctx.job_id.to_string();
         let subtask = ctx.subtask_index.to_string();
         self.late_dropped = Some(metrics::global().late_records_dropped(&[
@@ -356,7 +367,7 @@ impl<K: Key, T: Data, O: Data, A: WindowAgg<K, T, O>> StreamOperator<T, O> for W
             (TimeDomain::EventTime, None) => {
                 return Err(Error::user("event-time window without timestamps; use assign_timestamps_and_watermarks"))
             }
-            (TimeDomain::ProcessingTime, _) => sluice_checkpoint::state::now_ms(),
+            (TimeDomain::ProcessingTime, _) => self.clock.now_ms(),
         };
         let shared = self.state.store()?.clone();
         let mut store = shared.lock()?;

@@ -1,52 +1,21 @@
 //! Cluster mode with real processes on loopback: one `sluice jobmanager`,
 //! two `sluice taskmanager`s with two slots each, jobs submitted with
 //! `sluice run`, followed with `sluice list`, stopped with `sluice cancel`;
-//! a TaskManager killed with SIGKILL under an exactly-once Kafka job.
+//! bad input; the metrics of every process discovered and scraped by
+//! Prometheus; the web UI in a browser.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::cluster::{http, job_id_of, sluice_bin, url_encode, ClusterUnderTest, TOKEN};
-use common::kafka::{check_output, create_topics, expected, feed};
-use sluice_integration_tests::kafka::KafkaContainer;
+use common::{corpus, job_processes_under, read_counts, reference_counts, running_socket_job, SOCKET, WORDCOUNT};
 use sluice_test_support::free_port;
-
-const WORDCOUNT: &str = env!("CARGO_BIN_EXE_wordcount");
-const KAFKA_WORDCOUNT: &str = env!("CARGO_BIN_EXE_kafka_wordcount");
-const SOCKET: &str = env!("CARGO_BIN_EXE_socket_wordcount");
-
-fn reference_counts(text: &str) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        *counts.entry(w.to_string()).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn corpus() -> String {
-    let words = ["stream", "Sluice", "flink", "kafka", "état", "слот", "barrier", "checkpoint", "slot", "task"];
-    (0..4000).map(|i| format!("{} {} {}\n", words[i % 10], words[(i * 7) % 10], words[(i * 3 + 1) % 10])).collect()
-}
-
-/// The `word,count` lines the batch WordCount wrote.
-fn read_counts(path: &Path) -> BTreeMap<String, u64> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (w, c) = l.rsplit_once(',').unwrap();
-            (w.to_string(), c.parse().unwrap())
-        })
-        .collect()
-}
 
 #[test]
 fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
@@ -62,7 +31,7 @@ fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
         "run",
         "-p",
         "4",
-        WORDCOUNT,
+        WORDCOUNT.as_str(),
         "--",
         "--input",
         input.to_str().unwrap(),
@@ -83,7 +52,7 @@ fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
     let run = cluster
         .base(Command::new(sluice_bin()))
         .env("SLUICE_REST_TOKEN", TOKEN)
-        .args(["run", "-p", "4", SOCKET, "--", "--host", "127.0.0.1", "--port", &port])
+        .args(["run", "-p", "4", SOCKET.as_str(), "--", "--host", "127.0.0.1", "--port", &port])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -120,7 +89,7 @@ fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
 #[test]
 fn too_few_slots_waits_visibly_then_fails_naming_the_numbers() {
     let cluster = ClusterUnderTest::start("4s");
-    let out = cluster.cli(&["run", "-d", "-p", "5", WORDCOUNT, "--", "--input", "/etc/hostname"]);
+    let out = cluster.cli(&["run", "-d", "-p", "5", WORDCOUNT.as_str(), "--", "--input", "/etc/hostname"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = job_id_of(&out);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -155,7 +124,7 @@ fn bad_input_gets_clear_errors_and_the_cluster_keeps_serving() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an executable file"), "{out:?}");
     // A job binary that fails at start (missing --input): FAILED, with its own message.
-    let out = cluster.cli(&["run", WORDCOUNT]);
+    let out = cluster.cli(&["run", WORDCOUNT.as_str()]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAILED") && stdout.contains("input"), "{stdout}");
@@ -183,187 +152,6 @@ fn bad_input_gets_clear_errors_and_the_cluster_keeps_serving() {
     // Still serving.
     let (status, v) = cluster.get("/overview", Some(TOKEN));
     assert_eq!((status, v["taskmanagers"].as_u64()), (200, Some(2)));
-}
-
-/// Kafka WordCount at -p 4 over both TaskManagers; one of them is killed
-/// with SIGKILL three times while input arrives and started again at once.
-/// The committed output must still satisfy the 1..n rule for every word.
-#[test]
-fn kafka_wordcount_stays_exactly_once_when_a_taskmanager_is_killed() {
-    let kafka = KafkaContainer::start().unwrap();
-    let bs = kafka.bootstrap().to_string();
-    create_topics(&bs, &["cl-in", "cl-out"], 3);
-    let lines = 12_000;
-    let feeder = {
-        let bs = bs.clone();
-        // About 12 s of input, so that the kills fall while it flows.
-        std::thread::spawn(move || feed(&bs, "cl-in", 0..lines, Some((100, Duration::from_millis(100)))))
-    };
-    let mut cluster = ClusterUnderTest::start("120s");
-    let ckpt = cluster.work.path().join("checkpoints");
-    let out = cluster.cli(&[
-        "run",
-        "-d",
-        "-p",
-        "4",
-        KAFKA_WORDCOUNT,
-        "--",
-        "--bootstrap-servers",
-        &bs,
-        "--input-topic",
-        "cl-in",
-        "--output-topic",
-        "cl-out",
-        "--checkpoint-dir",
-        ckpt.to_str().unwrap(),
-        "--checkpoint-interval",
-        "200ms",
-        "-D",
-        "restart-strategy.type=fixed-delay",
-        "-D",
-        "restart-strategy.fixed-delay.attempts=50",
-        "-D",
-        "restart-strategy.fixed-delay.delay=100ms",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let job = job_id_of(&out);
-    let restarts = |c: &ClusterUnderTest| {
-        let (_, v) = c.get(&format!("/jobs/{job}"), Some(TOKEN));
-        (v["state"].as_str().unwrap_or("").to_string(), v["restarts"].as_u64().unwrap_or(0))
-    };
-    let mut rng: u64 = 0xc1a5;
-    for round in 0..3 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        // Kill a running job that has checkpointed since its last start.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let completed = |c: &ClusterUnderTest| {
-            c.get(&format!("/jobs/{job}/checkpoints"), Some(TOKEN)).1["counts"]["completed"].as_u64().unwrap_or(0)
-        };
-        let base = completed(&cluster);
-        while restarts(&cluster).0 != "RUNNING" || completed(&cluster) <= base {
-            assert!(Instant::now() < deadline, "the job never ran and checkpointed: {:?}", restarts(&cluster));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(500 + rng % 1500));
-        let before = restarts(&cluster).1;
-        let killed = Instant::now();
-        let mut tm = cluster.tms.remove("tm-b").unwrap();
-        tm.kill().unwrap(); // SIGKILL
-        tm.wait().unwrap();
-        cluster.start_tm("tm-b");
-        // Time from the kill to the job running again after a restart.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (state, n) = restarts(&cluster);
-            if state == "RUNNING" && n > before {
-                eprintln!(
-                    "round {round}: SIGKILL of tm-b -> job RUNNING again after restart {n}: {:?}",
-                    killed.elapsed()
-                );
-                break;
-            }
-            assert!(Instant::now() < deadline, "the job did not recover (state {state}, restarts {n})");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    feeder.join().unwrap();
-    check_output(&bs, "cl-out", 3, &expected(lines), Duration::from_secs(180));
-    let out = cluster.cli(&["cancel", &job]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Session mode: two jobs at once, `list` shows both, `cancel` stops one;
-/// a savepoint of the Kafka WordCount taken in the cluster (`sluice
-/// savepoint`) restores at another parallelism (`sluice run -s ... -p 3`)
-/// and the committed output keeps the 1..n rule across it.
-#[test]
-fn session_mode_lists_cancels_and_restores_a_savepoint_at_another_parallelism() {
-    let kafka = KafkaContainer::start().unwrap();
-    let bs = kafka.bootstrap().to_string();
-    create_topics(&bs, &["sp-in", "sp-out"], 3);
-    feed(&bs, "sp-in", 0..3000, None);
-    let cluster = ClusterUnderTest::start("60s");
-    let ckpt = cluster.work.path().join("checkpoints");
-    let kafka_args = |p: &str, savepoint: Option<&str>| {
-        let mut v: Vec<String> = ["run", "-d", "-p", p].iter().map(|s| s.to_string()).collect();
-        if let Some(s) = savepoint {
-            v.extend(["-s".to_string(), s.to_string()]);
-        }
-        v.extend(
-            [KAFKA_WORDCOUNT, "--", "--bootstrap-servers", &bs, "--input-topic", "sp-in", "--output-topic", "sp-out"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        v.extend(
-            ["--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-interval", "300ms"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        v
-    };
-    let run = |args: Vec<String>| {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = cluster.cli(&refs);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        job_id_of(&out)
-    };
-    let a = run(kafka_args("2", None));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let b = run(["run", "-d", "-p", "2", SOCKET, "--", "--host", "127.0.0.1", "--port", &port]
-        .iter()
-        .map(|s| s.to_string())
-        .collect());
-    let (_conn, _) = listener.accept().unwrap();
-    let wait_list = |needles: &[String]| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = String::from_utf8_lossy(&cluster.cli(&["list", "-a"]).stdout).to_string();
-            if needles.iter().all(|n| text.contains(n.as_str())) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "waiting for {needles:?} in:\n{text}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait_list(&[format!("{a} : Kafka WordCount (RUNNING)"), format!("{b} : Socket WordCount (RUNNING)")]);
-    let out = cluster.cli(&["cancel", &b]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Cancelled job {b}")), "{out:?}");
-    wait_list(&[format!("{a} : Kafka WordCount (RUNNING)"), format!("{b} : Socket WordCount (CANCELED)")]);
-    // Let job A read its input, then take the savepoint and cancel it.
-    std::thread::sleep(Duration::from_secs(3));
-    let sp_dir = cluster.work.path().join("savepoints");
-    let out = cluster.cli(&["savepoint", &a, sp_dir.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let path = text.lines().find_map(|l| l.strip_prefix("Savepoint completed. Path: ")).unwrap().trim().to_string();
-    assert!(Path::new(&path).join("_metadata").is_file(), "{path}");
-    cluster.cli(&["cancel", &a]);
-    wait_list(&[format!("{a} : Kafka WordCount (CANCELED)")]);
-    // More input, and the job again from the savepoint at parallelism 3.
-    feed(&bs, "sp-in", 3000..6000, None);
-    let c = run(kafka_args("3", Some(&path)));
-    check_output(&bs, "sp-out", 3, &expected(6000), Duration::from_secs(120));
-    cluster.cli(&["cancel", &c]);
-}
-
-/// Starts the socket WordCount detached at parallelism `p`; returns its job
-/// id and the connection it reads from, once the job is RUNNING.
-fn running_socket_job(cluster: &ClusterUnderTest, p: &str) -> (String, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let out = cluster.cli(&["run", "-d", "-p", p, SOCKET, "--", "--host", "127.0.0.1", "--port", &port]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let job = job_id_of(&out);
-    let (conn, _) = listener.accept().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster.get(&format!("/jobs/{job}"), Some(TOKEN)).1["state"] != "RUNNING" {
-        assert!(Instant::now() < deadline, "job {job} never ran; logs in {}", cluster.work.path().display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (job, conn)
 }
 
 /// `/api/v1/query` of a Prometheus server: the result vector as
@@ -550,166 +338,6 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
         assert!(Instant::now() < deadline, "job processes still running after the cancel: {left:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Processes whose working directory lies strictly below `dir`.
-fn job_processes_under(dir: &Path) -> Vec<String> {
-    processes_under(dir)
-        .into_iter()
-        .filter(|(_, cwd, _)| cwd.as_deref().is_some_and(|c| Path::new(c).starts_with(dir) && Path::new(c) != dir))
-        .map(|(pid, _, cmdline)| format!("{pid}: {cmdline}"))
-        .collect()
-}
-
-/// Processes whose command line or working directory lies under `dir`:
-/// (pid, working directory, command line).
-fn processes_under(dir: &Path) -> Vec<(String, Option<String>, String)> {
-    let needle = dir.to_string_lossy().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = entry.file_name().to_string_lossy().to_string();
-        if !pid.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let cwd = std::fs::read_link(entry.path().join("cwd")).map(|p| p.to_string_lossy().to_string());
-        let cwd = cwd.ok();
-        if cmdline.contains(&needle) || cwd.as_deref().is_some_and(|c| c.starts_with(&needle)) {
-            found.push((pid, cwd, cmdline));
-        }
-    }
-    found
-}
-
-/// Application mode: `sluice run-application` starts a JobManager and two
-/// TaskManagers for the batch WordCount at parallelism 4, prints the
-/// result, and leaves no process and no bound port behind.
-#[test]
-fn run_application_runs_the_batch_wordcount_and_leaves_nothing_behind() {
-    let work = tempfile::tempdir().unwrap();
-    let input = work.path().join("in.txt");
-    let output = work.path().join("out.txt");
-    let text = corpus();
-    std::fs::write(&input, &text).unwrap();
-    let cluster_dir = work.path().join("cluster");
-    let started = Instant::now();
-    let (out_log, err_log) = (work.path().join("client.out"), work.path().join("client.err"));
-    let mut client = Command::new(sluice_bin())
-        .current_dir(work.path())
-        .env_remove("SLUICE_CONF_DIR")
-        .args(["-D", &format!("cluster.work-dir={}", cluster_dir.display()), "-D", "taskmanager.numberOfTaskSlots=2"])
-        .args(["run-application", "--taskmanagers", "2", "-p", "4", WORDCOUNT, "--"])
-        .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
-        .stdout(std::fs::File::create(&out_log).unwrap())
-        .stderr(std::fs::File::create(&err_log).unwrap())
-        .spawn()
-        .unwrap();
-    // While it runs, the check below sees its processes (so it can fail).
-    let mut most_seen = 0;
-    let status = loop {
-        if let Some(status) = client.try_wait().unwrap() {
-            break status;
-        }
-        most_seen = most_seen.max(processes_under(work.path()).len());
-        assert!(started.elapsed() < Duration::from_secs(120), "run-application did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = started.elapsed();
-    let (stdout, stderr) = (std::fs::read_to_string(&out_log).unwrap(), std::fs::read_to_string(&err_log).unwrap());
-    assert!(status.success(), "{stdout}\n{stderr}");
-    assert!(most_seen >= 3, "the two TaskManagers and a job process were seen running ({most_seen} processes)");
-    assert!(stdout.contains("has finished"), "{stdout}");
-    eprintln!("run-application of the batch WordCount took {elapsed:?}");
-    let got = read_counts(&output);
-    assert_eq!(got, reference_counts(&text));
-    // Both TaskManagers hosted a process of the job.
-    let tm_dirs: Vec<PathBuf> = std::fs::read_dir(&cluster_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("application-tm-"))
-        .collect();
-    assert_eq!(tm_dirs.len(), 2, "{tm_dirs:?}");
-    for d in &tm_dirs {
-        assert!(std::fs::read_dir(d.join("jobs")).unwrap().count() >= 1, "no job process ran in {}", d.display());
-    }
-    // Nothing left: no TaskManager, task process or driver, ports free.
-    let left = processes_under(work.path());
-    assert!(left.is_empty(), "processes left behind: {left:?}");
-    let addr = |prefix: &str| -> String {
-        stderr
-            .lines()
-            .find_map(|l| l.split(prefix).nth(1))
-            .unwrap_or_else(|| panic!("no '{prefix}' in {stderr}"))
-            .split([' ', '/'])
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    for a in [addr("REST API at http://"), addr("RPC at ")] {
-        assert!(TcpStream::connect(&a).is_err(), "{a} still accepts connections");
-        TcpListener::bind(&a).unwrap_or_else(|e| panic!("{a} is not free: {e}"));
-    }
-}
-
-/// Application mode, its client killed with SIGKILL while an unbounded job
-/// runs: the TaskManagers notice that their parent is gone, stop their job
-/// processes and exit; the driver loses its JobManager and cancels the job.
-/// Nothing of the application cluster is left running.
-#[test]
-fn run_application_leaves_nothing_behind_when_its_client_is_killed() {
-    let work = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let err_log = work.path().join("client.err");
-    let mut client = Command::new(sluice_bin())
-        .current_dir(work.path())
-        .env_remove("SLUICE_CONF_DIR")
-        .args(["-D", &format!("cluster.work-dir={}", work.path().join("cluster").display())])
-        .args(["-D", "taskmanager.numberOfTaskSlots=2", "run-application", "--taskmanagers", "2", "-p", "4", SOCKET])
-        .args(["--", "--host", "127.0.0.1", "--port", &port])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_log).unwrap())
-        .spawn()
-        .unwrap();
-    // Running: the socket source connected and the REST API says RUNNING.
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let _conn = loop {
-        if let Ok((c, _)) = listener.accept() {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "the job never connected: {}", std::fs::read_to_string(&err_log).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let rest: u16 = loop {
-        let text = std::fs::read_to_string(&err_log).unwrap();
-        let found = text.lines().find_map(|l| l.split("REST API at http://127.0.0.1:").nth(1));
-        if let Some(p) = found.and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no REST address in {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    while http(rest, "GET", "/jobs/overview", None, "").1["jobs"][0]["state"] != "RUNNING" {
-        assert!(Instant::now() < deadline, "the job never ran");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let running = processes_under(work.path()).len();
-    assert!(running >= 5, "client, two TaskManagers, driver and task processes: {running}");
-    client.kill().unwrap();
-    client.wait().unwrap();
-    let killed = Instant::now();
-    loop {
-        let left = processes_under(work.path());
-        if left.is_empty() {
-            break;
-        }
-        assert!(killed.elapsed() < Duration::from_secs(15), "left behind 15 s after the client's SIGKILL: {left:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("application cluster gone {:?} after its client was killed", killed.elapsed());
 }
 
 /// The web UI in a real browser: headless Chromium loads `/` (with the

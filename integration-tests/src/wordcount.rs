@@ -1,7 +1,11 @@
-//! Kafka helpers of the Kafka WordCount tests: topics, input lines, the
-//! expected counts, and the check of the committed output (the 1..n rule).
+//! The Kafka WordCount example under test (`examples/tests`, the cluster
+//! tests of `sluice-cluster`): its input lines, the counts they make, and
+//! the check of its committed output (the 1..n rule).
+//!
+//! These are test assertions: they panic with the reason when the broker
+//! cannot be reached or the output is wrong.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -10,10 +14,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// The words of the input lines.
 pub const VOCABULARY: &[&str] = &["alpha", "beta", "gamma", "delta", "épsilon", "数据", "zeta", "eta"];
 
+/// Creates `topics` (see [`crate::kafka::create_topics`]); panics if it cannot.
 pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
-    sluice_integration_tests::kafka::create_topics(bootstrap, topics, partitions).unwrap();
+    crate::kafka::create_topics(bootstrap, topics, partitions).unwrap();
 }
 
 /// Line `i` of the input, and the words it holds.
@@ -25,6 +31,8 @@ pub fn line(i: u64) -> String {
         .join(" ")
 }
 
+/// Writes lines `range` to `topic`; with `pause_every = (n, pause)` it
+/// flushes and sleeps `pause` every `n` lines.
 pub fn feed(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, pause_every: Option<(u64, Duration)>) {
     let p: ThreadedProducer<DefaultProducerContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "5").create().unwrap();
@@ -43,6 +51,7 @@ pub fn feed(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, pause_eve
     p.flush(Duration::from_secs(60)).expect("the test input reaches the broker within 60 s");
 }
 
+/// The final count of every word in the first `lines` lines.
 pub fn expected(lines: u64) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for i in 0..lines {
@@ -53,13 +62,12 @@ pub fn expected(lines: u64) -> BTreeMap<String, u64> {
     m
 }
 
-/// Reads the committed output until it holds `total` records (or the
-/// deadline), then checks the 1..n rule and the final counts.
-pub fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeMap<String, u64>, deadline: Duration) {
-    let total: u64 = want.values().sum();
+/// A consumer of the committed records of `topic`'s `partitions`, from
+/// their start.
+fn committed_reader(bootstrap: &str, topic: &str, partitions: i32, group: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "checker")
+        .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
@@ -69,6 +77,29 @@ pub fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeM
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Waits until `topic` holds at least `at_least` committed records (read
+/// with `isolation.level=read_committed`); panics after `deadline`.
+pub fn wait_for_committed(bootstrap: &str, topic: &str, partitions: i32, at_least: u64, deadline: Duration) {
+    let consumer = committed_reader(bootstrap, topic, partitions, "committed-waiter");
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n < at_least {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.unwrap();
+            n += 1;
+        }
+        assert!(started.elapsed() < deadline, "only {n} of {at_least} committed records in {topic} after {deadline:?}");
+    }
+}
+
+/// Reads the committed output until it holds `total` records (or the
+/// deadline), then checks the 1..n rule and the final counts.
+pub fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeMap<String, u64>, deadline: Duration) {
+    let total: u64 = want.values().sum();
+    let consumer = committed_reader(bootstrap, topic, partitions, "checker");
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut n = 0u64;
     let started = Instant::now();

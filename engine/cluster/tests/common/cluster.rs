@@ -15,44 +15,27 @@ use std::time::{Duration, Instant};
 /// The REST token of the test clusters.
 pub const TOKEN: &str = "s3cret";
 
-/// The `sluice` binary of the `sluice-cluster` crate. `cargo test --test cluster`
-/// builds only this crate's binaries, not that one: it must have been built
-/// (`cargo build --workspace --all-targets`) after the engine's last change,
-/// which is checked here (a stale binary would test old code).
+/// The `sluice` binary of this crate, built by cargo for its tests.
 pub fn sluice_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("sluice");
-    assert!(bin.is_file(), "{} missing: build the workspace (cargo build --workspace) first", bin.display());
-    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest = ["../engine/src", "../engine/cluster/src"].iter().filter_map(|d| newest_file(&root.join(d))).max();
-    if let Some(newer) = newest.filter(|(t, _)| *t > built) {
-        panic!(
-            "{} is older than {}: run cargo build --workspace --all-targets first",
-            bin.display(),
-            newer.1.display()
-        );
-    }
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
-/// The most recently modified file below `dir`.
-fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
-    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let candidate = if path.is_dir() {
-            newest_file(&path)
-        } else {
-            entry.metadata().ok().and_then(|m| m.modified().ok()).map(|t| (t, path))
-        };
-        if let Some(c) = candidate {
-            if newest.as_ref().is_none_or(|n| c.0 > n.0) {
-                newest = Some(c);
-            }
-        }
-    }
-    newest
+/// The example job binary `name` (`wordcount`, `socket_wordcount`, ...) of
+/// the `sluice-examples` crate, next to this test binary in the target
+/// directory (`target/<profile>/deps/cluster-*` → `target/<profile>/name`).
+/// Cargo builds another package's binaries only when asked:
+/// `cargo build --workspace --all-targets` (or `cargo test --workspace`)
+/// does, `cargo test -p sluice-cluster` does not.
+pub fn example_bin(name: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.ancestors().nth(2).unwrap();
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.is_file(),
+        "the example job binary {} is missing: build the examples first with `cargo build --workspace --all-targets`",
+        bin.display()
+    );
+    bin.to_string_lossy().into_owned()
 }
 
 pub struct ClusterUnderTest {

@@ -1,0 +1,89 @@
+//! Uploaded job binaries (Flink's jars): stored under the work directory
+//! under a random id, made executable, and kept in memory to be sent to the
+//! TaskManagers that start the job's processes, which check them against
+//! their SHA-256. `DELETE /jars/{id}` removes one.
+
+use super::Cluster;
+use sluice::error::{Error, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// An uploaded job binary.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// A random id (hex): no one can guess the id of another's upload.
+    pub id: String,
+    /// SHA-256 of the content (hex): TaskManagers verify what they run.
+    pub sha256: String,
+    /// File name.
+    pub name: String,
+    /// Where it is stored.
+    pub path: PathBuf,
+    /// Its bytes, sent to TaskManagers.
+    pub bytes: Arc<Vec<u8>>,
+    /// Upload time, ms since the epoch.
+    pub uploaded: i64,
+}
+
+impl Artifact {
+    /// Stores an uploaded binary below `work_dir` (hashing and writing it:
+    /// slow for a large binary, so not on the JobManager's event loop; see
+    /// [`Cluster::insert_artifact`]).
+    pub fn store(work_dir: &std::path::Path, name: &str, bytes: Vec<u8>) -> Result<Artifact> {
+        let name = std::path::Path::new(name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && !n.starts_with('.'))
+            .ok_or_else(|| Error::user(format!("'{name}' is not a usable file name")))?
+            .to_string();
+        let id = sluice::transport::random_hex(16)?;
+        let sha256 = sluice::transport::sha256_hex(&bytes);
+        let dir = work_dir.join("artifacts").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
+        let path = dir.join(&name);
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // A fresh file in a fresh directory: never through a planted link.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o700)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| Error::io(format!("cannot create '{}'", path.display()), e))?;
+            f.write_all(&bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io(format!("cannot write '{}'", path.display()), e))?;
+        }
+        let uploaded = sluice_checkpoint::clock::now_ms();
+        Ok(Artifact { id, sha256, name, path, bytes: Arc::new(bytes), uploaded })
+    }
+}
+
+impl Cluster {
+    /// Where uploaded binaries are stored (see [`Artifact::store`]).
+    pub fn work_dir(&self) -> std::path::PathBuf {
+        self.settings.work_dir.clone()
+    }
+
+    /// Lists a stored binary.
+    pub fn insert_artifact(&mut self, a: Artifact) {
+        self.artifacts.insert(a.id.clone(), a);
+    }
+
+    /// Forgets the uploaded binary `id` and deletes its file (jobs started
+    /// from it keep running).
+    pub fn remove_artifact(&mut self, id: &str) -> Result<()> {
+        let a = self.artifacts.remove(id).ok_or_else(|| Error::user(format!("no uploaded binary with id '{id}'")))?;
+        if let Some(dir) = a.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+
+    /// The uploaded binary `id`.
+    pub fn artifact(&self, id: &str) -> Option<&Artifact> {
+        self.artifacts.get(id)
+    }
+}

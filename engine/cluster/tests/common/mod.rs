@@ -1,0 +1,91 @@
+//! Helpers shared by the cluster tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+pub mod cluster;
+
+use cluster::{example_bin, job_id_of, ClusterUnderTest, TOKEN};
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// The batch WordCount example.
+pub static WORDCOUNT: LazyLock<String> = LazyLock::new(|| example_bin("wordcount"));
+/// The Kafka WordCount example.
+pub static KAFKA_WORDCOUNT: LazyLock<String> = LazyLock::new(|| example_bin("kafka_wordcount"));
+/// The socket WordCount example.
+pub static SOCKET: LazyLock<String> = LazyLock::new(|| example_bin("socket_wordcount"));
+
+pub fn reference_counts(text: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        *counts.entry(w.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+pub fn corpus() -> String {
+    let words = ["stream", "Sluice", "flink", "kafka", "état", "слот", "barrier", "checkpoint", "slot", "task"];
+    (0..4000).map(|i| format!("{} {} {}\n", words[i % 10], words[(i * 7) % 10], words[(i * 3 + 1) % 10])).collect()
+}
+
+/// The `word,count` lines the batch WordCount wrote.
+pub fn read_counts(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (w, c) = l.rsplit_once(',').unwrap();
+            (w.to_string(), c.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Starts the socket WordCount detached at parallelism `p`; returns its job
+/// id and the connection it reads from, once the job is RUNNING.
+pub fn running_socket_job(cluster: &ClusterUnderTest, p: &str) -> (String, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let out = cluster.cli(&["run", "-d", "-p", p, SOCKET.as_str(), "--", "--host", "127.0.0.1", "--port", &port]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = job_id_of(&out);
+    let (conn, _) = listener.accept().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.get(&format!("/jobs/{job}"), Some(TOKEN)).1["state"] != "RUNNING" {
+        assert!(Instant::now() < deadline, "job {job} never ran; logs in {}", cluster.work.path().display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (job, conn)
+}
+
+/// Processes whose working directory lies strictly below `dir`.
+pub fn job_processes_under(dir: &Path) -> Vec<String> {
+    processes_under(dir)
+        .into_iter()
+        .filter(|(_, cwd, _)| cwd.as_deref().is_some_and(|c| Path::new(c).starts_with(dir) && Path::new(c) != dir))
+        .map(|(pid, _, cmdline)| format!("{pid}: {cmdline}"))
+        .collect()
+}
+
+/// Processes whose command line or working directory lies under `dir`:
+/// (pid, working directory, command line).
+pub fn processes_under(dir: &Path) -> Vec<(String, Option<String>, String)> {
+    let needle = dir.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(entry.path().join("cwd")).map(|p| p.to_string_lossy().to_string());
+        let cwd = cwd.ok();
+        if cmdline.contains(&needle) || cwd.as_deref().is_some_and(|c| c.starts_with(&needle)) {
+            found.push((pid, cwd, cmdline));
+        }
+    }
+    found
+}

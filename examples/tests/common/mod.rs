@@ -1,4 +1,0 @@
-//! Helpers shared by the example tests.
-
-pub mod cluster;
-pub mod kafka;
