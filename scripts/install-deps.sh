@@ -8,7 +8,8 @@
 #   test (what the tests need besides the build):
 #     prometheus   — a real Prometheus server scrapes a running job in the tests;
 #     chromium     — a headless browser renders the JobManager's web UI in the tests;
-#     openssl      — test certificates (scripts/cluster-certs.sh, the SASL_SSL Kafka listener).
+#     openssl      — test certificates (scripts/cluster-certs.sh, the SASL_SSL Kafka listener);
+#     strace       — a test traces a job's fsync and rename calls (checkpoint durability).
 # Java and the Kafka jars are not installed here: scripts/kafka-local.sh installs
 # them on first use (scripts/lib/common.sh), and scripts/docker-images.sh the
 # Docker engine.
@@ -38,6 +39,7 @@ if [ "$group" = all ]; then
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -191,7 +191,9 @@ impl CheckpointCoordinator {
         };
         match p.acknowledge(task, handles) {
             Acknowledged::Pending => AckOutcome::Pending,
-            ignored @ (Acknowledged::NotExpected | Acknowledged::Duplicate) => AckOutcome::Ignored(ignored),
+            ignored @ (Acknowledged::NotExpected | Acknowledged::Duplicate | Acknowledged::Invalid) => {
+                AckOutcome::Ignored(ignored)
+            }
             Acknowledged::Complete => match self.pending.remove(&id) {
                 Some(p) => AckOutcome::AllAcknowledged(p),
                 None => AckOutcome::Unknown,
@@ -265,6 +267,7 @@ mod tests {
             timestamp_ms: 0,
             max_parallelism: 128,
             operators: vec![],
+            job_operators: vec![],
         };
         CompletedCheckpoint { metadata, dir: Default::default(), started: p.started(), size: p.state_size() }
     }

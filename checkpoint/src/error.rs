@@ -64,6 +64,27 @@ pub enum Error {
         /// RocksDB's message.
         message: String,
     },
+    /// A name read from a checkpoint (metadata, a state handle, a change
+    /// file) is not a single plain file name: the checkpoint is damaged or
+    /// was crafted to reach files outside its directory.
+    #[error("checkpoint file '{file}' names '{name}', which is not a plain file name ({reason}); it is not restored")]
+    UnsafeName {
+        /// The file the name was read from.
+        file: PathBuf,
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A savepoint path that is refused: it holds control characters, or
+    /// lies outside `state.savepoints.dir`.
+    #[error("savepoint path {path:?} is refused: {reason}")]
+    SavepointPath {
+        /// The path as given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// No completed checkpoint or savepoint exists where one was asked for.
     #[error("no completed checkpoint or savepoint found under '{0}'")]
     NothingToRestore(PathBuf),

@@ -19,6 +19,8 @@
 //! * [`state`]: keyed state (value, list, map, reducing, aggregating, with
 //!   TTL), timers, and the heap and RocksDB backends with incremental
 //!   snapshots.
+//! * [`names`]: the check that every name read from a checkpoint is one
+//!   plain file name, and files created without following links.
 //! * [`metadata`] and [`storage`]: completed checkpoints on disk
 //!   (`<dir>/<job>/chk-<n>/`), written atomically and verified on restore.
 //!
@@ -36,6 +38,7 @@ pub mod coordinator;
 pub mod error;
 pub mod key_group;
 pub mod metadata;
+pub mod names;
 pub mod pending;
 pub mod state;
 pub mod storage;

@@ -3,7 +3,8 @@
 //! Lifecycle (Flink's `PendingCheckpoint`): the coordinator creates one
 //! when it triggers checkpoint *n*, naming the subtasks that must
 //! acknowledge it. Each acknowledgement is accepted only from an expected
-//! subtask, once ([`PendingCheckpoint::acknowledge`]). When all have
+//! subtask, once, and only if its state handles name that subtask and plain
+//! file names ([`PendingCheckpoint::acknowledge`]). When all have
 //! acknowledged, the job master hands the pending checkpoint the job's
 //! description and it finalizes itself: it builds the checkpoint's
 //! [`CheckpointMetadata`] and writes `_metadata` (for a savepoint: copies the
@@ -42,6 +43,9 @@ pub struct JobDescription<'a> {
     pub job_name: &'a str,
     /// The job's max parallelism (number of key groups).
     pub max_parallelism: u32,
+    /// The ids of all the job's operators (its identity, with its name,
+    /// see [`JobIdentity`](crate::metadata::JobIdentity)).
+    pub operators: &'a [String],
     /// Looks an operator up by its id.
     pub operator: &'a dyn Fn(&str) -> Option<OperatorInfo>,
 }
@@ -57,6 +61,9 @@ pub enum Acknowledged {
     NotExpected,
     /// This subtask had acknowledged already: ignored.
     Duplicate,
+    /// A handle names another subtask or a file that is not a plain file
+    /// name: ignored (the checkpoint then times out).
+    Invalid,
 }
 
 /// A checkpoint waiting for acknowledgements. See the module docs.
@@ -85,13 +92,19 @@ impl PendingCheckpoint {
         self.started
     }
 
-    /// Records `task`'s acknowledgement with its state handles.
+    /// Records `task`'s acknowledgement with its state handles; ignores it
+    /// if `task` is not expected, has acknowledged already, or a handle
+    /// names another subtask or a file that is not a plain file name.
     pub fn acknowledge(&mut self, task: TaskKey, handles: Vec<(String, SubtaskStateHandle)>) -> Acknowledged {
         if !self.expected.contains(&task) {
             return Acknowledged::NotExpected;
         }
         if self.acks.contains_key(&task) {
             return Acknowledged::Duplicate;
+        }
+        let plain = |n: &str| crate::names::check_file_name(n, std::path::Path::new("(acknowledgement)")).is_ok();
+        if handles.iter().any(|(_, h)| h.subtask != task.1 || !plain(&h.file) || !h.shared.iter().all(|s| plain(s))) {
+            return Acknowledged::Invalid;
         }
         self.acks.insert(task, handles);
         if self.is_fully_acknowledged() {
@@ -136,6 +149,7 @@ impl PendingCheckpoint {
             timestamp_ms: self.barrier.timestamp_ms,
             max_parallelism: job.max_parallelism,
             operators: operators.into_values().collect(),
+            job_operators: crate::metadata::JobIdentity::new(job.job_name, job.operators.iter().cloned()).operators,
         }
     }
 
@@ -204,8 +218,16 @@ mod tests {
         (op == "src").then(|| OperatorInfo { name: "Source".into(), parallelism: 2, keyed: false })
     }
 
+    static OPERATORS: [String; 0] = [];
+
     fn job() -> JobDescription<'static> {
-        JobDescription { job_id: "abcdef0123", job_name: "J", max_parallelism: 128, operator: &info }
+        JobDescription {
+            job_id: "abcdef0123",
+            job_name: "J",
+            max_parallelism: 128,
+            operator: &info,
+            operators: &OPERATORS,
+        }
     }
 
     #[test]
@@ -215,6 +237,12 @@ mod tests {
         assert_eq!(p.acknowledge((0, 0), handle("src", 0, 99)), Acknowledged::Duplicate);
         assert_eq!(p.acknowledge((5, 0), handle("src", 0, 99)), Acknowledged::NotExpected);
         assert_eq!(p.acknowledge((0, 2), handle("src", 2, 99)), Acknowledged::NotExpected);
+        // An expected subtask whose handle claims another subtask's state,
+        // or names a file outside the checkpoint: ignored.
+        assert_eq!(p.acknowledge((0, 1), handle("src", 0, 99)), Acknowledged::Invalid);
+        let mut escaping = handle("src", 1, 99);
+        escaping[0].1.file = "../../x".into();
+        assert_eq!(p.acknowledge((0, 1), escaping), Acknowledged::Invalid);
         assert!(!p.is_fully_acknowledged());
         assert_eq!(p.acknowledge((0, 1), handle("src", 1, 20)), Acknowledged::Pending);
         assert_eq!(p.acknowledge((1, 0), vec![]), Acknowledged::Complete);

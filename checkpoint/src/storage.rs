@@ -3,15 +3,20 @@
 //! Layout: `<dir>/<job-id>/chk-<n>/` holds one file per operator and subtask
 //! with state, and `_metadata`, written last. Savepoints use the same layout
 //! in a directory the user names, and are never deleted automatically.
-//! Every file is written to a temporary name, synced and renamed, so a crash
-//! leaves either the whole file or none. State files carry a small header
-//! (length and XXH64 checksum) so that a damaged file is detected on restore.
+//! Every file is written to a temporary name (created new, never through a
+//! link), synced and renamed, and the directory is synced after every rename
+//! and every directory made, so a crash or a power loss leaves either the
+//! whole file or none. State files carry a small header (length and XXH64
+//! checksum) so that a damaged file is detected on restore, and every name
+//! read from `_metadata` must be a plain file name
+//! ([`check_file_name`]).
 
 use crate::barrier::CheckpointId;
 use crate::error::{Error, Result};
-use crate::metadata::{checksum, CheckpointMetadata, SubtaskStateHandle};
+use crate::metadata::{checksum, CheckpointMetadata, JobIdentity, SubtaskStateHandle, MAX_METADATA_BYTES};
+use crate::names::{check_file_name, create_new, create_temporary, join_checked};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The directory next to the `chk-<n>` directories that holds files shared
@@ -25,21 +30,27 @@ pub(crate) fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(
     move |source| Error::Storage { action, path: path.to_path_buf(), source }
 }
 
-/// Writes `bytes` to `path` atomically and durably: a temporary file,
-/// synced, renamed into place, then the directory synced so that the
-/// rename itself survives a power loss.
+/// Writes `bytes` to `path` atomically and durably: a temporary file
+/// (created new, never through a link), synced, renamed into place, then
+/// the directory synced so that the rename itself survives a power loss.
+/// Missing directories are created durably ([`create_dir_durable`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
     }
-    let tmp = path.with_extension("inprogress");
-    let mut f = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+    let (mut f, tmp) = create_temporary(path)?;
     f.write_all(bytes).map_err(io_error("write", &tmp))?;
     f.sync_all().map_err(io_error("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_error("rename", path))?;
-    match path.parent() {
+    rename_durable(&tmp, path)
+}
+
+/// Renames `from` to `to` and syncs the directory of `to`, so that the new
+/// name survives a power loss.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(io_error("rename", to))?;
+    match to.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => sync_dir(parent),
-        None => Ok(()),
+        None => sync_dir(Path::new(".")),
     }
 }
 
@@ -49,24 +60,69 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     d.sync_all().map_err(io_error("sync", dir))
 }
 
+/// Creates `dir` and its missing parents, syncing the parent of each
+/// directory created (also of one another thread created at the same
+/// time), so that the new directories survive a power loss.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
+        if fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(io_error("create", d)(e)),
+        }
+        match d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => sync_dir(parent)?,
+            None => sync_dir(Path::new("."))?,
+        }
+    }
+    if !dir.is_dir() {
+        return Err(Error::Storage {
+            action: "create",
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a directory"),
+        });
+    }
+    Ok(())
+}
+
 /// Copies the files of a checkpoint directory into a new directory `to`,
-/// durably (each file synced, then the directory). Subdirectories are not
-/// copied: a checkpoint directory holds files only.
+/// durably (each file created new, synced, then the directory and its
+/// parent). Subdirectories are not copied: a checkpoint directory holds
+/// files only.
 pub fn copy_checkpoint_files(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to).map_err(io_error("create", to))?;
+    create_dir_durable(to)?;
     for entry in fs::read_dir(from).map_err(io_error("list", from))? {
         let entry = entry.map_err(io_error("list", from))?;
         if !entry.file_type().map_err(io_error("inspect", &entry.path()))?.is_file() {
             continue;
         }
         let target = to.join(entry.file_name());
-        fs::copy(entry.path(), &target).map_err(io_error("copy to", &target))?;
-        fs::File::open(&target).and_then(|f| f.sync_all()).map_err(io_error("sync", &target))?;
+        let mut source = fs::File::open(entry.path()).map_err(io_error("open", &entry.path()))?;
+        let mut out = create_new(&target)?;
+        std::io::copy(&mut source, &mut out).map_err(io_error("copy to", &target))?;
+        out.sync_all().map_err(io_error("sync", &target))?;
     }
     sync_dir(to)?;
-    match to.parent() {
+    match to.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => sync_dir(parent),
         None => Ok(()),
+    }
+}
+
+/// The `shared/` directory next to the checkpoint directory `checkpoint_dir`.
+pub fn shared_dir_of(checkpoint_dir: &Path) -> PathBuf {
+    match checkpoint_dir.parent().filter(|p| !p.as_os_str().is_empty() && checkpoint_dir.file_name().is_some()) {
+        Some(job_dir) => job_dir.join(SHARED_DIR),
+        None => checkpoint_dir.join("..").join(SHARED_DIR),
     }
 }
 
@@ -77,6 +133,7 @@ pub fn checkpoint_dir(root: &Path, job_id: &str, id: CheckpointId) -> PathBuf {
 
 /// Writes one subtask's operator state into `dir` as `file`.
 pub fn write_state(dir: &Path, file: &str, subtask: u32, bytes: &[u8]) -> Result<SubtaskStateHandle> {
+    check_file_name(file, dir)?;
     let mut out = Vec::with_capacity(bytes.len() + 16);
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(&checksum(bytes).to_le_bytes());
@@ -87,9 +144,16 @@ pub fn write_state(dir: &Path, file: &str, subtask: u32, bytes: &[u8]) -> Result
 
 /// Reads and verifies a state file written by [`write_state`].
 pub fn read_state(dir: &Path, handle: &SubtaskStateHandle, checkpoint: CheckpointId) -> Result<Vec<u8>> {
-    let path = dir.join(&handle.file);
+    let path = join_checked(dir, &handle.file, &dir.join(METADATA_FILE))?;
     let damaged = |reason: String| Error::MissingState { checkpoint: checkpoint.0, path: path.clone(), reason };
-    let raw = fs::read(&path).map_err(|e| damaged(e.to_string()))?;
+    let size = fs::metadata(&path).map_err(|e| damaged(e.to_string()))?;
+    if !size.is_file() || size.len() != handle.size {
+        return Err(damaged(format!("{} bytes, the metadata says {}", size.len(), handle.size)));
+    }
+    let mut raw = Vec::with_capacity(usize::try_from(handle.size).unwrap_or(0));
+    fs::File::open(&path)
+        .and_then(|f| f.take(handle.size).read_to_end(&mut raw))
+        .map_err(|e| damaged(e.to_string()))?;
     if raw.len() as u64 != handle.size || raw.len() < 16 {
         return Err(damaged(format!("{} bytes, the metadata says {}", raw.len(), handle.size)));
     }
@@ -104,10 +168,15 @@ pub fn read_state(dir: &Path, handle: &SubtaskStateHandle, checkpoint: Checkpoin
     Ok(body.to_vec())
 }
 
-/// Writes `_metadata` into `dir`, which marks the checkpoint complete.
+/// Writes `_metadata` into `dir`, which marks the checkpoint complete:
+/// durably, with the directory's own entry in its parent synced too, so
+/// that once this returns the checkpoint survives a power loss.
 pub fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<PathBuf> {
     let path = dir.join(METADATA_FILE);
     write_atomically(&path, &metadata.encode()?)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
     Ok(path)
 }
 
@@ -122,12 +191,24 @@ pub fn read_metadata(path: &Path) -> Result<(CheckpointMetadata, PathBuf)> {
     if !file.exists() {
         return Err(Error::NothingToRestore(path.to_path_buf()));
     }
-    let bytes = fs::read(&file).map_err(io_error("read", &file))?;
+    let size = fs::metadata(&file).map_err(io_error("inspect", &file))?;
+    if !size.is_file() || size.len() > MAX_METADATA_BYTES {
+        return Err(Error::CorruptMetadata {
+            path: file,
+            reason: format!("not a regular file of at most {MAX_METADATA_BYTES} bytes"),
+        });
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(&file)
+        .and_then(|f| f.take(MAX_METADATA_BYTES).read_to_end(&mut bytes))
+        .map_err(io_error("read", &file))?;
     Ok((CheckpointMetadata::decode(&bytes, &file)?, dir))
 }
 
 /// Checks that every state file of a checkpoint exists with its size.
 pub fn verify_files(metadata: &CheckpointMetadata, dir: &Path) -> Result<()> {
+    let source = dir.join(METADATA_FILE);
+    metadata.check_names(&source)?;
     for op in &metadata.operators {
         for h in &op.subtasks {
             let path = dir.join(&h.file);
@@ -144,7 +225,7 @@ pub fn verify_files(metadata: &CheckpointMetadata, dir: &Path) -> Result<()> {
                 });
             }
             for name in &h.shared {
-                let path = dir.join("..").join(SHARED_DIR).join(name);
+                let path = shared_dir_of(dir).join(name);
                 if !path.is_file() {
                     return Err(Error::MissingState {
                         checkpoint: metadata.checkpoint_id.0,
@@ -158,29 +239,41 @@ pub fn verify_files(metadata: &CheckpointMetadata, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The newest usable checkpoint under `root`, and the newer ones skipped.
-#[derive(Debug)]
+/// What a job finds to resume from under a checkpoint directory.
+#[derive(Debug, Default)]
 pub struct Latest {
-    /// The checkpoint to restore.
-    pub metadata: CheckpointMetadata,
-    /// Its directory.
-    pub dir: PathBuf,
-    /// Newer checkpoints that could not be used, with the reason.
+    /// The checkpoint to restore, with its directory: the job's intact
+    /// checkpoint with the highest id.
+    pub restore: Option<(CheckpointMetadata, PathBuf)>,
+    /// The job's checkpoints with higher ids that could not be used, and
+    /// damaged ones whose job is unknown, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Completed checkpoints of other jobs, never restored, with whose
+    /// they are.
+    pub foreign: Vec<(PathBuf, String)>,
 }
 
-/// Finds the newest complete, intact checkpoint of any job under `root`
-/// (`root/<job>/chk-<n>/_metadata`). Damaged ones are skipped and listed,
-/// so a caller can say that it fell back to an older one.
-pub fn find_latest(root: &Path) -> Result<Option<Latest>> {
-    let mut candidates = Vec::new();
+/// Finds the checkpoint job `job` resumes from under `root`
+/// (`root/<job id>/chk-<n>/_metadata`): of the complete checkpoints whose
+/// metadata says they belong to `job` ([`CheckpointMetadata::belongs_to`]:
+/// the same job name and operators), the intact one with the highest
+/// checkpoint id (ids go on across restores; of equal ids, the newer
+/// metadata file). Checkpoints of other jobs are listed in
+/// [`Latest::foreign`] and never restored; damaged ones are listed in
+/// [`Latest::skipped`], so a caller can say that it fell back to an older
+/// one. Fails with [`Error::NothingToRestore`] when checkpoints of `job`
+/// (or of no known job) exist and every one is damaged.
+pub fn find_latest(root: &Path, job: &JobIdentity) -> Result<Latest> {
+    let mut latest = Latest::default();
     let jobs = match fs::read_dir(root) {
         Ok(j) => j,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(latest),
         Err(e) => return Err(Error::Storage { action: "list", path: root.to_path_buf(), source: e }),
     };
-    for job in jobs.flatten() {
-        let Ok(chks) = fs::read_dir(job.path()) else {
+    // (checkpoint id, metadata write time, metadata, directory) of `job`'s.
+    let mut own = Vec::new();
+    for job_dir in jobs.flatten() {
+        let Ok(chks) = fs::read_dir(job_dir.path()) else {
             continue;
         };
         for chk in chks.flatten() {
@@ -188,26 +281,34 @@ pub fn find_latest(root: &Path) -> Result<Option<Latest>> {
             if !name.starts_with("chk-") {
                 continue;
             }
-            let meta = chk.path().join(METADATA_FILE);
-            if let Ok(m) = fs::metadata(&meta) {
-                let modified = m.modified().ok();
-                candidates.push((modified, chk.path()));
+            let dir = chk.path();
+            let Ok(modified) = fs::metadata(dir.join(METADATA_FILE)).map(|m| m.modified().ok()) else {
+                continue;
+            };
+            match read_metadata(&dir) {
+                Ok((m, _)) => match m.belongs_to(job) {
+                    Ok(()) => own.push((m.checkpoint_id, modified, m, dir)),
+                    Err(whose) => latest.foreign.push((dir, whose)),
+                },
+                Err(e) => latest.skipped.push((dir, e.to_string())),
             }
         }
     }
-    // Newest first: by write time of the metadata, then by path.
-    candidates.sort_by(|a, b| b.cmp(a));
-    let mut skipped = Vec::new();
-    for (_, dir) in candidates {
-        match read_metadata(&dir).and_then(|(m, d)| verify_files(&m, &d).map(|_| (m, d))) {
-            Ok((metadata, dir)) => return Ok(Some(Latest { metadata, dir, skipped })),
-            Err(e) => skipped.push((dir, e.to_string())),
+    own.sort_by(|a, b| (b.0, b.1, &b.3).cmp(&(a.0, a.1, &a.3)));
+    for (_, _, metadata, dir) in own {
+        match verify_files(&metadata, &dir) {
+            Ok(()) => {
+                latest.restore = Some((metadata, dir));
+                break;
+            }
+            Err(e) => latest.skipped.push((dir, e.to_string())),
         }
     }
-    match skipped.first() {
-        None => Ok(None),
-        Some(_) => Err(Error::NothingToRestore(root.to_path_buf())),
+    latest.foreign.sort();
+    if latest.restore.is_none() && !latest.skipped.is_empty() {
+        return Err(Error::NothingToRestore(root.to_path_buf()));
     }
+    Ok(latest)
 }
 
 /// Deletes the oldest completed checkpoints of `job_id` beyond the newest
@@ -277,7 +378,12 @@ mod tests {
                 keyed: false,
                 subtasks: handles,
             }],
+            job_operators: vec!["op".into()],
         }
+    }
+
+    fn job() -> JobIdentity {
+        JobIdentity::new("job", ["op".to_string()])
     }
 
     fn complete(root: &Path, id: u64, payload: &[u8]) -> PathBuf {
@@ -294,27 +400,80 @@ mod tests {
         complete(root.path(), 1, b"one");
         let d2 = complete(root.path(), 2, b"two");
         let d3 = complete(root.path(), 3, b"three");
-        let latest = find_latest(root.path()).unwrap().unwrap();
-        assert_eq!(latest.metadata.checkpoint_id, CheckpointId(3));
-        let h = &latest.metadata.operators[0].subtasks[0];
-        assert_eq!(read_state(&latest.dir, h, CheckpointId(3)).unwrap(), b"three");
+        let latest = find_latest(root.path(), &job()).unwrap();
+        let (m, dir) = latest.restore.unwrap();
+        assert_eq!(m.checkpoint_id, CheckpointId(3));
+        let h = &m.operators[0].subtasks[0];
+        assert_eq!(read_state(&dir, h, CheckpointId(3)).unwrap(), b"three");
 
         // A missing state file in chk-3: fall back to chk-2 and say why.
         fs::remove_file(d3.join("op-0")).unwrap();
-        let latest = find_latest(root.path()).unwrap().unwrap();
-        assert_eq!(latest.metadata.checkpoint_id, CheckpointId(2));
+        let latest = find_latest(root.path(), &job()).unwrap();
+        assert_eq!(latest.restore.unwrap().0.checkpoint_id, CheckpointId(2));
         assert!(latest.skipped[0].1.contains("op-0"), "{:?}", latest.skipped);
 
         // Truncated metadata in chk-2: fall back to chk-1.
         let m = d2.join(METADATA_FILE);
         let bytes = fs::read(&m).unwrap();
         fs::write(&m, &bytes[..bytes.len() / 2]).unwrap();
-        let latest = find_latest(root.path()).unwrap().unwrap();
-        assert_eq!(latest.metadata.checkpoint_id, CheckpointId(1));
+        let latest = find_latest(root.path(), &job()).unwrap();
+        assert_eq!(latest.restore.unwrap().0.checkpoint_id, CheckpointId(1));
         assert!(latest.skipped.iter().any(|s| s.1.contains("truncated")), "{:?}", latest.skipped);
 
         retain(root.path(), "job", 1, true).unwrap();
         assert!(!d2.exists() && !root.path().join("job/chk-1").exists() && d3.exists());
+    }
+
+    fn complete_as(root: &Path, job_dir: &str, name: &str, id: u64) -> PathBuf {
+        let dir = checkpoint_dir(root, job_dir, CheckpointId(id));
+        let h = write_state(&dir, "op-0", 0, name.as_bytes()).unwrap();
+        let mut m = meta(id, vec![h]);
+        m.job_name = name.into();
+        m.job_id = job_dir.into();
+        write_metadata(&dir, &m).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_job_resumes_only_its_own_checkpoints_by_highest_id() {
+        let root = tempfile::tempdir().unwrap();
+        complete_as(root.path(), "run-1", "job", 5);
+        // Written later, by another run of the same job that started from scratch.
+        complete_as(root.path(), "run-2", "job", 2);
+        // Another job, with a higher id and the same operators, written last.
+        let other = complete_as(root.path(), "other-run", "other", 9);
+        let latest = find_latest(root.path(), &job()).unwrap();
+        let (m, dir) = latest.restore.unwrap();
+        assert_eq!((m.checkpoint_id, m.job_id.as_str()), (CheckpointId(5), "run-1"), "the highest id, not the newest");
+        assert!(dir.ends_with("run-1/chk-5"));
+        assert_eq!(latest.foreign.len(), 1);
+        assert_eq!(latest.foreign[0].0, other);
+        assert!(latest.foreign[0].1.contains("'other'"), "{:?}", latest.foreign);
+        // The other job alone: it never restores the first job's state.
+        let alone = find_latest(root.path(), &JobIdentity::new("other", ["op".to_string()])).unwrap();
+        assert_eq!(alone.restore.unwrap().0.checkpoint_id, CheckpointId(9));
+        let stranger = find_latest(root.path(), &JobIdentity::new("stranger", ["op".to_string()])).unwrap();
+        assert!(stranger.restore.is_none());
+        assert_eq!(stranger.foreign.len(), 3);
+        // Same name, other operators: not the same job either.
+        let changed = find_latest(root.path(), &JobIdentity::new("job", ["op".to_string(), "x".to_string()])).unwrap();
+        assert!(changed.restore.is_none() && changed.foreign.len() == 3);
+    }
+
+    #[test]
+    fn names_in_metadata_never_reach_outside_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("chk");
+        let mut h = write_state(&dir, "op-0", 0, b"x").unwrap();
+        for bad in ["/etc/hostname", "../op-0"] {
+            h.file = bad.into();
+            let e = read_state(&dir, &h, CheckpointId(1)).unwrap_err();
+            assert!(matches!(e, Error::UnsafeName { .. }), "{e}");
+            let e = verify_files(&meta(1, vec![h.clone()]), &dir).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("_metadata"), "{e}");
+        }
+        assert!(write_state(&dir, "../escape", 0, b"x").is_err());
+        assert!(!root.path().join("escape").exists());
     }
 
     #[test]

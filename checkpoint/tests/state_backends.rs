@@ -66,6 +66,7 @@ fn complete(dir: &Path, id: u64, up: &UploadedState) {
             keyed: true,
             subtasks: vec![h],
         }],
+        job_operators: vec!["op".into()],
     };
     storage::write_metadata(dir, &meta).unwrap();
 }

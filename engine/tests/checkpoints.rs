@@ -332,3 +332,94 @@ fn file_sink_output_is_exactly_once_through_failures() {
         assert!(leftovers.is_empty(), "p={p}: no uncommitted part files remain: {leftovers:?}");
     }
 }
+
+#[test]
+fn a_job_never_resumes_another_jobs_checkpoint_in_a_shared_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let env = checkpointed_env(dir.path(), 2);
+        let sink = CollectSink::default();
+        let words = Words::new(1500, 17, 20, Duration::from_millis(2));
+        let log = words.log.clone();
+        word_count_job(&env, words, &sink);
+        env.execute(name).unwrap();
+        (log.restored(), final_counts(&sink.take()))
+    };
+    let expected = Words::new(1500, 17, 20, Duration::ZERO).expected_counts();
+    let (restored, counts) = run("first job");
+    assert!(restored.is_empty());
+    assert_eq!(counts, expected);
+    let completed = std::fs::read_dir(dir.path()).unwrap().flatten().count();
+    assert_eq!(completed, 1, "the first job left its checkpoints in the directory");
+    // Another job with the same operators in the same directory starts from
+    // scratch: it must not take the first job's source positions and counts.
+    let (restored, counts) = run("second job");
+    assert!(restored.is_empty(), "the second job restored the first job's checkpoint at {restored:?}");
+    assert_eq!(counts, expected, "the second job counted from the first job's state");
+    // The first job run again resumes its own latest checkpoint.
+    let (restored, _) = run("first job");
+    assert_eq!(restored.len(), 1, "the first job resumes its own checkpoint");
+}
+
+#[test]
+fn savepoints_go_only_below_state_savepoints_dir_and_paths_hold_no_newline() {
+    let allowed = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1);
+    env.set_config("state.savepoints.dir", allowed.path().to_str().unwrap()).unwrap();
+    let sink = CollectSink::default();
+    word_count_job(&env, Words::new(1000, 7, 10, Duration::ZERO).hold_at(500, &Gate::default()), &sink);
+    let client = env.execute_async("savepoint directories").unwrap();
+    wait_for("the words before the hold", Duration::from_secs(60), || {
+        (sink.0.lock().unwrap().len() >= 500).then_some(())
+    });
+    let e = client.trigger_savepoint(elsewhere.path()).unwrap_err().to_string();
+    assert!(e.contains("state.savepoints.dir"), "{e}");
+    let e = client.trigger_savepoint(allowed.path().join("..").join("x")).unwrap_err().to_string();
+    assert!(e.contains("'..'"), "{e}");
+    let e = client.trigger_savepoint(allowed.path().join("a\nexecution.savepoint.path=/x")).unwrap_err().to_string();
+    assert!(e.contains("control characters"), "{e}");
+    let path = client.trigger_savepoint(allowed.path().join("nightly")).unwrap();
+    assert!(path.starts_with(allowed.path().join("nightly")) && path.join("_metadata").is_file(), "{path:?}");
+    assert!(std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(), "nothing was written elsewhere");
+    client.cancel().unwrap();
+    assert!(matches!(client.wait(), Err(Error::JobCanceled(_))));
+}
+
+#[test]
+fn a_savepoint_whose_metadata_names_files_outside_it_is_refused() {
+    use sluice_checkpoint::storage;
+    for backend in ["hashmap", "rocksdb"] {
+        let savepoints = tempfile::tempdir().unwrap();
+        let job = |path: Option<&std::path::Path>| {
+            let env = StreamExecutionEnvironment::new();
+            env.set_parallelism(1);
+            env.set_config("state.backend", backend).unwrap();
+            if let Some(p) = path {
+                env.set_config("execution.savepoint.path", p.to_str().unwrap()).unwrap();
+            }
+            let sink = CollectSink::default();
+            word_count_job(&env, Words::new(1_000_000, 5, 10, Duration::from_millis(1)), &sink);
+            (env, sink)
+        };
+        let (env, sink) = job(None);
+        let client = env.execute_async("crafted").unwrap();
+        wait_for("some counts", Duration::from_secs(60), || (!sink.0.lock().unwrap().is_empty()).then_some(()));
+        let path = client.trigger_savepoint(savepoints.path()).unwrap();
+        client.cancel().unwrap();
+        let _ = client.wait();
+        let (metadata, dir) = storage::read_metadata(&path).unwrap();
+        for bad in ["/tmp/x", "../x"] {
+            let mut crafted = metadata.clone();
+            crafted.operators[0].subtasks[0].file = bad.to_string();
+            storage::write_metadata(&dir, &crafted).unwrap();
+            let e = job(Some(&path)).0.execute("crafted").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("'{bad}'")) && e.contains("_metadata") && e.contains("not a plain file name"),
+                "{backend}: {e}"
+            );
+        }
+        assert!(!savepoints.path().join("x").exists() && !path.join("x").exists());
+    }
+}

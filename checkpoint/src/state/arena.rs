@@ -102,6 +102,16 @@ fn split(pos: u32) -> (usize, usize) {
     ((pos >> CHUNK_BITS) as usize, (pos as usize) & (CHUNK - 1))
 }
 
+/// The position of the entry appended to an arena of `len` entries: a
+/// state holds at most `u32::MAX` entries (positions are `u32`, and
+/// `u32::MAX` itself is never one, so a length always fits too).
+fn next_position(len: usize) -> Result<u32> {
+    u32::try_from(len).ok().filter(|p| *p < u32::MAX).ok_or_else(|| Error::State {
+        state: String::new(),
+        message: format!("a state of the heap backend holds at most {} entries", u32::MAX),
+    })
+}
+
 /// The entries of one state. Only its owner (the task thread) writes.
 pub(crate) struct Arena<T> {
     chunks: Vec<Arc<Chunk<T>>>,
@@ -263,9 +273,11 @@ impl<T> Arena<T> {
         SnapshotReader { chunks: self.chunks.clone(), guard, set }
     }
 
-    /// Appends an entry; returns its position.
-    pub(crate) fn push(&mut self, entry: Entry<T>) -> u32 {
-        let (c, o) = split(self.len as u32);
+    /// Appends an entry; returns its position, or an error once the state
+    /// holds as many entries as a position can address (`u32::MAX`).
+    pub(crate) fn push(&mut self, entry: Entry<T>) -> Result<u32> {
+        let pos = next_position(self.len)?;
+        let (c, o) = split(pos);
         if c == self.chunks.len() {
             self.chunks.push(Arc::new(Chunk::new()));
         }
@@ -278,7 +290,7 @@ impl<T> Arena<T> {
             }
         }
         self.len += 1;
-        (self.len - 1) as u32
+        Ok(pos)
     }
 
     /// Every position and its entry.
@@ -495,10 +507,18 @@ mod tests {
     }
 
     #[test]
+    fn positions_never_wrap_around() {
+        assert_eq!(next_position(0).unwrap(), 0);
+        assert_eq!(next_position(u32::MAX as usize - 1).unwrap(), u32::MAX - 1);
+        assert!(next_position(u32::MAX as usize).is_err());
+        assert!(next_position(u32::MAX as usize + 1).is_err(), "position 0 again");
+    }
+
+    #[test]
     fn arena_positions_span_chunks_and_entries_are_dropped_once() {
         let mut a: Arena<u64> = Arena::default();
         for i in 0..(CHUNK as u64 * 2 + 5) {
-            assert_eq!(a.push(entry(i)), i as u32);
+            assert_eq!(a.push(entry(i)).unwrap(), i as u32);
         }
         assert_eq!(a.get(CHUNK as u32 + 1).unwrap().slot.value, Some(CHUNK as u64 + 1));
         assert!(a.get(CHUNK as u32 * 3).is_none());
@@ -517,7 +537,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, vec![(5, false)]);
-        a.push(entry(9));
+        a.push(entry(9)).unwrap();
         assert_eq!(a.iter().count(), 1);
     }
 

@@ -2,10 +2,19 @@
 //! merge that compacts a chain of them into one base file.
 //!
 //! ```text
-//! file    = "SLC2" section*
+//! file    = "SLC3" body_len:u64 checksum:u64 body      (little endian)
+//! body    = section*
 //! section = name_len:varint name kind:u8 count:u64 (little endian) entry{count}
 //! entry   = position:varint key_len:varint key (0 | 1 value_len:varint value)
 //! ```
+//!
+//! The checksum is the XXH64 of the body. Every reader first checks the
+//! file's size against `body_len` and the checksum against the body, so a
+//! truncated or damaged file fails the restore, naming the file, before any
+//! entry is applied; and no length read from a file is trusted beyond the
+//! bytes left in the body (a flipped length byte is an error, not an
+//! allocation). Files of the previous version (`"SLC2"` and the body, no
+//! size or checksum) are still read, with the same bounds.
 //!
 //! A *positioned* section (kind 0) holds entries of a registered state by
 //! arena position, in increasing position order (the order a snapshot walks
@@ -22,18 +31,28 @@
 //! never on the task thread.
 
 use crate::error::{Error, Result};
+use crate::metadata::checksum;
+use crate::names::create_temporary;
 use crate::state::changelog::ReplaySink;
-use crate::storage::io_error;
+use crate::storage::{io_error, rename_durable};
 use crate::KeyGroupRange;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
+use std::hash::Hasher;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// The first bytes of every change file.
-const MAGIC: &[u8; 4] = b"SLC2";
+/// The first bytes of every change file this build writes.
+const MAGIC: &[u8; 4] = b"SLC3";
+
+/// The first bytes of a change file of the previous version (no size, no
+/// checksum).
+const MAGIC_V2: &[u8; 4] = b"SLC2";
+
+/// Bytes before the body: magic, body length, checksum.
+const HEADER: usize = 20;
 
 /// Read buffer per file of a merge.
 const READ_BUFFER: usize = 256 * 1024;
@@ -147,6 +166,7 @@ impl ChangeWriter {
     pub fn new(mut buf: Vec<u8>) -> Self {
         buf.clear();
         buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&[0u8; HEADER - 4]);
         ChangeWriter { buf, entries: 0, open: None }
     }
 
@@ -203,9 +223,16 @@ impl ChangeWriter {
         self.buf.len()
     }
 
-    /// The encoded file and its number of entries.
+    /// The encoded file (its header holds the body's size and checksum)
+    /// and its number of entries.
     pub fn finish(mut self) -> (Vec<u8>, u64) {
         self.close_section();
+        let sum = checksum(self.buf.get(HEADER..).unwrap_or_default());
+        let len = self.buf.len().saturating_sub(HEADER) as u64;
+        if let Some(header) = self.buf.get_mut(4..HEADER) {
+            header[..8].copy_from_slice(&len.to_le_bytes());
+            header[8..].copy_from_slice(&sum.to_le_bytes());
+        }
         (self.buf, self.entries)
     }
 }
@@ -219,7 +246,14 @@ pub enum Source<'a> {
     Bytes(&'a [u8]),
 }
 
-impl Source<'_> {
+/// Where the body of a change file lies, once its header is checked.
+#[derive(Debug, Clone, Copy)]
+struct Body {
+    start: u64,
+    end: u64,
+}
+
+impl<'a> Source<'a> {
     fn describe(&self) -> PathBuf {
         match self {
             Source::File(p) => p.to_path_buf(),
@@ -236,8 +270,8 @@ impl Source<'_> {
     }
 
     /// A reader positioned at byte `offset`.
-    fn open_at(&self, offset: u64) -> Result<Box<dyn BufRead + '_>> {
-        match self {
+    fn open_at(&self, offset: u64) -> Result<Box<dyn BufRead + 'a>> {
+        match *self {
             Source::File(path) => {
                 let mut f = File::open(path).map_err(|e| Error::MissingState {
                     checkpoint: 0,
@@ -250,6 +284,100 @@ impl Source<'_> {
             Source::Bytes(b) => Ok(Box::new(b.get(offset as usize..).unwrap_or_default())),
         }
     }
+
+    /// A reader of the body from byte `offset` to its end.
+    fn body_at(&self, offset: u64, body: Body) -> Result<Reader<'a>> {
+        Ok(Reader { inner: self.open_at(offset)?, left: body.end.saturating_sub(offset), read: 0 })
+    }
+
+    /// The file's size in bytes.
+    fn size(&self) -> Result<u64> {
+        match self {
+            Source::File(path) => std::fs::metadata(path).map(|m| m.len()).map_err(|e| Error::MissingState {
+                checkpoint: 0,
+                path: path.to_path_buf(),
+                reason: format!("change file of an incremental checkpoint cannot be read: {e}"),
+            }),
+            Source::Bytes(b) => Ok(b.len() as u64),
+        }
+    }
+
+    /// Checks the header: the magic bytes, the file's size against the
+    /// body length it records, and the checksum of the body (reading the
+    /// file once). Returns where the body lies.
+    fn verify(&self) -> Result<Body> {
+        let size = self.size()?;
+        let mut r = self.open_at(0)?;
+        let mut magic = [0u8; 4];
+        r.read_exact(&mut magic).map_err(|e| self.damaged(format!("no header ({e})")))?;
+        if &magic == MAGIC_V2 {
+            return Ok(Body { start: MAGIC_V2.len() as u64, end: size });
+        }
+        if &magic != MAGIC {
+            return Err(self.damaged("not a change file (wrong magic bytes)"));
+        }
+        let mut header = [0u8; 16];
+        r.read_exact(&mut header).map_err(|e| self.damaged(format!("no header ({e})")))?;
+        let [l0, l1, l2, l3, l4, l5, l6, l7, c0, c1, c2, c3, c4, c5, c6, c7] = header;
+        let len = u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]);
+        let expected = u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7]);
+        if Some(size) != len.checked_add(HEADER as u64) {
+            return Err(self.damaged(format!(
+                "{size} bytes, its header says {} (truncated or extended)",
+                len.saturating_add(HEADER as u64)
+            )));
+        }
+        let mut hasher = twox_hash::XxHash64::with_seed(0);
+        loop {
+            let chunk = r.fill_buf().map_err(|e| self.damaged(e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            hasher.write(chunk);
+            let n = chunk.len();
+            r.consume(n);
+        }
+        if hasher.finish() != expected {
+            return Err(self.damaged("checksum mismatch"));
+        }
+        Ok(Body { start: HEADER as u64, end: size })
+    }
+}
+
+/// A reader of a change file's body that never reads past its end, knows
+/// how many bytes are left (so that no length read from the file is
+/// trusted beyond them) and counts the bytes read.
+struct Reader<'a> {
+    inner: Box<dyn BufRead + 'a>,
+    left: u64,
+    read: u64,
+}
+
+impl Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let max = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(buf.get_mut(..max).unwrap_or_default())?;
+        self.left = self.left.saturating_sub(n as u64);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl BufRead for Reader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        let left = usize::try_from(self.left).unwrap_or(usize::MAX);
+        let buf = self.inner.fill_buf()?;
+        Ok(buf.get(..buf.len().min(left)).unwrap_or_default())
+    }
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        self.left = self.left.saturating_sub(amt as u64);
+        self.read += amt as u64;
+    }
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
 }
 
 fn read_varint(r: &mut dyn BufRead) -> std::io::Result<u64> {
@@ -272,16 +400,18 @@ fn read_varint(r: &mut dyn BufRead) -> std::io::Result<u64> {
             return Ok(n);
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "varint too long"))
+    Err(invalid("varint too long".into()))
 }
 
-fn read_bytes(r: &mut dyn BufRead, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Reads a length-prefixed byte string into `out`; the length must fit in
+/// the bytes left, so a damaged length allocates nothing.
+fn read_bytes(r: &mut Reader<'_>, out: &mut Vec<u8>) -> std::io::Result<()> {
     let len = read_varint(r)?;
-    if len > 1 << 31 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("length {len} is implausible")));
+    if len > r.left {
+        return Err(invalid(format!("length {len} exceeds the {} bytes left in the file", r.left)));
     }
     out.clear();
-    out.resize(len as usize, 0);
+    out.resize(usize::try_from(len).map_err(|_| invalid(format!("length {len} is too large")))?, 0);
     r.read_exact(out)
 }
 
@@ -301,31 +431,21 @@ struct Section {
     offset: u64,
 }
 
-/// Reads a section header, or `None` at the end of the file.
-fn read_header(r: &mut dyn BufRead, scratch: &mut Vec<u8>) -> std::io::Result<Option<(String, SectionKind, u64)>> {
+/// Reads a section header, or `None` at the end of the body.
+fn read_header(r: &mut Reader<'_>, scratch: &mut Vec<u8>) -> std::io::Result<Option<(String, SectionKind, u64)>> {
     if r.fill_buf()?.is_empty() {
         return Ok(None);
     }
     read_bytes(r, scratch)?;
-    let name = String::from_utf8(std::mem::take(scratch))
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let name = String::from_utf8(std::mem::take(scratch)).map_err(|e| invalid(e.to_string()))?;
     let kind = match read_u8(r)? {
         0 => SectionKind::Positioned,
         1 => SectionKind::Complete,
-        k => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown section kind {k}"))),
+        k => return Err(invalid(format!("unknown section kind {k}"))),
     };
     let mut count = [0u8; 8];
     r.read_exact(&mut count)?;
     Ok(Some((name, kind, u64::from_le_bytes(count))))
-}
-
-fn read_magic(r: &mut dyn BufRead) -> std::io::Result<()> {
-    let mut m = [0u8; 4];
-    r.read_exact(&mut m)?;
-    if &m != MAGIC {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a change file (wrong magic bytes)"));
-    }
-    Ok(())
 }
 
 /// One entry read from a section.
@@ -338,15 +458,14 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn read(&mut self, r: &mut dyn BufRead) -> std::io::Result<()> {
+    fn read(&mut self, r: &mut Reader<'_>) -> std::io::Result<()> {
         let pos = read_varint(r)?;
-        self.pos = u32::try_from(pos)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("position {pos} too large")))?;
+        self.pos = u32::try_from(pos).map_err(|_| invalid(format!("position {pos} too large")))?;
         read_bytes(r, &mut self.key)?;
         self.present = match read_u8(r)? {
             0 => false,
             1 => true,
-            t => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad value tag {t}"))),
+            t => return Err(invalid(format!("bad value tag {t}"))),
         };
         if self.present {
             read_bytes(r, &mut self.value)?;
@@ -355,58 +474,32 @@ impl Cursor {
     }
 }
 
-/// The sections of a file (reads it once, decoding only lengths).
-fn scan(src: Source<'_>) -> Result<Vec<Section>> {
-    let mut r = src.open_at(0)?;
+/// Verifies a file ([`Source::verify`]) and finds its sections (reads it
+/// once more, decoding only lengths).
+fn scan(src: Source<'_>) -> Result<(Body, Vec<Section>)> {
+    let body = src.verify()?;
+    let mut r = src.body_at(body.start, body)?;
     let damaged = |e: std::io::Error| src.damaged(e);
-    read_magic(&mut r).map_err(damaged)?;
-    let mut offset = MAGIC.len() as u64;
     let mut sections = Vec::new();
     let mut scratch = Vec::new();
     let mut cursor = Cursor::default();
-    loop {
-        let mut counted = Counted { inner: &mut r, read: 0 };
-        let Some((name, kind, count)) = read_header(&mut counted, &mut scratch).map_err(damaged)? else { break };
-        let start = offset + counted.read;
+    while let Some((name, kind, count)) = read_header(&mut r, &mut scratch).map_err(damaged)? {
+        let start = body.start + r.read;
         for _ in 0..count {
-            cursor.read(&mut counted).map_err(damaged)?;
+            cursor.read(&mut r).map_err(damaged)?;
         }
-        offset += counted.read;
         sections.push(Section { name, kind, count, offset: start });
     }
-    Ok(sections)
-}
-
-/// A reader that counts the bytes consumed through it.
-struct Counted<'r, 'a> {
-    inner: &'r mut Box<dyn BufRead + 'a>,
-    read: u64,
-}
-
-impl Read for Counted<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
-    }
-}
-
-impl BufRead for Counted<'_, '_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.read += amt as u64;
-        self.inner.consume(amt);
-    }
+    Ok((body, sections))
 }
 
 /// Replays a change file: `sink(state, key, value or None for a removal)`
-/// for the entries in the key groups of `range`, in file order.
+/// for the entries in the key groups of `range`, in file order. The file's
+/// size and checksum are verified first: a damaged file applies nothing.
 pub fn replay_file(src: Source<'_>, range: KeyGroupRange, sink: ReplaySink<'_>) -> Result<()> {
-    let mut r = src.open_at(0)?;
+    let body = src.verify()?;
+    let mut r = src.body_at(body.start, body)?;
     let damaged = |e: std::io::Error| src.damaged(e);
-    read_magic(&mut r).map_err(damaged)?;
     let mut scratch = Vec::new();
     let mut c = Cursor::default();
     while let Some((name, _, count)) = read_header(&mut r, &mut scratch).map_err(damaged)? {
@@ -430,7 +523,7 @@ pub trait MergeOut {
 
 /// One open section of a merge input.
 struct Input<'a> {
-    reader: Box<dyn BufRead + 'a>,
+    reader: Reader<'a>,
     left: u64,
     head: Option<Cursor>,
     src: Source<'a>,
@@ -458,10 +551,10 @@ impl Input<'_> {
 /// Merges a chain (`files`, oldest first) into the state it describes and
 /// hands every live entry to `out`, state by state. Streams every file.
 pub fn merge(files: &[Source<'_>], out: &mut dyn MergeOut) -> Result<()> {
-    let scanned: Vec<Vec<Section>> = files.iter().map(|f| scan(*f)).collect::<Result<_>>()?;
+    let scanned: Vec<(Body, Vec<Section>)> = files.iter().map(|f| scan(*f)).collect::<Result<_>>()?;
     // Every state, newest file's order first.
     let mut names: Vec<&str> = Vec::new();
-    for sections in scanned.iter().rev() {
+    for (_, sections) in scanned.iter().rev() {
         for s in sections {
             if !names.contains(&s.name.as_str()) {
                 names.push(&s.name);
@@ -469,18 +562,18 @@ pub fn merge(files: &[Source<'_>], out: &mut dyn MergeOut) -> Result<()> {
         }
     }
     for name in names {
-        let newest = scanned.iter().rev().find_map(|ss| ss.iter().find(|s| s.name == name)).map(|s| s.kind);
+        let newest = scanned.iter().rev().find_map(|(_, ss)| ss.iter().find(|s| s.name == name)).map(|s| s.kind);
         let kind = newest.unwrap_or(SectionKind::Positioned);
         // A complete section stands alone: only the newest counts. Positioned
         // sections of older files are merged, complete ones are superseded
         // (registering a state marks all its restored entries changed).
         let mut inputs: Vec<Input<'_>> = Vec::new();
-        for (src, sections) in files.iter().zip(&scanned) {
+        for (src, (body, sections)) in files.iter().zip(&scanned) {
             for s in sections.iter().filter(|s| s.name == name && s.kind == kind) {
                 if kind == SectionKind::Complete {
                     inputs.clear();
                 }
-                let mut input = Input { reader: src.open_at(s.offset)?, left: s.count, head: None, src: *src };
+                let mut input = Input { reader: src.body_at(s.offset, *body)?, left: s.count, head: None, src: *src };
                 input.advance(kind == SectionKind::Positioned)?;
                 inputs.push(input);
             }
@@ -546,10 +639,9 @@ pub struct FileOut {
 }
 
 impl FileOut {
-    /// Starts writing `path` (through a temporary file).
+    /// Starts writing `path` (through a temporary file, created new).
     pub fn create(path: &Path) -> Result<Self> {
-        let tmp = path.with_extension("inprogress");
-        let f = File::create(&tmp).map_err(io_error("create", &tmp))?;
+        let (f, tmp) = create_temporary(path)?;
         let mut out = FileOut {
             w: BufWriter::with_capacity(1 << 20, f),
             tmp,
@@ -560,6 +652,7 @@ impl FileOut {
             scratch: Vec::new(),
         };
         out.scratch.extend_from_slice(MAGIC);
+        out.scratch.extend_from_slice(&[0u8; HEADER - 4]);
         out.flush_scratch()?;
         Ok(out)
     }
@@ -571,11 +664,12 @@ impl FileOut {
         Ok(())
     }
 
-    /// Finishes the file (counts patched, synced, renamed into place);
-    /// returns its number of entries.
+    /// Finishes the file (counts patched, the body's size and checksum
+    /// written into the header, synced, renamed into place, the directory
+    /// synced); returns its number of entries.
     pub fn finish(self) -> Result<u64> {
         use std::os::unix::fs::FileExt;
-        let FileOut { w, tmp, path, counts, entries, .. } = self;
+        let FileOut { w, tmp, path, counts, entries, written, .. } = self;
         let f = w.into_inner().map_err(|e| Error::Storage {
             action: "write",
             path: tmp.clone(),
@@ -584,8 +678,25 @@ impl FileOut {
         for (at, count) in counts {
             f.write_all_at(&count.to_le_bytes(), at).map_err(io_error("write", &tmp))?;
         }
+        // The checksum covers the patched counts: read the body back (it
+        // was just written, so it comes from the page cache).
+        let mut hasher = twox_hash::XxHash64::with_seed(0);
+        let mut chunk = vec![0u8; READ_BUFFER];
+        let mut at = HEADER as u64;
+        while at < written {
+            let n = f.read_at(&mut chunk, at).map_err(io_error("read", &tmp))?;
+            if n == 0 {
+                break;
+            }
+            hasher.write(chunk.get(..n).unwrap_or_default());
+            at += n as u64;
+        }
+        let mut header = [0u8; HEADER - 4];
+        header[..8].copy_from_slice(&(written - HEADER as u64).to_le_bytes());
+        header[8..].copy_from_slice(&hasher.finish().to_le_bytes());
+        f.write_all_at(&header, 4).map_err(io_error("write", &tmp))?;
         f.sync_all().map_err(io_error("sync", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_error("rename", &path))?;
+        rename_durable(&tmp, &path)?;
         Ok(entries)
     }
 }
@@ -624,142 +735,9 @@ impl MergeOut for EntriesOut {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-    use std::collections::BTreeMap;
+#[path = "change_file_fuzz.rs"]
+mod fuzz;
 
-    type Entry<'a> = (u32, &'a [u8], Option<&'a [u8]>);
-
-    fn file(sections: &[(&str, SectionKind, &[Entry<'_>])]) -> Vec<u8> {
-        let mut w = ChangeWriter::default();
-        for (name, kind, entries) in sections {
-            w.section(name, *kind);
-            for (p, k, v) in *entries {
-                w.entry_encoded(*p, k, *v);
-            }
-        }
-        w.finish().0
-    }
-
-    type Merged = BTreeMap<String, Vec<(u32, Vec<u8>, Vec<u8>)>>;
-
-    fn merged(files: &[Source<'_>]) -> Merged {
-        struct Out(Merged, String);
-        impl MergeOut for Out {
-            fn section(&mut self, name: &str, _: SectionKind) -> Result<()> {
-                self.1 = name.to_string();
-                self.0.entry(name.to_string()).or_default();
-                Ok(())
-            }
-            fn entry(&mut self, pos: u32, key: &[u8], value: &[u8]) -> Result<()> {
-                self.0.entry(self.1.clone()).or_default().push((pos, key.to_vec(), value.to_vec()));
-                Ok(())
-            }
-        }
-        let mut out = Out(BTreeMap::new(), String::new());
-        merge(files, &mut out).unwrap();
-        out.0
-    }
-
-    fn replayed(src: Source<'_>) -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
-        let mut out = Vec::new();
-        // Keys shorter than a key group prefix fall in group u32::MAX.
-        replay_file(src, KeyGroupRange { start: 0, end: u32::MAX }, &mut |n, k, v| {
-            out.push((n.to_string(), k.to_vec(), v.map(<[u8]>::to_vec)));
-            Ok(())
-        })
-        .unwrap();
-        out
-    }
-
-    #[test]
-    fn files_round_trip_and_long_values_are_encoded_in_place() {
-        let mut w = ChangeWriter::default();
-        w.section("s", SectionKind::Positioned);
-        w.entry_with(|b| put_value_entry(b, 3, b"\0\x01a", 7, &("x".to_string(), 3u64))).unwrap();
-        let long = "y".repeat(300);
-        w.entry_with(|b| put_value_entry(b, 9, b"\0\x01b", -1, &long)).unwrap();
-        w.entry_encoded(12, b"\0\x01c", None);
-        w.section("raw", SectionKind::Complete);
-        w.entry_encoded(0, b"\0\x02d", Some(b"v"));
-        assert_eq!(w.entries(), 4);
-        let (buf, n) = w.finish();
-        assert_eq!(n, 4);
-        let got = replayed(Source::Bytes(&buf));
-        assert_eq!(got.len(), 4);
-        let stored = crate::state::table::encode_value("s", 7, &("x".to_string(), 3u64)).unwrap();
-        assert_eq!(got[0], ("s".into(), b"\0\x01a".to_vec(), Some(stored)));
-        let stored = crate::state::table::encode_value("s", -1, &long).unwrap();
-        assert_eq!(got[1].2.as_deref(), Some(stored.as_slice()));
-        assert_eq!(got[2].2, None);
-        assert_eq!(got[3].0, "raw");
-        // Truncated anywhere or with foreign bytes: a clear error.
-        for cut in [3, 10, buf.len() - 1] {
-            let err =
-                replay_file(Source::Bytes(&buf[..cut]), KeyGroupRange { start: 0, end: 10 }, &mut |_, _, _| Ok(()))
-                    .unwrap_err();
-            assert!(err.to_string().contains("damaged or truncated"), "{err}");
-        }
-        let err = scan(Source::Bytes(b"{\"json\": 1}")).unwrap_err();
-        assert!(err.to_string().contains("magic"), "{err}");
-    }
-
-    #[test]
-    fn merge_by_position_keeps_the_newest_entry_and_drops_removals() {
-        let dir = tempfile::tempdir().unwrap();
-        // Base: a@0, b@1, c@2. Then b is removed; then b's position is reused
-        // by d, a changes, and c moves to position 5 (removed at 2 first).
-        let f1 = file(&[(
-            "s",
-            SectionKind::Positioned,
-            &[(0, b"a", Some(b"1")), (1, b"b", Some(b"1")), (2, b"c", Some(b"1"))],
-        )]);
-        let f2 = file(&[("s", SectionKind::Positioned, &[(1, b"b", None), (2, b"c", None), (5, b"c", Some(b"2"))])]);
-        let f3 = file(&[
-            ("s", SectionKind::Positioned, &[(0, b"a", Some(b"3")), (1, b"d", Some(b"3"))]),
-            ("t", SectionKind::Positioned, &[(4, b"x", Some(b"3"))]),
-        ]);
-        let p1 = dir.path().join("f1");
-        std::fs::write(&p1, &f1).unwrap();
-        let p2 = dir.path().join("f2");
-        std::fs::write(&p2, &f2).unwrap();
-        let out = merged(&[Source::File(&p1), Source::File(&p2), Source::Bytes(&f3)]);
-        let s: Vec<(u32, &[u8], &[u8])> = out["s"].iter().map(|(p, k, v)| (*p, &k[..], &v[..])).collect();
-        assert_eq!(s, vec![(0, &b"a"[..], &b"3"[..]), (1, b"d", b"3"), (5, b"c", b"2")]);
-        assert_eq!(out["t"].len(), 1);
-        // Written as a base file, the merge replays to the same state.
-        let base = dir.path().join("base");
-        let mut w = FileOut::create(&base).unwrap();
-        merge(&[Source::File(&p1), Source::File(&p2), Source::Bytes(&f3)], &mut w).unwrap();
-        assert_eq!(w.finish().unwrap(), 4);
-        let replay = replayed(Source::File(&base));
-        assert_eq!(replay.len(), 4);
-        assert!(replay.iter().all(|(_, _, v)| v.is_some()), "a base holds no removals");
-        assert_eq!(merged(&[Source::File(&base)]), out, "a base merges to itself");
-    }
-
-    #[test]
-    fn complete_sections_are_superseded_and_disorder_is_an_error() {
-        // A restored state not registered yet, then registered (positioned).
-        let f1 = file(&[("r", SectionKind::Complete, &[(0, b"k1", Some(b"1")), (0, b"k2", Some(b"1"))])]);
-        let f2 = file(&[("r", SectionKind::Complete, &[(0, b"k1", Some(b"2"))])]);
-        let out = merged(&[Source::Bytes(&f1), Source::Bytes(&f2)]);
-        assert_eq!(out["r"], vec![(0, b"k1".to_vec(), b"2".to_vec())], "only the newest complete section counts");
-        let f3 = file(&[("r", SectionKind::Positioned, &[(0, b"k1", Some(b"3"))])]);
-        let out = merged(&[Source::Bytes(&f1), Source::Bytes(&f3)]);
-        assert_eq!(out["r"], vec![(0, b"k1".to_vec(), b"3".to_vec())]);
-        let bad = file(&[("s", SectionKind::Positioned, &[(4, b"a", Some(b"1")), (2, b"b", Some(b"1"))])]);
-        struct Null;
-        impl MergeOut for Null {
-            fn section(&mut self, _: &str, _: SectionKind) -> Result<()> {
-                Ok(())
-            }
-            fn entry(&mut self, _: u32, _: &[u8], _: &[u8]) -> Result<()> {
-                Ok(())
-            }
-        }
-        let err = merge(&[Source::Bytes(&bad)], &mut Null).unwrap_err();
-        assert!(err.to_string().contains("out of order"), "{err}");
-    }
-}
+#[cfg(test)]
+#[path = "change_file_tests.rs"]
+mod tests;

@@ -224,7 +224,7 @@ fn store(
     let name = format!("{}-{instance}-heap-{id}", target.file_prefix);
     let path = shared_dir.join(&name);
     let next = if rebase {
-        std::fs::create_dir_all(shared_dir).map_err(crate::storage::io_error("create", shared_dir))?;
+        crate::storage::create_dir_durable(shared_dir)?;
         let mut out = FileOut::create(&path)?;
         change_file::merge(&sources, &mut out)?;
         ChangeChain { files: vec![ChangeFile { name, entries: out.finish()? }] }
@@ -258,7 +258,9 @@ pub enum ChainFormat {
 }
 
 /// Replays a stored chain for the key groups in `range`, in order:
-/// `sink(state, key, value or None for a removal)`.
+/// `sink(state, key, value or None for a removal)`. Each file's name must
+/// be a plain file name, and (in the positioned format) its size and
+/// checksum are verified before it is applied.
 pub fn replay(
     chain: &ChangeChain,
     format: ChainFormat,
@@ -267,7 +269,7 @@ pub fn replay(
     sink: ReplaySink<'_>,
 ) -> Result<()> {
     for file in &chain.files {
-        let path = shared_dir.join(&file.name);
+        let path = crate::names::join_checked(shared_dir, &file.name, shared_dir)?;
         match format {
             ChainFormat::Positioned => change_file::replay_file(Source::File(&path), range, sink)?,
             ChainFormat::Legacy => replay_legacy(&path, range, sink)?,

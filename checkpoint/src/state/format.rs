@@ -81,7 +81,7 @@ impl StoredFile {
     pub fn path(&self, checkpoint_dir: &Path) -> PathBuf {
         match self {
             StoredFile::Private(name) => checkpoint_dir.join(name),
-            StoredFile::Shared(name) => checkpoint_dir.join("..").join(crate::storage::SHARED_DIR).join(name),
+            StoredFile::Shared(name) => crate::storage::shared_dir_of(checkpoint_dir).join(name),
         }
     }
 }
@@ -93,6 +93,36 @@ impl RocksHandle {
             StoredFile::Shared(name) => Some(name.as_str()),
             StoredFile::Private(_) => None,
         })
+    }
+}
+
+impl KeyedStateSnapshot {
+    /// Checks that every file the snapshot names (change files, RocksDB
+    /// files, logs) is one plain file name; `from` names where the snapshot
+    /// was read in the error.
+    pub fn check_names(&self, from: &Path) -> crate::error::Result<()> {
+        use crate::names::check_file_name;
+        let stored = |f: &StoredFile| match f {
+            StoredFile::Private(name) | StoredFile::Shared(name) => check_file_name(name, from).map(|_| ()),
+        };
+        let rocks = |h: &RocksHandle| -> crate::error::Result<()> {
+            for (local, file) in &h.files {
+                check_file_name(local, from)?;
+                stored(file)?;
+            }
+            Ok(())
+        };
+        match &self.data {
+            StateData::Entries(_) => Ok(()),
+            StateData::RocksDb(handle) => rocks(handle),
+            StateData::RocksDbChangelog { base, logs } => {
+                rocks(base)?;
+                logs.iter().try_for_each(stored)
+            }
+            StateData::HeapChain(chain) | StateData::HeapChainV2(chain) => {
+                chain.files.iter().try_for_each(|f| check_file_name(&f.name, from).map(|_| ()))
+            }
+        }
     }
 }
 

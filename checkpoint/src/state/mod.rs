@@ -51,6 +51,7 @@ pub mod format;
 pub mod handles;
 pub mod rocks;
 pub mod rocks_changelog;
+pub(crate) mod rocks_files;
 pub(crate) mod rocks_writer;
 pub mod store;
 pub mod table;

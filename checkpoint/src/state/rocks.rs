@@ -31,8 +31,10 @@
 
 use crate::barrier::CheckpointKind;
 use crate::error::{Error, Result};
+use crate::names::{check_file_name, create_new};
 use crate::state::format::{key_group_of, EntryVisitor, RestoreSink, RocksHandle, StateData, StoredFile, UploadTarget};
 use crate::state::rocks_changelog::{self, Plan, RocksChangelog, Taken};
+use crate::state::rocks_files::{store_checked, verify};
 use crate::state::rocks_writer::{Entries, WriteBehind};
 use crate::state::{ChangelogConfig, CompactionStyle, RocksDbTuning};
 use crate::KeyGroupRange;
@@ -444,25 +446,48 @@ impl RocksInstance {
     }
 
     /// Copies the entries of the key groups in `range` from a stored
-    /// RocksDB checkpoint into `sink(state, key, value)`.
+    /// RocksDB checkpoint into `sink(state, key, value)`. Each file is
+    /// checked against the size and checksum its stored name carries, then
+    /// linked or copied into a new private directory below `local`
+    /// (`state.backend.rocksdb.localdir`, else the system temp directory);
+    /// every name must be a plain file name, and every file is created new
+    /// there, never through a link.
     pub fn restore_from(
         handle: &RocksHandle,
         checkpoint_dir: &Path,
+        local: Option<&Path>,
         range: KeyGroupRange,
         sink: RestoreSink<'_>,
     ) -> Result<()> {
-        let tmp = std::env::temp_dir().join("sluice-rocksdb").join(format!("restore-{}", instance_name()));
-        std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+        let from_handle = checkpoint_dir.join(format!("(RocksDB instance {})", handle.instance));
+        for (local, stored) in &handle.files {
+            check_file_name(local, &from_handle)?;
+            let (StoredFile::Private(name) | StoredFile::Shared(name)) = stored;
+            check_file_name(name, &from_handle)?;
+        }
+        let base = local.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("sluice-rocksdb"));
+        std::fs::create_dir_all(&base).map_err(io_err("create", &base))?;
+        let tmp = base.join(format!("restore-{}", instance_name()));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(io_err("create", &tmp))?;
+        }
         let result = (|| {
             for (local, stored) in &handle.files {
                 let from = stored.path(checkpoint_dir);
+                // Its size and checksum first: RocksDB does not check all files.
+                verify(&from, &handle.instance)?;
                 let to = tmp.join(local);
+                // A hard link never replaces or follows what is at `to`.
                 if std::fs::hard_link(&from, &to).is_err() {
-                    std::fs::copy(&from, &to).map_err(|e| Error::MissingState {
+                    let unreadable = |e: String| Error::MissingState {
                         checkpoint: 0,
                         path: from.clone(),
                         reason: format!("RocksDB file of instance {} cannot be read: {e}", handle.instance),
-                    })?;
+                    };
+                    let mut source = std::fs::File::open(&from).map_err(|e| unreadable(e.to_string()))?;
+                    let mut target = create_new(&to)?;
+                    std::io::copy(&mut source, &mut target).map_err(|e| unreadable(e.to_string()))?;
                 }
             }
             let names = DB::list_cf(&Options::default(), &tmp).map_err(rocks_err("list restored column families"))?;
@@ -582,8 +607,9 @@ fn missing_cf(cf: &str) -> Error {
     }
 }
 
-/// Stores the files of a RocksDB checkpoint directory; returns the handle
-/// and the SST files stored in `shared/`. With `all_shared` (the changelog
+/// Stores the files of a RocksDB checkpoint directory, each under a name
+/// with its size and checksum ([`rocks_files`](crate::state::rocks_files));
+/// returns the handle and the SST files stored in `shared/`. With `all_shared` (the changelog
 /// is on; the checkpoint's id), the small files go to `shared/` as well,
 /// under names of this checkpoint.
 fn upload(
@@ -603,20 +629,19 @@ fn upload(
             let stored = match reusable.get(&local) {
                 Some(stored) => stored.clone(),
                 None => {
-                    let stored = format!("{}-{instance}-{local}", target.file_prefix);
-                    store_file(&entry.path(), &target.shared_dir.join(&stored))?;
-                    stored
+                    let name = format!("{}-{instance}-{local}", target.file_prefix);
+                    store_checked(&entry.path(), &target.shared_dir, &name)?
                 }
             };
             shared.insert(local.clone(), stored.clone());
             files.push((local, StoredFile::Shared(stored)));
         } else if let (Some(n), CheckpointKind::Checkpoint) = (all_shared, target.kind) {
-            let stored = format!("{}-{instance}-c{n}-{local}", target.file_prefix);
-            store_file(&entry.path(), &target.shared_dir.join(&stored))?;
+            let name = format!("{}-{instance}-c{n}-{local}", target.file_prefix);
+            let stored = store_checked(&entry.path(), &target.shared_dir, &name)?;
             files.push((local, StoredFile::Shared(stored)));
         } else {
-            let stored = format!("{}.rocks.{local}", target.file_prefix);
-            store_file(&entry.path(), &target.checkpoint_dir.join(&stored))?;
+            let name = format!("{}.rocks.{local}", target.file_prefix);
+            let stored = store_checked(&entry.path(), &target.checkpoint_dir, &name)?;
             files.push((local, StoredFile::Private(stored)));
         }
     }
@@ -624,25 +649,6 @@ fn upload(
     sync_dir(&target.shared_dir)?;
     sync_dir(&target.checkpoint_dir)?;
     Ok((RocksHandle { instance: instance.to_string(), files }, shared))
-}
-
-/// Stores a file of a RocksDB checkpoint. Such files never change (SST
-/// files are immutable; the others are the checkpoint's own copies), so on
-/// the same file system a hard link stores one without copying a byte, as
-/// RocksDB's own checkpoints do. Otherwise (another file system, or a
-/// re-upload under an existing name) it is copied: temporary file, sync,
-/// rename.
-pub(crate) fn store_file(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-    }
-    if std::fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    let tmp = to.with_extension("inprogress");
-    std::fs::copy(from, &tmp).map_err(io_err("copy", from))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err("sync", &tmp))?;
-    std::fs::rename(&tmp, to).map_err(io_err("rename", to))
 }
 
 /// Makes the names of files stored in `dir` durable.

@@ -246,13 +246,15 @@ fn savepoint(
     let mut files = Vec::with_capacity(base.files.len());
     for (local, stored) in &base.files {
         let name = format!("{}.rocks.{local}", target.file_prefix);
-        copy(&shared_file(stored)?, &target.checkpoint_dir.join(&name))?;
-        files.push((local.clone(), StoredFile::Private(name)));
+        let from = present(&shared_file(stored)?)?;
+        let stored = crate::state::rocks_files::store_checked(&from, &target.checkpoint_dir, &name)?;
+        files.push((local.clone(), StoredFile::Private(stored)));
     }
     let mut logs = Vec::new();
     for (closed_by, name) in &base.logs {
         let own = format!("{}.log{closed_by}", target.file_prefix);
-        copy(&target.shared_dir.join(name), &target.checkpoint_dir.join(&own))?;
+        let from = present(&target.shared_dir.join(name))?;
+        crate::state::rocks_files::link_or_copy(&from, &target.checkpoint_dir.join(&own))?;
         logs.push(StoredFile::Private(own));
     }
     for (closed_by, bytes) in fresh {
@@ -264,7 +266,9 @@ fn savepoint(
     Ok((handle, logs, Vec::new(), Taken::Logged { base: base.checkpoint, logs: Vec::new() }))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<()> {
+/// `from`, if it is a file (a file of the materialization a savepoint
+/// copies).
+fn present(from: &Path) -> Result<PathBuf> {
     if !from.is_file() {
         return Err(Error::MissingState {
             checkpoint: 0,
@@ -272,7 +276,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
             reason: "a file of the RocksDB materialization is missing; the savepoint cannot be taken".into(),
         });
     }
-    crate::state::rocks::store_file(from, to)
+    Ok(from.to_path_buf())
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct KeyedStateStore {
     /// Heap backend: the chain of incremental checkpoints.
     changelog: Option<Changelog>,
     cache_entries: usize,
+    /// Where RocksDB working files go (`state.backend.rocksdb.localdir`),
+    /// also those of a restore.
+    local_dir: Option<std::path::PathBuf>,
     /// key group ‖ key ‖ namespace of the current entry.
     current: Vec<u8>,
     /// Length of key group ‖ key within `current`.
@@ -107,6 +110,7 @@ impl KeyedStateStore {
             changelog: rocks.is_none().then(|| Changelog::new(instance_name())),
             rocks,
             cache_entries: config.cache_entries.max(1),
+            local_dir: config.local_dir.clone(),
             current: Vec::with_capacity(64),
             key_len: 0,
             timers: TimerService::default(),
@@ -195,7 +199,7 @@ impl KeyedStateStore {
         rocks.multi_get(&table.name.clone(), &wanted, &mut |i, bytes| {
             let slot = stored_slot::<T>(&table.name, bytes)?;
             if let Some(key) = wanted.get(i) {
-                table.insert(key, slot);
+                table.insert(key, slot)?;
             }
             Ok(())
         })
@@ -275,7 +279,7 @@ impl KeyedStateStore {
             None => {
                 let stored = rocks.as_ref().map(|r| r.get(&table.name, current)).transpose()?.flatten();
                 let slot = stored_slot::<T>(&table.name, stored.as_deref())?;
-                table.insert(current, slot)
+                table.insert(current, slot)?
             }
         };
         // Changed: to be written back (RocksDB) or in the next snapshot.
@@ -493,6 +497,8 @@ impl KeyedStateStore {
             action: "decoded",
             message: format!("{e} (is it a savepoint of another job or Sluice version?)"),
         })?;
+        // Before anything is read or written: no name may leave its directory.
+        snap.check_names(&checkpoint_dir.join(format!("(state of operator {})", self.operator)))?;
         let range = self.range;
         for (domain, timer) in snap.timers {
             if range.contains(timer.key_group()) {
@@ -514,7 +520,7 @@ impl KeyedStateStore {
                     StateData::HeapChain(_) => ChainFormat::Legacy,
                     _ => ChainFormat::Positioned,
                 };
-                let shared = checkpoint_dir.join("..").join("shared");
+                let shared = crate::storage::shared_dir_of(checkpoint_dir);
                 let mut batch = RestoreBatch::default();
                 changelog::replay(chain, format, &shared, range, &mut |name, k, v| batch.push(self, name, k, v))?;
                 batch.flush(self)?;
@@ -533,7 +539,10 @@ impl KeyedStateStore {
     fn restore_rocks(&mut self, base: &RocksHandle, logs: &[StoredFile], checkpoint_dir: &Path) -> Result<()> {
         let range = self.range;
         let mut batch = RestoreBatch::default();
-        RocksInstance::restore_from(base, checkpoint_dir, range, &mut |name, k, v| batch.push(self, name, k, Some(v)))?;
+        let local = self.local_dir.clone();
+        RocksInstance::restore_from(base, checkpoint_dir, local.as_deref(), range, &mut |name, k, v| {
+            batch.push(self, name, k, Some(v))
+        })?;
         for log in logs {
             let path = log.path(checkpoint_dir);
             replay_file(Source::File(&path), range, &mut |name, k, v| batch.push(self, name, k, v))?;

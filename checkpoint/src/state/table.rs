@@ -117,7 +117,7 @@ impl<T: StateValue> Table<T> {
     }
 
     /// Adds `key` (which must be absent) and returns its position.
-    pub(crate) fn insert(&mut self, key: &[u8], slot: Slot<T>) -> u32 {
+    pub(crate) fn insert(&mut self, key: &[u8], slot: Slot<T>) -> Result<u32> {
         let h = self.hash(key);
         let entry = Entry { key: Key::from_slice(key), slot, occupied: true };
         let pos = match self.free.pop() {
@@ -127,10 +127,13 @@ impl<T: StateValue> Table<T> {
                 }
                 p
             }
-            None => self.entries.push(entry),
+            None => self.entries.push(entry).map_err(|e| match e {
+                Error::State { message, .. } => Error::State { state: self.name.clone(), message },
+                other => other,
+            })?,
         };
         self.index.insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
-        pos
+        Ok(pos)
     }
 
     /// The slot at `pos`, or the shared miss slot (`None`) if there is no
@@ -223,7 +226,8 @@ impl<T: StateValue> Table<T> {
         for mut e in old.into_iter().filter(|e| e.occupied) {
             if keep(&mut e.slot) {
                 let h = self.hash(&e.key);
-                let pos = self.entries.push(e);
+                // Fewer entries than the arena held: a position always exists.
+                let Ok(pos) = self.entries.push(e) else { break };
                 self.index.insert_unique(spread(h), (pos, h), |&(_, eh)| spread(eh));
             }
         }
@@ -309,7 +313,7 @@ impl<T: StateValue> AnyTable for Table<T> {
         match self.find(key) {
             Some(pos) => *self.slot_mut(Some(pos)) = Slot::loaded(Some(value), stamp),
             None => {
-                self.insert(key, Slot::loaded(Some(value), stamp));
+                self.insert(key, Slot::loaded(Some(value), stamp))?;
             }
         }
         Ok(())
@@ -387,11 +391,11 @@ mod tests {
     #[test]
     fn positions_are_stable_and_freed_positions_are_reused() {
         let mut t: Table<u64> = Table::new("t", None);
-        let a = t.insert(b"a", Slot::loaded(Some(1), 0));
+        let a = t.insert(b"a", Slot::loaded(Some(1), 0)).unwrap();
         let long = [7u8; 40];
-        let b = t.insert(&long, Slot::loaded(Some(2), 0));
+        let b = t.insert(&long, Slot::loaded(Some(2), 0)).unwrap();
         for i in 0..1000u32 {
-            t.insert(&i.to_be_bytes(), Slot::loaded(Some(u64::from(i)), 0));
+            t.insert(&i.to_be_bytes(), Slot::loaded(Some(u64::from(i)), 0)).unwrap();
         }
         assert_eq!(t.find(b"a"), Some(a));
         assert_eq!(t.find(&long), Some(b));
@@ -400,7 +404,7 @@ mod tests {
         AnyTable::remove(&mut t, b"a");
         assert_eq!(t.find(b"a"), None);
         assert_eq!(t.slot_mut(None).value, None, "absent keys read as None");
-        let c = t.insert(b"c", Slot::loaded(Some(3), 0));
+        let c = t.insert(b"c", Slot::loaded(Some(3), 0)).unwrap();
         assert_eq!(c, a, "the freed position is reused");
         assert_eq!(t.find(&long), Some(b));
         assert_eq!(t.find(&5u32.to_be_bytes()).map(|p| t.slot_mut(Some(p)).value), Some(Some(5)));
@@ -409,7 +413,7 @@ mod tests {
     #[test]
     fn tombstones_are_freed_only_when_no_pending_snapshot_needs_them() {
         let mut t: Table<u64> = Table::new("t", None);
-        let a = t.insert(b"a", Slot::loaded(None, 0));
+        let a = t.insert(b"a", Slot::loaded(None, 0)).unwrap();
         t.mark(a);
         t.note_tombstone(a);
         let taken = t.take_changed();
@@ -417,7 +421,7 @@ mod tests {
         assert_eq!(t.find(b"a"), Some(a), "kept while its snapshot is not confirmed");
         t.reclaim(&[]);
         assert_eq!(t.find(b"a"), None, "freed once confirmed");
-        let b = t.insert(b"b", Slot::loaded(None, 0));
+        let b = t.insert(b"b", Slot::loaded(None, 0)).unwrap();
         t.note_tombstone(b);
         t.slot_mut(Some(b)).value = Some(9);
         t.reclaim(&[]);

@@ -18,6 +18,7 @@ use crate::runtime::erased::{TypedSourceFactory, TypedStream};
 use crate::runtime::restore::RestorePlan;
 use crate::source::{Boundedness, CollectionSource, SocketTextSource, Source, TextFileSource};
 use sluice_checkpoint::coordinator::CheckpointConfig;
+use sluice_checkpoint::metadata::JobIdentity;
 use sluice_checkpoint::state::{ChangelogConfig, RocksDbTuning, StateBackendConfig};
 use sluice_checkpoint::{storage, CheckpointKind, CheckpointingMode};
 use std::any::Any;
@@ -86,9 +87,13 @@ fn checkpoint_config(conf: &Configuration) -> Result<Option<CheckpointConfig>> {
 }
 
 /// What the job restores: the savepoint of `execution.savepoint.path`, or
-/// else the latest completed checkpoint in `state.checkpoints.dir`.
-fn restore_plan(conf: &Configuration) -> Result<Option<RestorePlan>> {
+/// else the latest completed checkpoint of this job (`job`: the same name
+/// and operators; in a cluster also the same job id) in
+/// `state.checkpoints.dir`. Checkpoints of other jobs in that directory are
+/// named on stderr and never restored.
+fn restore_plan(conf: &Configuration, job: &JobIdentity) -> Result<Option<RestorePlan>> {
     if let Some(path) = conf.get_str("execution.savepoint.path")? {
+        sluice_checkpoint::names::check_path_text(&path)?;
         let (metadata, dir) = storage::read_metadata(Path::new(&path))?;
         storage::verify_files(&metadata, &dir)?;
         return Ok(Some(RestorePlan { metadata, dir }));
@@ -97,13 +102,26 @@ fn restore_plan(conf: &Configuration) -> Result<Option<RestorePlan>> {
     if !conf.is_set("execution.checkpointing.interval") {
         return Ok(None);
     }
-    match storage::find_latest(Path::new(&root)) {
-        Ok(None) => Ok(None),
-        Ok(Some(latest)) => {
+    // A job submitted to a cluster inherits the cluster's directory, which
+    // holds every job's checkpoints: it resumes only its own job id's.
+    let mut job = job.clone();
+    if crate::cluster::remote::job_process::role()?.is_some() {
+        job.job_id = std::env::var(crate::cluster::remote::job_process::JOB_ID_VAR).ok();
+    }
+    let job = &job;
+    match storage::find_latest(Path::new(&root), job) {
+        Ok(latest) => {
+            for (dir, whose) in &latest.foreign {
+                eprintln!(
+                    "Not resuming from checkpoint {} of another job: {whose} (this is job '{}')",
+                    dir.display(),
+                    job.name
+                );
+            }
             for (dir, why) in &latest.skipped {
                 eprintln!("Skipping checkpoint {}: {why}; falling back to an older one", dir.display());
             }
-            Ok(Some(RestorePlan { metadata: latest.metadata, dir: latest.dir }))
+            Ok(latest.restore.map(|(metadata, dir)| RestorePlan { metadata, dir }))
         }
         Err(sluice_checkpoint::Error::NothingToRestore(_)) => Err(Error::InvalidGraph(format!(
             "every checkpoint under '{root}' is damaged, so the job cannot resume; \
@@ -383,6 +401,7 @@ impl StreamExecutionEnvironment {
                 .get_str("state.checkpoints.dir")?
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints")),
+            savepoints_dir: conf.get_str("state.savepoints.dir")?.map(PathBuf::from),
             retained: conf.get_u32("state.checkpoints.num-retained")?.unwrap_or(1) as usize,
             state_backend: StateBackendConfig {
                 // Validated against the option's allowed words already.
@@ -403,7 +422,7 @@ impl StreamExecutionEnvironment {
             },
         };
         let mut graph = JobGraph::build(job_name, st.graph.clone(), defaults, st.chaining, settings)?;
-        if let Some(plan) = restore_plan(conf)? {
+        if let Some(plan) = restore_plan(conf, &graph.identity())? {
             let allow = conf.get_bool("execution.savepoint.ignore-unclaimed-state")?.unwrap_or(false);
             plan.check_compatible(|id| graph.operator(id).is_some(), graph.settings.max_parallelism, allow)?;
             graph.settings.restore = Some(Arc::new(plan));

@@ -433,6 +433,18 @@ impl JobManager {
             let _ = reply.send(Err(format!("job {id} is {}, not running with all subtasks", job.status)));
             return;
         }
+        let allowed = job.graph.settings.savepoints_dir.as_deref();
+        let dir = match dir.to_str().map(|d| sluice_checkpoint::names::savepoint_target(d, allowed)) {
+            Some(Ok(dir)) => dir,
+            Some(Err(e)) => {
+                let _ = reply.send(Err(e.to_string()));
+                return;
+            }
+            None => {
+                let _ = reply.send(Err(format!("savepoint path {dir:?} is not valid UTF-8")));
+                return;
+            }
+        };
         let expected = checkpoint_tasks(&job.executions);
         let barrier = job.coordinator.trigger(Instant::now(), expected, CheckpointKind::Savepoint);
         job.savepoints.insert(barrier.id, (dir, reply));
@@ -465,11 +477,13 @@ impl JobManager {
         let operator = |op: &str| {
             graph.operator(op).map(|(name, parallelism, keyed)| OperatorInfo { name: name.into(), parallelism, keyed })
         };
+        let operators = graph.identity().operators;
         let description = JobDescription {
             job_id: &job_id,
             job_name: graph.name(),
             max_parallelism: graph.settings.max_parallelism,
             operator: &operator,
+            operators: &operators,
         };
         if barrier.kind == CheckpointKind::Savepoint {
             let Some((target, reply)) = job.savepoints.remove(&cp) else { return };

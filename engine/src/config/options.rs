@@ -242,7 +242,7 @@ pub const OPTIONS: &[ConfigOption] = &[
         key: "state.savepoints.dir",
         kind: ValueKind::Text,
         default: None,
-        description: "Where savepoints go by default (also --savepoint-dir).",
+        description: "Where savepoints go by default (also --savepoint-dir); when set, savepoints are written only below it.",
     },
     ConfigOption {
         key: "execution.stop-with-savepoint.after",

@@ -51,6 +51,8 @@ pub(crate) struct JobSettings {
     pub(crate) checkpointing: Option<CheckpointConfig>,
     /// Where checkpoints go (tasks write there, the coordinator adds metadata).
     pub(crate) checkpoint_root: PathBuf,
+    /// `state.savepoints.dir`: if set, savepoints are written below it only.
+    pub(crate) savepoints_dir: Option<PathBuf>,
     /// Completed checkpoints kept.
     pub(crate) retained: usize,
     /// Keyed state backend.
@@ -268,6 +270,13 @@ impl JobGraph {
                 .find(|o| o.id == id)
                 .map(|o| (o.name.as_str(), v.parallelism, self.stream.nodes[o.node].keyed))
         })
+    }
+
+    /// What makes a checkpoint this job's: its name and the ids of all its
+    /// operators (a job resumes automatically only from its own).
+    pub fn identity(&self) -> sluice_checkpoint::metadata::JobIdentity {
+        let ids = self.vertices.iter().flat_map(|v| v.operators.iter().map(|o| o.id.clone()));
+        sluice_checkpoint::metadata::JobIdentity::new(self.name.clone(), ids)
     }
 
     /// Total number of subtasks.

@@ -87,6 +87,8 @@ impl<T: RecordDisplay> TwoPhaseCommitSink<T> for FileSink {
     fn recover(&mut self, pending: Vec<PartFile>, old_subtasks: &[u32], _next_checkpoint: u64) -> Result<()> {
         let mut known = std::collections::HashSet::new();
         for txn in pending {
+            // A name from a checkpoint: it must not lead out of the directory.
+            sluice_checkpoint::names::check_file_name(&txn.name, &self.dir)?;
             known.insert(txn.in_progress());
             TwoPhaseCommitSink::<T>::commit(self, txn)?;
         }
@@ -162,5 +164,29 @@ impl<T: RecordDisplay> TwoPhaseCommitSink<T> for FileSink {
 
     fn is_empty(&self, txn: &PartFile) -> bool {
         txn.records == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn recovered_part_names_never_leave_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".x.inprogress"), b"line\n").unwrap();
+        let mut sink = FileSink::new(&dir);
+        for bad in ["../x", "/tmp/x", "a/../../x", ".."] {
+            let txn = PartFile { name: bad.into(), records: 1 };
+            let e = TwoPhaseCommitSink::<String>::recover(&mut sink, vec![txn], &[0], 1).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("not a plain file name"), "{e}");
+        }
+        assert!(!tmp.path().join("x").exists());
+        let txn = PartFile { name: "x".into(), records: 1 };
+        TwoPhaseCommitSink::<String>::recover(&mut sink, vec![txn], &[0], 1).unwrap();
+        assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"line\n");
     }
 }
