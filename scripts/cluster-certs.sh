@@ -9,6 +9,9 @@
 #   DIR/NODE-key.pem      its private key, mode 0600 (security.ssl.internal.key)
 # NODE defaults to "node". An existing CA in DIR is reused, so nodes can be
 # added later: scripts/cluster-certs.sh DIR tm-3
+# NODE=SANS adds subject alternative names, for a certificate clients check
+# by name (the REST API, security.ssl.rest.*):
+#   scripts/cluster-certs.sh DIR rest=IP:10.0.0.5,DNS:jm.example
 # Certificates are valid for 825 days; keys are ECDSA P-256.
 set -euo pipefail
 
@@ -35,14 +38,17 @@ if [ ! -f "$dir/ca.pem" ]; then
   echo "made the cluster CA: $dir/ca.pem (its key $dir/ca-key.pem signs new nodes; keep it safe)"
 fi
 
-for node in "${nodes[@]}"; do
+for spec in "${nodes[@]}"; do
+  node=${spec%%=*}
+  sans=""
+  [ "$node" != "$spec" ] && sans=",${spec#*=}"
   case "$node" in *[!A-Za-z0-9._-]*|'') echo "error: bad node name '$node' (letters, digits, . _ -)" >&2; exit 2 ;; esac
   ext=$(mktemp)
   printf '%s\n' \
     "basicConstraints=critical,CA:FALSE" \
     "keyUsage=critical,digitalSignature" \
     "extendedKeyUsage=serverAuth,clientAuth" \
-    "subjectAltName=DNS:$node,DNS:sluice-cluster" >"$ext"
+    "subjectAltName=DNS:$node,DNS:sluice-cluster$sans" >"$ext"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/$node-key.pem" 2>/dev/null
   openssl req -new -key "$dir/$node-key.pem" -subj "/CN=$node" -out "$dir/$node.csr"
   openssl x509 -req -in "$dir/$node.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \

@@ -21,4 +21,5 @@ pub mod discovery;
 pub mod jobmanager_process;
 pub mod rest;
 pub mod rest_guard;
+pub mod rest_tls;
 pub mod taskmanager_process;

@@ -90,8 +90,14 @@ fn job_id(text: &str) -> std::result::Result<JobId, ApiError> {
     text.parse().map_err(bad)
 }
 
-/// Serves the API on `bind` from a background thread until the process ends.
-pub fn serve(jm: JobManager, bind: &str, policy: RestPolicy) -> Result<std::net::SocketAddr> {
+/// Serves the API on `bind` from a background thread until the process
+/// ends; over TLS with `tls` (see [`crate::rest_tls`]).
+pub fn serve(
+    jm: JobManager,
+    bind: &str,
+    policy: RestPolicy,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(bind)
         .map_err(|e| Error::io(format!("cannot bind the REST endpoint {bind} (rest.port in use?)"), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("REST endpoint", e))?;
@@ -109,18 +115,47 @@ pub fn serve(jm: JobManager, bind: &str, policy: RestPolicy) -> Result<std::net:
         .name("rest".into())
         .spawn(move || {
             runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
+                match (tokio::net::TcpListener::from_std(listener), tls) {
+                    (Ok(l), None) => {
                         if let Err(e) = axum::serve(l, app).await {
                             tracing::error!("REST endpoint stopped: {e}");
                         }
                     }
-                    Err(e) => tracing::error!("REST endpoint stopped: {e}"),
+                    (Ok(l), Some(tls)) => serve_tls(l, app, tls).await,
+                    (Err(e), _) => tracing::error!("REST endpoint stopped: {e}"),
                 }
             })
         })
         .map_err(|e| Error::io("cannot start the REST thread", e))?;
     Ok(addr)
+}
+
+/// Accepts TLS connections and serves `app` on each (HTTP/1.1).
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("REST endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::info!("REST: TLS handshake with {peer} failed: {e}"),
+                Err(_) => return tracing::info!("REST: TLS handshake with {peer} timed out"),
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                tracing::debug!("REST connection from {peer}: {e}");
+            }
+        });
+    }
 }
 
 fn router(jm: JobManager, policy: RestPolicy) -> Router {

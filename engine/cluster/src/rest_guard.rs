@@ -43,6 +43,9 @@ pub struct RestPolicy {
     pub cancel_enabled: bool,
     /// `rest.allowed-hosts`: host names accepted besides IP literals and `localhost`.
     pub allowed_hosts: Vec<String>,
+    /// TLS with client certificates (`security.ssl.rest.trust-cert`): only
+    /// holders of a certificate of that CA can connect at all.
+    pub client_certificates: bool,
 }
 
 fn secret_from(conf: &Configuration, key: &str, file_key: &str, env: &str) -> Result<Option<String>> {
@@ -74,17 +77,20 @@ impl RestPolicy {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            client_certificates: crate::rest_tls::requires_client_certificates(conf)?,
         })
     }
 
-    /// Refuses to serve a non-loopback address without a token.
+    /// Refuses to serve a non-loopback address without a token or TLS
+    /// client authentication.
     pub fn check_bind(&self, addr: &std::net::SocketAddr) -> Result<()> {
-        if addr.ip().is_loopback() || self.token.is_some() {
+        if addr.ip().is_loopback() || self.token.is_some() || self.client_certificates {
             return Ok(());
         }
         Err(Error::user(format!(
-            "refusing to serve the REST API on {addr} without rest.token: anyone who can reach it could run \
-             programs on this machine. Set rest.token-file (or SLUICE_REST_TOKEN), or bind rest.address to 127.0.0.1"
+            "refusing to serve the REST API on {addr} without rest.token or TLS client certificates: anyone who can \
+             reach it could run programs on this machine. Set rest.token-file (or SLUICE_REST_TOKEN), or \
+             security.ssl.rest.* with a trust-cert, or bind rest.address to 127.0.0.1"
         )))
     }
 
@@ -194,6 +200,7 @@ mod tests {
             submit_enabled: true,
             cancel_enabled: true,
             allowed_hosts: vec!["jm.example".into()],
+            client_certificates: false,
         }
     }
 

@@ -346,3 +346,47 @@ fn cross_site_requests_and_foreign_hosts_start_nothing() {
     // The CLI, which sends what the API asks, still works.
     run_wordcount(&cluster);
 }
+
+#[test]
+fn rest_over_tls_with_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path(), &["rest=IP:127.0.0.1", "cli"]);
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    // Every process of the harness gets these: the JobManager serves HTTPS
+    // and requires a client certificate of the CA; the CLI presents one.
+    let settings = vec![
+        "security.ssl.rest.enabled=true".to_string(),
+        format!("security.ssl.rest.cert={}", file("rest.pem")),
+        format!("security.ssl.rest.key={}", file("rest-key.pem")),
+        format!("security.ssl.rest.trust-cert={}", file("ca.pem")),
+    ];
+    let cluster = ClusterUnderTest::start_processes("60s", &settings);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.cli(&["list"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CLI never reached the HTTPS REST API: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A job runs through the CLI over HTTPS.
+    run_wordcount(&cluster);
+    // Plain HTTP gets no HTTP answer; TLS without a client certificate is refused.
+    let host = format!("127.0.0.1:{}", cluster.rest);
+    let plain = raw_http(
+        cluster.rest,
+        &format!("GET /overview HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"),
+        b"",
+    );
+    assert_eq!(plain, 0, "plain HTTP was answered");
+    let mut no_client_cert = sluice::config::Configuration::new();
+    no_client_cert.set("security.ssl.rest.trust-cert", &file("ca.pem")).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(sluice_cluster::rest_tls::client_config(&no_client_cert).unwrap())
+        .build()
+        .into();
+    let refused =
+        agent.get(&format!("https://{host}/overview")).header("Authorization", format!("Bearer {TOKEN}")).call();
+    assert!(refused.is_err(), "a client without a certificate was answered: {refused:?}");
+}

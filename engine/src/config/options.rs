@@ -419,6 +419,30 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Cluster: whether the REST API accepts cancel and stop requests.",
     },
     ConfigOption {
+        key: "security.ssl.rest.enabled",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("false"),
+        description: "Cluster: HTTPS on the REST port (the CLI then connects with https://HOST:PORT given to -m).",
+    },
+    ConfigOption {
+        key: "security.ssl.rest.cert",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the REST server's certificate chain (PEM); for the CLI, the client certificate it presents.",
+    },
+    ConfigOption {
+        key: "security.ssl.rest.key",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the private key of security.ssl.rest.cert (PEM).",
+    },
+    ConfigOption {
+        key: "security.ssl.rest.trust-cert",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: server side, clients must present a certificate of this CA (client authentication); CLI side, the CA the REST server's certificate must chain to.",
+    },
+    ConfigOption {
         key: "heartbeat.interval",
         kind: ValueKind::Duration,
         default: Some("1s"),

@@ -165,8 +165,10 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
             let (bind, token) = (settings.rest_bind.clone(), settings.rest.clone());
             let jm = jobmanager_process::start(settings)?;
             let rpc = jm.rpc_address().to_string();
-            let rest_addr = rest::serve(jm, &bind, token)?;
-            eprintln!("JobManager running: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
+            let tls = sluice_cluster::rest_tls::server_config(&conf)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let rest_addr = rest::serve(jm, &bind, token, tls)?;
+            eprintln!("JobManager running: web UI and REST API at {scheme}://{rest_addr}/ , RPC at {rpc}");
             loop {
                 std::thread::park();
             }
@@ -246,11 +248,14 @@ impl Client {
                 format!("{host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081))
             }
         };
-        let base = if base.starts_with("http") { base } else { format!("http://{base}") };
+        let scheme =
+            if conf.get_bool(sluice_cluster::rest_tls::ENABLED_KEY)?.unwrap_or(false) { "https" } else { "http" };
+        let base = if base.starts_with("http") { base } else { format!("{scheme}://{base}") };
         let token = client_token(cli, conf)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(620)))
+            .tls_config(sluice_cluster::rest_tls::client_config(conf)?)
             .build()
             .into();
         Ok(Client { base, token, agent })
@@ -454,8 +459,10 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
     let token = settings.rest.clone();
     let jm = jobmanager_process::start(settings)?;
     let rpc = jm.rpc_address().to_string();
-    let rest_addr = rest::serve(jm.clone(), "127.0.0.1:0", token)?;
-    eprintln!("Application cluster: web UI and REST API at http://{rest_addr}/ , RPC at {rpc}");
+    let tls = sluice_cluster::rest_tls::server_config(conf)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let rest_addr = rest::serve(jm.clone(), "127.0.0.1:0", token, tls)?;
+    eprintln!("Application cluster: web UI and REST API at {scheme}://{rest_addr}/ , RPC at {rpc}");
     let (rpc_host, rpc_port) = rpc.rsplit_once(':').ok_or_else(|| CliError(format!("bad RPC address {rpc}")))?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -479,9 +486,13 @@ fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &Ru
         children.push(cmd.spawn()?);
     }
     let client = Client {
-        base: format!("http://{rest_addr}"),
+        base: format!("{scheme}://{rest_addr}"),
         token: client_token(cli, conf)?,
-        agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(sluice_cluster::rest_tls::client_config(conf)?)
+            .build()
+            .into(),
     };
     let result = submit(&client, args).and_then(|job| {
         println!("Job has been submitted with JobID {job}");

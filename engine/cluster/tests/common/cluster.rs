@@ -55,6 +55,14 @@ impl ClusterUnderTest {
 
     /// Like [`start`](Self::start), with `-D` settings for every process.
     pub fn start_with(slot_timeout: &str, settings: &[String]) -> Self {
+        let c = Self::start_processes(slot_timeout, settings);
+        c.wait_for(|o| o["taskmanagers"] == 2, "two TaskManagers registered");
+        c
+    }
+
+    /// The processes of [`start_with`](Self::start_with), without waiting
+    /// for them (through plain HTTP) to be up.
+    pub fn start_processes(slot_timeout: &str, settings: &[String]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let (rest, rpc) = (free_port().unwrap(), free_port().unwrap());
         let mut c = ClusterUnderTest {
@@ -75,7 +83,6 @@ impl ClusterUnderTest {
         for tm in ["tm-a", "tm-b"] {
             c.start_tm(tm);
         }
-        c.wait_for(|o| o["taskmanagers"] == 2, "two TaskManagers registered");
         c
     }
 
