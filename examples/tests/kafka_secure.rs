@@ -55,10 +55,10 @@ impl SecureBroker {
         std::fs::read_to_string(self.tls("sasl-password")).unwrap().trim().to_string()
     }
 
-    /// A client properties file for the SASL_SSL listener with `password`.
-    fn properties(&self, password: &str) -> PathBuf {
+    /// A client properties file `name` for the SASL_SSL listener with `password`.
+    fn properties(&self, name: &str, password: &str) -> PathBuf {
         let user = std::fs::read_to_string(self.tls("sasl-user")).unwrap();
-        let path = self.dir.path().join(format!("client-{}.properties", password.len()));
+        let path = self.dir.path().join(format!("{name}.properties"));
         std::fs::write(
             &path,
             format!(
@@ -94,23 +94,39 @@ fn start(broker: &SecureBroker, properties: &Path, ckpt: &Path, extra: &[&str]) 
         .unwrap()
 }
 
-fn log_of(child: &mut Child) -> std::thread::JoinHandle<String> {
+/// The child's log (collected until it exits) and a signal sent when the
+/// log first says a checkpoint completed.
+fn log_of(child: &mut Child) -> (std::thread::JoinHandle<String>, std::sync::mpsc::Receiver<()>) {
+    use std::io::BufRead;
     let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default())
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("Completed checkpoint") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (log, rx)
 }
 
 #[test]
 fn exactly_once_through_kills_on_a_sasl_ssl_listener() {
     let broker = SecureBroker::start();
     let password = broker.password();
-    let good = broker.properties(&password);
+    let good = broker.properties("good", &password);
     create_topics(&broker.plain, &["sec-in", "sec-out"], 3);
     let dir = tempfile::tempdir().unwrap();
 
     // The listener requires the password: a wrong one fails the job, clearly.
-    let bad = broker.properties("not-the-password-at-all");
+    let bad = broker.properties("bad", "not-the-password-at-all");
     let mut refused = start(&broker, &bad, &dir.path().join("bad"), &["--bounded", "-D", "restart-strategy.type=none"]);
-    let refused_log = log_of(&mut refused);
+    let (refused_log, _) = log_of(&mut refused);
     let status = refused.wait().unwrap();
     let refused_log = refused_log.join().unwrap();
     assert!(!status.success(), "a job with a wrong password ran");
@@ -127,22 +143,33 @@ fn exactly_once_through_kills_on_a_sasl_ssl_listener() {
     let mut rng: u64 = 0x5a51;
     for _ in 0..5 {
         let mut child = start(&broker, &good, &ckpt, &[]);
-        let log = log_of(&mut child);
+        let (log, checkpointed) = log_of(&mut child);
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(1500 + rng % 1500));
+        // Killed at a random moment after its first completed checkpoint, so
+        // that the next run restores (and commits what that one recorded).
+        let _ = checkpointed.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100 + rng % 1200));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         logs.push(log.join().unwrap());
     }
     feeder.join().unwrap();
     let mut last = start(&broker, &good, &ckpt, &[]);
-    let log = log_of(&mut last);
-    check_output(&broker.plain, "sec-out", 3, &expected(lines), Duration::from_secs(180));
-    last.kill().unwrap();
+    let (log, _) = log_of(&mut last);
+    let checked = std::panic::catch_unwind(|| {
+        check_output(&broker.plain, "sec-out", 3, &expected(lines), Duration::from_secs(180))
+    });
+    let _ = last.kill();
     last.wait().unwrap();
     logs.push(log.join().unwrap());
+    if let Err(panic) = checked {
+        let all = logs.concat();
+        let tail: Vec<&str> = all.lines().filter(|l| !l.contains("DEBUG")).collect();
+        eprintln!("job logs (last 80 lines without DEBUG):\n{}", tail[tail.len().saturating_sub(80)..].join("\n"));
+        std::panic::resume_unwind(panic);
+    }
     let all = logs.concat();
     assert!(all.contains("Restoring job 'Kafka WordCount' from checkpoint"), "{all}");
     assert!(!all.contains(&password), "a log shows the SASL password");

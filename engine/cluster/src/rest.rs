@@ -370,7 +370,7 @@ async fn jars(State(jm): State<JobManager>) -> Reply {
         let files: Vec<Value> = c
             .artifacts
             .values()
-            .map(|a| json!({"id": a.id, "name": a.name, "uploaded": a.uploaded, "size": a.bytes.len()}))
+            .map(|a| json!({"id": a.id, "name": a.name, "uploaded": a.uploaded, "size": a.size}))
             .collect();
         Json(json!({ "files": files }))
     })

@@ -12,7 +12,8 @@ use sluice::cluster::remote::job_process::{
     TASKMANAGER_ENDPOINT_VAR, TASKMANAGER_ID_VAR,
 };
 use sluice::cluster::remote::messages::{
-    FromTaskManagerProcess, Hello, JobProcessSpec, JobProcessStarted, TaskManagerHello, ToTaskManagerProcess,
+    ArtifactFrame, ArtifactRequest, FromTaskManagerProcess, Hello, JobProcessSpec, JobProcessStarted, TaskManagerHello,
+    ToTaskManagerProcess,
 };
 use sluice::cluster::remote::wire::{self, Link};
 use sluice::config::Configuration;
@@ -250,7 +251,7 @@ fn start_job_process(
                 what: format!("sent no job secret for job {}", spec.job),
             },
         )?;
-    let binary = install_artifact(&settings.work_dir, spec)?;
+    let binary = install_artifact(settings, spec, &secret)?;
     let dir = settings.work_dir.join("jobs").join(format!("{}-{}", spec.job, spec.seq));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
     let log = |name: &str| {
@@ -378,10 +379,13 @@ fn forward_report(report: JobProcessStarted, children: &Children, secrets: &Secr
     }
 }
 
-/// Writes the job binary once per content hash; returns its path. The
-/// binary must match its SHA-256, and so must a cached copy (else it is
-/// written again): a file planted in the work directory never runs.
-fn install_artifact(work_dir: &Path, spec: &JobProcessSpec) -> Result<PathBuf> {
+/// The job binary of `spec`: a cached copy whose SHA-256 matches, else
+/// fetched from the JobManager ([`Hello::FetchArtifact`], proving the job's
+/// `secret`), written under a random name with `O_EXCL|O_NOFOLLOW`, checked
+/// against its SHA-256 and size, then moved into place. A file planted in
+/// the work directory never runs.
+fn install_artifact(settings: &TaskManagerSettings, spec: &JobProcessSpec, secret: &JobSecret) -> Result<PathBuf> {
+    use sha2::Digest;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let protocol = |what: String| -> Error { RpcError::Protocol { peer: "the JobManager".into(), what }.into() };
@@ -393,10 +397,7 @@ fn install_artifact(work_dir: &Path, spec: &JobProcessSpec) -> Result<PathBuf> {
     if Path::new(name).file_name().and_then(|n| n.to_str()) != Some(name.as_str()) || name.starts_with('.') {
         return Err(protocol(format!("sent '{name}' as a binary's file name")));
     }
-    if sluice::transport::sha256_hex(&spec.binary) != *hash {
-        return Err(protocol(format!("sent a binary '{name}' that does not match its SHA-256")));
-    }
-    let dir = work_dir.join("artifacts").join(hash);
+    let dir = settings.work_dir.join("artifacts").join(hash);
     let path = dir.join(name);
     if std::fs::read(&path).is_ok_and(|cached| sluice::transport::sha256_hex(&cached) == *hash) {
         return Ok(path);
@@ -410,10 +411,41 @@ fn install_artifact(work_dir: &Path, spec: &JobProcessSpec) -> Result<PathBuf> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(|e| Error::io(format!("cannot create '{}'", tmp.display()), e))?;
-    file.write_all(&spec.binary)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+    let fetched = (|| -> Result<()> {
+        let mut stream =
+            wire::connect(&settings.jobmanager, "JobManager", Duration::from_secs(30), &settings.security)?;
+        let request = ArtifactRequest { job: spec.job, secret: secret.clone(), sha256: hash.clone() };
+        wire::write_frame(&mut stream, &Hello::FetchArtifact(request))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        loop {
+            match wire::read_frame::<ArtifactFrame>(&mut stream)? {
+                Some(ArtifactFrame::Chunk(bytes)) => {
+                    size += bytes.len() as u64;
+                    if size > spec.artifact_size {
+                        return Err(protocol(format!("sent more than the {} bytes of '{name}'", spec.artifact_size)));
+                    }
+                    hasher.update(&bytes);
+                    file.write_all(&bytes).map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))?;
+                }
+                Some(ArtifactFrame::End) => break,
+                Some(ArtifactFrame::Refused(why)) => {
+                    return Err(protocol(format!("refused the binary '{name}': {why}")))
+                }
+                None => return Err(protocol(format!("closed the connection before the end of '{name}'"))),
+            }
+        }
+        let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if got != *hash || size != spec.artifact_size {
+            return Err(protocol(format!("sent a binary '{name}' that does not match its SHA-256 and size")));
+        }
+        file.sync_all().map_err(|e| Error::io(format!("cannot write '{}'", tmp.display()), e))
+    })();
     drop(file);
+    if let Err(e) = fetched {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     // A rename replaces a running binary's directory entry, not its content (no ETXTBSY).
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot move '{}' into place", path.display()), e))?;
     Ok(path)

@@ -9,7 +9,9 @@ mod common;
 
 use common::cluster::{job_id_of, ClusterUnderTest, TOKEN};
 use common::{corpus, processes_under, read_counts, reference_counts, running_socket_job, WORDCOUNT};
-use sluice::cluster::remote::messages::{DriverHello, Hello, TaskManagerHello, ToTaskManagerProcess};
+use sluice::cluster::remote::messages::{
+    ArtifactFrame, ArtifactRequest, DriverHello, Hello, TaskManagerHello, ToTaskManagerProcess,
+};
 use sluice::cluster::remote::wire;
 use sluice::error::RpcError;
 use sluice::ids::{JobId, TaskManagerId};
@@ -241,6 +243,22 @@ fn cluster_members_cannot_hijack_a_job_or_exhaust_the_jobmanager() {
     let second = say_hello(&cluster, &hello(driver_secret(&cluster, &job)));
     assert!(matches!(second, Answer::Closed), "a second driver hello for a running job: {second:?}");
     wait_logged(&cluster, "whose driver is already connected");
+    // A job binary goes only to whoever proves the job's secret.
+    let binary_hash = sluice::transport::sha256_hex(&std::fs::read(common::SOCKET.as_str()).unwrap());
+    let fetch = |secret: JobSecret| {
+        let mut s =
+            wire::connect(&rpc(&cluster), "JobManager", Duration::from_secs(5), &Security::plaintext()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = ArtifactRequest { job: job_id, secret, sha256: binary_hash.clone() };
+        wire::write_frame(&mut s, &Hello::FetchArtifact(request)).unwrap();
+        wire::read_frame::<ArtifactFrame>(&mut s).unwrap()
+    };
+    assert!(
+        matches!(fetch(JobSecret::generate().unwrap()), Some(ArtifactFrame::Refused(_))),
+        "the binary went to a peer without the job's secret"
+    );
+    assert!(matches!(fetch(driver_secret(&cluster, &job)), Some(ArtifactFrame::Chunk(_))));
+
     // A TaskManager offering u32::MAX slots is refused and registers nothing.
     let greedy = Hello::TaskManager(TaskManagerHello {
         id: TaskManagerId("greedy".into()),

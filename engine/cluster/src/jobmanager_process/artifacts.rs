@@ -1,12 +1,11 @@
 //! Uploaded job binaries (Flink's jars): stored under the work directory
-//! under a random id, made executable, and kept in memory to be sent to the
-//! TaskManagers that start the job's processes, which check them against
-//! their SHA-256. `DELETE /jars/{id}` removes one.
+//! under a random id and made executable. TaskManagers fetch a job's binary
+//! by its SHA-256 when they start the job's processes (streamed from the
+//! file, not held in memory) and check it. `DELETE /jars/{id}` removes one.
 
 use super::Cluster;
 use sluice::error::{Error, Result};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// An uploaded job binary.
 #[derive(Debug, Clone)]
@@ -19,8 +18,8 @@ pub struct Artifact {
     pub name: String,
     /// Where it is stored.
     pub path: PathBuf,
-    /// Its bytes, sent to TaskManagers.
-    pub bytes: Arc<Vec<u8>>,
+    /// Its size in bytes (TaskManagers fetch it from `path`, by `sha256`).
+    pub size: u64,
     /// Upload time, ms since the epoch.
     pub uploaded: i64,
 }
@@ -57,7 +56,7 @@ impl Artifact {
                 .map_err(|e| Error::io(format!("cannot write '{}'", path.display()), e))?;
         }
         let uploaded = sluice_checkpoint::clock::now_ms();
-        Ok(Artifact { id, sha256, name, path, bytes: Arc::new(bytes), uploaded })
+        Ok(Artifact { id, sha256, name, path, size: bytes.len() as u64, uploaded })
     }
 }
 
@@ -80,6 +79,24 @@ impl Cluster {
             let _ = std::fs::remove_dir_all(dir);
         }
         Ok(())
+    }
+
+    /// Where the binary of `job` is, if `secret` is the job's and `sha256`
+    /// its hash (a TaskManager fetching it).
+    pub(crate) fn artifact_for(
+        &self,
+        job: sluice::ids::JobId,
+        secret: &sluice::transport::JobSecret,
+        sha256: &str,
+    ) -> std::result::Result<PathBuf, String> {
+        let entry = self.jobs.get(&job).ok_or_else(|| format!("no job {job}"))?;
+        if !entry.secret.matches(secret) {
+            return Err(format!("wrong secret for job {job}"));
+        }
+        if entry.artifact.sha256 != sha256 {
+            return Err(format!("job {job} has no binary {sha256}"));
+        }
+        Ok(entry.artifact.path.clone())
     }
 
     /// The uploaded binary `id`.

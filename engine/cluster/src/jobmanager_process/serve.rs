@@ -8,7 +8,8 @@ use super::cluster::TaskManagerEntry;
 use super::{loop_gone, Cluster, Event};
 use crossbeam_channel::Sender;
 use sluice::cluster::remote::messages::{
-    DriverHello, FromDriver, FromTaskManagerProcess, Hello, TaskManagerHello, ToTaskManagerProcess,
+    ArtifactFrame, ArtifactRequest, DriverHello, FromDriver, FromTaskManagerProcess, Hello, TaskManagerHello,
+    ToTaskManagerProcess, ARTIFACT_CHUNK,
 };
 use sluice::cluster::remote::wire::{self, Link};
 use sluice::error::{Error, Result, RpcError};
@@ -72,8 +73,42 @@ fn serve_connection(stream: SecureStream, events: &Sender<Event>) -> Result<()> 
             }
             serve_driver(reader, events, job)
         }
+        Some(Hello::FetchArtifact(request)) => serve_artifact(link, events, request),
         None => Ok(()),
     }
+}
+
+/// Streams a job's binary to a TaskManager that proved the job's secret,
+/// from the file, in chunks (never the whole binary in memory or in a frame).
+fn serve_artifact(link: Link, events: &Sender<Event>, request: ArtifactRequest) -> Result<()> {
+    let (reply, found) = crossbeam_channel::bounded(1);
+    let ArtifactRequest { job, secret, sha256 } = request;
+    events
+        .send(Event::Call(Box::new(move |c: &mut Cluster| {
+            let _ = reply.send(c.artifact_for(job, &secret, &sha256));
+        })))
+        .map_err(|_| loop_gone())?;
+    let path = match found.recv().map_err(|_| loop_gone())? {
+        Ok(path) => path,
+        Err(why) => {
+            let _ = link.send(&ArtifactFrame::Refused(why.clone()));
+            link.close();
+            return Err(RpcError::Protocol { peer: link.peer().to_string(), what: why }.into());
+        }
+    };
+    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(format!("cannot open '{}'", path.display()), e))?;
+    let mut chunk = vec![0u8; ARTIFACT_CHUNK];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut chunk)
+            .map_err(|e| Error::io(format!("cannot read '{}'", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        link.send(&ArtifactFrame::Chunk(chunk[..n].to_vec()))?;
+    }
+    link.send(&ArtifactFrame::End)?;
+    link.close();
+    Ok(())
 }
 
 fn serve_task_manager(

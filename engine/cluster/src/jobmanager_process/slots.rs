@@ -90,7 +90,7 @@ impl Cluster {
             seq,
             artifact_id: job.artifact.sha256.clone(),
             artifact_name: job.artifact.name.clone(),
-            binary: job.artifact.bytes.as_ref().clone(),
+            artifact_size: job.artifact.size,
             args: job.args.clone(),
             env: vec![
                 (DRIVER_VAR.into(), driver),

@@ -1,11 +1,14 @@
 //! The messages between the processes of a multi-process cluster, one
 //! enum per direction of each kind of connection.
 //!
-//! Four kinds of connections:
+//! Five kinds of connections:
 //! - TaskManager process ↔ JobManager process: opens with
 //!   [`Hello::TaskManager`]; then [`FromTaskManagerProcess`] (heartbeats,
 //!   job processes started and ended) one way and [`ToTaskManagerProcess`]
 //!   (start and stop job processes, shut down) the other;
+//! - TaskManager process → JobManager process, once per job binary it does
+//!   not have: [`Hello::FetchArtifact`], answered with [`ArtifactFrame`]s
+//!   (binaries move as separate artifacts, never inside control messages);
 //! - job driver ↔ JobManager process: opens with [`Hello::Driver`]; then
 //!   [`FromDriver`] (the job's status, its end, savepoint answers) and
 //!   [`ToDriver`] (cancel, savepoint, fail);
@@ -37,14 +40,14 @@ pub struct JobProcessSpec {
     /// Which process of the job on that TaskManager (a job that gets more
     /// slots there after a failure gets another process).
     pub seq: u32,
-    /// The job binary's SHA-256 (hex): the TaskManager checks the binary,
-    /// and any copy it cached, against it before running it.
+    /// The job binary's SHA-256 (hex): the TaskManager fetches the binary
+    /// by it ([`Hello::FetchArtifact`]) and checks what it got, and any copy
+    /// it cached, against it before running it.
     pub artifact_id: String,
     /// The binary's file name.
     pub artifact_name: String,
-    /// The binary itself (encoded as one byte string, not element by element).
-    #[serde(with = "serde_bytes")]
-    pub binary: Vec<u8>,
+    /// The binary's size in bytes (a fetch delivering more is cut off).
+    pub artifact_size: u64,
     /// The job's arguments.
     pub args: Vec<String>,
     /// Environment for the process (mode, addresses, overrides).
@@ -70,7 +73,36 @@ pub enum Hello {
     TaskManager(TaskManagerHello),
     /// A job's driver announces itself.
     Driver(DriverHello),
+    /// A TaskManager fetches a job's binary (answered with
+    /// [`ArtifactFrame`]s, then the connection closes).
+    FetchArtifact(ArtifactRequest),
 }
+
+/// Which binary a TaskManager wants, proving it starts a process of the job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactRequest {
+    /// The job.
+    pub job: JobId,
+    /// The job's secret (the JobManager gave it with the start request).
+    pub secret: JobSecret,
+    /// The binary's SHA-256 (hex).
+    pub sha256: String,
+}
+
+/// The JobManager's answer to [`Hello::FetchArtifact`]: chunks of at most
+/// [`ARTIFACT_CHUNK`] bytes, then `End` (or `Refused`).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ArtifactFrame {
+    /// The next bytes of the binary.
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The whole binary was sent.
+    End,
+    /// The request was refused, and why.
+    Refused(String),
+}
+
+/// The size of an [`ArtifactFrame::Chunk`].
+pub const ARTIFACT_CHUNK: usize = 1 << 20;
 
 /// A TaskManager process registering with the JobManager process.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,8 +18,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The largest frame accepted (job binaries travel in one frame).
-const MAX_FRAME: usize = 512 << 20;
+/// The largest frame accepted: control messages are small, and job
+/// binaries move in chunks of 1 MiB (see `messages::ArtifactFrame`).
+const MAX_FRAME: usize = 16 << 20;
 
 fn broken(e: std::io::Error) -> Error {
     Error::Rpc(RpcError::ConnectionBroken(e))
