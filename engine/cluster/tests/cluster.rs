@@ -14,37 +14,15 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cluster::{http, job_id_of, sluice_bin, url_encode, ClusterUnderTest, TOKEN};
-use common::{corpus, job_processes_under, read_counts, reference_counts, running_socket_job, SOCKET, WORDCOUNT};
+use common::{job_processes_under, run_batch_wordcount, running_socket_job, SOCKET, WORDCOUNT};
 use sluice_test_support::free_port;
 
 #[test]
 fn batch_and_socket_wordcount_run_at_parallelism_4_across_two_taskmanagers() {
     let cluster = ClusterUnderTest::start("60s");
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.txt");
-    let output = dir.path().join("out.txt");
-    let text = corpus();
-    std::fs::write(&input, &text).unwrap();
 
     // Batch WordCount, attached: the CLI waits and reports the end.
-    let out = cluster.cli(&[
-        "run",
-        "-p",
-        "4",
-        WORDCOUNT.as_str(),
-        "--",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let job = job_id_of(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("has finished"));
-    let got = read_counts(&output);
-    assert_eq!(got, reference_counts(&text));
-    let placed = cluster.job_process_dirs(&job);
-    assert!(placed.values().all(|d| !d.is_empty()), "subtasks ran on both TaskManagers: {placed:?}");
+    run_batch_wordcount(&cluster);
 
     // Socket WordCount at -p 4: running counts, printed by the task processes.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::cluster::{job_id_of, ClusterUnderTest, TOKEN};
-use common::{corpus, processes_under, read_counts, reference_counts, running_socket_job, WORDCOUNT};
+use common::cluster::{ClusterUnderTest, TOKEN};
+use common::{processes_under, run_batch_wordcount, running_socket_job, WORDCOUNT};
 use sluice::cluster::remote::messages::{
     ArtifactFrame, ArtifactRequest, DriverHello, Hello, TaskManagerHello, ToTaskManagerProcess,
 };
@@ -86,29 +86,6 @@ fn state(cluster: &ClusterUnderTest, job: &str) -> String {
     cluster.get(&format!("/jobs/{job}"), Some(TOKEN)).1["state"].as_str().unwrap_or_default().to_string()
 }
 
-/// Batch WordCount at -p 4 over both TaskManagers: the exact counts.
-fn run_wordcount(cluster: &ClusterUnderTest) {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
-    let text = corpus();
-    std::fs::write(&input, &text).unwrap();
-    let out = cluster.cli(&[
-        "run",
-        "-p",
-        "4",
-        WORDCOUNT.as_str(),
-        "--",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(read_counts(&output), reference_counts(&text));
-    let placed = cluster.job_process_dirs(&job_id_of(&out));
-    assert!(placed.values().all(|d| !d.is_empty()), "subtasks ran on both TaskManagers: {placed:?}");
-}
-
 #[test]
 fn a_tls_cluster_runs_jobs_and_refuses_peers_without_the_cluster_certificate() {
     let certs = tempfile::tempdir().unwrap();
@@ -116,7 +93,7 @@ fn a_tls_cluster_runs_jobs_and_refuses_peers_without_the_cluster_certificate() {
     let foreign = tempfile::tempdir().unwrap();
     make_certs(foreign.path(), &["intruder"]);
     let cluster = ClusterUnderTest::start_with("60s", &tls_settings(certs.path(), "node"));
-    run_wordcount(&cluster);
+    run_batch_wordcount(&cluster);
     let (job, mut input) = running_socket_job(&cluster, "2");
     let before = task_manager_ids(&cluster);
 
@@ -362,7 +339,7 @@ fn cross_site_requests_and_foreign_hosts_start_nothing() {
     assert_eq!(cluster.get("/jobs", Some(TOKEN)).1["jobs"].as_array().unwrap().len(), 0, "a job was started");
     assert!(common::job_processes_under(cluster.work.path()).is_empty(), "a job process runs");
     // The CLI, which sends what the API asks, still works.
-    run_wordcount(&cluster);
+    run_batch_wordcount(&cluster);
 }
 
 #[test]
@@ -389,7 +366,7 @@ fn rest_over_tls_with_client_certificates() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // A job runs through the CLI over HTTPS.
-    run_wordcount(&cluster);
+    run_batch_wordcount(&cluster);
     // Plain HTTP gets no HTTP answer; TLS without a client certificate is refused.
     let host = format!("127.0.0.1:{}", cluster.rest);
     let plain = raw_http(

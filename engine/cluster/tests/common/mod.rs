@@ -43,6 +43,34 @@ pub fn read_counts(path: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Runs the batch WordCount attached at -p 4 over both TaskManagers through
+/// the CLI and checks it: it finished, its counts are exact, and subtasks
+/// ran on both TaskManagers. Returns the job id.
+pub fn run_batch_wordcount(cluster: &ClusterUnderTest) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
+    let text = corpus();
+    std::fs::write(&input, &text).unwrap();
+    let out = cluster.cli(&[
+        "run",
+        "-p",
+        "4",
+        WORDCOUNT.as_str(),
+        "--",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let job = job_id_of(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("has finished"));
+    assert_eq!(read_counts(&output), reference_counts(&text));
+    let placed = cluster.job_process_dirs(&job);
+    assert!(placed.values().all(|d| !d.is_empty()), "subtasks ran on both TaskManagers: {placed:?}");
+    job
+}
+
 /// Starts the socket WordCount detached at parallelism `p`; returns its job
 /// id and the connection it reads from, once the job is RUNNING.
 pub fn running_socket_job(cluster: &ClusterUnderTest, p: &str) -> (String, TcpStream) {
