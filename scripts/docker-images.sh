@@ -24,7 +24,9 @@
 #                        and *.sources; none there and none set: the base image build fails)
 #   DEBIAN_SECURITY_MIRROR  security mirror written into the image's apt sources (default:
 #                        the one apt uses for bookworm-security; none: no security source)
-#   KAFKA_VERSION        Kafka version (default 3.9.2, see scripts/lib/kafka-install.sh)
+#   KAFKA_VERSION        Kafka version (default 4.4.0, see scripts/lib/kafka-install.sh)
+#   KAFKA_MATRIX_VERSIONS  further Kafka versions to build images of (default 3.9.2;
+#                        printed as SLUICE_KAFKA_IMAGE_<major>_<minor>=tag)
 #   SLUICE_CACHE_DIR     cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/sluice); holds the
 #                        rootfs tarball, build contexts, build logs and dockerd.log
 #
@@ -33,8 +35,8 @@
 # recipe files no longer match the image's dev.sluice.recipe label).
 #
 # Running the images (what the smoke test does):
-#   docker run --rm -d --network host sluice/kafka:3.9.2-r1          # 127.0.0.1:9092
-#   docker run --rm -d -p 127.0.0.1:19092:9092 -e KAFKA_ADVERTISED_PORT=19092 sluice/kafka:3.9.2-r1
+#   docker run --rm -d --network host sluice/kafka:4.4.0-r1          # 127.0.0.1:9092
+#   docker run --rm -d -p 127.0.0.1:19092:9092 -e KAFKA_ADVERTISED_PORT=19092 sluice/kafka:4.4.0-r1
 #   docker run --rm -d --network host sluice/mariadb:10.11-r1        # 127.0.0.1:3306, sluice/sluice@sluice
 #   env: KAFKA_PORT, KAFKA_ADVERTISED_HOST/PORT, KAFKA_NUM_PARTITIONS; MYSQL_PORT,
 #        MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, MYSQL_ROOT_PASSWORD
@@ -57,6 +59,10 @@ MARIADB_RECIPE=r1
 DEBIAN_SUITE=bookworm
 BASE_IMAGE="sluice/debian-base:$DEBIAN_SUITE-$BASE_RECIPE"
 KAFKA_IMAGE="sluice/kafka:$KAFKA_VERSION-$KAFKA_RECIPE"
+# Further Kafka versions of the test matrix (scripts/test-kafka-matrix.sh),
+# each built as sluice/kafka:<version>-rN and printed as
+# SLUICE_KAFKA_IMAGE_<major>_<minor>=tag.
+KAFKA_MATRIX_VERSIONS="${KAFKA_MATRIX_VERSIONS-3.9.2}"
 MARIADB_IMAGE="sluice/mariadb:10.11-$MARIADB_RECIPE"
 
 IMAGES_DIR="$SLUICE_CACHE_DIR/images"
@@ -73,6 +79,11 @@ summary() { SUMMARY+=("$(printf '%-34s %s' "$1" "$2")"); }
 print_tags() {
     echo "SLUICE_BASE_IMAGE=$BASE_IMAGE"
     echo "SLUICE_KAFKA_IMAGE=$KAFKA_IMAGE"
+    local v major_minor
+    for v in $KAFKA_MATRIX_VERSIONS; do
+        major_minor=$(printf '%s' "$v" | cut -d. -f1-2 | tr . _)
+        echo "SLUICE_KAFKA_IMAGE_$major_minor=sluice/kafka:$v-$KAFKA_RECIPE"
+    done
     echo "SLUICE_MARIADB_IMAGE=$MARIADB_IMAGE"
 }
 
@@ -284,6 +295,12 @@ cmd_build() {
     apt_proxy_env
     # Base first only if something needs it (ensure_*_image call it lazily).
     ensure_kafka_image
+    local v
+    for v in $KAFKA_MATRIX_VERSIONS; do
+        [ "$v" = "$KAFKA_VERSION" ] && continue
+        KAFKA_VERSION=$v KAFKA_HOME="$SLUICE_CACHE_DIR/kafka-$v" KAFKA_IMAGE="sluice/kafka:$v-$KAFKA_RECIPE" \
+            ensure_kafka_image
+    done
     ensure_mariadb_image
     if [ "$BASE_DONE" = 0 ]; then
         if image_exists "$BASE_IMAGE"; then summary "$BASE_IMAGE" "reused"; else summary "$BASE_IMAGE" "not needed (all images present)"; fi
@@ -328,13 +345,13 @@ smoke_kafka() {
     SMOKE_CONTAINERS+=("$name")
     docker run -d --name "$name" "$@" "$KAFKA_IMAGE" >/dev/null
     wait_log "$name" "Kafka Server started" 90
-    kafka_java kafka.admin.BrokerApiVersionsCommand --bootstrap-server "$bootstrap" >/dev/null \
+    kafka_tool api-versions --bootstrap-server "$bootstrap" >/dev/null \
         || die "$name: broker does not answer on $bootstrap"
     log "$name: up on $bootstrap after $(( $(now_s) - t0 ))s"
     kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
         --create --topic smoke --partitions 2 >/dev/null
     printf 'one\ntwo\nthree\n' |
-        kafka_java kafka.tools.ConsoleProducer --bootstrap-server "$bootstrap" --topic smoke
+        kafka_tool console-producer --bootstrap-server "$bootstrap" --topic smoke
     n=$(kafka_java org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$bootstrap" \
         --topic smoke --from-beginning --max-messages 3 --timeout-ms 30000 2>/dev/null | wc -l)
     [ "$n" = 3 ] || die "$name: consumed $n of 3 records"

@@ -29,7 +29,9 @@
 #   KAFKA_PORT             client port (default 9092); controller on KAFKA_PORT+1 (9093)
 #   KAFKA_CONTROLLER_PORT  override the controller port
 #   KAFKA_NUM_PARTITIONS   partitions of auto-created topics (default 1)
-#   KAFKA_VERSION          Kafka version from Maven Central (default 3.9.2)
+#   KAFKA_VERSION          Kafka version from Maven Central (default 4.4.0; 3.9.x works too)
+#   KAFKA_FORMAT_ARGS      extra arguments of the first storage format, e.g.
+#                          "--feature transaction.version=1" (4.x)
 #   SLUICE_KAFKA_DIR       data/log/pid dir (default <cache>/sluice/kafka-local, or
 #                          kafka-local-<port> when KAFKA_PORT is not 9092)
 #   KAFKA_HEAP_OPTS        JVM heap flags (default -Xms256m -Xmx512m)
@@ -79,8 +81,8 @@ running_pid() {
 # broker_answers: the broker responds to an ApiVersions request.
 broker_answers() {
     timeout 30 java -Djava.awt.headless=true \
-        -Dlog4j.configuration="file:$KAFKA_HOME/config/tools-log4j.properties" \
-        -cp "$KAFKA_HOME/lib/*" kafka.admin.BrokerApiVersionsCommand \
+        "$(kafka_log_option "$KAFKA_HOME/config/tools-log4j.properties")" \
+        -cp "$KAFKA_HOME/lib/*" "$(kafka_tool_class api-versions)" \
         --bootstrap-server "$BOOTSTRAP" >/dev/null 2>&1
 }
 
@@ -231,7 +233,7 @@ main() {
             local topic=$1
             shift
             kafka_install
-            kafka_java kafka.tools.ConsoleProducer --bootstrap-server "$BOOTSTRAP" --topic "$topic" "$@"
+            kafka_tool console-producer --bootstrap-server "$BOOTSTRAP" --topic "$topic" "$@"
             ;;
         console-consumer)
             [ $# -ge 1 ] || die "usage: $0 console-consumer TOPIC [ARGS...]"

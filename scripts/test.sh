@@ -7,7 +7,9 @@
 #      (scripts/docker-images.sh; no registry is needed);
 #   3. the local Kafka broker on 127.0.0.1:9092 (scripts/kafka-local.sh),
 #      stopped again at the end if this script started it;
-#   4. cargo fmt --check, clippy (warnings are errors), cargo test.
+#   4. cargo fmt --check, clippy (warnings are errors), cargo test (Kafka
+#      suites against Kafka 4.4, the default);
+#   5. the Kafka suites again against Kafka 3.9 (scripts/test-kafka-matrix.sh).
 #
 # Usage: scripts/test.sh
 # CARGO_TARGET_DIR is honoured; keep it outside the clone to reuse builds.
@@ -46,4 +48,6 @@ stamp "lint (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 stamp "testing"
 cargo test --workspace --no-fail-fast
+stamp "Kafka suites against Kafka 3.9"
+scripts/test-kafka-matrix.sh 3.9.2
 stamp "done"

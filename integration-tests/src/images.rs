@@ -9,7 +9,7 @@
 
 /// The Kafka image as `(name, tag)`: `SLUICE_KAFKA_IMAGE` or the locally built one.
 pub fn kafka_image() -> (String, String) {
-    image_from_env("SLUICE_KAFKA_IMAGE", "sluice/kafka:3.9.2-r1")
+    image_from_env("SLUICE_KAFKA_IMAGE", "sluice/kafka:4.4.0-r1")
 }
 
 /// The MariaDB image as `(name, tag)`: `SLUICE_MARIADB_IMAGE` or the locally built one.

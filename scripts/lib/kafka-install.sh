@@ -11,9 +11,18 @@
 #   kafka_write_log4j FILE file|console
 #   kafka_format_storage CONFIG DATA_DIR
 #   kafka_java ARGS...               java -cp "$KAFKA_HOME/lib/*" ARGS...
+#   kafka_tool NAME ARGS...          a console tool by name (api-versions,
+#                                    console-producer, features, ...) whatever
+#                                    package this Kafka version keeps it in
+#
+# Versions: 3.9.x and 4.x. Kafka 4 moved the console tools to
+# org.apache.kafka.tools and logs through log4j2 (3.x: reload4j); the helpers
+# below hide both. A new 4.x cluster is formatted at its newest feature levels
+# (transaction.version=2, KIP-890); KAFKA_FORMAT_ARGS adds StorageTool format
+# arguments, e.g. "--feature transaction.version=1" for a TV1 cluster.
 #
 # Environment (all optional):
-#   KAFKA_VERSION            3.9.2     (org.apache.kafka:kafka_2.13 version)
+#   KAFKA_VERSION            4.4.0     (org.apache.kafka:kafka_2.13 version; 3.9.x works too)
 #   KAFKA_HOME               $SLUICE_CACHE_DIR/kafka-$KAFKA_VERSION
 #   KAFKA_PORT               9092      client (PLAINTEXT) listener port
 #   KAFKA_CONTROLLER_PORT    KAFKA_PORT+1 (KRaft controller listener, 127.0.0.1 only)
@@ -27,12 +36,50 @@
 #   KAFKA_NODE_ID            1
 #   KAFKA_HEAP_OPTS          -Xms256m -Xmx512m
 #   KAFKA_EXTRA_CONFIG       extra server.properties lines (key=value, newline separated)
+#   KAFKA_FORMAT_ARGS        extra arguments of the first storage format (4.x: --feature K=V)
 
-KAFKA_VERSION="${KAFKA_VERSION:-3.9.2}"
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 KAFKA_SCALA_VERSION="${KAFKA_SCALA_VERSION:-2.13}"
 KAFKA_HOME="${KAFKA_HOME:-$SLUICE_CACHE_DIR/kafka-$KAFKA_VERSION}"
 # Pinned so the result does not depend on Maven's built-in default plugin version.
 KAFKA_MVN_DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+# kafka_major: the major version of $KAFKA_VERSION (3 or 4).
+kafka_major() {
+    printf '%s\n' "${KAFKA_VERSION%%.*}"
+}
+
+# kafka_logging_deps: the pom <dependency> elements of the logging backend:
+# reload4j for 3.x, log4j2 for 4.x (what each version's own distribution ships).
+kafka_logging_deps() {
+    if [ "$(kafka_major)" -ge 4 ]; then
+        cat <<'EOF'
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>2.0.17</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j2-impl</artifactId>
+      <version>2.25.5</version>
+    </dependency>
+EOF
+    else
+        cat <<'EOF'
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-reload4j</artifactId>
+      <version>1.7.36</version>
+    </dependency>
+    <dependency>
+      <groupId>ch.qos.reload4j</groupId>
+      <artifactId>reload4j</artifactId>
+      <version>1.2.25</version>
+    </dependency>
+EOF
+    fi
+}
 
 kafka_installed() {
     [ -f "$KAFKA_HOME/.complete" ] && [ -d "$KAFKA_HOME/lib" ]
@@ -81,16 +128,7 @@ kafka_install() {
         <exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion>
       </exclusions>
     </dependency>
-    <dependency>
-      <groupId>org.slf4j</groupId>
-      <artifactId>slf4j-reload4j</artifactId>
-      <version>1.7.36</version>
-    </dependency>
-    <dependency>
-      <groupId>ch.qos.reload4j</groupId>
-      <artifactId>reload4j</artifactId>
-      <version>1.2.25</version>
-    </dependency>
+$(kafka_logging_deps)
   </dependencies>
 </project>
 EOF
@@ -116,6 +154,10 @@ EOF
 # console (stdout, for containers) or tools (WARN+ to stderr, for CLI tools).
 kafka_write_log4j() {
     local file=$1 mode=$2
+    if [ "$(kafka_major)" -ge 4 ]; then
+        kafka_write_log4j2 "$file" "$mode"
+        return
+    fi
     case "$mode" in
         file) cat >"$file" <<'EOF'
 log4j.rootLogger=INFO, main
@@ -154,13 +196,102 @@ EOF
     esac
 }
 
+# kafka_write_log4j2 FILE MODE: kafka_write_log4j for Kafka 4 (log4j2 properties).
+kafka_write_log4j2() {
+    local file=$1 mode=$2
+    local quiet='logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.authorizer.name = kafka.authorizer.logger
+logger.authorizer.level = WARN
+logger.appinfo.name = org.apache.kafka.common.utils.AppInfoParser
+logger.appinfo.level = WARN'
+    case "$mode" in
+        file) cat >"$file" <<EOF
+appender.main.type = RollingFile
+appender.main.name = main
+appender.main.fileName = \${sys:kafka.logs.dir}/server.log
+appender.main.filePattern = \${sys:kafka.logs.dir}/server.log.%i
+appender.main.layout.type = PatternLayout
+appender.main.layout.pattern = [%d] %p %m (%c)%n
+appender.main.policies.type = Policies
+appender.main.policies.size.type = SizeBasedTriggeringPolicy
+appender.main.policies.size.size = 50MB
+appender.main.strategy.type = DefaultRolloverStrategy
+appender.main.strategy.max = 2
+rootLogger.level = INFO
+rootLogger.appenderRef.main.ref = main
+$quiet
+EOF
+        ;;
+        console) cat >"$file" <<EOF
+appender.stdout.type = Console
+appender.stdout.name = stdout
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = stdout
+$quiet
+EOF
+        ;;
+        tools) cat >"$file" <<'EOF'
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stderr.ref = stderr
+EOF
+        ;;
+        *) die "kafka_write_log4j2: unknown mode $mode" ;;
+    esac
+}
+
+# kafka_log_option FILE: the JVM option that makes this Kafka version log as FILE says.
+kafka_log_option() {
+    if [ "$(kafka_major)" -ge 4 ]; then
+        printf '%s\n' "-Dlog4j2.configurationFile=$1"
+    else
+        printf '%s\n' "-Dlog4j.configuration=file:$1"
+    fi
+}
+
 # kafka_java ARGS...: run java with the cached Kafka classpath.
 # Default log4j config is the tools one (quiet, stderr); pass your own
 # -Dlog4j.configuration=... first to override.
 kafka_java() {
     java -Djava.awt.headless=true \
-        -Dlog4j.configuration="file:$KAFKA_HOME/config/tools-log4j.properties" \
+        "$(kafka_log_option "$KAFKA_HOME/config/tools-log4j.properties")" \
         -cp "$KAFKA_HOME/lib/*" "$@"
+}
+
+# kafka_tool_class NAME: the main class of a console tool in this version.
+kafka_tool_class() {
+    local v4=no
+    [ "$(kafka_major)" -ge 4 ] && v4=yes
+    case "$1:$v4" in
+        api-versions:yes) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;;
+        api-versions:no) echo kafka.admin.BrokerApiVersionsCommand ;;
+        console-producer:yes) echo org.apache.kafka.tools.ConsoleProducer ;;
+        console-producer:no) echo kafka.tools.ConsoleProducer ;;
+        console-consumer:*) echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+        topics:*) echo org.apache.kafka.tools.TopicCommand ;;
+        features:*) echo org.apache.kafka.tools.FeatureCommand ;;
+        transactions:*) echo org.apache.kafka.tools.TransactionsCommand ;;
+        producer-perf:*) echo org.apache.kafka.tools.ProducerPerformance ;;
+        storage:*) echo kafka.tools.StorageTool ;;
+        *) die "kafka_tool_class: unknown tool '$1'" ;;
+    esac
+}
+
+# kafka_tool NAME ARGS...: runs a console tool (kafka_tool_class) with kafka_java.
+kafka_tool() {
+    local class
+    class=$(kafka_tool_class "$1")
+    shift
+    kafka_java "$class" "$@"
 }
 
 # kafka_write_server_config FILE DATA_DIR: single-node KRaft broker+controller.
@@ -306,7 +437,9 @@ kafka_format_storage() {
         scram=(--add-scram "SCRAM-SHA-256=[name=$user,password=$password]"
                --add-scram "SCRAM-SHA-512=[name=$user,password=$password]")
     fi
-    kafka_java kafka.tools.StorageTool format -t "$cid" -c "$config" --ignore-formatted "${scram[@]}" >&2 \
+    # shellcheck disable=SC2206  # word splitting of the extra arguments is wanted
+    local extra=(${KAFKA_FORMAT_ARGS:-})
+    kafka_tool storage format -t "$cid" -c "$config" --ignore-formatted "${scram[@]}" "${extra[@]}" >&2 \
         || die "kafka storage format failed"
 }
 
@@ -319,6 +452,6 @@ kafka_server_cmd() {
     # shellcheck disable=SC2034  # used by the caller
     KAFKA_SERVER_CMD=(java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
-        -Dlog4j.configuration="file:$log4j" -Dkafka.logs.dir="$logdir"
+        "$(kafka_log_option "$log4j")" -Dkafka.logs.dir="$logdir"
         -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$config")
 }

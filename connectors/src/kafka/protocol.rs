@@ -29,6 +29,27 @@ pub struct TxnDescription {
     pub producer_epoch: i16,
 }
 
+/// The request versions this client sends, pinned: each is one the brokers
+/// of both lines we test answer (3.9 and 4.x, which removed many old versions
+/// in KIP-896), and whose answers this client was written against. Raising
+/// one changes what the coordinator does (`EndTxn` v5 and up is a
+/// transaction-version-2 request: the coordinator bumps the producer epoch
+/// when it ends the transaction, and answers a repeated end differently), so
+/// change them only together with the recovery tests on both broker lines.
+pub mod versions {
+    /// `FindCoordinator` v2 (v0 was removed in Kafka 4.0; v4 batches keys).
+    pub const FIND_COORDINATOR: i16 = 2;
+    /// `DescribeTransactions` v0 (the only version).
+    pub const DESCRIBE_TRANSACTIONS: i16 = 0;
+    /// `EndTxn` v1: a transaction-version-1 end, as librdkafka's own
+    /// commits (it sends v0–v1), so that a commit replayed from a
+    /// checkpoint is judged by the rules the live producer's commit
+    /// followed.
+    pub const END_TXN: i16 = 1;
+    /// `DescribeConfigs` v1 (v0 was removed in Kafka 4.0).
+    pub const DESCRIBE_CONFIGS: i16 = 1;
+}
+
 /// Kafka error codes this client acts on.
 mod code {
     pub const NONE: i16 = 0;
@@ -46,9 +67,13 @@ mod code {
 /// How ending a transaction went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndTxnOutcome {
-    /// Done now.
+    /// The coordinator accepted the end: done now, or taken as a retry of
+    /// the same end it had already made at this producer epoch (a
+    /// transaction-version-1 coordinator answers a repeated commit so).
     Ended,
-    /// It had already been committed (e.g. before a crash).
+    /// The coordinator refused the end, and its description shows the
+    /// transaction committed by this producer (e.g. before a crash, at the
+    /// bumped epoch of a transaction-version-2 end).
     AlreadyCommitted,
 }
 
@@ -97,7 +122,8 @@ impl TxnCoordinatorClient {
             .with_resource_name(StrBytes::from_string(node.to_string()))
             .with_configuration_keys(Some(vec![StrBytes::from_string(name.to_string())]));
         let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
-        let response: DescribeConfigsResponse = self.call(&addr, ApiKey::DescribeConfigs, 1, &request)?;
+        let response: DescribeConfigsResponse =
+            self.call(&addr, ApiKey::DescribeConfigs, versions::DESCRIBE_CONFIGS, &request)?;
         Ok(response
             .results
             .into_iter()
@@ -119,7 +145,12 @@ impl TxnCoordinatorClient {
         let mut last = String::from("no bootstrap server given");
         for addr in &self.bootstrap {
             for _ in 0..20 {
-                match self.call::<_, FindCoordinatorResponse>(addr, ApiKey::FindCoordinator, 2, &request) {
+                match self.call::<_, FindCoordinatorResponse>(
+                    addr,
+                    ApiKey::FindCoordinator,
+                    versions::FIND_COORDINATOR,
+                    &request,
+                ) {
                     Ok(r) if r.error_code == code::NONE => {
                         return Ok((r.node_id.0, format!("{}:{}", r.host.as_str(), r.port)))
                     }
@@ -153,7 +184,7 @@ impl TxnCoordinatorClient {
         let request = DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(transactional_id.to_string()))]);
         let response: DescribeTransactionsResponse =
-            self.call(&coordinator, ApiKey::DescribeTransactions, 0, &request)?;
+            self.call(&coordinator, ApiKey::DescribeTransactions, versions::DESCRIBE_TRANSACTIONS, &request)?;
         let Some(state) = response.transaction_states.into_iter().next() else {
             return Err("DescribeTransactions returned nothing".into());
         };
@@ -186,7 +217,7 @@ impl TxnCoordinatorClient {
         let mut last = String::new();
         for attempt in 0..50u32 {
             let coordinator = self.find_coordinator(transactional_id)?;
-            let response: EndTxnResponse = match self.call(&coordinator, ApiKey::EndTxn, 1, &request) {
+            let response: EndTxnResponse = match self.call(&coordinator, ApiKey::EndTxn, versions::END_TXN, &request) {
                 Ok(r) => r,
                 Err(e) => {
                     last = e;
@@ -207,15 +238,10 @@ impl TxnCoordinatorClient {
                 | code::INVALID_PRODUCER_EPOCH
                 | code::PRODUCER_FENCED
                 | code::INVALID_PRODUCER_ID_MAPPING => {
-                    // Already ended? Then the coordinator shows it complete
-                    // with the same producer id.
+                    // Maybe already committed (before a crash, or by the
+                    // live producer): the coordinator's description decides.
                     return match self.describe(transactional_id)? {
-                        Some(d)
-                            if commit
-                                && d.state == "CompleteCommit"
-                                && d.producer_id == producer_id
-                                && d.producer_epoch == epoch =>
-                        {
+                        Some(d) if commit && committed_by(&d, producer_id, epoch) => {
                             Ok(EndTxnOutcome::AlreadyCommitted)
                         }
                         Some(d) if !commit && (d.state == "CompleteAbort" || d.state == "Empty") => {
@@ -234,5 +260,39 @@ impl TxnCoordinatorClient {
             }
         }
         Err(format!("cannot end transaction '{transactional_id}': {last}"))
+    }
+}
+
+/// Whether `d` shows the transaction of producer `producer_id` at `epoch`
+/// committed: `CompleteCommit` under that producer id, at that epoch or the
+/// next one — a transaction-version-2 end bumps the epoch as it completes
+/// (KIP-890), whichever client version ended it. A later transaction under
+/// the same id could show the same, but the sink never opens a second
+/// transaction under a transactional id.
+fn committed_by(d: &TxnDescription, producer_id: i64, epoch: i16) -> bool {
+    d.state == "CompleteCommit"
+        && d.producer_id == producer_id
+        && (d.producer_epoch == epoch || i32::from(d.producer_epoch) == i32::from(epoch) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(state: &str, producer_id: i64, producer_epoch: i16) -> TxnDescription {
+        TxnDescription { state: state.into(), producer_id, producer_epoch }
+    }
+
+    #[test]
+    fn a_commit_is_recognised_at_the_same_or_the_bumped_epoch_only() {
+        assert!(committed_by(&described("CompleteCommit", 7, 3), 7, 3), "transaction version 1");
+        assert!(committed_by(&described("CompleteCommit", 7, 4), 7, 3), "transaction version 2 bumps on end");
+        assert!(!committed_by(&described("CompleteCommit", 7, 5), 7, 3), "two ends later: not ours");
+        assert!(!committed_by(&described("CompleteCommit", 7, 2), 7, 3));
+        assert!(!committed_by(&described("CompleteCommit", 8, 3), 7, 3), "another producer id");
+        assert!(!committed_by(&described("CompleteAbort", 7, 3), 7, 3));
+        assert!(!committed_by(&described("CompleteAbort", 7, 4), 7, 3), "fenced: aborted, not committed");
+        assert!(!committed_by(&described("Empty", 7, 4), 7, 3), "re-initialised: cannot tell, so no");
+        assert!(!committed_by(&described("CompleteCommit", 7, i16::MAX), 7, i16::MAX - 2));
     }
 }
