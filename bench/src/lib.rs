@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod sink_phases;
 
 /// This process's peak resident set size in KiB (`VmHWM`, Linux), 0 if unknown.
 pub fn peak_rss_kb() -> u64 {

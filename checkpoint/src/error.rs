@@ -85,6 +85,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A local working directory another user could tamper with.
+    #[error(
+        "the local state directory '{path}' {reason}; set state.backend.rocksdb.localdir to a directory only this \
+         user can write, or fix the directory (chown it, chmod 700 it)"
+    )]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No completed checkpoint or savepoint exists where one was asked for.
     #[error("no completed checkpoint or savepoint found under '{0}'")]
     NothingToRestore(PathBuf),

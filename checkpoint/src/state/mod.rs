@@ -49,6 +49,7 @@ pub mod changelog;
 pub mod entry_set;
 pub mod format;
 pub mod handles;
+pub(crate) mod local_dir;
 pub mod rocks;
 pub mod rocks_changelog;
 pub(crate) mod rocks_files;

@@ -237,10 +237,11 @@ impl std::fmt::Debug for RocksInstance {
 }
 
 impl RocksInstance {
-    /// Opens a fresh instance in a new directory below `base` (or the
-    /// system temp directory).
+    /// Opens a fresh instance in a new directory below `base` (or a per-user
+    /// directory in the system temp directory); `base` must belong to this
+    /// user and be closed to others.
     pub fn open(base: Option<&Path>, label: &str, tuning: &RocksDbTuning, changelog: &ChangelogConfig) -> Result<Self> {
-        let base = base.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("sluice-rocksdb"));
+        let base = super::local_dir::private_base(base)?;
         let instance = instance_name();
         let path = base.join(format!("{label}-{instance}"));
         std::fs::create_dir_all(&path).map_err(io_err("create", &path))?;
@@ -449,7 +450,9 @@ impl RocksInstance {
     /// RocksDB checkpoint into `sink(state, key, value)`. Each file is
     /// checked against the size and checksum its stored name carries, then
     /// linked or copied into a new private directory below `local`
-    /// (`state.backend.rocksdb.localdir`, else the system temp directory);
+    /// (`state.backend.rocksdb.localdir`, else a per-user directory in the
+    /// system temp directory; either must belong to this user and be closed
+    /// to others);
     /// every name must be a plain file name, and every file is created new
     /// there, never through a link.
     pub fn restore_from(
@@ -465,8 +468,7 @@ impl RocksInstance {
             let (StoredFile::Private(name) | StoredFile::Shared(name)) = stored;
             check_file_name(name, &from_handle)?;
         }
-        let base = local.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("sluice-rocksdb"));
-        std::fs::create_dir_all(&base).map_err(io_err("create", &base))?;
+        let base = super::local_dir::private_base(local)?;
         let tmp = base.join(format!("restore-{}", instance_name()));
         {
             use std::os::unix::fs::DirBuilderExt;

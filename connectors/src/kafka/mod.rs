@@ -25,11 +25,13 @@
 pub mod broker_connection;
 mod discovery;
 pub mod metrics;
+pub mod phases;
 pub mod properties;
 pub mod protocol;
 mod scram;
 pub mod sink;
 pub mod source;
+mod txn_producers;
 
 pub use properties::ClientProperties;
 pub use sink::{KafkaSink, KafkaTransaction, KafkaTransactionalSink};

@@ -31,6 +31,13 @@ impl ClientProperties {
         self.0.insert(key.trim().to_string(), value.to_string());
     }
 
+    /// [`set`](Self::set) for each pair, in order.
+    pub fn set_all<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (k, v) in pairs {
+            self.set(k, v);
+        }
+    }
+
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)

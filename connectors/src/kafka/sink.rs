@@ -22,17 +22,19 @@
 //! transactions are aborted, not committed.
 //!
 //! Each transaction has its own producer. Creating one and running
-//! `InitProducerId` takes 50–500 ms, so the producer of the *next*
-//! transaction, `<prefix>-<subtask>-<n+1>`, is prepared on a background
-//! thread as soon as transaction *n* begins (created, initialised, and its
-//! producer id and epoch read with `DescribeTransactions`); the barrier only
-//! flushes, and the first record after it swaps the prepared producer in.
-//! The preparation is joined in `close`, before the subtask reports that it
-//! ended, so no `InitProducerId` of a failed attempt can reach the broker
-//! after a restarted attempt has started to use that id (it would fence the
-//! new attempt's transaction); see `docs/kafka-exactly-once.md`. Committed
-//! producers are dropped on a background thread (closing one takes up to
-//! 100 ms).
+//! `InitProducerId` takes 50–500 ms, so the producers of the next
+//! transactions, `<prefix>-<subtask>-<n+1>`, `<n+2>`, ..., are prepared on
+//! background threads as soon as transaction *n* begins (created,
+//! initialised, and their producer id and epoch read with
+//! `DescribeTransactions`), as many ahead as the checkpoint interval needs
+//! ([`with_producers_prepared_ahead`](KafkaTransactionalSink::with_producers_prepared_ahead));
+//! the barrier only flushes, and the first record after it swaps the
+//! prepared producer in. Preparations are joined in `close`, before the
+//! subtask reports that it ended, so no `InitProducerId` of a failed attempt
+//! can reach the broker after a restarted attempt has started to use that id
+//! (it would fence the new attempt's transaction); see
+//! `docs/kafka-exactly-once.md`. Committed producers are dropped on a
+//! background thread (closing one takes up to 100 ms).
 //!
 //! Keep `transaction.timeout.ms` (default here 15 min) above the checkpoint
 //! interval plus the time a restart may take: the broker aborts an older
@@ -42,8 +44,10 @@
 
 use super::broker_connection::BrokerSecurity;
 use super::metrics::SinkMetrics;
+use super::phases::{self, Phase};
 use super::properties::ClientProperties;
 use super::protocol::{EndTxnOutcome, TxnCoordinatorClient};
+use super::txn_producers::{default_ahead, drop_in_background, init_producer, prepare, ProducerPool, ReadyProducer};
 use super::KafkaError;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
@@ -53,17 +57,16 @@ use sluice::sink::two_phase::TwoPhaseCommitSink;
 use sluice::{Error, Result, RuntimeContext, Sink};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Turns a record into a Kafka key and value.
 pub type Serializer<T> = Arc<dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync>;
 
-type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+pub(crate) type TxnProducer = ThreadedProducer<DefaultProducerContext>;
 
 /// Unknown transactional ids in a row that end the lingering-transaction probe.
 const PROBE_MISSES: u32 = 5;
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for a restart when checking `transaction.timeout.ms`.
 const RESTART_ALLOWANCE_MS: u64 = 60_000;
 
@@ -82,14 +85,14 @@ pub struct KafkaTransaction {
 
 /// Settings shared by the Kafka sinks.
 #[derive(Clone, Debug)]
-struct SinkConfig {
-    bootstrap: String,
+pub(crate) struct SinkConfig {
+    pub(crate) bootstrap: String,
     topic: String,
     extra: ClientProperties,
 }
 
 impl SinkConfig {
-    fn client(&self) -> ClientConfig {
+    pub(crate) fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("linger.ms", "5");
         self.extra.apply(&mut c);
@@ -111,7 +114,7 @@ fn send<T>(producer: &TxnProducer, topic: &str, serialize: &Serializer<T>, recor
             Ok(()) => return Ok(size),
             Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 r = back;
-                std::thread::sleep(Duration::from_millis(2));
+                phases::timed(Phase::QueueFull, || std::thread::sleep(Duration::from_millis(2)));
             }
             Err((e, _)) => return Err(Error::user(format!("cannot send to Kafka topic '{topic}': {e}"))),
         }
@@ -137,79 +140,6 @@ fn flush(producer: &TxnProducer) -> std::result::Result<(), RdError> {
     }
 }
 
-/// Drops `producer` on a thread of its own: closing a producer waits for
-/// its polling thread (up to 100 ms).
-fn drop_in_background(producer: TxnProducer) {
-    // If no thread can be started, the closure, and the producer with it,
-    // is dropped right here.
-    if let Err(e) = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(producer)) {
-        tracing::debug!("closed a Kafka producer on the task thread: {e}");
-    }
-}
-
-/// A producer whose transactional id is initialised, with the producer id
-/// and epoch the coordinator gave it.
-struct ReadyProducer {
-    producer: TxnProducer,
-    producer_id: i64,
-    producer_epoch: i16,
-}
-
-/// Creates a producer for `id` and initialises it (which fences and aborts
-/// anything left open under that id).
-fn init_producer(config: &SinkConfig, id: &str) -> std::result::Result<TxnProducer, KafkaError> {
-    let producer: TxnProducer = config
-        .client()
-        .set("transactional.id", id)
-        .create()
-        .map_err(|e| KafkaError::Client(format!("cannot create a producer for '{id}': {e}")))?;
-    producer.init_transactions(TIMEOUT).map_err(|e| {
-        KafkaError::Client(format!(
-            "cannot initialise transactions for '{id}' at {}: {e} (is the broker reachable, and does it allow transactions?)",
-            config.bootstrap
-        ))
-    })?;
-    Ok(producer)
-}
-
-/// [`init_producer`], then reads the producer id and epoch the transaction
-/// will carry (they stay until the id is initialised again).
-fn prepare(
-    config: &SinkConfig,
-    coordinator: &TxnCoordinatorClient,
-    id: &str,
-) -> std::result::Result<ReadyProducer, KafkaError> {
-    let producer = init_producer(config, id)?;
-    let d = coordinator
-        .describe(id)
-        .map_err(KafkaError::Client)?
-        .ok_or_else(|| KafkaError::Client(format!("the coordinator does not know the initialised id '{id}'")))?;
-    Ok(ReadyProducer { producer, producer_id: d.producer_id, producer_epoch: d.producer_epoch })
-}
-
-/// A producer being prepared for a transactional id on a background thread.
-struct Preparing {
-    id: String,
-    thread: JoinHandle<std::result::Result<ReadyProducer, KafkaError>>,
-}
-
-impl Preparing {
-    /// Waits for the preparation; `None` if it failed (logged) or panicked.
-    fn join(self) -> Option<ReadyProducer> {
-        match self.thread.join() {
-            Ok(Ok(ready)) => Some(ready),
-            Ok(Err(e)) => {
-                tracing::warn!("preparing the Kafka producer of '{}' failed, trying again: {e}", self.id);
-                None
-            }
-            Err(_) => {
-                tracing::warn!("preparing the Kafka producer of '{}' panicked, trying again", self.id);
-                None
-            }
-        }
-    }
-}
-
 /// The exactly-once Kafka sink. Use with `DataStream::sink_to`.
 pub struct KafkaTransactionalSink<T> {
     config: SinkConfig,
@@ -221,8 +151,11 @@ pub struct KafkaTransactionalSink<T> {
     /// Ids with a transaction opened by a live producer of this process.
     open_here: HashSet<String>,
     coordinator: Option<TxnCoordinatorClient>,
-    /// The producer of the next transaction, being prepared.
-    preparing: Option<Preparing>,
+    /// Producers of the next transactions, being prepared.
+    pool: ProducerPool,
+    /// Transactions to prepare producers ahead for (default: from the
+    /// checkpoint interval, see [`default_ahead`]).
+    ahead: Option<usize>,
     metrics: Option<SinkMetrics>,
 }
 
@@ -237,7 +170,8 @@ impl<T> Clone for KafkaTransactionalSink<T> {
             producers: HashMap::new(),
             open_here: HashSet::new(),
             coordinator: None,
-            preparing: None,
+            pool: ProducerPool::new(1),
+            ahead: self.ahead,
             metrics: None,
         }
     }
@@ -269,7 +203,8 @@ impl<T> KafkaTransactionalSink<T> {
             producers: HashMap::new(),
             open_here: HashSet::new(),
             coordinator: None,
-            preparing: None,
+            pool: ProducerPool::new(1),
+            ahead: None,
             metrics: None,
         }
     }
@@ -284,15 +219,23 @@ impl<T> KafkaTransactionalSink<T> {
 
     /// [`set_property`](Self::set_property) for each pair.
     pub fn set_properties<'a>(mut self, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        for (k, v) in properties {
-            self.config.extra.set(k, v);
-        }
+        self.config.extra.set_all(properties);
         self
     }
 
     /// The same as [`set_property`](Self::set_property).
     pub fn with_property(self, key: &str, value: &str) -> Self {
         self.set_property(key, value)
+    }
+
+    /// Prepares producers (created, `InitProducerId` done) for the next `n`
+    /// transactions ahead, on background threads (1 to 8). The default
+    /// follows the checkpoint interval: 2 at 1 s and above, up to 5 at
+    /// 200 ms (see `docs/kafka-exactly-once.md`); each costs an idle
+    /// producer per subtask.
+    pub fn with_producers_prepared_ahead(mut self, n: usize) -> Self {
+        self.ahead = Some(n);
+        self
     }
 
     fn id(&self, subtask: u32, n: u64) -> String {
@@ -370,67 +313,43 @@ impl<T> KafkaTransactionalSink<T> {
         self.producers.get(id).ok_or_else(|| Error::internal(format!("no producer for transaction '{id}'")))
     }
 
-    /// Starts preparing the producer of `<prefix>-<subtask>-<checkpoint>`
-    /// on a background thread (see the module docs for why this is safe).
+    /// Starts preparing the producers of `<prefix>-<subtask>-<checkpoint>`
+    /// and the next ones, as many as the pool holds, on background threads
+    /// (see [`super::txn_producers`] for why this is safe).
     fn prepare_ahead(&mut self, checkpoint: u64) -> Result<()> {
-        self.join_preparation();
-        let id = self.id(self.subtask, checkpoint);
-        let config = self.config.clone();
         let coordinator = self.coordinator()?.clone();
-        let thread_id = id.clone();
-        match std::thread::Builder::new()
-            .name("kafka-txn-prepare".into())
-            .spawn(move || prepare(&config, &coordinator, &thread_id))
-        {
-            Ok(thread) => self.preparing = Some(Preparing { id, thread }),
-            Err(e) => tracing::warn!("cannot prepare the Kafka producer of '{id}' ahead: {e}"),
-        }
+        let (config, prefix, subtask) = (&self.config, &self.prefix, self.subtask);
+        self.pool.fill(checkpoint, |c| {
+            let id = format!("{prefix}-{subtask}-{c}");
+            let (config, coordinator, thread_id) = (config.clone(), coordinator.clone(), id.clone());
+            std::thread::Builder::new()
+                .name("kafka-txn-prepare".into())
+                .spawn(move || phases::timed(Phase::Prepare, || prepare(&config, &coordinator, &thread_id)))
+                .map(|thread| (id, thread))
+        });
         Ok(())
     }
 
-    /// Waits for a preparation in progress and drops what it made (an
-    /// initialised id without a transaction: nothing to abort).
-    fn join_preparation(&mut self) {
-        if let Some(ready) = self.preparing.take().and_then(Preparing::join) {
-            drop_in_background(ready.producer);
-        }
+    /// The producer for transaction `id` of `checkpoint`: the one prepared
+    /// ahead, else one made now.
+    fn ready_producer(&mut self, checkpoint: u64, id: &str) -> Result<ReadyProducer> {
+        let started = Instant::now();
+        let ready = match self.pool.take(checkpoint) {
+            Some(ready) => Ok(ready),
+            None => prepare(&self.config, self.coordinator()?, id).map_err(Error::from),
+        };
+        phases::record(Phase::WaitForProducer, started.elapsed());
+        ready
     }
 
-    /// The producer for `id`: the one prepared ahead if it was for `id`,
-    /// else one made now.
-    fn ready_producer(&mut self, id: &str) -> Result<ReadyProducer> {
-        match self.preparing.take() {
-            Some(p) if p.id == id => {
-                if let Some(ready) = p.join() {
-                    return Ok(ready);
-                }
-            }
-            Some(other) => {
-                self.preparing = Some(other);
-                self.join_preparation();
-            }
-            None => {}
-        }
-        Ok(prepare(&self.config, self.coordinator()?, id)?)
-    }
-}
-
-impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
-    type Transaction = KafkaTransaction;
-
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        self.subtask = ctx.subtask_index;
-        self.parallelism = ctx.parallelism;
-        // The coordinator client resumes transactions after a restart with
-        // raw protocol requests: secured as the producers are.
-        let security = BrokerSecurity::from_properties(&self.config.extra).map_err(KafkaError::Client)?;
-        self.coordinator =
-            Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)).with_security(security));
-        self.metrics = SinkMetrics::new(ctx);
-        self.check_timeout(ctx)
-    }
-
-    fn recover(&mut self, pending: Vec<KafkaTransaction>, old_subtasks: &[u32], next_checkpoint: u64) -> Result<()> {
+    /// `recover`, untimed: commits the restored checkpoint's transactions,
+    /// then aborts what earlier runs left open.
+    fn commit_recovered_and_abort_lingering(
+        &mut self,
+        pending: Vec<KafkaTransaction>,
+        old_subtasks: &[u32],
+        next_checkpoint: u64,
+    ) -> Result<()> {
         for txn in pending {
             if txn.records == 0 {
                 continue;
@@ -471,15 +390,63 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
         while self.abort_lingering(s, next_checkpoint)? {
             s += p;
         }
+        Ok(())
+    }
+
+    /// `commit`, untimed.
+    fn commit_now(&mut self, txn: KafkaTransaction) -> Result<()> {
+        let id = txn.transactional_id.clone();
+        let started = Instant::now();
+        if self.open_here.remove(&id) {
+            self.producer(&id)?.commit_transaction(TIMEOUT).map_err(|e| {
+                KafkaError::Client(format!(
+                    "cannot commit transaction '{id}': {e}; the job restarts and commits it from the checkpoint"
+                ))
+            })?;
+        } else if txn.records > 0 {
+            let outcome = self
+                .coordinator()?
+                .end_txn(&id, txn.producer_id, txn.producer_epoch, true)
+                .map_err(KafkaError::Client)?;
+            let _: EndTxnOutcome = outcome;
+        }
+        if let Some(m) = &self.metrics {
+            m.committed(started.elapsed());
+        }
+        if let Some(p) = self.producers.remove(&id) {
+            drop_in_background(p);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
+    type Transaction = KafkaTransaction;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.subtask = ctx.subtask_index;
+        self.parallelism = ctx.parallelism;
+        // The coordinator client resumes transactions after a restart with
+        // raw protocol requests: secured as the producers are.
+        let security = BrokerSecurity::from_properties(&self.config.extra).map_err(KafkaError::Client)?;
+        self.coordinator =
+            Some(TxnCoordinatorClient::new(&self.config.bootstrap, Duration::from_secs(10)).with_security(security));
+        self.metrics = SinkMetrics::new(ctx);
+        self.pool = ProducerPool::new(self.ahead.unwrap_or_else(|| default_ahead(ctx.checkpoint_interval)));
+        phases::timed(Phase::Open, || self.check_timeout(ctx))
+    }
+
+    fn recover(&mut self, pending: Vec<KafkaTransaction>, old_subtasks: &[u32], next_checkpoint: u64) -> Result<()> {
+        phases::timed(Phase::Recover, || {
+            self.commit_recovered_and_abort_lingering(pending, old_subtasks, next_checkpoint)
+        })?;
         self.prepare_ahead(next_checkpoint)
     }
 
     fn begin_transaction(&mut self, checkpoint: u64) -> Result<KafkaTransaction> {
         let id = self.id(self.subtask, checkpoint);
-        let ready = self.ready_producer(&id)?;
-        ready
-            .producer
-            .begin_transaction()
+        let ready = self.ready_producer(checkpoint, &id)?;
+        phases::timed(Phase::Begin, || ready.producer.begin_transaction())
             .map_err(|e| KafkaError::Client(format!("cannot begin a transaction on '{id}': {e}")))?;
         self.producers.insert(id.clone(), ready.producer);
         self.open_here.insert(id.clone());
@@ -508,7 +475,10 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
 
     fn pre_commit(&mut self, txn: &mut KafkaTransaction) -> Result<()> {
         let id = txn.transactional_id.clone();
-        flush(self.producer(&id)?).map_err(|e| KafkaError::Client(format!("cannot flush transaction '{id}': {e}")))?;
+        phases::timed(Phase::Flush, || {
+            flush(self.producer(&id)?)
+                .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush transaction '{id}': {e}"))))
+        })?;
         if let Some(m) = &mut self.metrics {
             m.publish();
         }
@@ -526,28 +496,10 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
     }
 
     fn commit(&mut self, txn: KafkaTransaction) -> Result<()> {
-        let id = txn.transactional_id.clone();
         let started = Instant::now();
-        if self.open_here.remove(&id) {
-            self.producer(&id)?.commit_transaction(TIMEOUT).map_err(|e| {
-                KafkaError::Client(format!(
-                    "cannot commit transaction '{id}': {e}; the job restarts and commits it from the checkpoint"
-                ))
-            })?;
-        } else if txn.records > 0 {
-            let outcome = self
-                .coordinator()?
-                .end_txn(&id, txn.producer_id, txn.producer_epoch, true)
-                .map_err(KafkaError::Client)?;
-            let _: EndTxnOutcome = outcome;
-        }
-        if let Some(m) = &self.metrics {
-            m.committed(started.elapsed());
-        }
-        if let Some(p) = self.producers.remove(&id) {
-            drop_in_background(p);
-        }
-        Ok(())
+        let committed = self.commit_now(txn);
+        phases::record(Phase::Commit, started.elapsed());
+        committed
     }
 
     fn abort(&mut self, txn: KafkaTransaction) -> Result<()> {
@@ -569,7 +521,7 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
     fn close(&mut self) -> Result<()> {
         // Before the subtask reports its end (and a restarted attempt may
         // use the id): no InitProducerId of this attempt may come later.
-        self.join_preparation();
+        phases::timed(Phase::Close, || self.pool.clear());
         if let Some(m) = &mut self.metrics {
             m.publish();
         }
@@ -578,13 +530,6 @@ impl<T: Send + 'static> TwoPhaseCommitSink<T> for KafkaTransactionalSink<T> {
 
     fn is_empty(&self, txn: &KafkaTransaction) -> bool {
         txn.records == 0
-    }
-}
-
-impl<T> Drop for KafkaTransactionalSink<T> {
-    fn drop(&mut self) {
-        // `close` normally did this already; after a panic it did not.
-        self.join_preparation();
     }
 }
 
@@ -646,9 +591,7 @@ impl<T> KafkaSink<T> {
 
     /// [`set_property`](Self::set_property) for each pair.
     pub fn set_properties<'a>(mut self, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        for (k, v) in properties {
-            self.config.extra.set(k, v);
-        }
+        self.config.extra.set_all(properties);
         self
     }
 
@@ -661,12 +604,9 @@ impl<T> KafkaSink<T> {
 impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         self.metrics = SinkMetrics::new(ctx);
-        let p: TxnProducer = self
-            .config
-            .client()
-            .set("enable.idempotence", "true")
-            .create()
-            .map_err(|e| KafkaError::Client(format!("cannot create a Kafka producer: {e}")))?;
+        let p: TxnProducer =
+            phases::timed(Phase::Open, || self.config.client().set("enable.idempotence", "true").create())
+                .map_err(|e| KafkaError::Client(format!("cannot create a Kafka producer: {e}")))?;
         self.producer = Some(p);
         Ok(())
     }
@@ -685,7 +625,7 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
             m.publish();
         }
         match (&self.producer, self.flush_on_checkpoint) {
-            (Some(p), true) => flush(p)
+            (Some(p), true) => phases::timed(Phase::Flush, || flush(p))
                 .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush on a checkpoint barrier: {e}")))),
             _ => Ok(()),
         }
@@ -696,9 +636,8 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
             m.publish();
         }
         match &self.producer {
-            Some(p) => {
-                flush(p).map_err(|e| Error::from(KafkaError::Client(format!("cannot flush at end of input: {e}"))))
-            }
+            Some(p) => phases::timed(Phase::Flush, || flush(p))
+                .map_err(|e| Error::from(KafkaError::Client(format!("cannot flush at end of input: {e}")))),
             None => Ok(()),
         }
     }

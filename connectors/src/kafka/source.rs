@@ -296,9 +296,7 @@ impl<T> KafkaSource<T> {
 
     /// [`set_property`](Self::set_property) for each pair.
     pub fn set_properties<'a>(mut self, properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        for (k, v) in properties {
-            self.properties.set(k, v);
-        }
+        self.properties.set_all(properties);
         self
     }
 

@@ -23,3 +23,17 @@ pub mod rest;
 pub mod rest_guard;
 pub mod rest_tls;
 pub mod taskmanager_process;
+
+/// Creates `path` as a new file, executable by its owner only (0700), with
+/// `O_EXCL|O_NOFOLLOW`: it never replaces a file and never writes through a
+/// link someone planted at that name.
+pub(crate) fn create_private_file(path: &std::path::Path) -> sluice::error::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| sluice::error::Error::io(format!("cannot create '{}'", path.display()), e))
+}

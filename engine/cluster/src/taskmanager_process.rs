@@ -183,7 +183,7 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
         }
         let beat = spawn_heartbeats(link.clone(), settings.heartbeat);
         let stop = Arc::new(AtomicBool::new(false));
-        let reaper = spawn_reaper(children.clone(), link.clone(), stop.clone());
+        let reaper = spawn_reaper(children.clone(), secrets.clone(), link.clone(), stop.clone());
         let shutdown = serve(&settings, &endpoint, &mut reader, &children, &secrets, &link);
         if let Ok(mut c) = current.lock() {
             *c = None;
@@ -387,7 +387,6 @@ fn forward_report(report: JobProcessStarted, children: &Children, secrets: &Secr
 fn install_artifact(settings: &TaskManagerSettings, spec: &JobProcessSpec, secret: &JobSecret) -> Result<PathBuf> {
     use sha2::Digest;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let protocol = |what: String| -> Error { RpcError::Protocol { peer: "the JobManager".into(), what }.into() };
     let hash = &spec.artifact_id;
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -404,13 +403,7 @@ fn install_artifact(settings: &TaskManagerSettings, spec: &JobProcessSpec, secre
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
     let tmp = dir.join(format!(".{}.{}", name, sluice::transport::random_hex(8)?));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o700)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("cannot create '{}'", tmp.display()), e))?;
+    let mut file = crate::create_private_file(&tmp)?;
     let fetched = (|| -> Result<()> {
         let mut stream =
             wire::connect(&settings.jobmanager, "JobManager", Duration::from_secs(30), &settings.security)?;
@@ -464,8 +457,14 @@ fn spawn_heartbeats(link: Link, every: Duration) -> std::thread::JoinHandle<()> 
     })
 }
 
-/// Reports job processes that ended; stops with the connection.
-fn spawn_reaper(children: Children, link: Link, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// Reports job processes that ended, and forgets the secret of a job
+/// without processes here; stops with the connection.
+fn spawn_reaper(
+    children: Children,
+    secrets: Secrets,
+    link: Link,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || loop {
         let started = Instant::now();
         let mut ended = Vec::new();
@@ -477,6 +476,11 @@ fn spawn_reaper(children: Children, link: Link, stop: Arc<AtomicBool>) -> std::t
                 }
                 _ => true,
             });
+            if !ended.is_empty() {
+                if let Ok(mut s) = secrets.lock() {
+                    forget_jobs_without_processes(&mut s, &c);
+                }
+            }
         }
         for (job, seq, status) in ended {
             tracing::info!("process {seq} of job {job} ended: {status}");
@@ -489,6 +493,13 @@ fn spawn_reaper(children: Children, link: Link, stop: Arc<AtomicBool>) -> std::t
         }
         std::thread::sleep(Duration::from_millis(50).saturating_sub(started.elapsed()));
     })
+}
+
+/// Drops the secret of every job that has no process in `children` any
+/// more: a report for it can no longer be proven (a process started for it
+/// later brings its secret again).
+fn forget_jobs_without_processes<C>(secrets: &mut HashMap<JobId, JobSecret>, children: &HashMap<(JobId, u32), C>) {
+    secrets.retain(|job, _| children.keys().any(|(j, _)| j == job));
 }
 
 fn kill_all(children: &Children) {
@@ -505,6 +516,17 @@ fn kill_all(children: &Children) {
 mod work_dir_tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_job_without_processes_loses_its_secret() {
+        let (a, b) = (JobId::generate(), JobId::generate());
+        let mut secrets: HashMap<JobId, JobSecret> =
+            [(a, JobSecret::generate().unwrap()), (b, JobSecret::generate().unwrap())].into();
+        let children: HashMap<(JobId, u32), ()> = [((a, 2), ())].into();
+        forget_jobs_without_processes(&mut secrets, &children);
+        assert!(secrets.contains_key(&a), "job a still has process 2 here");
+        assert!(!secrets.contains_key(&b), "job b has no process here any more");
+    }
 
     #[test]
     fn work_directories_are_private_and_a_shared_one_is_refused() {

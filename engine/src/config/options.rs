@@ -164,7 +164,7 @@ pub const OPTIONS: &[ConfigOption] = &[
         key: "state.backend.rocksdb.localdir",
         kind: ValueKind::Text,
         default: None,
-        description: "Where RocksDB instances keep their working files (default: the system temp directory).",
+        description: "Where RocksDB instances keep their working files (default: sluice-rocksdb-<uid> in the system temp directory); it must belong to the user and not be writable by others.",
     },
     ConfigOption {
         key: "state.backend.rocksdb.cache-entries",

@@ -42,15 +42,8 @@ impl Artifact {
         let path = dir.join(&name);
         {
             use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
             // A fresh file in a fresh directory: never through a planted link.
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o700)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| Error::io(format!("cannot create '{}'", path.display()), e))?;
+            let mut f = crate::create_private_file(&path)?;
             f.write_all(&bytes)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| Error::io(format!("cannot write '{}'", path.display()), e))?;
