@@ -127,6 +127,7 @@
 //! [`max_retries`]: MySqlSourceBuilder::max_retries
 
 mod builder;
+pub mod cdc;
 mod de;
 mod error;
 mod position;
