@@ -93,7 +93,8 @@ pub enum CdcError {
     /// A captured table has no primary key.
     #[error(
         "table `{database}`.`{table}` has no primary key; change data capture matches binlog \
-         rows to snapshot rows by key: add a primary key or leave the table out"
+         rows to snapshot rows by key: add a primary key, leave the table out, or name a unique \
+         non-NULL column with .chunk_key(\"{database}.{table}\", column)"
     )]
     NoPrimaryKey {
         /// The database.

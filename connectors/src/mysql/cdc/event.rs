@@ -63,3 +63,82 @@ impl<T> ChangeEvent<T> {
         matches!(self.op, Op::Insert | Op::UpdateAfter)
     }
 }
+
+impl<T: Serialize> ChangeEvent<T> {
+    /// A Debezium-like JSON envelope: `before`, `after`, `op` (`r` snapshot
+    /// read, `c` insert, `u` update, `d` delete; an update is two events,
+    /// the before image with `after: null` and the after image with
+    /// `before: null`), `source` (database, table, binlog file and
+    /// position, row, GTID, snapshot) and `ts_ms`; a schema change has
+    /// `op: "ddl"` and the statement in `ddl`.
+    pub fn to_json_envelope(&self) -> serde_json::Result<serde_json::Value> {
+        let row = serde_json::to_value(&self.row)?;
+        let (op, before, after) = match self.op {
+            Op::Insert if self.snapshot => ("r", serde_json::Value::Null, row),
+            Op::Insert => ("c", serde_json::Value::Null, row),
+            Op::UpdateBefore => ("u", row, serde_json::Value::Null),
+            Op::UpdateAfter => ("u", serde_json::Value::Null, row),
+            Op::Delete => ("d", row, serde_json::Value::Null),
+            Op::SchemaChange => ("ddl", serde_json::Value::Null, serde_json::Value::Null),
+        };
+        let mut envelope = serde_json::json!({
+            "before": before,
+            "after": after,
+            "op": op,
+            "source": {
+                "connector": "mysql",
+                "db": self.database,
+                "table": self.table,
+                "file": self.mark.position.file,
+                "pos": self.mark.position.pos,
+                "row": if self.mark.row == u32::MAX { None } else { Some(self.mark.row) },
+                "gtid": self.gtid,
+                "snapshot": self.snapshot,
+                "ts_ms": self.timestamp_ms,
+            },
+            "ts_ms": self.timestamp_ms,
+        });
+        if let (Some(ddl), Some(map)) = (&self.ddl, envelope.as_object_mut()) {
+            map.insert("ddl".into(), serde_json::Value::String(ddl.clone()));
+        }
+        Ok(envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::mysql::cdc::BinlogPosition;
+
+    #[test]
+    fn renders_a_debezium_like_envelope() {
+        let mut e = ChangeEvent {
+            op: Op::UpdateAfter,
+            database: "shop".into(),
+            table: "orders".into(),
+            row: Some(serde_json::json!({"id": 7, "amount": 1.5})),
+            mark: RowMark { position: BinlogPosition::new("mysql-bin.000002", 1234), row: 0 },
+            gtid: Some("0-1-42".into()),
+            timestamp_ms: 1_700_000_000_000,
+            snapshot: false,
+            ddl: None,
+        };
+        let j = e.to_json_envelope().unwrap();
+        assert_eq!(j["op"], "u");
+        assert_eq!(j["after"]["id"], 7);
+        assert!(j["before"].is_null());
+        assert_eq!(j["source"]["file"], "mysql-bin.000002");
+        assert_eq!(j["source"]["pos"], 1234);
+        assert_eq!(j["source"]["gtid"], "0-1-42");
+        assert_eq!(j["ts_ms"], 1_700_000_000_000u64);
+        e.op = Op::Insert;
+        e.snapshot = true;
+        assert_eq!(e.to_json_envelope().unwrap()["op"], "r");
+        e.op = Op::Delete;
+        e.snapshot = false;
+        let j = e.to_json_envelope().unwrap();
+        assert_eq!((j["op"].as_str(), j["before"]["id"].as_i64()), (Some("d"), Some(7)));
+        assert!(e.is_upsert() == false);
+    }
+}

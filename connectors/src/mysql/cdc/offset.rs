@@ -103,9 +103,6 @@ pub enum StartupMode {
     EarliestOffset,
     /// Changes from a binlog position (a transaction boundary).
     SpecificOffset(BinlogPosition),
-    /// Changes from the first transaction after a MariaDB GTID
-    /// (`domain-server-sequence`, e.g. `0-1-42`).
-    Gtid(String),
     /// Changes from the first transaction whose binlog timestamp is at or
     /// after this many seconds since the Unix epoch.
     Timestamp(u64),
@@ -117,27 +114,6 @@ pub(crate) struct Gtid {
     pub domain: u32,
     pub server: u32,
     pub seq: u64,
-}
-
-impl Gtid {
-    /// Parses `domain-server-sequence`.
-    pub(crate) fn parse(text: &str) -> Result<Gtid, CdcError> {
-        let bad = || CdcError::BadPosition {
-            message: format!(
-                "`{text}` is not a MariaDB GTID; give one as domain-server-sequence, e.g. 0-1-42 \
-                 (SELECT @@gtid_binlog_pos shows the current one)"
-            ),
-        };
-        let mut parts = text.trim().split('-');
-        let (Some(d), Some(s), Some(q), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(bad());
-        };
-        Ok(Gtid {
-            domain: d.parse().map_err(|_| bad())?,
-            server: s.parse().map_err(|_| bad())?,
-            seq: q.parse().map_err(|_| bad())?,
-        })
-    }
 }
 
 impl fmt::Display for Gtid {
@@ -160,13 +136,5 @@ mod tests {
         assert!(file_seq("nodigits").is_err());
         assert!(file_seq("bin.").is_err());
         assert_eq!(file_seq("a.b.000123").unwrap(), 123);
-    }
-
-    #[test]
-    fn parses_gtids() {
-        assert_eq!(Gtid::parse("0-1-42").unwrap(), Gtid { domain: 0, server: 1, seq: 42 });
-        assert!(Gtid::parse("0-1").is_err());
-        assert!(Gtid::parse("0-1-2-3").is_err());
-        assert!(Gtid::parse("a-1-2").unwrap_err().to_string().contains("domain-server-sequence"));
     }
 }
