@@ -298,14 +298,14 @@ fn bad_input_gets_errors_that_name_the_problem() {
     sql.exec("CREATE TABLE nokey (a INT NOT NULL, b INT)").unwrap();
 
     // A table without a primary key, unless a chunk key is given.
-    let e = open_error(cdc(&db, "nokey", 1..=1).build().unwrap());
+    let e = open_error(cdc(&db, "nokey", 9001..=9001).build().unwrap());
     assert!(e.contains("`sluice`.`nokey` has no primary key") && e.contains(".chunk_key("), "{e}");
-    let mut ok = cdc(&db, "nokey", 1..=1).chunk_key("nokey", "a").build().unwrap();
+    let mut ok = cdc(&db, "nokey", 9001..=9001).chunk_key("nokey", "a").build().unwrap();
     ok.open(&RuntimeContext::for_test(0, 1)).unwrap();
     ok.close().unwrap();
 
     // No table matches.
-    let e = open_error(cdc(&db, "nothere", 1..=1).build().unwrap());
+    let e = open_error(cdc(&db, "nothere", 9001..=9001).build().unwrap());
     assert!(e.contains("no table") && e.contains("nothere"), "{e}");
 
     // Missing replication privileges.
@@ -316,47 +316,47 @@ fn bad_input_gets_errors_that_name_the_problem() {
     )
     .unwrap();
     let url = |user: &str| format!("mysql://{user}:pw@{}:{}/{}", MariaDb::HOST, db.port(), MariaDb::DATABASE);
-    let e = open_error(cdc(&db, "items", 1..=1).url(url("norepl")).build().unwrap());
+    let e = open_error(cdc(&db, "items", 9001..=9001).url(url("norepl")).build().unwrap());
     assert!(e.contains("'norepl'") && e.contains("lacks the REPLICATION SLAVE privilege") && e.contains("GRANT"), "{e}");
-    let e = open_error(cdc(&db, "items", 1..=1).url(url("noclient")).build().unwrap());
+    let e = open_error(cdc(&db, "items", 9001..=9001).url(url("noclient")).build().unwrap());
     assert!(e.contains("lacks the REPLICATION CLIENT privilege"), "{e}");
 
     // A binlog file that does not exist, and one that was purged.
     let logs = sql.query("SHOW BINARY LOGS").unwrap();
     let first = logs[0][0].clone().unwrap();
     let missing = BinlogPosition::new("mysql-bin.999999", 4);
-    let e = open_error(cdc(&db, "items", 1..=1).startup(StartupMode::SpecificOffset(missing)).build().unwrap());
+    let e = open_error(cdc(&db, "items", 9001..=9001).startup(StartupMode::SpecificOffset(missing)).build().unwrap());
     assert!(e.contains("mysql-bin.999999 does not exist"), "{e}");
     sql.exec("FLUSH BINARY LOGS").unwrap();
     let current = sql.query("SHOW MASTER STATUS").unwrap()[0][0].clone().unwrap();
     sql.exec(&format!("PURGE BINARY LOGS TO '{current}'")).unwrap();
     let purged = StartupMode::SpecificOffset(BinlogPosition::new(first.clone(), 4));
-    let e = open_error(cdc(&db, "items", 1..=1).startup(purged).build().unwrap());
+    let e = open_error(cdc(&db, "items", 9001..=9001).startup(purged).build().unwrap());
     assert!(e.contains(&format!("{first}:4 is no longer")) && e.contains(&current), "{e}");
 
     // binlog_format not ROW.
     sql.exec("SET GLOBAL binlog_format = 'STATEMENT'").unwrap();
-    let e = open_error(cdc(&db, "items", 1..=1).build().unwrap());
+    let e = open_error(cdc(&db, "items", 9001..=9001).build().unwrap());
     sql.exec("SET GLOBAL binlog_format = 'ROW'").unwrap();
     assert!(e.contains("binlog_format=STATEMENT") && e.contains("binlog_format=ROW"), "{e}");
 
     // A restore at another parallelism.
-    let mut first_run = cdc(&db, "items", 1..=2).build().unwrap();
+    let mut first_run = cdc(&db, "items", 9002..=9003).build().unwrap();
     first_run.open(&RuntimeContext::for_test(0, 1)).unwrap();
     let state = first_run.snapshot_state(CheckpointId(1)).unwrap();
     first_run.close().unwrap();
-    let mut rescaled = cdc(&db, "items", 1..=2).build().unwrap();
+    let mut rescaled = cdc(&db, "items", 9002..=9003).build().unwrap();
     rescaled.restore_state(state).unwrap();
     let e = rescaled.open(&RuntimeContext::for_test(0, 2)).unwrap_err().to_string();
     assert!(e.contains("cannot change its parallelism"), "{e}");
 
     // Too few server ids.
-    let mut narrow = cdc(&db, "items", 1..=1).build().unwrap();
+    let mut narrow = cdc(&db, "items", 9001..=9001).build().unwrap();
     let e = narrow.open(&RuntimeContext::for_test(0, 2)).unwrap_err().to_string();
     assert!(e.contains("widen .server_ids"), "{e}");
 
     // A schema change fails the job, naming table and statement ...
-    let mut source = cdc(&db, "items", 1..=1).build().unwrap();
+    let mut source = cdc(&db, "items", 9001..=9001).build().unwrap();
     source.open(&RuntimeContext::for_test(0, 1)).unwrap();
     sql.exec("ALTER TABLE items ADD COLUMN extra INT").unwrap();
     let e = poll_error(&mut source, Duration::from_secs(30));
@@ -364,10 +364,13 @@ fn bad_input_gets_errors_that_name_the_problem() {
     drop(source);
 
     // ... or is emitted as an event, and rows after it are read.
-    let mut source = cdc(&db, "items", 1..=1).schema_changes(SchemaChanges::Emit).build().unwrap();
+    let mut source = cdc(&db, "items", 9001..=9001).schema_changes(SchemaChanges::Emit).build().unwrap();
     source.open(&RuntimeContext::for_test(0, 1)).unwrap();
-    sql.exec("ALTER TABLE items DROP COLUMN extra; INSERT INTO items (id, v, name) VALUES (100, 1, 'after')").unwrap();
     let mut out = Vec::new();
+    while !source.state().snapshot_done {
+        source.poll_next(&mut out).unwrap();
+    }
+    sql.exec("ALTER TABLE items DROP COLUMN extra; INSERT INTO items (id, v, name) VALUES (100, 1, 'after')").unwrap();
     let started = Instant::now();
     while !out.iter().any(|e: &ChangeEvent<Item>| e.row.as_ref().is_some_and(|r| r.id == 100)) {
         source.poll_next(&mut out).unwrap();

@@ -262,3 +262,44 @@ pub(crate) fn binlog_row(schema: &TableSchema, row: BinlogRow) -> Result<Vec<Val
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn reads_enum_and_set_members() {
+        assert_eq!(members("enum", "enum('a','b''c')"), Some((false, vec!["a".into(), "b'c".into()])));
+        assert_eq!(members("set", "set('x','y')"), Some((true, vec!["x".into(), "y".into()])));
+        assert_eq!(members("int", "int(11)"), None);
+    }
+
+    #[test]
+    fn converts_binlog_timestamps_and_unsigned_ints() {
+        assert_eq!(timestamp(b"0"), Some(Value::Date(0, 0, 0, 0, 0, 0, 0)));
+        assert_eq!(timestamp(b"951782400"), Some(Value::Date(2000, 2, 29, 0, 0, 0, 0)));
+        assert_eq!(timestamp(b"1709211909.00012"), Some(Value::Date(2024, 2, 29, 13, 5, 9, 120)));
+        assert_eq!(unsigned(-1, ColumnType::MYSQL_TYPE_TINY), Value::UInt(255));
+        assert_eq!(unsigned(-1, ColumnType::MYSQL_TYPE_LONGLONG), Value::UInt(u64::MAX));
+        assert_eq!(unsigned(5, ColumnType::MYSQL_TYPE_LONG), Value::UInt(5));
+    }
+
+    #[test]
+    fn keys_and_chunk_values() {
+        let cols = [
+            ("name".to_string(), "varchar".to_string(), "varchar(10)".to_string()),
+            ("id".to_string(), "bigint".to_string(), "bigint(20) unsigned".to_string()),
+        ];
+        let t = TableSchema::new("db", "t", &cols, &["ID".to_string()]);
+        assert_eq!(t.key, [1]);
+        assert!(t.integer_key);
+        let a = t.key_of(&[Value::Bytes(b"x".to_vec()), Value::UInt(7)]);
+        let b = t.key_of(&[Value::Bytes(b"y".to_vec()), Value::Int(7)]);
+        assert_eq!(a, b);
+        assert_eq!(t.chunk_value(&a), Some(7));
+        let s = TableSchema::new("db", "t", &cols, &["name".to_string()]);
+        assert!(!s.integer_key);
+        assert_eq!(s.chunk_value(&s.key_of(&[Value::Bytes(b"x".to_vec()), Value::NULL])), None);
+    }
+}
