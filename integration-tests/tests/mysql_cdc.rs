@@ -167,7 +167,7 @@ fn writer(db: &MariaDb, table: &str, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>)
                 0 | 1 => format!("INSERT INTO {table} (v, name) VALUES ({id}, 'new')"),
                 2 => format!("UPDATE {table} SET v = v + 1, name = 'upd' WHERE id = {id}"),
                 3 => format!("DELETE FROM {table} WHERE id = {id}"),
-                4 => format!("UPDATE {table} SET id = id + 1000000 WHERE id = {id}"),
+                4 => format!("UPDATE {table} SET id = id + 5000 WHERE id = {id}"),
                 5 => format!("UPDATE {table} SET v = v + 7 WHERE id BETWEEN {id} AND {}", id + 150),
                 _ => {
                     // The first transaction gets the lower id and commits last.
@@ -216,6 +216,7 @@ fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_i
         assert!(started.elapsed() < Duration::from_secs(120), "snapshot too slow");
     }
     assert!(!kill_in_snapshot || killed.0, "the snapshot ended before the kill");
+    eprintln!("{table}: snapshot done after {rounds} rounds, {:?}, {} writes", started.elapsed(), ops.load(Ordering::Relaxed));
     // The binlog, with writes going on.
     let after_snapshot = ops.load(Ordering::Relaxed);
     while ops.load(Ordering::Relaxed) < after_snapshot + 300 {
@@ -231,6 +232,7 @@ fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_i
     }
     stop.store(true, Ordering::Relaxed);
     writing.join().unwrap();
+    eprintln!("{table}: writes stopped after {rounds} rounds, {:?}", started.elapsed());
     let expected = table_rows(&mut sql, table);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

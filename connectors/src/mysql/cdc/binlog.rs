@@ -57,6 +57,9 @@ pub(crate) struct Reader {
     pub gtid: Option<String>,
     in_txn: bool,
     standalone: bool,
+    /// Whether a format description event came (before it the checksum
+    /// algorithm is unknown).
+    seen_format: bool,
 }
 
 impl Reader {
@@ -81,6 +84,7 @@ impl Reader {
             gtid: None,
             in_txn: false,
             standalone: false,
+            seen_format: false,
         })
     }
 
@@ -120,11 +124,15 @@ impl Reader {
         };
         let item = match data {
             EventData::RotateEvent(r) => {
-                self.file = r.name().into_owned();
+                self.file = rotated_file(r.name_raw(), &self.file, self.seen_format);
                 self.last_end = BinlogPosition::new(self.file.clone(), r.position());
                 if !self.in_txn {
                     self.boundary = self.last_end.clone();
                 }
+                Item::Other
+            }
+            EventData::FormatDescriptionEvent(_) => {
+                self.seen_format = true;
                 Item::Other
             }
             EventData::HeartbeatEvent => {
@@ -209,6 +217,18 @@ impl Reader {
     }
 }
 
+/// The file a rotate event switches to. The server's first (artificial)
+/// rotate event comes before the format description event, so the
+/// library cannot know its checksum yet and leaves the 4 checksum bytes at
+/// the end of the name: then a name that starts with the file asked for is
+/// that file.
+fn rotated_file(raw: &[u8], current: &str, seen_format: bool) -> String {
+    if !seen_format && raw.len() == current.len() + 4 && raw.starts_with(current.as_bytes()) {
+        return current.to_string();
+    }
+    String::from_utf8_lossy(raw).into_owned()
+}
+
 /// The error of a refused binlog request.
 fn binlog_error(addr: &str, user: &str, start: &BinlogPosition, e: mysql_async::Error) -> CdcError {
     match &e {
@@ -224,5 +244,19 @@ fn binlog_error(addr: &str, user: &str, start: &BinlogPosition, e: mysql_async::
             message: format!("the server cannot send the binlog from {start}: {}", s.message),
         },
         _ => CdcError::Binlog { addr: addr.into(), message: format!("reading from {start}: {e}") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn the_first_rotate_loses_its_checksum_bytes() {
+        let with_crc = b"mysql-bin.000001\x6b\xd7\x9e\x40";
+        assert_eq!(rotated_file(with_crc, "mysql-bin.000001", false), "mysql-bin.000001");
+        assert_eq!(rotated_file(b"mysql-bin.000002", "mysql-bin.000001", true), "mysql-bin.000002");
+        assert_eq!(rotated_file(b"mysql-bin.000001", "mysql-bin.000001", false), "mysql-bin.000001");
     }
 }

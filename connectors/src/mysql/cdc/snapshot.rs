@@ -132,7 +132,8 @@ async fn reconcile(
     rows: &mut BTreeMap<RowKey, Vec<Value>>,
 ) -> Result<(), CdcError> {
     while reader.last_end < *high {
-        let Some(item) = reader.next(Duration::from_secs(30)).await? else {
+        let item = reader.next(Duration::from_secs(30)).await?;
+        let Some(item) = item else {
             return Err(CdcError::Binlog {
                 addr: String::new(),
                 message: format!("the binlog did not reach the watermark {high} within 30 s (at {})", reader.last_end),
