@@ -63,7 +63,7 @@ fn cdc(db: &MariaDb, table: &str, server_ids: std::ops::RangeInclusive<u32>) -> 
         .url(db.url())
         .tables([table])
         .server_ids(server_ids)
-        .chunk_size(100)
+        .chunk_size(1000)
         .heartbeat(Duration::from_millis(500))
 }
 
@@ -149,12 +149,12 @@ impl Job {
 
 /// Writes to `table` until stopped: inserts, updates, deletes, primary key
 /// changes, multi-row updates and transactions committing out of id order.
-fn writer(db: &MariaDb, table: &str, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn writer(db: &MariaDb, table: &str, seed: u64, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
     let (url, table) = (db.root_url(), table.to_string());
     std::thread::spawn(move || {
         let mut a = SqlClient::connect(&url).unwrap();
         let mut b = SqlClient::connect(&url).unwrap();
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
         let mut rand = move |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -162,13 +162,13 @@ fn writer(db: &MariaDb, table: &str, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>)
             seed % n
         };
         while !stop.load(Ordering::Relaxed) {
-            let id = 1 + rand(2200);
+            let id = 1 + rand(22_000);
             let sql = match rand(7) {
                 0 | 1 => format!("INSERT INTO {table} (v, name) VALUES ({id}, 'new')"),
                 2 => format!("UPDATE {table} SET v = v + 1, name = 'upd' WHERE id = {id}"),
                 3 => format!("DELETE FROM {table} WHERE id = {id}"),
                 4 => format!("UPDATE {table} SET id = id + 5000 WHERE id = {id}"),
-                5 => format!("UPDATE {table} SET v = v + 7 WHERE id BETWEEN {id} AND {}", id + 150),
+                5 => format!("UPDATE {table} SET v = v + 7 WHERE id BETWEEN {id} AND {}", id + 300),
                 _ => {
                     // The first transaction gets the lower id and commits last.
                     a.exec("BEGIN").unwrap();
@@ -183,7 +183,7 @@ fn writer(db: &MariaDb, table: &str, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>)
             // A key change may collide with an earlier one: ignore that.
             let _ = a.exec(&sql);
             ops.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
     })
 }
@@ -193,10 +193,10 @@ fn writer(db: &MariaDb, table: &str, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>)
 fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_in_snapshot: bool, kill_in_binlog: bool) {
     let db = MariaDb::shared().unwrap();
     let mut sql = db.root_client().unwrap();
-    create_items(&mut sql, table, 2000);
+    create_items(&mut sql, table, 20_000);
     let make = || cdc(&db, table, ids.clone()).build().unwrap();
     let (stop, ops) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-    let writing = writer(&db, table, stop.clone(), ops.clone());
+    let writing: Vec<_> = (0..2).map(|seed| writer(&db, table, seed, stop.clone(), ops.clone())).collect();
     let mut job = Job::start(&make, 2, None);
     let started = Instant::now();
     let mut rounds = 0u64;
@@ -217,24 +217,27 @@ fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_i
     }
     assert!(!kill_in_snapshot || killed.0, "the snapshot ended before the kill");
     eprintln!("{table}: snapshot done after {rounds} rounds, {:?}, {} writes", started.elapsed(), ops.load(Ordering::Relaxed));
-    // The binlog, with writes going on.
-    let after_snapshot = ops.load(Ordering::Relaxed);
-    while ops.load(Ordering::Relaxed) < after_snapshot + 300 {
+    // The binlog, with writes going on: at least 40 rounds and 300 writes.
+    let (after_snapshot, binlog_start) = (ops.load(Ordering::Relaxed), rounds);
+    while rounds < binlog_start + 40 || ops.load(Ordering::Relaxed) < after_snapshot + 300 {
         job.round();
         rounds += 1;
         if rounds % 4 == 0 {
             job.take_checkpoint();
         }
-        if kill_in_binlog && !killed.1 && ops.load(Ordering::Relaxed) > after_snapshot + 150 && rounds % 4 == 2 {
+        if kill_in_binlog && !killed.1 && rounds > binlog_start + 20 && rounds % 4 == 2 {
             killed.1 = true;
             job = job.kill_and_restart(&make);
         }
     }
+    assert_eq!(killed.1, kill_in_binlog);
     stop.store(true, Ordering::Relaxed);
-    writing.join().unwrap();
+    for w in writing {
+        w.join().unwrap();
+    }
     eprintln!("{table}: writes stopped after {rounds} rounds, {:?}", started.elapsed());
     let expected = table_rows(&mut sql, table);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let idle = job.round();
         job.take_checkpoint();
@@ -271,6 +274,7 @@ fn a_job_killed_in_the_snapshot_and_in_the_binlog_phase_restarts_from_its_checkp
     capture_while_writing("cdc_killed", 5410..=5411, true, true);
 }
 
+#[track_caller]
 fn open_error(source: MySqlCdcSource<Item>) -> String {
     let mut source = source;
     match source.open(&RuntimeContext::for_test(0, 1)) {
@@ -331,7 +335,13 @@ fn bad_input_gets_errors_that_name_the_problem() {
     assert!(e.contains("mysql-bin.999999 does not exist"), "{e}");
     sql.exec("FLUSH BINARY LOGS").unwrap();
     let current = sql.query("SHOW MASTER STATUS").unwrap()[0][0].clone().unwrap();
-    sql.exec(&format!("PURGE BINARY LOGS TO '{current}'")).unwrap();
+    // MariaDB keeps a file until InnoDB's binlog checkpoint has passed it.
+    let started = Instant::now();
+    while sql.query("SHOW BINARY LOGS").unwrap()[0][0].as_deref() == Some(first.as_str()) {
+        assert!(started.elapsed() < Duration::from_secs(30), "{first} was not purged");
+        sql.exec(&format!("PURGE BINARY LOGS TO '{current}'")).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let purged = StartupMode::SpecificOffset(BinlogPosition::new(first.clone(), 4));
     let e = open_error(cdc(&db, "items", 9001..=9001).startup(purged).build().unwrap());
     assert!(e.contains(&format!("{first}:4 is no longer")) && e.contains(&current), "{e}");
