@@ -149,7 +149,13 @@ impl Job {
 
 /// Writes to `table` until stopped: inserts, updates, deletes, primary key
 /// changes, multi-row updates and transactions committing out of id order.
-fn writer(db: &MariaDb, table: &str, seed: u64, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn writer(
+    db: &MariaDb,
+    table: &str,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     let (url, table) = (db.root_url(), table.to_string());
     std::thread::spawn(move || {
         let mut a = SqlClient::connect(&url).unwrap();
@@ -190,7 +196,12 @@ fn writer(db: &MariaDb, table: &str, seed: u64, stop: Arc<AtomicBool>, ops: Arc<
 
 /// Runs a job over a table changed concurrently, killing it at the given
 /// moments, and checks the committed view against the table at the end.
-fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_in_snapshot: bool, kill_in_binlog: bool) {
+fn capture_while_writing(
+    table: &str,
+    ids: std::ops::RangeInclusive<u32>,
+    kill_in_snapshot: bool,
+    kill_in_binlog: bool,
+) {
     let db = MariaDb::shared().unwrap();
     let mut sql = db.root_client().unwrap();
     create_items(&mut sql, table, 20_000);
@@ -208,7 +219,8 @@ fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_i
         if rounds % 4 == 0 {
             job.take_checkpoint();
         }
-        let done: usize = job.sources.iter().map(|s| s.state().tables.values().map(|t| t.done.len()).sum::<usize>()).sum();
+        let done: usize =
+            job.sources.iter().map(|s| s.state().tables.values().map(|t| t.done.len()).sum::<usize>()).sum();
         if kill_in_snapshot && !killed.0 && done >= 8 && rounds % 4 == 2 {
             killed.0 = true;
             job = job.kill_and_restart(&make);
@@ -216,7 +228,11 @@ fn capture_while_writing(table: &str, ids: std::ops::RangeInclusive<u32>, kill_i
         assert!(started.elapsed() < Duration::from_secs(120), "snapshot too slow");
     }
     assert!(!kill_in_snapshot || killed.0, "the snapshot ended before the kill");
-    eprintln!("{table}: snapshot done after {rounds} rounds, {:?}, {} writes", started.elapsed(), ops.load(Ordering::Relaxed));
+    eprintln!(
+        "{table}: snapshot done after {rounds} rounds, {:?}, {} writes",
+        started.elapsed(),
+        ops.load(Ordering::Relaxed)
+    );
     // The binlog, with writes going on: at least 40 rounds and 300 writes.
     let (after_snapshot, binlog_start) = (ops.load(Ordering::Relaxed), rounds);
     while rounds < binlog_start + 40 || ops.load(Ordering::Relaxed) < after_snapshot + 300 {
@@ -323,7 +339,10 @@ fn bad_input_gets_errors_that_name_the_problem() {
     .unwrap();
     let url = |user: &str| format!("mysql://{user}:pw@{}:{}/{}", MariaDb::HOST, db.port(), MariaDb::DATABASE);
     let e = open_error(cdc(&db, "items", 9001..=9001).url(url("norepl")).build().unwrap());
-    assert!(e.contains("'norepl'") && e.contains("lacks the REPLICATION SLAVE privilege") && e.contains("GRANT"), "{e}");
+    assert!(
+        e.contains("'norepl'") && e.contains("lacks the REPLICATION SLAVE privilege") && e.contains("GRANT"),
+        "{e}"
+    );
     let e = open_error(cdc(&db, "items", 9001..=9001).url(url("noclient")).build().unwrap());
     assert!(e.contains("lacks the REPLICATION CLIENT privilege"), "{e}");
 

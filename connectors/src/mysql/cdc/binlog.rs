@@ -72,8 +72,7 @@ impl Reader {
         // MariaDB: send GTID events as such (not as BEGIN queries).
         server::run(&mut conn, cfg, "SET @mariadb_slave_capability = 4").await?;
         let request = BinlogStreamRequest::new(server_id).with_filename(start.file.as_bytes()).with_pos(start.pos);
-        let stream =
-            conn.get_binlog_stream(request).await.map_err(|e| binlog_error(&cfg.addr, &cfg.user, start, e))?;
+        let stream = conn.get_binlog_stream(request).await.map_err(|e| binlog_error(&cfg.addr, &cfg.user, start, e))?;
         Ok(Reader {
             stream,
             addr: cfg.addr.clone(),
@@ -240,9 +239,9 @@ fn binlog_error(addr: &str, user: &str, start: &BinlogPosition, e: mysql_async::
             detail: format!("; server said: {}", s.message),
         },
         // ER_MASTER_FATAL_ERROR_READING_BINLOG: purged or unknown file.
-        mysql_async::Error::Server(s) if s.code == 1236 => CdcError::BadPosition {
-            message: format!("the server cannot send the binlog from {start}: {}", s.message),
-        },
+        mysql_async::Error::Server(s) if s.code == 1236 => {
+            CdcError::BadPosition { message: format!("the server cannot send the binlog from {start}: {}", s.message) }
+        }
         _ => CdcError::Binlog { addr: addr.into(), message: format!("reading from {start}: {e}") },
     }
 }

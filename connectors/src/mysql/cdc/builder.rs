@@ -301,7 +301,9 @@ impl<T> MySqlCdcSourceBuilder<T> {
         }
         let opts = Opts::from(builder);
         let selection = match (self.tables.is_empty(), self.pattern) {
-            (false, Some(_)) => return Err(invalid("table_pattern", "give either .tables(...) or .table_pattern(...)")),
+            (false, Some(_)) => {
+                return Err(invalid("table_pattern", "give either .tables(...) or .table_pattern(...)"))
+            }
             (true, None) => return Err(invalid("tables", "set .tables([...]) or .table_pattern(...)")),
             (true, Some(p)) => Selection::Pattern(
                 Regex::new(&format!("^(?:{p})$")).map_err(|e| invalid("table_pattern", format!("not a regex: {e}")))?,

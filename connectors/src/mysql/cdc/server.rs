@@ -87,8 +87,8 @@ fn number(row: &[Value], i: usize) -> Option<u64> {
 /// Checks that the server writes a full-row binlog and that the user may
 /// read it.
 pub(crate) async fn check_server(conn: &mut Conn, cfg: &Config) -> Result<(), CdcError> {
-    let vars = rows(conn, cfg, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image", vec![])
-        .await?;
+    let vars =
+        rows(conn, cfg, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image", vec![]).await?;
     let row = vars.first().cloned().unwrap_or_default();
     if number(&row, 0) != Some(1) {
         return Err(CdcError::BinlogOff { addr: cfg.addr.clone() });

@@ -7,10 +7,10 @@ use super::ddl::touched_tables;
 use super::error::{shorten, CdcError};
 use super::event::{ChangeEvent, Op};
 use super::offset::{BinlogPosition, RowMark, StartupMode};
+use super::server;
 use super::snapshot::{plan, read_chunk};
 use super::state::{chunk_of, owner, CdcState};
 use super::table::{binlog_row, TableSchema};
-use super::server;
 use crate::mysql::row::RowDe;
 use mysql_async::{Conn, Value};
 use serde::de::DeserializeOwned;
@@ -138,7 +138,8 @@ impl<T: Data> MySqlCdcSource<T> {
                 progress.next = 1;
                 continue;
             }
-            let chunk = live.rt.block_on(read_chunk(&mut live.conn, &cfg, schema, (!whole).then_some(k), live.server_id))?;
+            let chunk =
+                live.rt.block_on(read_chunk(&mut live.conn, &cfg, schema, (!whole).then_some(k), live.server_id))?;
             let mark = chunk.high.mark();
             let mut events = Vec::with_capacity(chunk.rows.len());
             for values in chunk.rows.values() {
@@ -307,8 +308,13 @@ impl<T: Data> MySqlCdcSource<T> {
             return Ok(false);
         }
         if cfg.schema_changes == SchemaChanges::Fail {
-            return Err(CdcError::SchemaChange { database, table, statement: shorten(statement), mark: mark.to_string() }
-                .into());
+            return Err(CdcError::SchemaChange {
+                database,
+                table,
+                statement: shorten(statement),
+                mark: mark.to_string(),
+            }
+            .into());
         }
         let mut emitted = false;
         for (database, table) in touched {

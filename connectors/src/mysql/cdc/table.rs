@@ -4,10 +4,10 @@
 //! serde `Deserializer`) serves the snapshot and the binlog.
 
 use super::super::schema::{ColumnClass, ColumnInfo};
-use mysql_async::consts::ColumnType;
-use mysql_async::Value;
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
+use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 
 /// One column as `information_schema.columns` has it.
