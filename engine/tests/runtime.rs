@@ -163,8 +163,10 @@ fn metrics_endpoint_counts_records() {
     let body = loop {
         let page = http::get(addr, "/metrics").unwrap();
         assert_eq!(page.status, 200, "{}", page.body);
-        let filter_in = metric_value(&page.body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap_or(0);
-        let filter_out = metric_value(&page.body, "sluice_taskmanager_job_task_operator_numRecordsOut", "Filter").unwrap_or(0);
+        let filter_in =
+            metric_value(&page.body, "sluice_taskmanager_job_task_operator_numRecordsIn", "Filter").unwrap_or(0);
+        let filter_out =
+            metric_value(&page.body, "sluice_taskmanager_job_task_operator_numRecordsOut", "Filter").unwrap_or(0);
         if filter_in > 1000 {
             seen.push((filter_in, filter_out));
             if filter_out <= filter_in && filter_out + 200 >= filter_in / 2 {
