@@ -139,6 +139,6 @@ mod tests {
         e.snapshot = false;
         let j = e.to_json_envelope().unwrap();
         assert_eq!((j["op"].as_str(), j["before"]["id"].as_i64()), (Some("d"), Some(7)));
-        assert!(e.is_upsert() == false);
+        assert!(!e.is_upsert());
     }
 }

@@ -171,6 +171,9 @@ pub(crate) async fn check_position(conn: &mut Conn, cfg: &Config, position: &Bin
     }
 }
 
+/// A column as `(name, DATA_TYPE, COLUMN_TYPE)`.
+type ColumnRow = (String, String, String);
+
 /// The captured tables, in name order, with their columns and keys.
 pub(crate) async fn load_tables(conn: &mut Conn, cfg: &Config) -> Result<Vec<TableSchema>, CdcError> {
     let columns = rows(
@@ -185,7 +188,7 @@ pub(crate) async fn load_tables(conn: &mut Conn, cfg: &Config) -> Result<Vec<Tab
         vec![],
     )
     .await?;
-    let mut tables: BTreeMap<(String, String), Vec<(String, String, String)>> = BTreeMap::new();
+    let mut tables: BTreeMap<(String, String), Vec<ColumnRow>> = BTreeMap::new();
     for r in &columns {
         let (db, table) = (text(r, 0), text(r, 1));
         if cfg.selection.matches(cfg.database.as_deref(), &db, &table) {
