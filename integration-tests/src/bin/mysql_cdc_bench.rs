@@ -77,10 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let dump = Command::new("docker")
         .args(["exec", db.id(), "sh", "-c"])
-        .arg(format!(
-            "mariadb-dump -uroot -p'{}' --single-transaction sluice big > /dev/null",
-            MariaDb::ROOT_PASSWORD
-        ))
+        .arg(format!("mariadb-dump -uroot -p'{}' --single-transaction sluice big > /dev/null", MariaDb::ROOT_PASSWORD))
         .status()?;
     let secs = started.elapsed().as_secs_f64();
     println!(
