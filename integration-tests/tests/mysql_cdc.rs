@@ -413,3 +413,61 @@ fn bad_input_gets_errors_that_name_the_problem() {
     assert_eq!(out.iter().filter(|e| e.snapshot).count(), 10);
     source.close().unwrap();
 }
+
+/// Polls until `done(events so far)`, within 30 s.
+fn poll_until(
+    source: &mut MySqlCdcSource<Item>,
+    mut done: impl FnMut(&[ChangeEvent<Item>]) -> bool,
+) -> Vec<ChangeEvent<Item>> {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    while !done(&out) {
+        source.poll_next(&mut out).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out with {out:?}");
+    }
+    out
+}
+
+#[test]
+fn startup_modes_and_the_position_of_an_idle_table() {
+    let db = MariaDb::shared().unwrap();
+    let mut sql = db.root_client().unwrap();
+    create_items(&mut sql, "cdc_modes", 5);
+    sql.exec("CREATE TABLE IF NOT EXISTS cdc_other (id INT PRIMARY KEY)").unwrap();
+    let status = |sql: &mut SqlClient| {
+        let row = sql.query("SHOW MASTER STATUS").unwrap().remove(0);
+        BinlogPosition::new(row[0].clone().unwrap(), row[1].as_deref().unwrap().parse().unwrap())
+    };
+    let before_insert = status(&mut sql);
+    sql.exec("INSERT INTO cdc_modes (id, v, name) VALUES (6, 60, 'six')").unwrap();
+
+    // latest-offset: no snapshot, only what comes after open.
+    let mut latest = cdc(&db, "cdc_modes", 5420..=5420).startup(StartupMode::LatestOffset).build().unwrap();
+    latest.open(&RuntimeContext::for_test(0, 1)).unwrap();
+    sql.exec("UPDATE cdc_modes SET v = 61 WHERE id = 6").unwrap();
+    let out = poll_until(&mut latest, |o| o.len() >= 2);
+    let ops: Vec<_> = out.iter().map(|e| (e.op, e.row.as_ref().unwrap().v)).collect();
+    assert_eq!(ops, [(Op::UpdateBefore, 60), (Op::UpdateAfter, 61)]);
+    assert!(out.iter().all(|e| !e.snapshot && e.gtid.is_some() && e.timestamp_ms > 0), "{out:?}");
+
+    // The table stays idle while others change: its position follows the binlog.
+    sql.exec("INSERT INTO cdc_other VALUES (1), (2)").unwrap();
+    let now = status(&mut sql);
+    let started = Instant::now();
+    let mut out = Vec::new();
+    while latest.state().resume.as_ref().unwrap() < &now {
+        latest.poll_next(&mut out).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30), "stuck at {:?}, binlog at {now}", latest.state().resume);
+    }
+    assert!(out.is_empty(), "{out:?}");
+    latest.close().unwrap();
+
+    // specific-offset: from a position, the insert and the update.
+    let from = StartupMode::SpecificOffset(before_insert);
+    let mut specific = cdc(&db, "cdc_modes", 5421..=5421).startup(from).build().unwrap();
+    specific.open(&RuntimeContext::for_test(0, 1)).unwrap();
+    let out = poll_until(&mut specific, |o| o.len() >= 3);
+    let ops: Vec<_> = out.iter().map(|e| (e.op, e.row.as_ref().unwrap().id)).collect();
+    assert_eq!(ops, [(Op::Insert, 6), (Op::UpdateBefore, 6), (Op::UpdateAfter, 6)]);
+    specific.close().unwrap();
+}
