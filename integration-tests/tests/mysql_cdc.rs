@@ -470,4 +470,19 @@ fn startup_modes_and_the_position_of_an_idle_table() {
     let ops: Vec<_> = out.iter().map(|e| (e.op, e.row.as_ref().unwrap().id)).collect();
     assert_eq!(ops, [(Op::Insert, 6), (Op::UpdateBefore, 6), (Op::UpdateAfter, 6)]);
     specific.close().unwrap();
+
+    // earliest-offset: the whole history, including the table's creation
+    // (schema changes emitted here, as the default would fail on them).
+    let mut earliest = cdc(&db, "cdc_modes", 5422..=5422)
+        .startup(StartupMode::EarliestOffset)
+        .schema_changes(SchemaChanges::Emit)
+        .build()
+        .unwrap();
+    earliest.open(&RuntimeContext::for_test(0, 1)).unwrap();
+    let out = poll_until(&mut earliest, |o| o.iter().any(|e| e.op == Op::UpdateAfter));
+    let ddl: Vec<_> = out.iter().filter_map(|e| e.ddl.as_deref()).collect();
+    assert!(ddl.len() >= 2 && ddl.iter().any(|d| d.starts_with("CREATE TABLE")), "{ddl:?}");
+    let inserted: Vec<_> = out.iter().filter(|e| e.op == Op::Insert).map(|e| e.row.as_ref().unwrap().id).collect();
+    assert_eq!(inserted, [1, 2, 3, 4, 5, 6]);
+    earliest.close().unwrap();
 }

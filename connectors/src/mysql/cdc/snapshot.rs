@@ -115,7 +115,7 @@ pub(crate) async fn read_chunk(
     let mut rows: BTreeMap<RowKey, Vec<Value>> = selected.into_iter().map(|r| (schema.key_of(&r), r)).collect();
     if high > low {
         let mut reader = Reader::open(cfg, server_id, &low).await?;
-        let result = reconcile(&mut reader, schema, k, cfg.chunk_size, &high, &mut rows).await;
+        let result = reconcile(&mut reader, cfg, schema, k, &high, &mut rows).await;
         reader.close().await;
         result?;
     }
@@ -125,9 +125,9 @@ pub(crate) async fn read_chunk(
 /// Applies the binlog from the reader's start up to `high` onto `rows`.
 async fn reconcile(
     reader: &mut Reader,
+    cfg: &Config,
     schema: &TableSchema,
     k: Option<i64>,
-    chunk_size: u64,
     high: &BinlogPosition,
     rows: &mut BTreeMap<RowKey, Vec<Value>>,
 ) -> Result<(), CdcError> {
@@ -135,7 +135,7 @@ async fn reconcile(
         let item = reader.next(Duration::from_secs(30)).await?;
         let Some(item) = item else {
             return Err(CdcError::Binlog {
-                addr: String::new(),
+                addr: cfg.addr.clone(),
                 message: format!("the binlog did not reach the watermark {high} within 30 s (at {})", reader.last_end),
             });
         };
@@ -156,14 +156,14 @@ async fn reconcile(
             if let (Some(before), RowsKind::Update | RowsKind::Delete) = (before, kind) {
                 let before = convert(before)?;
                 let key = schema.key_of(&before);
-                if in_chunk(schema, &key, k, chunk_size) {
+                if in_chunk(schema, &key, k, cfg.chunk_size) {
                     rows.remove(&key);
                 }
             }
             if let (Some(after), RowsKind::Update | RowsKind::Write) = (after, kind) {
                 let after = convert(after)?;
                 let key = schema.key_of(&after);
-                if in_chunk(schema, &key, k, chunk_size) {
+                if in_chunk(schema, &key, k, cfg.chunk_size) {
                     rows.insert(key, after);
                 }
             }

@@ -246,7 +246,7 @@ impl<T: Data> MySqlCdcSource<T> {
         let started = Instant::now();
         let mut emitted = 0;
         let min_ts = match cfg.startup {
-            StartupMode::Timestamp(t) if !self.restored => t,
+            StartupMode::Timestamp(t) => t,
             _ => 0,
         };
         while emitted < cfg.max_batch {
