@@ -100,8 +100,9 @@ impl Job {
         let mut sources = Vec::new();
         for i in 0..parallelism {
             let mut s = make();
-            if let Some(states) = &states {
-                s.restore_state(states[i as usize].clone()).unwrap();
+            // Union state: every subtask gets every old subtask's state.
+            for state in states.iter().flatten() {
+                s.restore_state(state.clone()).unwrap();
             }
             s.open(&RuntimeContext::for_test(i, parallelism)).unwrap();
             sources.push(s);
@@ -136,8 +137,7 @@ impl Job {
 
     /// Kills the job (no `close`, uncommitted events lost) and starts it
     /// again from the last checkpoint, keeping the committed view.
-    fn kill_and_restart(self, make: &dyn Fn() -> MySqlCdcSource<Item>) -> Job {
-        let parallelism = self.sources.len() as u32;
+    fn kill_and_restart(self, make: &dyn Fn() -> MySqlCdcSource<Item>, parallelism: u32) -> Job {
         let (view, states, checkpoint) = (self.view, self.states, self.checkpoint);
         drop(self.sources);
         let mut job = Job::start(make, parallelism, states);
@@ -201,6 +201,7 @@ fn capture_while_writing(
     ids: std::ops::RangeInclusive<u32>,
     kill_in_snapshot: bool,
     kill_in_binlog: bool,
+    rescale_to: Option<u32>,
 ) {
     let db = MariaDb::shared().unwrap();
     let mut sql = db.root_client().unwrap();
@@ -223,7 +224,7 @@ fn capture_while_writing(
             job.sources.iter().map(|s| s.state().tables.values().map(|t| t.done.len()).sum::<usize>()).sum();
         if kill_in_snapshot && !killed.0 && done >= 8 && rounds % 4 == 2 {
             killed.0 = true;
-            job = job.kill_and_restart(&make);
+            job = job.kill_and_restart(&make, 2);
         }
         assert!(started.elapsed() < Duration::from_secs(120), "snapshot too slow");
     }
@@ -243,7 +244,7 @@ fn capture_while_writing(
         }
         if kill_in_binlog && !killed.1 && rounds > binlog_start + 20 && rounds % 4 == 2 {
             killed.1 = true;
-            job = job.kill_and_restart(&make);
+            job = job.kill_and_restart(&make, rescale_to.unwrap_or(2));
         }
     }
     assert_eq!(killed.1, kill_in_binlog);
@@ -282,12 +283,17 @@ fn capture_while_writing(
 
 #[test]
 fn snapshot_and_binlog_match_the_table_under_concurrent_writes() {
-    capture_while_writing("cdc_concurrent", 5400..=5401, false, false);
+    capture_while_writing("cdc_concurrent", 5400..=5401, false, false, None);
 }
 
 #[test]
 fn a_job_killed_in_the_snapshot_and_in_the_binlog_phase_restarts_from_its_checkpoint() {
-    capture_while_writing("cdc_killed", 5410..=5411, true, true);
+    capture_while_writing("cdc_killed", 5410..=5411, true, true, None);
+}
+
+#[test]
+fn a_job_killed_in_the_binlog_phase_restarts_at_another_parallelism() {
+    capture_while_writing("cdc_rescaled", 5430..=5433, false, true, Some(3));
 }
 
 #[track_caller]

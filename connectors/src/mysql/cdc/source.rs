@@ -9,7 +9,7 @@ use super::event::{ChangeEvent, Op};
 use super::offset::{BinlogPosition, RowMark, StartupMode};
 use super::server;
 use super::snapshot::{plan, read_chunk};
-use super::state::{chunk_of, owner, CdcState};
+use super::state::{chunk_of, merge, owner, CdcState};
 use super::table::{binlog_row, TableSchema};
 use crate::mysql::row::RowDe;
 use mysql_async::{Conn, Value};
@@ -27,6 +27,8 @@ pub struct MySqlCdcSource<T> {
     config: Arc<Config>,
     state: CdcState,
     restored: bool,
+    /// The states of every old subtask, given before `open`.
+    saved: Vec<CdcState>,
     live: Option<Live>,
     _record: PhantomData<fn() -> T>,
 }
@@ -49,6 +51,7 @@ impl<T> Clone for MySqlCdcSource<T> {
             config: self.config.clone(),
             state: self.state.clone(),
             restored: self.restored,
+            saved: self.saved.clone(),
             live: None,
             _record: PhantomData,
         }
@@ -66,6 +69,7 @@ impl<T> MySqlCdcSource<T> {
             config: Arc::new(config),
             state: CdcState::default(),
             restored: false,
+            saved: Vec::new(),
             live: None,
             _record: PhantomData,
         }
@@ -167,6 +171,13 @@ impl<T: Data> MySqlCdcSource<T> {
         }
         if self.state.emitted.as_ref().is_some_and(|e| mark <= e) {
             return false;
+        }
+        // Keys an old subtask of a rescaled job emitted changes of up to its mark.
+        for h in &self.state.handovers {
+            let old = owner(&id, k, h.parallelism) as usize;
+            if h.emitted.get(old).and_then(Option::as_ref).is_some_and(|e| mark <= e) {
+                return false;
+            }
         }
         match self.state.tables.get(&id).and_then(|p| p.done.get(&k)) {
             Some(high) => mark > high,
@@ -361,20 +372,9 @@ impl<T: Data> Source<ChangeEvent<T>> for MySqlCdcSource<T> {
             }
             .into());
         }
-        if self.restored && (self.state.parallelism != parallelism || self.state.subtask != subtask) {
-            return Err(CdcError::BadState {
-                message: format!(
-                    "the checkpoint was taken by subtask {} of {}, this is subtask {} of {}: the MySQL CDC \
-                     source cannot change its parallelism on restore; restore at parallelism {} or start \
-                     without the checkpoint",
-                    self.state.subtask + 1,
-                    self.state.parallelism,
-                    subtask + 1,
-                    parallelism,
-                    self.state.parallelism
-                ),
-            }
-            .into());
+        if !self.saved.is_empty() {
+            self.state = merge(std::mem::take(&mut self.saved), subtask, parallelism)?;
+            self.restored = true;
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CdcError::Runtime)?;
         let (conn, tables) = rt.block_on(async {
@@ -437,9 +437,13 @@ impl<T: Data> Source<ChangeEvent<T>> for MySqlCdcSource<T> {
         Ok(self.state.clone())
     }
 
+    fn union_state(&self) -> bool {
+        true
+    }
+
     fn restore_state(&mut self, state: CdcState) -> Result<()> {
-        self.state = state;
-        self.restored = true;
+        // Called once per old subtask; `open` picks or merges.
+        self.saved.push(state);
         Ok(())
     }
 

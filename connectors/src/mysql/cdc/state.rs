@@ -8,6 +8,7 @@
 //! snapshot *and* for the binlog: each subtask snapshots its chunks and
 //! then follows the binlog for their keys only, so every key has one reader.
 
+use super::error::CdcError;
 use super::offset::{BinlogPosition, RowMark};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -44,6 +45,82 @@ pub struct CdcState {
     pub snapshot_done: bool,
     /// Snapshot progress by `database.table`.
     pub tables: BTreeMap<String, TableProgress>,
+    /// What the subtasks of earlier parallelisms emitted (see [`Handover`]).
+    #[serde(default)]
+    pub handovers: Vec<Handover>,
+}
+
+/// After a restore at another parallelism: the last change each old
+/// subtask emitted. A change of a key whose chunk the old subtask owned is
+/// emitted only if it is after that mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// The old parallelism.
+    pub parallelism: u32,
+    /// The last change each old subtask emitted, by old subtask index.
+    pub emitted: Vec<Option<RowMark>>,
+}
+
+/// The state of subtask `subtask` of `parallelism` from the saved states
+/// of every old subtask: its own at the same parallelism; otherwise, once
+/// every old subtask finished its snapshot, a merge: the finished chunks it
+/// now owns, the binlog from the earliest resume position, and a
+/// [`Handover`] with the old subtasks' last emitted changes.
+pub(crate) fn merge(saved: Vec<CdcState>, subtask: u32, parallelism: u32) -> Result<CdcState, CdcError> {
+    let old_p = saved.first().map_or(parallelism, |s| s.parallelism);
+    if old_p == parallelism {
+        return saved.into_iter().find(|s| s.subtask == subtask).ok_or_else(|| CdcError::BadState {
+            message: format!("the checkpoint has no state of subtask {} of {parallelism}", subtask + 1),
+        });
+    }
+    let complete = saved.len() == old_p as usize
+        && saved.iter().all(|s| s.parallelism == old_p && s.resume.is_some())
+        && (0..old_p).all(|i| saved.iter().any(|s| s.subtask == i));
+    if !complete {
+        return Err(CdcError::BadState {
+            message: format!(
+                "the checkpoint holds {} state(s) of parallelism {old_p}, not one per subtask: restore at                  parallelism {old_p} or start without the checkpoint",
+                saved.len()
+            ),
+        });
+    }
+    if !saved.iter().all(|s| s.snapshot_done) {
+        return Err(CdcError::BadState {
+            message: format!(
+                "the checkpoint was taken at parallelism {old_p} during the snapshot; the MySQL CDC source                  cannot change its parallelism (to {parallelism}) before every subtask finished its snapshot:                  restore at parallelism {old_p}, and rescale at a later checkpoint"
+            ),
+        });
+    }
+    let mut merged = CdcState { subtask, parallelism, snapshot_done: true, ..CdcState::default() };
+    let mut emitted = vec![None; old_p as usize];
+    for s in saved {
+        if let Some(slot) = emitted.get_mut(s.subtask as usize) {
+            *slot = s.emitted.clone();
+        }
+        merged.resume = match (merged.resume.take(), s.resume) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (id, progress) in s.tables {
+            let entry = merged.tables.entry(id.clone()).or_insert_with(|| TableProgress {
+                range: progress.range,
+                next: i64::MAX,
+                done: BTreeMap::new(),
+            });
+            for (k, high) in progress.done {
+                if owner(&id, k, parallelism) == subtask {
+                    entry.done.insert(k, high);
+                }
+            }
+        }
+        for h in s.handovers {
+            if !merged.handovers.contains(&h) {
+                merged.handovers.push(h);
+            }
+        }
+    }
+    merged.handovers.push(Handover { parallelism: old_p, emitted });
+    Ok(merged)
 }
 
 /// FNV-1a of a table id: stable across processes and versions.
@@ -76,6 +153,54 @@ pub(crate) fn chunk_bounds(k: i64, chunk_size: u64) -> (Option<i128>, Option<i12
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    fn mark(pos: u64) -> RowMark {
+        BinlogPosition::new("bin.000001", pos).mark()
+    }
+
+    #[test]
+    fn merges_states_of_another_parallelism_once_the_snapshot_is_done() {
+        let state = |subtask: u32, done: bool, resume: u64, emitted: u64| CdcState {
+            subtask,
+            parallelism: 2,
+            resume: Some(BinlogPosition::new("bin.000001", resume)),
+            emitted: Some(mark(emitted)),
+            snapshot_done: done,
+            tables: BTreeMap::from([(
+                "db.t".to_string(),
+                TableProgress {
+                    range: Some((0, 9)),
+                    next: 10,
+                    done: (0..10).filter(|&k| owner("db.t", k, 2) == subtask).map(|k| (k, mark(k as u64))).collect(),
+                },
+            )]),
+            handovers: Vec::new(),
+        };
+        // Same parallelism: its own state.
+        let same = merge(vec![state(0, false, 100, 90), state(1, false, 200, 190)], 1, 2).unwrap();
+        assert_eq!(same, state(1, false, 200, 190));
+        // Another parallelism during the snapshot, or with a state missing: refused.
+        let e = merge(vec![state(0, false, 100, 90), state(1, true, 200, 190)], 0, 3).unwrap_err();
+        assert!(e.to_string().contains("before every subtask finished its snapshot"), "{e}");
+        assert!(merge(vec![state(0, true, 100, 90)], 0, 3).is_err());
+        // After it: the chunks each new subtask owns, the earliest resume, a handover.
+        let merged: Vec<_> =
+            (0..3).map(|i| merge(vec![state(0, true, 100, 90), state(1, true, 200, 190)], i, 3).unwrap()).collect();
+        let mut all: Vec<i64> = merged.iter().flat_map(|m| m.tables["db.t"].done.keys().copied()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        for (i, m) in merged.iter().enumerate() {
+            assert!(m.tables["db.t"].done.keys().all(|&k| owner("db.t", k, 3) == i as u32));
+            assert_eq!(m.resume.as_ref().unwrap().pos, 100);
+            assert_eq!(m.handovers, [Handover { parallelism: 2, emitted: vec![Some(mark(90)), Some(mark(190))] }]);
+            assert!(m.snapshot_done && m.emitted.is_none());
+        }
+        // A second rescale keeps the first handover.
+        let again: Vec<_> = merged.iter().map(|m| CdcState { emitted: Some(mark(300)), ..m.clone() }).collect();
+        let twice = merge(again, 0, 2).unwrap();
+        assert_eq!(twice.handovers.len(), 2);
+        assert_eq!(twice.handovers[1].emitted, vec![Some(mark(300)); 3]);
+    }
 
     #[test]
     fn chunks_spread_over_subtasks_and_cover_each_key_once() {
