@@ -491,4 +491,29 @@ fn startup_modes_and_the_position_of_an_idle_table() {
     let inserted: Vec<_> = out.iter().filter(|e| e.op == Op::Insert).map(|e| e.row.as_ref().unwrap().id).collect();
     assert_eq!(inserted, [1, 2, 3, 4, 5, 6]);
     earliest.close().unwrap();
+
+    // Rows as JSON, and the Debezium-like envelope.
+    let mut json = MySqlCdcSource::<serde_json::Value>::builder()
+        .url(db.url())
+        .tables(["cdc_modes"])
+        .server_ids(5423..=5423)
+        .startup(StartupMode::LatestOffset)
+        .build()
+        .unwrap();
+    json.open(&RuntimeContext::for_test(0, 1)).unwrap();
+    sql.exec("DELETE FROM cdc_modes WHERE id = 6").unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    while out.is_empty() {
+        json.poll_next(&mut out).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    let envelope = out[0].to_json_envelope().unwrap();
+    assert_eq!(envelope["op"], "d", "{envelope}");
+    assert_eq!(envelope["before"], serde_json::json!({"id": 6, "v": 61, "name": "six"}), "{envelope}");
+    assert!(envelope["after"].is_null());
+    assert_eq!(envelope["source"]["table"], "cdc_modes");
+    assert_eq!(envelope["source"]["snapshot"], false);
+    assert!(envelope["source"]["gtid"].is_string() && envelope["ts_ms"].as_u64().unwrap() > 0, "{envelope}");
+    json.close().unwrap();
 }
