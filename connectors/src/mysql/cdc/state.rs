@@ -195,6 +195,9 @@ mod tests {
             assert_eq!(m.handovers, [Handover { parallelism: 2, emitted: vec![Some(mark(90)), Some(mark(190))] }]);
             assert!(m.snapshot_done && m.emitted.is_none());
         }
+        // The state survives the engine's checkpoint encoding (postcard).
+        let bytes = postcard::to_stdvec(&merged[1]).unwrap();
+        assert_eq!(postcard::from_bytes::<CdcState>(&bytes).unwrap(), merged[1]);
         // A second rescale keeps the first handover.
         let again: Vec<_> = merged.iter().map(|m| CdcState { emitted: Some(mark(300)), ..m.clone() }).collect();
         let twice = merge(again, 0, 2).unwrap();
