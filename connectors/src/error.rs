@@ -18,6 +18,10 @@ pub enum Error {
     /// The MySQL source failed (see [`MySqlError`](crate::mysql::MySqlError)).
     #[error(transparent)]
     MySql(#[from] crate::mysql::MySqlError),
+    /// The MySQL CDC source failed (see
+    /// [`CdcError`](crate::mysql::cdc::CdcError)).
+    #[error(transparent)]
+    MySqlCdc(#[from] crate::mysql::cdc::CdcError),
     /// A Kafka connector failed (see [`KafkaError`](crate::kafka::KafkaError)).
     #[error(transparent)]
     Kafka(#[from] crate::kafka::KafkaError),
@@ -28,6 +32,7 @@ impl From<Error> for sluice::Error {
         match e {
             // A broken invariant of the connector, not a fault of the job.
             Error::MySql(e @ crate::mysql::MySqlError::NotOpen(_)) => sluice::Error::internal(e.to_string()),
+            Error::MySqlCdc(e @ crate::mysql::cdc::CdcError::NotOpen(_)) => sluice::Error::internal(e.to_string()),
             e => sluice::Error::user(e.to_string()),
         }
     }

@@ -118,7 +118,7 @@
 //! tracking column set [`lag`] longer than your transactions last (only
 //! rows older than `NOW(6) - lag` are read); with an integer column, insert
 //! in short transactions or from a single writer. For exact capture of
-//! every change use binlog-based change data capture.
+//! every change use binlog-based change data capture ([`cdc`]).
 //!
 //! [`split_column`]: MySqlSourceBuilder::split_column
 //! [`columns`]: MySqlSourceBuilder::columns
@@ -127,6 +127,7 @@
 //! [`max_retries`]: MySqlSourceBuilder::max_retries
 
 mod builder;
+pub mod cdc;
 mod de;
 mod error;
 mod position;
