@@ -1,8 +1,9 @@
 //! The builder of [`MySqlSource`] and the options it checks.
 
+use super::server::{server_setters, ServerAddress};
 use super::source::MySqlSource;
 use crate::error::Error;
-use mysql_async::{Opts, OptsBuilder};
+use mysql_async::Opts;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -65,12 +66,7 @@ impl Config {
 /// `tracking_column`. `Debug` shows neither the password nor the one in a URL.
 #[derive(Clone)]
 pub struct MySqlSourceBuilder<T> {
-    url: Option<String>,
-    host: Option<String>,
-    port: u16,
-    user: Option<String>,
-    password: Option<String>,
-    database: Option<String>,
+    server: ServerAddress,
     table: Option<String>,
     tracking_column: Option<String>,
     split_column: Option<String>,
@@ -89,12 +85,7 @@ pub struct MySqlSourceBuilder<T> {
 impl<T> std::fmt::Debug for MySqlSourceBuilder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlSourceBuilder")
-            .field("url", &self.url.as_deref().map(redact_url))
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("database", &self.database)
+            .field("server", &self.server)
             .field("table", &self.table)
             .field("tracking_column", &self.tracking_column)
             .field("mode", &self.mode)
@@ -102,25 +93,10 @@ impl<T> std::fmt::Debug for MySqlSourceBuilder<T> {
     }
 }
 
-/// `mysql://user:password@host/db` with the password replaced by `***`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_string() };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
-
 impl<T> Default for MySqlSourceBuilder<T> {
     fn default() -> Self {
         MySqlSourceBuilder {
-            url: None,
-            host: None,
-            port: 3306,
-            user: None,
-            password: None,
-            database: None,
+            server: ServerAddress::default(),
             table: None,
             tracking_column: None,
             split_column: None,
@@ -143,42 +119,7 @@ fn invalid(option: &'static str, message: impl Into<String>) -> Error {
 }
 
 impl<T> MySqlSourceBuilder<T> {
-    /// The server as a URL: `mysql://user:password@host:3306/database`
-    /// (mysql_async's URL options such as `?prefer_socket=false` apply).
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
-        self
-    }
-
-    /// The server's host name or IP address (instead of `url`).
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
-    }
-
-    /// The server's TCP port (default 3306).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// The user to connect as.
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// The user's password.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-
-    /// The database holding the table (overrides the URL's).
-    pub fn database(mut self, database: impl Into<String>) -> Self {
-        self.database = Some(database.into());
-        self
-    }
+    server_setters!(server);
 
     /// The table to read.
     pub fn table(mut self, table: impl Into<String>) -> Self {
@@ -267,29 +208,7 @@ impl<T> MySqlSourceBuilder<T> {
     /// Checks the options and makes the source. Nothing connects yet; the
     /// server, table and columns are checked in `open`.
     pub fn build(self) -> crate::Result<MySqlSource<T>> {
-        let base = match (&self.url, &self.host) {
-            (Some(_), Some(_)) => return Err(invalid("host", "give either .url(...) or .host(...), not both")),
-            (None, None) => {
-                return Err(invalid("url", "no server: set .url(\"mysql://user:password@host:3306/db\") or .host(...)"))
-            }
-            (Some(url), None) => {
-                let opts = Opts::from_url(url).map_err(|e| invalid("url", format!("not a valid MySQL URL: {e}")))?;
-                OptsBuilder::from_opts(opts)
-            }
-            (None, Some(host)) => {
-                let user = self.user.clone().ok_or_else(|| invalid("user", "set .user(...) along with .host(...)"))?;
-                OptsBuilder::default()
-                    .ip_or_hostname(host.clone())
-                    .tcp_port(self.port)
-                    .user(Some(user))
-                    .pass(self.password.clone())
-            }
-        };
-        let mut builder = base.prefer_socket(false);
-        if let Some(db) = &self.database {
-            builder = builder.db_name(Some(db.clone()));
-        }
-        let opts = Opts::from(builder);
+        let opts = self.server.opts("mysql")?;
         let table = self
             .table
             .filter(|t| !t.is_empty())

@@ -133,6 +133,7 @@ mod error;
 mod position;
 mod row;
 mod schema;
+mod server;
 mod source;
 mod sql;
 

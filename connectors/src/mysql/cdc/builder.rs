@@ -3,7 +3,8 @@
 use super::offset::{file_seq, StartupMode};
 use super::source::MySqlCdcSource;
 use crate::error::Error;
-use mysql_async::{Opts, OptsBuilder};
+use crate::mysql::server::{server_setters, ServerAddress};
+use mysql_async::Opts;
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -112,12 +113,7 @@ impl std::fmt::Debug for Config {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MySqlCdcSourceBuilder<T> {
-    url: Option<String>,
-    host: Option<String>,
-    port: u16,
-    user: Option<String>,
-    password: Option<String>,
-    database: Option<String>,
+    server: ServerAddress,
     tables: Vec<String>,
     pattern: Option<String>,
     startup: StartupMode,
@@ -134,10 +130,7 @@ pub struct MySqlCdcSourceBuilder<T> {
 impl<T> std::fmt::Debug for MySqlCdcSourceBuilder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlCdcSourceBuilder")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("server", &self.server)
             .field("tables", &self.tables)
             .field("pattern", &self.pattern)
             .field("startup", &self.startup)
@@ -148,12 +141,7 @@ impl<T> std::fmt::Debug for MySqlCdcSourceBuilder<T> {
 impl<T> Default for MySqlCdcSourceBuilder<T> {
     fn default() -> Self {
         MySqlCdcSourceBuilder {
-            url: None,
-            host: None,
-            port: 3306,
-            user: None,
-            password: None,
-            database: None,
+            server: ServerAddress::default(),
             tables: Vec::new(),
             pattern: None,
             startup: StartupMode::Initial,
@@ -174,42 +162,7 @@ fn invalid(option: &'static str, message: impl Into<String>) -> Error {
 }
 
 impl<T> MySqlCdcSourceBuilder<T> {
-    /// The server as a URL: `mysql://user:password@host:3306/database`.
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
-        self
-    }
-
-    /// The server's host name or IP address (instead of `url`).
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
-    }
-
-    /// The server's TCP port (default 3306).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// The user to connect as; it needs SELECT on the tables and
-    /// REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR).
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// The user's password.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-
-    /// The database of unqualified table names (overrides the URL's).
-    pub fn database(mut self, database: impl Into<String>) -> Self {
-        self.database = Some(database.into());
-        self
-    }
+    server_setters!(server);
 
     /// The tables to capture: `table` (in the connection's database) or
     /// `database.table`.
@@ -277,29 +230,7 @@ impl<T> MySqlCdcSourceBuilder<T> {
     /// Checks the options and makes the source. Nothing connects yet; the
     /// server and tables are checked in `open`.
     pub fn build(self) -> crate::Result<MySqlCdcSource<T>> {
-        let base = match (&self.url, &self.host) {
-            (Some(_), Some(_)) => return Err(invalid("host", "give either .url(...) or .host(...), not both")),
-            (None, None) => {
-                return Err(invalid("url", "no server: set .url(\"mysql://user:password@host:3306/db\") or .host(...)"))
-            }
-            (Some(url), None) => {
-                let opts = Opts::from_url(url).map_err(|e| invalid("url", format!("not a valid MySQL URL: {e}")))?;
-                OptsBuilder::from_opts(opts)
-            }
-            (None, Some(host)) => {
-                let user = self.user.clone().ok_or_else(|| invalid("user", "set .user(...) along with .host(...)"))?;
-                OptsBuilder::default()
-                    .ip_or_hostname(host.clone())
-                    .tcp_port(self.port)
-                    .user(Some(user))
-                    .pass(self.password.clone())
-            }
-        };
-        let mut builder = base.prefer_socket(false);
-        if let Some(db) = &self.database {
-            builder = builder.db_name(Some(db.clone()));
-        }
-        let opts = Opts::from(builder);
+        let opts = self.server.opts("mysql-cdc")?;
         let selection = match (self.tables.is_empty(), self.pattern) {
             (false, Some(_)) => {
                 return Err(invalid("table_pattern", "give either .tables(...) or .table_pattern(...)"))
