@@ -83,6 +83,11 @@ pub struct KafkaTransaction {
     pub records: u64,
 }
 
+/// The transactional id of subtask `subtask`'s transaction for checkpoint `n`.
+fn transactional_id(prefix: &str, subtask: u32, n: u64) -> String {
+    format!("{prefix}-{subtask}-{n}")
+}
+
 /// Settings shared by the Kafka sinks.
 #[derive(Clone, Debug)]
 pub(crate) struct SinkConfig {
@@ -239,7 +244,7 @@ impl<T> KafkaTransactionalSink<T> {
     }
 
     fn id(&self, subtask: u32, n: u64) -> String {
-        format!("{}-{subtask}-{n}", self.prefix)
+        transactional_id(&self.prefix, subtask, n)
     }
 
     /// `transaction.timeout.ms` must outlast a checkpoint interval plus a
@@ -320,7 +325,7 @@ impl<T> KafkaTransactionalSink<T> {
         let coordinator = self.coordinator()?.clone();
         let (config, prefix, subtask) = (&self.config, &self.prefix, self.subtask);
         self.pool.fill(checkpoint, |c| {
-            let id = format!("{prefix}-{subtask}-{c}");
+            let id = transactional_id(prefix, subtask, c);
             let (config, coordinator, thread_id) = (config.clone(), coordinator.clone(), id.clone());
             std::thread::Builder::new()
                 .name("kafka-txn-prepare".into())
