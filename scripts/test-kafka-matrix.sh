@@ -40,7 +40,7 @@ broker() {
 # A fresh cluster each run: storage is formatted by the version under test.
 broker reset >/dev/null 2>&1 || true
 broker start
-trap 'KAFKA_VERSION=$VERSION KAFKA_PORT=$PORT SLUICE_KAFKA_DIR=$DIR scripts/kafka-local.sh stop >/dev/null 2>&1 || true' EXIT
+trap 'broker stop >/dev/null 2>&1 || true' EXIT
 
 echo "== Kafka $VERSION: broker 127.0.0.1:$PORT, image $IMAGE"
 KAFKA_VERSION=$VERSION SLUICE_KAFKA_BOOTSTRAP="127.0.0.1:$PORT" SLUICE_KAFKA_IMAGE=$IMAGE \

@@ -12,6 +12,13 @@ pub fn kafka_image() -> (String, String) {
     image_from_env("SLUICE_KAFKA_IMAGE", "sluice/kafka:4.4.0-r1")
 }
 
+/// Whether the Kafka image's line has the `transaction.version` feature
+/// (KIP-890, Kafka 4): `false` for a 3.x tag, which tests about transaction
+/// versions then skip, saying so.
+pub fn kafka_has_transaction_versions() -> bool {
+    !kafka_image().1.starts_with("3.")
+}
+
 /// The MariaDB image as `(name, tag)`: `SLUICE_MARIADB_IMAGE` or the locally built one.
 pub fn mariadb_image() -> (String, String) {
     image_from_env("SLUICE_MARIADB_IMAGE", "sluice/mariadb:10.11-r1")
