@@ -4,12 +4,18 @@
 #     g++          — compiles RocksDB (rocksdb crate) and librdkafka (rdkafka crate);
 #     make         — runs librdkafka's build;
 #     libclang-dev — bindgen generates the RocksDB bindings;
-#     libssl-dev, pkg-config — librdkafka speaks TLS and SASL/SCRAM with OpenSSL.
+#     libssl-dev, pkg-config — librdkafka speaks TLS and SASL/SCRAM with OpenSSL;
+#     protobuf-compiler, libprotobuf-dev — etcd-client generates its gRPC client from
+#                  etcd's .proto files (protoc, and the well-known types they import).
 #   test (what the tests need besides the build):
 #     prometheus   — a real Prometheus server scrapes a running job in the tests;
 #     chromium     — a headless browser renders the JobManager's web UI in the tests;
 #     openssl      — test certificates (scripts/cluster-certs.sh, the SASL_SSL Kafka listener);
-#     strace       — a test traces a job's fsync and rename calls (checkpoint durability).
+#     strace       — a test traces a job's fsync and rename calls (checkpoint durability);
+#     etcd-server  — the coordination service of JobManager high availability (tests start
+#                    their own etcd from it);
+#     iproute2     — `ip netns`: the multi-host tests put each process on a test host of its own;
+#     gdb          — a test process that hangs past its deadline is reported with its threads' stacks.
 # Java and the Kafka jars are not installed here: scripts/kafka-local.sh installs
 # them on first use (scripts/lib/common.sh), and scripts/docker-images.sh the
 # Docker engine.
@@ -35,11 +41,16 @@ fi
 # librdkafka is built with OpenSSL (TLS and SASL/SCRAM to Kafka).
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 if [ "$group" = all ]; then
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
+  command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -149,6 +149,25 @@ impl CheckpointCoordinator {
         self.last_trigger = Some(now);
     }
 
+    /// Whether a periodic checkpoint is due at `now` (the interval, the
+    /// minimum pause and the checkpoints in flight allow one).
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.pending.len() < self.config.max_concurrent.max(1)
+            && self.last_trigger.is_none_or(|t| now.duration_since(t) >= self.config.interval)
+            && self.last_end.is_none_or(|t| now.duration_since(t) >= self.config.min_pause)
+    }
+
+    /// The id the next checkpoint would get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Numbers the next checkpoint `id` if that is higher than the next
+    /// id (ids reserved elsewhere, e.g. by a highly available JobManager).
+    pub fn skip_to(&mut self, id: u64) {
+        self.next_id = self.next_id.max(id);
+    }
+
     /// A periodic checkpoint, if one is due at `now`; `expected` names the
     /// subtasks that must acknowledge it (called only when one is due).
     pub fn maybe_trigger(
@@ -156,13 +175,7 @@ impl CheckpointCoordinator {
         now: Instant,
         expected: impl FnOnce() -> BTreeSet<TaskKey>,
     ) -> Option<CheckpointBarrier> {
-        if self.pending.len() >= self.config.max_concurrent.max(1) {
-            return None;
-        }
-        if self.last_trigger.is_some_and(|t| now.duration_since(t) < self.config.interval) {
-            return None;
-        }
-        if self.last_end.is_some_and(|t| now.duration_since(t) < self.config.min_pause) {
+        if !self.is_due(now) {
             return None;
         }
         Some(self.trigger(now, expected(), CheckpointKind::Checkpoint))

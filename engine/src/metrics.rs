@@ -60,6 +60,12 @@ pub struct Metrics {
     pub slots_available: IntGauge,
     /// TaskManagers registered with the JobManager (cluster mode).
     pub task_managers: IntGauge,
+    /// 1 while this JobManager leads its highly available cluster, else 0.
+    pub is_leader: IntGauge,
+    /// Since when this JobManager leads, ms since the epoch (0: it does not).
+    pub leader_since: IntGauge,
+    /// How many times this JobManager became leader.
+    pub leader_changes: IntCounter,
 }
 
 /// The counters of one operator in one subtask.
@@ -159,6 +165,14 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
     let task_managers =
         IntGauge::new("sluice_jobmanager_numRegisteredTaskManagers", "TaskManagers registered with the JobManager")?;
     registry.register(Box::new(task_managers.clone()))?;
+    let is_leader = IntGauge::new("sluice_jobmanager_isLeader", "1 while this JobManager leads the cluster")?;
+    let leader_since =
+        IntGauge::new("sluice_jobmanager_leaderSince", "Since when this JobManager leads, ms since the epoch")?;
+    let leader_changes =
+        IntCounter::new("sluice_jobmanager_leadershipGained_total", "Times this JobManager became leader")?;
+    registry.register(Box::new(is_leader.clone()))?;
+    registry.register(Box::new(leader_since.clone()))?;
+    registry.register(Box::new(leader_changes.clone()))?;
     Ok(Metrics {
         registry,
         records_in,
@@ -179,6 +193,9 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         slots_total,
         slots_available,
         task_managers,
+        is_leader,
+        leader_since,
+        leader_changes,
     })
 }
 

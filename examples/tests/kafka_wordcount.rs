@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sluice_integration_tests::kafka::KafkaContainer;
+use sluice_integration_tests::process::wait_within;
 use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -72,8 +73,8 @@ fn kafka_wordcount_is_exactly_once_through_crashes() {
     create_topics(&bs, &["clean-in", "clean-out"], 3);
     feed(&bs, "clean-in", 0..3000, None);
     let dir = tempfile::tempdir().unwrap();
-    let out =
-        start(&bs, "clean-in", "clean-out", &dir.path().join("c"), &["--bounded"], &[]).wait_with_output().unwrap();
+    let bounded = start(&bs, "clean-in", "clean-out", &dir.path().join("c"), &["--bounded"], &[]);
+    let out = wait_within(bounded, Duration::from_secs(180), "the bounded WordCount");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_output(&bs, "clean-out", 3, &expected(3000), Duration::from_secs(60));
 
@@ -160,9 +161,11 @@ fn crash_before_commit(bs: &str, ckpt: &std::path::Path) -> u64 {
         let bs = bs.to_string();
         std::thread::spawn(move || feed(&bs, "loop-in", lines..lines + 3000, Some((100, Duration::from_millis(50)))))
     };
-    let aborted = start(bs, "loop-in", "loop-out", ckpt, &[], &[("SLUICE_FAULTS", "abort@after-complete=+3")])
-        .wait_with_output()
-        .unwrap();
+    let aborted = wait_within(
+        start(bs, "loop-in", "loop-out", ckpt, &[], &[("SLUICE_FAULTS", "abort@after-complete=+3")]),
+        Duration::from_secs(180),
+        "the WordCount aborted after its third checkpoint",
+    );
     feeder.join().unwrap();
     let stderr = String::from_utf8_lossy(&aborted.stderr);
     assert!(!aborted.status.success() && stderr.contains("aborting the process after checkpoint"), "{stderr}");

@@ -5,14 +5,17 @@
 //! server process and stops it when dropped, and the container harness
 //! ([`images`], [`kafka`], [`mariadb`]) on the `testcontainers` crate, and
 //! the input and output checks of the Kafka WordCount example
-//! ([`wordcount`]). The
+//! ([`wordcount`]), a real etcd server ([`etcd`]) and deadlines for
+//! processes under test ([`process`]). The
 //! free port, HTTP client and unique names every test suite uses are in
 //! `sluice-test-support` (`support/`).
 #![deny(missing_docs)]
 
+pub mod etcd;
 pub mod images;
 pub mod kafka;
 pub mod mariadb;
+pub mod process;
 pub mod wordcount;
 
 use std::process::{Child, Command, Stdio};

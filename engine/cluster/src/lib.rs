@@ -11,13 +11,16 @@
 //! - [`taskmanager_process`]: `sluice taskmanager` — offers slots, starts
 //!   the job processes the JobManager asks for;
 //! - [`rest`]: the REST API and web UI at Flink's paths;
-//! - [`discovery`]: the `/metrics` targets of every process, for Prometheus.
+//! - [`discovery`]: the `/metrics` targets of every process, for Prometheus;
+//! - [`ha`]: JobManager high availability on etcd (leader election, the
+//!   job store, checkpoint pointers, fencing).
 //!
 //! The job binary's side of the cluster (its driver and task processes, and
 //! the messages between the processes) is in [`sluice::cluster::remote`].
 #![deny(missing_docs)]
 
 pub mod discovery;
+pub mod ha;
 pub mod jobmanager_process;
 pub mod rest;
 pub mod rest_guard;

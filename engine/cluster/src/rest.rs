@@ -32,7 +32,7 @@
 //! state-changing requests, tokens, `web.submit.enable` and
 //! `web.cancel.enable` — is [`crate::rest_guard`]'s to decide.
 
-use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager};
+use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager, Leadership};
 use crate::rest_guard::RestPolicy;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -205,7 +205,16 @@ async fn overview(State(jm): State<JobManager>) -> Reply {
 
 fn overview_json(c: &Cluster) -> Value {
     let count = |s: JobStatus| c.jobs.values().filter(|j| j.status == s).count();
+    let leadership = match c.leadership() {
+        Leadership::Alone => json!({"role": "alone"}),
+        Leadership::Leader { since, terms } => json!({"role": "leader", "since": since, "terms": terms}),
+        Leadership::Standby { leader } => json!({
+            "role": "standby",
+            "leader": leader.map(|l| json!({"id": l.id, "rest-address": l.rest_address, "since": l.since_ms})),
+        }),
+    };
     json!({
+        "leadership": leadership,
         "taskmanagers": c.task_managers.len(),
         "slots-total": c.total_slots(),
         "slots-available": c.free_slots(),

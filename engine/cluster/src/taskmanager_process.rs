@@ -47,7 +47,8 @@ pub struct TaskManagerSettings {
     pub id: String,
     /// Slots it offers.
     pub slots: u32,
-    /// The JobManager's RPC address.
+    /// The JobManager's RPC address (with high availability: the leader's,
+    /// looked up in the coordination service before each registration).
     pub jobmanager: String,
     /// Where binaries and logs go.
     pub work_dir: PathBuf,
@@ -62,6 +63,8 @@ pub struct TaskManagerSettings {
     /// How connections are secured (`security.ssl.internal.*`); job
     /// processes started here get the same settings.
     pub security: Security,
+    /// High availability (`high-availability.*`): where to find the leader.
+    pub ha: crate::ha::HaSettings,
 }
 
 impl TaskManagerSettings {
@@ -83,6 +86,7 @@ impl TaskManagerSettings {
                 .unwrap_or(Duration::from_secs(300)),
             metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
             security: Security::from_config(conf)?,
+            ha: crate::ha::HaSettings::from_config(conf)?,
         })
     }
 }
@@ -143,10 +147,25 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
     let current: CurrentLink = Arc::default();
     let secrets: Secrets = Arc::default();
     let endpoint = start_local_endpoint(&settings, children.clone(), secrets.clone(), current.clone())?;
+    let ha = settings.ha.services()?;
+    let mut settings = settings;
     let mut refused_since: Option<Instant> = None;
     loop {
-        let stream =
-            wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout, &settings.security)?;
+        let stream = match &ha {
+            None => {
+                wire::connect(&settings.jobmanager, "JobManager", settings.registration_timeout, &settings.security)?
+            }
+            Some(ha) => {
+                let (address, stream) = crate::ha::connect_to_leader(
+                    ha.as_ref(),
+                    "JobManager",
+                    settings.registration_timeout,
+                    &settings.security,
+                )?;
+                settings.jobmanager = address;
+                stream
+            }
+        };
         let (link, mut reader) = Link::new(stream)?;
         link.send(&Hello::TaskManager(TaskManagerHello {
             id: TaskManagerId(settings.id.clone()),

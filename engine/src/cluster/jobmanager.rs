@@ -8,6 +8,7 @@
 //! every 20 ms for checkpoint triggers, timeouts, restarts and metrics), so
 //! its state needs no locks.
 
+use super::fence::{CheckpointFence, Fenced};
 use super::inbox::{JobResult, ToJobManager};
 use super::job_graphs::JobGraphs;
 use super::protocol::{
@@ -93,6 +94,9 @@ pub(crate) struct JobManager {
     /// In cluster mode the cluster's resource manager owns
     /// `slot.request.timeout` (it knows every slot) and sends `FailJob`.
     external_slot_timeout: bool,
+    /// With JobManager high availability: the leader's fence around
+    /// checkpoint ids and completions (see [`super::fence`]).
+    fence: Option<Box<dyn CheckpointFence>>,
 }
 
 impl JobManager {
@@ -103,7 +107,15 @@ impl JobManager {
             inbox,
             graphs,
             external_slot_timeout: false,
+            fence: None,
         }
+    }
+
+    /// Asks `fence` before every checkpoint and before announcing one
+    /// complete (a job master started by a highly available JobManager).
+    pub(crate) fn with_fence(mut self, fence: Option<Box<dyn CheckpointFence>>) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Leaves the slot request timeout to the cluster (see the field).
@@ -445,6 +457,12 @@ impl JobManager {
                 return;
             }
         };
+        if let Some(fence) = self.fence.as_mut() {
+            match fence.reserve_id(job.coordinator.next_id()) {
+                Ok(n) => job.coordinator.skip_to(n),
+                Err(e) => fenced(&e),
+            }
+        }
         let expected = checkpoint_tasks(&job.executions);
         let barrier = job.coordinator.trigger(Instant::now(), expected, CheckpointKind::Savepoint);
         job.savepoints.insert(barrier.id, (dir, reply));
@@ -507,6 +525,11 @@ impl JobManager {
                 return;
             }
         };
+        if let Some(fence) = self.fence.as_mut() {
+            if let Err(e) = fence.record_completed(cp.0, &done.dir) {
+                fenced(&e);
+            }
+        }
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.coordinator.completed(&done, Instant::now());
         job.latest_checkpoint = Some(cp);
@@ -581,7 +604,13 @@ impl JobManager {
                     for cp in job.coordinator.expired(now) {
                         expired.push((job.id, cp, job.coordinator.config().timeout));
                     }
-                    if job.graph.settings.checkpointing.is_some() && job.all_running() {
+                    if job.graph.settings.checkpointing.is_some() && job.all_running() && job.coordinator.is_due(now) {
+                        if let Some(fence) = self.fence.as_mut() {
+                            match fence.reserve_id(job.coordinator.next_id()) {
+                                Ok(n) => job.coordinator.skip_to(n),
+                                Err(e) => fenced(&e),
+                            }
+                        }
                         let expected = || checkpoint_tasks(&job.executions);
                         if let Some(b) = job.coordinator.maybe_trigger(now, expected) {
                             triggers.push((job.id, b));
@@ -672,4 +701,12 @@ impl JobManager {
             self.maybe_finish(id);
         }
     }
+}
+
+/// A fenced job master stops acting at once (see [`super::fence`]): its
+/// process exits without notifying any task or reporting the job's end, so
+/// the job stays with the JobManager that leads now.
+fn fenced(why: &Fenced) -> ! {
+    tracing::error!("this job master is fenced ({why}); it stops without completing or committing anything");
+    std::process::exit(super::fence::FENCED_EXIT_CODE)
 }

@@ -1,6 +1,7 @@
 //! The mini cluster: a JobManager and TaskManagers as threads of one
 //! process, for local runs (`cargo run` of a job) and tests.
 
+use super::fence::CheckpointFence;
 use super::gateway::Gateway;
 use super::inbox::{JobResult, ToJobManager};
 use super::job_graphs::JobGraphs;
@@ -69,12 +70,14 @@ impl MiniCluster {
     /// The job master of a job's driver process in a cluster: a JobManager
     /// without TaskManagers of its own, whose TaskManagers (the job's task
     /// processes) register over RPC, and whose slot request timeout the
-    /// cluster enforces.
-    pub(crate) fn start_driver_job_master() -> Result<Self> {
+    /// cluster enforces; `fence` with a highly available JobManager.
+    pub(crate) fn start_driver_job_master(fence: Option<Box<dyn CheckpointFence>>) -> Result<Self> {
         let (jm_tx, jm_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("jobmaster".into())
-            .spawn(move || JobManager::new(jm_rx, JobGraphs::default()).with_external_slot_timeout().run())
+            .spawn(move || {
+                JobManager::new(jm_rx, JobGraphs::default()).with_external_slot_timeout().with_fence(fence).run()
+            })
             .map_err(|e| Error::io("cannot start the job master thread", e))?;
         Ok(MiniCluster { job_manager: jm_tx, threads: vec![thread] })
     }

@@ -6,6 +6,7 @@
 //! [`MiniCluster`]; the messages travel over in-process channels. The same
 //! messages are what a multi-process cluster carries over RPC.
 
+pub mod fence;
 pub mod gateway;
 pub mod inbox;
 pub mod job_graphs;

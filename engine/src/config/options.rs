@@ -467,6 +467,42 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Cluster: the TaskManager's id; default: taskmanager-<host>-<pid>.",
     },
     ConfigOption {
+        key: "jobmanager.resource-id",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the JobManager's id, published when it leads; default: jobmanager-<rpc address>-<pid>.",
+    },
+    ConfigOption {
+        key: "high-availability.type",
+        kind: ValueKind::Enum(&["none", "NONE", "etcd"]),
+        default: Some("none"),
+        description: "Cluster: JobManager high availability: none (a lost JobManager ends its jobs) or etcd (standby JobManagers take over and resume every job from its latest checkpoint; docs/high-availability.md).",
+    },
+    ConfigOption {
+        key: "high-availability.etcd.endpoints",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster, HA: etcd's client URLs, comma-separated (e.g. http://10.0.0.5:2379); JobManagers, TaskManagers and the CLI find the leader there.",
+    },
+    ConfigOption {
+        key: "high-availability.cluster-id",
+        kind: ValueKind::Text,
+        default: Some("default"),
+        description: "Cluster, HA: names this cluster's keys in etcd (/sluice/<id>/...) and its directory in the storage directory.",
+    },
+    ConfigOption {
+        key: "high-availability.storageDir",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster, HA: a directory every JobManager host shares; holds job records and binaries (etcd holds only pointers to them).",
+    },
+    ConfigOption {
+        key: "high-availability.etcd.lease-ttl",
+        kind: ValueKind::Duration,
+        default: Some("3s"),
+        description: "Cluster, HA: the leader's lease; a killed leader is replaced after about this long, a leader that cannot renew it steps down after three quarters of it.",
+    },
+    ConfigOption {
         key: "taskmanager.host",
         kind: ValueKind::Text,
         default: Some("127.0.0.1"),

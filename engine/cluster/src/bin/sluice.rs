@@ -167,8 +167,9 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
             let rpc = jm.rpc_address().to_string();
             let tls = sluice_cluster::rest_tls::server_config(&conf)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
-            let rest_addr = rest::serve(jm, &bind, token, tls)?;
+            let rest_addr = rest::serve(jm.clone(), &bind, token, tls)?;
             eprintln!("JobManager running: web UI and REST API at {scheme}://{rest_addr}/ , RPC at {rpc}");
+            jm.start_leadership(&rest_addr.to_string())?;
             loop {
                 std::thread::park();
             }
@@ -241,8 +242,16 @@ struct Client {
 
 impl Client {
     fn new(cli: &Cli, conf: &Configuration) -> CliResult<Self> {
+        let ha = sluice_cluster::ha::HaSettings::from_config(conf)?;
         let base = match &cli.jobmanager {
             Some(m) => m.clone(),
+            // With high availability: the leader's REST address.
+            None if ha.enabled() => match ha.services()? {
+                Some(services) => {
+                    sluice_cluster::ha::locate_leader(services.as_ref(), Duration::from_secs(10))?.rest_address
+                }
+                None => return fail("high availability is configured but has no services"),
+            },
             None => {
                 let host = conf.get_str("rest.address")?.unwrap_or_else(|| "127.0.0.1".into());
                 format!("{host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081))

@@ -90,10 +90,16 @@ pub struct Cluster {
     pub(super) drivers: HashMap<JobId, Child>,
     pub(super) savepoints: HashMap<u64, Sender<SavepointAnswer>>,
     pub(super) next_id: u64,
+    /// With high availability: leadership, the job store, the fence.
+    pub(crate) ha: Option<super::leadership::HaState>,
 }
 
 impl Cluster {
-    pub(super) fn new(settings: JobManagerSettings, rpc_address: String) -> Self {
+    pub(super) fn new(
+        settings: JobManagerSettings,
+        rpc_address: String,
+        ha: Option<super::leadership::HaState>,
+    ) -> Self {
         Cluster {
             settings,
             rpc_address,
@@ -104,6 +110,7 @@ impl Cluster {
             drivers: HashMap::new(),
             savepoints: HashMap::new(),
             next_id: 1,
+            ha,
         }
     }
 
@@ -129,6 +136,7 @@ impl Cluster {
 
     /// Asks a job's driver to cancel the job.
     pub fn cancel(&mut self, id: JobId) -> Result<()> {
+        self.check_acting()?;
         let job = self.jobs.get_mut(&id).ok_or_else(|| Error::user(format!("no job {id}")))?;
         if job.status.is_terminal() {
             return Err(Error::user(format!("job {id} has already ended ({})", job.status)));
@@ -151,6 +159,7 @@ impl Cluster {
         id: JobId,
         dir: String,
     ) -> Result<crossbeam_channel::Receiver<SavepointAnswer>> {
+        self.check_acting()?;
         let job = self.jobs.get(&id).ok_or_else(|| Error::user(format!("no job {id}")))?;
         if job.status != JobStatus::Running {
             return Err(Error::user(format!("job {id} is {}, a savepoint needs a RUNNING job", job.status)));
@@ -177,6 +186,9 @@ impl Cluster {
             job.failure = failure;
         }
         job.driver = None;
+        if let Err(e) = self.record_job(id) {
+            tracing::error!("cannot record the end of job {id} for high availability: {e}");
+        }
         for tm in self.task_managers.values_mut() {
             let before = tm.processes.len();
             tm.processes.retain(|(j, _), _| *j != id);

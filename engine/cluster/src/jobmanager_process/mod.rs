@@ -32,6 +32,7 @@
 
 mod artifacts;
 mod cluster;
+mod leadership;
 mod serve;
 mod slots;
 mod spawn;
@@ -39,9 +40,12 @@ mod spawn;
 pub use artifacts::Artifact;
 pub(crate) use cluster::JobEntry;
 pub use cluster::{Cluster, SavepointAnswer};
+pub use leadership::Leadership;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use sluice::cluster::remote::messages::{DriverHello, FromDriver, FromTaskManagerProcess, TaskManagerHello};
+use sluice::cluster::remote::messages::{
+    DriverHello, FromDriver, FromTaskManagerProcess, TaskManagerHello, ToTaskManagerProcess,
+};
 use sluice::cluster::remote::wire::Link;
 use sluice::config::Configuration;
 use sluice::error::{Error, Result};
@@ -79,6 +83,10 @@ pub struct JobManagerSettings {
     pub metrics_env: Vec<(String, String)>,
     /// How RPC connections are secured (`security.ssl.internal.*`).
     pub security: Security,
+    /// High availability (`high-availability.*`).
+    pub ha: crate::ha::HaSettings,
+    /// This JobManager's id (`jobmanager.resource-id`).
+    pub id: String,
 }
 
 impl JobManagerSettings {
@@ -100,6 +108,10 @@ impl JobManagerSettings {
                 .collect(),
             metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
             security: Security::from_config(conf)?,
+            ha: crate::ha::HaSettings::from_config(conf)?,
+            id: conf
+                .get_str("jobmanager.resource-id")?
+                .unwrap_or_else(|| format!("jobmanager-{rpc_host}-{}", std::process::id())),
         })
     }
 }
@@ -126,6 +138,8 @@ pub(crate) enum Event {
 pub struct JobManager {
     events: Sender<Event>,
     rpc_address: String,
+    /// With high availability: the services, and this JobManager's id.
+    ha: Option<(std::sync::Arc<dyn crate::ha::HighAvailabilityServices>, String)>,
 }
 
 impl std::fmt::Debug for JobManager {
@@ -142,6 +156,21 @@ impl JobManager {
     /// The RPC endpoint's bound address.
     pub fn rpc_address(&self) -> &str {
         &self.rpc_address
+    }
+
+    /// With high availability: starts campaigning for leadership,
+    /// published with this JobManager's RPC address and `rest_address`
+    /// (until elected it is a standby). Without: nothing.
+    pub fn start_leadership(&self, rest_address: &str) -> Result<()> {
+        let Some((services, id)) = &self.ha else { return Ok(()) };
+        let me = crate::ha::LeaderInfo {
+            id: id.clone(),
+            rpc_address: self.rpc_address.clone(),
+            rest_address: rest_address.to_string(),
+            since_ms: 0,
+        };
+        crate::ha::leadership::spawn(services.clone(), me, self.clone())
+            .map_err(|e| Error::io("cannot start the leadership thread", e))
     }
 
     /// Runs `f` on the event loop's thread and waits for its result. Not
@@ -181,7 +210,15 @@ pub fn start(settings: JobManagerSettings) -> Result<JobManager> {
     let rpc_address = listener.local_addr().map_err(|e| Error::io("RPC endpoint", e))?.to_string();
     let (events, inbox) = crossbeam_channel::unbounded();
     let security = settings.security.clone();
-    let cluster = Cluster::new(settings, rpc_address.clone());
+    let (ha, ha_state) = match settings.ha.services()? {
+        Some(services) => {
+            let storage = settings.ha.storage()?.unwrap_or_default();
+            let state = leadership::HaState::new(services.clone(), storage)?;
+            (Some((services, settings.id.clone())), Some(state))
+        }
+        None => (None, None),
+    };
+    let cluster = Cluster::new(settings, rpc_address.clone(), ha_state);
     std::thread::Builder::new()
         .name("jobmanager".into())
         .spawn(move || run(cluster, inbox))
@@ -191,7 +228,7 @@ pub fn start(settings: JobManagerSettings) -> Result<JobManager> {
         .name("rpc-accept".into())
         .spawn(move || serve::accept(listener, acceptor, security))
         .map_err(|e| Error::io("cannot start a thread", e))?;
-    Ok(JobManager { events, rpc_address })
+    Ok(JobManager { events, rpc_address, ha })
 }
 
 /// The event loop: applies events as they come, ticks every [`TICK`].
@@ -222,12 +259,19 @@ impl Cluster {
     fn apply(&mut self, event: Event) {
         match event {
             Event::TaskManagerHello { hello, link, reply } => {
+                if let Err(e) = self.check_acting() {
+                    // It looks the leader up again.
+                    let _ = link.send(&ToTaskManagerProcess::Refused(e.to_string()));
+                    let _ = reply.send(None);
+                    return;
+                }
                 let _ = reply.send(self.on_task_manager_hello(hello, link));
             }
             Event::TaskManager { id, generation, msg } => self.on_task_manager(&id, generation, msg),
             Event::TaskManagerClosed { id, generation } => self.on_task_manager_closed(&id, generation),
             Event::DriverHello { hello, link, reply } => {
-                let _ = reply.send(self.on_driver_hello(hello, link));
+                let answer = self.check_acting().and_then(|()| self.on_driver_hello(hello, link));
+                let _ = reply.send(answer);
             }
             Event::Driver { job, msg } => self.on_driver(job, msg),
             Event::Call(f) => f(self),

@@ -269,6 +269,7 @@ impl Cluster {
                     let _ = tx.send(result);
                 }
             }
+            FromDriver::Fence { request, op } => self.on_fence(job, request, op),
         }
     }
 }

@@ -5,8 +5,11 @@
 
 use super::cluster::JobEntry;
 use super::Cluster;
+use sluice::cluster::fence::FENCED_EXIT_CODE;
 use sluice::cluster::protocol::JobStatus;
-use sluice::cluster::remote::job_process::{CONF_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, JOB_SECRET_VAR, ROLE_VAR};
+use sluice::cluster::remote::job_process::{
+    CONF_VAR, FENCED_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, JOB_SECRET_VAR, ROLE_VAR,
+};
 use sluice::error::{Error, Result};
 use sluice::ids::JobId;
 use sluice::transport::JobSecret;
@@ -33,10 +36,10 @@ impl Cluster {
             .get(artifact_id)
             .cloned()
             .ok_or_else(|| Error::user(format!("no uploaded binary with id '{artifact_id}'; upload it first")))?;
+        self.check_acting()?;
+        let artifact = self.store_artifact_for_recovery(artifact)?;
         let id = JobId::generate();
         let secret = JobSecret::generate()?;
-        let dir = self.settings.work_dir.join("jobs").join(id.to_string());
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
         let mut conf: Vec<(String, String)> = self.settings.job_defaults.clone();
         if let Some(p) = parallelism {
             conf.push(("parallelism.client".into(), p.to_string()));
@@ -55,44 +58,70 @@ impl Cluster {
             return Err(Error::user(format!("the value of '{key}' contains a control character (a line break?)")));
         }
         let conf_lines: String = conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        let log = dir.join("driver.log");
-        let out =
-            std::fs::File::create(&log).map_err(|e| Error::io(format!("cannot create '{}'", log.display()), e))?;
-        let err = out.try_clone().map_err(|e| Error::io("log file", e))?;
-        let spawned = Command::new(&artifact.path)
-            .args(&args)
-            .current_dir(&dir)
-            .env_remove("SLUICE_CONF_DIR")
-            .envs(self.settings.metrics_env.iter().map(|(k, v)| (k, v)))
-            .env(ROLE_VAR, "driver")
-            .env(JOB_ID_VAR, id.to_string())
-            .env(JOB_SECRET_VAR, secret.to_hex())
-            .env(JOBMANAGER_VAR, &self.rpc_address)
-            .env(CONF_VAR, &conf_lines)
-            .env(HOST_VAR, self.rpc_address.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn();
-        let mut entry = JobEntry::new(id, artifact, args, conf_lines, secret, log);
+        let log = self.settings.work_dir.join("jobs").join(id.to_string()).join("driver.log");
+        let entry = JobEntry::new(id, artifact, args, conf_lines, secret, log);
+        // Recorded before it starts: a leader that dies a moment later
+        // leaves the job to the next one.
+        self.jobs.insert(id, entry);
+        if let Err(e) = self.record_job(id) {
+            self.jobs.remove(&id);
+            return Err(Error::ClusterUnavailable(format!("cannot record the job for high availability: {e}")));
+        }
+        if let Some(entry) = self.jobs.remove(&id) {
+            self.start_driver(entry, None);
+        }
+        Ok(id)
+    }
+
+    /// Starts the driver of `entry` and lists the job; `restore` is the
+    /// checkpoint directory a recovered job resumes from.
+    pub(super) fn start_driver(&mut self, mut entry: JobEntry, restore: Option<&str>) {
+        let id = entry.id;
+        let mut conf_lines = entry.conf_lines.clone();
+        if let Some(dir) = restore {
+            conf_lines.push_str(&format!("execution.savepoint.path={dir}\n"));
+        }
+        let log = entry.log.clone();
+        let files = log
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(&log))
+            .and_then(|out| out.try_clone().map(|err| (out, err)));
+        let spawned = files.and_then(|(out, err)| {
+            Command::new(&entry.artifact.path)
+                .args(&entry.args)
+                .current_dir(log.parent().unwrap_or(&self.settings.work_dir))
+                .env_remove("SLUICE_CONF_DIR")
+                .envs(self.settings.metrics_env.iter().map(|(k, v)| (k, v)))
+                .env(ROLE_VAR, "driver")
+                .env(JOB_ID_VAR, id.to_string())
+                .env(JOB_SECRET_VAR, entry.secret.to_hex())
+                .env(JOBMANAGER_VAR, &self.rpc_address)
+                .env(FENCED_VAR, if self.ha.is_some() { "1" } else { "0" })
+                .env(CONF_VAR, &conf_lines)
+                .env(HOST_VAR, self.rpc_address.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"))
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+        });
         match spawned {
             Ok(child) => {
                 self.drivers.insert(id, child);
                 // Arguments may hold passwords: only at debug level.
-                tracing::info!("job {id} submitted: {} with {} argument(s)", entry.artifact.name, entry.args.len());
+                tracing::info!("job {id} started: {} with {} argument(s)", entry.artifact.name, entry.args.len());
                 tracing::debug!("job {id} arguments: {:?}", entry.args);
+                self.jobs.insert(id, entry);
             }
             Err(e) => {
-                entry.status = JobStatus::Failed;
-                entry.end_time = Some(now_ms());
                 entry.failure = Some(format!(
                     "cannot start the job binary '{}': {e} (is it an executable built for this machine?)",
                     entry.artifact.name
                 ));
+                self.jobs.insert(id, entry);
+                self.end_job(id, JobStatus::Failed, None);
             }
         }
-        self.jobs.insert(id, entry);
-        Ok(id)
     }
 
     /// Job driver processes still running.
@@ -123,11 +152,15 @@ impl Cluster {
         let mut exited = Vec::new();
         for (id, child) in self.drivers.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                exited.push((*id, status.to_string()));
+                exited.push((*id, status));
             }
         }
         for (id, status) in exited {
             self.drivers.remove(&id);
+            if status.code() == Some(FENCED_EXIT_CODE) && self.ha.as_ref().is_some_and(|ha| ha.term.is_some()) {
+                self.restart_fenced_driver(id);
+                continue;
+            }
             let (ended, log) = match self.jobs.get(&id) {
                 Some(j) => (j.status.is_terminal(), j.log.clone()),
                 None => continue,
@@ -167,7 +200,7 @@ impl Cluster {
 
 impl JobEntry {
     /// A job whose driver is being started, waiting for it (CREATED).
-    fn new(
+    pub(super) fn new(
         id: JobId,
         artifact: super::Artifact,
         args: Vec<String>,

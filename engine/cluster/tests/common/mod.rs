@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod cluster;
+pub mod ha;
 
 use cluster::{example_bin, job_id_of, ClusterUnderTest, TOKEN};
 use std::collections::BTreeMap;

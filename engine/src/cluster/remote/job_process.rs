@@ -15,8 +15,10 @@
 //! passes it on. The JobManager lists them all for Prometheus at
 //! `/metrics/targets`.
 
+use super::driver_fence::{FenceAnswers, RemoteFence};
 use super::messages::{DriverHello, FromDriver, Hello, JobProcessStarted, TaskProcessHello, ToDriver, VertexSummary};
 use super::wire::{self, Link, LinkTransport};
+use crate::cluster::fence::CheckpointFence;
 use crate::cluster::gateway::Gateway;
 use crate::cluster::inbox::ToJobManager;
 use crate::cluster::job_graphs::JobGraphs;
@@ -71,6 +73,11 @@ pub const CONF_VAR: &str = "SLUICE_CLUSTER_CONF";
 /// The job's secret (hex; see [`JobSecret`]): only the JobManager and the
 /// job's processes know it.
 pub const JOB_SECRET_VAR: &str = "SLUICE_JOB_SECRET";
+/// Driver: `1` when the JobManager that starts it is highly available; the
+/// job master then asks it before each checkpoint and before announcing one
+/// complete (see [`crate::cluster::fence`]), and stops at once when it
+/// loses the JobManager.
+pub const FENCED_VAR: &str = "SLUICE_JOB_FENCED";
 
 /// What the job binary is in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,11 +311,17 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let secret = job_secret()?;
     let security = security()?;
     let jm_addr = var(JOBMANAGER_VAR)?;
+    let fenced = std::env::var_os(FENCED_VAR).is_some_and(|v| v == "1");
     let metrics = serve_metrics();
-    let cluster = MiniCluster::start_driver_job_master()?;
-    let jm = cluster.job_manager();
     let listener = bind("driver's endpoint", &format!("{}:0", bind_host()), &security)?;
     let driver_address = listener.local_addr().map_err(|e| Error::io("driver endpoint", e))?.to_string();
+    let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30), &security)?;
+    let (link, reader) = Link::new(stream)?;
+    let answers = FenceAnswers::default();
+    let fence: Option<Box<dyn CheckpointFence>> =
+        if fenced { Some(Box::new(RemoteFence::new(link.clone(), answers.clone()))) } else { None };
+    let cluster = MiniCluster::start_driver_job_master(fence)?;
+    let jm = cluster.job_manager();
     {
         let (jm, security, secret) = (jm.clone(), security.clone(), secret.clone());
         std::thread::Builder::new()
@@ -316,8 +329,6 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             .spawn(move || accept_task_processes(listener, jm, job_id, security, secret))
             .map_err(|e| Error::io("cannot start a thread", e))?;
     }
-    let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30), &security)?;
-    let (link, reader) = Link::new(stream)?;
     link.send(&Hello::Driver(DriverHello {
         job: job_id,
         name: graph.name().to_string(),
@@ -334,9 +345,10 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let client = cluster.submit_as(graph, job_id)?.owning(cluster).with_metrics(metrics);
     {
         let (jm, link) = (jm.clone(), link.clone());
+        let commands = DriverCommands { link, jm, job_id, answers, fenced };
         std::thread::Builder::new()
             .name("driver-commands".into())
-            .spawn(move || driver_commands(reader, link, jm, job_id))
+            .spawn(move || commands.serve(reader))
             .map_err(|e| Error::io("cannot start a thread", e))?;
     }
     let mut last = None;
@@ -358,32 +370,56 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     }
 }
 
-fn driver_commands(mut reader: SecureStream, link: Link, jm: Sender<ToJobManager>, job_id: JobId) {
-    loop {
-        match wire::read_frame::<ToDriver>(&mut reader) {
-            Ok(Some(ToDriver::CancelJob)) => {
-                let _ = jm.send(ToJobManager::CancelJob { job_id });
-            }
-            Ok(Some(ToDriver::FailJob(cause))) => {
-                let _ = jm.send(ToJobManager::FailJob { job_id, cause });
-            }
-            Ok(Some(ToDriver::TriggerSavepoint { request, dir })) => {
-                let (jm, link) = (jm.clone(), link.clone());
-                std::thread::spawn(move || {
-                    let (tx, rx) = crossbeam_channel::bounded(1);
-                    let _ = jm.send(ToJobManager::TriggerSavepoint { job_id, dir: dir.into(), reply: tx });
-                    let result = match rx.recv() {
-                        Ok(r) => r.map(|p| p.display().to_string()),
-                        Err(_) => Err("the job master stopped".into()),
-                    };
-                    let _ = link.send(&FromDriver::SavepointDone { request, result });
-                });
-            }
-            Ok(None) | Err(_) => {
-                // Without its JobManager nobody can follow or stop the job.
-                tracing::error!("lost the JobManager; canceling job {job_id}");
-                let _ = jm.send(ToJobManager::CancelJob { job_id });
-                return;
+/// The driver's side of its JobManager link: commands and fence answers.
+struct DriverCommands {
+    link: Link,
+    jm: Sender<ToJobManager>,
+    job_id: JobId,
+    answers: FenceAnswers,
+    /// Started by a highly available JobManager (see [`FENCED_VAR`]).
+    fenced: bool,
+}
+
+impl DriverCommands {
+    fn serve(self, mut reader: SecureStream) {
+        let DriverCommands { link, jm, job_id, answers, fenced } = self;
+        loop {
+            match wire::read_frame::<ToDriver>(&mut reader) {
+                Ok(Some(ToDriver::CancelJob)) => {
+                    let _ = jm.send(ToJobManager::CancelJob { job_id });
+                }
+                Ok(Some(ToDriver::FailJob(cause))) => {
+                    let _ = jm.send(ToJobManager::FailJob { job_id, cause });
+                }
+                Ok(Some(ToDriver::TriggerSavepoint { request, dir })) => {
+                    let (jm, link) = (jm.clone(), link.clone());
+                    std::thread::spawn(move || {
+                        let (tx, rx) = crossbeam_channel::bounded(1);
+                        let _ = jm.send(ToJobManager::TriggerSavepoint { job_id, dir: dir.into(), reply: tx });
+                        let result = match rx.recv() {
+                            Ok(r) => r.map(|p| p.display().to_string()),
+                            Err(_) => Err("the job master stopped".into()),
+                        };
+                        let _ = link.send(&FromDriver::SavepointDone { request, result });
+                    });
+                }
+                Ok(Some(ToDriver::FenceAnswer { request, answer })) => answers.deliver(request, answer),
+                Ok(None) | Err(_) if fenced => {
+                    // The JobManager that started the job is gone; the one
+                    // elected next restarts the job from its latest
+                    // checkpoint. Stop now, without canceling (a cancel
+                    // would end the job for good) and before any further
+                    // checkpoint could complete.
+                    answers.fail_all();
+                    tracing::error!("lost the JobManager; job {job_id} stops here and resumes under the next leader");
+                    std::process::exit(crate::cluster::fence::FENCED_EXIT_CODE);
+                }
+                Ok(None) | Err(_) => {
+                    // Without its JobManager nobody can follow or stop the job.
+                    tracing::error!("lost the JobManager; canceling job {job_id}");
+                    let _ = jm.send(ToJobManager::CancelJob { job_id });
+                    return;
+                }
             }
         }
     }

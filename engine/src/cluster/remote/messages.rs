@@ -10,8 +10,8 @@
 //!   not have: [`Hello::FetchArtifact`], answered with [`ArtifactFrame`]s
 //!   (binaries move as separate artifacts, never inside control messages);
 //! - job driver ↔ JobManager process: opens with [`Hello::Driver`]; then
-//!   [`FromDriver`] (the job's status, its end, savepoint answers) and
-//!   [`ToDriver`] (cancel, savepoint, fail);
+//!   [`FromDriver`] (the job's status, its end, savepoint answers, fence
+//!   requests) and [`ToDriver`] (cancel, savepoint, fail, fence answers);
 //! - job task process → its TaskManager process: one [`JobProcessStarted`]
 //!   on the TaskManager's local endpoint, which the TaskManager forwards to
 //!   the JobManager (where the process's `/metrics` is listed);
@@ -25,6 +25,7 @@
 //! processes know: in the driver's hello, the task process's hello and its
 //! report to its TaskManager.
 
+use crate::cluster::fence::Fenced;
 use crate::cluster::protocol::TaskManagerRegistration;
 use crate::cluster::protocol::{JobDetails, JobStatus};
 use crate::error::FailureCause;
@@ -214,6 +215,31 @@ pub enum FromDriver {
         /// The savepoint's path, or why it failed.
         result: Result<String, String>,
     },
+    /// A fenced job master asks its leader (see
+    /// [`crate::cluster::fence`]); answered by [`ToDriver::FenceAnswer`].
+    Fence {
+        /// Request id for the answer.
+        request: u64,
+        /// What it asks.
+        op: FenceOp,
+    },
+}
+
+/// What a fenced job master asks its leader (see [`crate::cluster::fence`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FenceOp {
+    /// The id of the next checkpoint, at least `at_least`.
+    ReserveId {
+        /// What the job master would use next.
+        at_least: u64,
+    },
+    /// Record `checkpoint`, in `dir`, as the job's latest completed one.
+    Completed {
+        /// The checkpoint.
+        checkpoint: u64,
+        /// Its directory (holding its metadata).
+        dir: String,
+    },
 }
 
 /// Messages from the JobManager process to a job's driver.
@@ -230,4 +256,12 @@ pub enum ToDriver {
     },
     /// The cluster cannot run the job.
     FailJob(FailureCause),
+    /// The answer to [`FromDriver::Fence`]: the reserved id (for
+    /// [`FenceOp::ReserveId`]) or the recorded checkpoint, or why not.
+    FenceAnswer {
+        /// The request.
+        request: u64,
+        /// The id, or the refusal.
+        answer: Result<u64, Fenced>,
+    },
 }

@@ -22,6 +22,7 @@
 //! drivers) add their own [`messages`]. [`wire`] frames both;
 //! [`crate::runtime::net`] carries records.
 
+mod driver_fence;
 pub mod job_process;
 pub mod messages;
 pub mod wire;
