@@ -203,6 +203,8 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
         let beat = spawn_heartbeats(link.clone(), settings.heartbeat);
         let stop = Arc::new(AtomicBool::new(false));
         let reaper = spawn_reaper(children.clone(), secrets.clone(), link.clone(), stop.clone());
+        let watch =
+            ha.as_ref().map(|ha| watch_leader(ha.clone(), settings.jobmanager.clone(), link.clone(), stop.clone()));
         let shutdown = serve(&settings, &endpoint, &mut reader, &children, &secrets, &link);
         if let Ok(mut c) = current.lock() {
             *c = None;
@@ -211,6 +213,9 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
         stop.store(true, Ordering::Relaxed);
         let _ = beat.join();
         let _ = reaper.join();
+        if let Some(w) = watch {
+            let _ = w.join();
+        }
         kill_all(&children);
         if shutdown {
             eprintln!("TaskManager {} shuts down", settings.id);
@@ -478,6 +483,33 @@ fn spawn_heartbeats(link: Link, every: Duration) -> std::thread::JoinHandle<()> 
 
 /// Reports job processes that ended, and forgets the secret of a job
 /// without processes here; stops with the connection.
+/// With high availability: leaves the JobManager at `registered` (closes
+/// `link`) once etcd names another leader, so that a leader that froze or
+/// was cut off from etcd, and was replaced, loses its TaskManagers even if
+/// their connection to it stays open.
+fn watch_leader(
+    ha: Arc<dyn crate::ha::HighAvailabilityServices>,
+    registered: String,
+    link: Link,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(250));
+            if let Ok(Some(leader)) = ha.leader() {
+                if leader.rpc_address != registered {
+                    eprintln!(
+                        "the cluster's leader is now {} at {}; leaving the JobManager at {registered}",
+                        leader.id, leader.rpc_address
+                    );
+                    link.close();
+                    return;
+                }
+            }
+        }
+    })
+}
+
 fn spawn_reaper(
     children: Children,
     secrets: Secrets,

@@ -199,6 +199,82 @@ fn an_etcd_outage_suspends_jobs_and_they_resume_when_it_returns() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The leading JobManager freezes (SIGSTOP) under a running exactly-once
+/// job, cut off from etcd, its TaskManagers and its job masters alike,
+/// while its job masters and their connections stay alive. Its lease
+/// expires, the other JobManager leads and resumes the job, the
+/// TaskManagers leave the frozen one for it. The frozen leader's job
+/// masters can complete no checkpoint: they stop fenced. Thawed
+/// (SIGCONT), the old leader steps down to standby. The committed output
+/// stays exact.
+#[test]
+fn a_frozen_leader_is_fenced_and_the_output_stays_exact() {
+    let bs = broker();
+    let (input, output) = (unique_name("ha-frozen-in"), unique_name("ha-frozen-out"));
+    create_topics(&bs, &[&input, &output], 3);
+    let lines = 12_000;
+    let feeder = {
+        let (bs, input) = (bs.clone(), input.clone());
+        std::thread::spawn(move || feed(&bs, &input, 0..lines, Some((100, Duration::from_millis(100)))))
+    };
+    let cluster = HaCluster::start(2);
+    let job = submit_wordcount(&cluster, &bs, &input, &output);
+    let frozen = wait_running_and_checkpointed(&cluster, &job, Duration::from_secs(60));
+    cluster.signal_jm(&frozen, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new_leader = loop {
+        let live: Vec<&String> = cluster.jms.keys().filter(|id| **id != frozen).collect();
+        let leads = live
+            .iter()
+            .find(|id| cluster.get(id, "/overview").1["leadership"]["role"] == "leader")
+            .map(|id| id.to_string());
+        if let Some(l) = leads {
+            let details = cluster.get(&l, &format!("/jobs/{job}")).1;
+            if details["state"] == "RUNNING" {
+                break l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no other JobManager resumed the job; logs in {}",
+            cluster.work.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Long enough for the frozen leader's job masters to give up waiting.
+    std::thread::sleep(Duration::from_secs(12));
+    cluster.signal_jm(&frozen, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.get(&frozen, "/overview").1["leadership"]["role"] != "standby" {
+        assert!(Instant::now() < deadline, "the thawed leader did not step down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    feeder.join().unwrap();
+    check_output(&bs, &output, 3, &expected(lines), Duration::from_secs(240));
+    // No split brain: the frozen leader's job master completed no
+    // checkpoint after the one the new leader resumed from.
+    let resumed_from = std::fs::read_to_string(&cluster.jms[&new_leader].log)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.split_once("from its latest completed checkpoint ")
+                .and_then(|(_, r)| r.split(' ').next()?.parse::<u64>().ok())
+        })
+        .unwrap_or_else(|| panic!("{new_leader} did not say which checkpoint it resumed from"));
+    let driver_log =
+        cluster.jms[&frozen].work.join(format!("jobmanager-{frozen}")).join("jobs").join(&job).join("driver.log");
+    let old_completed: Vec<u64> = std::fs::read_to_string(&driver_log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once("Completed checkpoint ").and_then(|(_, r)| r.split(' ').next()?.parse().ok()))
+        .collect();
+    assert!(!old_completed.is_empty(), "the first leader's job master completed checkpoints: {}", driver_log.display());
+    assert!(
+        old_completed.iter().all(|cp| *cp <= resumed_from),
+        "the frozen leader's job master completed {old_completed:?} past checkpoint {resumed_from}, which the new leader resumed from"
+    );
+}
+
 /// A second JobManager of the same cluster id, started while the leader
 /// is healthy, stays standby: its overview names the leader, and it
 /// refuses submissions with the leader's address.

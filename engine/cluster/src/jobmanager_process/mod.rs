@@ -94,11 +94,23 @@ impl JobManagerSettings {
     pub fn from_config(conf: &Configuration) -> Result<Self> {
         let rpc_host = conf.get_str("jobmanager.rpc.address")?.unwrap_or_else(|| "127.0.0.1".into());
         let rest_host = conf.get_str("rest.address")?.unwrap_or_else(|| "127.0.0.1".into());
+        let ha = crate::ha::HaSettings::from_config(conf)?;
+        let id = conf
+            .get_str("jobmanager.resource-id")?
+            .unwrap_or_else(|| format!("jobmanager-{rpc_host}-{}", std::process::id()));
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')) {
+            return Err(Error::user(format!(
+                "jobmanager.resource-id '{id}' must be letters, digits, '-', '_', '.' or ':'"
+            )));
+        }
+        // Several JobManagers of one cluster may share a host and its work
+        // directory: each gets its own below it.
+        let own_dir = if ha.enabled() { format!("jobmanager-{id}") } else { "jobmanager".to_string() };
         Ok(JobManagerSettings {
             rpc_bind: format!("{rpc_host}:{}", conf.get_u32("jobmanager.rpc.port")?.unwrap_or(6123)),
             rest_bind: format!("{rest_host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081)),
             rest: crate::rest_guard::RestPolicy::from_config(conf)?,
-            work_dir: crate::taskmanager_process::work_dir(conf)?.join("jobmanager"),
+            work_dir: crate::taskmanager_process::work_dir(conf)?.join(own_dir),
             heartbeat_timeout: conf.get_duration("heartbeat.timeout")?.unwrap_or(Duration::from_secs(10)),
             slot_timeout: conf.get_duration("slot.request.timeout")?.unwrap_or(Duration::from_secs(300)),
             job_defaults: conf
@@ -108,10 +120,8 @@ impl JobManagerSettings {
                 .collect(),
             metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
             security: Security::from_config(conf)?,
-            ha: crate::ha::HaSettings::from_config(conf)?,
-            id: conf
-                .get_str("jobmanager.resource-id")?
-                .unwrap_or_else(|| format!("jobmanager-{rpc_host}-{}", std::process::id())),
+            ha,
+            id,
         })
     }
 }

@@ -10,6 +10,7 @@ use super::cluster::{http, log, sluice_bin, TOKEN};
 use sluice_integration_tests::etcd::EtcdServer;
 use sluice_test_support::free_port;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,10 @@ pub struct JobManagerProcess {
     pub child: Child,
     pub rest: u16,
     pub rpc: u16,
+    /// Its own work directory (drivers' logs in `jobmanager/jobs/<job>/`).
+    pub work: PathBuf,
+    /// Its stderr.
+    pub log: PathBuf,
 }
 
 pub struct HaCluster {
@@ -72,16 +77,21 @@ impl HaCluster {
             *n += 1;
             *n
         };
+        // As on separate hosts: a work directory of its own.
+        let work = self.work.path().join(format!("{id}.{n}"));
+        let log_name = format!("{id}.{n}.log");
         let child = self
             .base(Command::new(sluice_bin()))
             .args(["-D", &format!("rest.port={rest}"), "-D", &format!("jobmanager.rpc.port={rpc}")])
             .args(["-D", &format!("rest.token={TOKEN}"), "-D", &format!("jobmanager.resource-id={id}")])
-            .args(["-D", "slot.request.timeout=120s"])
+            .args(["-D", "slot.request.timeout=120s", "-D", &format!("cluster.work-dir={}", work.display())])
+            .env("SLUICE_LOG", "info")
             .arg("jobmanager")
-            .stderr(log(self.work.path(), &format!("{id}.{n}.log")))
+            .stderr(log(self.work.path(), &log_name))
             .spawn()
             .unwrap();
-        self.jms.insert(id.to_string(), JobManagerProcess { child, rest, rpc });
+        let log = self.work.path().join(log_name);
+        self.jms.insert(id.to_string(), JobManagerProcess { child, rest, rpc, work, log });
     }
 
     /// Kills JobManager `id` with SIGKILL.
@@ -89,6 +99,13 @@ impl HaCluster {
         let mut jm = self.jms.remove(id).unwrap();
         jm.child.kill().unwrap();
         jm.child.wait().unwrap();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to JobManager `id`.
+    pub fn signal_jm(&self, id: &str, signal: &str) {
+        let pid = self.jms[id].child.id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     pub fn start_tm(&mut self, id: &str) {
