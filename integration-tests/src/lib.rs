@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod images;
 pub mod kafka;
 pub mod mariadb;
+pub mod netns;
 pub mod process;
 pub mod wordcount;
 
@@ -75,6 +76,15 @@ impl ServerProcess {
         };
         let child =
             Command::new(path).args(args).stdout(out).stderr(err).spawn().map_err(io(format!("starting {binary}")))?;
+        Ok(ServerProcess { child })
+    }
+
+    /// Starts `cmd` (e.g. on a test host, [`netns::TestHost::command`]),
+    /// its output to `log`.
+    pub fn spawn(mut cmd: Command, log: &std::path::Path) -> Result<Self> {
+        let f = std::fs::File::create(log).map_err(io("creating a log file"))?;
+        let g = f.try_clone().map_err(io("cloning a log file"))?;
+        let child = cmd.stdout(f).stderr(g).spawn().map_err(io(format!("starting {cmd:?}")))?;
         Ok(ServerProcess { child })
     }
 }

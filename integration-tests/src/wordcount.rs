@@ -95,6 +95,16 @@ pub fn wait_for_committed(bootstrap: &str, topic: &str, partitions: i32, at_leas
     }
 }
 
+/// The sum of the last stable offsets of `topic`'s `partitions` (end
+/// offsets for read_committed): it grows with each committed transaction
+/// (records and transaction markers alike).
+pub fn committed_end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer = committed_reader(bootstrap, topic, partitions, "committed-counter");
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(_, high)| high).unwrap_or(0))
+        .sum()
+}
+
 /// Reads the committed output until it holds `total` records (or the
 /// deadline), then checks the 1..n rule and the final counts.
 pub fn check_output(bootstrap: &str, topic: &str, partitions: i32, want: &BTreeMap<String, u64>, deadline: Duration) {
