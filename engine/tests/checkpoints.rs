@@ -361,6 +361,33 @@ fn a_job_never_resumes_another_jobs_checkpoint_in_a_shared_directory() {
     assert_eq!(restored.len(), 1, "the first job resumes its own checkpoint");
 }
 
+/// A highly available JobManager names the checkpoint to resume and turns
+/// the directory scan off: a job must then not resume even its own newest
+/// checkpoint there (etcd may never have recorded it).
+#[test]
+fn without_resume_from_latest_a_job_ignores_its_own_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |resume: &str| {
+        let env = checkpointed_env(dir.path(), 2);
+        env.set_config("execution.checkpointing.resume-from-latest", resume).unwrap();
+        let sink = CollectSink::default();
+        let words = Words::new(1500, 17, 20, Duration::from_millis(2));
+        let log = words.log.clone();
+        word_count_job(&env, words, &sink);
+        env.execute("the job").unwrap();
+        (log.restored(), final_counts(&sink.take()))
+    };
+    let expected = Words::new(1500, 17, 20, Duration::ZERO).expected_counts();
+    let (restored, counts) = run("true");
+    assert!(restored.is_empty());
+    assert_eq!(counts, expected);
+    let (restored, counts) = run("false");
+    assert!(restored.is_empty(), "resumed the checkpoint at {restored:?} although told not to");
+    assert_eq!(counts, expected, "counted from the checkpoint's state");
+    let (restored, _) = run("true");
+    assert_eq!(restored.len(), 1, "by default the job resumes its own checkpoint");
+}
+
 #[test]
 fn savepoints_go_only_below_state_savepoints_dir_and_paths_hold_no_newline() {
     let allowed = tempfile::tempdir().unwrap();

@@ -51,6 +51,20 @@ pub fn feed(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, pause_eve
     p.flush(Duration::from_secs(60)).expect("the test input reaches the broker within 60 s");
 }
 
+/// [`feed`] of lines `range` on a thread of its own, flushing and
+/// pausing `pause` every `every` lines: input that keeps arriving while a
+/// test kills and restarts what reads it.
+pub fn feed_in_background(
+    bootstrap: &str,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    every: u64,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    std::thread::spawn(move || feed(&bootstrap, &topic, range, Some((every, pause))))
+}
+
 /// The final count of every word in the first `lines` lines.
 pub fn expected(lines: u64) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();

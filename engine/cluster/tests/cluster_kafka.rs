@@ -12,17 +12,11 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cluster::{job_id_of, ClusterUnderTest, TOKEN};
-use common::{KAFKA_WORDCOUNT, SOCKET};
-use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
-use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed, wait_for_committed};
+use common::{broker, KAFKA_WORDCOUNT, SOCKET};
+use sluice_integration_tests::wordcount::{
+    check_output, create_topics, expected, feed, feed_in_background, wait_for_committed,
+};
 use sluice_test_support::unique_name;
-
-/// The local broker's address; fails the test if it is not running.
-fn broker() -> String {
-    let bs = local_bootstrap();
-    require_listening(&bs).unwrap();
-    bs
-}
 
 /// Kafka WordCount at -p 4 over both TaskManagers; one of them is killed
 /// with SIGKILL three times while input arrives and started again at once.
@@ -33,11 +27,8 @@ fn kafka_wordcount_stays_exactly_once_when_a_taskmanager_is_killed() {
     let (input, output) = (unique_name("cl-in"), unique_name("cl-out"));
     create_topics(&bs, &[&input, &output], 3);
     let lines = 12_000;
-    let feeder = {
-        let (bs, input) = (bs.clone(), input.clone());
-        // About 12 s of input, so that the kills fall while it flows.
-        std::thread::spawn(move || feed(&bs, &input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    // About 12 s of input, so that the kills fall while it flows.
+    let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let mut cluster = ClusterUnderTest::start("120s");
     let ckpt = cluster.work.path().join("checkpoints");
     let out = cluster.cli(&[

@@ -12,46 +12,18 @@ mod common;
 
 use common::cluster::{job_id_of, sluice_bin};
 use common::ha::HaCluster;
-use common::KAFKA_WORDCOUNT;
-use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
-use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed};
+use common::{broker, kafka_wordcount_args};
+use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed_in_background};
 use sluice_test_support::unique_name;
-
-/// The local broker's address; fails the test if it is not running.
-fn broker() -> String {
-    let bs = local_bootstrap();
-    require_listening(&bs).unwrap();
-    bs
-}
 
 /// Submits the Kafka WordCount at -p 4 (detached) through the CLI, which
 /// finds the leader in etcd; returns the job id.
 fn submit_wordcount(cluster: &HaCluster, bs: &str, input: &str, output: &str) -> String {
-    let ckpt = cluster.work.path().join("checkpoints");
-    let out = cluster.cli(&[
-        "run",
-        "-d",
-        "-p",
-        "4",
-        KAFKA_WORDCOUNT.as_str(),
-        "--",
-        "--bootstrap-servers",
-        bs,
-        "--input-topic",
-        input,
-        "--output-topic",
-        output,
-        "--checkpoint-dir",
-        ckpt.to_str().unwrap(),
-        "--checkpoint-interval",
-        "200ms",
-        "-D",
-        "restart-strategy.type=fixed-delay",
-        "-D",
-        "restart-strategy.fixed-delay.attempts=50",
-        "-D",
-        "restart-strategy.fixed-delay.delay=100ms",
-    ]);
+    let ckpt = cluster.work.path().join("checkpoints").display().to_string();
+    let args = kafka_wordcount_args(bs, input, output, &ckpt, "200ms");
+    let mut run = vec!["run", "-d", "-p", "4"];
+    run.extend(args.iter().map(String::as_str));
+    let out = cluster.cli(&run);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     job_id_of(&out)
 }
@@ -106,11 +78,8 @@ fn kafka_wordcount_stays_exactly_once_when_leaders_and_taskmanagers_are_killed()
     let (input, output) = (unique_name("ha-in"), unique_name("ha-out"));
     create_topics(&bs, &[&input, &output], 3);
     let lines = 24_000;
-    let feeder = {
-        let (bs, input) = (bs.clone(), input.clone());
-        // About 24 s of input, so that every kill falls while it flows.
-        std::thread::spawn(move || feed(&bs, &input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    // About 24 s of input, so that every kill falls while it flows.
+    let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let mut cluster = HaCluster::start(3);
     let job = submit_wordcount(&cluster, &bs, &input, &output);
     let mut rng: u64 = 0x4a_17;
@@ -176,10 +145,7 @@ fn an_etcd_outage_suspends_jobs_and_they_resume_when_it_returns() {
     let (input, output) = (unique_name("ha-etcd-in"), unique_name("ha-etcd-out"));
     create_topics(&bs, &[&input, &output], 3);
     let lines = 10_000;
-    let feeder = {
-        let (bs, input) = (bs.clone(), input.clone());
-        std::thread::spawn(move || feed(&bs, &input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let mut cluster = HaCluster::start(2);
     let job = submit_wordcount(&cluster, &bs, &input, &output);
     let leader = wait_running_and_checkpointed(&cluster, &job, Duration::from_secs(60));
@@ -213,10 +179,7 @@ fn a_frozen_leader_is_fenced_and_the_output_stays_exact() {
     let (input, output) = (unique_name("ha-frozen-in"), unique_name("ha-frozen-out"));
     create_topics(&bs, &[&input, &output], 3);
     let lines = 12_000;
-    let feeder = {
-        let (bs, input) = (bs.clone(), input.clone());
-        std::thread::spawn(move || feed(&bs, &input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let cluster = HaCluster::start(2);
     let job = submit_wordcount(&cluster, &bs, &input, &output);
     let frozen = wait_running_and_checkpointed(&cluster, &job, Duration::from_secs(60));

@@ -22,39 +22,11 @@ mod common;
 
 use common::cluster::{job_id_of, ClusterUnderTest};
 use common::ha::HaCluster;
-use common::KAFKA_WORDCOUNT;
-use sluice_integration_tests::kafka::{local_bootstrap, require_listening};
-use sluice_integration_tests::wordcount::{check_output, committed_end_offsets, create_topics, expected, feed, line};
+use common::{broker, kafka_wordcount_args};
+use sluice_integration_tests::wordcount::{
+    check_output, committed_end_offsets, create_topics, expected, feed, feed_in_background, line,
+};
 use sluice_test_support::unique_name;
-
-fn broker() -> String {
-    let bs = local_bootstrap();
-    require_listening(&bs).unwrap();
-    bs
-}
-
-fn wordcount_args<'a>(bs: &'a str, input: &'a str, output: &'a str, ckpt: &'a str) -> Vec<&'a str> {
-    vec![
-        KAFKA_WORDCOUNT.as_str(),
-        "--",
-        "--bootstrap-servers",
-        bs,
-        "--input-topic",
-        input,
-        "--output-topic",
-        output,
-        "--checkpoint-dir",
-        ckpt,
-        "--checkpoint-interval",
-        "1s",
-        "-D",
-        "restart-strategy.type=fixed-delay",
-        "-D",
-        "restart-strategy.fixed-delay.attempts=100",
-        "-D",
-        "restart-strategy.fixed-delay.delay=100ms",
-    ]
-}
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -68,15 +40,13 @@ fn failover_times() {
     let (input, output) = (unique_name("hab-in"), unique_name("hab-out"));
     create_topics(&bs, &[&input, &output], 3);
     let lines = 60_000;
-    let feeder = {
-        let (bs, input) = (bs.clone(), input.clone());
-        std::thread::spawn(move || feed(&bs, &input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let mut cluster = HaCluster::start(2);
     let ckpt = cluster.work.path().join("checkpoints").display().to_string();
-    let mut args = vec!["run", "-d", "-p", "4"];
-    args.extend(wordcount_args(&bs, &input, &output, &ckpt));
-    let out = cluster.cli(&args);
+    let args = kafka_wordcount_args(&bs, &input, &output, &ckpt, "1s");
+    let mut run = vec!["run", "-d", "-p", "4"];
+    run.extend(args.iter().map(String::as_str));
+    let out = cluster.cli(&run);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = job_id_of(&out);
     let state = |c: &HaCluster| c.leader().map(|l| (l.clone(), c.get(&l, &format!("/jobs/{job}")).1["state"].clone()));
@@ -142,11 +112,12 @@ fn drain_rate_with_and_without_ha() {
         let output = unique_name("hab-drain-out");
         create_topics(&bs, &[&output], 3);
         let ckpt = work.join(unique_name("ckpt")).display().to_string();
-        let mut args = vec!["run", "-p", "2"];
-        args.extend(wordcount_args(&bs, &input, &output, &ckpt));
-        args.push("--bounded");
+        let args = kafka_wordcount_args(&bs, &input, &output, &ckpt, "1s");
+        let mut run = vec!["run", "-p", "2"];
+        run.extend(args.iter().map(String::as_str));
+        run.push("--bounded");
         let t0 = Instant::now();
-        let out = cli(&args);
+        let out = cli(&run);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         words as f64 / t0.elapsed().as_secs_f64()
     };

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cluster::{job_id_of, sluice_bin, TOKEN};
-use common::KAFKA_WORDCOUNT;
+use common::kafka_wordcount_args;
 use sluice_integration_tests::etcd::EtcdServer;
 use sluice_integration_tests::netns::{TestHost, TestNetwork};
-use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed};
+use sluice_integration_tests::wordcount::{check_output, create_topics, expected, feed_in_background};
 use sluice_test_support::http;
 
 const REST_PORT: u16 = 8081;
@@ -192,15 +192,13 @@ impl MultiHost {
     /// Submits the exactly-once Kafka WordCount at parallelism `p` from
     /// this machine (the CLI finds the leader in etcd); returns the job id.
     fn submit(&self, input: &str, output: &str, p: &str) -> String {
-        let ckpt = self.work.path().join("checkpoints");
+        let ckpt = self.work.path().join("checkpoints").display().to_string();
         let cli = Command::new(sluice_bin())
             .args(self.settings.iter().flat_map(|s| ["-D", s.as_str()]))
             .env("SLUICE_REST_TOKEN", TOKEN)
             .env_remove("SLUICE_CONF_DIR")
-            .args(["run", "-d", "-p", p, KAFKA_WORDCOUNT.as_str(), "--", "--bootstrap-servers", &self.bs])
-            .args(["--input-topic", input, "--output-topic", output, "--checkpoint-dir", ckpt.to_str().unwrap()])
-            .args(["--checkpoint-interval", "200ms", "-D", "restart-strategy.type=fixed-delay"])
-            .args(["-D", "restart-strategy.fixed-delay.attempts=50", "-D", "restart-strategy.fixed-delay.delay=100ms"])
+            .args(["run", "-d", "-p", p])
+            .args(kafka_wordcount_args(&self.bs, input, output, &ckpt, "200ms"))
             .output()
             .unwrap();
         assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
@@ -224,7 +222,7 @@ impl MultiHost {
                 l.split_once("from its latest completed checkpoint ")
                     .and_then(|(_, r)| r.split(' ').next()?.parse().ok())
             })
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("{jm} did not say which checkpoint it resumed from"))
     }
 
@@ -245,10 +243,7 @@ fn a_leader_cut_off_from_etcd_steps_down_and_the_output_stays_exact() {
     let (input, output) = ("mh-in", "mh-out");
     create_topics(&c.bs, &[input, output], 3);
     let lines = 12_000;
-    let feeder = {
-        let bs = c.bs.clone();
-        std::thread::spawn(move || feed(&bs, input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    let feeder = feed_in_background(&c.bs, input, 0..lines, 100, Duration::from_millis(100));
     let job = c.submit(input, output, "4");
     c.wait("the job running and checkpointing", Duration::from_secs(60), &|c| c.running_on("jm-0", &job));
     std::thread::sleep(Duration::from_secs(2));
@@ -293,10 +288,7 @@ fn a_split_brain_partition_leaves_one_side_running_and_the_output_exact() {
     let (input, output) = ("sb-in", "sb-out");
     create_topics(&c.bs, &[input, output], 3);
     let lines = 12_000;
-    let feeder = {
-        let bs = c.bs.clone();
-        std::thread::spawn(move || feed(&bs, input, 0..lines, Some((100, Duration::from_millis(100)))))
-    };
+    let feeder = feed_in_background(&c.bs, input, 0..lines, 100, Duration::from_millis(100));
     let job = c.submit(input, output, "2");
     c.wait("the job running and checkpointing", Duration::from_secs(60), &|c| c.running_on("jm-0", &job));
     std::thread::sleep(Duration::from_secs(2));

@@ -87,8 +87,9 @@ fn checkpoint_config(conf: &Configuration) -> Result<Option<CheckpointConfig>> {
 }
 
 /// What the job restores: the savepoint of `execution.savepoint.path`, or
-/// else the latest completed checkpoint of this job (`job`: the same name
-/// and operators; in a cluster also the same job id) in
+/// else (unless `execution.checkpointing.resume-from-latest` is false) the
+/// latest completed checkpoint of this job (`job`: the same name and
+/// operators; in a cluster also the same job id) in
 /// `state.checkpoints.dir`. Checkpoints of other jobs in that directory are
 /// named on stderr and never restored.
 fn restore_plan(conf: &Configuration, job: &JobIdentity) -> Result<Option<RestorePlan>> {
@@ -99,6 +100,9 @@ fn restore_plan(conf: &Configuration, job: &JobIdentity) -> Result<Option<Restor
         return Ok(Some(RestorePlan { metadata, dir }));
     }
     let Some(root) = conf.get_str("state.checkpoints.dir")? else { return Ok(None) };
+    if conf.get_bool("execution.checkpointing.resume-from-latest")? == Some(false) {
+        return Ok(None);
+    }
     if !conf.is_set("execution.checkpointing.interval") {
         return Ok(None);
     }

@@ -257,6 +257,12 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Start from this savepoint or retained checkpoint (also -s PATH).",
     },
     ConfigOption {
+        key: "execution.checkpointing.resume-from-latest",
+        kind: ValueKind::Enum(&["true", "false"]),
+        default: Some("true"),
+        description: "Whether a job without execution.savepoint.path resumes from the newest complete checkpoint of its own in state.checkpoints.dir. A highly available JobManager sets false and names the checkpoint etcd recorded instead: an unrecorded checkpoint must never be resumed (its transactions would be committed, and a later resume from the recorded one would repeat them).",
+    },
+    ConfigOption {
         key: "execution.savepoint.ignore-unclaimed-state",
         kind: ValueKind::Enum(&["true", "false"]),
         default: Some("false"),

@@ -39,6 +39,11 @@ pub(crate) struct HaState {
     pub(crate) terms: u64,
     /// The record file each job's pointer names now.
     records: HashMap<JobId, String>,
+    /// Jobs waiting for their job master: it stopped fenced while this
+    /// JobManager's lease looked stale, or the checkpoint to resume from
+    /// could not be read. Started once this JobManager surely leads and
+    /// etcd answers (or left to the next leader).
+    fenced_jobs: Vec<JobId>,
     worker: Sender<Work>,
 }
 
@@ -53,7 +58,16 @@ impl HaState {
                 }
             })
             .map_err(|e| Error::io("cannot start a thread", e))?;
-        Ok(HaState { services, storage, term: None, leader_since: None, terms: 0, records: HashMap::new(), worker })
+        Ok(HaState {
+            services,
+            storage,
+            term: None,
+            leader_since: None,
+            terms: 0,
+            records: HashMap::new(),
+            fenced_jobs: Vec::new(),
+            worker,
+        })
     }
 }
 
@@ -74,6 +88,18 @@ pub enum Leadership {
         /// The leader, if one is elected.
         leader: Option<LeaderInfo>,
     },
+}
+
+impl HaState {
+    /// Whether this JobManager leads and its lease was renewed recently
+    /// enough that it will not step down any moment now (the
+    /// [`crate::ha::leadership`] loop's rule): a leader that has not yet
+    /// noticed its lease lapsing must not start new work.
+    fn leads_now(&self) -> bool {
+        let Some(term) = &self.term else { return false };
+        let ttl = self.services.lease_ttl();
+        self.services.renewed_at(term).is_some_and(|at| at.elapsed() < ttl - ttl / 4)
+    }
 }
 
 impl Cluster {
@@ -147,6 +173,7 @@ impl Cluster {
         ha.term = None;
         ha.leader_since = None;
         ha.records.clear();
+        ha.fenced_jobs.clear();
         let m = sluice::metrics::global();
         m.is_leader.set(0);
         m.leader_since.set(0);
@@ -200,21 +227,43 @@ impl Cluster {
                 None
             }
             Err(e) => {
-                // Without the pointer the driver resumes from the newest
-                // checkpoint in its directory (ids grow across leaders).
-                tracing::warn!("cannot read the latest checkpoint of job {id}: {e}; resuming from its directory");
-                None
+                // Only the recorded checkpoint may be resumed: wait for it.
+                tracing::warn!("cannot read the latest checkpoint of job {id}: {e}; retrying");
+                self.jobs.insert(id, entry);
+                if let Some(ha) = self.ha.as_mut() {
+                    ha.fenced_jobs.push(id);
+                }
+                return;
             }
         };
         self.start_driver(entry, restore.as_deref());
     }
 
-    /// Restarts the driver of `id` (it exited fenced while this
-    /// JobManager still leads, e.g. after a slow answer).
+    /// Restarts the driver of `id`, which exited fenced, if this
+    /// JobManager surely still leads (e.g. the driver gave up on a slow
+    /// answer); else the job waits for the next leader.
     pub(super) fn restart_fenced_driver(&mut self, id: JobId) {
+        let Some(ha) = self.ha.as_mut() else { return };
+        if !ha.leads_now() {
+            tracing::warn!("the job master of job {id} stopped fenced; it restarts once this JobManager surely leads");
+            ha.fenced_jobs.push(id);
+            return;
+        }
         let Some(entry) = self.jobs.remove(&id) else { return };
         eprintln!("the job master of job {id} stopped fenced while this JobManager leads; restarting it");
         self.recover(entry.to_record());
+    }
+
+    /// Starts the job masters of the jobs waiting for one (see
+    /// `fenced_jobs`) once this JobManager surely leads (each tick).
+    pub(super) fn restart_deferred_drivers(&mut self) {
+        let Some(ha) = self.ha.as_mut() else { return };
+        if ha.fenced_jobs.is_empty() || !ha.leads_now() {
+            return;
+        }
+        for id in std::mem::take(&mut ha.fenced_jobs) {
+            self.restart_fenced_driver(id);
+        }
     }
 
     /// Records job `id` as it is now (a fresh record file, then the
@@ -252,7 +301,7 @@ impl Cluster {
             let _ = link.send(&ToDriver::FenceAnswer { request, answer });
             return;
         };
-        let Some(term) = ha.term.clone() else {
+        let Some(term) = ha.term.clone().filter(|_| ha.leads_now()) else {
             let _ = link.send(&ToDriver::FenceAnswer { request, answer: Err(Fenced::NotLeader) });
             return;
         };

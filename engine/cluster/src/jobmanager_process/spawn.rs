@@ -78,6 +78,10 @@ impl Cluster {
     pub(super) fn start_driver(&mut self, mut entry: JobEntry, restore: Option<&str>) {
         let id = entry.id;
         let mut conf_lines = entry.conf_lines.clone();
+        if self.ha.is_some() {
+            // Only the checkpoint etcd recorded may be resumed (see the option).
+            conf_lines.push_str("execution.checkpointing.resume-from-latest=false\n");
+        }
         if let Some(dir) = restore {
             conf_lines.push_str(&format!("execution.savepoint.path={dir}\n"));
         }
@@ -85,7 +89,8 @@ impl Cluster {
         let files = log
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::File::create(&log))
+            // Appended: a restarted driver keeps its predecessors' lines.
+            .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&log))
             .and_then(|out| out.try_clone().map(|err| (out, err)));
         let spawned = files.and_then(|(out, err)| {
             Command::new(&entry.artifact.path)
@@ -147,8 +152,10 @@ impl Cluster {
     }
 
     /// Fails the jobs whose driver exited before the job ended, and those
-    /// whose binary started no job within [`DRIVER_HELLO_TIMEOUT`].
+    /// whose binary started no job within [`DRIVER_HELLO_TIMEOUT`]; with
+    /// high availability restarts those whose driver stopped fenced.
     pub(super) fn check_drivers(&mut self) {
+        self.restart_deferred_drivers();
         let mut exited = Vec::new();
         for (id, child) in self.drivers.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -157,7 +164,7 @@ impl Cluster {
         }
         for (id, status) in exited {
             self.drivers.remove(&id);
-            if status.code() == Some(FENCED_EXIT_CODE) && self.ha.as_ref().is_some_and(|ha| ha.term.is_some()) {
+            if status.code() == Some(FENCED_EXIT_CODE) && self.ha.is_some() {
                 self.restart_fenced_driver(id);
                 continue;
             }

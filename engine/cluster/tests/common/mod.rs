@@ -19,6 +19,41 @@ pub static KAFKA_WORDCOUNT: LazyLock<String> = LazyLock::new(|| example_bin("kaf
 /// The socket WordCount example.
 pub static SOCKET: LazyLock<String> = LazyLock::new(|| example_bin("socket_wordcount"));
 
+/// The local broker's address (`scripts/kafka-local.sh start`); fails the
+/// test if it is not running.
+pub fn broker() -> String {
+    let bs = sluice_integration_tests::kafka::local_bootstrap();
+    sluice_integration_tests::kafka::require_listening(&bs).unwrap();
+    bs
+}
+
+/// The Kafka WordCount binary and its arguments for `sluice run` (after
+/// the run options): exactly-once from `input` to `output`, checkpoints in
+/// `ckpt` every `interval`, up to 50 restarts 100 ms apart.
+pub fn kafka_wordcount_args(bs: &str, input: &str, output: &str, ckpt: &str, interval: &str) -> Vec<String> {
+    let args = [
+        KAFKA_WORDCOUNT.as_str(),
+        "--",
+        "--bootstrap-servers",
+        bs,
+        "--input-topic",
+        input,
+        "--output-topic",
+        output,
+        "--checkpoint-dir",
+        ckpt,
+        "--checkpoint-interval",
+        interval,
+        "-D",
+        "restart-strategy.type=fixed-delay",
+        "-D",
+        "restart-strategy.fixed-delay.attempts=50",
+        "-D",
+        "restart-strategy.fixed-delay.delay=100ms",
+    ];
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 pub fn reference_counts(text: &str) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
