@@ -133,10 +133,13 @@ impl MultiHost {
         };
         for jm in ["jm-0", "jm-1"] {
             let h = c.net.host(jm).clone();
+            // Bound to every address of the host, advertised at its own.
             let extra = [
                 format!("jobmanager.rpc.address={}", h.ip),
+                "jobmanager.bind-host=0.0.0.0".into(),
                 format!("jobmanager.rpc.port={RPC_PORT}"),
                 format!("rest.address={}", h.ip),
+                "rest.bind-address=0.0.0.0".into(),
                 format!("rest.port={REST_PORT}"),
                 format!("jobmanager.resource-id={jm}"),
             ];

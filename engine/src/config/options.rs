@@ -347,6 +347,18 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Cluster: address the JobManager's REST API and web UI bind to, and the CLI connects to (loopback by default).",
     },
     ConfigOption {
+        key: "jobmanager.bind-host",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the address the JobManager's RPC endpoint binds (e.g. 0.0.0.0); default jobmanager.rpc.address, which stays the address others connect to (drivers bind it too).",
+    },
+    ConfigOption {
+        key: "rest.bind-address",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the address the REST API binds (e.g. 0.0.0.0); default rest.address, which stays the address a leading JobManager publishes.",
+    },
+    ConfigOption {
         key: "rest.port",
         kind: ValueKind::Port,
         default: Some("8081"),

@@ -163,13 +163,14 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Jobmanager => {
             let settings = jobmanager_process::JobManagerSettings::from_config(&conf)?;
             let (bind, token) = (settings.rest_bind.clone(), settings.rest.clone());
+            let rest_host = settings.rest_advertised_host.clone();
             let jm = jobmanager_process::start(settings)?;
             let rpc = jm.rpc_address().to_string();
             let tls = sluice_cluster::rest_tls::server_config(&conf)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             let rest_addr = rest::serve(jm.clone(), &bind, token, tls)?;
             eprintln!("JobManager running: web UI and REST API at {scheme}://{rest_addr}/ , RPC at {rpc}");
-            jm.start_leadership(&rest_addr.to_string())?;
+            jm.start_leadership(&format!("{rest_host}:{}", rest_addr.port()))?;
             loop {
                 std::thread::park();
             }
@@ -464,7 +465,9 @@ fn date_time(ms: u64) -> String {
 fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &RunArgs) -> CliResult<ExitCode> {
     let mut settings = jobmanager_process::JobManagerSettings::from_config(conf)?;
     settings.rpc_bind = "127.0.0.1:0".into();
+    settings.rpc_advertised_host = "127.0.0.1".into();
     settings.rest_bind = "127.0.0.1:0".into();
+    settings.rest_advertised_host = "127.0.0.1".into();
     let token = settings.rest.clone();
     let jm = jobmanager_process::start(settings)?;
     let rpc = jm.rpc_address().to_string();

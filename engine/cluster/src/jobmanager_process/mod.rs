@@ -65,10 +65,18 @@ const JOB_KEY_PREFIXES: &[&str] =
 /// The JobManager's settings.
 #[derive(Debug, Clone)]
 pub struct JobManagerSettings {
-    /// `host:port` of the RPC endpoint.
+    /// `host:port` the RPC endpoint binds (`jobmanager.bind-host`, else
+    /// `jobmanager.rpc.address`, and `jobmanager.rpc.port`).
     pub rpc_bind: String,
-    /// `host:port` of the REST API.
+    /// The host TaskManagers and drivers reach the RPC endpoint at
+    /// (`jobmanager.rpc.address`), with the bound port.
+    pub rpc_advertised_host: String,
+    /// `host:port` the REST API binds (`rest.bind-address`, else
+    /// `rest.address`, and `rest.port`).
     pub rest_bind: String,
+    /// The host clients reach the REST API at (`rest.address`), published
+    /// with the bound port when this JobManager leads.
+    pub rest_advertised_host: String,
     /// What the REST API lets in (tokens, switches, allowed hosts).
     pub rest: crate::rest_guard::RestPolicy,
     /// Where binaries and logs go.
@@ -94,6 +102,8 @@ impl JobManagerSettings {
     pub fn from_config(conf: &Configuration) -> Result<Self> {
         let rpc_host = conf.get_str("jobmanager.rpc.address")?.unwrap_or_else(|| "127.0.0.1".into());
         let rest_host = conf.get_str("rest.address")?.unwrap_or_else(|| "127.0.0.1".into());
+        let rpc_bind_host = conf.get_str("jobmanager.bind-host")?.unwrap_or_else(|| rpc_host.clone());
+        let rest_bind_host = conf.get_str("rest.bind-address")?.unwrap_or_else(|| rest_host.clone());
         let ha = crate::ha::HaSettings::from_config(conf)?;
         let id = conf
             .get_str("jobmanager.resource-id")?
@@ -107,8 +117,10 @@ impl JobManagerSettings {
         // directory: each gets its own below it.
         let own_dir = if ha.enabled() { format!("jobmanager-{id}") } else { "jobmanager".to_string() };
         Ok(JobManagerSettings {
-            rpc_bind: format!("{rpc_host}:{}", conf.get_u32("jobmanager.rpc.port")?.unwrap_or(6123)),
-            rest_bind: format!("{rest_host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081)),
+            rpc_bind: format!("{rpc_bind_host}:{}", conf.get_u32("jobmanager.rpc.port")?.unwrap_or(6123)),
+            rpc_advertised_host: rpc_host,
+            rest_bind: format!("{rest_bind_host}:{}", conf.get_u32("rest.port")?.unwrap_or(8081)),
+            rest_advertised_host: rest_host,
             rest: crate::rest_guard::RestPolicy::from_config(conf)?,
             work_dir: crate::taskmanager_process::work_dir(conf)?.join(own_dir),
             heartbeat_timeout: conf.get_duration("heartbeat.timeout")?.unwrap_or(Duration::from_secs(10)),
@@ -215,9 +227,18 @@ pub fn start(settings: JobManagerSettings) -> Result<JobManager> {
         .map_err(|e| Error::io(format!("cannot create '{}'", settings.work_dir.display()), e))?;
     settings.security.check_bind("JobManager's RPC endpoint", &settings.rpc_bind)?;
     let listener = TcpListener::bind(&settings.rpc_bind).map_err(|e| {
-        Error::io(format!("cannot bind the RPC endpoint {} (jobmanager.rpc.port in use?)", settings.rpc_bind), e)
+        Error::io(
+            format!(
+                "cannot bind the RPC endpoint {} (is jobmanager.bind-host, else jobmanager.rpc.address, an address \
+                 of this host, and jobmanager.rpc.port free?)",
+                settings.rpc_bind
+            ),
+            e,
+        )
     })?;
-    let rpc_address = listener.local_addr().map_err(|e| Error::io("RPC endpoint", e))?.to_string();
+    let port = listener.local_addr().map_err(|e| Error::io("RPC endpoint", e))?.port();
+    // What TaskManagers and drivers connect to: the advertised host.
+    let rpc_address = format!("{}:{port}", settings.rpc_advertised_host);
     let (events, inbox) = crossbeam_channel::unbounded();
     let security = settings.security.clone();
     let (ha, ha_state) = match settings.ha.services()? {
