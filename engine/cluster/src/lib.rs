@@ -31,12 +31,12 @@ pub mod taskmanager_process;
 /// `O_EXCL|O_NOFOLLOW`: it never replaces a file and never writes through a
 /// link someone planted at that name.
 pub(crate) fn create_private_file(path: &std::path::Path) -> sluice::error::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o700)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    create_owner_only(path, 0o700)
         .map_err(|e| sluice::error::Error::io(format!("cannot create '{}'", path.display()), e))
+}
+
+/// [`create_private_file`] with permissions `mode` (e.g. 0600 for data).
+pub(crate) fn create_owner_only(path: &std::path::Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path)
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cluster::{job_id_of, ClusterUnderTest, TOKEN};
-use common::{broker, KAFKA_WORDCOUNT, SOCKET};
+use common::{broker, kafka_wordcount_args, KAFKA_WORDCOUNT, SOCKET};
 use sluice_integration_tests::wordcount::{
     check_output, create_topics, expected, feed, feed_in_background, wait_for_committed,
 };
@@ -30,31 +30,11 @@ fn kafka_wordcount_stays_exactly_once_when_a_taskmanager_is_killed() {
     // About 12 s of input, so that the kills fall while it flows.
     let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let mut cluster = ClusterUnderTest::start("120s");
-    let ckpt = cluster.work.path().join("checkpoints");
-    let out = cluster.cli(&[
-        "run",
-        "-d",
-        "-p",
-        "4",
-        KAFKA_WORDCOUNT.as_str(),
-        "--",
-        "--bootstrap-servers",
-        &bs,
-        "--input-topic",
-        &input,
-        "--output-topic",
-        &output,
-        "--checkpoint-dir",
-        ckpt.to_str().unwrap(),
-        "--checkpoint-interval",
-        "200ms",
-        "-D",
-        "restart-strategy.type=fixed-delay",
-        "-D",
-        "restart-strategy.fixed-delay.attempts=50",
-        "-D",
-        "restart-strategy.fixed-delay.delay=100ms",
-    ]);
+    let ckpt = cluster.work.path().join("checkpoints").display().to_string();
+    let args = kafka_wordcount_args(&bs, &input, &output, &ckpt, "200ms");
+    let mut run = vec!["run", "-d", "-p", "4"];
+    run.extend(args.iter().map(String::as_str));
+    let out = cluster.cli(&run);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = job_id_of(&out);
     let restarts = |c: &ClusterUnderTest| {

@@ -14,6 +14,7 @@ use super::HaError;
 use serde::{Deserialize, Serialize};
 use sluice::cluster::protocol::JobStatus;
 use sluice::ids::JobId;
+use sluice_checkpoint::storage::sync_dir;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -70,11 +71,11 @@ pub fn store_artifact(storage: &Path, from: &Path, sha256: &str) -> Result<PathB
     let copy = || -> std::io::Result<()> {
         let mut src = std::fs::File::open(from)?;
         // Executable by its owner only: the driver is started from it.
-        let mut dst = private_file(&tmp, 0o700)?;
+        let mut dst = crate::create_owner_only(&tmp, 0o700)?;
         std::io::copy(&mut src, &mut dst)?;
         dst.sync_all()?;
         std::fs::rename(&tmp, &to)?;
-        sync_dir(&storage.join("artifacts"))
+        sync_dir(&storage.join("artifacts")).map_err(std::io::Error::other)
     };
     copy().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -90,10 +91,10 @@ pub fn write_record(storage: &Path, record: &JobRecord) -> Result<String, HaErro
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let path = dir.join(format!("{}-{nanos}-{}.json", record.id, std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = private_file(&path, 0o600)?;
+        let mut f = crate::create_owner_only(&path, 0o600)?;
         f.write_all(&json)?;
         f.sync_all()?;
-        sync_dir(&dir)
+        sync_dir(&dir).map_err(std::io::Error::other)
     };
     write().map_err(|e| HaError::Storage(format!("cannot write the job record '{}': {e}", path.display())))?;
     Ok(path.display().to_string())
@@ -121,15 +122,6 @@ pub fn remove_record(storage: &Path, path: &str) {
     if Path::new(path).starts_with(storage.join("jobs")) {
         let _ = std::fs::remove_file(path);
     }
-}
-
-fn private_file(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
