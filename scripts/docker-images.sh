@@ -7,6 +7,8 @@
 #   sluice/debian-base:bookworm-rN   debootstrap --variant=minbase bookworm, `docker import`ed
 #   sluice/kafka:<kafka version>-rN   single-node KRaft Kafka (docker/kafka/)
 #   sluice/mariadb:10.11-rN          MariaDB server (docker/mariadb/)
+#   sluice/sluice:<version>          the `sluice` binary and the example jobs (docker/sluice/);
+#                                    only built by the `sluice` command below
 #
 # Usage:
 #   scripts/docker-images.sh [build]   start dockerd if needed, build missing images,
@@ -16,6 +18,11 @@
 #                                      -p port mapping) and check it answers, then
 #                                      remove the containers
 #   scripts/docker-images.sh engine    only make sure dockerd is running
+#   scripts/docker-images.sh sluice    build sluice/sluice:<workspace version> from a release
+#                                      build (cargo build --release --workspace --bins, run
+#                                      here unless SLUICE_BIN_DIR is set); prints
+#                                      SLUICE_IMAGE=tag. Rebuilt whenever the binaries or
+#                                      docker/sluice/* change (their hash is its label)
 #
 # Environment:
 #   SLUICE_REBUILD=1     rebuild all images (and the base rootfs tarball) even if present
@@ -27,6 +34,10 @@
 #   KAFKA_VERSION        Kafka version (default 4.4.0, see scripts/lib/kafka-install.sh)
 #   KAFKA_MATRIX_VERSIONS  further Kafka versions to build images of (default 3.9.2;
 #                        printed as SLUICE_KAFKA_IMAGE_<major>_<minor>=tag)
+#   SLUICE_BIN_DIR       `sluice` command: the directory holding the built `sluice` and example
+#                        binaries (e.g. $CARGO_TARGET_DIR/debug); they are copied without
+#                        debug info
+#   SLUICE_IMAGE         `sluice` command: the tag to build (default sluice/sluice:<version>)
 #   SLUICE_CACHE_DIR     cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/sluice); holds the
 #                        rootfs tarball, build contexts, build logs and dockerd.log
 #
@@ -275,6 +286,60 @@ ensure_mariadb_image() {
     docker_build mariadb "$MARIADB_IMAGE" "$REPO_DIR/docker/mariadb" "$hash"
 }
 
+# The example jobs shipped in sluice/sluice under /opt/sluice/examples.
+SLUICE_EXAMPLES="wordcount socket_wordcount datagen_wordcount kafka_wordcount kafka_feed"
+
+# The workspace version (Cargo.toml [workspace.package]).
+workspace_version() {
+    awk '/^\[workspace.package\]/ { p = 1; next } /^\[/ { p = 0 } p && $1 == "version" { gsub(/"/, "", $3); print $3; exit }' \
+        "$REPO_DIR/Cargo.toml"
+}
+
+# sluice/sluice: the binaries of SLUICE_BIN_DIR (else of a release build)
+# without debug info, the image's default sluice.yaml, docker/sluice/Dockerfile.
+cmd_sluice() {
+    local version tag bin_dir ctx hash label name
+    version=$(workspace_version)
+    [ -n "$version" ] || die "no version in $REPO_DIR/Cargo.toml [workspace.package]"
+    tag=${SLUICE_IMAGE:-sluice/sluice:$version}
+    bin_dir=${SLUICE_BIN_DIR:-}
+    if [ -z "$bin_dir" ]; then
+        command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust, or set SLUICE_BIN_DIR to built binaries"
+        log "release build of the workspace's binaries (cargo build --release --workspace --bins)"
+        (cd "$REPO_DIR" && cargo build --release --workspace --bins) >&2
+        bin_dir="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release"
+    fi
+    for name in sluice $SLUICE_EXAMPLES; do
+        [ -x "$bin_dir/$name" ] || die "$bin_dir/$name is missing: build it (cargo build --workspace --bins) or set SLUICE_BIN_DIR"
+    done
+    take_lock "$SLUICE_CACHE_DIR/docker-images.lock"
+    ensure_docker
+    mkdir -p "$IMAGES_DIR"
+    ensure_base_image
+    hash=$( (cat "$REPO_DIR"/docker/sluice/*; for name in sluice $SLUICE_EXAMPLES; do cat "$bin_dir/$name"; done) |
+        sha256sum | cut -c1-16)
+    label=$(docker image inspect -f '{{ index .Config.Labels "dev.sluice.recipe" }}' "$tag" 2>/dev/null || true)
+    if [ "$REBUILD" != 1 ] && [ "$label" = "$hash" ]; then
+        log "$tag is up to date (recipe and binaries $hash)"
+        echo "SLUICE_IMAGE=$tag"
+        return 0
+    fi
+    ctx="$IMAGES_DIR/ctx-sluice"
+    rm -rf "$ctx"
+    mkdir -p "$ctx/bin" "$ctx/examples" "$ctx/conf"
+    # Without debug info a debug build shrinks several times over.
+    strip --strip-debug -o "$ctx/bin/sluice" "$bin_dir/sluice"
+    for name in $SLUICE_EXAMPLES; do
+        strip --strip-debug -o "$ctx/examples/$name" "$bin_dir/$name"
+    done
+    cp "$REPO_DIR/docker/sluice/Dockerfile" "$ctx/"
+    cp "$REPO_DIR/docker/sluice/sluice.yaml" "$ctx/conf/"
+    docker_build sluice "$tag" "$ctx" "$hash"
+    rm -rf "$ctx"
+    printf '  %s\n' "${SUMMARY[@]}" >&2
+    echo "SLUICE_IMAGE=$tag"
+}
+
 # Proxy settings apt uses, if any, are needed by debootstrap and the builds too.
 apt_proxy_env() {
     local p
@@ -408,6 +473,7 @@ case "${1:-build}" in
     tags) print_tags ;;
     engine) take_lock "$SLUICE_CACHE_DIR/docker-images.lock"; ensure_docker ;;
     smoke) cmd_smoke ;;
+    sluice) cmd_sluice ;;
     -h|--help|help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' ;;
     *) die "unknown command '$1' (try --help)" ;;
 esac

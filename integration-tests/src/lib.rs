@@ -6,11 +6,14 @@
 //! ([`images`], [`kafka`], [`mariadb`]) on the `testcontainers` crate, and
 //! the input and output checks of the Kafka WordCount example
 //! ([`wordcount`]), a real etcd server ([`etcd`]) and deadlines for
-//! processes under test ([`process`]). The
+//! processes under test ([`process`]), test hosts as network namespaces
+//! ([`netns`]) and containers on a Docker network of their own
+//! ([`docker`]). The
 //! free port, HTTP client and unique names every test suite uses are in
 //! `sluice-test-support` (`support/`).
 #![deny(missing_docs)]
 
+pub mod docker;
 pub mod etcd;
 pub mod images;
 pub mod kafka;

@@ -5,6 +5,7 @@
 //! sluice taskmanager                      # a TaskManager offering taskmanager.numberOfTaskSlots
 //! sluice run [-c ENTRY] [-p N] [-d] [-s SAVEPOINT] [--allow-non-restored-state] BINARY [-- ARGS]
 //! sluice run-application [--taskmanagers N] [-p N] BINARY [-- ARGS]
+//! sluice standalone-job [-p N] [-s SAVEPOINT] BINARY [-- ARGS]   # an application cluster's JobManager
 //! sluice list [-a]
 //! sluice cancel JOB
 //! sluice savepoint JOB [DIR]
@@ -17,6 +18,7 @@
 use anyhow_free::*;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+use sluice::cluster::protocol::JobStatus;
 use sluice::config::Configuration;
 use sluice_cluster::{jobmanager_process, rest, taskmanager_process};
 use std::path::PathBuf;
@@ -71,6 +73,11 @@ enum Command {
     Jobmanager,
     /// Run a TaskManager that registers with the JobManager.
     Taskmanager,
+    /// Run the JobManager of an application cluster: it runs the job of a
+    /// binary it has at hand (e.g. in its container image) once it leads,
+    /// and exits when that job has ended (0 if it finished). TaskManagers
+    /// join as they join any JobManager.
+    StandaloneJob(StandaloneJobArgs),
     /// Submit a job binary to the cluster.
     Run(RunArgs),
     /// Start a cluster for one job, run it, and stop the cluster.
@@ -136,6 +143,24 @@ struct RunArgs {
     args: Vec<String>,
 }
 
+#[derive(Args)]
+struct StandaloneJobArgs {
+    /// Parallelism (the client level of the five).
+    #[arg(short = 'p', long)]
+    parallelism: Option<u32>,
+    /// Start from this savepoint or retained checkpoint (its first run).
+    #[arg(short = 's', long = "fromSavepoint")]
+    savepoint: Option<String>,
+    /// Accept savepoint state no operator claims.
+    #[arg(short = 'n', long = "allow-non-restored-state")]
+    allow_non_restored_state: bool,
+    /// The job's binary.
+    binary: PathBuf,
+    /// The job's own arguments (after --).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into());
@@ -161,19 +186,24 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
     let conf = configuration(&cli)?;
     match &cli.command {
         Command::Jobmanager => {
-            let settings = jobmanager_process::JobManagerSettings::from_config(&conf)?;
-            let (bind, token) = (settings.rest_bind.clone(), settings.rest.clone());
-            let rest_host = settings.rest_advertised_host.clone();
-            let jm = jobmanager_process::start(settings)?;
-            let rpc = jm.rpc_address().to_string();
-            let tls = sluice_cluster::rest_tls::server_config(&conf)?;
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            let rest_addr = rest::serve(jm.clone(), &bind, token, tls)?;
-            eprintln!("JobManager running: web UI and REST API at {scheme}://{rest_addr}/ , RPC at {rpc}");
-            jm.start_leadership(&format!("{rest_host}:{}", rest_addr.port()))?;
+            let _jm = start_jobmanager(&conf)?;
             loop {
                 std::thread::park();
             }
+        }
+        Command::StandaloneJob(args) => {
+            let jm = start_jobmanager(&conf)?;
+            let app = jobmanager_process::Application {
+                binary: args.binary.clone(),
+                args: args.args.clone(),
+                parallelism: args.parallelism,
+                savepoint: args.savepoint.clone(),
+                allow_non_restored: args.allow_non_restored_state,
+            };
+            let (job, status) = jm.run_application(app)?;
+            println!("Job {job} ended: {status}");
+            let _ = jm.call(|c| c.shut_down_task_managers());
+            Ok(if status == JobStatus::Finished { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Taskmanager => {
             let settings = taskmanager_process::TaskManagerSettings::from_config(&conf)?;
@@ -462,6 +492,21 @@ fn date_time(ms: u64) -> String {
 /// TaskManagers are told to shut down (they stop their job processes
 /// first) and killed if they do not within [`APPLICATION_SHUTDOWN`], and
 /// the job's driver is waited for (killed likewise).
+/// Starts a JobManager (RPC, REST API, leadership) as `conf` says.
+fn start_jobmanager(conf: &Configuration) -> CliResult<jobmanager_process::JobManager> {
+    let settings = jobmanager_process::JobManagerSettings::from_config(conf)?;
+    let (bind, token) = (settings.rest_bind.clone(), settings.rest.clone());
+    let rest_host = settings.rest_advertised_host.clone();
+    let jm = jobmanager_process::start(settings)?;
+    let rpc = jm.rpc_address().to_string();
+    let tls = sluice_cluster::rest_tls::server_config(conf)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let rest_addr = rest::serve(jm.clone(), &bind, token, tls)?;
+    eprintln!("JobManager running: web UI and REST API at {scheme}://{rest_addr}/ , RPC at {rpc}");
+    jm.start_leadership(&format!("{rest_host}:{}", rest_addr.port()))?;
+    Ok(jm)
+}
+
 fn run_application(cli: &Cli, conf: &Configuration, taskmanagers: u32, args: &RunArgs) -> CliResult<ExitCode> {
     let mut settings = jobmanager_process::JobManagerSettings::from_config(conf)?;
     settings.rpc_bind = "127.0.0.1:0".into();

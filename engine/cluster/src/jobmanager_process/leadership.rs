@@ -108,6 +108,15 @@ impl Cluster {
         self.ha.as_ref().is_none_or(|ha| ha.term.is_some())
     }
 
+    /// Whether the job store records job `id`, readable or not (false
+    /// without high availability).
+    pub(super) fn job_is_recorded(&self, id: JobId) -> Result<bool> {
+        let Some(ha) = self.ha.as_ref() else { return Ok(false) };
+        let jobs =
+            ha.services.jobs().map_err(|e| Error::ClusterUnavailable(format!("cannot read the job store: {e}")))?;
+        Ok(jobs.iter().any(|(j, _)| *j == id))
+    }
+
     /// Refuses work on a standby, naming the leader.
     pub(super) fn check_acting(&self) -> Result<()> {
         if self.is_acting() {

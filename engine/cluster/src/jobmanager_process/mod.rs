@@ -30,6 +30,7 @@
 //! processes), `serve` (TaskManager and driver connections), `cluster`
 //! (the state).
 
+mod application;
 mod artifacts;
 mod cluster;
 mod leadership;
@@ -37,6 +38,7 @@ mod serve;
 mod slots;
 mod spawn;
 
+pub use application::{application_job_id, Application};
 pub use artifacts::Artifact;
 pub(crate) use cluster::JobEntry;
 pub use cluster::{Cluster, SavepointAnswer};

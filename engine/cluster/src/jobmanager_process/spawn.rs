@@ -31,6 +31,23 @@ impl Cluster {
         savepoint: Option<String>,
         allow_non_restored: bool,
     ) -> Result<JobId> {
+        self.submit_as(JobId::generate(), artifact_id, args, parallelism, savepoint, allow_non_restored)
+    }
+
+    /// [`submit`](Self::submit) under the job id `id` (an application
+    /// cluster's fixed id, see [`super::application`]).
+    pub(super) fn submit_as(
+        &mut self,
+        id: JobId,
+        artifact_id: &str,
+        args: Vec<String>,
+        parallelism: Option<u32>,
+        savepoint: Option<String>,
+        allow_non_restored: bool,
+    ) -> Result<JobId> {
+        if self.jobs.contains_key(&id) {
+            return Err(Error::user(format!("there is a job {id} already")));
+        }
         let artifact = self
             .artifacts
             .get(artifact_id)
@@ -38,7 +55,6 @@ impl Cluster {
             .ok_or_else(|| Error::user(format!("no uploaded binary with id '{artifact_id}'; upload it first")))?;
         self.check_acting()?;
         let artifact = self.store_artifact_for_recovery(artifact)?;
-        let id = JobId::generate();
         let secret = JobSecret::generate()?;
         let mut conf: Vec<(String, String)> = self.settings.job_defaults.clone();
         if let Some(p) = parallelism {
