@@ -50,18 +50,19 @@ fn build_image() -> String {
     tag
 }
 
-/// Containers (dropped first) on their network.
-struct DockerCluster {
-    tms: Vec<Container>,
-    jm: Container,
-    _kafka: Container,
-    net: DockerNetwork,
+/// What every container of a test mounts: the configuration, the
+/// certificates and a shared directory (checkpoints, files), handed to the
+/// image's user; and the image.
+struct Setup {
+    image: String,
+    mounts: Vec<String>,
+    shared: std::path::PathBuf,
     /// Kept for its drop (the mounted directories).
     _work: tempfile::TempDir,
 }
 
-impl DockerCluster {
-    fn start() -> Self {
+impl Setup {
+    fn new() -> Self {
         let image = build_image();
         let work = tempfile::tempdir().unwrap();
         let (conf, certs, shared) = (work.path().join("conf"), work.path().join("certs"), work.path().join("shared"));
@@ -93,6 +94,44 @@ impl DockerCluster {
             let chown = Command::new("chown").args(["-R", &format!("{IMAGE_UID}:{IMAGE_UID}")]).arg(dir).status();
             assert!(chown.unwrap().success(), "chown {} (the test needs root)", dir.display());
         }
+        let mounts = vec![
+            "-v".to_string(),
+            format!("{}:/opt/sluice/conf:ro", conf.display()),
+            "-v".into(),
+            format!("{}:/opt/sluice/certs:ro", certs.display()),
+            "-v".into(),
+            format!("{}:/shared", shared.display()),
+            "-e".into(),
+            "SLUICE_LOG=info".into(),
+        ];
+        Setup { image, mounts, shared, _work: work }
+    }
+
+    /// Starts TaskManager container `tm` at address `ip` of `net`.
+    fn taskmanager(&self, net: &DockerNetwork, tm: &str, ip: &str) -> Container {
+        let args: Vec<String> =
+            ["-D", &format!("taskmanager.host={tm}"), "-D", &format!("taskmanager.resource-id={tm}")]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["taskmanager".to_string()])
+                .collect();
+        net.run(tm, ip, &self.mounts, &self.image, &args).unwrap()
+    }
+}
+
+/// Containers (dropped first) on their network.
+struct DockerCluster {
+    tms: Vec<Container>,
+    jm: Container,
+    _kafka: Container,
+    net: DockerNetwork,
+    /// Kept for its drop (the mounted directories).
+    _setup: Setup,
+}
+
+impl DockerCluster {
+    fn start() -> Self {
+        let setup = Setup::new();
         let net = DockerNetwork::create("docker-cluster").unwrap();
         let kafka_ip = net.ip(2);
         let (kname, ktag) = kafka_image();
@@ -105,28 +144,9 @@ impl DockerCluster {
                 &[],
             )
             .unwrap();
-        let mounts = vec![
-            "-v".to_string(),
-            format!("{}:/opt/sluice/conf:ro", conf.display()),
-            "-v".into(),
-            format!("{}:/opt/sluice/certs:ro", certs.display()),
-            "-v".into(),
-            format!("{}:/shared", shared.display()),
-            "-e".into(),
-            "SLUICE_LOG=info".into(),
-        ];
-        let jm = net.run("jobmanager", &net.ip(3), &mounts, &image, &["jobmanager".into()]).unwrap();
-        let mut tms = Vec::new();
-        for (i, tm) in ["tm-a", "tm-b"].iter().enumerate() {
-            let args: Vec<String> =
-                ["-D", &format!("taskmanager.host={tm}"), "-D", &format!("taskmanager.resource-id={tm}")]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain(["taskmanager".to_string()])
-                    .collect();
-            tms.push(net.run(tm, &net.ip(4 + i as u8), &mounts, &image, &args).unwrap());
-        }
-        let c = DockerCluster { tms, jm, _kafka: kafka, net, _work: work };
+        let jm = net.run("jobmanager", &net.ip(3), &setup.mounts, &setup.image, &["jobmanager".into()]).unwrap();
+        let tms = vec![setup.taskmanager(&net, "tm-a", &net.ip(4)), setup.taskmanager(&net, "tm-b", &net.ip(5))];
+        let c = DockerCluster { tms, jm, _kafka: kafka, net, _setup: setup };
         kafka_ready(&c);
         c.wait("two TaskManagers registered", Duration::from_secs(60), &|c| c.get("/overview")["taskmanagers"] == 2);
         c
@@ -228,4 +248,33 @@ fn a_cluster_of_containers_recovers_from_killed_taskmanagers_exactly_once() {
             .unwrap_or_default();
     let restarts = driver_log.lines().filter(|l| l.contains("; restart ") && l.contains(" from checkpoint ")).count();
     assert!(restarts >= 1, "the job never restarted from a checkpoint:\n{}", tail(&driver_log, 60));
+}
+
+/// Application mode in containers: a JobManager container running
+/// `sluice standalone-job` on the batch WordCount the image ships, and a
+/// TaskManager container; the JobManager exits 0 when the job has finished
+/// and the counts are exact.
+#[test]
+fn a_standalone_job_container_runs_the_image_s_example_and_exits() {
+    let setup = Setup::new();
+    let net = DockerNetwork::create("docker-application").unwrap();
+    let text = common::corpus();
+    std::fs::write(setup.shared.join("in.txt"), &text).unwrap();
+    let args: Vec<String> = ["standalone-job", "-p", "2", "/opt/sluice/examples/wordcount", "--"]
+        .iter()
+        .chain(&["--input", "/shared/in.txt", "--output", "/shared/out.txt"])
+        .map(|s| s.to_string())
+        .collect();
+    let jm = net.run("jobmanager", &net.ip(2), &setup.mounts, &setup.image, &args).unwrap();
+    let tm = setup.taskmanager(&net, "tm-a", &net.ip(3));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while jm.running() {
+        assert!(Instant::now() < deadline, "the JobManager did not exit:\n{}\n{}", jm.logs(), tm.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &jm.name]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0", "{}\n{}", jm.logs(), tm.logs());
+    assert!(jm.logs().contains("ended: FINISHED"), "{}", jm.logs());
+    assert_eq!(common::read_counts(&setup.shared.join("out.txt")), common::reference_counts(&text));
+    drop((tm, jm));
 }
