@@ -191,7 +191,8 @@ fn check_cluster(mode: &str) {
             }
         }
     }
-    for role in ["taskmanager"] {
+    let jobmanager = if mode == "application" { "standalone-job" } else { "jobmanager" };
+    for role in ["taskmanager", jobmanager] {
         assert!(roles.iter().any(|r| r == role), "{mode}: no {role}");
     }
     let service = by_kind("Service").next().expect("a Service").1;
