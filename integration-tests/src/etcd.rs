@@ -18,6 +18,10 @@ pub struct EtcdServer {
     ip: String,
     client_port: u16,
     peer_port: u16,
+    /// With TLS: the directory of `ca.pem`, `etcd.pem`, `etcd-key.pem`
+    /// (`scripts/cluster-certs.sh DIR etcd=IP:127.0.0.1`), and the plain
+    /// port etcd serves `/health` on.
+    tls: Option<(std::path::PathBuf, u16)>,
     dir: tempfile::TempDir,
 }
 
@@ -33,6 +37,26 @@ impl EtcdServer {
             ip: "127.0.0.1".into(),
             client_port: port()?,
             peer_port: port()?,
+            tls: None,
+            dir,
+        };
+        etcd.restart()?;
+        Ok(etcd)
+    }
+
+    /// Like [`start`](Self::start), serving clients over TLS only and
+    /// requiring their certificates (`--client-cert-auth`) signed by the CA
+    /// of `certs` (which holds `ca.pem`, `etcd.pem` and `etcd-key.pem`).
+    pub fn start_tls(certs: &std::path::Path) -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(io("creating etcd's data directory"))?;
+        let port = || sluice_test_support::free_port().map_err(io("finding a free port"));
+        let mut etcd = EtcdServer {
+            process: None,
+            host: None,
+            ip: "127.0.0.1".into(),
+            client_port: port()?,
+            peer_port: port()?,
+            tls: Some((certs.to_path_buf(), port()?)),
             dir,
         };
         etcd.restart()?;
@@ -49,6 +73,7 @@ impl EtcdServer {
             ip: host.ip.clone(),
             client_port: 2379,
             peer_port: 2380,
+            tls: None,
             dir,
         };
         etcd.restart()?;
@@ -57,7 +82,8 @@ impl EtcdServer {
 
     /// Its client URL, for `high-availability.etcd.endpoints`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}:{}", self.ip, self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.ip, self.client_port)
     }
 
     /// Kills it (SIGKILL); its data stays for [`restart`](Self::restart).
@@ -70,15 +96,16 @@ impl EtcdServer {
     pub fn restart(&mut self) -> Result<()> {
         self.process = None;
         let (c, p, ip) = (self.client_port, self.peer_port, self.ip.clone());
-        let args: Vec<String> = [
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut args: Vec<String> = [
             "--name",
             "sluice-test",
             "--data-dir",
             &self.dir.path().join("data").display().to_string(),
             "--listen-client-urls",
-            &format!("http://{ip}:{c}"),
+            &format!("{scheme}://{ip}:{c}"),
             "--advertise-client-urls",
-            &format!("http://{ip}:{c}"),
+            &format!("{scheme}://{ip}:{c}"),
             "--listen-peer-urls",
             &format!("http://{ip}:{p}"),
             "--initial-advertise-peer-urls",
@@ -91,6 +118,20 @@ impl EtcdServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some((certs, health)) = &self.tls {
+            let file = |name: &str| certs.join(name).display().to_string();
+            args.extend([
+                "--cert-file".to_string(),
+                file("etcd.pem"),
+                "--key-file".into(),
+                file("etcd-key.pem"),
+                "--trusted-ca-file".into(),
+                file("ca.pem"),
+                "--client-cert-auth".into(),
+                "--listen-metrics-urls".into(),
+                format!("http://{ip}:{health}"),
+            ]);
+        }
         let log = self.dir.path().join("etcd.log");
         self.process = Some(match &self.host {
             None => ServerProcess::start("etcd", &args, Some(&log))?,
@@ -118,12 +159,14 @@ impl EtcdServer {
 
     /// Whether `GET /health` says so.
     pub fn healthy(&self) -> bool {
-        let Ok(addr) = format!("{}:{}", self.ip, self.client_port).parse::<std::net::SocketAddr>() else {
+        // With TLS the plain metrics listener answers /health.
+        let port = self.tls.as_ref().map_or(self.client_port, |(_, health)| *health);
+        let Ok(addr) = format!("{}:{port}", self.ip).parse::<std::net::SocketAddr>() else {
             return false;
         };
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!("GET /health HTTP/1.0\r\nHost: {}:{}\r\n\r\n", self.ip, self.client_port);
+        let request = format!("GET /health HTTP/1.0\r\nHost: {}:{port}\r\n\r\n", self.ip);
         let mut answer = String::new();
         s.write_all(request.as_bytes()).is_ok()
             && s.read_to_string(&mut answer).is_ok()

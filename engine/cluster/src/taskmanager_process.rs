@@ -8,8 +8,8 @@
 //! serve their `/metrics`; it forwards that to the JobManager.
 
 use sluice::cluster::remote::job_process::{
-    CONF_VAR, DRIVER_VAR, HOST_VAR, JOB_ID_VAR, JOB_SECRET_VAR, PROCESS_SEQ_VAR, ROLE_VAR, SLOTS_VAR,
-    TASKMANAGER_ENDPOINT_VAR, TASKMANAGER_ID_VAR,
+    ADVERTISED_HOST_VAR, CONF_VAR, DRIVER_VAR, HOST_VAR, JOB_ID_VAR, JOB_SECRET_VAR, PROCESS_SEQ_VAR, ROLE_VAR,
+    SLOTS_VAR, TASKMANAGER_ENDPOINT_VAR, TASKMANAGER_ID_VAR,
 };
 use sluice::cluster::remote::messages::{
     ArtifactFrame, ArtifactRequest, FromTaskManagerProcess, Hello, JobProcessSpec, JobProcessStarted, TaskManagerHello,
@@ -52,8 +52,10 @@ pub struct TaskManagerSettings {
     pub jobmanager: String,
     /// Where binaries and logs go.
     pub work_dir: PathBuf,
-    /// Host job processes bind to.
+    /// Host job processes advertise (`taskmanager.host`).
     pub host: String,
+    /// Host job processes bind to (`taskmanager.bind-host`, else `host`).
+    pub bind_host: String,
     /// Heartbeat period.
     pub heartbeat: Duration,
     /// How long to keep trying to reach the JobManager.
@@ -80,6 +82,10 @@ impl TaskManagerSettings {
             slots: conf.get_u32("taskmanager.numberOfTaskSlots")?.unwrap_or(1),
             jobmanager: format!("{host}:{port}"),
             host: conf.get_str("taskmanager.host")?.unwrap_or_else(|| "127.0.0.1".into()),
+            bind_host: match conf.get_str("taskmanager.bind-host")? {
+                Some(h) => h,
+                None => conf.get_str("taskmanager.host")?.unwrap_or_else(|| "127.0.0.1".into()),
+            },
             heartbeat: conf.get_duration("heartbeat.interval")?.unwrap_or(Duration::from_secs(1)),
             registration_timeout: conf
                 .get_duration("taskmanager.registration.timeout")?
@@ -144,6 +150,7 @@ pub fn run(settings: TaskManagerSettings, metrics: Option<&MetricsServer>) -> Re
             kill_all(&children)
         });
     }
+    check_addresses(&settings)?;
     let current: CurrentLink = Arc::default();
     let secrets: Secrets = Arc::default();
     let endpoint = start_local_endpoint(&settings, children.clone(), secrets.clone(), current.clone())?;
@@ -295,7 +302,8 @@ fn start_job_process(
         .env(SLOTS_VAR, spec.slots.to_string())
         .env(PROCESS_SEQ_VAR, spec.seq.to_string())
         .env(TASKMANAGER_ENDPOINT_VAR, endpoint)
-        .env(HOST_VAR, &settings.host)
+        .env(HOST_VAR, &settings.bind_host)
+        .env(ADVERTISED_HOST_VAR, &settings.host)
         .stdin(Stdio::null())
         .stdout(log("taskmanager.out")?)
         .stderr(log("taskmanager.log")?);
@@ -338,6 +346,33 @@ fn own_security(spec: &JobProcessSpec, security: &Security) -> String {
     lines
 }
 
+/// Checks, before registering, that job processes will be able to bind
+/// `taskmanager.bind-host` (else `taskmanager.host`) and that
+/// `taskmanager.host` resolves: a wrong address is an error naming its key
+/// now, not a job that fails later on every slot of this TaskManager.
+fn check_addresses(settings: &TaskManagerSettings) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let key = if settings.bind_host == settings.host { "taskmanager.host" } else { "taskmanager.bind-host" };
+    let bind = format!("{}:0", settings.bind_host);
+    settings.security.check_bind("data server of this TaskManager's job processes", &bind)?;
+    std::net::TcpListener::bind(&bind).map_err(|e| {
+        Error::user(format!(
+            "{key} '{}' cannot be bound on this host ({e}): set it to an address of this host (or 0.0.0.0 for \
+             taskmanager.bind-host)",
+            settings.bind_host
+        ))
+    })?;
+    match (settings.host.as_str(), 0).to_socket_addrs().map(|mut a| a.next().is_some()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::user(format!("taskmanager.host '{}' resolves to no address", settings.host))),
+        Err(e) => Err(Error::user(format!(
+            "taskmanager.host '{}' does not resolve ({e}): set it to the address other hosts reach this \
+             TaskManager at",
+            settings.host
+        ))),
+    }
+}
+
 /// Listens where this TaskManager's job processes report their metrics
 /// address; returns the endpoint's address.
 fn start_local_endpoint(
@@ -346,7 +381,8 @@ fn start_local_endpoint(
     secrets: Secrets,
     current: CurrentLink,
 ) -> Result<String> {
-    let bind = format!("{}:0", settings.host);
+    // Only this host's job processes report here: loopback.
+    let bind = "127.0.0.1:0".to_string();
     settings.security.check_bind("TaskManager's local endpoint", &bind)?;
     let listener = std::net::TcpListener::bind(&bind)
         .map_err(|e| Error::io(format!("cannot bind the TaskManager's local endpoint on {bind}"), e))?;

@@ -109,12 +109,14 @@ impl Setup {
 
     /// Starts TaskManager container `tm` at address `ip` of `net`.
     fn taskmanager(&self, net: &DockerNetwork, tm: &str, ip: &str) -> Container {
+        // Advertised by name, bound to every interface of the container.
+        let settings = [
+            format!("taskmanager.host={tm}"),
+            "taskmanager.bind-host=0.0.0.0".into(),
+            format!("taskmanager.resource-id={tm}"),
+        ];
         let args: Vec<String> =
-            ["-D", &format!("taskmanager.host={tm}"), "-D", &format!("taskmanager.resource-id={tm}")]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["taskmanager".to_string()])
-                .collect();
+            settings.iter().flat_map(|s| ["-D".to_string(), s.clone()]).chain(["taskmanager".to_string()]).collect();
         net.run(tm, ip, &self.mounts, &self.image, &args).unwrap()
     }
 }

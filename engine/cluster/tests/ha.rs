@@ -68,23 +68,29 @@ fn wait_running_and_checkpointed(cluster: &HaCluster, job: &str, within: Duratio
 
 /// Three JobManagers, two TaskManagers, the exactly-once Kafka WordCount
 /// at -p 4. While input arrives, the leading JobManager is killed with
-/// SIGKILL three times (and restarted as a standby) and a TaskManager
-/// twice; each time another JobManager takes over and resumes the job
-/// from its latest checkpoint. The committed output must hold, for every
+/// SIGKILL three times (and restarted as a standby) and a TaskManager five
+/// times (tm-a and tm-b in turn), at random moments (the seed is printed);
+/// each time the job resumes from its latest checkpoint, under another
+/// JobManager after a leader's death. The committed output must hold, for every
 /// word, exactly 1..n with n its count in the input.
 #[test]
 fn kafka_wordcount_stays_exactly_once_when_leaders_and_taskmanagers_are_killed() {
     let bs = broker();
     let (input, output) = (unique_name("ha-in"), unique_name("ha-out"));
     create_topics(&bs, &[&input, &output], 3);
-    let lines = 24_000;
-    // About 24 s of input, so that every kill falls while it flows.
+    let lines = 60_000;
+    // About 60 s of input, so that every kill falls while it flows.
     let feeder = feed_in_background(&bs, &input, 0..lines, 100, Duration::from_millis(100));
     let mut cluster = HaCluster::start(3);
     let job = submit_wordcount(&cluster, &bs, &input, &output);
-    let mut rng: u64 = 0x4a_17;
+    let mut rng: u64 =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("kill moments from seed {rng:#x}");
     let mut failovers = Vec::new();
-    for round in 0..5 {
+    // Rounds 0, 3 and 6 kill the leader; the others a TaskManager.
+    let kills_leader = |round: u32| round % 3 == 0;
+    let tms = ["tm-a", "tm-b"];
+    for round in 0..8u32 {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -92,19 +98,20 @@ fn kafka_wordcount_stays_exactly_once_when_leaders_and_taskmanagers_are_killed()
         std::thread::sleep(Duration::from_millis(300 + rng % 1200));
         let restarts_before = job_status(&cluster, &job).3;
         let killed = Instant::now();
-        if round % 2 == 0 {
+        let tm = tms[round as usize % 2];
+        if kills_leader(round) {
             // The leading JobManager, with every job master it started.
             cluster.kill_jm(&leader);
             cluster.start_jm(&leader);
         } else {
-            cluster.kill_tm("tm-b");
-            cluster.start_tm("tm-b");
+            cluster.kill_tm(tm);
+            cluster.start_tm(tm);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         let new_leader = loop {
             let (l, state, _, restarts) = job_status(&cluster, &job);
             // A new leader, or (a TaskManager killed) a restart under this one.
-            let recovered = if round % 2 == 0 {
+            let recovered = if kills_leader(round) {
                 l.as_deref().is_some_and(|l| l != leader)
             } else {
                 l.as_deref() == Some(leader.as_str()) && restarts > restarts_before
@@ -119,9 +126,9 @@ fn kafka_wordcount_stays_exactly_once_when_leaders_and_taskmanagers_are_killed()
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let what = if round % 2 == 0 { format!("leader {leader}") } else { "tm-b".to_string() };
+        let what = if kills_leader(round) { format!("leader {leader}") } else { tm.to_string() };
         eprintln!("round {round}: SIGKILL of {what} -> job RUNNING on {new_leader} after {:?}", killed.elapsed());
-        if round % 2 == 0 {
+        if kills_leader(round) {
             failovers.push(killed.elapsed());
         }
     }

@@ -100,6 +100,16 @@ struct MultiHost {
     work: tempfile::TempDir,
 }
 
+impl Drop for MultiHost {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the logs for the failure report.
+            let path = std::mem::replace(&mut self.work, tempfile::tempdir().unwrap()).keep();
+            eprintln!("logs kept in {}", path.display());
+        }
+    }
+}
+
 impl MultiHost {
     fn start() -> Self {
         let work = tempfile::tempdir().unwrap();
@@ -150,8 +160,10 @@ impl MultiHost {
         }
         for tm in ["tm-a", "tm-b"] {
             let h = c.net.host(tm).clone();
+            // Bound to every address of the host, advertised at its own.
             let extra = [
                 format!("taskmanager.host={}", h.ip),
+                "taskmanager.bind-host=0.0.0.0".into(),
                 "taskmanager.numberOfTaskSlots=2".into(),
                 format!("taskmanager.resource-id={tm}"),
             ];

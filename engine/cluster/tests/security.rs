@@ -296,6 +296,33 @@ fn plaintext_clusters_refuse_network_addresses_unless_allowed() {
     assert!(err.contains("without TLS") && err.contains("security.internal.allow-plaintext-network"), "{err}");
 }
 
+/// A TaskManager whose job processes could not bind their data servers
+/// stops at start with an error naming the key: an address not of this
+/// host, or every interface without TLS.
+#[test]
+fn taskmanager_bind_addresses_are_checked_at_start() {
+    let work = tempfile::tempdir().unwrap();
+    let tm = |settings: &[&str]| {
+        let out = Command::new(common::cluster::sluice_bin())
+            .args(["-D", &format!("cluster.work-dir={}", work.path().display())])
+            .args(settings.iter().flat_map(|s| ["-D", s]))
+            .arg("taskmanager")
+            .env_remove("SLUICE_CONF_DIR")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails
+    // without sending anything.
+    let err = tm(&["taskmanager.bind-host=192.0.2.1", "security.internal.allow-plaintext-network=true"]);
+    assert!(err.contains("taskmanager.bind-host '192.0.2.1' cannot be bound"), "{err}");
+    let err = tm(&["taskmanager.host=192.0.2.1", "security.internal.allow-plaintext-network=true"]);
+    assert!(err.contains("taskmanager.host '192.0.2.1' cannot be bound"), "{err}");
+    let err = tm(&["taskmanager.bind-host=0.0.0.0"]);
+    assert!(err.contains("without TLS") && err.contains("security.internal.allow-plaintext-network"), "{err}");
+}
+
 /// One raw HTTP/1.0 request as a browser page on another site could send it.
 fn raw_http(port: u16, head: &str, body: &[u8]) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -521,10 +521,40 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Cluster, HA: the leader's lease; a killed leader is replaced after about this long, a leader that cannot renew it steps down after three quarters of it.",
     },
     ConfigOption {
+        key: "high-availability.etcd.ssl.trust-cert",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster, HA: PEM file of the CA that signed etcd's server certificate; required for https:// endpoints (which are then the only way Sluice talks to etcd).",
+    },
+    ConfigOption {
+        key: "high-availability.etcd.ssl.cert",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster, HA: PEM certificate Sluice presents to etcd (etcd's --client-cert-auth); with high-availability.etcd.ssl.key.",
+    },
+    ConfigOption {
+        key: "high-availability.etcd.ssl.key",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster, HA: PEM private key of high-availability.etcd.ssl.cert.",
+    },
+    ConfigOption {
+        key: "high-availability.etcd.ssl.server-name",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster, HA: the name etcd's certificate must carry (default: the endpoint's host).",
+    },
+    ConfigOption {
         key: "taskmanager.host",
         kind: ValueKind::Text,
         default: Some("127.0.0.1"),
-        description: "Cluster: address job processes on this TaskManager bind their data servers to.",
+        description: "Cluster: the address of this TaskManager that other hosts reach: the data servers of its job processes are advertised there (and bound there unless taskmanager.bind-host is set).",
+    },
+    ConfigOption {
+        key: "taskmanager.bind-host",
+        kind: ValueKind::Text,
+        default: None,
+        description: "Cluster: the address the data servers of this TaskManager's job processes bind to, e.g. 0.0.0.0 (default: taskmanager.host); they stay advertised at taskmanager.host.",
     },
     ConfigOption {
         key: "taskmanager.registration.timeout",

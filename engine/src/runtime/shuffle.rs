@@ -117,9 +117,23 @@ impl Shuffle {
         let addr = loc.data_address.as_deref().ok_or_else(|| {
             Error::InvalidGraph(format!("TaskManager {} announced no data address", loc.task_manager))
         })?;
-        addr.parse().map(Some).map_err(|_| {
-            Error::InvalidGraph(format!("TaskManager {} has a bad data address '{addr}'", loc.task_manager))
-        })
+        // `host:port`, the host an address or a name (`taskmanager.host`).
+        if let Ok(a) = addr.parse() {
+            return Ok(Some(a));
+        }
+        use std::net::ToSocketAddrs;
+        match addr.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => Ok(Some(a)),
+            Ok(None) => Err(Error::InvalidGraph(format!(
+                "TaskManager {} has a data address '{addr}' that resolves to nothing",
+                loc.task_manager
+            ))),
+            Err(e) => Err(Error::InvalidGraph(format!(
+                "TaskManager {} has a data address '{addr}' that does not resolve here: {e} (is its \
+                 taskmanager.host reachable from every TaskManager?)",
+                loc.task_manager
+            ))),
+        }
     }
 
     /// The producer's end of `key`.

@@ -16,9 +16,11 @@
 //! bounded by the operation timeout (half the lease, at most 2 s) except
 //! the campaign, which waits until elected.
 
+use super::settings::EtcdTls;
 use super::{CheckpointPointer, HaError, HighAvailabilityServices, LeaderInfo, Term};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, ProclaimOptions, SortOrder, SortTarget, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, ProclaimOptions, SortOrder,
+    SortTarget, TlsOptions, Txn, TxnOp,
 };
 use sluice::ids::JobId;
 use std::collections::HashMap;
@@ -57,7 +59,12 @@ impl std::fmt::Debug for EtcdHa {
 
 impl EtcdHa {
     /// Connects to `endpoints` and checks that etcd answers.
-    pub fn connect(endpoints: &[String], cluster_id: &str, ttl: Duration) -> Result<Self, HaError> {
+    pub fn connect(
+        endpoints: &[String],
+        cluster_id: &str,
+        ttl: Duration,
+        tls: Option<&EtcdTls>,
+    ) -> Result<Self, HaError> {
         let joined = endpoints.join(",");
         let unreachable = |detail: String| HaError::Unreachable { endpoints: joined.clone(), detail };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -67,7 +74,10 @@ impl EtcdHa {
             .build()
             .map_err(|e| unreachable(format!("cannot start its client runtime: {e}")))?;
         let op_timeout = (ttl / 2).min(Duration::from_secs(2));
-        let options = ConnectOptions::new().with_connect_timeout(op_timeout).with_keep_alive(ttl / 3, op_timeout);
+        let mut options = ConnectOptions::new().with_connect_timeout(op_timeout).with_keep_alive(ttl / 3, op_timeout);
+        if let Some(tls) = tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
         let client = runtime
             .block_on(async { tokio::time::timeout(op_timeout, Client::connect(endpoints, Some(options))).await })
             .map_err(|_| unreachable(format!("no connection within {op_timeout:?}")))?
@@ -338,4 +348,23 @@ impl EtcdHa {
         }
         let _ = self.run(|mut c| async move { c.lease_revoke(lease).await });
     }
+}
+
+/// The client TLS settings of `tls`: its CA, and its certificate and key
+/// if etcd checks clients. An unreadable file is an error naming its key.
+fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, HaError> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| HaError::Tls(format!("{key} '{}': {e}", path.display())))
+    };
+    let mut options = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read("high-availability.etcd.ssl.trust-cert", &tls.trust_cert)?));
+    if let Some((cert, key)) = &tls.identity {
+        let cert = read("high-availability.etcd.ssl.cert", cert)?;
+        let key = read("high-availability.etcd.ssl.key", key)?;
+        options = options.identity(Identity::from_pem(cert, key));
+    }
+    if let Some(name) = &tls.server_name {
+        options = options.domain_name(name.clone());
+    }
+    Ok(options)
 }

@@ -93,6 +93,9 @@ pub enum HaError {
         /// `high-availability.cluster-id`.
         cluster_id: String,
     },
+    /// The TLS settings towards etcd cannot be used.
+    #[error("TLS towards etcd: {0}")]
+    Tls(String),
     /// The storage directory cannot be used.
     #[error("high-availability.storageDir: {0}")]
     Storage(String),

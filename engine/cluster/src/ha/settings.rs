@@ -29,7 +29,65 @@ pub enum HaSettings {
         storage_dir: Option<PathBuf>,
         /// `high-availability.etcd.lease-ttl`.
         lease_ttl: Duration,
+        /// `high-availability.etcd.ssl.*`: TLS towards etcd (https://
+        /// endpoints).
+        tls: Option<EtcdTls>,
     },
+}
+
+/// TLS towards etcd: the CA that signed its server certificate, and the
+/// certificate and key Sluice presents when etcd checks clients
+/// (`--client-cert-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// `high-availability.etcd.ssl.trust-cert`.
+    pub trust_cert: PathBuf,
+    /// `high-availability.etcd.ssl.cert` and `.key`.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// `high-availability.etcd.ssl.server-name`.
+    pub server_name: Option<String>,
+}
+
+impl EtcdTls {
+    /// From `conf`, for `endpoints`: TLS when they are https:// (then a
+    /// trust certificate is required); each problem names its key.
+    fn from_config(conf: &Configuration, endpoints: &[String]) -> Result<Option<Self>> {
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        let trust = conf.get_str("high-availability.etcd.ssl.trust-cert")?;
+        let cert = conf.get_str("high-availability.etcd.ssl.cert")?;
+        let key = conf.get_str("high-availability.etcd.ssl.key")?;
+        let server_name = conf.get_str("high-availability.etcd.ssl.server-name")?;
+        if https == 0 {
+            if trust.is_some() || cert.is_some() || key.is_some() {
+                return Err(Error::user(
+                    "high-availability.etcd.ssl.* is set but high-availability.etcd.endpoints are not https:// \
+                     URLs: write them as https://HOST:PORT to talk TLS to etcd",
+                ));
+            }
+            return Ok(None);
+        }
+        if https != endpoints.len() {
+            return Err(Error::user(
+                "high-availability.etcd.endpoints mixes http:// and https:// URLs: use https:// for all of them",
+            ));
+        }
+        let trust_cert = trust.map(PathBuf::from).ok_or_else(|| {
+            Error::user(
+                "high-availability.etcd.endpoints are https:// but high-availability.etcd.ssl.trust-cert is not set: \
+                 name the PEM file of the CA that signed etcd's certificate",
+            )
+        })?;
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            _ => {
+                return Err(Error::user(
+                    "set both high-availability.etcd.ssl.cert and high-availability.etcd.ssl.key, or neither",
+                ))
+            }
+        };
+        Ok(Some(EtcdTls { trust_cert, identity, server_name }))
+    }
 }
 
 impl HaSettings {
@@ -66,11 +124,13 @@ impl HaSettings {
                         "high-availability.etcd.lease-ttl is {lease_ttl:?}; etcd leases last whole seconds, at least 1s"
                     )));
                 }
+                let tls = EtcdTls::from_config(conf, &endpoints)?;
                 Ok(HaSettings::Etcd {
                     endpoints,
                     cluster_id,
                     storage_dir: conf.get_str("high-availability.storageDir")?.map(PathBuf::from),
                     lease_ttl,
+                    tls,
                 })
             }
             Some(other) => Err(Error::user(format!("high-availability.type '{other}' is not one of: none, etcd"))),
@@ -88,8 +148,8 @@ impl HaSettings {
     pub fn services(&self) -> std::result::Result<Option<Arc<dyn HighAvailabilityServices>>, HaError> {
         match self {
             HaSettings::None => Ok(None),
-            HaSettings::Etcd { endpoints, cluster_id, lease_ttl, .. } => {
-                Ok(Some(Arc::new(EtcdHa::connect(endpoints, cluster_id, *lease_ttl)?)))
+            HaSettings::Etcd { endpoints, cluster_id, lease_ttl, tls, .. } => {
+                Ok(Some(Arc::new(EtcdHa::connect(endpoints, cluster_id, *lease_ttl, tls.as_ref())?)))
             }
         }
     }

@@ -8,7 +8,7 @@ use super::Cluster;
 use sluice::cluster::fence::FENCED_EXIT_CODE;
 use sluice::cluster::protocol::JobStatus;
 use sluice::cluster::remote::job_process::{
-    CONF_VAR, FENCED_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, JOB_SECRET_VAR, ROLE_VAR,
+    ADVERTISED_HOST_VAR, CONF_VAR, FENCED_VAR, HOST_VAR, JOBMANAGER_VAR, JOB_ID_VAR, JOB_SECRET_VAR, ROLE_VAR,
 };
 use sluice::error::{Error, Result};
 use sluice::ids::JobId;
@@ -120,7 +120,10 @@ impl Cluster {
                 .env(JOBMANAGER_VAR, &self.rpc_address)
                 .env(FENCED_VAR, if self.ha.is_some() { "1" } else { "0" })
                 .env(CONF_VAR, &conf_lines)
-                .env(HOST_VAR, self.rpc_address.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"))
+                // The driver's endpoint: bound where the RPC endpoint is
+                // (`jobmanager.bind-host`), advertised at its address.
+                .env(HOST_VAR, self.settings.rpc_bind.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"))
+                .env(ADVERTISED_HOST_VAR, &self.settings.rpc_advertised_host)
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)

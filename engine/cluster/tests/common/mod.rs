@@ -5,10 +5,13 @@
 pub mod cluster;
 pub mod ha;
 
-use cluster::{example_bin, job_id_of, ClusterUnderTest, TOKEN};
+use cluster::{example_bin, job_id_of, sluice_bin, ClusterUnderTest, TOKEN};
+use sluice_integration_tests::process::wait_within;
+use sluice_test_support::free_port;
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -152,4 +155,59 @@ pub fn processes_under(dir: &Path) -> Vec<(String, Option<String>, String)> {
         }
     }
     found
+}
+
+/// TaskManager processes, killed when dropped.
+pub struct TaskManagers(pub Vec<Child>);
+
+impl Drop for TaskManagers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `sluice standalone-job -p 4 wordcount` over `input` into `output`
+/// with `settings` and two TaskManagers; returns once the JobManager has
+/// exited (within two minutes), with its output.
+pub fn standalone_wordcount(work: &Path, settings: &[String], input: &Path, output: &Path) -> Output {
+    let (rest, rpc) = (free_port().unwrap(), free_port().unwrap());
+    let all: Vec<String> = settings
+        .iter()
+        .cloned()
+        .chain([
+            format!("rest.port={rest}"),
+            format!("jobmanager.rpc.port={rpc}"),
+            format!("rest.token={TOKEN}"),
+            format!("cluster.work-dir={}", work.join("cluster").display()),
+            "taskmanager.numberOfTaskSlots=2".into(),
+        ])
+        .collect();
+    let base = |role: &str| {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.current_dir(work).env_remove("SLUICE_CONF_DIR").args(all.iter().flat_map(|s| ["-D", s.as_str()]));
+        cmd.stderr(std::fs::File::create(work.join(format!("{role}.log"))).unwrap());
+        cmd
+    };
+    let jm = base("jobmanager")
+        .args(["standalone-job", "-p", "4", WORDCOUNT.as_str(), "--"])
+        .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _tms = TaskManagers(
+        ["tm-a", "tm-b"]
+            .iter()
+            .map(|tm| {
+                base(tm)
+                    .args(["-D", &format!("taskmanager.resource-id={tm}"), "taskmanager"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    wait_within(jm, Duration::from_secs(120), "the standalone-job JobManager")
 }

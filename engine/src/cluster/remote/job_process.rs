@@ -59,6 +59,10 @@ pub const PROCESS_SEQ_VAR: &str = "SLUICE_PROCESS_SEQ";
 pub const TASKMANAGER_ENDPOINT_VAR: &str = "SLUICE_TASKMANAGER_ENDPOINT";
 /// Host to bind servers on (data server, driver endpoint).
 pub const HOST_VAR: &str = "SLUICE_BIND_HOST";
+/// Host other processes reach those servers at, if it differs from the
+/// bound one (`taskmanager.host` with `taskmanager.bind-host`,
+/// `jobmanager.rpc.address` with `jobmanager.bind-host`).
+pub const ADVERTISED_HOST_VAR: &str = "SLUICE_ADVERTISED_HOST";
 /// `metrics.reporter.prom.port` of the process that started this one, if
 /// set: the port or range to serve `/metrics` on (else an ephemeral port).
 pub const METRICS_PORTS_VAR: &str = "SLUICE_METRICS_PORTS";
@@ -174,6 +178,15 @@ fn bind_host() -> String {
     std::env::var(HOST_VAR).unwrap_or_else(|_| "127.0.0.1".into())
 }
 
+/// Where others reach a server bound at `bound`: the advertised host (see
+/// [`ADVERTISED_HOST_VAR`]) with the bound port, else the bound address.
+fn advertised(bound: std::net::SocketAddr) -> String {
+    match std::env::var(ADVERTISED_HOST_VAR) {
+        Ok(host) if !host.is_empty() => format!("{host}:{}", bound.port()),
+        _ => bound.to_string(),
+    }
+}
+
 /// Serves this process's `/metrics` (see [`METRICS_PORTS_VAR`] and
 /// [`METRICS_HOST_VAR`]); a process without metrics still runs its job (the
 /// reason is logged).
@@ -248,7 +261,7 @@ fn task_process(graph: JobGraph) -> Result<()> {
     let stream = wire::connect(&driver, "job driver", Duration::from_secs(30), &security)?;
     let (link, mut reader) = Link::new(stream)?;
     let registration =
-        TaskManagerRegistration { id: id.clone(), slots, data_address: Some(server.address().to_string()) };
+        TaskManagerRegistration { id: id.clone(), slots, data_address: Some(advertised(server.address())) };
     link.send(&TaskProcessHello { secret, registration })?;
     tracing::info!("task process {id} with {slots} slots registered at driver {driver}");
     let (tm_tx, tm_rx) = crossbeam_channel::unbounded::<ToTaskManager>();
@@ -314,7 +327,7 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
     let fenced = std::env::var_os(FENCED_VAR).is_some_and(|v| v == "1");
     let metrics = serve_metrics();
     let listener = bind("driver's endpoint", &format!("{}:0", bind_host()), &security)?;
-    let driver_address = listener.local_addr().map_err(|e| Error::io("driver endpoint", e))?.to_string();
+    let driver_address = advertised(listener.local_addr().map_err(|e| Error::io("driver endpoint", e))?);
     let stream = wire::connect(&jm_addr, "JobManager", Duration::from_secs(30), &security)?;
     let (link, reader) = Link::new(stream)?;
     let answers = FenceAnswers::default();
