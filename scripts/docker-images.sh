@@ -287,7 +287,7 @@ ensure_mariadb_image() {
 }
 
 # The example jobs shipped in sluice/sluice under /opt/sluice/examples.
-SLUICE_EXAMPLES="wordcount socket_wordcount datagen_wordcount kafka_wordcount kafka_feed"
+SLUICE_EXAMPLES="wordcount socket_wordcount datagen_wordcount kafka_wordcount mysql_cdc_kafka kafka_feed"
 
 # The workspace version (Cargo.toml [workspace.package]).
 workspace_version() {

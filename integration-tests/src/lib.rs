@@ -7,12 +7,14 @@
 //! the input and output checks of the Kafka WordCount example
 //! ([`wordcount`]), a real etcd server ([`etcd`]) and deadlines for
 //! processes under test ([`process`]), test hosts as network namespaces
-//! ([`netns`]) and containers on a Docker network of their own
-//! ([`docker`]). The
+//! ([`netns`]), containers on a Docker network of their own
+//! ([`docker`]), and the tables, writers and change-log check of the MySQL
+//! CDC tests ([`cdc`]). The
 //! free port, HTTP client and unique names every test suite uses are in
 //! `sluice-test-support` (`support/`).
 #![deny(missing_docs)]
 
+pub mod cdc;
 pub mod docker;
 pub mod etcd;
 pub mod images;

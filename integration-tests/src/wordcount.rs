@@ -78,7 +78,7 @@ pub fn expected(lines: u64) -> BTreeMap<String, u64> {
 
 /// A consumer of the committed records of `topic`'s `partitions`, from
 /// their start.
-fn committed_reader(bootstrap: &str, topic: &str, partitions: i32, group: &str) -> BaseConsumer {
+pub fn committed_reader(bootstrap: &str, topic: &str, partitions: i32, group: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)

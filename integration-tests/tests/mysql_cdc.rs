@@ -14,49 +14,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use serde::{Deserialize, Serialize};
 use sluice::{CheckpointId, RuntimeContext, Source, SourceStatus};
 use sluice_connectors::mysql::cdc::{
     BinlogPosition, CdcState, ChangeEvent, MySqlCdcSource, MySqlCdcSourceBuilder, Op, SchemaChanges, StartupMode,
 };
+use sluice_integration_tests::cdc::{create_items, table_rows, writer, Item};
 use sluice_integration_tests::mariadb::{MariaDb, SqlClient};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Item {
-    id: i64,
-    v: i64,
-    name: String,
-}
-
-fn create_items(sql: &mut SqlClient, table: &str, rows: i64) {
-    sql.exec(&format!(
-        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGINT PRIMARY KEY AUTO_INCREMENT, v BIGINT NOT NULL, \
-         name VARCHAR(40) NOT NULL)"
-    ))
-    .unwrap();
-    let mut next = 1;
-    while next <= rows {
-        let end = (next + 499).min(rows);
-        let values: Vec<String> = (next..=end).map(|i| format!("({i}, {}, 'item {i}')", i * 10)).collect();
-        sql.exec(&format!("INSERT INTO {table} (id, v, name) VALUES {}", values.join(","))).unwrap();
-        next = end + 1;
-    }
-}
-
-fn table_rows(sql: &mut SqlClient, table: &str) -> BTreeMap<i64, Item> {
-    sql.query(&format!("SELECT id, v, name FROM {table}"))
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let id: i64 = r[0].as_deref().unwrap().parse().unwrap();
-            (id, Item { id, v: r[1].as_deref().unwrap().parse().unwrap(), name: r[2].clone().unwrap() })
-        })
-        .collect()
-}
 
 fn cdc(db: &MariaDb, table: &str, server_ids: std::ops::RangeInclusive<u32>) -> MySqlCdcSourceBuilder<Item> {
     MySqlCdcSource::<Item>::builder()
@@ -145,53 +112,6 @@ impl Job {
         job.checkpoint = checkpoint;
         job
     }
-}
-
-/// Writes to `table` until stopped: inserts, updates, deletes, primary key
-/// changes, multi-row updates and transactions committing out of id order.
-fn writer(
-    db: &MariaDb,
-    table: &str,
-    seed: u64,
-    stop: Arc<AtomicBool>,
-    ops: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<()> {
-    let (url, table) = (db.root_url(), table.to_string());
-    std::thread::spawn(move || {
-        let mut a = SqlClient::connect(&url).unwrap();
-        let mut b = SqlClient::connect(&url).unwrap();
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        while !stop.load(Ordering::Relaxed) {
-            let id = 1 + rand(22_000);
-            let sql = match rand(7) {
-                0 | 1 => format!("INSERT INTO {table} (v, name) VALUES ({id}, 'new')"),
-                2 => format!("UPDATE {table} SET v = v + 1, name = 'upd' WHERE id = {id}"),
-                3 => format!("DELETE FROM {table} WHERE id = {id}"),
-                4 => format!("UPDATE {table} SET id = id + 5000 WHERE id = {id}"),
-                5 => format!("UPDATE {table} SET v = v + 7 WHERE id BETWEEN {id} AND {}", id + 300),
-                _ => {
-                    // The first transaction gets the lower id and commits last.
-                    a.exec("BEGIN").unwrap();
-                    a.exec(&format!("INSERT INTO {table} (v, name) VALUES (1, 'slow')")).unwrap();
-                    b.exec(&format!("INSERT INTO {table} (v, name) VALUES (2, 'fast')")).unwrap();
-                    a.exec(&format!("UPDATE {table} SET v = v + 100 WHERE id = {id}")).unwrap();
-                    a.exec("COMMIT").unwrap();
-                    ops.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            // A key change may collide with an earlier one: ignore that.
-            let _ = a.exec(&sql);
-            ops.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    })
 }
 
 /// Runs a job over a table changed concurrently, killing it at the given
@@ -445,6 +365,7 @@ fn startup_modes_and_the_position_of_an_idle_table() {
         BinlogPosition::new(row[0].clone().unwrap(), row[1].as_deref().unwrap().parse().unwrap())
     };
     let before_insert = status(&mut sql);
+    let gtid_before_insert = sql.query("SELECT @@gtid_binlog_pos").unwrap().remove(0)[0].clone().unwrap();
     sql.exec("INSERT INTO cdc_modes (id, v, name) VALUES (6, 60, 'six')").unwrap();
 
     // latest-offset: no snapshot, only what comes after open.
@@ -476,6 +397,27 @@ fn startup_modes_and_the_position_of_an_idle_table() {
     let ops: Vec<_> = out.iter().map(|e| (e.op, e.row.as_ref().unwrap().id)).collect();
     assert_eq!(ops, [(Op::Insert, 6), (Op::UpdateBefore, 6), (Op::UpdateAfter, 6)]);
     specific.close().unwrap();
+
+    // specific GTID: after the transactions up to a GTID position, the same.
+    let from = StartupMode::SpecificGtid(gtid_before_insert.clone());
+    let mut by_gtid = cdc(&db, "cdc_modes", 5424..=5424).startup(from).build().unwrap();
+    by_gtid.open(&RuntimeContext::for_test(0, 1)).unwrap();
+    let out = poll_until(&mut by_gtid, |o| o.len() >= 3);
+    let ops: Vec<_> = out.iter().map(|e| (e.op, e.row.as_ref().unwrap().id)).collect();
+    assert_eq!(ops, [(Op::Insert, 6), (Op::UpdateBefore, 6), (Op::UpdateAfter, 6)], "from {gtid_before_insert}");
+    by_gtid.close().unwrap();
+    // A GTID position no transaction is past yet: from the binlog's end.
+    let (domain, rest) = gtid_before_insert.split_once('-').unwrap();
+    let (server, seq) = rest.split_once('-').unwrap();
+    let future = format!("{domain}-{server}-{}", seq.parse::<u64>().unwrap() + 1_000_000);
+    let mut ahead = cdc(&db, "cdc_modes", 5425..=5425).startup(StartupMode::SpecificGtid(future)).build().unwrap();
+    let end = status(&mut sql);
+    ahead.open(&RuntimeContext::for_test(0, 1)).unwrap();
+    assert!(ahead.state().resume.as_ref().unwrap() >= &end, "{:?} before {end}", ahead.state().resume);
+    ahead.close().unwrap();
+    let bad = cdc(&db, "cdc_modes", 5426..=5426).startup(StartupMode::SpecificGtid("0-1".into())).build();
+    let Err(e) = bad else { panic!("a bad GTID position was accepted") };
+    assert!(e.to_string().contains("'0-1' is no GTID"), "{e}");
 
     // earliest-offset: the whole history, including the table's creation
     // (schema changes emitted here, as the default would fail on them).

@@ -14,6 +14,7 @@
 //! - [`discovery`]: the `/metrics` targets of every process, for Prometheus;
 //! - [`ha`]: JobManager high availability on etcd (leader election, the
 //!   job store, checkpoint pointers, fencing).
+//! - [`retention`]: what a TaskManager's work directory keeps.
 //!
 //! The job binary's side of the cluster (its driver and task processes, and
 //! the messages between the processes) is in [`sluice::cluster::remote`].
@@ -25,6 +26,7 @@ pub mod jobmanager_process;
 pub mod rest;
 pub mod rest_guard;
 pub mod rest_tls;
+pub mod retention;
 pub mod taskmanager_process;
 
 /// Creates `path` as a new file, executable by its owner only (0700), with

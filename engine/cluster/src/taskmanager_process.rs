@@ -67,6 +67,9 @@ pub struct TaskManagerSettings {
     pub security: Security,
     /// High availability (`high-availability.*`): where to find the leader.
     pub ha: crate::ha::HaSettings,
+    /// What the work directory keeps (`taskmanager.artifacts.retained`,
+    /// `taskmanager.jobs.retained`).
+    pub retention: crate::retention::Retention,
 }
 
 impl TaskManagerSettings {
@@ -91,6 +94,10 @@ impl TaskManagerSettings {
                 .get_duration("taskmanager.registration.timeout")?
                 .unwrap_or(Duration::from_secs(300)),
             metrics_env: sluice::cluster::remote::job_process::metrics_env(conf)?,
+            retention: crate::retention::Retention {
+                artifacts: conf.get_u32("taskmanager.artifacts.retained")?.unwrap_or(5) as usize,
+                jobs: conf.get_u32("taskmanager.jobs.retained")?.unwrap_or(50) as usize,
+            },
             security: Security::from_config(conf)?,
             ha: crate::ha::HaSettings::from_config(conf)?,
         })
@@ -283,6 +290,10 @@ fn start_job_process(
             },
         )?;
     let binary = install_artifact(settings, spec, &secret)?;
+    let mut running: std::collections::HashSet<String> =
+        children.lock().unwrap_or_else(|p| p.into_inner()).keys().map(|(job, seq)| format!("{job}-{seq}")).collect();
+    running.insert(format!("{}-{}", spec.job, spec.seq));
+    crate::retention::prune(&settings.work_dir, settings.retention, &running);
     let dir = settings.work_dir.join("jobs").join(format!("{}-{}", spec.job, spec.seq));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;
     let log = |name: &str| {
@@ -459,6 +470,7 @@ fn install_artifact(settings: &TaskManagerSettings, spec: &JobProcessSpec, secre
     let dir = settings.work_dir.join("artifacts").join(hash);
     let path = dir.join(name);
     if std::fs::read(&path).is_ok_and(|cached| sluice::transport::sha256_hex(&cached) == *hash) {
+        crate::retention::touch(&dir);
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create '{}'", dir.display()), e))?;

@@ -323,6 +323,42 @@ fn taskmanager_bind_addresses_are_checked_at_start() {
     assert!(err.contains("without TLS") && err.contains("security.internal.allow-plaintext-network"), "{err}");
 }
 
+/// Uploads are kept on disk only up to `web.upload.retained`: each further
+/// upload deletes the oldest one (its listing and its file) that no
+/// unfinished job runs from.
+#[test]
+fn uploads_beyond_the_retained_number_are_deleted_oldest_first() {
+    let cluster = ClusterUnderTest::start_with("10s", &["web.upload.retained=2".to_string()]);
+    let host = format!("127.0.0.1:{}", cluster.rest);
+    // Only the ELF magic is checked at upload.
+    let mut fake = b"\x7fELF".to_vec();
+    fake.resize(4096, 0);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let upload = format!(
+            "POST /jars/upload?filename=job{i} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+             X-Sluice-Client: test\r\nContent-Type: application/octet-stream\r\n"
+        );
+        assert_eq!(raw_http(cluster.rest, &upload, &fake), 200);
+        let files = cluster.get("/jars", Some(TOKEN)).1["files"].as_array().unwrap().clone();
+        let newest = files.iter().find(|f| f["name"] == format!("job{i}")).expect("the upload is listed");
+        ids.push(newest["id"].as_str().unwrap().to_string());
+        // Distinct upload times.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let files = cluster.get("/jars", Some(TOKEN)).1["files"].as_array().unwrap().clone();
+    let listed: Vec<&str> = files.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(listed.len(), 2, "{files:?}");
+    assert!(listed.contains(&ids[2].as_str()) && listed.contains(&ids[3].as_str()), "{files:?}");
+    let artifacts = cluster.work.path().join("jobmanager").join("artifacts");
+    let mut on_disk: Vec<String> =
+        std::fs::read_dir(&artifacts).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    on_disk.sort();
+    let mut kept = vec![ids[2].clone(), ids[3].clone()];
+    kept.sort();
+    assert_eq!(on_disk, kept, "the deleted uploads' files are gone");
+}
+
 /// One raw HTTP/1.0 request as a browser page on another site could send it.
 fn raw_http(port: u16, head: &str, body: &[u8]) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -425,6 +425,12 @@ pub const OPTIONS: &[ConfigOption] = &[
         description: "Cluster: host names (comma-separated) the REST API answers to besides IP addresses and localhost; other Host headers are refused (DNS rebinding).",
     },
     ConfigOption {
+        key: "web.upload.retained",
+        kind: ValueKind::PositiveInt,
+        default: Some("20"),
+        description: "Cluster: uploaded job binaries the JobManager keeps; past this number each upload deletes the oldest one no unfinished job runs from (DELETE /jars/{id} removes one at once).",
+    },
+    ConfigOption {
         key: "web.submit.enable",
         kind: ValueKind::Enum(&["true", "false"]),
         default: Some("true"),
@@ -549,6 +555,18 @@ pub const OPTIONS: &[ConfigOption] = &[
         kind: ValueKind::Text,
         default: Some("127.0.0.1"),
         description: "Cluster: the address of this TaskManager that other hosts reach: the data servers of its job processes are advertised there (and bound there unless taskmanager.bind-host is set).",
+    },
+    ConfigOption {
+        key: "taskmanager.artifacts.retained",
+        kind: ValueKind::PositiveInt,
+        default: Some("5"),
+        description: "Cluster: job binaries a TaskManager keeps in its work directory (the most recently used; others are fetched again when needed).",
+    },
+    ConfigOption {
+        key: "taskmanager.jobs.retained",
+        kind: ValueKind::NonNegativeInt,
+        default: Some("50"),
+        description: "Cluster: directories (logs, output) of ended job processes a TaskManager keeps, newest first; running processes always keep theirs.",
     },
     ConfigOption {
         key: "taskmanager.bind-host",

@@ -264,6 +264,9 @@ impl<T> MySqlCdcSourceBuilder<T> {
         if let StartupMode::SpecificOffset(p) = &self.startup {
             file_seq(&p.file).map_err(|e| invalid("startup", e.to_string()))?;
         }
+        if let StartupMode::SpecificGtid(g) = &self.startup {
+            super::offset::parse_gtid_set(g).map_err(|e| invalid("startup", e))?;
+        }
         let default_db = opts.db_name().map(str::to_string);
         let chunk_keys = self
             .chunk_keys

@@ -103,6 +103,13 @@ pub enum StartupMode {
     EarliestOffset,
     /// Changes from a binlog position (a transaction boundary).
     SpecificOffset(BinlogPosition),
+    /// Changes after a MariaDB GTID position, as `@@gtid_binlog_pos` prints
+    /// it (`domain-server-seq`, comma-separated for several domains):
+    /// reading starts at the first transaction of a listed domain with a
+    /// higher sequence number (found with `SHOW BINLOG EVENTS`; other
+    /// domains' transactions before it are skipped), or at the binlog's end
+    /// if there is none yet. From there on positions are file + offset.
+    SpecificGtid(String),
     /// Changes from the first transaction whose binlog timestamp is at or
     /// after this many seconds since the Unix epoch.
     Timestamp(u64),
@@ -114,6 +121,39 @@ pub(crate) struct Gtid {
     pub domain: u32,
     pub server: u32,
     pub seq: u64,
+}
+
+/// Parses a GTID position `d-s-n[,d-s-n...]`, one entry per domain.
+pub(crate) fn parse_gtid_set(text: &str) -> Result<Vec<Gtid>, String> {
+    let mut set: Vec<Gtid> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let gtid: Gtid = part.parse()?;
+        if set.iter().any(|g| g.domain == gtid.domain) {
+            return Err(format!("GTID position '{text}' names domain {} twice", gtid.domain));
+        }
+        set.push(gtid);
+    }
+    if set.is_empty() {
+        return Err(format!("'{text}' is no GTID position: expected domain-server-sequence, e.g. 0-1-42"));
+    }
+    Ok(set)
+}
+
+impl std::str::FromStr for Gtid {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is no GTID: expected domain-server-sequence, e.g. 0-1-42");
+        let mut parts = s.trim().split('-');
+        let (Some(d), Some(sv), Some(n), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        Ok(Gtid {
+            domain: d.parse().map_err(|_| bad())?,
+            server: sv.parse().map_err(|_| bad())?,
+            seq: n.parse().map_err(|_| bad())?,
+        })
+    }
 }
 
 impl fmt::Display for Gtid {
@@ -136,5 +176,15 @@ mod tests {
         assert!(file_seq("nodigits").is_err());
         assert!(file_seq("bin.").is_err());
         assert_eq!(file_seq("a.b.000123").unwrap(), 123);
+    }
+
+    #[test]
+    fn gtid_positions_parse_one_entry_per_domain() {
+        let set = parse_gtid_set("0-1-42, 3-7-9").unwrap();
+        assert_eq!(set, [Gtid { domain: 0, server: 1, seq: 42 }, Gtid { domain: 3, server: 7, seq: 9 }]);
+        assert!(parse_gtid_set("0-1-42,0-2-50").unwrap_err().contains("domain 0 twice"));
+        for bad in ["", "0-1", "0-1-2-3", "a-1-2", "0-1--2", "0-1-99999999999999999999"] {
+            assert!(parse_gtid_set(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::builder::Config;
 use super::error::CdcError;
-use super::offset::BinlogPosition;
+use super::offset::{parse_gtid_set, BinlogPosition, Gtid};
 use super::table::TableSchema;
 use crate::mysql::error::{connect_failure, Failure};
 use crate::mysql::MySqlError;
@@ -144,6 +144,66 @@ pub(crate) async fn master_status(conn: &mut Conn, cfg: &Config) -> Result<Binlo
 pub(crate) async fn binary_logs(conn: &mut Conn, cfg: &Config) -> Result<Vec<BinlogPosition>, CdcError> {
     let logs = rows(conn, cfg, "SHOW BINARY LOGS", vec![]).await?;
     Ok(logs.iter().map(|r| BinlogPosition::new(text(r, 0), number(r, 1).unwrap_or(0))).collect())
+}
+
+/// Events `SHOW BINLOG EVENTS` lists per query while looking for a GTID.
+const EVENTS_PER_QUERY: u64 = 10_000;
+
+/// Where a reader starting after the GTID position `set` begins: the start
+/// of the first transaction (its GTID event) of a listed domain with a
+/// higher sequence number, else the binlog's end. Transactions after `set`
+/// that the server purged are an error.
+pub(crate) async fn gtid_start(conn: &mut Conn, cfg: &Config, set: &[Gtid]) -> Result<BinlogPosition, CdcError> {
+    let logs = binary_logs(conn, cfg).await?;
+    let oldest = logs.first().ok_or_else(|| CdcError::BinlogOff { addr: cfg.addr.clone() })?;
+    // The GTID state before the oldest file: past the requested position,
+    // the transactions in between are gone.
+    let sql = format!("SELECT BINLOG_GTID_POS({}, 4)", quoted(&oldest.file));
+    let before_oldest = rows(conn, cfg, &sql, vec![]).await?;
+    let state = before_oldest.first().map(|r| text(r, 0)).unwrap_or_default();
+    let state = if state.trim().is_empty() { Vec::new() } else { parse_gtid_set(&state).unwrap_or_default() };
+    let wanted = set.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    for g in set {
+        if state.iter().any(|s| s.domain == g.domain && s.seq > g.seq) {
+            return Err(CdcError::PurgedPosition {
+                addr: cfg.addr.clone(),
+                position: wanted,
+                oldest: oldest.file.clone(),
+            });
+        }
+    }
+    for log in &logs {
+        let mut from = 4u64;
+        loop {
+            let sql = format!("SHOW BINLOG EVENTS IN {} FROM {from} LIMIT {EVENTS_PER_QUERY}", quoted(&log.file));
+            let events = rows(conn, cfg, &sql, vec![]).await?;
+            for e in &events {
+                // Log_name, Pos, Event_type, Server_id, End_log_pos, Info ("BEGIN GTID 0-1-42").
+                if text(e, 2) != "Gtid" {
+                    continue;
+                }
+                let info = text(e, 5);
+                let Some(gtid) = info.split_whitespace().last().and_then(|g| g.parse::<Gtid>().ok()) else { continue };
+                if set.iter().any(|g| g.domain == gtid.domain && gtid.seq > g.seq) {
+                    let pos = number(e, 1).ok_or_else(|| CdcError::Binlog {
+                        addr: cfg.addr.clone(),
+                        message: format!("SHOW BINLOG EVENTS gave no position for {info}"),
+                    })?;
+                    return Ok(BinlogPosition::new(log.file.clone(), pos));
+                }
+            }
+            match events.last().and_then(|e| number(e, 4)) {
+                Some(end) if events.len() as u64 == EVENTS_PER_QUERY && end > from => from = end,
+                _ => break,
+            }
+        }
+    }
+    master_status(conn, cfg).await
+}
+
+/// `text` as a single-quoted SQL string.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Checks that `position` is still on the server and not past its end.

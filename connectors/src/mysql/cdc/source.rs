@@ -391,6 +391,11 @@ impl<T: Data> Source<ChangeEvent<T>> for MySqlCdcSource<T> {
                         BinlogPosition::new(first.file.clone(), 4)
                     }
                     StartupMode::SpecificOffset(p) => p.clone(),
+                    StartupMode::SpecificGtid(g) => {
+                        let set =
+                            super::offset::parse_gtid_set(g).map_err(|message| CdcError::BadPosition { message })?;
+                        server::gtid_start(&mut conn, &cfg, &set).await?
+                    }
                 };
                 if cfg.startup == StartupMode::Initial {
                     for t in &tables {

@@ -59,9 +59,30 @@ impl Cluster {
         self.settings.work_dir.clone()
     }
 
-    /// Lists a stored binary.
+    /// Lists a stored binary; past `web.upload.retained` uploads, deletes
+    /// the oldest ones no unfinished job runs from.
     pub fn insert_artifact(&mut self, a: Artifact) {
         self.artifacts.insert(a.id.clone(), a);
+        while self.artifacts.len() > self.settings.retained_uploads {
+            let in_use =
+                |a: &Artifact| self.jobs.values().any(|j| !j.status.is_terminal() && j.artifact.path == a.path);
+            let oldest = self
+                .artifacts
+                .values()
+                .filter(|a| !in_use(a))
+                .min_by_key(|a| (a.uploaded, a.id.clone()))
+                .map(|a| a.id.clone());
+            let Some(id) = oldest else {
+                tracing::warn!(
+                    "{} uploaded binaries, more than web.upload.retained ({}), but unfinished jobs run from all of them",
+                    self.artifacts.len(),
+                    self.settings.retained_uploads
+                );
+                break;
+            };
+            tracing::info!("deleting the uploaded binary {id}: more than web.upload.retained uploads");
+            let _ = self.remove_artifact(&id);
+        }
     }
 
     /// Forgets the uploaded binary `id` and deletes its file (jobs started

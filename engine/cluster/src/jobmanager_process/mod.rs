@@ -97,6 +97,8 @@ pub struct JobManagerSettings {
     pub ha: crate::ha::HaSettings,
     /// This JobManager's id (`jobmanager.resource-id`).
     pub id: String,
+    /// Uploaded binaries kept (`web.upload.retained`).
+    pub retained_uploads: usize,
 }
 
 impl JobManagerSettings {
@@ -136,6 +138,7 @@ impl JobManagerSettings {
             security: Security::from_config(conf)?,
             ha,
             id,
+            retained_uploads: conf.get_u32("web.upload.retained")?.unwrap_or(20) as usize,
         })
     }
 }
