@@ -7,7 +7,9 @@
 //! * `bench_kafka` — the Kafka WordCount's drain rate with the exactly-once
 //!   sink, the at-least-once sink and a raw rdkafka loop (optionally on a
 //!   local standalone cluster, [`cluster`]);
-//! * `bench_state` — the heap and RocksDB state backends under many keys.
+//! * `bench_state` — the heap and RocksDB state backends under many keys;
+//! * `bench_nexmark` — Nexmark queries ([`nexmark`]), each checked against
+//!   an independent reference.
 //!
 //! The jobs they measure come from `sluice-examples`; this library holds what
 //! the benchmarks share: a local cluster of real processes and this process's
@@ -16,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod nexmark;
 pub mod sink_phases;
 
 /// This process's peak resident set size in KiB (`VmHWM`, Linux), 0 if unknown.

@@ -10,11 +10,14 @@
 //!   a growing tracking column, split over subtasks, resumable.
 //! * [`kafka`]: a Kafka source with checkpointed offsets, and sinks with
 //!   exactly-once (transactions, two-phase commit) or at-least-once delivery.
+//! * [`nexmark`]: the Nexmark benchmark's auction events, parallel and
+//!   resumable.
 #![deny(missing_docs)]
 
 pub mod datagen;
 pub mod error;
 pub mod kafka;
 pub mod mysql;
+pub mod nexmark;
 
 pub use error::{Error, Result};

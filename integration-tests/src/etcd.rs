@@ -29,34 +29,30 @@ impl EtcdServer {
     /// Starts a fresh single-member etcd on free loopback ports and waits
     /// until it reports healthy.
     pub fn start() -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(io("creating etcd's data directory"))?;
-        let port = || sluice_test_support::free_port().map_err(io("finding a free port"));
-        let mut etcd = EtcdServer {
-            process: None,
-            host: None,
-            ip: "127.0.0.1".into(),
-            client_port: port()?,
-            peer_port: port()?,
-            tls: None,
-            dir,
-        };
-        etcd.restart()?;
-        Ok(etcd)
+        Self::start_on_loopback(None)
     }
 
     /// Like [`start`](Self::start), serving clients over TLS only and
     /// requiring their certificates (`--client-cert-auth`) signed by the CA
     /// of `certs` (which holds `ca.pem`, `etcd.pem` and `etcd-key.pem`).
     pub fn start_tls(certs: &std::path::Path) -> Result<Self> {
+        Self::start_on_loopback(Some(certs))
+    }
+
+    fn start_on_loopback(certs: Option<&std::path::Path>) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(io("creating etcd's data directory"))?;
         let port = || sluice_test_support::free_port().map_err(io("finding a free port"));
+        let tls = match certs {
+            Some(c) => Some((c.to_path_buf(), port()?)),
+            None => None,
+        };
         let mut etcd = EtcdServer {
             process: None,
             host: None,
             ip: "127.0.0.1".into(),
             client_port: port()?,
             peer_port: port()?,
-            tls: Some((certs.to_path_buf(), port()?)),
+            tls,
             dir,
         };
         etcd.restart()?;

@@ -23,7 +23,9 @@
 mod rate;
 mod rng;
 mod source;
+mod stride;
 
 pub use rate::RateLimiter;
 pub use rng::SplitMix64;
 pub use source::DataGeneratorSource;
+pub use stride::Stride;

@@ -2,6 +2,7 @@
 
 use super::rate::RateLimiter;
 use super::rng::SplitMix64;
+use super::stride::Stride;
 use crate::error::Error;
 use sluice::{Boundedness, CheckpointId, Collector, Data, Result, RuntimeContext, Source, SourceStatus};
 use std::sync::Arc;
@@ -15,9 +16,7 @@ pub struct DataGeneratorSource<T> {
     seed: u64,
     count: Option<u64>,
     rate: Option<f64>,
-    next: u64,
-    restored: bool,
-    step: u64,
+    stride: Stride,
     limiter: RateLimiter,
 }
 
@@ -28,9 +27,7 @@ impl<T> Clone for DataGeneratorSource<T> {
             seed: self.seed,
             count: self.count,
             rate: self.rate,
-            next: self.next,
-            restored: self.restored,
-            step: self.step,
+            stride: self.stride,
             limiter: RateLimiter::default(),
         }
     }
@@ -44,9 +41,7 @@ impl<T> DataGeneratorSource<T> {
             seed: 0,
             count: None,
             rate: None,
-            next: 0,
-            restored: false,
-            step: 1,
+            stride: Stride::default(),
             limiter: RateLimiter::default(),
         }
     }
@@ -89,11 +84,8 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
     }
 
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        if !self.restored {
-            self.next = u64::from(ctx.subtask_index);
-        }
-        self.step = u64::from(ctx.parallelism.max(1));
-        self.limiter = RateLimiter::optional(self.rate.map(|r| r / self.step as f64));
+        self.stride.open(ctx);
+        self.limiter = RateLimiter::optional(self.rate.map(|r| r / self.stride.step() as f64));
         Ok(())
     }
 
@@ -103,24 +95,24 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
             Err(wait) => return Ok(SourceStatus::Idle(wait)),
         };
         for _ in 0..budget {
-            if self.count.is_some_and(|c| self.next >= c) {
+            if self.stride.done(self.count) {
                 return Ok(SourceStatus::Finished);
             }
-            let mut rng = SplitMix64::for_stream(self.seed, self.next);
-            out.collect((self.generate)(self.next, &mut rng))?;
-            self.next += self.step;
+            let index = self.stride.next();
+            let mut rng = SplitMix64::for_stream(self.seed, index);
+            out.collect((self.generate)(index, &mut rng))?;
+            self.stride.advance();
             self.limiter.emitted(1);
         }
         Ok(SourceStatus::MoreAvailable)
     }
 
     fn snapshot_state(&mut self, _checkpoint: CheckpointId) -> Result<u64> {
-        Ok(self.next)
+        Ok(self.stride.next())
     }
 
     fn restore_state(&mut self, next: u64) -> Result<()> {
-        self.next = next;
-        self.restored = true;
+        self.stride.restore(next);
         Ok(())
     }
 }

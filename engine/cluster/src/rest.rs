@@ -443,7 +443,7 @@ fn run_job(c: &mut Cluster, id: &str, b: RunBody) -> Reply {
         )));
     }
     let job = c
-        .submit(id, b.program_args_list, b.parallelism, b.savepoint_path, b.allow_non_restored_state)
+        .submit(JobId::generate(), id, b.program_args_list, b.parallelism, b.savepoint_path, b.allow_non_restored_state)
         .map_err(|e| bad(e.to_string()))?;
     Ok(Json(json!({ "jobid": job.to_string() })))
 }

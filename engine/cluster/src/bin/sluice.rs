@@ -5,7 +5,7 @@
 //! sluice taskmanager                      # a TaskManager offering taskmanager.numberOfTaskSlots
 //! sluice run [-c ENTRY] [-p N] [-d] [-s SAVEPOINT] [--allow-non-restored-state] BINARY [-- ARGS]
 //! sluice run-application [--taskmanagers N] [-p N] BINARY [-- ARGS]
-//! sluice standalone-job [-p N] [-s SAVEPOINT] BINARY [-- ARGS]   # an application cluster's JobManager
+//! sluice standalone-job [-c ENTRY] [-p N] [-s SAVEPOINT] BINARY [-- ARGS]   # an application cluster's JobManager
 //! sluice list [-a]
 //! sluice cancel JOB
 //! sluice savepoint JOB [DIR]
@@ -77,7 +77,7 @@ enum Command {
     /// binary it has at hand (e.g. in its container image) once it leads,
     /// and exits when that job has ended (0 if it finished). TaskManagers
     /// join as they join any JobManager.
-    StandaloneJob(StandaloneJobArgs),
+    StandaloneJob(RunArgs),
     /// Submit a job binary to the cluster.
     Run(RunArgs),
     /// Start a cluster for one job, run it, and stop the cluster.
@@ -143,24 +143,6 @@ struct RunArgs {
     args: Vec<String>,
 }
 
-#[derive(Args)]
-struct StandaloneJobArgs {
-    /// Parallelism (the client level of the five).
-    #[arg(short = 'p', long)]
-    parallelism: Option<u32>,
-    /// Start from this savepoint or retained checkpoint (its first run).
-    #[arg(short = 's', long = "fromSavepoint")]
-    savepoint: Option<String>,
-    /// Accept savepoint state no operator claims.
-    #[arg(short = 'n', long = "allow-non-restored-state")]
-    allow_non_restored_state: bool,
-    /// The job's binary.
-    binary: PathBuf,
-    /// The job's own arguments (after --).
-    #[arg(last = true)]
-    args: Vec<String>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into());
@@ -192,9 +174,13 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
             }
         }
         Command::StandaloneJob(args) => {
+            if args.detached {
+                return fail("standalone-job runs its job in this process until it ends: -d does not apply");
+            }
+            let binary = resolve_binary(args)?;
             let jm = start_jobmanager(&conf)?;
             let app = jobmanager_process::Application {
-                binary: args.binary.clone(),
+                binary,
                 args: args.args.clone(),
                 parallelism: args.parallelism,
                 savepoint: args.savepoint.clone(),

@@ -74,7 +74,7 @@ impl Cluster {
         }
         let artifact_id = artifact.id.clone();
         self.insert_artifact(artifact);
-        self.submit_as(
+        self.submit(
             id,
             &artifact_id,
             app.args.clone(),

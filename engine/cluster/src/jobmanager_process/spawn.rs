@@ -21,22 +21,10 @@ use std::time::{Duration, Instant};
 const DRIVER_HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Cluster {
-    /// Starts a job from an uploaded binary: its driver process is spawned
-    /// at once; the job then waits for slots.
+    /// Starts job `id` (fresh, or an application cluster's fixed id, see
+    /// [`super::application`]) from an uploaded binary: its driver process
+    /// is spawned at once; the job then waits for slots.
     pub fn submit(
-        &mut self,
-        artifact_id: &str,
-        args: Vec<String>,
-        parallelism: Option<u32>,
-        savepoint: Option<String>,
-        allow_non_restored: bool,
-    ) -> Result<JobId> {
-        self.submit_as(JobId::generate(), artifact_id, args, parallelism, savepoint, allow_non_restored)
-    }
-
-    /// [`submit`](Self::submit) under the job id `id` (an application
-    /// cluster's fixed id, see [`super::application`]).
-    pub(super) fn submit_as(
         &mut self,
         id: JobId,
         artifact_id: &str,
