@@ -10,8 +10,8 @@
 //!
 //! let env = StreamExecutionEnvironment::new();
 //! let events = env.add_source(NexmarkSource::new().with_events(1_000_000));
-//! sluice_bench::nexmark::q1::query(&events).print();
-//! env.execute("Nexmark q1").unwrap();
+//! sluice_bench::nexmark::q2::query(&events).print();
+//! env.execute("Nexmark q2").unwrap();
 //! ```
 
 pub mod q0;

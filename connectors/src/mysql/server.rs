@@ -37,15 +37,7 @@ impl std::fmt::Debug for ServerAddress {
     }
 }
 
-/// `mysql://user:password@host/db` with the password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_string() };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
+pub(crate) use sluice::config::redact::redact_url;
 
 impl ServerAddress {
     /// The connection options (over TCP, never a local socket), or an
@@ -131,7 +123,7 @@ mod tests {
 
     #[test]
     fn urls_lose_their_password_in_debug_output() {
-        assert_eq!(redact_url("mysql://u:secret@h:3306/db"), "mysql://u:***@h:3306/db");
+        assert_eq!(redact_url("mysql://u:secret@h:3306/db"), "mysql://u:******@h:3306/db");
         assert_eq!(redact_url("mysql://u@h/db"), "mysql://u@h/db");
         let a =
             ServerAddress { url: Some("mysql://u:pw@h/db".into()), password: Some("pw2".into()), ..Default::default() };

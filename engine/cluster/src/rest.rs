@@ -8,6 +8,7 @@
 //! | `GET /jobs` , `GET /jobs/overview` | jobs with id, name, state, times |
 //! | `GET /jobs/{id}` | one job: vertices, status, restarts, failure |
 //! | `GET /jobs/{id}/checkpoints` | checkpoint counts and the latest id |
+//! | `GET /jobs/{id}/config`, `GET /config`, `GET /jobmanager/config` | configuration, secrets masked ([`config`]) |
 //! | `PATCH /jobs/{id}?mode=cancel` | cancel |
 //! | `POST /jobs/{id}/savepoints` `{"target-directory", "cancel-job"}` | savepoint (answers when stored) |
 //! | `POST /jobs/{id}/stop` `{"targetDirectory"}` | savepoint, then cancel |
@@ -31,6 +32,8 @@
 //! token). What may pass — Host and Origin, the header and content type of
 //! state-changing requests, tokens, `web.submit.enable` and
 //! `web.cancel.enable` — is [`crate::rest_guard`]'s to decide.
+
+mod config;
 
 use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager, Leadership};
 use crate::rest_guard::RestPolicy;
@@ -168,6 +171,9 @@ fn router(jm: JobManager, policy: RestPolicy) -> Router {
         .route("/jobs/overview", get(jobs))
         .route("/jobs/{id}", get(job).patch(cancel))
         .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/config", get(config::job))
+        .route("/config", get(config::dashboard))
+        .route("/jobmanager/config", get(config::jobmanager))
         .route("/jobs/{id}/savepoints", post(savepoint))
         .route("/jobs/{id}/stop", post(stop))
         .route("/jars", get(jars))

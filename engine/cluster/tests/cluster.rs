@@ -322,6 +322,37 @@ fn prometheus_discovers_and_scrapes_every_process_of_a_running_job() {
 /// token in the fragment), runs its JavaScript, and the DOM shows the
 /// running job (id, name, RUNNING) and both TaskManagers. Without the
 /// token the page says that it needs one.
+/// The configuration views at Flink's paths: `/config` (the UI's
+/// features), `/jobmanager/config` (secrets masked) and `/jobs/{id}/config`
+/// (the job's parallelism, settings and arguments).
+#[test]
+fn configuration_views_show_settings_with_secrets_masked() {
+    let cluster = ClusterUnderTest::start_with("60s", &["rest.metrics-token=m3trics-s3cret".to_string()]);
+    let (status, config) = cluster.get("/config", Some(TOKEN));
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["features"]["web-submit"], true, "{config}");
+    assert_eq!(config["sluice-version"], env!("CARGO_PKG_VERSION"));
+
+    let (status, jm) = cluster.get("/jobmanager/config", Some(TOKEN));
+    assert_eq!(status, 200, "{jm}");
+    let entries = jm.as_array().unwrap();
+    let value = |key: &str| entries.iter().find(|e| e["key"] == key).map(|e| e["value"].clone());
+    assert_eq!(value("rest.metrics-token"), Some(serde_json::json!("******")), "{jm}");
+    assert_eq!(value("rest.token"), Some(serde_json::json!("******")), "{jm}");
+    assert!(value("cluster.work-dir").is_some_and(|v| v != "******"), "{jm}");
+    let text = jm.to_string();
+    assert!(!text.contains(TOKEN) && !text.contains("m3trics-s3cret"), "a secret shows: {text}");
+
+    let (job, _conn) = running_socket_job(&cluster, "3");
+    let (status, jc) = cluster.get(&format!("/jobs/{job}/config"), Some(TOKEN));
+    assert_eq!(status, 200, "{jc}");
+    assert_eq!(jc["jid"], job);
+    assert_eq!(jc["execution-config"]["job-parallelism"], 3, "{jc}");
+    assert_eq!(jc["program-args"][0], "--host", "{jc}");
+    assert_eq!(cluster.get("/jobs/00000000000000000000000000000000/config", Some(TOKEN)).0, 404);
+    assert_eq!(cluster.get("/jobmanager/config", None).0, 401, "the views need the token");
+}
+
 #[test]
 fn web_ui_shows_the_running_job_and_taskmanagers_in_chromium() {
     let cluster = ClusterUnderTest::start("60s");

@@ -24,6 +24,7 @@
 //! ```
 
 mod options;
+pub mod redact;
 mod restart_strategy;
 
 use std::collections::BTreeMap;

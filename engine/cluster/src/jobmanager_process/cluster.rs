@@ -56,8 +56,8 @@ pub(crate) struct JobEntry {
     /// End time, ms since the epoch.
     pub(crate) end_time: Option<i64>,
     pub(crate) artifact: Artifact,
-    pub(super) args: Vec<String>,
-    pub(super) conf_lines: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) conf_lines: String,
     /// Proves a process belongs to this job; only its processes get it.
     pub(super) secret: JobSecret,
     pub(super) driver: Option<Link>,

@@ -99,6 +99,9 @@ pub struct JobManagerSettings {
     pub id: String,
     /// Uploaded binaries kept (`web.upload.retained`).
     pub retained_uploads: usize,
+    /// Every key set in the configuration file or with `-D`, for
+    /// `GET /jobmanager/config` (secrets masked there).
+    pub configuration: Vec<(String, String)>,
 }
 
 impl JobManagerSettings {
@@ -139,6 +142,7 @@ impl JobManagerSettings {
             ha,
             id,
             retained_uploads: conf.get_u32("web.upload.retained")?.unwrap_or(20) as usize,
+            configuration: conf.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         })
     }
 }
