@@ -65,6 +65,10 @@ pub enum Error {
         /// Why it failed.
         cause: FailureCause,
     },
+    /// The subtask was canceled while it waited (for a downstream subtask
+    /// to take its output); it stops without finishing.
+    #[error("canceled while {0}")]
+    TaskCanceled(String),
     /// The job was canceled before it finished.
     #[error("job {0} was canceled")]
     JobCanceled(JobId),
@@ -185,7 +189,7 @@ impl Error {
     /// elsewhere (a neighbouring subtask's channel closed), so that it is not
     /// the job's root cause.
     pub fn is_consequence(&self) -> bool {
-        matches!(self, Error::ChannelClosed(_))
+        matches!(self, Error::ChannelClosed(_) | Error::TaskCanceled(_))
     }
 
     /// The error and its sources on one line (a source's text is left out if

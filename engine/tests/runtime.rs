@@ -210,6 +210,58 @@ fn a_failing_subtask_fails_the_job_with_its_cause() {
     }
 }
 
+/// A sink whose subtask 1 fails to open in the first attempt, after a pause
+/// long enough for its producers to fill their channels towards it.
+#[derive(Clone, Default)]
+struct FailsToOpen(CollectSink<u64>);
+
+impl sluice::Sink<u64> for FailsToOpen {
+    fn open(&mut self, ctx: &sluice::RuntimeContext) -> Result<()> {
+        if ctx.subtask_index == 1 && ctx.attempt == 0 {
+            std::thread::sleep(Duration::from_millis(300));
+            return Err(Error::user("cannot reach the external system"));
+        }
+        Ok(())
+    }
+    fn write(&mut self, record: u64) -> Result<()> {
+        self.0.write(record)
+    }
+}
+
+/// A subtask that fails while opening (before it reads its inputs) must not
+/// leave its producers blocked on channels nobody drains: the attempt is
+/// canceled and the restart runs the job to its end.
+#[test]
+fn a_subtask_failing_to_open_does_not_block_its_producers_restart() {
+    let env = StreamExecutionEnvironment::with_config(config(&[
+        ("taskmanager.network.batch-size", "16"),
+        ("taskmanager.network.channel-capacity", "2"),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "2"),
+        ("restart-strategy.fixed-delay.delay", "10ms"),
+    ]));
+    env.set_parallelism(2);
+    let sink = FailsToOpen::default();
+    let collected = sink.0.clone();
+    env.add_source(Counter::new(Some(20_000))).rebalance().add_sink(sink);
+    let client = env.execute_async("fails to open").unwrap();
+    let started = Instant::now();
+    while client.status().unwrap() != JobStatus::Finished {
+        if started.elapsed() > Duration::from_secs(60) {
+            let details = client.details();
+            // Dropping the cluster would wait for the stuck subtasks.
+            std::mem::forget(client);
+            std::mem::forget(env);
+            panic!("the job hangs: {details:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut seen = collected.take();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..20_000).collect::<Vec<_>>(), "the restarted attempt wrote every record");
+}
+
 #[test]
 fn too_few_slots_fail_after_the_timeout() {
     let env = StreamExecutionEnvironment::with_config(config(&[

@@ -179,24 +179,41 @@ impl TxnCoordinatorClient {
 
     /// Describes the transaction of `transactional_id`; `None` if the
     /// coordinator does not know the id.
+    ///
+    /// Retries (for about 10 s) while the coordinator is loading its
+    /// transaction log or has moved, as a freshly started or failed-over
+    /// broker answers for a while.
     pub fn describe(&self, transactional_id: &str) -> Result<Option<TxnDescription>, String> {
-        let coordinator = self.find_coordinator(transactional_id)?;
         let request = DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(transactional_id.to_string()))]);
-        let response: DescribeTransactionsResponse =
-            self.call(&coordinator, ApiKey::DescribeTransactions, versions::DESCRIBE_TRANSACTIONS, &request)?;
-        let Some(state) = response.transaction_states.into_iter().next() else {
-            return Err("DescribeTransactions returned nothing".into());
-        };
-        match state.error_code {
-            code::NONE => Ok(Some(TxnDescription {
-                state: state.transaction_state.as_str().to_string(),
-                producer_id: state.producer_id.0,
-                producer_epoch: state.producer_epoch,
-            })),
-            code::TRANSACTIONAL_ID_NOT_FOUND => Ok(None),
-            other => Err(format!("DescribeTransactions of '{transactional_id}' failed with error {other}")),
+        let mut last = 0;
+        for _ in 0..50 {
+            let coordinator = self.find_coordinator(transactional_id)?;
+            let response: DescribeTransactionsResponse =
+                self.call(&coordinator, ApiKey::DescribeTransactions, versions::DESCRIBE_TRANSACTIONS, &request)?;
+            let Some(state) = response.transaction_states.into_iter().next() else {
+                return Err("DescribeTransactions returned nothing".into());
+            };
+            match state.error_code {
+                code::NONE => {
+                    return Ok(Some(TxnDescription {
+                        state: state.transaction_state.as_str().to_string(),
+                        producer_id: state.producer_id.0,
+                        producer_epoch: state.producer_epoch,
+                    }))
+                }
+                code::TRANSACTIONAL_ID_NOT_FOUND => return Ok(None),
+                code::COORDINATOR_LOAD_IN_PROGRESS | code::COORDINATOR_NOT_AVAILABLE | code::NOT_COORDINATOR => {
+                    last = state.error_code;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return Err(format!("DescribeTransactions of '{transactional_id}' failed with error {other}")),
+            }
         }
+        Err(format!(
+            "DescribeTransactions of '{transactional_id}': the coordinator stayed unavailable for 10 s (error {last}: \
+             loading its transaction log or moving); is the broker healthy?"
+        ))
     }
 
     /// Commits (or aborts) the transaction `transactional_id` opened by

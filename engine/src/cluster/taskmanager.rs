@@ -163,7 +163,14 @@ impl TaskManager {
             // The task (and with it its channel ends) outlives the report below.
             let mut task = None;
             let run = catch_unwind(AssertUnwindSafe(|| {
-                let task = task.insert(build_subtask(&graph, id, &shuffle, &placement, restore.as_deref())?);
+                let task = task.insert(build_subtask(
+                    &graph,
+                    id,
+                    &shuffle,
+                    &placement,
+                    restore.as_deref(),
+                    &control.canceled,
+                )?);
                 task.invoke(&control)
             }));
             let canceled = control.canceled.load(Ordering::Relaxed);

@@ -13,6 +13,8 @@ use crate::runtime::erased::{AnyBox, WriterSpec};
 use crate::runtime::restore::RestorePlan;
 use crate::runtime::shuffle::{ChannelKey, Shuffle};
 use crate::runtime::task::Invokable;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// The subtasks of a job, vertex by vertex.
 pub fn subtasks(job: &JobGraph, id: JobId, attempt: u32) -> Vec<SubtaskId> {
@@ -29,6 +31,7 @@ struct Builder<'a> {
     placement: &'a Placement,
     task_name: String,
     restore: Option<&'a RestorePlan>,
+    canceled: &'a Arc<AtomicBool>,
 }
 
 impl Builder<'_> {
@@ -118,6 +121,7 @@ impl Builder<'_> {
                 batch_size: job.settings.batch_size,
                 back_pressure: metrics::global().back_pressure(&[&job_id, &job.name, &self.task_name, &subtask]),
                 description: format!("output of '{}' to '{}'", job.stream.nodes[node].name, consumer.name),
+                canceled: self.canceled.clone(),
             };
             outputs.push(e.writer.build(senders, spec)?);
         }
@@ -135,16 +139,21 @@ impl Builder<'_> {
 }
 
 /// Builds the runnable subtask `id` of `job`, taking its channel ends from
-/// `shuffle`.
+/// `shuffle`. An operator subtask claims its input channels before it opens
+/// its chain, so that if opening fails its inputs close with it and its
+/// producers see a closed channel rather than one that never drains.
+/// `canceled` is the subtask's cancel flag (its writers watch it while
+/// blocked).
 pub(crate) fn build_subtask(
     job: &JobGraph,
     id: SubtaskId,
     shuffle: &Shuffle,
     placement: &Placement,
     restore: Option<&RestorePlan>,
+    canceled: &Arc<AtomicBool>,
 ) -> Result<Box<dyn Invokable>> {
     let vertex = &job.vertices[id.vertex];
-    let builder = Builder { job, id, shuffle, placement, task_name: vertex.name.clone(), restore };
+    let builder = Builder { job, id, shuffle, placement, task_name: vertex.name.clone(), restore, canceled };
     let head = vertex.operators[0].node;
     match &job.stream.nodes[head].kind {
         NodeKind::Source { factory, .. } => {
@@ -160,7 +169,6 @@ pub(crate) fn build_subtask(
             factory.build(ctx, output, metrics, restore)
         }
         NodeKind::Operator(_) => {
-            let input = builder.node_input(head)?;
             let mut receivers = Vec::new();
             let mut stream_type = None;
             for e in job.edges.iter().filter(|e| e.target == id.vertex) {
@@ -184,6 +192,7 @@ pub(crate) fn build_subtask(
             let ty = stream_type.ok_or_else(|| {
                 crate::Error::InvalidGraph(format!("operator '{}' has no input", job.stream.nodes[head].name))
             })?;
+            let input = builder.node_input(head)?;
             ty.input_task(receivers, input)
         }
     }

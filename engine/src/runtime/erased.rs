@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use prometheus::IntCounter;
 use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -110,6 +111,8 @@ pub(crate) struct WriterSpec {
     pub(crate) batch_size: usize,
     pub(crate) back_pressure: IntCounter,
     pub(crate) description: String,
+    /// The subtask's cancel flag (a blocked send gives up when it is set).
+    pub(crate) canceled: Arc<AtomicBool>,
 }
 
 /// Builds the record writer of one edge (knows the edge's key, if hashed).
@@ -130,7 +133,14 @@ impl<T: Data> WriterFactory for TypedWriterFactory<T> {
             .collect::<Result<Vec<_>>>()?;
         let partitioner =
             Partitioner::new(spec.partitioning, self.key_hash.clone(), spec.max_parallelism, spec.subtask)?;
-        let writer = RecordWriter::new(senders, partitioner, spec.batch_size, spec.back_pressure, spec.description);
+        let writer = RecordWriter::new(
+            senders,
+            partitioner,
+            spec.batch_size,
+            spec.back_pressure,
+            spec.description,
+            spec.canceled,
+        );
         Ok(Box::new(Box::new(writer) as ChainBox<T>))
     }
 }

@@ -5,16 +5,19 @@
 //! task flushes (idle, buffer timeout) and before any watermark, barrier or
 //! end of stream. Channels are bounded: when the consumer is behind, `send`
 //! blocks, which is how backpressure travels upstream to the source. The time
-//! spent blocked is counted as back-pressured time.
+//! spent blocked is counted as back-pressured time. A blocked send gives up
+//! when the subtask is canceled: its consumer may be gone for good (it failed
+//! before claiming its channel), and a cancel must not wait for it.
 
 use crate::error::{Error, Result};
 use crate::runtime::collector::{ChainInput, ChainStates, Collector};
 use crate::runtime::element::{StreamElement, Watermark};
 use crate::runtime::partitioning::Partitioning;
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use prometheus::IntCounter;
 use sluice_checkpoint::key_group::{key_group_for_hash, operator_index_for_key_group};
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +65,12 @@ pub(crate) struct RecordWriter<T> {
     back_pressure: IntCounter,
     blocked: Duration,
     description: String,
+    /// The subtask's cancel flag, checked while a send is blocked.
+    canceled: Arc<AtomicBool>,
 }
+
+/// How often a blocked send looks at the cancel flag.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
 impl<T: Clone + Send> RecordWriter<T> {
     pub(crate) fn new(
@@ -71,6 +79,7 @@ impl<T: Clone + Send> RecordWriter<T> {
         batch_size: usize,
         back_pressure: IntCounter,
         description: String,
+        canceled: Arc<AtomicBool>,
     ) -> Self {
         let buffers = senders.iter().map(|_| Vec::with_capacity(batch_size)).collect();
         RecordWriter {
@@ -81,6 +90,7 @@ impl<T: Clone + Send> RecordWriter<T> {
             back_pressure,
             blocked: Duration::ZERO,
             description,
+            canceled,
         }
     }
 
@@ -88,11 +98,26 @@ impl<T: Clone + Send> RecordWriter<T> {
         let sender = &self.senders[idx];
         match sender.try_send(element) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(element)) => {
+            Err(TrySendError::Full(mut element)) => {
                 let started = Instant::now();
-                let sent = sender.send(element);
+                let sent = loop {
+                    match sender.send_timeout(element, CANCEL_CHECK) {
+                        Ok(()) => break Ok(()),
+                        Err(SendTimeoutError::Disconnected(_)) => break Err(self.closed(idx)),
+                        Err(SendTimeoutError::Timeout(back)) if !self.canceled.load(Ordering::Relaxed) => {
+                            element = back
+                        }
+                        Err(SendTimeoutError::Timeout(_)) => {
+                            break Err(Error::TaskCanceled(format!(
+                                "waiting for downstream subtask {} to take the {}",
+                                idx + 1,
+                                self.description
+                            )))
+                        }
+                    }
+                };
                 self.blocked += started.elapsed();
-                sent.map_err(|_| self.closed(idx))
+                sent
             }
             Err(TrySendError::Disconnected(_)) => Err(self.closed(idx)),
         }
