@@ -278,6 +278,18 @@ impl FailureCause {
         }
     }
 
+    /// The kind of failure, as a name (the web UI's exception name).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FailureCause::TaskFailed { .. } => "TaskFailed",
+            FailureCause::ChannelClosed { .. } => "ChannelClosed",
+            FailureCause::TaskPanicked { .. } => "TaskPanicked",
+            FailureCause::NotEnoughSlots { .. } => "NotEnoughSlots",
+            FailureCause::TaskManagerLost(_) => "TaskManagerLost",
+            FailureCause::CheckpointsFailing { .. } => "CheckpointsFailing",
+        }
+    }
+
     /// Whether this failure is only the echo of another one (a subtask saw
     /// its neighbour's channel close); such a cause gives way to the root one.
     pub fn is_secondary(&self) -> bool {

@@ -10,6 +10,8 @@
 //! | `sluice_taskmanager_job_task_operator_numRecordsIn` | job_id, job_name, task_name, operator_name, subtask_index | records an operator received |
 //! | `sluice_taskmanager_job_task_operator_numRecordsOut` | same | records an operator emitted |
 //! | `sluice_taskmanager_job_task_backPressuredTimeMsTotal` | job_id, job_name, task_name, subtask_index | time a subtask was blocked on full output channels |
+//! | `sluice_taskmanager_job_task_idleTimeMsTotal` | same | time a subtask waited for input (or a source for data) |
+//! | `sluice_taskmanager_job_task_currentInputWatermark` | same | the subtask's combined input watermark, ms (i64::MIN before the first, as Flink's Long.MIN_VALUE) |
 //! | `sluice_jobmanager_job_uptime` | job_id, job_name | milliseconds since the job started running |
 //! | `sluice_jobmanager_numRunningJobs` | | jobs currently running |
 //! | `sluice_jobmanager_job_numberOfCompletedCheckpoints` / `numberOfFailedCheckpoints` / `numberOfInProgressCheckpoints` | job_id, job_name | checkpoint counts |
@@ -34,6 +36,8 @@ pub struct Metrics {
     records_in: IntCounterVec,
     records_out: IntCounterVec,
     back_pressured_ms: IntCounterVec,
+    idle_ms: IntCounterVec,
+    input_watermark: IntGaugeVec,
     late_dropped: IntCounterVec,
     alignment_ms: IntGaugeVec,
     sync_us: IntCounterVec,
@@ -95,6 +99,20 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         ),
         TASK_LABELS,
     )?;
+    let idle_ms = IntCounterVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_idleTimeMsTotal",
+            "Milliseconds a subtask waited for input (a source: for data)",
+        ),
+        TASK_LABELS,
+    )?;
+    let input_watermark = IntGaugeVec::new(
+        Opts::new(
+            "sluice_taskmanager_job_task_currentInputWatermark",
+            "The combined watermark of a subtask's inputs, ms since the epoch",
+        ),
+        TASK_LABELS,
+    )?;
     let late_dropped = IntCounterVec::new(
         Opts::new(
             "sluice_taskmanager_job_task_operator_numLateRecordsDropped",
@@ -144,6 +162,8 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
     registry.register(Box::new(records_in.clone()))?;
     registry.register(Box::new(records_out.clone()))?;
     registry.register(Box::new(back_pressured_ms.clone()))?;
+    registry.register(Box::new(idle_ms.clone()))?;
+    registry.register(Box::new(input_watermark.clone()))?;
     registry.register(Box::new(late_dropped.clone()))?;
     registry.register(Box::new(alignment_ms.clone()))?;
     registry.register(Box::new(sync_us.clone()))?;
@@ -178,6 +198,8 @@ fn build() -> std::result::Result<Metrics, prometheus::Error> {
         records_in,
         records_out,
         back_pressured_ms,
+        idle_ms,
+        input_watermark,
         late_dropped,
         alignment_ms,
         sync_us,
@@ -220,6 +242,14 @@ impl Metrics {
 
     pub(crate) fn back_pressure(&self, labels: &[&str; 4]) -> IntCounter {
         self.back_pressured_ms.with_label_values(labels)
+    }
+
+    pub(crate) fn idle_time(&self, labels: &[&str; 4]) -> IntCounter {
+        self.idle_ms.with_label_values(labels)
+    }
+
+    pub(crate) fn input_watermark(&self, labels: &[&str; 4]) -> IntGauge {
+        self.input_watermark.with_label_values(labels)
     }
 
     pub(crate) fn late_records_dropped(&self, labels: &[&str; 5]) -> IntCounter {

@@ -6,8 +6,10 @@
 //! | `GET /overview` | cluster summary |
 //! | `GET /taskmanagers` | TaskManagers, their slots and heartbeats |
 //! | `GET /jobs` , `GET /jobs/overview` | jobs with id, name, state, times |
-//! | `GET /jobs/{id}` | one job: vertices, status, restarts, failure |
-//! | `GET /jobs/{id}/checkpoints` | checkpoint counts and the latest id |
+//! | `GET /jobs/{id}` | one job: status, restarts, failure, vertices with their rates, the plan ([`vertices`]) |
+//! | `GET /jobs/{id}/vertices/{vid}[/subtasks/metrics, /watermarks, /backpressure]` | a vertex's subtasks, metrics, watermarks, back pressure ([`vertices`]) |
+//! | `GET /jobs/{id}/checkpoints[/config, /details/{cid}[/subtasks/{vid}]]` | checkpoint statistics ([`checkpoints`]) |
+//! | `GET /jobs/{id}/exceptions` | the exception history ([`checkpoints`]) |
 //! | `GET /jobs/{id}/config`, `GET /config`, `GET /jobmanager/config` | configuration, secrets masked ([`config`]) |
 //! | `PATCH /jobs/{id}?mode=cancel` | cancel |
 //! | `POST /jobs/{id}/savepoints` `{"target-directory", "cancel-job"}` | savepoint (answers when stored) |
@@ -33,7 +35,9 @@
 //! state-changing requests, tokens, `web.submit.enable` and
 //! `web.cancel.enable` — is [`crate::rest_guard`]'s to decide.
 
+mod checkpoints;
 mod config;
+mod vertices;
 
 use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager, Leadership};
 use crate::rest_guard::RestPolicy;
@@ -167,10 +171,19 @@ fn router(jm: JobManager, policy: RestPolicy) -> Router {
     let api = Router::new()
         .route("/overview", get(overview))
         .route("/taskmanagers", get(task_managers))
+        .route("/taskmanagers/{id}", get(task_manager))
         .route("/jobs", get(jobs))
         .route("/jobs/overview", get(jobs))
         .route("/jobs/{id}", get(job).patch(cancel))
-        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/checkpoints", get(checkpoints::overview))
+        .route("/jobs/{id}/checkpoints/config", get(checkpoints::config))
+        .route("/jobs/{id}/checkpoints/details/{cid}", get(checkpoints::details))
+        .route("/jobs/{id}/checkpoints/details/{cid}/subtasks/{vid}", get(checkpoints::subtasks))
+        .route("/jobs/{id}/exceptions", get(checkpoints::exceptions))
+        .route("/jobs/{id}/vertices/{vid}", get(vertices::details))
+        .route("/jobs/{id}/vertices/{vid}/subtasks/metrics", get(vertices::subtask_metrics))
+        .route("/jobs/{id}/vertices/{vid}/watermarks", get(vertices::watermarks))
+        .route("/jobs/{id}/vertices/{vid}/backpressure", get(vertices::backpressure))
         .route("/jobs/{id}/config", get(config::job))
         .route("/config", get(config::dashboard))
         .route("/jobmanager/config", get(config::jobmanager))
@@ -236,6 +249,16 @@ async fn task_managers(State(jm): State<JobManager>) -> Reply {
     ask(&jm, |c| Json(task_managers_json(c))).await
 }
 
+async fn task_manager(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
+    let tm = ask(&jm, move |c| {
+        task_managers_json(c)["taskmanagers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|t| t["id"] == id.as_str()).cloned())
+    })
+    .await?;
+    tm.map(Json).ok_or_else(|| not_found("no such TaskManager"))
+}
+
 fn task_managers_json(c: &Cluster) -> Value {
     let tms: Vec<Value> = c
         .task_managers
@@ -287,8 +310,22 @@ async fn job(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
 fn job_details_json(c: &Cluster, id: JobId) -> Reply {
     let j = c.jobs.get(&id).ok_or_else(|| not_found(format!("no job {id}")))?;
     let mut v = job_json(j);
-    v["vertices"] =
-        json!(j.vertices.iter().map(|x| json!({"name": x.name, "parallelism": x.parallelism})).collect::<Vec<_>>());
+    match j.details.as_ref().filter(|d| !d.view.vertices.is_empty()) {
+        Some(d) => {
+            let (vertices, plan) = vertices::job_graph_fields(&d.view);
+            v["vertices"] = vertices;
+            v["plan"] = plan;
+        }
+        None => v["vertices"] = json!(j
+            .vertices
+            .iter()
+            .enumerate()
+            .map(
+                |(i, x)| json!({"id": i.to_string(), "name": x.name, "parallelism": x.parallelism, "status": "CREATED"})
+            )
+            .collect::<Vec<_>>()),
+    }
+    v["now"] = json!(now_ms());
     v["binary"] = json!(j.artifact.name);
     let task_processes: Vec<Value> = c
         .task_managers
@@ -302,20 +339,6 @@ fn job_details_json(c: &Cluster, id: JobId) -> Reply {
     v["metrics"] = json!({ "driver": j.driver_metrics, "taskProcesses": task_processes });
     v["log"] = json!(j.log.display().to_string());
     Ok(Json(v))
-}
-
-async fn checkpoints(State(jm): State<JobManager>, Path(id): Path<String>) -> Reply {
-    let id = job_id(&id)?;
-    let details = ask(&jm, move |c| c.jobs.get(&id).map(|j| j.details.clone())).await?;
-    let details = details.ok_or_else(|| not_found(format!("no job {id}")))?;
-    let d = details.as_ref();
-    Ok(Json(json!({
-        "counts": {
-            "completed": d.map(|d| d.completed_checkpoints).unwrap_or(0),
-            "failed": d.map(|d| d.failed_checkpoints).unwrap_or(0),
-        },
-        "latest": { "completed": d.and_then(|d| d.latest_checkpoint).map(|c| json!({"id": c.0})) },
-    })))
 }
 
 async fn cancel(

@@ -16,6 +16,7 @@ use super::protocol::{
 };
 use super::resource_manager::ResourceManager;
 use super::restart::RestartTracker;
+use super::stats::{now_ms, CheckpointAck, CheckpointSettings, ExceptionEntry, JobObserver, RestoredCheckpoint};
 use crate::error::FailureCause;
 use crate::faults;
 use crate::graph::execution::subtasks;
@@ -23,6 +24,7 @@ use crate::graph::JobGraph;
 use crate::ids::{JobId, SlotId, SubtaskId, TaskManagerId};
 use crate::metrics;
 use crate::runtime::restore::RestorePlan;
+use crate::runtime::SubtaskCheckpointMetrics;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use sluice_checkpoint::coordinator::{AbortReason, AckOutcome, CheckpointCoordinator, PendingCheckpoint, TaskKey};
 use sluice_checkpoint::metadata::SubtaskStateHandle;
@@ -58,6 +60,8 @@ struct JobMaster {
     restarts: RestartTracker,
     restart_at: Option<Instant>,
     savepoints: HashMap<CheckpointId, (PathBuf, SavepointReply)>,
+    /// What the web UI shows of the job.
+    observer: JobObserver,
 }
 
 impl JobMaster {
@@ -77,6 +81,50 @@ impl JobMaster {
     fn labels(&self) -> [String; 2] {
         [self.id.to_string(), self.graph.name().to_string()]
     }
+
+    /// Records a failure in the exception history; `origin` is the subtask
+    /// that reported it, if one did.
+    fn record_exception(&mut self, cause: &FailureCause, origin: Option<SubtaskId>) {
+        let (task, subtask) = match cause {
+            FailureCause::TaskFailed { task, subtask, .. }
+            | FailureCause::TaskPanicked { task, subtask, .. }
+            | FailureCause::ChannelClosed { task, subtask, .. } => (Some(task.clone()), Some(*subtask)),
+            _ => (None, origin.map(|s| s.subtask)),
+        };
+        let taskmanager = origin
+            .and_then(|s| self.slots.get(s.subtask as usize))
+            .map(|slot| slot.task_manager.to_string())
+            .or_else(|| match cause {
+                FailureCause::TaskManagerLost(tm) => Some(tm.clone()),
+                _ => None,
+            });
+        self.observer.exceptions.record(ExceptionEntry {
+            timestamp: now_ms(),
+            cause: cause.clone(),
+            task,
+            subtask,
+            taskmanager,
+            attempt: self.attempt,
+        });
+    }
+}
+
+/// The checkpoint settings the web UI shows.
+fn checkpoint_settings(graph: &JobGraph) -> Option<CheckpointSettings> {
+    let s = &graph.settings;
+    s.checkpointing.as_ref().map(|c| CheckpointSettings {
+        mode: match c.mode {
+            sluice_checkpoint::CheckpointingMode::ExactlyOnce => "exactly_once".into(),
+            sluice_checkpoint::CheckpointingMode::AtLeastOnce => "at_least_once".into(),
+        },
+        interval_ms: c.interval.as_millis() as u64,
+        timeout_ms: c.timeout.as_millis() as u64,
+        min_pause_ms: c.min_pause.as_millis() as u64,
+        max_concurrent: c.max_concurrent as u32,
+        tolerable_failures: c.tolerable_failures,
+        storage: s.checkpoint_root.display().to_string(),
+        retained: s.retained as u32,
+    })
 }
 
 /// The subtasks of an attempt as the checkpoint coordinator names them:
@@ -163,6 +211,7 @@ impl JobManager {
                     completed_checkpoints: j.coordinator.stats.completed,
                     failed_checkpoints: j.coordinator.stats.failed,
                     latest_checkpoint: j.latest_checkpoint,
+                    view: j.observer.view(&j.graph, &j.executions, &self.rm.placement(&j.slots)),
                 }));
             }
             ToJobManager::TriggerSavepoint { job_id, dir, reply } => self.trigger_savepoint(job_id, dir, reply),
@@ -173,8 +222,15 @@ impl JobManager {
     fn on_task_manager_report(&mut self, msg: FromTaskManager) {
         match msg {
             FromTaskManager::TaskStateChanged { subtask, state, failure } => self.task_state(subtask, state, failure),
-            FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles } => {
-                self.acknowledge(subtask, checkpoint, handles)
+            FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles, metrics } => {
+                self.acknowledge(subtask, checkpoint, handles, metrics)
+            }
+            FromTaskManager::SubtaskMetrics { samples } => {
+                for s in samples {
+                    if let Some(job) = self.jobs.get_mut(&s.subtask.job) {
+                        job.observer.rates.sample(job.attempt, s);
+                    }
+                }
             }
             FromTaskManager::DeclineCheckpoint { subtask, checkpoint, reason } => {
                 let task = self.task_name(&subtask);
@@ -198,6 +254,8 @@ impl JobManager {
         let first_id = restore.as_ref().map(|r| r.metadata.checkpoint_id.0 + 1).unwrap_or(1);
         let coordinator = CheckpointCoordinator::new(settings.checkpointing.clone().unwrap_or_default(), first_id);
         let restarts = RestartTracker::new(settings.restart.clone());
+        let mut observer = JobObserver::default();
+        observer.checkpoints.set_settings(checkpoint_settings(&graph));
         self.jobs.insert(
             job_id,
             JobMaster {
@@ -218,6 +276,7 @@ impl JobManager {
                 restarts,
                 restart_at: None,
                 savepoints: HashMap::new(),
+                observer,
             },
         );
         self.schedule_waiting();
@@ -259,7 +318,14 @@ impl JobManager {
         job.coordinator.start(Instant::now());
         let all = subtasks(&job.graph, id, job.attempt);
         job.executions = all.iter().map(|s| (*s, ExecutionState::Deploying)).collect();
+        job.observer.rates.begin_attempt(job.attempt);
         if let Some(plan) = &job.restore {
+            job.observer.checkpoints.restored(RestoredCheckpoint {
+                id: plan.metadata.checkpoint_id.0,
+                savepoint: plan.metadata.kind == CheckpointKind::Savepoint,
+                restore_time: now_ms(),
+                external_path: plan.dir.display().to_string(),
+            });
             tracing::info!(
                 "Job {} restores from {} {} at {}",
                 job.graph.name(),
@@ -324,6 +390,7 @@ impl JobManager {
         if state == ExecutionState::Finished && job.coordinator.in_progress() > 0 {
             // A finished subtask cannot take part in a checkpoint any more.
             let ids = job.coordinator.abort_all(Instant::now());
+            job.observer.checkpoints.all_failed(now_ms(), "a subtask finished");
             for c in ids {
                 self.broadcast(|| ToTaskManager::AbortCheckpoint { job_id: subtask.job, checkpoint: c });
             }
@@ -335,16 +402,18 @@ impl JobManager {
                 subtask: subtask.subtask,
                 message: "canceled unexpectedly".into(),
             });
-            self.fail_over(subtask.job, cause);
+            self.fail_over(subtask.job, cause, Some(subtask));
         }
         self.maybe_finish(subtask.job);
     }
 
     /// A failure while running: restart under the strategy, or fail.
-    fn fail_over(&mut self, id: JobId, cause: FailureCause) {
+    fn fail_over(&mut self, id: JobId, cause: FailureCause, origin: Option<SubtaskId>) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let now = Instant::now();
+        job.record_exception(&cause, origin);
         job.coordinator.abort_all(now);
+        job.observer.checkpoints.all_failed(now_ms(), "the job failed over");
         for (_, (_, reply)) in job.savepoints.drain() {
             let _ = reply.send(Err(format!("the job failed while the savepoint was taken: {cause}")));
         }
@@ -465,16 +534,33 @@ impl JobManager {
         }
         let expected = checkpoint_tasks(&job.executions);
         let barrier = job.coordinator.trigger(Instant::now(), expected, CheckpointKind::Savepoint);
+        job.observer.checkpoints.triggered(barrier.id.0, true, now_ms(), job.executions.len() as u32);
         job.savepoints.insert(barrier.id, (dir, reply));
         let Some(job) = self.jobs.get(&id) else { return };
         self.send_trigger(job, barrier);
     }
 
-    fn acknowledge(&mut self, s: SubtaskId, id: CheckpointId, handles: Vec<(String, SubtaskStateHandle)>) {
+    fn acknowledge(
+        &mut self,
+        s: SubtaskId,
+        id: CheckpointId,
+        handles: Vec<(String, SubtaskStateHandle)>,
+        metrics: SubtaskCheckpointMetrics,
+    ) {
         let Some(job) = self.jobs.get_mut(&s.job) else { return };
         if s.attempt != job.attempt {
             return;
         }
+        job.observer.checkpoints.acknowledged(
+            id.0,
+            CheckpointAck {
+                vertex: s.vertex as u32,
+                subtask: s.subtask,
+                ack_time: now_ms(),
+                state_size: handles.iter().map(|(_, h)| h.size).sum(),
+                metrics,
+            },
+        );
         match job.coordinator.acknowledge(id, (s.vertex as u32, s.subtask), handles) {
             AckOutcome::AllAcknowledged(pending) => self.complete_checkpoint(s.job, pending),
             AckOutcome::Ignored(why) => tracing::warn!("acknowledgement of checkpoint {id} by {s:?} ignored: {why:?}"),
@@ -510,10 +596,14 @@ impl JobManager {
             let answer = match written {
                 Ok(done) => {
                     job.coordinator.completed(&done, Instant::now());
+                    job.observer.checkpoints.completed(cp.0, now_ms(), done.dir.display().to_string());
                     tracing::info!("savepoint {cp} of job {id} written to {}", done.dir.display());
                     Ok(done.dir)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    job.observer.checkpoints.failed(cp.0, now_ms(), e.to_string());
+                    Err(e.to_string())
+                }
             };
             let _ = reply.send(answer);
             return;
@@ -532,6 +622,7 @@ impl JobManager {
         }
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.coordinator.completed(&done, Instant::now());
+        job.observer.checkpoints.completed(cp.0, now_ms(), done.dir.display().to_string());
         job.latest_checkpoint = Some(cp);
         job.restore = Some(Arc::new(RestorePlan { metadata: done.metadata, dir: done.dir }));
         tracing::info!(
@@ -559,6 +650,7 @@ impl JobManager {
     fn abort_checkpoint(&mut self, id: JobId, cp: CheckpointId, reason: AbortReason) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let too_many = job.coordinator.abort(cp, &reason, Instant::now());
+        job.observer.checkpoints.failed(cp.0, now_ms(), reason.to_string());
         if let Some((_, reply)) = job.savepoints.remove(&cp) {
             let _ = reply.send(Err(format!("savepoint {cp} failed: {reason}")));
         }
@@ -566,7 +658,7 @@ impl JobManager {
         let _ = std::fs::remove_dir_all(dir);
         self.broadcast(|| ToTaskManager::AbortCheckpoint { job_id: id, checkpoint: cp });
         if too_many && self.jobs.get(&id).is_some_and(|j| j.status == JobStatus::Running) {
-            self.fail_over(id, FailureCause::CheckpointsFailing { checkpoint: cp.0, reason: reason.to_string() });
+            self.fail_over(id, FailureCause::CheckpointsFailing { checkpoint: cp.0, reason: reason.to_string() }, None);
         }
     }
 
@@ -613,6 +705,7 @@ impl JobManager {
                         }
                         let expected = || checkpoint_tasks(&job.executions);
                         if let Some(b) = job.coordinator.maybe_trigger(now, expected) {
+                            job.observer.checkpoints.triggered(b.id.0, false, now_ms(), job.executions.len() as u32);
                             triggers.push((job.id, b));
                         }
                     }
@@ -637,11 +730,10 @@ impl JobManager {
         }
         for (id, required, waited) in timed_out {
             if let Some(job) = self.jobs.get_mut(&id) {
-                job.failure = Some(FailureCause::NotEnoughSlots {
-                    required,
-                    available: total,
-                    waited_ms: waited.as_millis() as u64,
-                });
+                let cause =
+                    FailureCause::NotEnoughSlots { required, available: total, waited_ms: waited.as_millis() as u64 };
+                job.record_exception(&cause, None);
+                job.failure = Some(cause);
                 job.transition(JobStatus::Failed);
                 self.finalize(id);
             }
@@ -691,6 +783,7 @@ impl JobManager {
             return;
         }
         tracing::warn!("Job {} ({id}) fails: {cause}", job.graph.name());
+        job.record_exception(&cause, None);
         job.failure = Some(cause);
         if job.all_terminal() {
             job.transition(JobStatus::Failed);

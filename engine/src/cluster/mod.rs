@@ -17,6 +17,7 @@ pub mod remote;
 mod resource_manager;
 pub mod restart;
 pub mod slot_allocator;
+pub mod stats;
 mod taskmanager;
 
 pub use crate::config::RestartStrategy;

@@ -20,9 +20,11 @@
 //! the job graph handle, gateways) lives in the job master's inbox type,
 //! [`ToJobManager`](super::inbox::ToJobManager), never in a wire message.
 
+use super::stats::{JobView, SubtaskSample};
 use crate::error::FailureCause;
 use crate::ids::{JobId, Placement, SlotId, SubtaskId, TaskManagerId};
 use crate::runtime::restore::RestorePlan;
+use crate::runtime::SubtaskCheckpointMetrics;
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::metadata::SubtaskStateHandle;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
@@ -125,6 +127,8 @@ pub struct JobDetails {
     pub failed_checkpoints: u64,
     /// The id of the latest completed checkpoint.
     pub latest_checkpoint: Option<CheckpointId>,
+    /// The job's vertices, subtasks, checkpoints and failures in detail.
+    pub view: JobView,
 }
 
 /// A TaskManager offers its slots to a job master: the first message of
@@ -160,6 +164,8 @@ pub enum FromTaskManager {
         checkpoint: CheckpointId,
         /// Per operator id, the stored state.
         handles: Vec<(String, SubtaskStateHandle)>,
+        /// What the subtask's part cost.
+        metrics: SubtaskCheckpointMetrics,
     },
     /// A subtask could not take or store its snapshot.
     DeclineCheckpoint {
@@ -169,6 +175,12 @@ pub enum FromTaskManager {
         checkpoint: CheckpointId,
         /// Why.
         reason: String,
+    },
+    /// The counters of the TaskManager's running subtasks (about once a
+    /// second).
+    SubtaskMetrics {
+        /// One sample per running subtask.
+        samples: Vec<SubtaskSample>,
     },
 }
 

@@ -4,18 +4,24 @@
 //! It takes [`ToTaskManager`] messages from its inbox and reports
 //! [`FromTaskManager`] messages through a [`Gateway`]; whether the job
 //! master is a thread of the same process or a driver process across a TCP
-//! link is the gateway's business.
+//! link is the gateway's business. About once a second it reports the
+//! counters of its running subtasks ([`SubtaskSample`]s), from which the job
+//! master derives their rates for the web UI.
 
 use super::gateway::Gateway;
 use super::job_graphs::JobGraphs;
 use super::protocol::{ExecutionState, FromTaskManager, TaskDeploymentDescriptor, ToTaskManager};
+use super::stats::SubtaskSample;
 use crate::error::FailureCause;
 use crate::graph::execution::build_subtask;
 use crate::ids::{JobId, SubtaskId, TaskManagerId};
-use crate::runtime::checkpointing::snapshot_uploader::{CheckpointResponder, SnapshotUploader};
+use crate::runtime::checkpointing::snapshot_uploader::{
+    CheckpointResponder, SnapshotUploader, SubtaskCheckpointMetrics,
+};
 use crate::runtime::shuffle::Shuffle;
 use crate::runtime::task::{TaskCommand, TaskControl, TaskOutcome};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use prometheus::{IntCounter, IntGauge};
 use sluice_checkpoint::metadata::SubtaskStateHandle;
 use sluice_checkpoint::CheckpointId;
 use std::collections::HashMap;
@@ -23,11 +29,41 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often a TaskManager reports its subtasks' counters.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Handles on the counters of one subtask (the same ones Prometheus reads).
+struct SubtaskProbe {
+    deployed: Instant,
+    records_in: IntCounter,
+    records_out: IntCounter,
+    back_pressured: IntCounter,
+    idle: IntCounter,
+    watermark: IntGauge,
+}
+
+impl SubtaskProbe {
+    fn sample(&self, subtask: SubtaskId) -> SubtaskSample {
+        let wm = self.watermark.get();
+        SubtaskSample {
+            subtask,
+            uptime_ms: self.deployed.elapsed().as_millis() as u64,
+            records_in: self.records_in.get(),
+            records_out: self.records_out.get(),
+            back_pressured_ms: self.back_pressured.get(),
+            idle_ms: self.idle.get(),
+            input_watermark: (wm != i64::MIN).then_some(wm),
+        }
+    }
+}
 
 struct RunningTask {
     canceled: Arc<AtomicBool>,
     commands: Sender<TaskCommand>,
     thread: JoinHandle<()>,
+    probe: SubtaskProbe,
 }
 
 pub(crate) struct TaskManager {
@@ -41,8 +77,14 @@ pub(crate) struct TaskManager {
 
 /// A TaskManager's subtasks report their checkpoints through its gateway.
 impl CheckpointResponder for Gateway<FromTaskManager> {
-    fn acknowledge(&self, subtask: SubtaskId, checkpoint: CheckpointId, handles: Vec<(String, SubtaskStateHandle)>) {
-        let _ = self.send(FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles });
+    fn acknowledge(
+        &self,
+        subtask: SubtaskId,
+        checkpoint: CheckpointId,
+        handles: Vec<(String, SubtaskStateHandle)>,
+        metrics: SubtaskCheckpointMetrics,
+    ) {
+        let _ = self.send(FromTaskManager::AcknowledgeCheckpoint { subtask, checkpoint, handles, metrics });
     }
 
     fn decline(&self, subtask: SubtaskId, checkpoint: CheckpointId, reason: String) {
@@ -62,7 +104,17 @@ impl TaskManager {
     }
 
     pub(crate) fn run(mut self) {
-        while let Ok(msg) = self.inbox.recv() {
+        let mut sampled = Instant::now();
+        loop {
+            if sampled.elapsed() >= SAMPLE_INTERVAL {
+                self.report_samples();
+                sampled = Instant::now();
+            }
+            let msg = match self.inbox.recv_timeout(SAMPLE_INTERVAL) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             match msg {
                 ToTaskManager::Registered => tracing::debug!("TaskManager {} registered", self.id),
                 ToTaskManager::Deploy(tdd) => self.deploy(*tdd),
@@ -93,6 +145,15 @@ impl TaskManager {
         }
         for (_, t) in self.tasks.drain() {
             let _ = t.thread.join();
+        }
+    }
+
+    /// Reports the counters of the subtasks still running.
+    fn report_samples(&self) {
+        let samples: Vec<SubtaskSample> =
+            self.tasks.iter().filter(|(_, t)| !t.thread.is_finished()).map(|(id, t)| t.probe.sample(*id)).collect();
+        if !samples.is_empty() {
+            let _ = self.job_manager.send(FromTaskManager::SubtaskMetrics { samples });
         }
     }
 
@@ -137,7 +198,21 @@ impl TaskManager {
         let settings = &graph.settings;
         let (job, subtask) = (id.job.to_string(), id.subtask.to_string());
         let labels = [job.as_str(), graph.name(), vertex.name.as_str(), subtask.as_str()];
+        let m = crate::metrics::global();
+        let operator = |name: &str| m.operator(&[labels[0], labels[1], labels[2], name, labels[3]]);
+        let probe = SubtaskProbe {
+            deployed: Instant::now(),
+            // A vertex has at least one operator (the job graph is built so).
+            records_in: operator(&vertex.operators[0].name).records_in,
+            records_out: operator(&vertex.operators[vertex.operators.len() - 1].name).records_out,
+            back_pressured: m.back_pressure(&labels),
+            idle: m.idle_time(&labels),
+            watermark: m.input_watermark(&labels),
+        };
+        probe.watermark.set(i64::MIN);
         let control = TaskControl {
+            idle_time: probe.idle.clone(),
+            input_watermark: probe.watermark.clone(),
             commands: rx,
             canceled: canceled.clone(),
             buffer_timeout: settings.buffer_timeout,
@@ -198,7 +273,7 @@ impl TaskManager {
         });
         match spawned {
             Ok(thread) => {
-                self.tasks.insert(id, RunningTask { canceled, commands: tx, thread });
+                self.tasks.insert(id, RunningTask { canceled, commands: tx, thread, probe });
             }
             Err(e) => {
                 let _ = self.job_manager.send(FromTaskManager::TaskStateChanged {

@@ -46,7 +46,7 @@ pub mod watermarks;
 pub(crate) mod window;
 pub(crate) mod writer;
 
-pub use checkpointing::snapshot_uploader::CheckpointResponder;
+pub use checkpointing::snapshot_uploader::{CheckpointResponder, SubtaskCheckpointMetrics};
 pub use collector::Collector;
 pub use context::{RuntimeContext, RuntimeMode, StateDescriptor};
 pub use element::{StreamElement, Watermark};

@@ -28,7 +28,7 @@ use crate::runtime::checkpointing::snapshot_uploader::SnapshotUploader;
 use crate::runtime::checkpointing::{Aligned, BarrierAligner};
 use crate::runtime::collector::{ChainInput, Collector};
 use crate::runtime::context::RuntimeContext;
-use crate::runtime::element::StreamElement;
+use crate::runtime::element::{StreamElement, Watermark};
 use crate::runtime::watermark_combiner::{IdleOutcome, WatermarkCombiner};
 use crate::source::{Source, SourceStatus};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, TryRecvError};
@@ -57,6 +57,10 @@ pub(crate) struct TaskControl {
     pub(crate) alignment_time: prometheus::IntGauge,
     /// Time spent in synchronous snapshot parts, µs.
     pub(crate) sync_time: prometheus::IntCounter,
+    /// Time spent waiting for input (a source: for data), ms.
+    pub(crate) idle_time: prometheus::IntCounter,
+    /// The combined input watermark last forwarded, ms.
+    pub(crate) input_watermark: prometheus::IntGauge,
     pub(crate) commands: Receiver<TaskCommand>,
     pub(crate) canceled: Arc<AtomicBool>,
     pub(crate) buffer_timeout: Duration,
@@ -165,8 +169,9 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                 let mut states = vec![(self.ctx.operator_id.clone(), StateSnapshot::Ready(bytes))];
                 let started = Instant::now();
                 self.out.head.snapshot(&barrier, &mut states)?;
-                control.sync_time.inc_by(started.elapsed().as_micros() as u64);
-                control.checkpoints.acknowledge(barrier, states);
+                let sync = started.elapsed();
+                control.sync_time.inc_by(sync.as_micros() as u64);
+                control.checkpoints.acknowledge(barrier, states, Duration::ZERO, sync);
             }
             TaskCommand::CheckpointComplete(id) => {
                 control.check_complete_fault(id)?;
@@ -214,7 +219,10 @@ impl<T: Send, S: Source<T>> SourceTask<T, S> {
                     }
                     self.flush()?;
                     last_flush = Instant::now();
-                    match control.commands.recv_timeout(wait.min(Duration::from_millis(50))) {
+                    let waited = Instant::now();
+                    let command = control.commands.recv_timeout(wait.min(Duration::from_millis(50)));
+                    control.idle_time.inc_by(waited.elapsed().as_millis() as u64);
+                    match command {
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return Ok(TaskOutcome::Canceled),
                         Ok(cmd) => {
@@ -255,6 +263,8 @@ pub(crate) struct InputTask<T> {
     aligner: BarrierAligner,
     watermarks: WatermarkCombiner,
     records: u64,
+    /// Idle time not yet published (below a millisecond).
+    idle: Duration,
 }
 
 impl<T: Send> InputTask<T> {
@@ -266,6 +276,7 @@ impl<T: Send> InputTask<T> {
             aligner: BarrierAligner::new(n, CheckpointingMode::default()),
             watermarks: WatermarkCombiner::new(n),
             records: 0,
+            idle: Duration::ZERO,
         }
     }
 
@@ -292,8 +303,26 @@ impl<T: Send> InputTask<T> {
         Ok(true)
     }
 
-    /// Waits for the next element of any readable channel, or a command.
+    fn forward_watermark(&mut self, wm: Watermark, control: &TaskControl) -> Result<()> {
+        control.input_watermark.set(wm.0);
+        self.head.watermark(wm)
+    }
+
+    /// Waits for the next element of any readable channel, or a command;
+    /// the wait counts as idle time.
     fn next_blocking(&mut self, control: &TaskControl) -> Result<Option<(usize, StreamElement<T>)>> {
+        let started = Instant::now();
+        let next = self.wait_for_input(control);
+        self.idle += started.elapsed();
+        let ms = self.idle.as_millis() as u64;
+        if ms > 0 {
+            control.idle_time.inc_by(ms);
+            self.idle -= Duration::from_millis(ms);
+        }
+        next
+    }
+
+    fn wait_for_input(&mut self, control: &TaskControl) -> Result<Option<(usize, StreamElement<T>)>> {
         let command = {
             let mut select = Select::new();
             let mut indices = Vec::with_capacity(self.receivers.len());
@@ -333,8 +362,9 @@ impl<T: Send> InputTask<T> {
         let mut states = Vec::new();
         let started = Instant::now();
         self.head.snapshot(&barrier, &mut states)?;
-        control.sync_time.inc_by(started.elapsed().as_micros() as u64);
-        control.checkpoints.acknowledge(barrier, states);
+        let sync = started.elapsed();
+        control.sync_time.inc_by(sync.as_micros() as u64);
+        control.checkpoints.acknowledge(barrier, states, aligned.duration, sync);
         Ok(())
     }
 
@@ -410,12 +440,12 @@ impl<T: Send> InputTask<T> {
                 }
                 StreamElement::Watermark(wm) => {
                     if let Some(wm) = self.watermarks.on_watermark(i, wm) {
-                        self.head.watermark(wm)?;
+                        self.forward_watermark(wm, control)?;
                     }
                 }
                 StreamElement::Idle => match self.watermarks.on_idle(i) {
                     IdleOutcome::AllIdle => self.head.idle()?,
-                    IdleOutcome::Advanced(wm) => self.head.watermark(wm)?,
+                    IdleOutcome::Advanced(wm) => self.forward_watermark(wm, control)?,
                     IdleOutcome::Unchanged => {}
                 },
                 StreamElement::Barrier(barrier) => {
@@ -434,7 +464,7 @@ impl<T: Send> InputTask<T> {
                         self.snapshot(aligned, control)?;
                     }
                     if let Some(wm) = advanced {
-                        self.head.watermark(wm)?;
+                        self.forward_watermark(wm, control)?;
                     }
                 }
             }

@@ -252,7 +252,7 @@ impl Cluster {
             FromDriver::JobStatus(details) => {
                 if let Some(j) = self.jobs.get_mut(&job).filter(|j| !j.status.is_terminal()) {
                     j.status = details.status;
-                    j.details = Some(details);
+                    j.details = Some(*details);
                 }
             }
             FromDriver::JobEnded { status, failure, restarts } => {

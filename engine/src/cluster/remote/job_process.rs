@@ -23,7 +23,7 @@ use crate::cluster::gateway::Gateway;
 use crate::cluster::inbox::ToJobManager;
 use crate::cluster::job_graphs::JobGraphs;
 use crate::cluster::minicluster::{JobExecutionResult, MiniCluster};
-use crate::cluster::protocol::{FromTaskManager, TaskManagerRegistration, ToTaskManager};
+use crate::cluster::protocol::{FromTaskManager, JobDetails, TaskManagerRegistration, ToTaskManager};
 use crate::cluster::taskmanager::TaskManager;
 use crate::error::{Error, Result, RpcError};
 use crate::graph::JobGraph;
@@ -38,7 +38,7 @@ use crate::transport::{
 use crossbeam_channel::Sender;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Environment variable naming the role: `driver` or `task`.
 pub const ROLE_VAR: &str = "SLUICE_CLUSTER_ROLE";
@@ -364,7 +364,10 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             .spawn(move || commands.serve(reader))
             .map_err(|e| Error::io("cannot start a thread", e))?;
     }
-    let mut last = None;
+    // Details go to the JobManager when they change, their metrics at most
+    // about once a second (the UI's refresh).
+    let mut last: Option<JobDetails> = None;
+    let mut sent = Instant::now();
     loop {
         if let Some(result) = client.poll_result(Duration::from_millis(100))? {
             let _ = link.send(&FromDriver::JobEnded {
@@ -375,9 +378,15 @@ pub(crate) fn run_driver(graph: JobGraph) -> Result<JobExecutionResult> {
             return client.into_execution_result(result);
         }
         if let Ok(details) = client.details() {
-            if last.as_ref() != Some(&details) {
-                let _ = link.send(&FromDriver::JobStatus(details.clone()));
+            let status_changed = last.as_ref().is_none_or(|l| {
+                (l.status, l.restarts, l.completed_checkpoints, l.failed_checkpoints)
+                    != (details.status, details.restarts, details.completed_checkpoints, details.failed_checkpoints)
+            });
+            let due = sent.elapsed() >= Duration::from_millis(900) && last.as_ref() != Some(&details);
+            if status_changed || due {
+                let _ = link.send(&FromDriver::JobStatus(Box::new(details.clone())));
                 last = Some(details);
+                sent = Instant::now();
             }
         }
     }

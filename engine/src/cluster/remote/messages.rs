@@ -198,7 +198,7 @@ pub enum ToTaskManagerProcess {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromDriver {
     /// The job's current details.
-    JobStatus(JobDetails),
+    JobStatus(Box<JobDetails>),
     /// The job ended.
     JobEnded {
         /// FINISHED, FAILED or CANCELED.

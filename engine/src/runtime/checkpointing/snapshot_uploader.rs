@@ -15,12 +15,27 @@
 use crate::faults;
 use crate::ids::SubtaskId;
 use crate::runtime::collector::ChainStates;
+use serde::{Deserialize, Serialize};
 use sluice_checkpoint::metadata::SubtaskStateHandle;
 use sluice_checkpoint::state::format::{StateSnapshot, UploadTarget, UploadedState};
 use sluice_checkpoint::storage;
 use sluice_checkpoint::{CheckpointBarrier, CheckpointId};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one subtask's part of a checkpoint cost (Flink's per-subtask
+/// checkpoint statistics), reported with its acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskCheckpointMetrics {
+    /// From the first barrier to the last one at this subtask's inputs, ms
+    /// (0 for a source).
+    pub alignment_ms: u64,
+    /// The synchronous snapshot on the task thread, ms.
+    pub sync_ms: u64,
+    /// Writing the snapshot (the upload thread), ms.
+    pub async_ms: u64,
+}
 
 /// Where a subtask reports the outcome of its part of a checkpoint (Flink's
 /// `CheckpointResponder`). The runtime knows nothing else of the job master:
@@ -33,7 +48,14 @@ use std::sync::Arc;
 pub trait CheckpointResponder: Send + Sync {
     /// `subtask` stored its state of `checkpoint`; `handles` names it, per
     /// operator id.
-    fn acknowledge(&self, subtask: SubtaskId, checkpoint: CheckpointId, handles: Vec<(String, SubtaskStateHandle)>);
+    /// `metrics` says what the subtask's part cost.
+    fn acknowledge(
+        &self,
+        subtask: SubtaskId,
+        checkpoint: CheckpointId,
+        handles: Vec<(String, SubtaskStateHandle)>,
+        metrics: SubtaskCheckpointMetrics,
+    );
 
     /// `subtask` could not store its state of `checkpoint`, because of `reason`.
     fn decline(&self, subtask: SubtaskId, checkpoint: CheckpointId, reason: String);
@@ -52,9 +74,17 @@ pub(crate) struct SnapshotUploader {
 impl SnapshotUploader {
     /// Writes `states` under the checkpoint's directory on a background
     /// thread (the asynchronous part), then acknowledges or declines.
-    pub(crate) fn acknowledge(&self, barrier: CheckpointBarrier, states: ChainStates) {
+    /// `alignment` and `sync` are what the task thread spent on it.
+    pub(crate) fn acknowledge(
+        &self,
+        barrier: CheckpointBarrier,
+        states: ChainStates,
+        alignment: Duration,
+        sync: Duration,
+    ) {
         let this = self.clone();
         let spawned = std::thread::Builder::new().name("checkpoint-upload".into()).spawn(move || {
+            let started = Instant::now();
             lower_upload_priority();
             let job_dir = this.root.join(this.subtask.job.to_string());
             let dir = storage::checkpoint_dir(&this.root, &this.subtask.job.to_string(), barrier.id);
@@ -82,7 +112,12 @@ impl SnapshotUploader {
             if this.abort_after_snapshot == Some(barrier.id.0) {
                 faults::abort_process(&format!("after the snapshot of checkpoint {}", barrier.id));
             }
-            this.responder.acknowledge(this.subtask, barrier.id, handles);
+            let metrics = SubtaskCheckpointMetrics {
+                alignment_ms: alignment.as_millis() as u64,
+                sync_ms: sync.as_millis() as u64,
+                async_ms: started.elapsed().as_millis() as u64,
+            };
+            this.responder.acknowledge(this.subtask, barrier.id, handles, metrics);
         });
         if let Err(e) = spawned {
             self.decline(barrier.id, format!("cannot start the upload thread: {e}"));

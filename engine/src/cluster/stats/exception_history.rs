@@ -1,0 +1,71 @@
+//! The failures of a job, newest first (Flink's exception history).
+
+use super::EXCEPTION_HISTORY;
+use crate::error::FailureCause;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// One failure of the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionEntry {
+    /// When the job master learnt of it, ms since the epoch.
+    pub timestamp: i64,
+    /// What failed.
+    pub cause: FailureCause,
+    /// The failed task's name, if a task failed.
+    pub task: Option<String>,
+    /// The failed subtask, if a task failed.
+    pub subtask: Option<u32>,
+    /// The TaskManager that ran it, if known.
+    pub taskmanager: Option<String>,
+    /// The job attempt that failed.
+    pub attempt: u32,
+}
+
+/// The last [`EXCEPTION_HISTORY`] failures.
+#[derive(Debug, Default)]
+pub(crate) struct ExceptionHistory {
+    entries: VecDeque<ExceptionEntry>,
+}
+
+impl ExceptionHistory {
+    /// Records a failure; the oldest goes when the history is full.
+    pub(crate) fn record(&mut self, entry: ExceptionEntry) {
+        self.entries.push_front(entry);
+        self.entries.truncate(EXCEPTION_HISTORY);
+    }
+
+    /// Newest first.
+    pub(crate) fn entries(&self) -> Vec<ExceptionEntry> {
+        self.entries.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(n: i64) -> ExceptionEntry {
+        ExceptionEntry {
+            timestamp: n,
+            cause: FailureCause::TaskManagerLost(format!("tm-{n}")),
+            task: None,
+            subtask: None,
+            taskmanager: None,
+            attempt: n as u32,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_first_and_is_bounded() {
+        let mut h = ExceptionHistory::default();
+        for n in 0..(EXCEPTION_HISTORY as i64 + 5) {
+            h.record(entry(n));
+        }
+        let e = h.entries();
+        assert_eq!(e.len(), EXCEPTION_HISTORY);
+        assert_eq!(e[0].timestamp, EXCEPTION_HISTORY as i64 + 4);
+        assert_eq!(e[EXCEPTION_HISTORY - 1].timestamp, 5);
+    }
+}
