@@ -27,6 +27,7 @@ pub mod rest;
 pub mod rest_guard;
 pub mod rest_tls;
 pub mod retention;
+pub mod task_logs;
 pub mod taskmanager_process;
 
 /// Creates `path` as a new file, executable by its owner only (0700), with

@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `GET /` | the web UI (jobs, task managers, slots; refreshes itself); the static page needs no token, its data does (`/#token=...`) |
 //! | `GET /overview` | cluster summary |
-//! | `GET /taskmanagers` | TaskManagers, their slots and heartbeats |
+//! | `GET /taskmanagers`, `GET /taskmanagers/{id}` | TaskManagers, their slots and heartbeats |
+//! | `GET /taskmanagers/{id}/logs[/{name}]`, `/taskmanagers/{id}/stdout`, `/jobmanager/logs[/{name}]` | logs ([`logs`]) |
 //! | `GET /jobs` , `GET /jobs/overview` | jobs with id, name, state, times |
 //! | `GET /jobs/{id}` | one job: status, restarts, failure, vertices with their rates, the plan ([`vertices`]) |
 //! | `GET /jobs/{id}/vertices/{vid}[/subtasks/metrics, /watermarks, /backpressure]` | a vertex's subtasks, metrics, watermarks, back pressure ([`vertices`]) |
@@ -37,6 +38,7 @@
 
 mod checkpoints;
 mod config;
+mod logs;
 mod vertices;
 
 use crate::jobmanager_process::{Artifact, Cluster, JobEntry, JobManager, Leadership};
@@ -172,6 +174,11 @@ fn router(jm: JobManager, policy: RestPolicy) -> Router {
         .route("/overview", get(overview))
         .route("/taskmanagers", get(task_managers))
         .route("/taskmanagers/{id}", get(task_manager))
+        .route("/taskmanagers/{id}/logs", get(logs::list))
+        .route("/taskmanagers/{id}/logs/{name}", get(logs::read))
+        .route("/taskmanagers/{id}/stdout", get(logs::stdout))
+        .route("/jobmanager/logs", get(logs::jobmanager_list))
+        .route("/jobmanager/logs/{name}", get(logs::jobmanager_read))
         .route("/jobs", get(jobs))
         .route("/jobs/overview", get(jobs))
         .route("/jobs/{id}", get(job).patch(cancel))
@@ -316,14 +323,16 @@ fn job_details_json(c: &Cluster, id: JobId) -> Reply {
             v["vertices"] = vertices;
             v["plan"] = plan;
         }
-        None => v["vertices"] = json!(j
+        None => {
+            v["vertices"] = json!(j
             .vertices
             .iter()
             .enumerate()
             .map(
                 |(i, x)| json!({"id": i.to_string(), "name": x.name, "parallelism": x.parallelism, "status": "CREATED"})
             )
-            .collect::<Vec<_>>()),
+            .collect::<Vec<_>>())
+        }
     }
     v["now"] = json!(now_ms());
     v["binary"] = json!(j.artifact.name);

@@ -268,6 +268,10 @@ fn serve(
                     }
                 }
             }
+            Ok(Some(ToTaskManagerProcess::Logs { request, what })) => {
+                let answer = crate::task_logs::answer(&settings.work_dir, &what);
+                let _ = link.send(&FromTaskManagerProcess::Logs { request, answer });
+            }
             Ok(Some(ToTaskManagerProcess::Shutdown)) => return true,
             Ok(Some(other)) => tracing::debug!("TaskManager ignores {other:?}"),
             Ok(None) | Err(_) => return false,

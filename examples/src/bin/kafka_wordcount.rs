@@ -10,7 +10,9 @@
 //! ```
 //! Started again with the same `--checkpoint-dir`, it resumes from the latest
 //! completed checkpoint. `--delivery at-least-once|none` trades the
-//! guarantee for latency; `--bounded` stops at the end offsets seen at start.
+//! guarantee for latency; `--bounded` stops at the end offsets seen at start;
+//! `--sink-delay-us N` slows the sink down by N µs per record (to watch back
+//! pressure in the web UI).
 //! `--kafka-properties FILE` sets client properties (`key=value` lines, `#`
 //! comments) on the source and the sink, e.g. `security.protocol=SASL_SSL`,
 //! `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`:
@@ -45,7 +47,21 @@ fn main() -> std::process::ExitCode {
             source = source.bounded_at_latest();
         }
         let lines = env.add_source(source).name("Kafka Source").uid("kafka-source");
-        let counts = running_word_counts(&lines);
+        tracing::info!("Kafka WordCount reads '{input}' and writes '{output}' at {bootstrap}");
+        let mut counts = running_word_counts(&lines);
+        let delay_us: u64 = params.get_or("sink-delay-us", "0").parse().map_err(|_| {
+            anyhow::anyhow!("bad value for parameter --sink-delay-us: expected microseconds per record")
+        })?;
+        if delay_us > 0 {
+            // A slow sink on purpose: the web UI shows the back pressure.
+            let delay = std::time::Duration::from_micros(delay_us);
+            counts = counts
+                .map(move |c: (String, u64)| {
+                    std::thread::sleep(delay);
+                    c
+                })
+                .name("Throttle");
+        }
         let serialize =
             |(word, count): &(String, u64)| (Some(word.clone().into_bytes()), count.to_string().into_bytes());
         match params.get_or("delivery", "exactly-once") {

@@ -6,7 +6,7 @@
 use super::{Artifact, JobManagerSettings};
 use crossbeam_channel::Sender;
 use sluice::cluster::protocol::{JobDetails, JobStatus};
-use sluice::cluster::remote::messages::{ToDriver, ToTaskManagerProcess, VertexSummary};
+use sluice::cluster::remote::messages::{LogAnswer, LogRequest, ToDriver, ToTaskManagerProcess, VertexSummary};
 use sluice::cluster::remote::wire::Link;
 use sluice::error::{Error, Result};
 use sluice::ids::JobId;
@@ -89,6 +89,8 @@ pub struct Cluster {
     pub(crate) artifacts: BTreeMap<String, Artifact>,
     pub(super) drivers: HashMap<JobId, Child>,
     pub(super) savepoints: HashMap<u64, Sender<SavepointAnswer>>,
+    /// Log requests sent to TaskManagers, by request id.
+    pub(super) log_requests: HashMap<u64, Sender<Result<LogAnswer, String>>>,
     pub(super) next_id: u64,
     /// With high availability: leadership, the job store, the fence.
     pub(crate) ha: Option<super::leadership::HaState>,
@@ -109,6 +111,7 @@ impl Cluster {
             artifacts: BTreeMap::new(),
             drivers: HashMap::new(),
             savepoints: HashMap::new(),
+            log_requests: HashMap::new(),
             next_id: 1,
             ha,
         }
@@ -170,6 +173,27 @@ impl Cluster {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.savepoints.insert(request, tx);
         link.send(&ToDriver::TriggerSavepoint { request, dir })?;
+        Ok(rx)
+    }
+
+    /// Asks TaskManager `tm` about its logs; the answer arrives on the
+    /// returned channel (see [`ToTaskManagerProcess::Logs`]).
+    pub fn request_logs(
+        &mut self,
+        tm: &str,
+        what: LogRequest,
+    ) -> Result<crossbeam_channel::Receiver<Result<LogAnswer, String>>> {
+        let entry = self.task_managers.get(tm).ok_or_else(|| Error::user(format!("no TaskManager '{tm}'")))?;
+        let request = self.next_id;
+        self.next_id += 1;
+        entry.link.send(&ToTaskManagerProcess::Logs { request, what })?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.log_requests.len() >= 256 {
+            // Answers that never came (a TaskManager went away): their
+            // askers have given up long ago.
+            self.log_requests.clear();
+        }
+        self.log_requests.insert(request, tx);
         Ok(rx)
     }
 

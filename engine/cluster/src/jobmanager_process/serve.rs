@@ -202,6 +202,11 @@ impl Cluster {
                 }
             }
             FromTaskManagerProcess::Heartbeat => {}
+            FromTaskManagerProcess::Logs { request, answer } => {
+                if let Some(tx) = self.log_requests.remove(&request) {
+                    let _ = tx.send(answer);
+                }
+            }
         }
     }
 

@@ -46,6 +46,8 @@ pub struct ClusterUnderTest {
     pub tms: BTreeMap<String, Child>,
     /// `-D key=value` settings of every process (cluster and client).
     pub settings: Vec<String>,
+    /// Environment variables of every process (cluster and client).
+    pub env: Vec<(String, String)>,
 }
 
 impl ClusterUnderTest {
@@ -63,6 +65,12 @@ impl ClusterUnderTest {
     /// The processes of [`start_with`](Self::start_with), without waiting
     /// for them (through plain HTTP) to be up.
     pub fn start_processes(slot_timeout: &str, settings: &[String]) -> Self {
+        Self::start_processes_with_env(slot_timeout, settings, &[])
+    }
+
+    /// [`start_processes`](Self::start_processes) with environment variables
+    /// for every process (e.g. `SLUICE_FAULTS`, `SLUICE_LOG`).
+    pub fn start_processes_with_env(slot_timeout: &str, settings: &[String], env: &[(&str, &str)]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let (rest, rpc) = (free_port().unwrap(), free_port().unwrap());
         let mut c = ClusterUnderTest {
@@ -72,6 +80,7 @@ impl ClusterUnderTest {
             jm: Command::new("true").spawn().unwrap(),
             tms: BTreeMap::new(),
             settings: settings.to_vec(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         c.jm = c
             .base(Command::new(sluice_bin()))
@@ -91,6 +100,7 @@ impl ClusterUnderTest {
             .args(["-D", &format!("cluster.work-dir={}", self.work.path().display())])
             .args(self.settings.iter().flat_map(|s| ["-D", s.as_str()]))
             .env_remove("SLUICE_CONF_DIR")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.work.path());
         cmd
     }

@@ -174,6 +174,45 @@ pub enum FromTaskManagerProcess {
     },
     /// A job process on this TaskManager reported where its metrics are.
     JobProcessStarted(JobProcessStarted),
+    /// The answer to [`ToTaskManagerProcess::Logs`].
+    Logs {
+        /// The request it answers.
+        request: u64,
+        /// The logs, or why not.
+        answer: Result<LogAnswer, String>,
+    },
+}
+
+/// What the JobManager asks of a TaskManager's logs (for the web UI).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LogRequest {
+    /// The log files.
+    List,
+    /// The end of one log file, by its listed name.
+    Read {
+        /// The name as listed.
+        name: String,
+    },
+}
+
+/// A TaskManager's answer about its logs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LogAnswer {
+    /// The log files, newest first.
+    List(Vec<LogFile>),
+    /// The end of a log file (at most a bounded size).
+    Content(String),
+}
+
+/// One log file of a TaskManager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFile {
+    /// Its name in the REST API.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, ms since the epoch.
+    pub modified: i64,
 }
 
 /// Messages from the JobManager process to a TaskManager process.
@@ -189,6 +228,14 @@ pub enum ToTaskManagerProcess {
     StopJob {
         /// The job.
         job: JobId,
+    },
+    /// List or read the TaskManager's logs; answered by
+    /// [`FromTaskManagerProcess::Logs`].
+    Logs {
+        /// Names the answer.
+        request: u64,
+        /// What is asked.
+        what: LogRequest,
     },
     /// Stop the process.
     Shutdown,
