@@ -10,8 +10,9 @@
 
 mod common;
 
+use common::cdp::Page;
 use common::cluster::{job_id_of, ClusterUnderTest, TOKEN};
-use common::{broker, kafka_wordcount_args};
+use common::{broker, corpus, kafka_wordcount_args, read_counts, reference_counts, WORDCOUNT};
 use sluice_integration_tests::wordcount::{create_topics, feed, feed_in_background};
 use sluice_test_support::unique_name;
 use std::path::PathBuf;
@@ -193,5 +194,68 @@ fn every_view_of_a_back_pressured_job_that_restarted_renders_in_chromium() {
     assert!(dom.contains("id=\"jm-config\"") && dom.contains(&format!("{job}.log")), "{dom}");
 
     feeder.join().unwrap();
+    let _ = cluster.cli(&["cancel", &job]);
+}
+
+/// Submission through the UI's form, driven in the browser: choose the
+/// batch WordCount binary, upload it, press Run, type the parallelism and
+/// the arguments, submit; the job runs on the cluster and its counts are
+/// exact.
+#[test]
+fn a_job_submitted_through_the_form_runs_and_its_result_is_exact() {
+    let cluster = ClusterUnderTest::start("60s");
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
+    let text = corpus();
+    std::fs::write(&input, &text).unwrap();
+
+    let mut page = Page::open(&format!("http://127.0.0.1:{}/#/submit?token={TOKEN}", cluster.rest));
+    page.wait_for("document.getElementById('jar-file') !== null", Duration::from_secs(20));
+    page.choose_file("#jar-file", WORDCOUNT.as_str());
+    page.click("#upload");
+    page.wait_for("document.querySelector('#jars button.run') !== null", Duration::from_secs(120));
+    let listed = page.eval("document.querySelector('#jars tbody').innerText");
+    assert!(listed.as_str().unwrap().contains("wordcount"), "{listed}");
+    page.click("#jars button.run");
+    page.wait_for("document.getElementById('run-form') !== null", Duration::from_secs(20));
+    page.type_into("#run-form input[name=parallelism]", "4");
+    page.type_into("#run-form input[name=args]", &format!("--input {} --output {}", input.display(), output.display()));
+    page.click("#run-submit");
+    let hash = page.wait_for("location.hash.startsWith('#/job/') && location.hash", Duration::from_secs(30));
+    let job = hash.as_str().unwrap()["#/job/".len()..].to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v) = cluster.get(&format!("/jobs/{job}"), Some(TOKEN));
+        match v["state"].as_str() {
+            Some("FINISHED") => break,
+            Some("FAILED" | "CANCELED") => panic!("the submitted job ended {v}"),
+            _ => assert!(Instant::now() < deadline, "the submitted job did not finish: {v}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, config) = cluster.get(&format!("/jobs/{job}/config"), Some(TOKEN));
+    assert_eq!(config["execution-config"]["job-parallelism"], 4, "{config}");
+    assert_eq!(read_counts(&output), reference_counts(&text));
+    // The page follows the job to its end.
+    page.wait_for(
+        "document.getElementById('job-state') && document.getElementById('job-state').textContent === 'FINISHED'",
+        Duration::from_secs(20),
+    );
+}
+
+/// A job asking for more slots than the cluster has says so (the seed's
+/// note: Flink's UI spins forever).
+#[test]
+fn a_job_waiting_for_slots_says_for_how_many() {
+    let cluster = ClusterUnderTest::start("60s");
+    let out = cluster.cli(&["run", "-d", "-p", "5", WORDCOUNT.as_str(), "--", "--input", "/etc/hostname"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = job_id_of(&out);
+    let browser = Browser { rest: cluster.rest, profile: tempfile::tempdir().unwrap(), screenshots: None };
+    let dom = browser.dom("/overview", "waiting");
+    assert!(row_with(&dom, &format!(">{job}</a>")).contains("waiting for 5 slots (4 free)"), "{dom}");
+    let dom = browser.dom(&format!("/job/{job}"), "waiting-job");
+    assert!(dom.contains("The job waits for 5 slots."), "{dom}");
     let _ = cluster.cli(&["cancel", &job]);
 }
