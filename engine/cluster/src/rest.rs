@@ -249,6 +249,7 @@ fn overview_json(c: &Cluster) -> Value {
         "jobs-cancelled": count(JobStatus::Canceled),
         "jobs-failed": count(JobStatus::Failed),
         "sluice-version": env!("CARGO_PKG_VERSION"),
+        "uptime": c.started.elapsed().as_millis() as u64,
     })
 }
 
@@ -273,6 +274,7 @@ fn task_managers_json(c: &Cluster) -> Value {
         .map(|(id, t)| {
             json!({
                 "id": id,
+                "path": t.address(),
                 "slotsNumber": t.slots,
                 "freeSlots": t.slots.saturating_sub(t.used()),
                 "timeSinceLastHeartbeat": t.last_heartbeat.elapsed().as_millis() as u64,
@@ -297,7 +299,26 @@ fn job_json(j: &JobEntry) -> Value {
         "restarts": j.details.as_ref().map(|d| d.restarts).unwrap_or(0),
         "required-slots": j.required_slots,
         "failure": j.failure,
+        "tasks": task_counts(j),
     })
+}
+
+/// The job's subtasks by state, under Flink's names (`/jobs/overview`).
+fn task_counts(j: &JobEntry) -> Value {
+    let mut counts = serde_json::Map::new();
+    for state in ["deploying", "running", "finished", "canceled", "failed"] {
+        counts.insert(state.into(), json!(0));
+    }
+    let subtasks = j.details.iter().flat_map(|d| &d.view.vertices).flat_map(|v| &v.subtasks);
+    let mut total = 0u64;
+    for s in subtasks {
+        total += 1;
+        let key = vertices::state_name(s.state).to_lowercase();
+        let n = counts.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(key, json!(n + 1));
+    }
+    counts.insert("total".into(), json!(total));
+    Value::Object(counts)
 }
 
 async fn jobs(State(jm): State<JobManager>) -> Reply {

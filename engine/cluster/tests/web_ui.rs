@@ -131,7 +131,9 @@ fn every_view_of_a_back_pressured_job_that_restarted_renders_in_chromium() {
 
     // Overview: the job, the slots, the TaskManagers.
     let dom = browser.dom("/overview", "overview");
-    assert!(row_with(&dom, &format!(">{job}</a>")).contains("class=\"RUNNING\""), "{dom}");
+    let row = row_with(&dom, &format!(">{job}</a>"));
+    assert!(row.contains("class=\"RUNNING\"") && row.contains("<td>running 4</td>"), "{row}");
+    assert!(dom.contains("</b>Uptime"), "{dom}");
     assert!(dom.contains("<b>2</b>Task Managers"), "{dom}");
 
     // Job graph: both vertices with their parallelism; the source is
@@ -179,6 +181,7 @@ fn every_view_of_a_back_pressured_job_that_restarted_renders_in_chromium() {
     // TaskManagers and a log holding a line the job logged.
     let dom = browser.dom("/taskmanagers", "taskmanagers");
     assert!(dom.contains(">tm-a</a>") && dom.contains(">tm-b</a>"), "{dom}");
+    assert!(row_with(&dom, ">tm-a</a>").contains("<td>127.0.0.1:"), "the address: {dom}");
     let dom = browser.dom("/taskmanager/tm-a", "taskmanager");
     let log = dom
         .split("href=\"#/taskmanager/tm-a/log/")

@@ -31,6 +31,13 @@ pub(crate) struct TaskManagerEntry {
     pub(crate) processes: BTreeMap<(JobId, u32), JobProcessEntry>,
 }
 
+impl TaskManagerEntry {
+    /// The address its control connection comes from.
+    pub(crate) fn address(&self) -> &str {
+        self.link.peer()
+    }
+}
+
 /// A job process on a TaskManager.
 #[derive(Debug, Clone)]
 pub(crate) struct JobProcessEntry {
@@ -81,6 +88,8 @@ pub type SavepointAnswer = std::result::Result<String, String>;
 /// The JobManager's state, owned by its event loop.
 pub struct Cluster {
     pub(crate) settings: JobManagerSettings,
+    /// When this JobManager started.
+    pub(crate) started: Instant,
     pub(super) rpc_address: String,
     /// The REST endpoint's address (it also serves the JobManager's `/metrics`).
     pub(crate) rest_address: Option<String>,
@@ -104,6 +113,7 @@ impl Cluster {
     ) -> Self {
         Cluster {
             settings,
+            started: Instant::now(),
             rpc_address,
             rest_address: None,
             task_managers: BTreeMap::new(),
