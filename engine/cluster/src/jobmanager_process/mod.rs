@@ -247,7 +247,7 @@ pub fn start(settings: JobManagerSettings) -> Result<JobManager> {
     })?;
     let port = listener.local_addr().map_err(|e| Error::io("RPC endpoint", e))?.port();
     // What TaskManagers and drivers connect to: the advertised host.
-    let rpc_address = format!("{}:{port}", settings.rpc_advertised_host);
+    let rpc_address = sluice::cluster::remote::job_process::host_port(&settings.rpc_advertised_host, port);
     let (events, inbox) = crossbeam_channel::unbounded();
     let security = settings.security.clone();
     let (ha, ha_state) = match settings.ha.services()? {

@@ -182,8 +182,17 @@ fn bind_host() -> String {
 /// [`ADVERTISED_HOST_VAR`]) with the bound port, else the bound address.
 fn advertised(bound: std::net::SocketAddr) -> String {
     match std::env::var(ADVERTISED_HOST_VAR) {
-        Ok(host) if !host.is_empty() => format!("{host}:{}", bound.port()),
+        Ok(host) if !host.is_empty() => host_port(&host, bound.port()),
         _ => bound.to_string(),
+    }
+}
+
+/// `host:port`, an IPv6 literal in brackets (`[::1]:8081`): how an
+/// advertised host joins its port everywhere in the cluster.
+pub fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => std::net::SocketAddr::from((v6, port)).to_string(),
+        Err(_) => format!("{host}:{port}"),
     }
 }
 
@@ -511,4 +520,17 @@ fn serve_task_process(stream: SecureStream, jm: Sender<ToJobManager>, job: JobId
     link.close();
     let _ = jm.send(ToJobManager::TaskManagerLost { id });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn an_advertised_ipv6_host_is_bracketed() {
+        assert_eq!(host_port("::1", 8081), "[::1]:8081");
+        assert_eq!(host_port("fd00::5", 9), "[fd00::5]:9");
+        assert_eq!(host_port("10.0.0.2", 9), "10.0.0.2:9");
+        assert_eq!(host_port("tm-1.sluice.svc", 9), "tm-1.sluice.svc:9");
+    }
 }
