@@ -85,46 +85,9 @@ impl JobMaster {
     /// Records a failure in the exception history; `origin` is the subtask
     /// that reported it, if one did.
     fn record_exception(&mut self, cause: &FailureCause, origin: Option<SubtaskId>) {
-        let (task, subtask) = match cause {
-            FailureCause::TaskFailed { task, subtask, .. }
-            | FailureCause::TaskPanicked { task, subtask, .. }
-            | FailureCause::ChannelClosed { task, subtask, .. } => (Some(task.clone()), Some(*subtask)),
-            _ => (None, origin.map(|s| s.subtask)),
-        };
-        let taskmanager = origin
-            .and_then(|s| self.slots.get(s.subtask as usize))
-            .map(|slot| slot.task_manager.to_string())
-            .or_else(|| match cause {
-                FailureCause::TaskManagerLost(tm) => Some(tm.clone()),
-                _ => None,
-            });
-        self.observer.exceptions.record(ExceptionEntry {
-            timestamp: now_ms(),
-            cause: cause.clone(),
-            task,
-            subtask,
-            taskmanager,
-            attempt: self.attempt,
-        });
+        let entry = ExceptionEntry::of(cause, origin, &self.slots, self.attempt);
+        self.observer.exceptions.record(entry);
     }
-}
-
-/// The checkpoint settings the web UI shows.
-fn checkpoint_settings(graph: &JobGraph) -> Option<CheckpointSettings> {
-    let s = &graph.settings;
-    s.checkpointing.as_ref().map(|c| CheckpointSettings {
-        mode: match c.mode {
-            sluice_checkpoint::CheckpointingMode::ExactlyOnce => "exactly_once".into(),
-            sluice_checkpoint::CheckpointingMode::AtLeastOnce => "at_least_once".into(),
-        },
-        interval_ms: c.interval.as_millis() as u64,
-        timeout_ms: c.timeout.as_millis() as u64,
-        min_pause_ms: c.min_pause.as_millis() as u64,
-        max_concurrent: c.max_concurrent as u32,
-        tolerable_failures: c.tolerable_failures,
-        storage: s.checkpoint_root.display().to_string(),
-        retained: s.retained as u32,
-    })
 }
 
 /// The subtasks of an attempt as the checkpoint coordinator names them:
@@ -255,7 +218,7 @@ impl JobManager {
         let coordinator = CheckpointCoordinator::new(settings.checkpointing.clone().unwrap_or_default(), first_id);
         let restarts = RestartTracker::new(settings.restart.clone());
         let mut observer = JobObserver::default();
-        observer.checkpoints.set_settings(checkpoint_settings(&graph));
+        observer.checkpoints.set_settings(CheckpointSettings::of(&graph));
         self.jobs.insert(
             job_id,
             JobMaster {
@@ -390,7 +353,7 @@ impl JobManager {
         if state == ExecutionState::Finished && job.coordinator.in_progress() > 0 {
             // A finished subtask cannot take part in a checkpoint any more.
             let ids = job.coordinator.abort_all(Instant::now());
-            job.observer.checkpoints.all_failed(now_ms(), "a subtask finished");
+            job.observer.checkpoints.failed_all(&ids, now_ms(), "a subtask finished");
             for c in ids {
                 self.broadcast(|| ToTaskManager::AbortCheckpoint { job_id: subtask.job, checkpoint: c });
             }
@@ -412,8 +375,8 @@ impl JobManager {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let now = Instant::now();
         job.record_exception(&cause, origin);
-        job.coordinator.abort_all(now);
-        job.observer.checkpoints.all_failed(now_ms(), "the job failed over");
+        let aborted = job.coordinator.abort_all(now);
+        job.observer.checkpoints.failed_all(&aborted, now_ms(), "the job failed over");
         for (_, (_, reply)) in job.savepoints.drain() {
             let _ = reply.send(Err(format!("the job failed while the savepoint was taken: {cause}")));
         }

@@ -105,6 +105,26 @@ pub struct CheckpointSettings {
     pub retained: u32,
 }
 
+impl CheckpointSettings {
+    /// The settings of `graph`; `None` when it does not checkpoint.
+    pub(crate) fn of(graph: &crate::graph::JobGraph) -> Option<Self> {
+        let s = &graph.settings;
+        s.checkpointing.as_ref().map(|c| CheckpointSettings {
+            mode: match c.mode {
+                sluice_checkpoint::CheckpointingMode::ExactlyOnce => "exactly_once".into(),
+                sluice_checkpoint::CheckpointingMode::AtLeastOnce => "at_least_once".into(),
+            },
+            interval_ms: c.interval.as_millis() as u64,
+            timeout_ms: c.timeout.as_millis() as u64,
+            min_pause_ms: c.min_pause.as_millis() as u64,
+            max_concurrent: c.max_concurrent as u32,
+            tolerable_failures: c.tolerable_failures,
+            storage: s.checkpoint_root.display().to_string(),
+            retained: s.retained as u32,
+        })
+    }
+}
+
 /// Counts, the recent history (newest first) and the latest of each kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointHistory {
@@ -202,12 +222,11 @@ impl CheckpointTracker {
         self.view.latest_failed = Some(failed);
     }
 
-    /// Every checkpoint in progress was aborted (a restart) at `now`.
-    pub(crate) fn all_failed(&mut self, now: i64, reason: &str) {
-        let ids: Vec<u64> =
-            self.recent.iter().filter(|r| r.status == CheckpointRecordStatus::InProgress).map(|r| r.id).collect();
+    /// The checkpoints `ids` were aborted at `now` (all those in progress,
+    /// when the job fails over).
+    pub(crate) fn failed_all(&mut self, ids: &[sluice_checkpoint::CheckpointId], now: i64, reason: &str) {
         for id in ids {
-            self.failed(id, now, reason.to_string());
+            self.failed(id.0, now, reason.to_string());
         }
     }
 
@@ -267,7 +286,7 @@ mod tests {
             t.completed(id, id as i64 + 1, format!("chk-{id}"));
         }
         t.triggered(99, false, 500, 1);
-        t.all_failed(600, "the job restarts");
+        t.failed_all(&[sluice_checkpoint::CheckpointId(99)], 600, "the job restarts");
         let h = t.history();
         assert_eq!(h.history.len(), CHECKPOINT_HISTORY);
         assert_eq!(h.history[0].id, 99);

@@ -2,6 +2,7 @@
 
 use super::EXCEPTION_HISTORY;
 use crate::error::FailureCause;
+use crate::ids::{SlotId, SubtaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -20,6 +21,28 @@ pub struct ExceptionEntry {
     pub taskmanager: Option<String>,
     /// The job attempt that failed.
     pub attempt: u32,
+}
+
+impl ExceptionEntry {
+    /// The entry of `cause`, seen now in `attempt`: `origin` is the subtask
+    /// that reported it, if one did (its TaskManager is that of its slot in
+    /// `slots`).
+    pub(crate) fn of(cause: &FailureCause, origin: Option<SubtaskId>, slots: &[SlotId], attempt: u32) -> Self {
+        let (task, subtask) = match cause {
+            FailureCause::TaskFailed { task, subtask, .. }
+            | FailureCause::TaskPanicked { task, subtask, .. }
+            | FailureCause::ChannelClosed { task, subtask, .. } => (Some(task.clone()), Some(*subtask)),
+            _ => (None, origin.map(|s| s.subtask)),
+        };
+        let taskmanager = origin
+            .and_then(|s| slots.get(s.subtask as usize))
+            .map(|slot| slot.task_manager.to_string())
+            .or_else(|| match cause {
+                FailureCause::TaskManagerLost(tm) => Some(tm.clone()),
+                _ => None,
+            });
+        ExceptionEntry { timestamp: super::now_ms(), cause: cause.clone(), task, subtask, taskmanager, attempt }
+    }
 }
 
 /// The last [`EXCEPTION_HISTORY`] failures.
