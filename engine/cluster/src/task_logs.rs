@@ -20,7 +20,7 @@ const FILES: [(&str, &str); 2] = [(".log", "taskmanager.log"), (".out", "taskman
 pub fn answer(work_dir: &Path, what: &LogRequest) -> Result<LogAnswer, String> {
     match what {
         LogRequest::List => list(work_dir).map(LogAnswer::List),
-        LogRequest::Read { name } => read(&path_of(work_dir, name)?).map(LogAnswer::Content),
+        LogRequest::Read { name } => read_tail(&path_of(work_dir, name)?).map(LogAnswer::Content),
     }
 }
 
@@ -73,7 +73,8 @@ fn path_of(work_dir: &Path, name: &str) -> Result<PathBuf, String> {
     Err(format!("'{name}' is not a log name (<job id>-<process>.log or .out, as GET .../logs lists them)"))
 }
 
-fn read(path: &Path) -> Result<String, String> {
+/// The last [`MAX_READ`] bytes of the file at `path`, as text.
+pub fn read_tail(path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open '{}': {e}", path.display()))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len > MAX_READ {

@@ -13,7 +13,6 @@
 
 use super::{ask, not_found, ApiError};
 use crate::jobmanager_process::JobManager;
-use crate::task_logs::MAX_READ;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -99,16 +98,7 @@ pub(super) async fn jobmanager_read(State(jm): State<JobManager>, Path(name): Pa
         Ok(None) => return not_found("no such log; GET /jobmanager/logs lists them").into_response(),
         Err(e) => return e.into_response(),
     };
-    let read = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(&path)?;
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(MAX_READ)))?;
-        let mut bytes = Vec::new();
-        f.take(MAX_READ).read_to_end(&mut bytes)?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&bytes).into_owned())
-    })
-    .await;
+    let read = tokio::task::spawn_blocking(move || crate::task_logs::read_tail(&path)).await;
     match read {
         Ok(Ok(body)) => text(body),
         Ok(Err(e)) => not_found(format!("cannot read the log: {e}")).into_response(),
